@@ -1,0 +1,138 @@
+//! One proxied request: pick the upstream, rewrite headers, stream the request and the
+//! response through a pooled keep-alive connection, and record who served it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+
+use super::forwarded::{add_forwarded, remove_hop_by_hop};
+use super::policy::RoutingPolicy;
+use super::upstreams::{Upstream, Upstreams};
+use super::{ProxyRecord, ROUTE_HEADER, SERVED_BY_HEADER, ERROR_HEADER};
+use crate::cluster::replica::ReplicaId;
+
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Shared by every connection of one balancer.
+pub struct ProxyState {
+    pub upstreams: Arc<Upstreams>,
+    pub client: Client<HttpConnector, Incoming>,
+    pub policy: RoutingPolicy,
+    pub scheme: &'static str,
+    pub turn: AtomicUsize,
+    pub records: UnboundedSender<ProxyRecord>,
+    pub started: Instant,
+}
+
+pub async fn handle(state: Arc<ProxyState>, client: SocketAddr, mut request: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    let received = Instant::now();
+    let planned = take_route(&mut request);
+    let method = request.method().to_string();
+    let path = request.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let mut record = ProxyRecord {
+        at_ms: received.duration_since(state.started).as_secs_f64() * 1000.0,
+        client,
+        planned,
+        served_by: None,
+        method,
+        path: path.clone(),
+        status: None,
+        error: None,
+        took_ms: 0.0,
+    };
+    let response = match pick(&state, planned) {
+        None => refuse(StatusCode::SERVICE_UNAVAILABLE, "no ready replica".into()),
+        Some(upstream) => {
+            record.served_by = Some(upstream.replica);
+            forward(&state, &upstream, client, path, request).await
+        }
+    };
+    record.status = Some(response.status().as_u16());
+    record.error = response.headers().get(ERROR_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    record.took_ms = received.elapsed().as_secs_f64() * 1000.0;
+    // The collector only goes away when the balancer does.
+    let _ = state.records.send(record);
+    Ok(response)
+}
+
+/// The planned replica, if the request carries one; every replicheck header is removed so
+/// the app never sees them.
+fn take_route(request: &mut Request<Incoming>) -> Option<ReplicaId> {
+    let planned = request
+        .headers()
+        .get(ROUTE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let ours: Vec<_> = request.headers().keys().filter(|k| k.as_str().starts_with("x-replicheck-")).cloned().collect();
+    for name in ours {
+        request.headers_mut().remove(name);
+    }
+    planned
+}
+
+/// The planned replica (see `Upstreams::route`); without a plan, the policy picks one.
+fn pick(state: &ProxyState, planned: Option<ReplicaId>) -> Option<Arc<Upstream>> {
+    let id = match planned {
+        Some(id) => id,
+        None => {
+            let turn = state.turn.fetch_add(1, Ordering::Relaxed);
+            state.policy.choose(&state.upstreams.ready_ids(), None, turn, &mut rand::rng())?
+        }
+    };
+    state.upstreams.route(id)
+}
+
+async fn forward(
+    state: &ProxyState,
+    upstream: &Upstream,
+    client: SocketAddr,
+    path: String,
+    mut request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let uri = match Uri::builder().scheme("http").authority(upstream.addr.to_string()).path_and_query(path).build() {
+        Ok(uri) => uri,
+        Err(err) => return refuse(StatusCode::BAD_REQUEST, format!("bad request target: {err}")),
+    };
+    *request.uri_mut() = uri;
+    add_forwarded(request.headers_mut(), client.ip(), state.scheme);
+    let served_by = HeaderValue::from_str(&upstream.replica.to_string()).ok();
+    match state.client.request(request).await {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            remove_hop_by_hop(&mut parts.headers);
+            if let Some(served_by) = served_by {
+                parts.headers.insert(SERVED_BY_HEADER, served_by);
+            }
+            Response::from_parts(parts, Either::Left(body))
+        }
+        Err(err) => {
+            let mut response = refuse(StatusCode::BAD_GATEWAY, format!("{}: {}", upstream.replica, crate::errors::chain(&err)));
+            if let Some(served_by) = served_by {
+                response.headers_mut().insert(SERVED_BY_HEADER, served_by);
+            }
+            response
+        }
+    }
+}
+
+/// A response the balancer makes itself, marked so clients can tell it from the app's.
+fn refuse(status: StatusCode, reason: String) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(reason.clone()))));
+    *response.status_mut() = status;
+    if let Ok(value) = HeaderValue::from_str(&reason) {
+        response.headers_mut().insert(ERROR_HEADER, value);
+    }
+    response
+}
+

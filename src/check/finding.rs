@@ -1,0 +1,145 @@
+//! Findings: cross-instance inconsistencies, each with its evidence. The kind ids are
+//! stable: the same in every report format and across versions.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::history::{Captured, Observed};
+use crate::scenario::Artifact;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    AuthCookieRejected,
+    AntiforgeryRejected,
+    SessionLost,
+    CacheDivergent,
+    SigningKeysDivergent,
+    ArtifactLostAfterRestart,
+    ArtifactLostAfterStoreRestart,
+    ForwardedProtoIgnored,
+    ForwardedForIgnored,
+    ForwardedHeadersSpoofable,
+    ReadinessPremature,
+    ReadinessStale,
+    InflightDropped,
+    RefusedDuringDeregistration,
+    ShutdownOverranGrace,
+    ExpectationFailed,
+}
+
+impl FindingKind {
+    /// The kind a cross-replica failure to honour `artifact` is.
+    pub fn for_artifact(artifact: Option<&Artifact>) -> Self {
+        match artifact.map(|a| a.0.as_str()) {
+            Some("auth-cookie") => FindingKind::AuthCookieRejected,
+            Some("antiforgery-token") => FindingKind::AntiforgeryRejected,
+            Some("session") => FindingKind::SessionLost,
+            Some("cache-entry") => FindingKind::CacheDivergent,
+            Some("signed-token" | "signing-keys") => FindingKind::SigningKeysDivergent,
+            _ => FindingKind::ExpectationFailed,
+        }
+    }
+
+    pub fn id(self) -> &'static str {
+        match self {
+            FindingKind::AuthCookieRejected => "auth-cookie-rejected",
+            FindingKind::AntiforgeryRejected => "antiforgery-rejected",
+            FindingKind::SessionLost => "session-lost",
+            FindingKind::CacheDivergent => "cache-divergent",
+            FindingKind::SigningKeysDivergent => "signing-keys-divergent",
+            FindingKind::ArtifactLostAfterRestart => "artifact-lost-after-restart",
+            FindingKind::ArtifactLostAfterStoreRestart => "artifact-lost-after-store-restart",
+            FindingKind::ForwardedProtoIgnored => "forwarded-proto-ignored",
+            FindingKind::ForwardedForIgnored => "forwarded-for-ignored",
+            FindingKind::ForwardedHeadersSpoofable => "forwarded-headers-spoofable",
+            FindingKind::ReadinessPremature => "readiness-premature",
+            FindingKind::ReadinessStale => "readiness-stale",
+            FindingKind::InflightDropped => "inflight-dropped",
+            FindingKind::RefusedDuringDeregistration => "refused-during-deregistration",
+            FindingKind::ShutdownOverranGrace => "shutdown-overran-grace",
+            FindingKind::ExpectationFailed => "expectation-failed",
+        }
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// One cross-instance inconsistency and the evidence for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    /// `F1`, `F2`, ... in report order.
+    pub id: String,
+    pub kind: FindingKind,
+    /// The scenario, inspection or experiment that found it.
+    pub check: String,
+    pub scenario: String,
+    pub step: String,
+    /// The replica that handed out the artifact.
+    pub producer: Incarnation,
+    /// The replica that did not honour it.
+    pub consumer: Incarnation,
+    pub artifact: ArtifactEvidence,
+    pub expected: String,
+    pub observed: Observed,
+    pub control: Control,
+    /// The failure happened again when the same steps ran on the same routes.
+    pub reproduced: bool,
+    /// How many virtual users (or probes) of the run failed the same way.
+    pub occurrences: u32,
+    /// The virtual user whose run is the evidence, when a user's run is.
+    pub vu: Option<u32>,
+    /// When that user's failing request started (milliseconds since the run started).
+    #[serde(default)]
+    pub at_ms: Option<f64>,
+    /// The chaos action the failure followed, for findings of chaos experiments.
+    pub after: Option<ChaosContext>,
+    pub seed: u64,
+    pub reproduce: String,
+}
+
+/// The disruption a finding followed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChaosContext {
+    pub experiment: String,
+    /// The action, in words: `SIGTERM to r1`.
+    pub action: String,
+    /// When it started, in milliseconds since the run started.
+    pub at_ms: f64,
+}
+
+/// What was handed over, without its value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArtifactEvidence {
+    /// The artifact's kind from the scenario (`auth-cookie`), or `none`.
+    pub kind: String,
+    /// Cookies the producing step set.
+    pub cookies: Vec<String>,
+    /// Values the producing step captured, as fingerprints.
+    pub captured: Vec<Captured>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlResult {
+    /// The same steps, all on the producer, passed.
+    Passed,
+    Failed,
+}
+
+/// The evidence that the failure is not the app's own: the same thing, without what
+/// differs (another replica, a disruption), worked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Control {
+    pub result: ControlResult,
+    /// What the control was, in words.
+    pub detail: String,
+    /// The replica every step of the control run was pinned to, when it was a pinned run.
+    pub pinned_to: Option<ReplicaId>,
+    /// The control's virtual user, when it was a user's run.
+    pub vu: Option<u32>,
+}

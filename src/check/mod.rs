@@ -1,0 +1,593 @@
+//! The checker: decides what the history shows. It reads the history and the control
+//! runs, never the network, so a fixed checker can re-read a stored history.
+//!
+//! Checking is two passes around one more execution:
+//! 1. `triage` reads the main history: every virtual user that failed where an artifact
+//!    crossed replicas is a candidate; a failure on one replica alone is the app's own.
+//! 2. `evidence_plans` derives, for each candidate, a control plan (the same steps pinned
+//!    to the producer) and a reproduction (the same steps on the same routes).
+//! 3. `judge` turns candidates into findings only when the control passed and the failure
+//!    reproduced. A control that fails makes the scenario `baseline-failed`, never a finding.
+
+pub mod chaos;
+pub mod finding;
+pub mod inspect;
+pub mod twice;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::replica::Incarnation;
+use crate::history::{History, Observed, Outcome, Phase, StepRecord, VuRecord};
+use crate::plan::{Plan, VuPlan};
+use crate::scenario::{Artifact, Scenario};
+use finding::{ArtifactEvidence, Control, ControlResult, Finding, FindingKind};
+
+/// A cross-replica failure that may be a finding, waiting for its evidence.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub scenario: String,
+    pub step: usize,
+    pub step_name: String,
+    pub producer: Incarnation,
+    pub consumer: Incarnation,
+    pub artifact: Option<Artifact>,
+    pub evidence: ArtifactEvidence,
+    pub expected: String,
+    pub observed: Observed,
+    /// The first virtual user that failed this way.
+    pub vu: u32,
+    /// When its failing request started.
+    pub at_ms: Option<f64>,
+    pub occurrences: u32,
+}
+
+/// What the main history says, per scenario and in candidates.
+#[derive(Debug, Default)]
+pub struct Triage {
+    pub candidates: Vec<Candidate>,
+    pub scenarios: BTreeMap<String, Tally>,
+}
+
+/// Counts for one scenario in the main history.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub vus: u32,
+    pub requests: usize,
+    pub handoffs_crossed: u32,
+    pub handoffs_same: u32,
+    /// A failure with every request on one replica: the app fails on a single instance.
+    pub single_replica_failure: Option<String>,
+    /// A request that got no answer to judge.
+    pub error: Option<String>,
+}
+
+pub fn triage(scenarios: &[Scenario], history: &History) -> Triage {
+    let mut triage = Triage::default();
+    let mut groups: BTreeMap<(String, usize, Incarnation, Incarnation), Candidate> = BTreeMap::new();
+    for record in history.vus.iter().filter(|v| v.phase == Phase::Main) {
+        let Some(scenario) = scenarios.iter().find(|s| s.name == record.scenario) else { continue };
+        let tally = triage.scenarios.entry(record.scenario.clone()).or_default();
+        tally.vus += 1;
+        tally.requests += record.steps.iter().map(|s| s.requests.len()).sum::<usize>();
+        count_handoffs(scenario, record, tally);
+        let Some(failed) = record.first_failure() else { continue };
+        match &failed.outcome {
+            Outcome::Error { message } => {
+                tally.error.get_or_insert_with(|| format!("vu {} step `{}`: {message}", record.vu, failed.name));
+            }
+            Outcome::Failed { expected, observed } => match locate(scenario, record, failed) {
+                Locus::Handoff {
+                    producer_step,
+                    producer,
+                    consumer,
+                    artifact,
+                } => {
+                    let key = (record.scenario.clone(), failed.index, producer, consumer);
+                    groups
+                        .entry(key)
+                        .and_modify(|c| c.occurrences += 1)
+                        .or_insert_with(|| Candidate {
+                            scenario: record.scenario.clone(),
+                            step: failed.index,
+                            step_name: failed.name.clone(),
+                            producer,
+                            consumer,
+                            evidence: evidence(record, producer_step, artifact.as_ref()),
+                            artifact,
+                            expected: expected.clone(),
+                            observed: observed.clone(),
+                            vu: record.vu,
+                            at_ms: failed.requests.last().map(|r| r.start_ms),
+                            occurrences: 1,
+                        });
+                }
+                Locus::OneReplica(replica) => {
+                    let on = replica.map_or_else(|| "before any request".to_owned(), |r| format!("with every request on {r}"));
+                    tally
+                        .single_replica_failure
+                        .get_or_insert_with(|| format!("vu {} failed step `{}` {on}: {observed}", record.vu, failed.name));
+                }
+            },
+            Outcome::Passed => {}
+        }
+    }
+    triage.candidates = groups.into_values().collect();
+    let order = |name: &str| scenarios.iter().position(|s| s.name == name);
+    triage.candidates.sort_by_key(|c| (order(&c.scenario), c.step, c.producer, c.consumer));
+    triage
+}
+
+/// Where a failure happened.
+enum Locus {
+    /// Every request up to the failure went to one replica (or none was sent): the app
+    /// fails on a single instance.
+    OneReplica(Option<Incarnation>),
+    /// Something handed out by `producer` (at `producer_step`) did not work on `consumer`.
+    Handoff {
+        producer_step: usize,
+        producer: Incarnation,
+        consumer: Incarnation,
+        /// The artifact the failed step consumes, when that is what crossed.
+        artifact: Option<Artifact>,
+    },
+}
+
+fn locate(scenario: &Scenario, record: &VuRecord, failed: &StepRecord) -> Locus {
+    let served: Vec<(usize, Incarnation)> = record.steps[..=failed.index]
+        .iter()
+        .filter_map(|s| s.served_by.map(|r| (s.index, r)))
+        .collect();
+    // The replica that answered last: the failed step's, or, when the step failed before
+    // sending (no form to submit), the one whose page it worked on.
+    let Some(&(_, consumer)) = served.last() else {
+        return Locus::OneReplica(None);
+    };
+    if served.iter().all(|(_, r)| *r == consumer) {
+        return Locus::OneReplica(Some(consumer));
+    }
+    let declared = scenario.steps[failed.index].consumes.as_ref().and_then(|artifact| {
+        let step = scenario.producer_of(artifact, failed.index)?;
+        let producer = record.steps.get(step)?.served_by?;
+        (producer != consumer).then(|| (step, producer, artifact.clone()))
+    });
+    match declared {
+        Some((producer_step, producer, artifact)) => Locus::Handoff {
+            producer_step,
+            producer,
+            consumer,
+            artifact: Some(artifact),
+        },
+        // Whatever crossed is not named: the most recent step served elsewhere handed it out.
+        None => match served.iter().rev().find(|(_, r)| *r != consumer) {
+            Some(&(producer_step, producer)) => Locus::Handoff {
+                producer_step,
+                producer,
+                consumer,
+                artifact: None,
+            },
+            None => Locus::OneReplica(Some(consumer)),
+        },
+    }
+}
+
+/// What the producing step handed out: the cookies it set and the values it captured.
+fn evidence(record: &VuRecord, producer_step: usize, artifact: Option<&Artifact>) -> ArtifactEvidence {
+    let produced = &record.steps[producer_step];
+    ArtifactEvidence {
+        kind: artifact.map_or_else(|| "none".to_owned(), |a| a.0.clone()),
+        cookies: produced.set_cookies.clone(),
+        captured: produced.captured.clone(),
+    }
+}
+
+fn count_handoffs(scenario: &Scenario, record: &VuRecord, tally: &mut Tally) {
+    for step in &record.steps {
+        let Some(artifact) = &scenario.steps[step.index].consumes else { continue };
+        let Some(producer) = scenario.producer_of(artifact, step.index) else { continue };
+        match (record.steps[producer].served_by, step.served_by) {
+            (Some(p), Some(c)) if p != c => tally.handoffs_crossed += 1,
+            (Some(_), Some(_)) => tally.handoffs_same += 1,
+            _ => {}
+        }
+    }
+}
+
+/// The extra virtual users that gather evidence for each candidate: a control pinned to
+/// the producer, and a reproduction on the original routes. Their ids follow the plan's.
+pub struct EvidencePlans {
+    pub controls: Vec<VuPlan>,
+    pub reproductions: Vec<VuPlan>,
+}
+
+pub fn evidence_plans(plan: &Plan, candidates: &[Candidate]) -> EvidencePlans {
+    let first_id = crate::plan::next_vu(plan);
+    let mut controls = Vec::new();
+    let mut reproductions = Vec::new();
+    for (index, candidate) in candidates.iter().enumerate() {
+        let Some(original) = plan.vus.iter().find(|v| v.vu == candidate.vu) else { continue };
+        let id = first_id + 2 * index as u32;
+        controls.push(VuPlan {
+            vu: id,
+            ..original.pinned(candidate.producer.id)
+        });
+        reproductions.push(VuPlan {
+            vu: id + 1,
+            ..original.clone()
+        });
+    }
+    EvidencePlans { controls, reproductions }
+}
+
+/// How each scenario ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScenarioStatus {
+    Passed,
+    Failed,
+    BaselineFailed,
+    Error,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    pub name: String,
+    pub status: ScenarioStatus,
+    /// Why the scenario did not pass, or a note about a pass (no handoff crossed).
+    pub reason: Option<String>,
+    pub vus: u32,
+    pub requests: usize,
+    pub handoffs_crossed: u32,
+    /// Cross-replica failures whose control passed but that did not happen again.
+    pub unconfirmed: u32,
+    /// The finding kinds this scenario, inspection or experiment looks for.
+    #[serde(default)]
+    pub checks: Vec<FindingKind>,
+}
+
+impl ScenarioResult {
+    pub fn skipped(name: &str, reason: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            status: ScenarioStatus::Skipped,
+            reason: Some(reason),
+            vus: 0,
+            requests: 0,
+            handoffs_crossed: 0,
+            unconfirmed: 0,
+            checks: Vec::new(),
+        }
+    }
+}
+
+/// The kinds a scenario's handoffs can show: the kind of each artifact it consumes, or
+/// `expectation-failed` for a scenario that names none.
+pub fn scenario_checks(scenario: &Scenario) -> Vec<FindingKind> {
+    let mut kinds: Vec<FindingKind> = scenario.steps.iter().filter_map(|s| s.consumes.as_ref()).map(|a| FindingKind::for_artifact(Some(a))).collect();
+    kinds.sort();
+    kinds.dedup();
+    if kinds.is_empty() {
+        kinds.push(FindingKind::ExpectationFailed);
+    }
+    kinds
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Verdict {
+    pub findings: Vec<Finding>,
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+/// Decides findings and scenario statuses from the triage and the evidence runs.
+/// `scenarios` is every scenario of the run in order, with the reason it was skipped.
+pub fn judge(
+    scenarios: &[(String, Option<String>)],
+    triage: &Triage,
+    plans: &EvidencePlans,
+    evidence: &History,
+    seed: u64,
+    reproduce: &dyn Fn(&str) -> String,
+) -> Verdict {
+    let record = |vu: u32| evidence.vus.iter().find(|r| r.vu == vu);
+    let mut findings = Vec::new();
+    let mut baseline: BTreeMap<&str, String> = BTreeMap::new();
+    let mut errors: BTreeMap<&str, String> = BTreeMap::new();
+    let mut unconfirmed: BTreeMap<&str, u32> = BTreeMap::new();
+    for (candidate, (control_plan, reproduction_plan)) in triage.candidates.iter().zip(plans.controls.iter().zip(&plans.reproductions)) {
+        let scenario = candidate.scenario.as_str();
+        let (Some(control), Some(reproduction)) = (record(control_plan.vu), record(reproduction_plan.vu)) else {
+            errors.entry(scenario).or_insert_with(|| "an evidence run did not finish".into());
+            continue;
+        };
+        match control.first_failure().map(|s| (s, &s.outcome)) {
+            Some((step, Outcome::Error { message })) => {
+                errors.entry(scenario).or_insert_with(|| format!("control run, step `{}`: {message}", step.name));
+                continue;
+            }
+            Some((step, Outcome::Failed { observed, .. })) => {
+                baseline.entry(scenario).or_insert_with(|| {
+                    format!(
+                        "the control run (every step on {}) failed step `{}` too: {observed}",
+                        candidate.producer.id, step.name
+                    )
+                });
+                continue;
+            }
+            _ => {}
+        }
+        // The same step, on the same consumer, answering the same status: a different
+        // failure (an overloaded replica's 503) is not this one happening again.
+        let reproduced = reproduction.first_failure().is_some_and(|failed| {
+            let consumer = reproduction.steps[..=failed.index].iter().rev().find_map(|s| s.served_by);
+            let same_status = matches!(&failed.outcome, Outcome::Failed { observed, .. } if observed.status == candidate.observed.status);
+            failed.index == candidate.step && same_status && consumer.map(|r| r.id) == Some(candidate.consumer.id)
+        });
+        if !reproduced {
+            *unconfirmed.entry(scenario).or_default() += 1;
+            continue;
+        }
+        findings.push(Finding {
+            id: String::new(),
+            kind: FindingKind::for_artifact(candidate.artifact.as_ref()),
+            check: candidate.scenario.clone(),
+            scenario: candidate.scenario.clone(),
+            step: candidate.step_name.clone(),
+            producer: candidate.producer,
+            consumer: candidate.consumer,
+            artifact: candidate.evidence.clone(),
+            expected: candidate.expected.clone(),
+            observed: candidate.observed.clone(),
+            control: Control {
+                result: ControlResult::Passed,
+                detail: format!("the same steps, every one on {}, passed", candidate.producer.id),
+                pinned_to: Some(candidate.producer.id),
+                vu: Some(control_plan.vu),
+            },
+            reproduced,
+            occurrences: candidate.occurrences,
+            vu: Some(candidate.vu),
+            at_ms: candidate.at_ms,
+            after: None,
+            seed,
+            reproduce: reproduce(&candidate.scenario),
+        });
+    }
+    let mut results = Vec::new();
+    for (name, skipped) in scenarios {
+        let tally = triage.scenarios.get(name).cloned().unwrap_or_default();
+        let has_findings = findings.iter().any(|f| &f.scenario == name);
+        let (status, reason) = if let Some(reason) = skipped {
+            (ScenarioStatus::Skipped, Some(reason.clone()))
+        } else if let Some(reason) = tally.single_replica_failure.clone().or_else(|| baseline.get(name.as_str()).cloned()) {
+            (ScenarioStatus::BaselineFailed, Some(reason))
+        } else if let Some(reason) = tally.error.clone().or_else(|| errors.get(name.as_str()).cloned()) {
+            (ScenarioStatus::Error, Some(reason))
+        } else if has_findings {
+            (ScenarioStatus::Failed, None)
+        } else if tally.handoffs_crossed == 0 && tally.handoffs_same > 0 {
+            (ScenarioStatus::Passed, Some("no artifact crossed replicas under this routing".into()))
+        } else {
+            (ScenarioStatus::Passed, None)
+        };
+        results.push(ScenarioResult {
+            name: name.clone(),
+            status,
+            reason,
+            vus: tally.vus,
+            requests: tally.requests,
+            handoffs_crossed: tally.handoffs_crossed,
+            unconfirmed: unconfirmed.get(name.as_str()).copied().unwrap_or(0),
+            checks: Vec::new(),
+        });
+    }
+    // A scenario that fails on one replica has no trustworthy cross-replica findings.
+    findings.retain(|f| results.iter().any(|r| r.name == f.scenario && r.status == ScenarioStatus::Failed));
+    for (index, finding) in findings.iter_mut().enumerate() {
+        finding.id = format!("F{}", index + 1);
+    }
+    Verdict {
+        findings,
+        scenarios: results,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balancer::policy::RoutingPolicy;
+    use crate::cluster::replica::ReplicaId;
+    use crate::history::RequestRecord;
+    use crate::scenario::fixtures::demo_scenarios as scenarios;
+
+    fn on(replica: u16) -> Incarnation {
+        Incarnation::first(ReplicaId(replica))
+    }
+
+    fn step(index: usize, replica: u16, outcome: Outcome) -> StepRecord {
+        StepRecord {
+            index,
+            name: format!("step {index}"),
+            planned: ReplicaId(replica),
+            served_by: Some(on(replica)),
+            requests: vec![RequestRecord {
+                method: "GET".into(),
+                path: "/".into(),
+                planned: ReplicaId(replica),
+                served_by: Some(on(replica)),
+                status: Some(200),
+                location: None,
+                set_cookies: vec!["demo.auth".into()],
+                start_ms: 0.0,
+                end_ms: 1.0,
+                error: None,
+            }],
+            outcome,
+            set_cookies: vec!["demo.auth".into()],
+            captured: Vec::new(),
+        }
+    }
+
+    fn failed() -> Outcome {
+        Outcome::Failed {
+            expected: "status 200".into(),
+            observed: Observed {
+                status: Some(302),
+                reason: "turned away".into(),
+                ..Observed::default()
+            },
+        }
+    }
+
+    /// A login user: form and sign-in on `home`, the protected page on `away`.
+    fn login(phase: Phase, vu: u32, home: u16, away: u16, last: Outcome) -> VuRecord {
+        VuRecord {
+            phase,
+            vu,
+            iteration: 0,
+            scenario: "login".into(),
+            steps: vec![step(0, home, Outcome::Passed), step(1, home, Outcome::Passed), step(2, away, last)],
+        }
+    }
+
+    fn plan(vus: &[(u32, [u16; 3])]) -> Plan {
+        Plan {
+            seed: 1,
+            replicas: 2,
+            routing: RoutingPolicy::Random,
+            vus: vus
+                .iter()
+                .map(|(vu, routes)| crate::plan::VuPlan {
+                    vu: *vu,
+                    scenario: "login".into(),
+                    nonce: "n".into(),
+                    routes: routes.iter().map(|r| ReplicaId(*r)).collect(),
+                })
+                .collect(),
+            experiments: Vec::new(),
+        }
+    }
+
+    fn roster() -> Vec<(String, Option<String>)> {
+        vec![("login".into(), None), ("session".into(), Some("the target has no [session] section".into()))]
+    }
+
+    fn verdict(main: Vec<VuRecord>, evidence: impl Fn(u32, u32) -> Vec<VuRecord>) -> (Triage, Verdict) {
+        let scenarios = scenarios();
+        let plan = plan(&main.iter().map(|v| (v.vu, [0, 0, 1])).collect::<Vec<_>>());
+        let triage = triage(&scenarios, &History { vus: main, ..History::default() });
+        let plans = evidence_plans(&plan, &triage.candidates);
+        let evidence = History {
+            vus: plans.controls.iter().zip(&plans.reproductions).flat_map(|(c, r)| evidence(c.vu, r.vu)).collect(),
+            ..History::default()
+        };
+        let verdict = judge(&roster(), &triage, &plans, &evidence, 1, &|s| format!("replicheck run t.toml --scenarios {s}"));
+        (triage, verdict)
+    }
+
+    #[test]
+    fn a_handoff_that_fails_only_across_replicas_is_a_finding_with_its_evidence() {
+        let main = vec![login(Phase::Main, 0, 0, 1, failed()), login(Phase::Main, 1, 0, 1, failed())];
+        let (triage, verdict) = verdict(main, |control, reproduce| {
+            vec![login(Phase::Control, control, 0, 0, Outcome::Passed), login(Phase::Reproduce, reproduce, 0, 1, failed())]
+        });
+        assert_eq!(triage.candidates.len(), 1, "two users failing the same way are one candidate");
+        let [finding] = verdict.findings.as_slice() else { panic!("{:?}", verdict.findings) };
+        assert_eq!(finding.kind, FindingKind::AuthCookieRejected);
+        assert_eq!((finding.producer, finding.consumer), (on(0), on(1)));
+        assert_eq!(finding.control.pinned_to, Some(ReplicaId(0)));
+        assert_eq!(finding.occurrences, 2);
+        assert_eq!(finding.artifact.cookies, ["demo.auth"]);
+        assert_eq!(finding.reproduce, "replicheck run t.toml --scenarios login");
+        assert_eq!(verdict.scenarios[0].status, ScenarioStatus::Failed);
+        assert_eq!(verdict.scenarios[1].status, ScenarioStatus::Skipped);
+    }
+
+    #[test]
+    fn evidence_plans_pin_the_control_to_the_producer_and_keep_the_routes_for_the_reproduction() {
+        let scenarios = scenarios();
+        let main = History { vus: vec![login(Phase::Main, 0, 0, 1, failed())], ..History::default() };
+        let plan = plan(&[(0, [0, 0, 1])]);
+        let plans = evidence_plans(&plan, &triage(&scenarios, &main).candidates);
+        assert_eq!(plans.controls[0].routes, [ReplicaId(0); 3]);
+        assert_eq!(plans.reproductions[0].routes, plan.vus[0].routes);
+        assert!(plans.controls[0].vu > 0 && plans.reproductions[0].vu != plans.controls[0].vu);
+    }
+
+    #[test]
+    fn a_failing_control_makes_the_scenario_baseline_failed_and_no_finding() {
+        let main = vec![login(Phase::Main, 0, 0, 1, failed())];
+        let (_, verdict) = verdict(main, |control, reproduce| {
+            vec![login(Phase::Control, control, 0, 0, failed()), login(Phase::Reproduce, reproduce, 0, 1, failed())]
+        });
+        assert!(verdict.findings.is_empty());
+        assert_eq!(verdict.scenarios[0].status, ScenarioStatus::BaselineFailed);
+        assert!(verdict.scenarios[0].reason.as_deref().unwrap().contains("every step on r0"), "{:?}", verdict.scenarios[0]);
+    }
+
+    #[test]
+    fn a_failure_that_does_not_happen_again_is_unconfirmed_not_a_finding() {
+        let main = vec![login(Phase::Main, 0, 0, 1, failed())];
+        let (_, verdict) = verdict(main, |control, reproduce| {
+            vec![login(Phase::Control, control, 0, 0, Outcome::Passed), login(Phase::Reproduce, reproduce, 0, 1, Outcome::Passed)]
+        });
+        assert!(verdict.findings.is_empty());
+        assert_eq!(verdict.scenarios[0].status, ScenarioStatus::Passed);
+        assert_eq!(verdict.scenarios[0].unconfirmed, 1);
+    }
+
+    #[test]
+    fn a_reproduction_that_fails_differently_does_not_confirm() {
+        let overloaded = Outcome::Failed {
+            expected: "status 200".into(),
+            observed: Observed {
+                status: Some(503),
+                reason: "expected status 200".into(),
+                ..Observed::default()
+            },
+        };
+        let main = vec![login(Phase::Main, 0, 0, 1, failed())];
+        let (_, verdict) = verdict(main, |control, reproduce| {
+            vec![login(Phase::Control, control, 0, 0, Outcome::Passed), login(Phase::Reproduce, reproduce, 0, 1, overloaded.clone())]
+        });
+        assert!(verdict.findings.is_empty());
+        assert_eq!(verdict.scenarios[0].unconfirmed, 1);
+    }
+
+    #[test]
+    fn a_failure_on_one_replica_is_the_apps_own() {
+        let main = vec![login(Phase::Main, 0, 1, 1, failed()), login(Phase::Main, 1, 0, 1, failed())];
+        let (triage, verdict) = verdict(main, |control, reproduce| {
+            vec![login(Phase::Control, control, 0, 0, Outcome::Passed), login(Phase::Reproduce, reproduce, 0, 1, failed())]
+        });
+        assert_eq!(triage.candidates.len(), 1);
+        // Even with a passing control elsewhere, a scenario that fails on a single replica
+        // has no trustworthy cross-replica findings.
+        assert!(verdict.findings.is_empty());
+        assert_eq!(verdict.scenarios[0].status, ScenarioStatus::BaselineFailed);
+        assert!(verdict.scenarios[0].reason.as_deref().unwrap().contains("with every request on r1"));
+    }
+
+    #[test]
+    fn a_failure_after_an_unnamed_crossing_is_located_at_the_step_served_elsewhere() {
+        // The form came from r1, sign-in and the protected page from r0: the auth cookie
+        // did not cross, but something the form page handed out did.
+        let mut record = login(Phase::Main, 0, 0, 0, failed());
+        record.steps[0] = step(0, 1, Outcome::Passed);
+        let scenarios = scenarios();
+        let triage = triage(&scenarios, &History { vus: vec![record], ..History::default() });
+        let [candidate] = triage.candidates.as_slice() else { panic!() };
+        assert_eq!((candidate.producer, candidate.consumer), (on(1), on(0)));
+        assert_eq!(candidate.artifact, None);
+        assert_eq!(FindingKind::for_artifact(candidate.artifact.as_ref()), FindingKind::ExpectationFailed);
+    }
+
+    #[test]
+    fn an_unanswered_request_makes_the_scenario_an_error() {
+        let error = Outcome::Error { message: "no answer within 1s".into() };
+        let (_, verdict) = verdict(vec![login(Phase::Main, 0, 0, 1, error)], |_, _| Vec::new());
+        assert_eq!(verdict.scenarios[0].status, ScenarioStatus::Error);
+        assert!(verdict.scenarios[0].reason.as_deref().unwrap().contains("no answer within 1s"));
+    }
+}

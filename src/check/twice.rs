@@ -1,0 +1,127 @@
+//! Checks that run twice: a chaos experiment or an inspection runs once, and when it shows
+//! something, runs again. A candidate becomes a finding only when its control passed and
+//! the second run shows the same thing (same kind, scenario and step) again.
+
+use super::finding::{ArtifactEvidence, ChaosContext, Control, ControlResult, Finding, FindingKind};
+use super::{ScenarioResult, ScenarioStatus};
+use crate::cluster::replica::Incarnation;
+use crate::history::{ChaosEvent, Observed};
+
+/// Something a check run showed, before the second run confirms it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub kind: FindingKind,
+    pub scenario: String,
+    pub step: String,
+    pub producer: Incarnation,
+    pub consumer: Incarnation,
+    /// The chaos action it followed, for experiments.
+    pub after: Option<ChaosEvent>,
+    pub expected: String,
+    pub observed: Observed,
+    pub control: String,
+    pub artifact: ArtifactEvidence,
+    pub vu: Option<u32>,
+    /// When the failing request of that user started, to find it on the timeline.
+    pub at_ms: Option<f64>,
+    pub occurrences: u32,
+}
+
+impl Candidate {
+    /// What must show again in the second run for this to be a finding.
+    pub fn key(&self) -> (FindingKind, String, String) {
+        (self.kind, self.scenario.clone(), self.step.clone())
+    }
+}
+
+/// What one run of a check shows.
+#[derive(Debug, Default)]
+pub struct Assessment {
+    pub candidates: Vec<Candidate>,
+    /// The control failed: the check shows nothing about cross-instance behaviour.
+    pub baseline: Option<String>,
+    /// Failures the check cannot explain.
+    pub unexplained: Vec<String>,
+    pub error: Option<String>,
+    pub users: u32,
+    pub requests: usize,
+}
+
+/// Findings and a status for one check, from its first run and, when that showed
+/// candidates, its second. `name` is the experiment or inspection.
+pub fn judge(first: &Assessment, second: Option<&Assessment>, seed: u64, reproduce: &dyn Fn(&str) -> String, experiment: &str) -> (Vec<Finding>, ScenarioResult) {
+    let mut result = ScenarioResult {
+        name: experiment.to_owned(),
+        status: ScenarioStatus::Passed,
+        reason: None,
+        vus: first.users,
+        requests: first.requests,
+        handoffs_crossed: 0,
+        unconfirmed: 0,
+        checks: Vec::new(),
+    };
+    if let Some(error) = first.error.clone().or_else(|| second.and_then(|s| s.error.clone())) {
+        result.status = ScenarioStatus::Error;
+        result.reason = Some(error);
+        return (Vec::new(), result);
+    }
+    if let Some(baseline) = first.baseline.clone().or_else(|| second.and_then(|s| s.baseline.clone())) {
+        result.status = ScenarioStatus::BaselineFailed;
+        result.reason = Some(baseline);
+        return (Vec::new(), result);
+    }
+    let again: Vec<(FindingKind, String, String)> = second.map(|s| s.candidates.iter().map(Candidate::key).collect()).unwrap_or_default();
+    let mut findings = Vec::new();
+    for candidate in &first.candidates {
+        if !again.contains(&candidate.key()) {
+            result.unconfirmed += 1;
+            continue;
+        }
+        findings.push(Finding {
+            id: String::new(),
+            kind: candidate.kind,
+            check: experiment.to_owned(),
+            scenario: candidate.scenario.clone(),
+            step: candidate.step.clone(),
+            producer: candidate.producer,
+            consumer: candidate.consumer,
+            artifact: candidate.artifact.clone(),
+            expected: candidate.expected.clone(),
+            observed: candidate.observed.clone(),
+            control: Control {
+                result: ControlResult::Passed,
+                detail: candidate.control.clone(),
+                pinned_to: None,
+                vu: None,
+            },
+            reproduced: true,
+            occurrences: candidate.occurrences,
+            vu: candidate.vu,
+            at_ms: candidate.at_ms,
+            after: candidate.after.as_ref().map(|event| ChaosContext {
+                experiment: experiment.to_owned(),
+                action: event.action.to_string(),
+                at_ms: event.start_ms,
+            }),
+            seed,
+            // The experiment, and the scenario whose users showed it, if it is not its own.
+            reproduce: if candidate.scenario == experiment {
+                reproduce(experiment)
+            } else {
+                reproduce(&format!("{},{experiment}", candidate.scenario))
+            },
+        });
+    }
+    let unexplained = first.unexplained.len();
+    if !findings.is_empty() {
+        result.status = ScenarioStatus::Failed;
+    } else if let Some(first_unexplained) = first.unexplained.first() {
+        result.status = ScenarioStatus::Error;
+        result.reason = Some(format!("{unexplained} failure(s) no disruption explains, first: {first_unexplained}"));
+    }
+    if let (false, Some(first_unexplained)) = (findings.is_empty(), first.unexplained.first()) {
+        result.reason = Some(format!("also {unexplained} failure(s) no disruption explains, first: {first_unexplained}"));
+    }
+    (findings, result)
+}
+

@@ -1,0 +1,615 @@
+//! The command line: parses arguments, runs the library, prints, and picks the exit
+//! status. The only module that writes to the terminal or knows about exit codes.
+
+pub mod exit;
+mod progress;
+mod render;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::balancer::policy::RoutingPolicy;
+use crate::chaos::ExperimentKind;
+use crate::inspect::InspectionKind;
+use crate::check::ScenarioStatus;
+use crate::cluster::backend::docker::{self, Engine};
+use crate::cluster::{BackendKind, reaper};
+use crate::demo::DemoArgs;
+use crate::file::SourceFile;
+use crate::plan::seed;
+use crate::check::finding::Finding;
+use crate::report::{self, Format, Report};
+use crate::run::{self, ReportDir, RunConfig};
+use crate::scenario::{self, ScenarioFile};
+use crate::target::Target;
+use exit::{CliError, Exit};
+
+#[derive(Debug, Parser)]
+#[command(name = "replicheck", version, about = "Runs N replicas of a web service behind a balancer it controls, replays real user flows across them, and reports every cross-instance inconsistency")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the bundled demo service misconfigured, then configured correctly, and shows
+    /// the difference. Needs nothing but this binary.
+    Demo(DemoCommand),
+    /// Runs the scenarios against N replicas of a target.
+    Run(RunArgs),
+    /// Checks target and scenario files without running anything.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Reruns the schedule a report recorded (seed, routing, chaos) and says whether each
+    /// finding happened again.
+    Replay(ReplayArgs),
+    /// Removes what runs that were killed left behind (processes, temporary directories).
+    Clean,
+    /// The bundled demo service (started by the demo's target files).
+    #[command(hide = true)]
+    DemoService(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoCommand {
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=16))]
+    replicas: u16,
+    /// Reports go in a directory per run under this one.
+    #[arg(long, default_value = "reports")]
+    reports: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The target file.
+    target: PathBuf,
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    replicas: u16,
+    /// The seed of every random choice; a run is reproduced by its seed. Random if not given.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// random (seeded; every artifact handoff is also tried across replicas), round-robin,
+    /// sticky, switch, or pin:rK.
+    #[arg(long, default_value = "random")]
+    routing: RoutingPolicy,
+    /// Built-in scenario and chaos experiment names, scenario files or directories
+    /// (default: every built-in scenario and experiment).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    scenarios: Vec<String>,
+    /// Virtual users per scenario.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    vus: u32,
+    /// Virtual users looping scenarios during a rolling restart.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    load_vus: u32,
+    /// Virtual users running at once, at most.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Where the report goes (default: reports/<run-id>/).
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
+    /// What runs the replicas: processes (the target's `command`) or containers (its
+    /// `image`). Default: processes, or containers when the target has only an image.
+    #[arg(long, value_enum)]
+    backend: Option<BackendName>,
+    #[command(flatten)]
+    output: Output,
+}
+
+/// Which outputs a run writes.
+#[derive(Debug, Clone, Args)]
+struct Output {
+    /// Outputs: table (the terminal), json, junit, markdown, html.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = OutputFormat::ALL)]
+    format: Vec<OutputFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+    Junit,
+    Markdown,
+    Html,
+}
+
+impl OutputFormat {
+    const ALL: [OutputFormat; 5] = [OutputFormat::Table, OutputFormat::Json, OutputFormat::Junit, OutputFormat::Markdown, OutputFormat::Html];
+
+    fn file(self) -> Option<Format> {
+        match self {
+            OutputFormat::Table => None,
+            OutputFormat::Json => Some(Format::Json),
+            OutputFormat::Junit => Some(Format::Junit),
+            OutputFormat::Markdown => Some(Format::Markdown),
+            OutputFormat::Html => Some(Format::Html),
+        }
+    }
+}
+
+impl Output {
+    fn all() -> Self {
+        Self {
+            format: OutputFormat::ALL.to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// A report.json written by `replicheck run` or `replicheck demo`.
+    report: PathBuf,
+    /// Replay only what this finding needs (`F3`).
+    #[arg(long)]
+    finding: Option<String>,
+    /// Where the replay's report goes (default: reports/<run-id>/).
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
+    #[command(flatten)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendName {
+    /// Local processes.
+    Process,
+    /// Docker containers (DOCKER_HOST names the engine).
+    Docker,
+}
+
+impl BackendName {
+    fn kind(self) -> BackendKind {
+        match self {
+            BackendName::Process => BackendKind::Process,
+            BackendName::Docker => BackendKind::Docker,
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return Exit::CouldNotRun.into();
+        }
+    };
+    let result = runtime.block_on(dispatch(cli.command));
+    // Replica processes are gone by now; do not wait for stray blocking tasks.
+    runtime.shutdown_background();
+    match result {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            let _ = write!(std::io::stderr(), "{}", render::error(&err));
+            err.exit().into()
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<Exit, CliError> {
+    match command {
+        Command::Run(args) => run_command(args).await,
+        Command::Demo(args) => demo_command(args).await,
+        Command::Validate { files } => validate(&files),
+        Command::Replay(args) => replay_command(args).await,
+        Command::Clean => {
+            let reaped = reaper::reap_stale();
+            println!(
+                "removed {} process(es) and {} directory(ies) of {} dead run(s)",
+                reaped.processes, reaped.dirs, reaped.runs
+            );
+            match Engine::connect().await {
+                Ok(engine) => {
+                    let removed = docker::reap(&engine, &reaper::live_runs()).await;
+                    println!(
+                        "removed {} container(s), {} network(s) and {} volume(s) of {} dead run(s)",
+                        removed.containers, removed.networks, removed.volumes, removed.runs
+                    );
+                }
+                Err(err) => println!("no containers to remove: {err}"),
+            }
+            Ok(Exit::Consistent)
+        }
+        Command::DemoService(args) => crate::demo::serve(args, shutdown_signal_unit())
+            .await
+            .map(|()| Exit::Consistent)
+            .map_err(CliError::Io),
+    }
+}
+
+/// What `--scenarios` asks for: scenarios, and inspections and chaos experiments by name.
+struct Selection {
+    scenarios: Vec<ScenarioFile>,
+    run_scenarios: bool,
+    inspections: Vec<InspectionKind>,
+    experiments: Vec<ExperimentKind>,
+}
+
+/// Names of inspections and experiments go to their phases, the rest to
+/// `scenario::select`. When only those are named, the built-in scenarios are the
+/// experiments' workload and run no users of their own.
+fn select(args: &[String]) -> Result<Selection, CliError> {
+    if args.is_empty() {
+        return Ok(Selection {
+            scenarios: scenario::builtin(),
+            run_scenarios: true,
+            inspections: InspectionKind::ALL.to_vec(),
+            experiments: ExperimentKind::ALL.to_vec(),
+        });
+    }
+    let inspections: Vec<InspectionKind> = args.iter().filter_map(|a| InspectionKind::from_name(a)).collect();
+    let experiments: Vec<ExperimentKind> = args.iter().filter_map(|a| ExperimentKind::from_name(a)).collect();
+    let rest: Vec<String> = args
+        .iter()
+        .filter(|a| InspectionKind::from_name(a).is_none() && ExperimentKind::from_name(a).is_none())
+        .cloned()
+        .collect();
+    let run_scenarios = !rest.is_empty();
+    let scenarios = if run_scenarios { scenario::select(&rest)? } else { scenario::builtin() };
+    Ok(Selection {
+        scenarios,
+        run_scenarios,
+        inspections,
+        experiments,
+    })
+}
+
+async fn run_command(args: RunArgs) -> Result<Exit, CliError> {
+    let target = Target::load(&args.target)?;
+    let backend = BackendKind::choose(args.backend.map(BackendName::kind), &target.start).map_err(|e| CliError::Usage(format!("{}: {e}", args.target.display())))?;
+    let selection = select(&args.scenarios)?;
+    let seed = args.seed.unwrap_or_else(seed::fresh);
+    let mut base = format!(
+        "replicheck run {} --replicas {} --routing {} --vus {}",
+        shell_word(&args.target.display().to_string()),
+        args.replicas,
+        args.routing,
+        args.vus
+    );
+    if args.backend.is_some() {
+        base.push_str(&format!(" --backend {}", backend.name()));
+    }
+    let config = RunConfig {
+        target,
+        scenarios: selection.scenarios,
+        run_scenarios: selection.run_scenarios,
+        inspections: selection.inspections,
+        experiments: selection.experiments,
+        replicas: args.replicas,
+        seed,
+        routing: args.routing,
+        vus: args.vus,
+        load_vus: args.load_vus,
+        concurrency: args.concurrency,
+        report_dir: match args.report_dir {
+            Some(dir) => ReportDir::At(dir),
+            None => ReportDir::Under(PathBuf::from("reports")),
+        },
+        self_exe: self_exe()?,
+        backend,
+        reproduce: Arc::new(move |seed, scenario| format!("{base} --seed {seed} --scenarios {scenario}")),
+        selection: args.scenarios.clone(),
+    };
+    let report = run_one(config, &args.target.display().to_string(), &args.output).await?;
+    Ok(exit_for(&report))
+}
+
+/// Runs one configuration with progress on stderr and the outcome on stdout; Ctrl-C or
+/// SIGTERM stop the run (dropping it stops every process it started).
+async fn run_one(config: RunConfig, label: &str, output: &Output) -> Result<Report, CliError> {
+    eprintln!(
+        "replicheck: {label} · {} replica(s) · seed {} · routing {}",
+        config.replicas, config.seed, config.routing
+    );
+    let observer = progress::observer();
+    let outcome = tokio::select! {
+        outcome = run::run(config, observer.as_ref()) => outcome?,
+        signal = shutdown_signal() => return Err(CliError::Interrupted(signal)),
+    };
+    // Clears the spinner before the outcome is printed.
+    drop(observer);
+    let files: Vec<Format> = output.format.iter().filter_map(|f| f.file()).collect();
+    let written = report::write(&outcome.report, &outcome.report_dir, &files)
+        .map_err(|e| CliError::Io(format!("cannot write the report in {}: {e}", outcome.report_dir.display())))?;
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
+        report::markdown::append_to(&outcome.report, Path::new(&summary))
+            .map_err(|e| CliError::Io(format!("cannot append to GITHUB_STEP_SUMMARY ({}): {e}", Path::new(&summary).display())))?;
+    }
+    if output.format.contains(&OutputFormat::Table) {
+        print!("{}", render::outcome(&outcome.report));
+    }
+    for file in written {
+        println!("wrote {}", file.display());
+    }
+    Ok(outcome.report)
+}
+
+fn exit_for(report: &Report) -> Exit {
+    if !report.findings.is_empty() {
+        Exit::Findings
+    } else if report.scenarios.iter().any(|s| s.status == ScenarioStatus::Error || s.status == ScenarioStatus::BaselineFailed) {
+        Exit::CouldNotRun
+    } else {
+        Exit::Consistent
+    }
+}
+
+/// One run of the demo: a built-in target file, and which experiments run against it.
+struct DemoRun {
+    label: &'static str,
+    path: &'static str,
+    text: &'static str,
+    /// `None`: every scenario and experiment; otherwise only these experiments.
+    only: Option<&'static [ExperimentKind]>,
+    needs_redis: bool,
+    misconfigured: bool,
+}
+
+const STORE_EXPERIMENTS: &[ExperimentKind] = &[ExperimentKind::StoreRestart, ExperimentKind::StoreOutage];
+
+const DEMO_RUNS: [DemoRun; 4] = [
+    DemoRun {
+        label: "misconfigured",
+        path: "examples/demo/broken.toml",
+        text: include_str!("../../examples/demo/broken.toml"),
+        only: None,
+        needs_redis: false,
+        misconfigured: true,
+    },
+    DemoRun {
+        label: "misconfigured, with Redis",
+        path: "examples/demo/broken-redis.toml",
+        text: include_str!("../../examples/demo/broken-redis.toml"),
+        only: Some(STORE_EXPERIMENTS),
+        needs_redis: true,
+        misconfigured: true,
+    },
+    DemoRun {
+        label: "configured correctly",
+        path: "examples/demo/fixed.toml",
+        text: include_str!("../../examples/demo/fixed.toml"),
+        only: None,
+        needs_redis: false,
+        misconfigured: false,
+    },
+    DemoRun {
+        label: "configured correctly, with Redis",
+        path: "examples/demo/fixed-redis.toml",
+        text: include_str!("../../examples/demo/fixed-redis.toml"),
+        only: Some(STORE_EXPERIMENTS),
+        needs_redis: true,
+        misconfigured: false,
+    },
+];
+
+async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
+    let seed = args.seed.unwrap_or_else(seed::fresh);
+    let cwd = std::env::current_dir().map_err(|e| CliError::Io(format!("cannot read the current directory: {e}")))?;
+    let has_redis = which::which("redis-server").is_ok();
+    let mut outcomes = Vec::new();
+    for demo in &DEMO_RUNS {
+        if demo.needs_redis && !has_redis {
+            let names: Vec<&str> = STORE_EXPERIMENTS.iter().map(|k| k.name()).collect();
+            eprintln!(
+                "\n== the demo service, {}: skipped ==\n  {} need a Redis to restart, and redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)",
+                demo.label,
+                names.join(" and ")
+            );
+            continue;
+        }
+        let mut target = Target::from_source(&SourceFile::from_text(demo.path, demo.text))?;
+        // The files are built in: replicas start in the current directory, wherever it is.
+        target.start.cwd = Some(cwd.clone());
+        let config = RunConfig {
+            target,
+            scenarios: scenario::builtin(),
+            run_scenarios: demo.only.is_none(),
+            inspections: if demo.only.is_none() { InspectionKind::ALL.to_vec() } else { Vec::new() },
+            experiments: demo.only.map_or_else(|| ExperimentKind::ALL.to_vec(), <[_]>::to_vec),
+            replicas: args.replicas,
+            seed,
+            routing: RoutingPolicy::Random,
+            vus: 8,
+            load_vus: 16,
+            concurrency: 64,
+            report_dir: ReportDir::Under(args.reports.clone()),
+            self_exe: self_exe()?,
+            backend: BackendKind::Process,
+            reproduce: Arc::new(|seed, _| format!("replicheck demo --seed {seed}")),
+            selection: demo.only.map_or_else(Vec::new, |kinds| kinds.iter().map(|k| k.name().to_owned()).collect()),
+        };
+        eprintln!("\n== the demo service, {} ==", demo.label);
+        outcomes.push((demo, run_one(config, demo.path, &Output::all()).await?));
+    }
+    println!();
+    for (demo, report) in &outcomes {
+        let mut kinds: Vec<String> = report.findings.iter().map(|f| f.kind.to_string()).collect();
+        kinds.sort();
+        kinds.dedup();
+        println!(
+            "{}: {} finding(s){}",
+            demo.label,
+            report.findings.len(),
+            if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }
+        );
+    }
+    let as_expected = outcomes.iter().all(|(demo, report)| {
+        if demo.misconfigured { !report.findings.is_empty() } else { exit_for(report) == Exit::Consistent }
+    });
+    if as_expected {
+        println!("the same app fails on several instances until its keys, sessions, cache, shutdown and readiness are right");
+        Ok(Exit::Consistent)
+    } else {
+        println!("unexpected: the demo should find problems only in its misconfigured runs");
+        Ok(Exit::Findings)
+    }
+}
+
+async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
+    let recorded = Report::read(&args.report).map_err(|e| CliError::Usage(format!("cannot read {} as a replicheck report: {e}", args.report.display())))?;
+    let focus = match &args.finding {
+        Some(id) => Some(recorded.findings.iter().find(|f| &f.id == id).ok_or_else(|| {
+            let ids: Vec<&str> = recorded.findings.iter().map(|f| f.id.as_str()).collect();
+            CliError::Usage(format!("{} has no finding {id}; its findings: {}", args.report.display(), if ids.is_empty() { "none".into() } else { ids.join(", ") }))
+        })?),
+        None => None,
+    };
+    let target = recorded_target(&recorded.target_file)?;
+    let backend = BackendKind::from_name(&recorded.backend)
+        .ok_or_else(|| CliError::Usage(format!("{} names an unknown backend `{}`", args.report.display(), recorded.backend)))?;
+    // A finding needs only its own check, and the scenario whose users showed it.
+    let selection: Vec<String> = match focus {
+        Some(finding) if finding.check != finding.scenario => vec![finding.scenario.clone(), finding.check.clone()],
+        Some(finding) => vec![finding.check.clone()],
+        None => recorded.config.scenarios.clone(),
+    };
+    let chosen = select(&selection)?;
+    let base = format!("replicheck replay {}", shell_word(&args.report.display().to_string()));
+    let config = RunConfig {
+        target,
+        scenarios: chosen.scenarios,
+        run_scenarios: chosen.run_scenarios,
+        inspections: chosen.inspections,
+        experiments: chosen.experiments,
+        replicas: recorded.config.replicas,
+        seed: recorded.seed,
+        routing: recorded.config.routing,
+        vus: recorded.config.vus,
+        load_vus: recorded.config.load_vus,
+        concurrency: 64,
+        report_dir: match args.report_dir {
+            Some(dir) => ReportDir::At(dir),
+            None => ReportDir::Under(PathBuf::from("reports")),
+        },
+        self_exe: self_exe()?,
+        backend,
+        reproduce: Arc::new(move |_, _| base.clone()),
+        selection,
+    };
+    let replayed = run_one(config, &format!("replay of {}", args.report.display()), &args.output).await?;
+    if focus.is_none() && replayed.plan != recorded.plan {
+        println!("note: the plan differs from the recorded one: the target or scenario files changed since");
+    }
+    println!("\nreplay of {} (seed {}):", args.report.display(), recorded.seed);
+    let same = |a: &Finding, b: &Finding| {
+        (a.kind, &a.check, &a.scenario, &a.step, a.producer.id, a.consumer.id) == (b.kind, &b.check, &b.scenario, &b.step, b.producer.id, b.consumer.id)
+    };
+    for finding in recorded.findings.iter().filter(|f| focus.is_none_or(|focus| focus.id == f.id)) {
+        let again = replayed.findings.iter().any(|r| same(r, finding));
+        println!(
+            "  {} {} {} / {}: {}",
+            finding.id,
+            finding.kind,
+            finding.scenario,
+            finding.step,
+            if again { "reproduced" } else { "did not happen again" }
+        );
+    }
+    let new: Vec<&Finding> = replayed.findings.iter().filter(|r| !recorded.findings.iter().any(|f| same(r, f))).collect();
+    for finding in &new {
+        println!("  new: {} {} / {}", finding.kind, finding.scenario, finding.step);
+    }
+    if recorded.findings.is_empty() && new.is_empty() {
+        println!("  no findings, as recorded");
+    }
+    Ok(exit_for(&replayed))
+}
+
+/// The target a report names: its file, or the built-in demo file of that name.
+fn recorded_target(path: &str) -> Result<Target, CliError> {
+    let file = Path::new(path);
+    if file.exists() {
+        return Ok(Target::load(file)?);
+    }
+    let demo = DEMO_RUNS.iter().find(|d| d.path == path).ok_or_else(|| {
+        CliError::Usage(format!("the report's target file {path} is not here; run replay where the run was made"))
+    })?;
+    let mut target = Target::from_source(&SourceFile::from_text(demo.path, demo.text))?;
+    target.start.cwd = Some(std::env::current_dir().map_err(|e| CliError::Io(format!("cannot read the current directory: {e}")))?);
+    Ok(target)
+}
+
+fn validate(files: &[PathBuf]) -> Result<Exit, CliError> {
+    for path in files {
+        let source = SourceFile::read(path)?;
+        // A target has a [start] table; anything else is read as a scenario.
+        let table: toml::Table = source.parse()?;
+        if table.contains_key("start") {
+            let target = Target::from_source(&source)?;
+            let flows: Vec<&str> = [
+                ("login", target.login.is_some()),
+                ("antiforgery", target.antiforgery.is_some()),
+                ("session", target.session.is_some()),
+                ("cache", target.cache.is_some()),
+                ("echo", target.echo.is_some()),
+            ]
+            .iter()
+            .filter(|(_, present)| *present)
+            .map(|(name, _)| *name)
+            .collect();
+            println!("ok: {} (target {}; flows: {})", path.display(), target.name, flows.join(", "));
+        } else {
+            let scenario = ScenarioFile::from_source(source)?;
+            println!("ok: {} (scenario {})", path.display(), scenario.name());
+        }
+    }
+    Ok(Exit::Consistent)
+}
+
+fn self_exe() -> Result<PathBuf, CliError> {
+    std::env::current_exe().map_err(|e| CliError::Io(format!("cannot find the replicheck binary's path: {e}")))
+}
+
+/// Quotes a word for a shell command line when it needs it.
+fn shell_word(word: &str) -> String {
+    if word.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:=,@".contains(c)) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Completes on SIGINT or SIGTERM, naming it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        // Without signal handlers the default dispositions stay, and the parent-death
+        // signal still takes the replicas down.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    }
+}
+
+async fn shutdown_signal_unit() {
+    shutdown_signal().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("examples/demo/broken.toml"), "examples/demo/broken.toml");
+        assert_eq!(shell_word("my target.toml"), "'my target.toml'");
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,119 @@
+//! Rendering for people: errors with their file location and excerpt, and the result of a
+//! run (tables and one block of evidence per finding).
+
+use std::io::IsTerminal;
+
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+
+use super::exit::CliError;
+use crate::file::{FileError, Located};
+use crate::check::ScenarioStatus;
+use crate::report::{Report, table};
+
+/// The error as it goes to stderr. File errors are shown with an excerpt of the file,
+/// headed by `FILE:LINE:COLUMN`, the spot marked, and a hint where there is one.
+pub fn error(err: &CliError) -> String {
+    match err.located() {
+        Some(FileError::Invalid(located)) => located_error(located),
+        _ => format!("error: {err}\n"),
+    }
+}
+
+fn located_error(located: &Located) -> String {
+    let diagnostic = FileDiagnostic {
+        message: located.message.clone(),
+        help: located.help.clone(),
+        code: NamedSource::new(located.file.path.display().to_string(), located.file.text.to_string()),
+        span: (located.span.start, located.span.len()).into(),
+    };
+    let theme = if std::io::stderr().is_terminal() { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
+    let mut out = String::new();
+    match handler.render_report(&mut out, &diagnostic) {
+        Ok(()) => out,
+        // Rendering an excerpt cannot fail on a string; if it did, the plain form still says it all.
+        Err(_) => format!("error: {located}\n"),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct FileDiagnostic {
+    message: String,
+    help: Option<String>,
+    code: NamedSource<String>,
+    span: SourceSpan,
+}
+
+impl Diagnostic for FileDiagnostic {
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.code)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(Some("here".into()), self.span))))
+    }
+}
+
+/// The result of a run: the scenario table and the findings with their evidence.
+pub fn outcome(report: &Report) -> String {
+    let mut out = format!(
+        "\n{} · {} replica(s) · seed {} · routing {} · {} requests in {:.1}s\n",
+        report.target,
+        report.replicas,
+        report.seed,
+        report.routing,
+        report.requests,
+        report.duration_ms as f64 / 1000.0
+    );
+    out.push_str(&table::scenarios(report));
+    out.push('\n');
+    let unsound = report
+        .scenarios
+        .iter()
+        .filter(|s| matches!(s.status, ScenarioStatus::Error | ScenarioStatus::BaselineFailed))
+        .count();
+    if report.findings.is_empty() && unsound > 0 {
+        out.push_str(&format!(
+            "no findings, but {unsound} scenario(s) did not run cleanly (see the notes): they prove nothing either way\n"
+        ));
+    } else if report.findings.is_empty() {
+        out.push_str("no findings: the replicas behaved as one service\n");
+    } else {
+        out.push_str(&format!("{} finding(s):\n", report.findings.len()));
+        out.push_str(&table::findings(report));
+        out.push('\n');
+        for finding in &report.findings {
+            out.push_str(&format!("\n{} {}: {} / {}\n", finding.id, finding.kind, finding.scenario, finding.step));
+            if finding.artifact.kind != "none" || finding.producer != finding.consumer {
+                let handed = if finding.artifact.cookies.is_empty() {
+                    finding.artifact.kind.clone()
+                } else {
+                    format!("{} (cookies {})", finding.artifact.kind, finding.artifact.cookies.join(", "))
+                };
+                out.push_str(&format!("  {} handed out {handed}; {} did not honour it\n", finding.producer, finding.consumer));
+            } else {
+                out.push_str(&format!("  on {}\n", finding.consumer));
+            }
+            out.push_str(&format!("  expected: {}\n  observed: {}\n", finding.expected, finding.observed));
+            if !finding.observed.excerpt.is_empty() {
+                out.push_str(&format!("  page:     {}\n", finding.observed.excerpt));
+            }
+            if let Some(after) = &finding.after {
+                out.push_str(&format!("  after:    {} at {:.2}s ({} experiment)\n", after.action, after.at_ms / 1000.0, after.experiment));
+            }
+            out.push_str(&format!(
+                "  control:  {}; the failure {} ({} time(s) in this run)\n  reproduce: {}\n",
+                finding.control.detail,
+                if finding.reproduced { "happened again when run again" } else { "did not happen again" },
+                finding.occurrences,
+                finding.reproduce
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,664 @@
+//! The docker backend: each replica is a container of the target's image, and Redis a
+//! container too, all on a network the run creates for itself. The balancer reaches every
+//! container through a port published on the engine's host.
+//!
+//! Everything a run creates on the engine (containers, network, volumes) carries the label
+//! `replicheck=<run id>` and the harness's host name, so it is found and removed again: at
+//! the end of the run, when the run is dropped (Ctrl-C, SIGTERM, an error, a panic), and by
+//! the next run or `replicheck clean` after the harness was SIGKILLed.
+//!
+//! This talks to the Docker API through bollard rather than testcontainers. Testcontainers
+//! models one container per test value, removed when the value drops, with leftovers
+//! collected by its Ryuk container, an image pulled from a registry that a CI machine may
+//! not reach. A run needs what that model leaves out: a group of containers, a network and
+//! volumes owned by the run and found again by label; containers replaced mid-run (a
+//! surge, a second incarnation); a stop with the target's grace whose exit code and timing
+//! are the result under test; pause and unpause; and Redis restarted in place so its
+//! append-only file survives. Those are calls of the Docker API itself.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+
+use super::process::{probe_client, wait_ready};
+use super::{Backend, Replica};
+use crate::cluster::child::{StopOutcome, log_tail};
+use crate::cluster::dependency::wait_for_pong;
+use crate::cluster::replica::Incarnation;
+use crate::cluster::ClusterError;
+use crate::step::Vars;
+use crate::target::{Health, Persistence, RedisDependency, Start, Target};
+
+/// The label every resource of a run carries; its value is the run's id.
+pub const RUN_LABEL: &str = "replicheck";
+/// The host name of the harness that owns a resource: reaping leaves other hosts' runs
+/// alone when several machines share one engine.
+const HOST_LABEL: &str = "replicheck.host";
+/// What a container is (`r0#2`, `redis`): it names the container's log file.
+const ROLE_LABEL: &str = "replicheck.role";
+
+/// Where the run's volumes appear inside each replica (`{shared_dir}`, `{replica_dir}`).
+const SHARED_MOUNT: &str = "/replicheck-shared";
+const REPLICA_MOUNT: &str = "/replicheck-replica";
+
+const DEFAULT_REDIS_IMAGE: &str = "redis:7";
+const REDIS_PORT: u16 = 6379;
+/// Replicas reach Redis by this name on the run's network.
+const REDIS_HOST: &str = "redis";
+
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+
+/// A connection to the engine `DOCKER_HOST` names (the local socket when unset).
+#[derive(Debug, Clone)]
+pub struct Engine {
+    docker: Docker,
+    /// The engine's host as seen from here: published ports are reached there.
+    reach: IpAddr,
+    /// Where ports are published on the engine's host: loopback for a local engine, every
+    /// interface for a remote one (the harness connects from another machine).
+    publish_on: IpAddr,
+}
+
+impl Engine {
+    /// Connects and checks the engine answers.
+    pub async fn connect() -> Result<Self, ClusterError> {
+        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_SOCKET.into());
+        let unreachable = |reason: String| ClusterError::DockerUnreachable { host: host.clone(), reason };
+        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(crate::errors::chain(&e)))?;
+        match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => return Err(unreachable(crate::errors::chain(&err))),
+            Err(_) => return Err(unreachable(format!("no answer within {}", humantime::format_duration(PING_TIMEOUT)))),
+        }
+        let remote = remote_engine(&host);
+        Ok(Self {
+            docker,
+            reach: remote.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            publish_on: if remote.is_some() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::LOCALHOST) },
+        })
+    }
+
+    /// Whether replicas run on this machine (their ports are on loopback).
+    pub fn is_local(&self) -> bool {
+        self.reach.is_loopback()
+    }
+
+    /// Pulls `image` unless the engine has it.
+    async fn ensure_image(&self, image: &str) -> Result<(), ClusterError> {
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let options = CreateImageOptionsBuilder::new().from_image(image).build();
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        while let Some(progress) = pull.next().await {
+            progress.map_err(docker_error(format!("cannot pull the image {image} (is the name right, and can the engine reach its registry?)")))?;
+        }
+        Ok(())
+    }
+
+    /// The host port `container` publishes its `port` on.
+    async fn published_port(&self, container: &str, port: u16) -> Result<SocketAddr, ClusterError> {
+        let inspected = self
+            .docker
+            .inspect_container(container, None)
+            .await
+            .map_err(docker_error(format!("cannot inspect {container}")))?;
+        let host_port = inspected
+            .network_settings
+            .and_then(|settings| settings.ports)
+            .and_then(|mut ports| ports.remove(&format!("{port}/tcp")).flatten())
+            .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port))
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| ClusterError::Docker {
+                what: format!("{container} publishes no port for {port}/tcp"),
+                source: None,
+            })?;
+        Ok(SocketAddr::new(self.reach, host_port))
+    }
+
+    /// Whether the container has stopped (or is gone); with its exit code.
+    async fn stopped(&self, container: &str) -> Option<Option<i64>> {
+        match self.docker.inspect_container(container, None).await {
+            Ok(inspected) => {
+                let state = inspected.state.unwrap_or_default();
+                (state.running != Some(true)).then_some(state.exit_code)
+            }
+            Err(_) => Some(None),
+        }
+    }
+
+    /// If the container has stopped: how, and the end of its output (saved to `log`).
+    async fn exit_report(&self, container: &str, log: &Path) -> Option<(String, String)> {
+        let code = self.stopped(container).await?;
+        save_logs(&self.docker, container, log).await;
+        let status = code.map_or_else(|| "the container is gone".to_owned(), |code| format!("exit code {code}"));
+        Some((status, log_tail(log, 10)))
+    }
+}
+
+/// The remote address of a `tcp://` engine; None for a local socket or a loopback address.
+fn remote_engine(host: &str) -> Option<IpAddr> {
+    let url = url::Url::parse(host).ok()?;
+    if !matches!(url.scheme(), "tcp" | "http" | "https") {
+        return None;
+    }
+    let ip = (url.host_str()?, url.port().unwrap_or(2375)).to_socket_addrs().ok()?.next()?.ip();
+    (!ip.is_loopback()).then_some(ip)
+}
+
+/// The container's output so far, written to `path` (replacing what was there).
+async fn save_logs(docker: &Docker, container: &str, path: &Path) {
+    let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail("all").build();
+    let mut logs = docker.logs(container, Some(options));
+    let Ok(mut file) = tokio::fs::File::create(path).await else { return };
+    while let Some(Ok(chunk)) = logs.next().await {
+        if file.write_all(&chunk.into_bytes()).await.is_err() {
+            return;
+        }
+    }
+    let _ = file.flush().await;
+}
+
+fn docker_error(what: String) -> impl FnOnce(bollard::errors::Error) -> ClusterError {
+    move |source| ClusterError::Docker {
+        what,
+        source: Some(source),
+    }
+}
+
+fn this_host() -> String {
+    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// What a run owns on the engine: its network, its volumes and its containers. Dropping
+/// it removes them all (see `teardown` for the graceful way, which keeps their logs).
+#[derive(Debug)]
+pub struct DockerRun {
+    engine: Engine,
+    run_id: String,
+    network: String,
+    /// The network's gateway: the address containers see the host's connections come from.
+    gateway: IpAddr,
+    logs_dir: PathBuf,
+    torn_down: AtomicBool,
+}
+
+impl DockerRun {
+    /// Creates the run's network and shared volume.
+    pub async fn create(engine: Engine, run_id: &str, logs_dir: &Path) -> Result<Self, ClusterError> {
+        let network = format!("replicheck-{run_id}");
+        let mut run = Self {
+            engine,
+            run_id: run_id.to_owned(),
+            network: network.clone(),
+            gateway: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            logs_dir: logs_dir.to_owned(),
+            torn_down: AtomicBool::new(false),
+        };
+        // From here on, a failure drops `run`, which removes whatever was created.
+        let docker = &run.engine.docker;
+        let request = NetworkCreateRequest {
+            name: network.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(run.labels("network")),
+            ..Default::default()
+        };
+        docker.create_network(request).await.map_err(docker_error(format!("cannot create the network {network}")))?;
+        let inspected = docker
+            .inspect_network(&network, None)
+            .await
+            .map_err(docker_error(format!("cannot inspect the network {network}")))?;
+        run.gateway = inspected
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .into_iter()
+            .flatten()
+            .find_map(|config| config.gateway?.parse().ok())
+            .ok_or_else(|| ClusterError::Docker {
+                what: format!("the network {network} has no IPv4 gateway"),
+                source: None,
+            })?;
+        run.volume("shared").await?;
+        Ok(run)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The address the replicas see every connection from this host come from.
+    pub fn gateway(&self) -> IpAddr {
+        self.gateway
+    }
+
+    fn labels(&self, role: &str) -> HashMap<String, String> {
+        HashMap::from([
+            (RUN_LABEL.to_owned(), self.run_id.clone()),
+            (HOST_LABEL.to_owned(), this_host()),
+            (ROLE_LABEL.to_owned(), role.to_owned()),
+        ])
+    }
+
+    /// Creates (or finds) the run's volume `name`; returns its engine-wide name.
+    async fn volume(&self, name: &str) -> Result<String, ClusterError> {
+        let full = format!("replicheck-{}-{name}", self.run_id);
+        let request = VolumeCreateRequest {
+            name: Some(full.clone()),
+            labels: Some(self.labels("volume")),
+            ..Default::default()
+        };
+        self.engine
+            .docker
+            .create_volume(request)
+            .await
+            .map_err(docker_error(format!("cannot create the volume {full}")))?;
+        Ok(full)
+    }
+
+    /// Creates and starts a container on the run's network, reachable there as `alias`,
+    /// with `port` published on the engine's host. `role` (`r0#2`, `redis`) names it in
+    /// messages and logs; `log` receives its output if it exits at once.
+    async fn start_container(&self, name: &str, role: &str, alias: &str, port: u16, log: &Path, mut body: ContainerCreateBody) -> Result<SocketAddr, ClusterError> {
+        let docker = &self.engine.docker;
+        let exposed = format!("{port}/tcp");
+        let binding = PortBinding {
+            host_ip: Some(self.engine.publish_on.to_string()),
+            // Empty: the engine picks a free port.
+            host_port: Some(String::new()),
+        };
+        body.labels = Some(self.labels(role));
+        body.hostname = Some(alias.to_owned());
+        body.exposed_ports = Some(vec![exposed.clone()]);
+        let host_config = body.host_config.get_or_insert_with(HostConfig::default);
+        host_config.port_bindings = Some(HashMap::from([(exposed, Some(vec![binding]))]));
+        host_config.network_mode = Some(self.network.clone());
+        let endpoint = EndpointSettings {
+            aliases: Some(vec![alias.to_owned()]),
+            ..Default::default()
+        };
+        body.networking_config = Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(self.network.clone(), endpoint)])),
+        });
+        // A replica removed by scaling in and added again reuses its name (and its log
+        // file, as with processes): the old, stopped container goes.
+        let leftover = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        let _ = docker.remove_container(name, Some(leftover)).await;
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(docker_error(format!("cannot create the container {name}")))?;
+        docker
+            .start_container(name, None)
+            .await
+            .map_err(docker_error(format!("cannot start the container {name}")))?;
+        let published = self.engine.published_port(name, port).await;
+        // A container that exits at once has no ports left to inspect: say why it exited.
+        if published.is_err()
+            && let Some((status, tail)) = self.engine.exit_report(name, log).await
+        {
+            return Err(ClusterError::ExitedBeforeReady {
+                replica: role.to_owned(),
+                status,
+                tail,
+                log: log.to_owned(),
+            });
+        }
+        published
+    }
+
+    /// Saves every container's output into the report directory, then removes the run's
+    /// containers, network and volumes.
+    pub async fn teardown(&self) {
+        if !self.torn_down.swap(true, Ordering::SeqCst) {
+            remove_run(&self.engine.docker, &self.run_id, Some(&self.logs_dir)).await;
+        }
+    }
+}
+
+impl Drop for DockerRun {
+    fn drop(&mut self) {
+        if self.torn_down.load(Ordering::SeqCst) {
+            return;
+        }
+        // Drop may run inside the async runtime (a cancelled run), which cannot block on
+        // itself: the removal gets a thread and a runtime of its own, and a new client,
+        // since connections belong to the runtime that opened them.
+        let (run_id, logs_dir) = (self.run_id.clone(), self.logs_dir.clone());
+        let removal = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(docker) = Docker::connect_with_defaults() else { return };
+            runtime.block_on(remove_run(&docker, &run_id, Some(&logs_dir)));
+        });
+        let _ = removal.join();
+    }
+}
+
+/// What a removal took away.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    pub runs: usize,
+    pub containers: usize,
+    pub networks: usize,
+    pub volumes: usize,
+}
+
+/// Removes every container, network and volume labelled with `run_id`, saving each
+/// container's output into `logs_dir` first when given.
+async fn remove_run(docker: &Docker, run_id: &str, logs_dir: Option<&Path>) -> Removed {
+    let filter = HashMap::from([("label", vec![format!("{RUN_LABEL}={run_id}")])]);
+    let mut removed = Removed {
+        runs: 1,
+        ..Removed::default()
+    };
+    let listed = ListContainersOptionsBuilder::new().all(true).filters(&filter).build();
+    let containers = docker.list_containers(Some(listed)).await.unwrap_or_default();
+    for container in containers {
+        let Some(id) = container.id else { continue };
+        if let (Some(dir), Some(role)) = (logs_dir, container.labels.as_ref().and_then(|l| l.get(ROLE_LABEL))) {
+            save_logs(docker, &id, &dir.join(format!("{role}.log"))).await;
+        }
+        let force = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        if docker.remove_container(&id, Some(force)).await.is_ok() {
+            removed.containers += 1;
+        }
+    }
+    let networks = docker
+        .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filter).build()))
+        .await
+        .unwrap_or_default();
+    for network in networks {
+        if let Some(id) = network.id
+            && docker.remove_network(&id).await.is_ok()
+        {
+            removed.networks += 1;
+        }
+    }
+    let volumes = docker
+        .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filter).build()))
+        .await
+        .map(|listed| listed.volumes.unwrap_or_default())
+        .unwrap_or_default();
+    for volume in volumes {
+        let force = RemoveVolumeOptionsBuilder::new().force(true).build();
+        if docker.remove_volume(&volume.name, Some(force)).await.is_ok() {
+            removed.volumes += 1;
+        }
+    }
+    removed
+}
+
+/// Removes what dead runs of this host left on the engine: every run id found on a
+/// labelled resource that is not in `live`.
+pub async fn reap(engine: &Engine, live: &BTreeSet<String>) -> Removed {
+    let docker = &engine.docker;
+    let filter = HashMap::from([("label", vec![format!("{HOST_LABEL}={}", this_host())])]);
+    let mut runs = BTreeSet::new();
+    let listed = ListContainersOptionsBuilder::new().all(true).filters(&filter).build();
+    let containers = docker.list_containers(Some(listed)).await.unwrap_or_default();
+    runs.extend(containers.into_iter().filter_map(|c| c.labels?.remove(RUN_LABEL)));
+    let networks = docker
+        .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filter).build()))
+        .await
+        .unwrap_or_default();
+    runs.extend(networks.into_iter().filter_map(|n| n.labels?.remove(RUN_LABEL)));
+    let volumes = docker
+        .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filter).build()))
+        .await
+        .map(|listed| listed.volumes.unwrap_or_default())
+        .unwrap_or_default();
+    runs.extend(volumes.into_iter().filter_map(|mut v| v.labels.remove(RUN_LABEL)));
+    let mut removed = Removed::default();
+    for run_id in runs.difference(live) {
+        let one = remove_run(docker, run_id, None).await;
+        removed.runs += 1;
+        removed.containers += one.containers;
+        removed.networks += one.networks;
+        removed.volumes += one.volumes;
+    }
+    removed
+}
+
+/// Replicas as containers of the target's image.
+pub struct DockerBackend {
+    run: Arc<DockerRun>,
+    image: String,
+    start: Start,
+    health: Health,
+    probe: reqwest::Client,
+}
+
+impl DockerBackend {
+    /// Makes sure the engine has the target's image (pulling it if not).
+    pub async fn new(run: Arc<DockerRun>, target: &Target) -> Result<Self, ClusterError> {
+        let image = target.start.image.clone().ok_or(ClusterError::NoImage)?;
+        run.engine.ensure_image(&image).await?;
+        Ok(Self {
+            run,
+            image,
+            start: target.start.clone(),
+            health: target.health.clone(),
+            probe: probe_client(),
+        })
+    }
+
+    fn container_body(&self, vars: &Vars) -> Result<ContainerCreateBody, ClusterError> {
+        let cmd: Vec<String> = self.start.args.iter().map(|a| a.render(vars)).collect::<Result<_, _>>()?;
+        let env = self
+            .start
+            .env
+            .iter()
+            .map(|(k, v)| Ok(format!("{k}={}", v.render(vars)?)))
+            .collect::<Result<_, ClusterError>>()?;
+        Ok(ContainerCreateBody {
+            image: Some(self.image.clone()),
+            // No args: the image's own command.
+            cmd: (!cmd.is_empty()).then_some(cmd),
+            env: Some(env),
+            ..Default::default()
+        })
+    }
+}
+
+impl Backend for DockerBackend {
+    type Replica = DockerReplica;
+
+    async fn launch(&self, incarnation: Incarnation, mut vars: Vars) -> Result<DockerReplica, ClusterError> {
+        let started = Instant::now();
+        let run = &self.run;
+        vars.insert("host".into(), "0.0.0.0".into());
+        vars.insert("port".into(), self.start.port.to_string());
+        vars.insert("shared_dir".into(), SHARED_MOUNT.into());
+        vars.insert("replica_dir".into(), REPLICA_MOUNT.into());
+        let mut body = self.container_body(&vars)?;
+        let shared = format!("replicheck-{}-shared", run.run_id);
+        let own = run.volume(&incarnation.id.to_string()).await?;
+        body.host_config = Some(HostConfig {
+            binds: Some(vec![format!("{shared}:{SHARED_MOUNT}"), format!("{own}:{REPLICA_MOUNT}")]),
+            ..Default::default()
+        });
+        let name = format!("replicheck-{}-{}-{}", run.run_id, incarnation.id, incarnation.generation);
+        let role = incarnation.to_string();
+        let log = run.logs_dir.join(format!("{role}.log"));
+        let addr = run.start_container(&name, &role, &incarnation.id.to_string(), self.start.port, &log, body).await?;
+        let url = format!("http://{addr}{}", self.health.ready);
+        let engine = &run.engine;
+        let ready = wait_ready(&self.probe, &url, self.start.ready_timeout, &role, &log, || engine.exit_report(&name, &log)).await;
+        if let Err(err) = ready {
+            save_logs(&engine.docker, &name, &log).await;
+            return Err(err);
+        }
+        Ok(DockerReplica {
+            incarnation,
+            engine: engine.clone(),
+            container: name,
+            addr,
+            started_in: started.elapsed(),
+        })
+    }
+}
+
+pub struct DockerReplica {
+    incarnation: Incarnation,
+    engine: Engine,
+    container: String,
+    addr: SocketAddr,
+    started_in: Duration,
+}
+
+impl Replica for DockerReplica {
+    fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    async fn exited(&mut self) -> bool {
+        self.engine.stopped(&self.container).await.is_some()
+    }
+
+    async fn stop(&mut self, grace: Duration) -> StopOutcome {
+        stop_container(&self.engine, &self.container, grace).await
+    }
+
+    async fn kill(&mut self) {
+        let options = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+        let _ = self.engine.docker.kill_container(&self.container, Some(options)).await;
+        // The engine answers before it has recorded the exit; wait until it has.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.engine.stopped(&self.container).await.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn pause(&self) -> Result<(), ClusterError> {
+        let docker = &self.engine.docker;
+        docker
+            .pause_container(&self.container)
+            .await
+            .map_err(docker_error(format!("cannot pause {}", self.incarnation)))
+    }
+
+    async fn resume(&self) -> Result<(), ClusterError> {
+        let docker = &self.engine.docker;
+        docker
+            .unpause_container(&self.container)
+            .await
+            .map_err(docker_error(format!("cannot unpause {}", self.incarnation)))
+    }
+}
+
+/// `docker stop`: the image's stop signal (SIGTERM unless it says otherwise), then
+/// SIGKILL when `grace` ends. The engine counts the grace in whole seconds.
+async fn stop_container(engine: &Engine, container: &str, grace: Duration) -> StopOutcome {
+    let started = Instant::now();
+    let seconds = grace.as_secs_f64().ceil() as i32;
+    let options = StopContainerOptionsBuilder::new().t(seconds).build();
+    let _ = engine.docker.stop_container(container, Some(options)).await;
+    let after = started.elapsed();
+    let code = engine.stopped(container).await.flatten();
+    // 137 is SIGKILL's exit code; an app that takes the whole grace and then exits with
+    // it on its own is indistinguishable, and rare.
+    let whole_grace = Duration::from_secs(seconds.max(0) as u64);
+    if code == Some(137) && after + Duration::from_millis(100) >= whole_grace {
+        StopOutcome::Killed { grace: whole_grace }
+    } else {
+        StopOutcome::Exited {
+            status: code.and_then(|c| i32::try_from(c).ok()),
+            after,
+        }
+    }
+}
+
+/// The run's Redis as a container, reached by the replicas as `redis` on the run's network.
+#[derive(Debug)]
+pub struct DockerRedis {
+    run: Arc<DockerRun>,
+    container: String,
+    addr: SocketAddr,
+}
+
+impl DockerRedis {
+    pub async fn start(run: Arc<DockerRun>, redis: &RedisDependency) -> Result<Self, ClusterError> {
+        let image = redis.image.as_deref().unwrap_or(DEFAULT_REDIS_IMAGE);
+        run.engine.ensure_image(image).await?;
+        let appendonly = if redis.persistence == Persistence::Aof { "yes" } else { "no" };
+        let cmd = [
+            "redis-server",
+            "--appendonly", appendonly,
+            // As for the process backend: no acknowledged write may be lost by a restart.
+            "--appendfsync", "always",
+            "--save", "",
+            "--protected-mode", "no",
+        ];
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            cmd: Some(cmd.map(str::to_owned).to_vec()),
+            ..Default::default()
+        };
+        let container = format!("replicheck-{}-redis", run.run_id);
+        let log = run.logs_dir.join("redis.log");
+        let addr = run.start_container(&container, "redis", REDIS_HOST, REDIS_PORT, &log, body).await?;
+        let redis = Self { run, container, addr };
+        redis.wait_ready().await?;
+        Ok(redis)
+    }
+
+    async fn wait_ready(&self) -> Result<(), ClusterError> {
+        let log = self.run.logs_dir.join("redis.log");
+        let engine = &self.run.engine;
+        let ready = wait_for_pong(self.addr, &log, || engine.exit_report(&self.container, &log)).await;
+        if ready.is_err() {
+            save_logs(&engine.docker, &self.container, &log).await;
+        }
+        ready
+    }
+
+    /// The URL replicas use, on the run's network.
+    pub fn url(&self) -> String {
+        format!("redis://{REDIS_HOST}:{REDIS_PORT}/0")
+    }
+
+    pub async fn is_running(&self) -> bool {
+        self.run.engine.stopped(&self.container).await.is_none()
+    }
+
+    /// Stops the container; its data stays in the container's file system.
+    pub async fn stop(&mut self) -> StopOutcome {
+        stop_container(&self.run.engine, &self.container, Duration::from_secs(5)).await
+    }
+
+    /// Starts the same container again, so replicas reconnect to the same name and find
+    /// whatever it persisted. The engine may publish it on another host port.
+    pub async fn start_again(&mut self) -> Result<(), ClusterError> {
+        let engine = &self.run.engine;
+        engine
+            .docker
+            .start_container(&self.container, None)
+            .await
+            .map_err(docker_error(format!("cannot start {} again", self.container)))?;
+        self.addr = engine.published_port(&self.container, REDIS_PORT).await?;
+        self.wait_ready().await
+    }
+}

@@ -1,0 +1,137 @@
+//! Backends: what runs replicas. `process` runs local processes, `docker` runs containers;
+//! a run picks one at start, so `AnyBackend` dispatches to either.
+
+pub mod docker;
+pub mod process;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::ClusterError;
+use super::child::StopOutcome;
+use super::replica::Incarnation;
+use crate::step::Vars;
+use crate::target::Start;
+use docker::{DockerBackend, DockerReplica};
+use process::{ProcessBackend, ProcessReplica};
+
+pub trait Backend: Send + Sync {
+    type Replica: Replica;
+
+    /// Starts one incarnation with the replica's placeholders in `vars` (the backend adds
+    /// `{port}`), and returns once it is ready.
+    fn launch(&self, incarnation: Incarnation, vars: Vars) -> impl Future<Output = Result<Self::Replica, ClusterError>> + Send;
+}
+
+/// One running incarnation of a replica.
+pub trait Replica: Send {
+    fn incarnation(&self) -> Incarnation;
+    /// Where the balancer reaches it.
+    fn addr(&self) -> SocketAddr;
+    /// How long it took from start to ready.
+    fn started_in(&self) -> Duration;
+    /// Whether the process (or container) has exited.
+    fn exited(&mut self) -> impl Future<Output = bool> + Send;
+    fn stop(&mut self, grace: Duration) -> impl Future<Output = StopOutcome> + Send;
+    fn kill(&mut self) -> impl Future<Output = ()> + Send;
+    fn pause(&self) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    fn resume(&self) -> impl Future<Output = Result<(), ClusterError>> + Send;
+}
+
+/// Which backend a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Process,
+    Docker,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 2] = [BackendKind::Process, BackendKind::Docker];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Process => "process",
+            BackendKind::Docker => "docker",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The backend that runs `start`: the one asked for, if `start` gives it what it runs,
+    /// or else by what `start` declares (a command runs as processes, an image alone as
+    /// containers).
+    pub fn choose(asked: Option<BackendKind>, start: &Start) -> Result<Self, ClusterError> {
+        match asked {
+            Some(BackendKind::Process) | None if start.command.is_some() => Ok(BackendKind::Process),
+            Some(BackendKind::Docker) | None if start.image.is_some() => Ok(BackendKind::Docker),
+            Some(BackendKind::Docker) => Err(ClusterError::NoImage),
+            Some(BackendKind::Process) | None => Err(ClusterError::NoCommand),
+        }
+    }
+}
+
+pub enum AnyBackend {
+    Process(ProcessBackend),
+    Docker(DockerBackend),
+}
+
+pub enum AnyReplica {
+    Process(ProcessReplica),
+    Docker(DockerReplica),
+}
+
+impl Backend for AnyBackend {
+    type Replica = AnyReplica;
+
+    async fn launch(&self, incarnation: Incarnation, vars: Vars) -> Result<AnyReplica, ClusterError> {
+        match self {
+            AnyBackend::Process(backend) => backend.launch(incarnation, vars).await.map(AnyReplica::Process),
+            AnyBackend::Docker(backend) => backend.launch(incarnation, vars).await.map(AnyReplica::Docker),
+        }
+    }
+}
+
+macro_rules! each {
+    ($self:expr, $replica:ident => $body:expr) => {
+        match $self {
+            AnyReplica::Process($replica) => $body,
+            AnyReplica::Docker($replica) => $body,
+        }
+    };
+}
+
+impl Replica for AnyReplica {
+    fn incarnation(&self) -> Incarnation {
+        each!(self, r => r.incarnation())
+    }
+
+    fn addr(&self) -> SocketAddr {
+        each!(self, r => r.addr())
+    }
+
+    fn started_in(&self) -> Duration {
+        each!(self, r => r.started_in())
+    }
+
+    async fn exited(&mut self) -> bool {
+        each!(self, r => r.exited().await)
+    }
+
+    async fn stop(&mut self, grace: Duration) -> StopOutcome {
+        each!(self, r => r.stop(grace).await)
+    }
+
+    async fn kill(&mut self) {
+        each!(self, r => r.kill().await)
+    }
+
+    async fn pause(&self) -> Result<(), ClusterError> {
+        each!(self, r => r.pause().await)
+    }
+
+    async fn resume(&self) -> Result<(), ClusterError> {
+        each!(self, r => r.resume().await)
+    }
+}

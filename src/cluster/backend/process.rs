@@ -1,0 +1,196 @@
+//! The process backend: each replica is a local process listening on a free loopback port,
+//! with its output in the run's report directory.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::time::Instant;
+
+use super::{Backend, Replica};
+use crate::cluster::child::{Launch, ManagedChild, StopOutcome, describe_exit, log_tail};
+use crate::cluster::replica::Incarnation;
+use crate::cluster::{ClusterError, free_port};
+use crate::step::Vars;
+use crate::target::{Health, Start, Target};
+
+pub struct ProcessBackend {
+    start: Start,
+    health: Health,
+    cwd: PathBuf,
+    logs_dir: PathBuf,
+    /// The run's temporary directory: `shared/` and one directory per replica.
+    workspace: PathBuf,
+    run_id: String,
+    probe: reqwest::Client,
+}
+
+impl ProcessBackend {
+    pub fn new(target: &Target, logs_dir: &Path, run_id: &str, workspace: &Path) -> Self {
+        let dir = target.dir();
+        let cwd = match &target.start.cwd {
+            Some(cwd) => dir.join(cwd),
+            None => dir,
+        };
+        Self {
+            start: target.start.clone(),
+            health: target.health.clone(),
+            cwd,
+            logs_dir: logs_dir.to_owned(),
+            workspace: workspace.to_owned(),
+            run_id: run_id.to_owned(),
+            probe: probe_client(),
+        }
+    }
+
+    fn launch_spec(&self, incarnation: Incarnation, vars: &Vars) -> Result<Launch, ClusterError> {
+        let program = self.start.command.as_ref().ok_or(ClusterError::NoCommand)?.render(vars)?;
+        let args = self.start.args.iter().map(|a| a.render(vars)).collect::<Result<_, _>>()?;
+        let env = self
+            .start
+            .env
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.render(vars)?)))
+            .collect::<Result<_, ClusterError>>()?;
+        Ok(Launch {
+            program: program.into(),
+            args,
+            env,
+            cwd: self.cwd.clone(),
+            log: self.logs_dir.join(format!("{incarnation}.log")),
+            run_id: self.run_id.clone(),
+        })
+    }
+}
+
+/// A short-timeout client for readiness probes, never through a proxy.
+pub fn probe_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(1))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
+impl Backend for ProcessBackend {
+    type Replica = ProcessReplica;
+
+    async fn launch(&self, incarnation: Incarnation, mut vars: Vars) -> Result<ProcessReplica, ClusterError> {
+        let started = Instant::now();
+        let port = free_port()?;
+        // Kept across the replica's restarts: named by replica, not incarnation.
+        let replica_dir = self.workspace.join("replicas").join(incarnation.id.to_string());
+        std::fs::create_dir_all(&replica_dir).map_err(|source| ClusterError::Io {
+            what: format!("cannot create {}", replica_dir.display()),
+            source,
+        })?;
+        vars.insert("host".into(), Ipv4Addr::LOCALHOST.to_string());
+        vars.insert("port".into(), port.to_string());
+        vars.insert("shared_dir".into(), self.workspace.join("shared").to_string_lossy().into_owned());
+        vars.insert("replica_dir".into(), replica_dir.to_string_lossy().into_owned());
+        let launch = self.launch_spec(incarnation, &vars)?;
+        let mut child = ManagedChild::spawn(&incarnation.to_string(), &launch)?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let url = format!("http://{addr}{}", self.health.ready);
+        let (label, log) = (child.label().to_owned(), child.log().to_owned());
+        let exited = || {
+            let exit = child.exited().map(|status| (describe_exit(status), log_tail(child.log(), 10)));
+            std::future::ready(exit)
+        };
+        wait_ready(&self.probe, &url, self.start.ready_timeout, &label, &log, exited).await?;
+        Ok(ProcessReplica {
+            incarnation,
+            addr,
+            child,
+            started_in: started.elapsed(),
+        })
+    }
+}
+
+/// Polls the readiness URL until it answers 2xx or 3xx, the replica exits (`exited`
+/// returns its exit and the end of its log), or time is up. Shared by the backends.
+pub async fn wait_ready<F, Fut>(probe: &reqwest::Client, url: &str, timeout: Duration, replica: &str, log: &Path, mut exited: F) -> Result<(), ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<(String, String)>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = "never answered".to_owned();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if let Some((status, tail)) = exited().await {
+            return Err(ClusterError::ExitedBeforeReady {
+                replica: replica.to_owned(),
+                status,
+                tail,
+                log: log.to_owned(),
+            });
+        }
+        match probe.get(url).send().await {
+            Ok(response) if response.status().is_success() || response.status().is_redirection() => return Ok(()),
+            Ok(response) => last = format!("last answered {}", response.status()),
+            Err(err) if err.is_timeout() => last = "last probe timed out".into(),
+            Err(_) => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(ClusterError::NotReady {
+                replica: replica.to_owned(),
+                url: url.to_owned(),
+                waited: timeout,
+                last,
+                log: log.to_owned(),
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+pub struct ProcessReplica {
+    incarnation: Incarnation,
+    addr: SocketAddr,
+    child: ManagedChild,
+    started_in: Duration,
+}
+
+impl ProcessReplica {
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+}
+
+impl Replica for ProcessReplica {
+    fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    async fn exited(&mut self) -> bool {
+        self.child.exited().is_some()
+    }
+
+    async fn stop(&mut self, grace: Duration) -> StopOutcome {
+        self.child.stop(grace).await
+    }
+
+    async fn kill(&mut self) {
+        self.child.kill().await
+    }
+
+    async fn pause(&self) -> Result<(), ClusterError> {
+        self.child.signal_group(Signal::SIGSTOP)
+    }
+
+    async fn resume(&self) -> Result<(), ClusterError> {
+        self.child.signal_group(Signal::SIGCONT)
+    }
+}

@@ -1,0 +1,153 @@
+//! Shared infrastructure the replicas need, started by replicheck for the run. Redis is
+//! volatile unless the target asks for persistence, and is a chaos target like the
+//! replicas. Here it runs from the `redis-server` binary on a free loopback port; the
+//! docker backend runs it as a container (`backend::docker::DockerRedis`).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::ClusterError;
+use super::child::{Launch, ManagedChild, StopOutcome, describe_exit, log_tail};
+use crate::target::Persistence;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct Redis {
+    child: ManagedChild,
+    port: u16,
+    dir: PathBuf,
+    logs_dir: PathBuf,
+    persistence: Persistence,
+    run_id: String,
+    /// 1 for the first start, then one more per restart (`redis#2.log`).
+    generation: u32,
+}
+
+impl Redis {
+    /// Starts `redis-server` with its data in `dir` and its output in `logs_dir`.
+    pub async fn start(dir: &Path, logs_dir: &Path, persistence: Persistence, run_id: &str) -> Result<Self, ClusterError> {
+        std::fs::create_dir_all(dir).map_err(|source| ClusterError::Io {
+            what: format!("cannot create {}", dir.display()),
+            source,
+        })?;
+        let port = super::free_port()?;
+        let child = launch(port, dir, &logs_dir.join("redis.log"), persistence, run_id).await?;
+        Ok(Self {
+            child,
+            port,
+            dir: dir.to_owned(),
+            logs_dir: logs_dir.to_owned(),
+            persistence,
+            run_id: run_id.to_owned(),
+            generation: 1,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.exited().is_none()
+    }
+
+    /// SIGTERM: Redis writes its append-only file, if it keeps one, and exits.
+    pub async fn stop(&mut self) -> StopOutcome {
+        self.child.stop(Duration::from_secs(5)).await
+    }
+
+    /// Starts Redis again on the same port and directory, so replicas reconnect to the
+    /// URL they were given and find whatever the store persisted.
+    pub async fn start_again(&mut self) -> Result<(), ClusterError> {
+        self.generation += 1;
+        let log = self.logs_dir.join(format!("redis#{}.log", self.generation));
+        self.child = launch(self.port, &self.dir, &log, self.persistence, &self.run_id).await?;
+        Ok(())
+    }
+}
+
+async fn launch(port: u16, dir: &Path, log: &Path, persistence: Persistence, run_id: &str) -> Result<ManagedChild, ClusterError> {
+    let program = which::which("redis-server").map_err(|_| ClusterError::RedisMissing)?;
+    let appendonly = if persistence == Persistence::Aof { "yes" } else { "no" };
+    let launch = Launch {
+        program: program.into_os_string(),
+        args: [
+            "--port", &port.to_string(),
+            "--bind", "127.0.0.1",
+            "--dir", &dir.to_string_lossy(),
+            "--save", "",
+            "--appendonly", appendonly,
+            // Every write reaches the disk before it is acknowledged: a store restart
+            // under test must not lose the last second of sessions.
+            "--appendfsync", "always",
+            "--protected-mode", "no",
+            "--daemonize", "no",
+            "--logfile", "",
+            // Redis rewrites its process title over the environment by default, which
+            // would erase the run marker the reaper looks for.
+            "--set-proc-title", "no",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        env: Vec::new(),
+        cwd: dir.to_owned(),
+        log: log.to_owned(),
+        run_id: run_id.to_owned(),
+    };
+    let mut child = ManagedChild::spawn("redis", &launch)?;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let log = child.log().to_owned();
+    let exited = || std::future::ready(child.exited().map(|status| (describe_exit(status), log_tail(&log, 10))));
+    wait_for_pong(addr, &log, exited).await?;
+    Ok(child)
+}
+
+/// Waits until Redis at `addr` answers PING, it exits (`exited` returns how, and the end of
+/// its log), or time is up. Shared by the backends.
+pub async fn wait_for_pong<F, Fut>(addr: SocketAddr, log: &Path, mut exited: F) -> Result<(), ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<(String, String)>>,
+{
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some((status, tail)) = exited().await {
+            return Err(ClusterError::ExitedBeforeReady {
+                replica: "redis".into(),
+                status,
+                tail,
+                log: log.to_owned(),
+            });
+        }
+        if ping(addr).await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ClusterError::NotReady {
+                replica: "redis".into(),
+                url: format!("redis://{addr}"),
+                waited: READY_TIMEOUT,
+                last: "no PONG".into(),
+                log: log.to_owned(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One PING over a fresh connection; true on `+PONG`.
+pub async fn ping(addr: SocketAddr) -> bool {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        stream.write_all(b"PING\r\n").await.ok()?;
+        let mut reply = [0u8; 7];
+        stream.read_exact(&mut reply).await.ok()?;
+        Some(&reply == b"+PONG\r\n")
+    };
+    tokio::time::timeout(Duration::from_secs(1), attempt).await.ok().flatten().unwrap_or(false)
+}

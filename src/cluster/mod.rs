@@ -1,0 +1,478 @@
+//! The cluster: the replicas of the target and their dependencies, started through a
+//! backend (processes or containers), and the lifecycle verbs chaos uses (stop, kill,
+//! pause, resume, restart).
+//!
+//! A `Cluster` owns everything it started. Dropping it kills every process, removes every
+//! container, network and volume, and removes the run's temporary directories; `shutdown`
+//! does the same gracefully.
+
+pub mod backend;
+pub mod child;
+pub mod dependency;
+pub mod reaper;
+pub mod replica;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use crate::progress::{Observer, Progress};
+use crate::step::Vars;
+use crate::target::Target;
+use backend::docker::{DockerBackend, DockerRedis, DockerRun, Engine};
+use backend::process::ProcessBackend;
+pub use backend::{AnyBackend, Backend, BackendKind, Replica};
+pub use child::StopOutcome;
+use dependency::Redis;
+use replica::{Incarnation, ReplicaId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot start {label} (`{program}`): {source}")]
+    Spawn {
+        label: String,
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{replica} exited ({status}) before it was ready; its log ends with:\n{tail}\n(full log: {})", log.display())]
+    ExitedBeforeReady {
+        replica: String,
+        status: String,
+        tail: String,
+        log: PathBuf,
+    },
+    #[error("{replica} was not ready within {}: {url} {last} (log: {})", humantime::format_duration(*waited), log.display())]
+    NotReady {
+        replica: String,
+        url: String,
+        waited: Duration,
+        last: String,
+        log: PathBuf,
+    },
+    #[error("the target declares [dependencies.redis] but redis-server is not installed; install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`) and run again")]
+    RedisMissing,
+    #[error("cannot send {signal} to {label}: {errno}")]
+    Signal {
+        label: String,
+        signal: &'static str,
+        errno: nix::errno::Errno,
+    },
+    #[error("no replica named {0} in this run")]
+    UnknownReplica(ReplicaId),
+    #[error("the target declares no store (Redis) to act on")]
+    NoStore,
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("cannot reach the Docker engine at {host}: {reason}\n(is Docker running? DOCKER_HOST names another engine)")]
+    DockerUnreachable { host: String, reason: String },
+    #[error("{what}{}", source.as_ref().map(|e| format!(": {}", crate::errors::chain(e))).unwrap_or_default())]
+    Docker {
+        what: String,
+        source: Option<bollard::errors::Error>,
+    },
+    #[error("[start] of the target has no `command`, which the process backend runs; add one, or run its `image` with --backend docker")]
+    NoCommand,
+    #[error("[start] of the target has no `image`, which the docker backend runs; add one, or run its `command` with --backend process")]
+    NoImage,
+    #[error("[start] of the target: {0}")]
+    Template(#[from] crate::step::template::MissingVar),
+}
+
+/// Where a replica can be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub replica: Incarnation,
+    pub addr: SocketAddr,
+}
+
+/// What a cluster needs to start.
+pub struct ClusterSpec {
+    pub target: Arc<Target>,
+    pub replicas: u16,
+    pub run_id: String,
+    /// Replica and dependency logs go here (the run's report directory).
+    pub logs_dir: PathBuf,
+    /// The running replicheck binary, for `{replicheck}`.
+    pub self_exe: PathBuf,
+    pub backend: BackendKind,
+}
+
+/// How replicas see replicheck's own connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vantage {
+    /// Whether replicheck can pick the local address it connects to replicas from (the
+    /// proxy's, a stranger's): not when they run on another host.
+    pub local: bool,
+    /// The address a replica sees the balancer's connections come from.
+    pub proxy: IpAddr,
+    /// The address a replica sees a stranger's connections come from. Equal to `proxy`
+    /// when a stranger cannot be told from the proxy (containers behind published ports,
+    /// where every connection comes from the network's gateway).
+    pub stranger: IpAddr,
+}
+
+impl Vantage {
+    pub fn tells_strangers_apart(&self) -> bool {
+        self.proxy != self.stranger
+    }
+}
+
+/// The run's Redis, run by the same backend as the replicas.
+enum Store {
+    Process(Box<Redis>),
+    Docker(DockerRedis),
+}
+
+impl Store {
+    fn url(&self) -> String {
+        match self {
+            Store::Process(redis) => redis.url(),
+            Store::Docker(redis) => redis.url(),
+        }
+    }
+
+    async fn is_running(&mut self) -> bool {
+        match self {
+            Store::Process(redis) => redis.is_running(),
+            Store::Docker(redis) => redis.is_running().await,
+        }
+    }
+
+    async fn stop(&mut self) -> StopOutcome {
+        match self {
+            Store::Process(redis) => redis.stop().await,
+            Store::Docker(redis) => redis.stop().await,
+        }
+    }
+
+    async fn start_again(&mut self) -> Result<(), ClusterError> {
+        match self {
+            Store::Process(redis) => redis.start_again().await,
+            Store::Docker(redis) => redis.start_again().await,
+        }
+    }
+}
+
+pub struct Cluster<B: Backend = AnyBackend> {
+    backend: B,
+    replicas: BTreeMap<ReplicaId, B::Replica>,
+    /// Old incarnations still running while their successor has taken over (a rolling
+    /// restart's surge).
+    retiring: Vec<B::Replica>,
+    store: Option<Store>,
+    vars: Vars,
+    grace: Duration,
+    vantage: Vantage,
+    /// What the docker backend created on the engine: removed once the replicas above
+    /// have been dropped.
+    docker: Option<Arc<DockerRun>>,
+    // Declared last: dropped after the processes above are gone.
+    _workspace: Workspace,
+}
+
+/// The run's temporary directories, registered so a later run can reap them.
+struct Workspace {
+    // Held for its drop: kills whatever still carries the run's marker.
+    _registration: reaper::Registration,
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn create(run_id: &str) -> Result<Self, ClusterError> {
+        let io = |what: &str| {
+            let what = what.to_owned();
+            move |source| ClusterError::Io { what, source }
+        };
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("replicheck-{run_id}-"))
+            .tempdir()
+            .map_err(io("cannot create the run's temporary directory"))?;
+        std::fs::create_dir_all(dir.path().join("shared")).map_err(io("cannot create the shared directory"))?;
+        let registration =
+            reaper::Registration::register(run_id, vec![dir.path().to_owned()]).map_err(io("cannot register the run"))?;
+        Ok(Self { _registration: registration, dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Cluster {
+    /// Starts the dependencies, then every replica in parallel, and waits until all are ready.
+    pub async fn start(spec: ClusterSpec, observer: &dyn Observer) -> Result<Self, ClusterError> {
+        // A run killed with SIGKILL left its processes and directories: clean them first.
+        reaper::reap_stale();
+        let workspace = Workspace::create(&spec.run_id)?;
+        let target = &spec.target;
+        let settings = &target.balancer;
+        let mut vars = Vars::new();
+        vars.insert("run_id".into(), spec.run_id.clone());
+        let (backend, store, vantage, docker) = match spec.backend {
+            BackendKind::Process => {
+                let store = match &target.dependencies.redis {
+                    Some(redis) => {
+                        let dir = workspace.path().join("redis");
+                        Some(Store::Process(Box::new(Redis::start(&dir, &spec.logs_dir, redis.persistence, &spec.run_id).await?)))
+                    }
+                    None => None,
+                };
+                vars.insert("target_dir".into(), absolute(&target.dir()).to_string_lossy().into_owned());
+                vars.insert("replicheck".into(), spec.self_exe.to_string_lossy().into_owned());
+                let backend = ProcessBackend::new(target, &spec.logs_dir, &spec.run_id, workspace.path());
+                let vantage = Vantage {
+                    local: true,
+                    proxy: settings.proxy_address,
+                    stranger: settings.untrusted_address,
+                };
+                (AnyBackend::Process(backend), store, vantage, None)
+            }
+            BackendKind::Docker => {
+                let engine = Engine::connect().await?;
+                // A run killed with SIGKILL left its containers, network and volumes too.
+                backend::docker::reap(&engine, &reaper::live_runs()).await;
+                let run = Arc::new(DockerRun::create(engine, &spec.run_id, &spec.logs_dir).await?);
+                let store = match &target.dependencies.redis {
+                    Some(redis) => Some(Store::Docker(DockerRedis::start(run.clone(), redis).await?)),
+                    None => None,
+                };
+                let backend = DockerBackend::new(run.clone(), target).await?;
+                let vantage = Vantage {
+                    local: run.engine().is_local(),
+                    proxy: run.gateway(),
+                    stranger: run.gateway(),
+                };
+                (AnyBackend::Docker(backend), store, vantage, Some(run))
+            }
+        };
+        if let Some(store) = &store {
+            observer.progress(Progress::DependencyReady { name: "redis", url: store.url() });
+            vars.insert("redis_url".into(), store.url());
+        }
+        vars.insert("proxy_address".into(), vantage.proxy.to_string());
+        let mut cluster = Cluster {
+            backend,
+            replicas: BTreeMap::new(),
+            retiring: Vec::new(),
+            store,
+            vars,
+            grace: target.start.shutdown_grace,
+            vantage,
+            docker,
+            _workspace: workspace,
+        };
+        let ids: Vec<ReplicaId> = (0..spec.replicas).map(ReplicaId).collect();
+        let launches = ids.iter().map(|&id| cluster.launch(Incarnation::first(id)));
+        let mut failure = None;
+        for result in join_all(launches).await {
+            match result {
+                Ok(replica) => {
+                    observer.progress(Progress::ReplicaReady {
+                        replica: replica.incarnation(),
+                        addr: replica.addr(),
+                        took: replica.started_in(),
+                    });
+                    cluster.replicas.insert(replica.incarnation().id, replica);
+                }
+                Err(err) => failure = failure.or(Some(err)),
+            }
+        }
+        match failure {
+            // Replicas that did start are dropped with `cluster`, which kills them.
+            Some(err) => Err(err),
+            None => Ok(cluster),
+        }
+    }
+}
+
+impl<B: Backend> Cluster<B> {
+    /// Starts one incarnation; the backend adds where it runs (`{host}`, `{port}`,
+    /// `{shared_dir}`, `{replica_dir}`) to the placeholders.
+    fn launch(&self, incarnation: Incarnation) -> impl Future<Output = Result<B::Replica, ClusterError>> + '_ {
+        let mut vars = self.vars.clone();
+        vars.insert("replica".into(), incarnation.id.to_string());
+        vars.insert("replica_index".into(), incarnation.id.0.to_string());
+        vars.insert("generation".into(), incarnation.generation.to_string());
+        self.backend.launch(incarnation, vars)
+    }
+
+    /// Every replica's current incarnation and address, in name order.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.replicas.values().map(endpoint_of).collect()
+    }
+
+    /// The current incarnation of a replica and where it listens.
+    pub fn endpoint(&self, id: ReplicaId) -> Option<Endpoint> {
+        self.replicas.get(&id).map(endpoint_of)
+    }
+
+    pub fn has_store(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Whether the store is up (true when there is none to be down).
+    pub async fn store_running(&mut self) -> bool {
+        match &mut self.store {
+            Some(store) => store.is_running().await,
+            None => true,
+        }
+    }
+
+    /// How the replicas see replicheck's connections.
+    pub fn vantage(&self) -> Vantage {
+        self.vantage
+    }
+
+    fn replica_mut(&mut self, id: ReplicaId) -> Result<&mut B::Replica, ClusterError> {
+        self.replicas.get_mut(&id).ok_or(ClusterError::UnknownReplica(id))
+    }
+
+    /// SIGTERM, the target's grace period, then SIGKILL.
+    pub async fn stop(&mut self, id: ReplicaId) -> Result<StopOutcome, ClusterError> {
+        let grace = self.grace;
+        Ok(self.replica_mut(id)?.stop(grace).await)
+    }
+
+    pub async fn kill(&mut self, id: ReplicaId) -> Result<(), ClusterError> {
+        self.replica_mut(id)?.kill().await;
+        Ok(())
+    }
+
+    pub async fn pause(&mut self, id: ReplicaId) -> Result<(), ClusterError> {
+        self.replica_mut(id)?.pause().await
+    }
+
+    pub async fn resume(&mut self, id: ReplicaId) -> Result<(), ClusterError> {
+        self.replica_mut(id)?.resume().await
+    }
+
+    /// Stops the replica gracefully and starts its next generation, ready.
+    pub async fn restart(&mut self, id: ReplicaId) -> Result<(StopOutcome, Endpoint), ClusterError> {
+        let stopped = self.stop(id).await?;
+        Ok((stopped, self.start_next(id).await?))
+    }
+
+    /// Starts the next incarnation of a replica whose current one is stopped or killed.
+    pub async fn start_next(&mut self, id: ReplicaId) -> Result<Endpoint, ClusterError> {
+        let next = self.replica_mut(id)?.incarnation().next();
+        let replica = self.launch(next).await?;
+        let endpoint = endpoint_of(&replica);
+        self.replicas.insert(id, replica);
+        Ok(endpoint)
+    }
+
+    /// Starts the replica's next incarnation beside the current one, which keeps running
+    /// (as a rolling update's surge) until `retire`d. Returns the new one, ready.
+    pub async fn surge(&mut self, id: ReplicaId) -> Result<Endpoint, ClusterError> {
+        let next = self.replica_mut(id)?.incarnation().next();
+        let replica = self.launch(next).await?;
+        let endpoint = endpoint_of(&replica);
+        if let Some(old) = self.replicas.insert(id, replica) {
+            self.retiring.push(old);
+        }
+        Ok(endpoint)
+    }
+
+    /// Stops an incarnation that `surge` replaced: SIGTERM, the grace, then SIGKILL.
+    pub async fn retire(&mut self, incarnation: Incarnation) -> Result<StopOutcome, ClusterError> {
+        let index = self
+            .retiring
+            .iter()
+            .position(|r| r.incarnation() == incarnation)
+            .ok_or(ClusterError::UnknownReplica(incarnation.id))?;
+        let mut old = self.retiring.swap_remove(index);
+        Ok(old.stop(self.grace).await)
+    }
+
+    /// Adds a replica with the next free name, ready.
+    pub async fn scale_out(&mut self) -> Result<Endpoint, ClusterError> {
+        let id = ReplicaId(self.replicas.keys().next_back().map_or(0, |last| last.0 + 1));
+        let replica = self.launch(Incarnation::first(id)).await?;
+        let endpoint = endpoint_of(&replica);
+        self.replicas.insert(id, replica);
+        Ok(endpoint)
+    }
+
+    /// Stops a replica for good and forgets it (scaling in).
+    pub async fn remove(&mut self, id: ReplicaId) -> Result<StopOutcome, ClusterError> {
+        let mut replica = self.replicas.remove(&id).ok_or(ClusterError::UnknownReplica(id))?;
+        Ok(replica.stop(self.grace).await)
+    }
+
+    /// Brings every replica back: resumes paused ones (harmless for running ones), starts
+    /// the next incarnation of any that exited, and starts the store if it is down.
+    /// Returns the incarnations it started.
+    pub async fn heal(&mut self) -> Result<Vec<Endpoint>, ClusterError> {
+        if let Some(store) = &mut self.store
+            && !store.is_running().await
+        {
+            store.start_again().await?;
+        }
+        let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
+        let mut started = Vec::new();
+        for id in ids {
+            let replica = self.replica_mut(id)?;
+            // Resuming a running replica does nothing (or fails harmlessly).
+            let _ = replica.resume().await;
+            if replica.exited().await {
+                let next = replica.incarnation().next();
+                let fresh = self.launch(next).await?;
+                started.push(endpoint_of(&fresh));
+                self.replicas.insert(id, fresh);
+            }
+        }
+        Ok(started)
+    }
+
+    /// Stops the store (Redis) gracefully; its data stays on disk when it persists.
+    pub async fn stop_store(&mut self) -> Result<StopOutcome, ClusterError> {
+        let store = self.store.as_mut().ok_or(ClusterError::NoStore)?;
+        Ok(store.stop().await)
+    }
+
+    /// Starts the store again on the same port and directory.
+    pub async fn start_store(&mut self) -> Result<(), ClusterError> {
+        self.store.as_mut().ok_or(ClusterError::NoStore)?.start_again().await
+    }
+
+    /// Stops everything: replicas get SIGTERM and a short grace (the run is over, their
+    /// shutdown is not under test here), then the dependencies; then containers (their
+    /// logs saved), networks, volumes and directories go.
+    pub async fn shutdown(mut self) {
+        let grace = self.grace.min(Duration::from_secs(2));
+        join_all(self.replicas.values_mut().chain(self.retiring.iter_mut()).map(|r| r.stop(grace))).await;
+        if let Some(store) = &mut self.store {
+            store.stop().await;
+        }
+        if let Some(docker) = &self.docker {
+            docker.teardown().await;
+        }
+    }
+}
+
+fn endpoint_of(replica: &impl Replica) -> Endpoint {
+    Endpoint {
+        replica: replica.incarnation(),
+        addr: replica.addr(),
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// A free loopback port. Another process may take it before the replica binds it; the
+/// replica then fails to start and the error shows its log.
+pub fn free_port() -> Result<u16, ClusterError> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|source| ClusterError::Io {
+            what: "cannot find a free port on 127.0.0.1".into(),
+            source,
+        })
+}

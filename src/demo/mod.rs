@@ -1,0 +1,150 @@
+//! The bundled demo service (`replicheck demo-service`), a small web app with real
+//! encrypted cookies and tokens, so that `replicheck demo` needs nothing but this binary.
+//!
+//! Misconfigured (`--keys memory --store memory`), each process makes its own keys and
+//! keeps sessions and cache in its own memory: the classic single-instance app.
+//! Configured (`--keys DIR --store sqlite:PATH|redis://...`), replicas share a key ring in
+//! a directory and keep sessions and cache in a shared store.
+//!
+//! Shutdown and readiness are configurable too, from correct (drain after SIGTERM, honest
+//! readiness) to the usual mistakes (close at once, drop in-flight requests, ignore
+//! SIGTERM, say ready while warming up, while the store is down, or while draining).
+
+mod app;
+mod keyring;
+mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub use app::Forwarded;
+use app::{App, Leak, ReadinessFlaws};
+use keyring::KeyRing;
+use store::Store;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// The replica's name, shown on every page.
+    #[arg(long, default_value = "r0")]
+    pub replica: String,
+    /// `memory` (a key of this process's own) or a directory holding the shared key ring.
+    #[arg(long, default_value = "memory")]
+    pub keys: String,
+    /// `memory`, `sqlite:PATH` or a `redis://` URL.
+    #[arg(long, default_value = "memory")]
+    pub store: String,
+    /// The one user, as `name:password`.
+    #[arg(long, default_value = "alice:wonderland")]
+    pub user: String,
+    /// What SIGTERM does.
+    #[arg(long, value_enum, default_value_t = Shutdown::Graceful)]
+    pub shutdown: Shutdown,
+    /// Graceful shutdown: how long to keep serving after SIGTERM, while the load balancer
+    /// still sends traffic (milliseconds).
+    #[arg(long, default_value_t = 1500)]
+    pub drain_ms: u64,
+    /// Pages answer 503 for this long after start (milliseconds).
+    #[arg(long, default_value_t = 0)]
+    pub warmup_ms: u64,
+    /// Misconfiguration: readiness says ready while warming up.
+    #[arg(long)]
+    pub ready_during_warmup: bool,
+    /// Misconfiguration: readiness does not check the store.
+    #[arg(long)]
+    pub readiness_ignores_store: bool,
+    /// Misconfiguration: readiness stays ready after SIGTERM.
+    #[arg(long)]
+    pub readiness_ignores_shutdown: bool,
+    /// Whom the app believes about X-Forwarded-* headers.
+    #[arg(long, value_enum, default_value_t = Forwarded::KnownProxy)]
+    pub forwarded: Forwarded,
+    /// The proxy whose forwarded headers are believed.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub known_proxy: std::net::IpAddr,
+    /// Test aid: log every cookie and token the app issues, and append it to this file, so
+    /// a test can prove replicheck keeps them out of everything it writes.
+    #[arg(long, hide = true)]
+    pub leak_secrets: Option<PathBuf>,
+}
+
+/// What the demo does on SIGTERM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shutdown {
+    /// Turn unready, keep serving for the drain time, then stop accepting and finish
+    /// in-flight requests (what Kubernetes expects).
+    Graceful,
+    /// Stop accepting at once; in-flight requests finish.
+    CloseAtOnce,
+    /// Exit at once, dropping in-flight requests.
+    ExitAtOnce,
+    /// Keep running until killed.
+    Ignore,
+}
+
+/// Serves until `terminate` completes, then shuts down as `--shutdown` says.
+pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+    let keys = match args.keys.as_str() {
+        "memory" => KeyRing::in_memory(),
+        dir => KeyRing::shared(&PathBuf::from(dir)).map_err(|e| format!("key ring in {dir}: {e}"))?,
+    };
+    let store = Store::open(&args.store).await?;
+    let (username, password) = args.user.split_once(':').ok_or("--user must be name:password")?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    println!(
+        "demo {} listening on {} (keys: {}, store: {}, on SIGTERM: {:?})",
+        args.replica,
+        args.listen,
+        if args.keys == "memory" { "this process only" } else { "shared directory" },
+        store.describe(),
+        args.shutdown,
+    );
+    let app = Arc::new(App {
+        replica: args.replica,
+        keys,
+        store,
+        username: username.to_owned(),
+        password: password.to_owned(),
+        started: Instant::now(),
+        warmup: Duration::from_millis(args.warmup_ms),
+        draining: AtomicBool::new(false),
+        readiness: ReadinessFlaws {
+            during_warmup: args.ready_during_warmup,
+            ignores_store: args.readiness_ignores_store,
+            ignores_shutdown: args.readiness_ignores_shutdown,
+        },
+        forwarded: args.forwarded,
+        known_proxy: args.known_proxy,
+        leak: args.leak_secrets.map(|path| Leak { path, lock: std::sync::Mutex::new(()) }),
+    });
+    let (mode, drain) = (args.shutdown, Duration::from_millis(args.drain_ms));
+    let draining = app.clone();
+    let stop_accepting = async move {
+        terminate.await;
+        match mode {
+            Shutdown::Graceful => {
+                draining.draining.store(true, Ordering::Release);
+                println!("SIGTERM: draining for {drain:?}");
+                tokio::time::sleep(drain).await;
+            }
+            Shutdown::CloseAtOnce => println!("SIGTERM: closing the listener"),
+            Shutdown::ExitAtOnce => {
+                println!("SIGTERM: exiting at once");
+                std::process::exit(0);
+            }
+            Shutdown::Ignore => {
+                println!("SIGTERM: ignored");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    axum::serve(listener, app::router(app).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(stop_accepting)
+        .await
+        .map_err(|e| format!("server failed: {e}"))
+}

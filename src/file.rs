@@ -1,0 +1,170 @@
+//! Input files (targets and scenarios): reading TOML, and errors that point into it.
+//!
+//! Every error about a file's content carries the byte span it is about, so the CLI can
+//! render `file:line:column` with an excerpt. Nothing here prints: rendering is `cli`'s job.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+
+use regex::Regex;
+use serde::de::DeserializeOwned;
+
+/// The text of one input file and the path it was read from.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: Arc<str>,
+}
+
+impl SourceFile {
+    pub fn read(path: &Path) -> Result<Self, FileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FileError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self::from_text(path, text))
+    }
+
+    /// A file that was not read from disk (built-in scenarios, embedded demo targets).
+    pub fn from_text(path: impl Into<PathBuf>, text: impl Into<Arc<str>>) -> Self {
+        Self {
+            path: path.into(),
+            text: text.into(),
+        }
+    }
+
+    /// Deserializes the whole file; a syntax or shape error keeps toml's span.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, FileError> {
+        toml::from_str(&self.text).map_err(|err| {
+            let message = err.message().trim().to_owned();
+            let help = did_you_mean(&message);
+            self.error_at(err.span().unwrap_or(0..0), message).with_help(help)
+        })
+    }
+
+    pub fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> FileError {
+        FileError::Invalid(Box::new(Located {
+            file: self.clone(),
+            span,
+            message: message.into(),
+            help: None,
+        }))
+    }
+
+    /// The span of a table's header line (`[start]`), for errors about what the table
+    /// lacks; the file's start when the header is not written out.
+    pub fn table_span(&self, name: &str) -> Range<usize> {
+        let header = format!("[{name}]");
+        let mut offset = 0;
+        for line in self.text.split_inclusive('\n') {
+            if line.trim() == header {
+                let start = offset + (line.len() - line.trim_start().len());
+                return start..start + header.len();
+            }
+            offset += line.len();
+        }
+        0..0
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        (line, column)
+    }
+
+    /// The directory relative paths in this file are resolved against.
+    pub fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+/// A problem with an input file.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Box<Located>),
+}
+
+impl FileError {
+    pub fn with_help(self, help: Option<String>) -> Self {
+        match self {
+            FileError::Invalid(mut located) => {
+                located.help = help.or(located.help);
+                FileError::Invalid(located)
+            }
+            other => other,
+        }
+    }
+}
+
+/// A message about a span of a file.
+#[derive(Debug)]
+pub struct Located {
+    pub file: SourceFile,
+    pub span: Range<usize>,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl std::fmt::Display for Located {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (line, column) = self.file.line_col(self.span.start);
+        write!(f, "{}:{line}:{column}: {}", self.file.path.display(), self.message)
+    }
+}
+
+/// Suggests the closest expected name for serde's "unknown field/variant" messages.
+fn did_you_mean(message: &str) -> Option<String> {
+    static UNKNOWN: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"unknown (?:field|variant) `([^`]*)`, expected (.*)").expect("static regex")
+    });
+    static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"`([^`]*)`").expect("static regex"));
+    let caps = UNKNOWN.captures(message)?;
+    let unknown = caps.get(1)?.as_str();
+    let candidates = NAME.captures_iter(caps.get(2)?.as_str()).filter_map(|c| c.get(1));
+    closest(unknown, candidates.map(|m| m.as_str())).map(|name| format!("did you mean `{name}`?"))
+}
+
+/// The candidate closest to `given`, if it is close enough to be a plausible typo.
+pub fn closest<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(given, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_are_one_based_and_count_characters() {
+        let file = SourceFile::from_text("t.toml", "a = 1\nbé = 2\n");
+        assert_eq!(file.line_col(0), (1, 1));
+        assert_eq!(file.line_col(6), (2, 1));
+        // "bé " is 4 bytes but 3 characters.
+        assert_eq!(file.line_col(10), (2, 4));
+    }
+
+    #[test]
+    fn unknown_field_suggests_the_closest_expected_one() {
+        let help = did_you_mean("unknown field `usrname_field`, expected one of `username_field`, `password_field`");
+        assert_eq!(help.as_deref(), Some("did you mean `username_field`?"));
+        assert_eq!(did_you_mean("unknown field `zzz`, expected `form`"), None);
+    }
+}

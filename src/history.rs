@@ -1,0 +1,306 @@
+//! The history of a run: what running a plan produced. Every virtual user's steps, every
+//! request they made (redirects included), the replica that served each, statuses and
+//! times. The checker reads this and nothing else; reports render it.
+//!
+//! Values of cookies, tokens and captures never enter the history: only names and
+//! fingerprints.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::replica::{Incarnation, ReplicaId};
+
+/// Why a virtual user ran: the plan itself, or evidence for a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The planned run.
+    Main,
+    /// The same steps pinned to the replica that produced the artifact.
+    Control,
+    /// The same steps on the same routes again, to show the failure is not a fluke.
+    Reproduce,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct History {
+    pub vus: Vec<VuRecord>,
+    /// Chaos experiments, each with its own users, actions and probes.
+    #[serde(default)]
+    pub experiments: Vec<ExperimentRun>,
+    /// Inspections: what each replica said when asked directly.
+    #[serde(default)]
+    pub inspections: Vec<InspectionRun>,
+}
+
+impl History {
+    pub fn requests(&self) -> usize {
+        let experiments = self.experiments.iter().flat_map(ExperimentRun::users);
+        self.vus.iter().chain(experiments).flat_map(|v| &v.steps).map(|s| s.requests.len()).sum()
+    }
+
+    pub fn extend(&mut self, other: History) {
+        self.vus.extend(other.vus);
+        self.experiments.extend(other.experiments);
+        self.inspections.extend(other.inspections);
+    }
+}
+
+/// One run of an inspection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InspectionRun {
+    pub inspection: String,
+    pub phase: Phase,
+    pub answers: Vec<Answer>,
+    pub error: Option<String>,
+}
+
+/// What a question sent straight to one replica (or through the balancer to it) got back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Answer {
+    pub question: Question,
+    pub replica: Incarnation,
+    /// The address the question came from.
+    pub from: std::net::IpAddr,
+    pub path: String,
+    pub at_ms: f64,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    /// The scheme the app said it saw.
+    pub scheme: Option<String>,
+    /// The client address the app said it saw.
+    pub client: Option<String>,
+    /// Fingerprints of the keys of a key set.
+    pub keys: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Question {
+    /// The echo endpoint, asked by a stranger without forwarded headers (the control).
+    EchoDirect,
+    /// The echo endpoint through the balancer, which adds X-Forwarded-*.
+    EchoThroughBalancer,
+    /// The echo endpoint, asked by a stranger forging X-Forwarded-*.
+    EchoForged,
+    /// The published signing key set.
+    KeySet,
+}
+
+/// One run of a chaos experiment: the same workload without the disruption (the
+/// control), then with it, and what the disruption did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentRun {
+    pub experiment: String,
+    /// `main` the first time, `reproduce` when run again as evidence.
+    pub phase: Phase,
+    /// The users' steps without the disruption.
+    pub control: Vec<VuRecord>,
+    /// The same users across the disruption.
+    pub disrupted: Vec<VuRecord>,
+    /// Users that looped whole scenarios while the disruption went on.
+    pub load: Vec<VuRecord>,
+    pub chaos: Vec<ChaosEvent>,
+    pub probes: Vec<Probe>,
+    /// Why part of the experiment did not run (a missing slow request, say).
+    pub notes: Vec<String>,
+    /// The experiment could not complete (a replica did not come back).
+    pub error: Option<String>,
+}
+
+impl ExperimentRun {
+    pub fn new(experiment: &str, phase: Phase) -> Self {
+        Self {
+            experiment: experiment.to_owned(),
+            phase,
+            control: Vec::new(),
+            disrupted: Vec::new(),
+            load: Vec::new(),
+            chaos: Vec::new(),
+            probes: Vec::new(),
+            notes: Vec::new(),
+            error: None,
+        }
+    }
+
+    pub fn users(&self) -> impl Iterator<Item = &VuRecord> {
+        self.control.iter().chain(&self.disrupted).chain(&self.load)
+    }
+}
+
+/// One chaos action, as it happened.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChaosEvent {
+    #[serde(flatten)]
+    pub action: ChaosAction,
+    /// Milliseconds since the run started, when the action began and when it was done.
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum ChaosAction {
+    /// SIGTERM, then the grace period; `killed` when it ran out and SIGKILL followed.
+    Sigterm { replica: Incarnation, killed: bool },
+    Kill { replica: Incarnation },
+    Pause { replica: Incarnation },
+    Resume { replica: Incarnation },
+    /// A new incarnation started and became ready (a restart, a surge, a scale-out).
+    Start { replica: Incarnation },
+    /// The balancer stopped routing to a stopping incarnation, after the deregistration delay.
+    Deregister { replica: Incarnation },
+    StoreStop,
+    StoreStart,
+}
+
+impl std::fmt::Display for ChaosAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChaosAction::Sigterm { replica, killed: false } => write!(f, "SIGTERM to {replica}"),
+            ChaosAction::Sigterm { replica, killed: true } => write!(f, "SIGTERM to {replica} (killed when its grace ran out)"),
+            ChaosAction::Kill { replica } => write!(f, "SIGKILL to {replica}"),
+            ChaosAction::Pause { replica } => write!(f, "pause of {replica}"),
+            ChaosAction::Resume { replica } => write!(f, "resume of {replica}"),
+            ChaosAction::Start { replica } => write!(f, "start of {replica}"),
+            ChaosAction::Deregister { replica } => write!(f, "deregistration of {replica}"),
+            ChaosAction::StoreStop => f.write_str("stop of the store"),
+            ChaosAction::StoreStart => f.write_str("start of the store"),
+        }
+    }
+}
+
+/// A request replicheck sent straight to one replica to see what it says about itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Probe {
+    pub purpose: ProbePurpose,
+    pub replica: Incarnation,
+    pub path: String,
+    pub at_ms: f64,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+}
+
+impl Probe {
+    /// The app answered with a status below 500.
+    pub fn served(&self) -> bool {
+        self.status.is_some_and(|s| s < 500)
+    }
+
+    /// The readiness endpoint said ready (2xx or 3xx).
+    pub fn said_ready(&self) -> bool {
+        self.status.is_some_and(|s| (200..400).contains(&s))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbePurpose {
+    /// A real page, the moment the replica first said ready.
+    FirstPage,
+    /// A real page, once the replica has had time to warm up.
+    LaterPage,
+    /// Readiness while the replica is fine (the control).
+    ReadyBefore,
+    /// Readiness while the replica drains after SIGTERM.
+    ReadyDraining,
+    /// Readiness while the store is down.
+    ReadyStoreDown,
+    /// A request that needs the store, while the store is down.
+    StoreRequestStoreDown,
+    /// The same request with the store up (the control).
+    StoreRequestBefore,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VuRecord {
+    pub phase: Phase,
+    pub vu: u32,
+    /// Which pass of a looping user this is (0 for users that run once).
+    #[serde(default)]
+    pub iteration: u32,
+    pub scenario: String,
+    /// The steps taken, up to and including the first that did not pass.
+    pub steps: Vec<StepRecord>,
+}
+
+impl VuRecord {
+    /// The first step that did not pass, if any.
+    pub fn first_failure(&self) -> Option<&StepRecord> {
+        self.steps.iter().find(|s| !matches!(s.outcome, Outcome::Passed))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub index: usize,
+    pub name: String,
+    pub planned: ReplicaId,
+    /// The replica that answered the step's request (its redirects stay there too).
+    pub served_by: Option<Incarnation>,
+    pub requests: Vec<RequestRecord>,
+    pub outcome: Outcome,
+    /// Names of the cookies this step's responses set.
+    pub set_cookies: Vec<String>,
+    /// Variables captured by this step, with a fingerprint of each value.
+    pub captured: Vec<Captured>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Captured {
+    pub name: String,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub planned: ReplicaId,
+    pub served_by: Option<Incarnation>,
+    pub status: Option<u16>,
+    /// The `Location` of a redirect.
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+    /// Milliseconds since the run started.
+    pub start_ms: f64,
+    pub end_ms: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum Outcome {
+    Passed,
+    /// The app answered, but not as the step expects.
+    Failed { expected: String, observed: Observed },
+    /// No answer to judge: the connection failed, timed out, or no replica was ready.
+    Error { message: String },
+}
+
+/// What a failed step saw, secrets removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    pub status: Option<u16>,
+    /// Where the step ended, after redirects (path and query).
+    pub location: Option<String>,
+    /// The redirects followed, in order.
+    pub redirects: Vec<String>,
+    /// The start of the page's visible text, or of its body.
+    pub excerpt: String,
+    /// What did not hold.
+    pub reason: String,
+}
+
+/// `status 200 at /login?ReturnUrl=%2F: the body does not contain "Signed in"`.
+impl std::fmt::Display for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(status) = self.status {
+            write!(f, "status {status}")?;
+            if let (Some(location), false) = (&self.location, self.redirects.is_empty()) {
+                write!(f, " at {location}")?;
+            }
+            f.write_str(": ")?;
+        }
+        f.write_str(&self.reason)
+    }
+}

@@ -1,0 +1,231 @@
+//! Inspections: questions replicheck asks each replica directly about what it believes.
+//!
+//! `forwarded-headers` asks the echo endpoint three times per replica: straight from a
+//! stranger (the control: the echo reports the connection), through the balancer (does
+//! the app believe its proxy's X-Forwarded-*?), and from a stranger forging
+//! X-Forwarded-* (does the app believe anyone?). `signing-keys` fetches every replica's
+//! key set twice (the control: each replica answers the same each time).
+//!
+//! Like experiments, an inspection that shows something runs again.
+
+use std::net::IpAddr;
+
+use cookie_store::CookieStore;
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use url::Url;
+
+use crate::balancer::{ROUTE_HEADER, SERVED_BY_HEADER};
+use crate::check::finding::FindingKind;
+use crate::cluster::{Endpoint, Vantage};
+use crate::cluster::replica::Incarnation;
+use crate::history::{Answer, InspectionRun, Phase, Question};
+use crate::redact::fingerprint;
+use crate::step::CaptureSource;
+use crate::target::Target;
+use crate::vu::capture;
+use crate::vu::expect::Response;
+use crate::vu::form::Page;
+
+/// What forged headers claim: an address from the documentation range, and https.
+pub const FORGED_CLIENT: &str = "203.0.113.7";
+pub const FORGED_SCHEME: &str = "https";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InspectionKind {
+    ForwardedHeaders,
+    SigningKeys,
+}
+
+impl InspectionKind {
+    pub const ALL: [InspectionKind; 2] = [InspectionKind::ForwardedHeaders, InspectionKind::SigningKeys];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InspectionKind::ForwardedHeaders => "forwarded-headers",
+            InspectionKind::SigningKeys => "signing-keys",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    pub fn checks(self) -> Vec<FindingKind> {
+        match self {
+            InspectionKind::ForwardedHeaders => {
+                vec![FindingKind::ForwardedProtoIgnored, FindingKind::ForwardedForIgnored, FindingKind::ForwardedHeadersSpoofable]
+            }
+            InspectionKind::SigningKeys => vec![FindingKind::SigningKeysDivergent],
+        }
+    }
+
+    pub fn skip_reason(self, target: &Target) -> Option<String> {
+        match self {
+            // Redirects can show an ignored X-Forwarded-Proto without an echo endpoint.
+            InspectionKind::ForwardedHeaders => None,
+            InspectionKind::SigningKeys => match &target.token {
+                Some(token) if token.jwks.is_some() => None,
+                _ => Some("the target publishes no key set ([token] jwks)".into()),
+            },
+        }
+    }
+}
+
+/// What an inspection talks to.
+pub struct Inspector<'a> {
+    pub target: &'a Target,
+    pub balancer: std::net::SocketAddr,
+    pub endpoints: Vec<Endpoint>,
+    /// How the replicas see the inspector's connections.
+    pub vantage: Vantage,
+    pub origin: Instant,
+}
+
+pub async fn run(kind: InspectionKind, inspector: &Inspector<'_>, phase: Phase) -> InspectionRun {
+    let mut run = InspectionRun {
+        inspection: kind.name().to_owned(),
+        phase,
+        answers: Vec::new(),
+        error: None,
+    };
+    let result = match kind {
+        InspectionKind::ForwardedHeaders => forwarded_headers(inspector, &mut run).await,
+        InspectionKind::SigningKeys => signing_keys(inspector, &mut run).await,
+    };
+    if let Err(err) = result {
+        run.error = Some(err);
+    }
+    run
+}
+
+async fn forwarded_headers(inspector: &Inspector<'_>, run: &mut InspectionRun) -> Result<(), String> {
+    let Some(echo) = &inspector.target.echo else { return Ok(()) };
+    if echo.scheme.is_none() && echo.client.is_none() {
+        return Ok(());
+    }
+    let settings = &inspector.target.balancer;
+    let vantage = inspector.vantage;
+    let stranger = client_from(vantage.local.then_some(settings.untrusted_address))?;
+    let client = client_from(Some(settings.client_address))?;
+    for endpoint in &inspector.endpoints {
+        let direct = stranger.get(format!("http://{}{}", endpoint.addr, echo.url));
+        run.answers.push(ask(inspector, Question::EchoDirect, endpoint.replica, vantage.stranger, &echo.url.0, direct).await);
+        // Forged headers from an address the app cannot tell from its proxy are headers
+        // from the proxy, which it should believe: nothing to ask.
+        if vantage.tells_strangers_apart() {
+            let forged = stranger
+                .get(format!("http://{}{}", endpoint.addr, echo.url))
+                .header("x-forwarded-for", FORGED_CLIENT)
+                .header("x-forwarded-proto", FORGED_SCHEME)
+                .header("x-forwarded-host", "forged.example");
+            run.answers.push(ask(inspector, Question::EchoForged, endpoint.replica, vantage.stranger, &echo.url.0, forged).await);
+        }
+        let through = client.get(format!("http://{}{}", inspector.balancer, echo.url)).header(ROUTE_HEADER, endpoint.replica.id.to_string());
+        run.answers.push(ask(inspector, Question::EchoThroughBalancer, endpoint.replica, settings.client_address, &echo.url.0, through).await);
+    }
+    Ok(())
+}
+
+async fn signing_keys(inspector: &Inspector<'_>, run: &mut InspectionRun) -> Result<(), String> {
+    let Some(jwks) = inspector.target.token.as_ref().and_then(|t| t.jwks.as_ref()) else { return Ok(()) };
+    let vantage = inspector.vantage;
+    let client = client_from(vantage.local.then_some(inspector.target.balancer.proxy_address))?;
+    for _ in 0..2 {
+        for endpoint in &inspector.endpoints {
+            let request = client.get(format!("http://{}{}", endpoint.addr, jwks));
+            let from = vantage.proxy;
+            run.answers.push(ask(inspector, Question::KeySet, endpoint.replica, from, &jwks.0, request).await);
+        }
+    }
+    Ok(())
+}
+
+/// A client connecting from `address`, or from wherever the system chooses.
+fn client_from(address: Option<IpAddr>) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .local_address(address)
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot make a client on {address:?}: {e}"))
+}
+
+/// Sends one question and reads what the answer says.
+async fn ask(inspector: &Inspector<'_>, question: Question, replica: Incarnation, from: IpAddr, path: &str, request: reqwest::RequestBuilder) -> Answer {
+    let at_ms = inspector.origin.elapsed().as_secs_f64() * 1000.0;
+    let mut answer = Answer {
+        question,
+        replica,
+        from,
+        path: path.to_owned(),
+        at_ms,
+        status: None,
+        error: None,
+        scheme: None,
+        client: None,
+        keys: None,
+    };
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(err) => {
+            answer.error = Some(crate::errors::chain(&err));
+            return answer;
+        }
+    };
+    answer.status = Some(response.status().as_u16());
+    let headers = response.headers().clone();
+    if let Some(served) = headers.get(SERVED_BY_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
+        answer.replica = served;
+    }
+    let body = match response.text().await {
+        Ok(body) => body,
+        Err(err) => {
+            answer.error = Some(crate::errors::chain(&err));
+            return answer;
+        }
+    };
+    if question == Question::KeySet {
+        answer.keys = Some(key_fingerprints(&body));
+    } else if let Some(echo) = &inspector.target.echo {
+        answer.scheme = echo.scheme.as_ref().and_then(|source| read(source, answer.status.unwrap_or(0), &headers, &body));
+        answer.client = echo.client.as_ref().and_then(|source| read(source, answer.status.unwrap_or(0), &headers, &body));
+    }
+    answer
+}
+
+fn read(source: &CaptureSource, status: u16, headers: &HeaderMap, body: &str) -> Option<String> {
+    let response = Response {
+        status,
+        path: "/",
+        headers,
+        body,
+    };
+    let nowhere = Url::parse("http://127.0.0.1/").ok()?;
+    capture::extract(source, &response, &Page::parse(body), &CookieStore::default(), &nowhere)
+}
+
+/// One fingerprint per published key, sorted; an answer that is not a key set has none.
+fn key_fingerprints(body: &str) -> Vec<String> {
+    let Ok(set) = serde_json::from_str::<serde_json::Value>(body) else { return Vec::new() };
+    let mut keys: Vec<String> = set["keys"].as_array().into_iter().flatten().map(|key| fingerprint(&key.to_string())).collect();
+    keys.sort();
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_sets_compare_by_their_keys_in_any_order() {
+        let a = r#"{"keys":[{"kid":"1","x":"aa"},{"kid":"2","x":"bb"}]}"#;
+        let b = r#"{"keys":[{"x":"bb","kid":"2"},{"kid":"1","x":"aa"}]}"#;
+        assert_eq!(key_fingerprints(a), key_fingerprints(b));
+        assert_ne!(key_fingerprints(a), key_fingerprints(r#"{"keys":[{"kid":"3","x":"cc"}]}"#));
+        assert!(key_fingerprints("not json").is_empty());
+    }
+}

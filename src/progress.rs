@@ -1,0 +1,43 @@
+//! What a run tells whoever watches it while it goes. The library only emits these; the
+//! CLI decides how they look (plain lines in CI logs).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::cluster::replica::Incarnation;
+
+#[derive(Debug, Clone)]
+pub enum Progress {
+    DependencyReady { name: &'static str, url: String },
+    ReplicaReady { replica: Incarnation, addr: SocketAddr, took: Duration },
+    BalancerListening { addr: SocketAddr },
+    /// A replica said ready but does not serve the target's chaos page; users start anyway.
+    NotServing { replica: Incarnation, page: String },
+    ScenarioSkipped { scenario: String, reason: String },
+    VirtualUsersStarted { users: usize, scenarios: usize },
+    VirtualUsersFinished { users: usize, requests: usize, took: Duration },
+    ControlsStarted { candidates: usize },
+    /// An inspection or a chaos experiment.
+    CheckStarted { name: &'static str },
+    /// The check showed something and runs again to see it happen twice.
+    CheckRepeated { name: &'static str },
+    CheckFinished { name: &'static str, findings: usize },
+    Stopping,
+}
+
+pub trait Observer: Send + Sync {
+    fn progress(&self, event: Progress);
+}
+
+impl<F: Fn(Progress) + Send + Sync> Observer for F {
+    fn progress(&self, event: Progress) {
+        self(event)
+    }
+}
+
+/// An observer that ignores everything (tests, embedded use).
+pub struct Silent;
+
+impl Observer for Silent {
+    fn progress(&self, _: Progress) {}
+}

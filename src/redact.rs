@@ -1,0 +1,107 @@
+//! Keeping secrets out of everything replicheck writes: cookie and token values, captured
+//! values and the target's passwords are replaced by a marker, and identified in reports
+//! only by a short fingerprint.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use sha2::{Digest, Sha256};
+
+pub const MARKER: &str = "[redacted]";
+
+/// Values shorter than this are left alone: replacing every "on" or "10" in a page would
+/// destroy the text and protect nothing.
+const MIN_LEN: usize = 4;
+
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    values: BTreeSet<String>,
+}
+
+impl Secrets {
+    pub fn add(&mut self, value: &str) {
+        if value.len() >= MIN_LEN {
+            self.values.insert(value.to_owned());
+        }
+    }
+
+    pub fn extend(&mut self, other: &Secrets) {
+        self.values.extend(other.values.iter().cloned());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.values.iter().map(String::as_str)
+    }
+
+    /// `text` with every known secret replaced by the marker (longest first, so a secret
+    /// that contains another is not half redacted).
+    pub fn redact(&self, text: &str) -> String {
+        match self.matcher() {
+            Some(matcher) => matcher.replace_all(text, &vec![MARKER; self.values.len()]),
+            None => text.to_owned(),
+        }
+    }
+
+    /// Rewrites a file with its secrets redacted.
+    pub fn redact_file(&self, path: &Path) -> std::io::Result<()> {
+        let Some(matcher) = self.matcher() else { return Ok(()) };
+        let bytes = std::fs::read(path)?;
+        if matcher.find(&bytes).is_none() {
+            return Ok(());
+        }
+        let redacted = matcher.replace_all_bytes(&bytes, &vec![MARKER.as_bytes(); self.values.len()]);
+        std::fs::write(path, redacted)
+    }
+
+    fn matcher(&self) -> Option<AhoCorasick> {
+        if self.values.is_empty() {
+            return None;
+        }
+        AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&self.values).ok()
+    }
+}
+
+/// A short, stable fingerprint of a secret: enough to tell two values apart in a report,
+/// useless for recovering either.
+pub fn fingerprint(value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_longest_first_and_ignores_short_values() {
+        let mut secrets = Secrets::default();
+        secrets.add("abcd");
+        secrets.add("abcdef");
+        secrets.add("on");
+        assert_eq!(secrets.redact("x=abcdef y=abcd on"), "x=[redacted] y=[redacted] on");
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_short() {
+        assert_eq!(fingerprint("secret"), fingerprint("secret"));
+        assert_ne!(fingerprint("secret"), fingerprint("secret2"));
+        assert_eq!(fingerprint("x").len(), "sha256:".len() + 8);
+    }
+
+    #[test]
+    fn redacts_files_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r0.log");
+        std::fs::write(&path, "login as alice with wonderland\n").unwrap();
+        let mut secrets = Secrets::default();
+        secrets.add("wonderland");
+        secrets.redact_file(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "login as alice with [redacted]\n");
+    }
+}

@@ -1,0 +1,175 @@
+//! `report.html`: one self-contained page (no script, no fetch, no external link) for a
+//! person at a desk: the findings with their evidence, the checks, and the timeline.
+
+mod timeline;
+
+use std::fmt::Write;
+use std::path::Path;
+
+use super::Report;
+use crate::check::ScenarioStatus;
+
+pub const FILE_NAME: &str = "report.html";
+
+const STYLE: &str = "
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #1d2330; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
+.meta { color: #5a6475; }
+.finding { border: 1px solid #e3b4b4; border-left: 5px solid #c62828; border-radius: 4px; padding: 8px 12px; margin: 10px 0; background: #fff8f8; }
+.finding h3 { margin: 0 0 6px; font-size: 15px; }
+dl { display: grid; grid-template-columns: 90px 1fr; gap: 2px 12px; margin: 0; }
+dt { color: #5a6475; } dd { margin: 0; }
+code, pre { font: 12.5px ui-monospace, monospace; background: #f2f4f8; padding: 1px 4px; border-radius: 3px; }
+table { border-collapse: collapse; } td, th { border-bottom: 1px solid #e5e8ee; padding: 4px 10px; text-align: left; }
+.passed { color: #2e7d32; } .failed { color: #c62828; font-weight: 600; } .error, .baseline-failed { color: #b26a00; } .skipped { color: #7a8190; }
+.timeline { background: #fff; border: 1px solid #e5e8ee; }
+.lane-bg { fill: #f7f8fb; stroke: #e5e8ee; } .lane-label, .tick-label { font: 12px ui-monospace, monospace; fill: #5a6475; }
+.lane-label { text-anchor: end; } .tick-label { text-anchor: middle; } .tick { stroke: #eceef3; }
+.req.ok { fill: #43a047; } .req.warn { fill: #fb8c00; } .req.bad { fill: #e53935; }
+.req.finding { stroke: #6a1b9a; stroke-width: 2; }
+.probe.ok { fill: #1e88e5; } .probe.bad { fill: #8e24aa; }
+.chaos { stroke: #37474f; stroke-width: 1.2; stroke-dasharray: 4 3; }
+.span rect { fill: #dfe5ef; } .span text { font: 10px system-ui, sans-serif; fill: #37474f; }
+.finding-label { font: bold 11px system-ui, sans-serif; fill: #6a1b9a; }
+.legend span { display: inline-block; margin-right: 14px; } .legend i { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -1px; }
+";
+
+pub fn render(report: &Report) -> String {
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>replicheck: {}</title><style>{STYLE}</style></head><body>",
+        escape(&report.target)
+    );
+    let verdict = match report.findings.len() {
+        0 => "no findings".to_owned(),
+        n => format!("{n} finding(s)"),
+    };
+    let _ = write!(
+        page,
+        "<h1>replicheck · {}</h1><p class=\"meta\">{verdict} · {} replica(s) · seed {} · routing {} · {} requests in {:.1}s · run {} · {}</p>",
+        escape(&report.target),
+        report.replicas,
+        report.seed,
+        report.routing,
+        report.requests,
+        report.duration_ms as f64 / 1000.0,
+        escape(&report.run_id),
+        escape(&report.target_file)
+    );
+    findings_table(&mut page, report);
+    let _ = write!(
+        page,
+        "<h2>Timeline</h2><p class=\"legend\"><span><i style=\"background:#43a047\"></i>answered</span><span><i style=\"background:#fb8c00\"></i>4xx</span><span><i style=\"background:#e53935\"></i>5xx or no answer</span><span><i style=\"background:#fff;border:2px solid #6a1b9a\"></i>a finding's requests</span><span><i style=\"background:#1e88e5;border-radius:6px\"></i>probe</span><span><i style=\"border-left:2px dashed #37474f\"></i>chaos action</span></p>{}",
+        timeline::svg(report)
+    );
+    findings(&mut page, report);
+    checks(&mut page, report);
+    page.push_str("</body></html>");
+    page
+}
+
+/// One row per finding, linked to its evidence below.
+fn findings_table(page: &mut String, report: &Report) {
+    page.push_str("<h2>Findings</h2>");
+    if report.findings.is_empty() {
+        page.push_str("<p class=\"passed\">None: the replicas behaved as one service.</p>");
+        return;
+    }
+    page.push_str("<table><tr><th>id</th><th>kind</th><th>where</th><th>replicas</th><th>after</th></tr>");
+    for f in &report.findings {
+        let replicas = if f.producer == f.consumer { f.producer.to_string() } else { format!("{} → {}", f.producer, f.consumer) };
+        let after = f.after.as_ref().map_or_else(String::new, |a| format!("{} ({})", a.action, a.experiment));
+        let _ = write!(
+            page,
+            "<tr><td><a href=\"#{0}\">{0}</a></td><td><code>{1}</code></td><td>{2} / {3}</td><td>{4}</td><td>{5}</td></tr>",
+            escape(&f.id),
+            f.kind,
+            escape(&f.scenario),
+            escape(&f.step),
+            escape(&replicas),
+            escape(&after)
+        );
+    }
+    page.push_str("</table>");
+}
+
+/// Each finding's evidence.
+fn findings(page: &mut String, report: &Report) {
+    if report.findings.is_empty() {
+        return;
+    }
+    page.push_str("<h2>Evidence</h2>");
+    for f in &report.findings {
+        let replicas = if f.producer == f.consumer { format!("on {}", f.producer) } else { format!("{} handed out, {} did not honour", f.producer, f.consumer) };
+        let _ = write!(
+            page,
+            "<article class=\"finding\" id=\"{}\"><h3>{} <code>{}</code> {} / {}</h3><dl><dt>replicas</dt><dd>{}</dd><dt>artifact</dt><dd>{}{}</dd><dt>expected</dt><dd>{}</dd><dt>observed</dt><dd>{}</dd>",
+            escape(&f.id),
+            escape(&f.id),
+            f.kind,
+            escape(&f.scenario),
+            escape(&f.step),
+            escape(&replicas),
+            escape(&f.artifact.kind),
+            if f.artifact.cookies.is_empty() { String::new() } else { format!(" (cookies {})", escape(&f.artifact.cookies.join(", "))) },
+            escape(&f.expected),
+            escape(&f.observed.to_string())
+        );
+        if !f.observed.excerpt.is_empty() {
+            let _ = write!(page, "<dt>page</dt><dd>{}</dd>", escape(&f.observed.excerpt));
+        }
+        if let Some(after) = &f.after {
+            let _ = write!(page, "<dt>after</dt><dd>{} at {:.2}s ({} experiment)</dd>", escape(&after.action), after.at_ms / 1000.0, escape(&after.experiment));
+        }
+        let _ = write!(
+            page,
+            "<dt>control</dt><dd>{}</dd><dt>again</dt><dd>{} ({} time(s) in this run)</dd><dt>reproduce</dt><dd><code>{}</code></dd></dl></article>",
+            escape(&f.control.detail),
+            if f.reproduced { "it happened again when run again" } else { "it did not happen again" },
+            f.occurrences,
+            escape(&f.reproduce)
+        );
+    }
+}
+
+fn checks(page: &mut String, report: &Report) {
+    page.push_str("<h2>Scenarios, inspections and experiments</h2><table><tr><th>name</th><th>status</th><th>users</th><th>requests</th><th>note</th></tr>");
+    for s in &report.scenarios {
+        let status = match s.status {
+            ScenarioStatus::Passed => "passed",
+            ScenarioStatus::Failed => "failed",
+            ScenarioStatus::BaselineFailed => "baseline-failed",
+            ScenarioStatus::Error => "error",
+            ScenarioStatus::Skipped => "skipped",
+        };
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&s.name),
+            s.vus,
+            s.requests,
+            escape(s.reason.as_deref().unwrap_or(""))
+        );
+    }
+    page.push_str("</table>");
+}
+
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn write(report: &Report, dir: &Path) -> std::io::Result<()> {
+    std::fs::write(dir.join(FILE_NAME), render(report))
+}

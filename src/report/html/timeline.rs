@@ -1,0 +1,257 @@
+//! The timeline picture: one lane per replica, each request a mark from its start to its
+//! end coloured by outcome, chaos actions as vertical lines, probes as dots, and the
+//! requests of each finding outlined and labelled. Plain SVG, drawn into the page.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use super::escape;
+use crate::cluster::replica::ReplicaId;
+use crate::history::Phase;
+use crate::report::{Event, Report};
+
+const LEFT: f64 = 64.0;
+const WIDTH: f64 = 1100.0;
+const TOP: f64 = 50.0;
+const LANE: f64 = 26.0;
+
+/// Lane of the requests no replica answered.
+const NO_REPLICA: &str = "none";
+
+pub fn svg(report: &Report) -> String {
+    let lanes = lanes(report);
+    let end_ms = report
+        .events
+        .iter()
+        .map(|e| match e {
+            Event::Request { end_ms, .. } => *end_ms,
+            Event::Chaos { event, .. } => event.end_ms,
+            Event::Probe { probe, .. } => probe.at_ms,
+            Event::Answer { answer, .. } => answer.at_ms,
+        })
+        .fold(report.duration_ms as f64, f64::max)
+        .max(1.0);
+    let x = |ms: f64| LEFT + ms / end_ms * WIDTH;
+    let lane_y = |name: &str| TOP + lanes.iter().position(|l| l == name).unwrap_or(lanes.len() - 1) as f64 * LANE;
+    let height = TOP + lanes.len() as f64 * LANE + 40.0;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg class="timeline" viewBox="0 0 {} {height}" width="{}" height="{height}" role="img" aria-label="timeline">"#,
+        LEFT + WIDTH + 16.0,
+        LEFT + WIDTH + 16.0
+    );
+    for (index, name) in lanes.iter().enumerate() {
+        let y = TOP + index as f64 * LANE;
+        let _ = write!(
+            out,
+            r#"<g class="lane"><rect class="lane-bg" x="{LEFT}" y="{y}" width="{WIDTH}" height="{LANE}"/><text class="lane-label" x="{}" y="{}">{}</text></g>"#,
+            LEFT - 8.0,
+            y + LANE * 0.65,
+            escape(name)
+        );
+    }
+    axis(&mut out, end_ms, &x, TOP + lanes.len() as f64 * LANE);
+    let highlighted = highlighted(report);
+    for event in &report.events {
+        match event {
+            Event::Request { served_by, status, error, start_ms, end_ms, vu, experiment, .. } => {
+                let lane = served_by.map_or_else(|| NO_REPLICA.to_owned(), |r| r.id.to_string());
+                let class = match (error, status) {
+                    (Some(_), _) => "bad",
+                    (None, Some(s)) if *s >= 500 => "bad",
+                    (None, Some(s)) if *s >= 400 => "warn",
+                    _ => "ok",
+                };
+                let y = lane_y(&lane) + 5.0;
+                let width = (x(*end_ms) - x(*start_ms)).max(1.2);
+                let finding = highlighted.iter().find(|h| h.is(*vu, experiment.as_deref(), *start_ms));
+                match finding {
+                    Some(h) => {
+                        let _ = write!(
+                            out,
+                            r#"<rect class="req {class} finding" x="{:.1}" y="{y:.1}" width="{width:.1}" height="{}"><title>{}: vu {vu} on {lane}</title></rect>"#,
+                            x(*start_ms),
+                            LANE - 10.0,
+                            escape(&h.id)
+                        );
+                    }
+                    None => {
+                        let _ = write!(out, r#"<rect class="req {class}" x="{:.1}" y="{y:.1}" width="{width:.1}" height="{}"/>"#, x(*start_ms), LANE - 10.0);
+                    }
+                }
+            }
+            Event::Probe { probe, .. } => {
+                let served = probe.status.is_some_and(|s| s < 500);
+                let _ = write!(
+                    out,
+                    r#"<circle class="probe {}" cx="{:.1}" cy="{:.1}" r="3"/>"#,
+                    if served { "ok" } else { "bad" },
+                    x(probe.at_ms),
+                    lane_y(&probe.replica.id.to_string()) + LANE / 2.0
+                );
+            }
+            Event::Answer { .. } | Event::Chaos { .. } => {}
+        }
+    }
+    chaos_lines(&mut out, report, &x, TOP + lanes.len() as f64 * LANE);
+    labels(&mut out, report, &highlighted, &x, &lane_y);
+    out.push_str("</svg>");
+    out
+}
+
+/// Replica lanes in name order, and a lane for unanswered requests when there are any.
+fn lanes(report: &Report) -> Vec<String> {
+    let mut ids: BTreeSet<ReplicaId> = (0..report.replicas).map(ReplicaId).collect();
+    let mut unrouted = false;
+    for event in &report.events {
+        match event {
+            Event::Request { served_by: Some(r), .. } => {
+                ids.insert(r.id);
+            }
+            Event::Request { served_by: None, .. } => unrouted = true,
+            _ => {}
+        }
+    }
+    let mut lanes: Vec<String> = ids.into_iter().map(|id| id.to_string()).collect();
+    if unrouted {
+        lanes.push(NO_REPLICA.into());
+    }
+    lanes
+}
+
+fn axis(out: &mut String, end_ms: f64, x: &impl Fn(f64) -> f64, bottom: f64) {
+    let step = [100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10_000.0, 30_000.0, 60_000.0]
+        .into_iter()
+        .find(|step| end_ms / step <= 12.0)
+        .unwrap_or(120_000.0);
+    let mut t = 0.0;
+    while t <= end_ms {
+        let _ = write!(
+            out,
+            r#"<line class="tick" x1="{0:.1}" x2="{0:.1}" y1="{1}" y2="{2}"/><text class="tick-label" x="{0:.1}" y="{3}">{4}s</text>"#,
+            x(t),
+            TOP,
+            bottom,
+            bottom + 16.0,
+            format_seconds(t)
+        );
+        t += step;
+    }
+}
+
+fn format_seconds(ms: f64) -> String {
+    let s = ms / 1000.0;
+    if s.fract() == 0.0 { format!("{s:.0}") } else { format!("{s:.2}").trim_end_matches('0').to_owned() }
+}
+
+/// Chaos actions as dashed lines (their names in tooltips), under a row of named spans,
+/// one per experiment run, so a busy run stays legible.
+fn chaos_lines(out: &mut String, report: &Report, x: &impl Fn(f64) -> f64, bottom: f64) {
+    let mut spans: Vec<(String, Phase, f64, f64)> = Vec::new();
+    for event in &report.events {
+        let (experiment, phase, start, end) = match event {
+            Event::Request { experiment: Some(e), phase, start_ms, end_ms, .. } => (e, *phase, *start_ms, *end_ms),
+            Event::Chaos { experiment, phase, event } => (experiment, *phase, event.start_ms, event.end_ms),
+            Event::Probe { experiment, phase, probe } => (experiment, *phase, probe.at_ms, probe.at_ms),
+            Event::Answer { inspection, phase, answer } => (inspection, *phase, answer.at_ms, answer.at_ms),
+            Event::Request { experiment: None, .. } => continue,
+        };
+        // Controls belong to their run's span.
+        let phase = if phase == Phase::Reproduce { Phase::Reproduce } else { Phase::Main };
+        match spans.iter_mut().find(|(e, p, _, _)| e == experiment && *p == phase) {
+            Some(span) => {
+                span.2 = span.2.min(start);
+                span.3 = span.3.max(end);
+            }
+            None => spans.push((experiment.clone(), phase, start, end)),
+        }
+    }
+    for (index, (name, phase, start, end)) in spans.iter().enumerate() {
+        let y = 6.0 + (index % 2) as f64 * 16.0;
+        let label = if *phase == Phase::Reproduce { format!("{name} again") } else { name.clone() };
+        let _ = write!(
+            out,
+            r#"<g class="span"><rect x="{:.1}" y="{y}" width="{:.1}" height="13"/><text x="{:.1}" y="{}">{}</text></g>"#,
+            x(*start),
+            (x(*end) - x(*start)).max(2.0),
+            x(*start) + 2.0,
+            y + 10.0,
+            escape(&label)
+        );
+    }
+    for event in &report.events {
+        let Event::Chaos { experiment, event, phase } = event else { continue };
+        let at = x(event.start_ms);
+        let _ = write!(
+            out,
+            r#"<line class="chaos" x1="{at:.1}" x2="{at:.1}" y1="{}" y2="{bottom}"><title>{} ({experiment}, {}) at {:.2}s</title></line>"#,
+            TOP - 14.0,
+            escape(&event.action.to_string()),
+            phase_name(*phase),
+            event.start_ms / 1000.0
+        );
+    }
+}
+
+/// The request that is a finding's evidence: its user's failing request.
+struct Highlight {
+    id: String,
+    vu: u32,
+    experiment: Option<String>,
+    at_ms: f64,
+}
+
+impl Highlight {
+    fn is(&self, vu: u32, experiment: Option<&str>, start_ms: f64) -> bool {
+        self.vu == vu && self.experiment.as_deref() == experiment && (self.at_ms - start_ms).abs() < 0.001
+    }
+}
+
+fn highlighted(report: &Report) -> Vec<Highlight> {
+    report
+        .findings
+        .iter()
+        .filter_map(|f| {
+            Some(Highlight {
+                id: f.id.clone(),
+                vu: f.vu?,
+                experiment: f.after.as_ref().map(|a| a.experiment.clone()),
+                at_ms: f.at_ms?,
+            })
+        })
+        .collect()
+}
+
+/// A label per finding at its evidence request, or at the chaos action it followed.
+fn labels(out: &mut String, report: &Report, highlighted: &[Highlight], x: &impl Fn(f64) -> f64, lane_y: &impl Fn(&str) -> f64) {
+    for finding in &report.findings {
+        let evidence = highlighted.iter().find(|h| h.id == finding.id).and_then(|h| {
+            report.events.iter().find_map(|e| match e {
+                Event::Request { vu, experiment, start_ms, served_by, .. } if h.is(*vu, experiment.as_deref(), *start_ms) => {
+                    Some((*start_ms, served_by.map(|r| r.id.to_string())))
+                }
+                _ => None,
+            })
+        });
+        let (ms, lane) = match evidence {
+            Some((ms, lane)) => (ms, lane.unwrap_or_else(|| NO_REPLICA.into())),
+            None => (finding.after.as_ref().map_or(0.0, |a| a.at_ms), finding.consumer.id.to_string()),
+        };
+        let _ = write!(
+            out,
+            "<a href=\"#{0}\"><text class=\"finding-label\" x=\"{1:.1}\" y=\"{2:.1}\">{0}</text></a>",
+            escape(&finding.id),
+            x(ms),
+            lane_y(&lane) + 4.0
+        );
+    }
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Main => "main",
+        Phase::Control => "control",
+        Phase::Reproduce => "run again",
+    }
+}

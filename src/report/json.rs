@@ -1,0 +1,172 @@
+//! `report.json`: the whole run as data, for CI systems, other tools and `replay`.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::balancer::policy::RoutingPolicy;
+use crate::check::ScenarioResult;
+use crate::check::finding::Finding;
+use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::history::{Answer, ChaosEvent, History, Phase, Probe, VuRecord};
+use crate::plan::Plan;
+
+pub const FILE_NAME: &str = "report.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub tool: String,
+    pub version: String,
+    pub run_id: String,
+    pub seed: u64,
+    pub backend: String,
+    /// The target's name, and the file it came from.
+    pub target: String,
+    pub target_file: String,
+    pub replicas: u16,
+    pub routing: RoutingPolicy,
+    pub duration_ms: u64,
+    /// Every request the virtual users sent, evidence runs included.
+    pub requests: usize,
+    pub scenarios: Vec<ScenarioResult>,
+    pub findings: Vec<Finding>,
+    /// The timeline: every request, in start order.
+    pub events: Vec<Event>,
+    pub plan: Plan,
+    /// How the run was asked for, so `replay` can ask again.
+    pub config: RunRecord,
+}
+
+/// The settings of a run that `replay` reruns: with the same target file and seed they
+/// give the same plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub replicas: u16,
+    pub routing: RoutingPolicy,
+    pub vus: u32,
+    pub load_vus: u32,
+    /// What `--scenarios` said; empty for everything.
+    pub scenarios: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Event {
+    Request {
+        phase: Phase,
+        /// The chaos experiment the request was part of, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        experiment: Option<String>,
+        vu: u32,
+        scenario: String,
+        step: usize,
+        step_name: String,
+        method: String,
+        path: String,
+        planned: ReplicaId,
+        served_by: Option<Incarnation>,
+        status: Option<u16>,
+        start_ms: f64,
+        end_ms: f64,
+        error: Option<String>,
+    },
+    Chaos {
+        experiment: String,
+        phase: Phase,
+        #[serde(flatten)]
+        event: ChaosEvent,
+    },
+    Probe {
+        experiment: String,
+        phase: Phase,
+        #[serde(flatten)]
+        probe: Probe,
+    },
+    Answer {
+        inspection: String,
+        phase: Phase,
+        #[serde(flatten)]
+        answer: Answer,
+    },
+}
+
+impl Event {
+    fn start_ms(&self) -> f64 {
+        match self {
+            Event::Request { start_ms, .. } => *start_ms,
+            Event::Chaos { event, .. } => event.start_ms,
+            Event::Probe { probe, .. } => probe.at_ms,
+            Event::Answer { answer, .. } => answer.at_ms,
+        }
+    }
+}
+
+/// Every request, chaos action and probe of the histories, in start order.
+pub fn events(histories: &[&History]) -> Vec<Event> {
+    let mut events = Vec::new();
+    for history in histories {
+        for user in &history.vus {
+            push_requests(&mut events, user, None);
+        }
+        for run in &history.experiments {
+            for user in run.users() {
+                push_requests(&mut events, user, Some(&run.experiment));
+            }
+            events.extend(run.chaos.iter().map(|event| Event::Chaos {
+                experiment: run.experiment.clone(),
+                phase: run.phase,
+                event: event.clone(),
+            }));
+            events.extend(run.probes.iter().map(|probe| Event::Probe {
+                experiment: run.experiment.clone(),
+                phase: run.phase,
+                probe: probe.clone(),
+            }));
+        }
+        for run in &history.inspections {
+            events.extend(run.answers.iter().map(|answer| Event::Answer {
+                inspection: run.inspection.clone(),
+                phase: run.phase,
+                answer: answer.clone(),
+            }));
+        }
+    }
+    events.sort_by(|a, b| a.start_ms().total_cmp(&b.start_ms()));
+    events
+}
+
+fn push_requests(events: &mut Vec<Event>, user: &VuRecord, experiment: Option<&str>) {
+    for step in &user.steps {
+        for request in &step.requests {
+            events.push(Event::Request {
+                phase: user.phase,
+                experiment: experiment.map(str::to_owned),
+                vu: user.vu,
+                scenario: user.scenario.clone(),
+                step: step.index,
+                step_name: step.name.clone(),
+                method: request.method.clone(),
+                path: request.path.clone(),
+                planned: request.planned,
+                served_by: request.served_by,
+                status: request.status,
+                start_ms: request.start_ms,
+                end_ms: request.end_ms,
+                error: request.error.clone(),
+            });
+        }
+    }
+}
+
+impl Report {
+    /// Compact: the events of a run under load make it large.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join(FILE_NAME), json)
+    }
+
+    pub fn read(path: &Path) -> std::io::Result<Self> {
+        let bytes = std::fs::read(path)?;
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+    }
+}

@@ -1,0 +1,84 @@
+//! `junit.xml`: one test suite per scenario, inspection and experiment, one test case per
+//! kind it checks, and one failing test case per finding, so CI test tabs count findings.
+//! Written with quick-junit, which CI consumers read.
+
+use std::path::Path;
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Report as JUnit, TestCase, TestCaseStatus, TestSuite};
+
+use super::Report;
+use crate::check::ScenarioStatus;
+use crate::check::finding::Finding;
+
+pub const FILE_NAME: &str = "junit.xml";
+
+pub fn render(report: &Report) -> Result<String, quick_junit::SerializeError> {
+    let mut junit = JUnit::new(format!("replicheck {}", report.target));
+    junit.set_time(Duration::from_millis(report.duration_ms));
+    for scenario in &report.scenarios {
+        let mut suite = TestSuite::new(scenario.name.as_str());
+        let findings: Vec<&Finding> = report.findings.iter().filter(|f| f.check == scenario.name).collect();
+        match scenario.status {
+            ScenarioStatus::Skipped => {
+                let mut status = TestCaseStatus::skipped();
+                status.set_message(scenario.reason.clone().unwrap_or_default());
+                suite.add_test_case(TestCase::new(scenario.name.as_str(), status));
+            }
+            ScenarioStatus::Error | ScenarioStatus::BaselineFailed => {
+                // It could not say anything about its checks: one error, not a failure.
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+                status
+                    .set_type(if scenario.status == ScenarioStatus::Error { "error" } else { "baseline-failed" })
+                    .set_message(scenario.reason.clone().unwrap_or_default());
+                suite.add_test_case(TestCase::new(scenario.name.as_str(), status));
+            }
+            ScenarioStatus::Passed | ScenarioStatus::Failed => {
+                for kind in &scenario.checks {
+                    let of_kind: Vec<&&Finding> = findings.iter().filter(|f| f.kind == *kind).collect();
+                    if of_kind.is_empty() {
+                        suite.add_test_case(TestCase::new(kind.id(), TestCaseStatus::success()));
+                    }
+                    for finding in of_kind {
+                        suite.add_test_case(failing(finding));
+                    }
+                }
+            }
+        }
+        junit.add_test_suite(suite);
+    }
+    junit.to_string()
+}
+
+fn failing(finding: &Finding) -> TestCase {
+    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+    status.set_type(finding.kind.id()).set_message(message(finding)).set_description(description(finding));
+    let mut case = TestCase::new(format!("{} {} ({} / {})", finding.id, finding.kind, finding.scenario, finding.step), status);
+    case.set_classname(finding.check.as_str());
+    case
+}
+
+/// One line: what, where, and between which replicas.
+fn message(finding: &Finding) -> String {
+    let replicas = if finding.producer == finding.consumer {
+        format!("on {}", finding.producer)
+    } else {
+        format!("{} -> {}", finding.producer, finding.consumer)
+    };
+    format!("{}: {} / {}, {replicas}: {}", finding.kind, finding.scenario, finding.step, finding.observed)
+}
+
+/// The evidence, as the terminal shows it.
+fn description(finding: &Finding) -> String {
+    let mut text = format!("expected: {}\nobserved: {}\n", finding.expected, finding.observed);
+    if let Some(after) = &finding.after {
+        text.push_str(&format!("after:    {} at {:.2}s ({})\n", after.action, after.at_ms / 1000.0, after.experiment));
+    }
+    text.push_str(&format!("control:  {}\nreproduce: {}\n", finding.control.detail, finding.reproduce));
+    text
+}
+
+pub fn write(report: &Report, dir: &Path) -> std::io::Result<()> {
+    let xml = render(report).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join(FILE_NAME), xml)
+}

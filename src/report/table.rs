@@ -1,0 +1,49 @@
+//! Terminal tables: the scenarios and the findings of a run.
+
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+use super::Report;
+use crate::check::ScenarioStatus;
+
+pub fn scenarios(report: &Report) -> String {
+    let mut builder = Builder::default();
+    builder.push_record(["scenario", "status", "users", "requests", "crossed", "note"]);
+    for s in &report.scenarios {
+        let status = match s.status {
+            ScenarioStatus::Passed => "passed",
+            ScenarioStatus::Failed => "FINDINGS",
+            ScenarioStatus::BaselineFailed => "baseline-failed",
+            ScenarioStatus::Error => "error",
+            ScenarioStatus::Skipped => "skipped",
+        };
+        let mut note = s.reason.clone().unwrap_or_default();
+        if s.unconfirmed > 0 {
+            note = format!("{note}{}{} failure(s) did not happen again when run again", if note.is_empty() { "" } else { "; " }, s.unconfirmed);
+        }
+        builder.push_record([
+            s.name.clone(),
+            status.to_owned(),
+            s.vus.to_string(),
+            s.requests.to_string(),
+            s.handoffs_crossed.to_string(),
+            note,
+        ]);
+    }
+    builder.build().with(Style::sharp()).to_string()
+}
+
+pub fn findings(report: &Report) -> String {
+    let mut builder = Builder::default();
+    builder.push_record(["id", "kind", "scenario / step", "replicas", "times"]);
+    for f in &report.findings {
+        builder.push_record([
+            f.id.clone(),
+            f.kind.to_string(),
+            format!("{} / {}", f.scenario, f.step),
+            if f.producer == f.consumer { f.producer.to_string() } else { format!("{} -> {}", f.producer, f.consumer) },
+            f.occurrences.to_string(),
+        ]);
+    }
+    builder.build().with(Style::sharp()).to_string()
+}

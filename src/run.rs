@@ -1,0 +1,487 @@
+//! One run, phase by phase: bind scenarios to the target, plan from the seed, start the
+//! cluster and the balancer, run the virtual users, gather evidence for candidates, run
+//! the chaos experiments one by one, stop everything, and write the report.
+//!
+//! The plan is written before anything starts and the users' history before checking, so
+//! a run that dies still says what it did. Whatever is started is owned here and stopped
+//! by `Cluster`'s drop if this future is dropped (Ctrl-C) or fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use crate::balancer::policy::RoutingPolicy;
+use crate::balancer::{Balancer, BalancerConfig};
+use crate::chaos::experiment::{self, Arena};
+use crate::chaos::{self, ExperimentKind};
+use crate::check::finding::Finding;
+use crate::check::{self, ScenarioResult};
+use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec};
+use crate::file::FileError;
+use crate::history::{ExperimentRun, History, InspectionRun, Phase};
+use crate::inspect::{self, InspectionKind, Inspector};
+use crate::plan::{self, Plan};
+use crate::progress::{Observer, Progress};
+use crate::redact::Secrets;
+use crate::report::json::RunRecord;
+use crate::report::{self, Report};
+use crate::scenario::{Scenario, ScenarioFile};
+use crate::target::Target;
+use crate::vu::{self, Limits, VuContext};
+
+/// Builds the command that reproduces a finding, from the seed and the names to pass to
+/// `--scenarios`.
+pub type Reproduce = Arc<dyn Fn(u64, &str) -> String + Send + Sync>;
+
+pub struct RunConfig {
+    pub target: Target,
+    pub scenarios: Vec<ScenarioFile>,
+    /// Whether the scenarios run as users of their own; when only experiments were asked
+    /// for, they are the experiments' workload and nothing more.
+    pub run_scenarios: bool,
+    pub experiments: Vec<ExperimentKind>,
+    pub inspections: Vec<InspectionKind>,
+    pub replicas: u16,
+    pub seed: u64,
+    pub routing: RoutingPolicy,
+    /// Virtual users per scenario.
+    pub vus: u32,
+    /// Users looping scenarios during a rolling restart.
+    pub load_vus: u32,
+    /// Virtual users running at once, at most.
+    pub concurrency: usize,
+    pub report_dir: ReportDir,
+    /// The running replicheck binary, for `{replicheck}` (the bundled demo service).
+    pub self_exe: PathBuf,
+    pub backend: BackendKind,
+    pub reproduce: Reproduce,
+    /// What `--scenarios` said, recorded for `replay`.
+    pub selection: Vec<String>,
+}
+
+/// Where the report goes.
+#[derive(Debug, Clone)]
+pub enum ReportDir {
+    /// A new directory named after the run, under this one (`reports/`).
+    Under(PathBuf),
+    /// Exactly this directory.
+    At(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Scenario(#[from] FileError),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("cannot start the balancer: {0}")]
+    Balancer(std::io::Error),
+    #[error("cannot write the report in {}: {source}", dir.display())]
+    Report { dir: PathBuf, source: std::io::Error },
+}
+
+pub struct RunOutcome {
+    pub report: Report,
+    pub report_dir: PathBuf,
+}
+
+/// The scenarios bound to the target, and the run's roster: every scenario and experiment
+/// in report order, with the reason for each one skipped.
+struct Bound {
+    /// Scenarios the plan's users run.
+    users: Vec<Scenario>,
+    /// Scenarios experiments hand artifacts over with.
+    workload: Vec<Scenario>,
+    scenario_roster: Vec<(String, Option<String>)>,
+    inspections: Vec<(InspectionKind, Option<String>)>,
+    experiments: Vec<(ExperimentKind, Option<String>)>,
+}
+
+pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcome, RunError> {
+    let started = Instant::now();
+    let bound = bind(&config, observer)?;
+    if let RoutingPolicy::Pin(replica) = config.routing
+        && replica.0 >= config.replicas
+    {
+        return Err(RunError::Usage(format!("--routing pin:{replica} names a replica outside r0..r{}", config.replicas - 1)));
+    }
+    let plan = plan_run(&config, &bound);
+    let run_id = run_id(&format!("seed{}", config.seed));
+    let report_dir = create_report_dir(&config.report_dir, &run_id)?;
+    write_json(&report_dir, "plan.json", &plan)?;
+
+    let target = Arc::new(config.target);
+    let spec = ClusterSpec {
+        target: target.clone(),
+        replicas: config.replicas,
+        run_id: run_id.clone(),
+        logs_dir: report_dir.clone(),
+        self_exe: config.self_exe.clone(),
+        backend: config.backend,
+    };
+    let (mut cluster, balancer) = start_service(spec, observer).await?;
+    let vantage = cluster.vantage();
+
+    let mut secrets = Secrets::default();
+    for secret in target.secrets() {
+        secrets.add(&secret);
+    }
+    // The users' scenarios are among the workload's.
+    let mut known = bound.workload.clone();
+    known.extend(experiment::own_scenarios(&target));
+    let ctx = Arc::new(VuContext::new(
+        balancer.addr(),
+        target.balancer.client_address,
+        &known,
+        config.seed,
+        started,
+        Limits::from(target.limits),
+        secrets.clone(),
+    ));
+
+    // Users: the plan, then controls and reproductions of whatever failed across replicas.
+    observer.progress(Progress::VirtualUsersStarted {
+        users: plan.vus.len(),
+        scenarios: bound.users.len(),
+    });
+    let main = vu::execute(&ctx, plan.vus.clone(), Phase::Main, config.concurrency).await;
+    observer.progress(Progress::VirtualUsersFinished {
+        users: main.history.vus.len(),
+        requests: main.history.requests(),
+        took: started.elapsed(),
+    });
+    write_json(&report_dir, "history.json", &main.history)?;
+    secrets.extend(&main.secrets);
+    let triage = check::triage(&bound.users, &main.history);
+    let evidence_plans = check::evidence_plans(&plan, &triage.candidates);
+    let mut evidence = History::default();
+    if !triage.candidates.is_empty() {
+        observer.progress(Progress::ControlsStarted {
+            candidates: triage.candidates.len(),
+        });
+        for (users, phase) in [(&evidence_plans.controls, Phase::Control), (&evidence_plans.reproductions, Phase::Reproduce)] {
+            let executed = vu::execute(&ctx, users.clone(), phase, config.concurrency).await;
+            secrets.extend(&executed.secrets);
+            evidence.extend(executed.history);
+        }
+    }
+    let reproduce = config.reproduce.clone();
+    let seed = config.seed;
+    let reproduce_for = |names: &str| reproduce(seed, names);
+    let verdict = check::judge(&bound.scenario_roster, &triage, &evidence_plans, &evidence, seed, &reproduce_for);
+
+    // Inspections: what each replica says when asked directly.
+    let inspector = Inspector {
+        target: &target,
+        balancer: balancer.addr(),
+        endpoints: cluster.endpoints(),
+        vantage,
+        origin: started,
+    };
+    let inspected = run_inspections(&bound, &inspector, &main.history, observer, seed, &reproduce_for).await;
+
+    // Chaos: one experiment at a time, each run again when it shows something.
+    let extra_vu = plan::next_vu(&plan) + 2 * triage.candidates.len() as u32;
+    let mut arena = Arena::new(&mut cluster, &balancer, &ctx, &target, config.concurrency, extra_vu);
+    let chaos = run_experiments(&plan, &bound, &mut arena, observer, seed, &reproduce_for).await;
+    secrets.extend(&arena.into_secrets());
+
+    observer.progress(Progress::Stopping);
+    drop(balancer);
+    cluster.shutdown().await;
+    redact_logs(&report_dir, &secrets);
+
+    let mut scenarios = verdict.scenarios;
+    scenarios.extend(inspected.results);
+    scenarios.extend(chaos.results);
+    let mut findings = verdict.findings;
+    findings.extend(inspected.findings);
+    findings.extend(chaos.findings);
+    name_checks(&mut scenarios, &bound, &findings);
+    for (index, finding) in findings.iter_mut().enumerate() {
+        finding.id = format!("F{}", index + 1);
+    }
+    let mut history = main.history;
+    history.experiments = chaos.runs;
+    history.inspections = inspected.runs;
+    let report = Report {
+        tool: "replicheck".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        run_id,
+        seed,
+        backend: config.backend.name().into(),
+        target: target.name.clone(),
+        target_file: target.path.display().to_string(),
+        replicas: config.replicas,
+        routing: config.routing,
+        duration_ms: started.elapsed().as_millis() as u64,
+        requests: history.requests() + evidence.requests(),
+        scenarios,
+        findings,
+        events: report::json::events(&[&history, &evidence]),
+        plan,
+        config: RunRecord {
+            replicas: config.replicas,
+            routing: config.routing,
+            vus: config.vus,
+            load_vus: config.load_vus,
+            scenarios: config.selection,
+        },
+    };
+    Ok(RunOutcome { report, report_dir })
+}
+
+/// Binds every scenario to the target and decides which experiments can run.
+fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> {
+    let mut bound = Vec::new();
+    let mut scenario_roster = Vec::new();
+    for file in &config.scenarios {
+        match file.bind(&config.target)? {
+            Ok(scenario) => {
+                scenario_roster.push((scenario.name.clone(), None));
+                bound.push(scenario);
+            }
+            Err(skip) => {
+                observer.progress(Progress::ScenarioSkipped {
+                    scenario: file.name().to_owned(),
+                    reason: skip.reason.clone(),
+                });
+                scenario_roster.push((file.name().to_owned(), Some(skip.reason)));
+            }
+        }
+    }
+    let skipped = |name: &str, reason: Option<String>| {
+        if let Some(reason) = &reason {
+            observer.progress(Progress::ScenarioSkipped {
+                scenario: name.to_owned(),
+                reason: reason.clone(),
+            });
+        }
+        reason
+    };
+    let inspections = config.inspections.iter().map(|&kind| (kind, skipped(kind.name(), kind.skip_reason(&config.target)))).collect();
+    let experiments = config
+        .experiments
+        .iter()
+        .map(|&kind| (kind, skipped(kind.name(), kind.skip_reason(&config.target, &bound))))
+        .collect();
+    let (users, roster) = if config.run_scenarios { (bound.clone(), scenario_roster) } else { (Vec::new(), Vec::new()) };
+    Ok(Bound {
+        users,
+        workload: bound,
+        scenario_roster: roster,
+        inspections,
+        experiments,
+    })
+}
+
+fn plan_run(config: &RunConfig, bound: &Bound) -> Plan {
+    let mut plan = plan::schedule(config.seed, config.replicas, config.routing, &bound.users, config.vus);
+    for (kind, skipped) in &bound.experiments {
+        if skipped.is_none() {
+            let first_vu = plan::next_vu(&plan);
+            plan.experiments.push(chaos::plan(*kind, config.seed, config.replicas, &bound.workload, first_vu, config.load_vus));
+        }
+    }
+    plan
+}
+
+/// Records which kinds each roster entry looks for, and any kind it found besides.
+fn name_checks(results: &mut [ScenarioResult], bound: &Bound, findings: &[Finding]) {
+    for result in results {
+        let mut checks = if let Some(scenario) = bound.users.iter().find(|s| s.name == result.name) {
+            check::scenario_checks(scenario)
+        } else if let Some(kind) = InspectionKind::from_name(&result.name) {
+            kind.checks()
+        } else if let Some(kind) = ExperimentKind::from_name(&result.name) {
+            kind.checks()
+        } else {
+            Vec::new()
+        };
+        checks.extend(findings.iter().filter(|f| f.check == result.name).map(|f| f.kind));
+        checks.sort();
+        checks.dedup();
+        result.checks = checks;
+    }
+}
+
+/// What a phase of twice-run checks found, and their runs.
+struct Checked<R> {
+    findings: Vec<Finding>,
+    results: Vec<ScenarioResult>,
+    runs: Vec<R>,
+}
+
+async fn run_inspections(
+    bound: &Bound,
+    inspector: &Inspector<'_>,
+    users: &History,
+    observer: &dyn Observer,
+    seed: u64,
+    reproduce: &dyn Fn(&str) -> String,
+) -> Checked<InspectionRun> {
+    let public = inspector.balancer.to_string();
+    let settings = &inspector.target.balancer;
+    let vantage = inspector.vantage;
+    let mut outcome = Checked {
+        findings: Vec::new(),
+        results: Vec::new(),
+        runs: Vec::new(),
+    };
+    for (kind, skipped) in &bound.inspections {
+        let name = kind.name();
+        if let Some(reason) = skipped {
+            outcome.results.push(ScenarioResult::skipped(name, reason.clone()));
+            continue;
+        }
+        observer.progress(Progress::CheckStarted { name });
+        let first = inspect::run(*kind, inspector, Phase::Main).await;
+        let first_assessment = check::inspect::assess(&first, settings, vantage, users, &public);
+        outcome.runs.push(first);
+        let second_assessment = if first_assessment.candidates.is_empty() || first_assessment.baseline.is_some() {
+            None
+        } else {
+            observer.progress(Progress::CheckRepeated { name });
+            let second = inspect::run(*kind, inspector, Phase::Reproduce).await;
+            let assessment = check::inspect::assess(&second, settings, vantage, users, &public);
+            outcome.runs.push(second);
+            Some(assessment)
+        };
+        let (findings, result) = check::twice::judge(&first_assessment, second_assessment.as_ref(), seed, reproduce, name);
+        observer.progress(Progress::CheckFinished {
+            name,
+            findings: findings.len(),
+        });
+        outcome.findings.extend(findings);
+        outcome.results.push(result);
+    }
+    outcome
+}
+
+async fn run_experiments(
+    plan: &Plan,
+    bound: &Bound,
+    arena: &mut Arena<'_>,
+    observer: &dyn Observer,
+    seed: u64,
+    reproduce: &dyn Fn(&str) -> String,
+) -> Checked<ExperimentRun> {
+    let delay = arena.target.balancer.deregistration_delay;
+    let mut outcome = Checked {
+        findings: Vec::new(),
+        results: Vec::new(),
+        runs: Vec::new(),
+    };
+    for (kind, skipped) in &bound.experiments {
+        let name = kind.name();
+        let Some(experiment_plan) = plan.experiments.iter().find(|e| e.kind == *kind) else {
+            outcome.results.push(ScenarioResult::skipped(name, skipped.clone().unwrap_or_default()));
+            continue;
+        };
+        observer.progress(Progress::CheckStarted { name });
+        let first = experiment::run(experiment_plan, arena, Phase::Main).await;
+        let first_assessment = check::chaos::assess(experiment_plan, &first, &bound.workload, delay);
+        outcome.runs.push(first);
+        let second_assessment = if first_assessment.candidates.is_empty() || first_assessment.baseline.is_some() || first_assessment.error.is_some() {
+            None
+        } else {
+            observer.progress(Progress::CheckRepeated { name });
+            let second = experiment::run(experiment_plan, arena, Phase::Reproduce).await;
+            let assessment = check::chaos::assess(experiment_plan, &second, &bound.workload, delay);
+            outcome.runs.push(second);
+            Some(assessment)
+        };
+        let (findings, result) = check::twice::judge(&first_assessment, second_assessment.as_ref(), seed, reproduce, name);
+        observer.progress(Progress::CheckFinished {
+            name,
+            findings: findings.len(),
+        });
+        outcome.findings.extend(findings);
+        outcome.results.push(result);
+    }
+    outcome
+}
+
+/// Starts the cluster, then the balancer in front of it, and waits (a bounded while) until
+/// every replica serves a page.
+pub(crate) async fn start_service(spec: ClusterSpec, observer: &dyn Observer) -> Result<(Cluster, Balancer), RunError> {
+    let target = spec.target.clone();
+    let cluster = Cluster::start(spec, observer).await?;
+    let config = BalancerConfig {
+        proxy_address: cluster.vantage().local.then_some(target.balancer.proxy_address),
+        ..BalancerConfig::local(&target.health.ready.0, target.health.interval)
+    };
+    let balancer = Balancer::start(config, &cluster.endpoints()).await.map_err(RunError::Balancer)?;
+    observer.progress(Progress::BalancerListening { addr: balancer.addr() });
+    wait_until_serving(&cluster, &target, observer).await;
+    Ok((cluster, balancer))
+}
+
+/// How long users wait for replicas that say ready to serve a page.
+const WARM_UP_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until every replica serves a real page (a bounded while): users start on warm
+/// replicas even when readiness says ready too early (the chaos experiments report that).
+async fn wait_until_serving(cluster: &Cluster, target: &Target, observer: &dyn Observer) {
+    let client = crate::cluster::backend::process::probe_client();
+    let deadline = Instant::now() + WARM_UP_WAIT.min(target.start.ready_timeout);
+    for endpoint in cluster.endpoints() {
+        let url = format!("http://{}{}", endpoint.addr, target.chaos.page);
+        loop {
+            if let Ok(response) = client.get(&url).send().await
+                && response.status().as_u16() < 500
+            {
+                break;
+            }
+            if Instant::now() >= deadline {
+                observer.progress(Progress::NotServing {
+                    replica: endpoint.replica,
+                    page: target.chaos.page.0.clone(),
+                });
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// `20261124T231503Z-seed42-3f9a1c`: when, what (`seed42`, `up`), and a random tail that
+/// keeps concurrent runs apart (the id marks everything a run starts).
+pub(crate) fn run_id(what: &str) -> String {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(['-', ':'], "");
+    format!("{stamp}-{what}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+pub(crate) fn create_report_dir(dir: &ReportDir, run_id: &str) -> Result<PathBuf, RunError> {
+    let path = match dir {
+        ReportDir::Under(root) => root.join(run_id),
+        ReportDir::At(path) => path.clone(),
+    };
+    std::fs::create_dir_all(&path).map_err(|source| RunError::Report { dir: path.clone(), source })?;
+    Ok(path)
+}
+
+fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<(), RunError> {
+    let error = |source| RunError::Report {
+        dir: dir.to_owned(),
+        source,
+    };
+    let json = serde_json::to_vec_pretty(value).map_err(|e| error(std::io::Error::other(e)))?;
+    std::fs::write(dir.join(name), json).map_err(error)
+}
+
+/// Replica logs are the app's own output: scrub whatever secrets the run saw.
+fn redact_logs(dir: &Path, secrets: &Secrets) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "log") {
+            // A log we cannot rewrite stays as the app wrote it; the run's result stands.
+            let _ = secrets.redact_file(&path);
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The target file: how to start one replica of the service under test, how to tell it is
+//! ready, what shared infrastructure it needs, and the app's flows (login, antiforgery,
+//! session, cache, echo) in the app's own URLs and field names.
+//!
+//! Loading validates everything that can be known without running anything, and every
+//! error points at its place in the file.
+
+pub mod flows;
+pub mod preset;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer};
+
+use crate::file::{FileError, SourceFile};
+use crate::step::Template;
+
+pub use flows::{Antiforgery, Echo, Login, StoreFlow, Token};
+pub use preset::Preset;
+
+/// A target file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetFile {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    preset: Preset,
+    start: Start,
+    #[serde(default)]
+    health: Health,
+    #[serde(default)]
+    dependencies: Dependencies,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    balancer: BalancerSettings,
+    #[serde(default)]
+    chaos: ChaosSettings,
+    login: Option<flows::LoginFile>,
+    antiforgery: Option<Antiforgery>,
+    session: Option<StoreFlow>,
+    cache: Option<StoreFlow>,
+    echo: Option<Echo>,
+    token: Option<Token>,
+}
+
+/// A validated target file, with its preset's defaults filled in.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// A short name for reports; defaults to the file's stem.
+    pub name: String,
+    pub preset: Preset,
+    pub start: Start,
+    pub health: Health,
+    pub dependencies: Dependencies,
+    pub limits: Limits,
+    pub balancer: BalancerSettings,
+    pub chaos: ChaosSettings,
+    pub login: Option<Login>,
+    pub antiforgery: Option<Antiforgery>,
+    pub session: Option<StoreFlow>,
+    pub cache: Option<StoreFlow>,
+    pub echo: Option<Echo>,
+    pub token: Option<Token>,
+    /// Where the file was read from (for reproduce commands and relative paths).
+    pub path: PathBuf,
+}
+
+/// How to start one replica: a command (the process backend) or an image (the docker
+/// backend), or both.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Start {
+    pub command: Option<Template>,
+    /// A container image, such as `myapp:1.4` (pulled if the engine does not have it).
+    pub image: Option<String>,
+    /// The port the app listens on inside its container.
+    #[serde(default = "defaults::container_port")]
+    pub port: u16,
+    /// Arguments of the command, or the container's command.
+    #[serde(default)]
+    pub args: Vec<Template>,
+    #[serde(default)]
+    pub env: IndexMap<String, Template>,
+    /// Working directory, relative to the target file; defaults to the file's directory.
+    pub cwd: Option<PathBuf>,
+    /// How long a replica may take to report ready.
+    #[serde(default = "defaults::ready_timeout", with = "humantime_serde")]
+    pub ready_timeout: Duration,
+    /// How long a replica may take to exit after SIGTERM before it is killed.
+    #[serde(default = "defaults::shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// Health endpoints. Readiness passes on a 2xx or 3xx answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub live: Option<UrlPath>,
+    #[serde(default = "defaults::ready_path")]
+    pub ready: UrlPath,
+    /// How often the balancer probes readiness.
+    #[serde(default = "defaults::probe_interval", with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            live: None,
+            ready: defaults::ready_path(),
+            interval: defaults::probe_interval(),
+        }
+    }
+}
+
+/// Bounds on what a virtual user waits for and reads, so a hung or hostile replica
+/// costs a bounded time and memory.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// How long one request may take, body included.
+    #[serde(default = "defaults::request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// The largest response body read, in bytes.
+    #[serde(default = "defaults::max_body")]
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_timeout: defaults::request_timeout(),
+            max_body: defaults::max_body(),
+        }
+    }
+}
+
+/// How replicheck's balancer treats the replicas, and the loopback addresses that tell
+/// clients, the proxy and strangers apart.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalancerSettings {
+    /// How long the balancer keeps routing to a replica after SIGTERM, as Kubernetes does
+    /// until the endpoint removal has propagated.
+    #[serde(default = "defaults::deregistration_delay", with = "humantime_serde")]
+    pub deregistration_delay: Duration,
+    /// Where the balancer connects to replicas from: the known proxy the app should trust.
+    #[serde(default = "defaults::proxy_address")]
+    pub proxy_address: IpAddr,
+    /// Where virtual users connect to the balancer from: the client the app should see.
+    #[serde(default = "defaults::client_address")]
+    pub client_address: IpAddr,
+    /// Where probes that forge forwarded headers come from: not a known proxy.
+    #[serde(default = "defaults::untrusted_address")]
+    pub untrusted_address: IpAddr,
+}
+
+impl Default for BalancerSettings {
+    fn default() -> Self {
+        Self {
+            deregistration_delay: defaults::deregistration_delay(),
+            proxy_address: defaults::proxy_address(),
+            client_address: defaults::client_address(),
+            untrusted_address: defaults::untrusted_address(),
+        }
+    }
+}
+
+/// The requests chaos experiments need beyond the flows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosSettings {
+    /// A cheap real page: proves a replica serves (after it says ready, while it drains).
+    #[serde(default = "defaults::page")]
+    pub page: UrlPath,
+    /// A request that takes `{ms}` milliseconds, to be in flight when SIGTERM arrives.
+    pub slow: Option<Template>,
+    /// How long the slow request takes.
+    #[serde(default = "defaults::slow", with = "humantime_serde")]
+    pub slow_for: Duration,
+}
+
+impl Default for ChaosSettings {
+    fn default() -> Self {
+        Self {
+            page: defaults::page(),
+            slow: None,
+            slow_for: defaults::slow(),
+        }
+    }
+}
+
+/// Shared infrastructure replicheck starts for the run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dependencies {
+    pub redis: Option<RedisDependency>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisDependency {
+    #[serde(default)]
+    pub persistence: Persistence,
+    /// The image the docker backend runs (default `redis:7`).
+    pub image: Option<String>,
+}
+
+/// Whether the run's Redis keeps its data across a restart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Persistence {
+    /// Nothing is written to disk (Redis's volatile default).
+    #[default]
+    None,
+    /// Append-only file.
+    Aof,
+}
+
+/// A path with an optional query, such as `/login?next=/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlPath(pub String);
+
+impl<'de> Deserialize<'de> for UrlPath {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let path = String::deserialize(deserializer)?;
+        if path.starts_with('/') {
+            Ok(UrlPath(path))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "`{path}` is not a path: write it as `/path?query`, relative to the replica's root"
+            )))
+        }
+    }
+}
+
+impl std::fmt::Display for UrlPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Placeholders every replica's command, args and env may use.
+pub const START_PLACEHOLDERS: &[(&str, &str)] = &[
+    ("port", "the port the replica must listen on"),
+    ("host", "the address the replica must listen on"),
+    ("replica", "the replica's name, such as r0"),
+    ("replica_index", "the replica's number, such as 0"),
+    ("generation", "1 for the first start of a replica, 2 after its first restart"),
+    ("shared_dir", "a directory all replicas of the run share (a shared volume)"),
+    ("replica_dir", "a directory of this replica's own, kept across its restarts"),
+    ("redis_url", "the run's Redis, when [dependencies.redis] is declared"),
+    ("run_id", "the run's id"),
+    ("proxy_address", "the address the app sees replicheck's balancer connect from: the proxy to trust"),
+    ("target_dir", "the directory of the target file"),
+    ("replicheck", "the path of the running replicheck binary (runs the bundled demo)"),
+];
+
+impl Target {
+    pub fn load(path: &Path) -> Result<Self, FileError> {
+        Self::from_source(&SourceFile::read(path)?)
+    }
+
+    pub fn from_source(file: &SourceFile) -> Result<Self, FileError> {
+        let raw: TargetFile = file.parse()?;
+        let defaults = raw.preset.defaults();
+        let name = if raw.name.is_empty() {
+            file.path.file_stem().map_or_else(|| "target".into(), |s| s.to_string_lossy().into_owned())
+        } else {
+            raw.name
+        };
+        let mut antiforgery = raw.antiforgery;
+        if let Some(antiforgery) = &mut antiforgery {
+            antiforgery.apply(&defaults);
+        }
+        let target = Target {
+            name,
+            preset: raw.preset,
+            start: raw.start,
+            health: raw.health,
+            dependencies: raw.dependencies,
+            limits: raw.limits,
+            balancer: raw.balancer,
+            chaos: raw.chaos,
+            login: raw.login.map(|login| login.resolve(&defaults, file)).transpose()?,
+            antiforgery,
+            session: raw.session,
+            cache: raw.cache,
+            echo: raw.echo,
+            token: raw.token,
+            path: file.path.clone(),
+        };
+        target.validate(file)?;
+        Ok(target)
+    }
+
+    /// The directory relative paths of this file resolve against.
+    pub fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// Values that must never appear in a report or log.
+    pub fn secrets(&self) -> Vec<String> {
+        self.login.iter().map(|login| login.password.clone()).collect()
+    }
+
+    fn validate(&self, file: &SourceFile) -> Result<(), FileError> {
+        let has_redis = self.dependencies.redis.is_some();
+        let start_templates = self.start.command.iter().chain(&self.start.args).chain(self.start.env.values());
+        for template in start_templates {
+            template
+                .check_vars(|name| START_PLACEHOLDERS.iter().any(|(known, _)| *known == name))
+                .map_err(|unknown| {
+                    let known: Vec<&str> = START_PLACEHOLDERS.iter().map(|(k, _)| *k).collect();
+                    let help = crate::file::closest(unknown, known.iter().copied())
+                        .map(|c| format!("did you mean `{{{c}}}`?"))
+                        .unwrap_or_else(|| format!("placeholders here: {}", known.join(", ")));
+                    file.error_at(template.span(), format!("unknown placeholder `{{{unknown}}}` in [start]"))
+                        .with_help(Some(help))
+                })?;
+            if !has_redis && template.vars().any(|name| name == "redis_url") {
+                return Err(file
+                    .error_at(template.span(), "`{redis_url}` is used but the target declares no Redis")
+                    .with_help(Some("add `[dependencies.redis]` so replicheck starts one for the run".into())));
+            }
+        }
+        match (&self.start.command, &self.start.image) {
+            (None, None) => {
+                return Err(file
+                    .error_at(file.table_span("start"), "[start] needs `command` (to run processes) or `image` (to run containers)")
+                    .with_help(Some("for example: command = \"python3\" with args, or image = \"myapp:1.0\"".into())));
+            }
+            (Some(command), _) if command.raw().trim().is_empty() => {
+                return Err(file.error_at(command.span(), "[start] command is empty"));
+            }
+            _ => {}
+        }
+        for (section, flow) in [("session", &self.session), ("cache", &self.cache)] {
+            if let Some(flow) = flow {
+                flow.validate(section, file)?;
+            }
+        }
+        if let Some(antiforgery) = &self.antiforgery {
+            antiforgery.validate(file)?;
+        }
+        if let Some(token) = &self.token {
+            token.validate(file)?;
+        }
+        if let Some(slow) = &self.chaos.slow {
+            if !slow.raw().starts_with('/') {
+                return Err(file.error_at(slow.span(), format!("`{}` is not a path: write it as `/slow?ms={{ms}}`", slow.raw())));
+            }
+            slow.check_vars(|name| name == "ms").map_err(|unknown| {
+                file.error_at(slow.span(), format!("unknown placeholder `{{{unknown}}}` in [chaos] slow"))
+                    .with_help(Some("the only placeholder here is {ms}, how long the request should take".into()))
+            })?;
+        }
+        if self.chaos.slow.is_some() && self.limits.request_timeout <= self.chaos.slow_for {
+            return Err(file.error_at(0..0, "[chaos] slow_for must be shorter than [limits] request_timeout")
+                .with_help(Some("the slow request would time out before it could be cut by SIGTERM".into())));
+        }
+        Ok(())
+    }
+}
+
+mod defaults {
+    use std::net::IpAddr;
+    use std::time::Duration;
+
+    use super::UrlPath;
+
+    pub fn ready_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn shutdown_grace() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn deregistration_delay() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn container_port() -> u16 {
+        8080
+    }
+    pub fn proxy_address() -> IpAddr {
+        IpAddr::from([127, 0, 0, 1])
+    }
+    pub fn client_address() -> IpAddr {
+        IpAddr::from([127, 0, 0, 3])
+    }
+    pub fn untrusted_address() -> IpAddr {
+        IpAddr::from([127, 0, 0, 2])
+    }
+    pub fn page() -> UrlPath {
+        UrlPath("/".into())
+    }
+    pub fn slow() -> Duration {
+        Duration::from_millis(1500)
+    }
+    pub fn request_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn max_body() -> usize {
+        4 * 1024 * 1024
+    }
+    pub fn probe_interval() -> Duration {
+        Duration::from_millis(500)
+    }
+    pub fn ready_path() -> UrlPath {
+        UrlPath("/".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Target, String> {
+        Target::from_source(&SourceFile::from_text("t.toml", text)).map_err(|e| e.to_string())
+    }
+
+    const MINIMAL: &str = "[start]\ncommand = \"app\"\nargs = [\"--port\", \"{port}\"]\n";
+
+    #[test]
+    fn a_minimal_target_gets_defaults() {
+        let target = load(MINIMAL).unwrap();
+        assert_eq!(target.name, "t");
+        assert_eq!(target.health.ready, UrlPath("/".into()));
+        assert_eq!(target.start.shutdown_grace, Duration::from_secs(10));
+        assert!(target.login.is_none());
+    }
+
+    #[test]
+    fn unknown_placeholder_is_located_with_a_suggestion() {
+        let err = Target::from_source(&SourceFile::from_text("t.toml", "[start]\ncommand = \"app\"\nargs = [\"{prot}\"]\n"))
+            .unwrap_err();
+        let FileError::Invalid(located) = err else { panic!("expected a located error") };
+        assert_eq!(located.to_string(), "t.toml:3:9: unknown placeholder `{prot}` in [start]");
+        assert_eq!(located.help.as_deref(), Some("did you mean `{port}`?"));
+    }
+
+    #[test]
+    fn redis_url_needs_a_redis_dependency() {
+        let err = load("[start]\ncommand = \"app\"\nenv = { REDIS = \"{redis_url}\" }\n").unwrap_err();
+        assert!(err.contains("declares no Redis"), "{err}");
+        let ok = load("[start]\ncommand = \"app\"\nenv = { REDIS = \"{redis_url}\" }\n[dependencies.redis]\n");
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn durations_and_paths_are_checked_where_written() {
+        let err = load("[start]\ncommand = \"app\"\nready_timeout = \"soon\"\n").unwrap_err();
+        assert!(err.starts_with("t.toml:3:17:"), "{err}");
+        let err = load(&format!("{MINIMAL}[health]\nready = \"healthz\"\n")).unwrap_err();
+        assert!(err.starts_with("t.toml:5:9:") && err.contains("not a path"), "{err}");
+    }
+}

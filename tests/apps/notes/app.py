@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""A small web app that is not replicheck's demo, to show the target format fits any app.
+
+Sign-in sets a cookie signed with HMAC-SHA256; /kv/<key> is a cache. Misconfigured (no
+APP_SECRET, APP_STORE=memory) each process signs with its own random secret and caches in
+its own memory; configured, the secret comes from the environment and the cache is a
+SQLite file every process shares.
+"""
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import signal
+import sqlite3
+import threading
+from http.cookies import SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+SECRET = (os.environ.get("APP_SECRET") or secrets.token_hex(32)).encode()
+USERS = {"bob": "hunter22"}
+LOGIN_PAGE = """<!doctype html><html><body><h1>Notes</h1>{error}
+<form method="post" action="/login">
+<input name="user"> <input type="password" name="pass"> <button>Sign in</button>
+</form></body></html>"""
+
+
+class MemoryStore:
+    def __init__(self):
+        self.values, self.lock = {}, threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            return self.values.get(key)
+
+    def put(self, key, value):
+        with self.lock:
+            self.values[key] = value
+
+
+class SqliteStore:
+    def __init__(self, path):
+        self.path = path
+        with self.connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT)")
+
+    def connect(self):
+        return sqlite3.connect(self.path, timeout=5)
+
+    def get(self, key):
+        with self.connect() as db:
+            row = db.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+            return row[0] if row else None
+
+    def put(self, key, value):
+        with self.connect() as db:
+            db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
+
+
+def open_store(spec):
+    return SqliteStore(spec[len("sqlite:"):]) if spec.startswith("sqlite:") else MemoryStore()
+
+
+def sign(user):
+    return user + "." + hmac.new(SECRET, user.encode(), hashlib.sha256).hexdigest()
+
+
+def verified_user(value):
+    user, _, mac = value.rpartition(".")
+    expected = hmac.new(SECRET, user.encode(), hashlib.sha256).hexdigest()
+    return user if user and hmac.compare_digest(mac, expected) else None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def reply(self, status, body, content_type="text/html", headers=()):
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def redirect(self, location, headers=()):
+        self.reply(303, "", headers=[("Location", location), *headers])
+
+    def body(self):
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+
+    def user(self):
+        cookie = SimpleCookie(self.headers.get("Cookie", ""))
+        return verified_user(cookie["notes_session"].value) if "notes_session" in cookie else None
+
+    def do_GET(self):
+        path = urlsplit(self.path).path
+        if path == "/health":
+            self.reply(200, "ok", "text/plain")
+        elif path == "/login":
+            self.reply(200, LOGIN_PAGE.format(error=""))
+        elif path == "/home":
+            user = self.user()
+            if user:
+                self.reply(200, f"<p>Hello, {user}</p>")
+            else:
+                self.redirect("/login?next=/home")
+        elif path.startswith("/kv/"):
+            value = STORE.get(path[len("/kv/"):])
+            if value is None:
+                self.reply(404, json.dumps({"error": "not found"}), "application/json")
+            else:
+                self.reply(200, json.dumps({"value": value}), "application/json")
+        else:
+            self.reply(404, "not found", "text/plain")
+
+    def do_POST(self):
+        if urlsplit(self.path).path != "/login":
+            return self.reply(404, "not found", "text/plain")
+        form = parse_qs(self.body())
+        user, password = form.get("user", [""])[0], form.get("pass", [""])[0]
+        if USERS.get(user) != password:
+            return self.reply(200, LOGIN_PAGE.format(error="<p>Wrong user or password</p>"))
+        self.redirect("/home", [("Set-Cookie", f"notes_session={sign(user)}; Path=/; HttpOnly")])
+
+    def do_PUT(self):
+        path = urlsplit(self.path).path
+        if not path.startswith("/kv/"):
+            return self.reply(404, "not found", "text/plain")
+        STORE.put(path[len("/kv/"):], self.body())
+        self.reply(204, "")
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    STORE = open_store(os.environ.get("APP_STORE", "memory"))
+    server = ThreadingHTTPServer(("127.0.0.1", parser.parse_args().port), Handler)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print("notes listening", flush=True)
+    server.serve_forever()

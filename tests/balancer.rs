@@ -1,0 +1,156 @@
+//! The balancer in front of real demo replicas: planned routes, policies, forwarded
+//! headers, readiness, upstream failures, streaming and the request record.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use replicheck::balancer::policy::RoutingPolicy;
+use replicheck::balancer::{Balancer, BalancerConfig, ERROR_HEADER, ROUTE_HEADER, SERVED_BY_HEADER};
+use replicheck::cluster::replica::ReplicaId;
+use replicheck::cluster::{BackendKind, Cluster, ClusterSpec};
+use replicheck::file::SourceFile;
+use replicheck::progress::Silent;
+use replicheck::step::Template;
+use replicheck::target::Target;
+
+struct Fixture {
+    cluster: Cluster,
+    balancer: Balancer,
+    http: reqwest::Client,
+    tag: String,
+    _logs: tempfile::TempDir,
+}
+
+async fn fixture(name: &str, policy: RoutingPolicy, probe_interval: Duration) -> Fixture {
+    let tag = common::tag(name);
+    let mut target = Target::from_source(&SourceFile::from_text(
+        common::root().join("examples/demo/fixed.toml"),
+        include_str!("../examples/demo/fixed.toml"),
+    ))
+    .unwrap();
+    target.start.env.insert(common::TAG_VAR.into(), Template::literal(&tag));
+    let logs = tempfile::tempdir().unwrap();
+    let spec = ClusterSpec {
+        target: Arc::new(target),
+        replicas: 2,
+        run_id: common::tag("balancer"),
+        logs_dir: logs.path().to_owned(),
+        self_exe: common::bin(),
+        backend: BackendKind::Process,
+    };
+    let cluster = Cluster::start(spec, &Silent).await.unwrap();
+    let config = BalancerConfig {
+        policy,
+        ..BalancerConfig::local("/healthz/ready", probe_interval)
+    };
+    let balancer = Balancer::start(config, &cluster.endpoints()).await.unwrap();
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
+    Fixture {
+        cluster,
+        balancer,
+        http,
+        tag,
+        _logs: logs,
+    }
+}
+
+impl Fixture {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.balancer.addr())
+    }
+
+    async fn whoami(&self, route: Option<&str>) -> (String, serde_json::Value) {
+        let mut request = self.http.get(self.url("/whoami"));
+        if let Some(route) = route {
+            request = request.header(ROUTE_HEADER, route);
+        }
+        let response = request.send().await.unwrap();
+        let served_by = response.headers()[SERVED_BY_HEADER].to_str().unwrap().to_owned();
+        (served_by, serde_json::from_str(&response.text().await.unwrap()).unwrap())
+    }
+
+    async fn finish(self) {
+        drop(self.balancer);
+        self.cluster.shutdown().await;
+        common::assert_no_leftovers(&self.tag);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_requests_reach_their_replica_with_forwarded_headers() {
+    let f = fixture("planned", RoutingPolicy::RoundRobin, Duration::from_millis(200)).await;
+    for route in ["r1", "r0", "r1", "r1"] {
+        let (served_by, whoami) = f.whoami(Some(route)).await;
+        assert_eq!(served_by, route);
+        assert_eq!(whoami["replica"], route);
+        // What a TLS-terminating proxy tells the app: the client's scheme, address and host.
+        assert_eq!(whoami["scheme"], "https");
+        assert_eq!(whoami["client_ip"], "127.0.0.1");
+        assert_eq!(whoami["host"], f.balancer.addr().to_string());
+    }
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unplanned_requests_follow_the_policy_and_every_request_is_recorded() {
+    let mut f = fixture("policy", RoutingPolicy::RoundRobin, Duration::ZERO).await;
+    let mut served = Vec::new();
+    for _ in 0..4 {
+        served.push(f.whoami(None).await.0);
+    }
+    assert_eq!(served, ["r0", "r1", "r0", "r1"]);
+    let records = f.balancer.drain_records();
+    assert_eq!(records.len(), 4);
+    assert!(records.iter().all(|r| r.path == "/whoami" && r.status == Some(200) && r.planned.is_none()));
+    assert_eq!(records.iter().filter_map(|r| r.served_by).map(|s| s.to_string()).collect::<Vec<_>>(), served);
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unready_replica_is_skipped_until_it_is_ready_again() {
+    let mut f = fixture("unready", RoutingPolicy::RoundRobin, Duration::from_millis(100)).await;
+    f.cluster.pause(ReplicaId(0)).await.unwrap();
+    // A paused replica stops answering its readiness probe.
+    let skipped = common::wait_until(Duration::from_secs(10), || f.balancer.upstreams().ready_ids() == [ReplicaId(1)]);
+    assert!(skipped, "r0 still counted ready: {:?}", f.balancer.upstreams().ready_ids());
+    let (served_by, _) = f.whoami(Some("r0")).await;
+    assert_eq!(served_by, "r1", "a request planned for an unready replica goes to a ready one");
+    f.cluster.resume(ReplicaId(0)).await.unwrap();
+    let back = common::wait_until(Duration::from_secs(10), || f.balancer.upstreams().ready_ids().len() == 2);
+    assert!(back);
+    assert_eq!(f.whoami(Some("r0")).await.0, "r0");
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_upstream_gets_a_marked_502_and_no_replica_a_marked_503() {
+    // No probes: the balancer keeps routing to the killed replica, as it would before its
+    // readiness probe notices.
+    let mut f = fixture("dead", RoutingPolicy::RoundRobin, Duration::ZERO).await;
+    f.cluster.kill(ReplicaId(1)).await.unwrap();
+    let response = f.http.get(f.url("/whoami")).header(ROUTE_HEADER, "r1").send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    let reason = response.headers()[ERROR_HEADER].to_str().unwrap().to_owned();
+    assert!(reason.starts_with("r1: "), "{reason}");
+    for upstream in f.balancer.upstreams().snapshot().iter() {
+        upstream.set_ready(false);
+    }
+    let response = f.http.get(f.url("/whoami")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()[ERROR_HEADER], "no ready replica");
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_through_both_ways() {
+    let f = fixture("stream", RoutingPolicy::RoundRobin, Duration::ZERO).await;
+    let body: String = (0..3 * 1024 * 1024).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let put = f.http.put(f.url("/cache/big")).header(ROUTE_HEADER, "r0").body(body.clone()).send().await.unwrap();
+    assert_eq!(put.status(), 204);
+    let got = f.http.get(f.url("/cache/big")).header(ROUTE_HEADER, "r1").send().await.unwrap();
+    assert_eq!(got.headers()[SERVED_BY_HEADER], "r1");
+    assert!(got.text().await.unwrap() == body, "the body came back changed");
+    f.finish().await;
+}

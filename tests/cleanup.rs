@@ -1,0 +1,158 @@
+//! Nothing outlives a run: not on success, failure, Ctrl-C, SIGTERM, or SIGKILL of the
+//! harness (the next `replicheck clean` or run removes what is left). The process table is
+//! checked through the tag every replica inherits.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// A target and a scenario that keep a run busy for half a minute.
+fn slow_run(dir: &Path) -> (PathBuf, PathBuf) {
+    let demo = std::fs::read_to_string(common::root().join("examples/demo/fixed-redis.toml")).unwrap();
+    let target = common::write(dir, "slow.toml", &format!("{demo}\n[limits]\nrequest_timeout = \"60s\"\n"));
+    let scenario = common::write(
+        dir,
+        "wait.toml",
+        "name = \"wait\"\n[[steps]]\nname = \"wait\"\nrequest = { url = \"/slow?ms=30000\" }\n",
+    );
+    (target, scenario)
+}
+
+/// Starts the slow run and waits until its replicas and Redis are up and users are running.
+fn start_slow(tag: &str, dir: &Path) -> (Child, String) {
+    let (target, scenario) = slow_run(dir);
+    let report = dir.join("report");
+    let child = common::spawn(
+        tag,
+        &["run", target.to_str().unwrap(), "--scenarios", scenario.to_str().unwrap(), "--report-dir", report.to_str().unwrap()],
+    );
+    let started: Vec<u32> = Vec::new();
+    let harness = child.id();
+    let started = std::cell::RefCell::new(started);
+    // Two replicas and Redis (the harness carries the tag too), and the plan written.
+    let up = common::wait_until(Duration::from_secs(20), || {
+        *started.borrow_mut() = common::tagged(tag).into_iter().filter(|pid| *pid != harness).collect();
+        started.borrow().len() >= 3 && report.join("plan.json").exists()
+    });
+    assert!(up, "the run did not get going: {:?}", started.borrow());
+    std::thread::sleep(Duration::from_millis(500));
+    let run_id = run_id_of(started.borrow()[0]);
+    (child, run_id)
+}
+
+/// The run id from a replica's environment.
+fn run_id_of(pid: u32) -> String {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|entry| std::str::from_utf8(entry).ok())
+        .find_map(|entry| entry.strip_prefix("REPLICHECK_RUN=").map(str::to_owned))
+        .expect("replicas carry the run id")
+}
+
+fn workspaces(run_id: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("replicheck-{run_id}-"))))
+        .collect()
+}
+
+fn state_file(run_id: &str) -> PathBuf {
+    std::env::temp_dir().join("replicheck-runs").join(format!("{run_id}.json"))
+}
+
+fn interrupt_and_check(signal: Signal, name: &str) {
+    let tag = common::tag(name);
+    let dir = tempfile::tempdir().unwrap();
+    let (child, run_id) = start_slow(&tag, dir.path());
+    assert_eq!(workspaces(&run_id).len(), 1);
+    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("interrupted by {}", signal.as_str())), "{stderr}");
+    common::assert_no_leftovers(&tag);
+    assert!(workspaces(&run_id).is_empty(), "temporary directories left behind");
+    assert!(!state_file(&run_id).exists());
+}
+
+#[test]
+fn ctrl_c_stops_every_replica_and_redis() {
+    interrupt_and_check(Signal::SIGINT, "sigint");
+}
+
+#[test]
+fn sigterm_stops_every_replica_and_redis() {
+    interrupt_and_check(Signal::SIGTERM, "sigterm");
+}
+
+#[test]
+fn a_sigkilled_harness_takes_its_processes_along_and_clean_removes_the_rest() {
+    let tag = common::tag("sigkill");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, run_id) = start_slow(&tag, dir.path());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The parent-death signal takes every replica and Redis down with the harness.
+    common::assert_no_leftovers(&tag);
+    // Directories cannot die with it: they wait for `clean` or the next run (a test
+    // running beside this one may be that next run, so they may be gone already).
+    let output = common::command(&tag, &["clean"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("dead run"));
+    assert!(workspaces(&run_id).is_empty());
+    assert!(!state_file(&run_id).exists());
+}
+
+#[test]
+fn a_run_that_fails_to_start_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = common::write(
+        dir.path(),
+        "half.toml",
+        r#"
+[start]
+command = "sh"
+args = ["-c", "if [ {replica_index} = 1 ]; then exit 7; fi; exec \"$0\" demo-service --listen {host}:{port} --replica {replica}", "{replicheck}"]
+"#,
+    );
+    let run = common::run(target.to_str().unwrap(), &["--replicas", "3"]);
+    assert_eq!(run.code, 3);
+    assert!(run.stderr.contains("r1 exited (exit status 7) before it was ready"), "{}", run.stderr);
+    // `common::run` has checked the process table.
+}
+
+#[test]
+fn ctrl_c_during_a_rolling_restart_stops_both_incarnations_and_redis() {
+    let tag = common::tag("sigint-rolling");
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let child = common::spawn(
+        &tag,
+        &[
+            "run",
+            "examples/demo/fixed-redis.toml",
+            "--scenarios",
+            "rolling-restart",
+            "--load-vus",
+            "4",
+            "--report-dir",
+            report.to_str().unwrap(),
+        ],
+    );
+    let harness = child.id();
+    // Two replicas, Redis, and a surge incarnation beside its predecessor.
+    let surging = common::wait_until(Duration::from_secs(30), || common::tagged(&tag).iter().filter(|p| **p != harness).count() >= 4);
+    assert!(surging, "no surge seen: {:?}", common::tagged(&tag));
+    kill(Pid::from_raw(harness as i32), Signal::SIGINT).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", String::from_utf8_lossy(&output.stderr));
+    common::assert_no_leftovers(&tag);
+}

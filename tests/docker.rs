@@ -1,0 +1,105 @@
+//! `replicheck run --backend docker` end to end: the demo image finds what the demo
+//! processes find, the configured image finds nothing, chaos works on containers, and the
+//! engine is left clean after a run, Ctrl-C, or a SIGKILLed harness.
+
+mod common;
+
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use replicheck::check::ScenarioStatus;
+
+#[test]
+fn broken_docker_finds_the_same_kinds_as_the_process_run_of_broken() {
+    if !common::docker_engine("broken_docker_finds_the_same_kinds_as_the_process_run_of_broken") {
+        return;
+    }
+    let docker = common::run_docker("examples/demo/broken-docker.toml", &["--seed", "7"]);
+    assert_eq!(docker.code, 1, "{}", docker.stderr);
+    assert_eq!(docker.report().backend, "docker");
+    let processes = common::run("examples/demo/broken.toml", &["--seed", "7"]);
+    assert_eq!(processes.report().backend, "process");
+    assert_eq!(docker.kinds(), processes.kinds(), "docker:\n{}\nprocesses:\n{}", docker.stdout, processes.stdout);
+    for kind in ["inflight-dropped", "session-lost", "auth-cookie-rejected", "forwarded-for-ignored"] {
+        assert!(docker.kinds().iter().any(|k| k == kind), "{kind} missing from {:?}", docker.kinds());
+    }
+    // Replica output is collected from the containers into the report directory.
+    let log = std::fs::read_to_string(docker.report_dir.join("r0.log")).unwrap();
+    assert!(log.contains("demo r0 listening on 0.0.0.0:8080"), "{log}");
+}
+
+#[test]
+fn fixed_docker_finds_nothing_over_three_seeds() {
+    if !common::docker_engine("fixed_docker_finds_nothing_over_three_seeds") {
+        return;
+    }
+    for (seed, replicas) in [("21", "2"), ("22", "3"), ("23", "2")] {
+        let run = common::run_docker("examples/demo/fixed-docker.toml", &["--seed", seed, "--replicas", replicas]);
+        assert_eq!(run.code, 0, "seed {seed}: {}\n{}", run.stdout, run.stderr);
+        assert!(run.report().findings.is_empty(), "seed {seed}: {}", run.stdout);
+        let not_passed: Vec<_> = run.report().scenarios.iter().filter(|s| s.status != ScenarioStatus::Passed).map(|s| &s.name).collect();
+        assert!(not_passed.is_empty(), "seed {seed}: {not_passed:?} did not pass\n{}", run.stdout);
+    }
+}
+
+#[test]
+fn a_volatile_redis_container_loses_sessions_when_it_restarts() {
+    if !common::docker_engine("a_volatile_redis_container_loses_sessions_when_it_restarts") {
+        return;
+    }
+    let run = common::run_docker("examples/demo/broken-redis-docker.toml", &["--seed", "5", "--scenarios", "session,store-restart"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.kinds(), ["artifact-lost-after-store-restart"], "{}", run.stdout);
+    assert!(run.report_dir.join("redis.log").exists());
+}
+
+#[test]
+fn docker_host_names_the_engine() {
+    if !common::docker_engine("docker_host_names_the_engine") {
+        return;
+    }
+    common::demo_images();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let run = |host: &str| {
+        common::command(&common::tag("docker-host"), &["run", "examples/demo/fixed-docker.toml", "--scenarios", "forwarded-headers", "--report-dir", report.to_str().unwrap()])
+            .env("DOCKER_HOST", host)
+            .output()
+            .unwrap()
+    };
+    // The engine this machine runs, named explicitly.
+    let socket = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let output = run(&socket);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let output = run("unix:///nonexistent/docker.sock");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock"), "{stderr}");
+}
+
+fn interrupt_mid_run(signal: Signal) {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, run_id) = common::start_slow_docker_run(&common::tag("docker-interrupt"), dir.path());
+    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("interrupted by {}", signal.as_str())), "{stderr}");
+    let left = common::docker_leftovers(&run_id);
+    assert!(left.is_empty(), "left after {signal}: {left:?}");
+}
+
+#[test]
+fn ctrl_c_mid_run_leaves_nothing_on_the_engine() {
+    if common::docker_engine("ctrl_c_mid_run_leaves_nothing_on_the_engine") {
+        interrupt_mid_run(Signal::SIGINT);
+    }
+}
+
+#[test]
+fn sigterm_mid_run_leaves_nothing_on_the_engine() {
+    if common::docker_engine("sigterm_mid_run_leaves_nothing_on_the_engine") {
+        interrupt_mid_run(Signal::SIGTERM);
+    }
+}

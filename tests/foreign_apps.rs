@@ -1,0 +1,81 @@
+//! Apps that are not the demo: a small Python app with its own URLs, field names and
+//! cookie (the target format is not demo-shaped), and a replica that misbehaves on purpose
+//! (hangs, floods, garbage, hang-ups, a port already taken): bounded errors, exit 3.
+
+mod common;
+
+use replicheck::check::ScenarioStatus;
+
+#[test]
+fn a_python_app_with_per_process_secrets_shows_its_findings() {
+    let run = common::run("tests/apps/notes/broken.toml", &["--seed", "2", "--scenarios", "login,antiforgery,session,cache"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.kinds(), ["auth-cookie-rejected", "cache-divergent"]);
+    let skipped: Vec<(&str, &str)> = run
+        .report()
+        .scenarios
+        .iter()
+        .filter(|s| s.status == ScenarioStatus::Skipped)
+        .map(|s| (s.name.as_str(), s.reason.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        skipped,
+        [("antiforgery", "the target has no [antiforgery] section"), ("session", "the target has no [session] section")]
+    );
+    let cookie = run.report().findings.iter().find(|f| f.scenario == "login").unwrap();
+    assert_eq!(cookie.artifact.cookies, ["notes_session"]);
+    assert!(cookie.observed.reason.contains("turned away (ends at /login)"), "{:?}", cookie.observed);
+}
+
+#[test]
+fn the_python_app_configured_correctly_finds_nothing() {
+    for seed in 1..=5 {
+        let args = ["--seed", &seed.to_string(), "--replicas", "3", "--scenarios", "login,antiforgery,session,cache"];
+        let run = common::run("tests/apps/notes/fixed.toml", &args);
+        assert_eq!(run.code, 0, "seed {seed}: {}\n{}", run.stdout, run.stderr);
+        assert!(run.report().findings.is_empty());
+    }
+}
+
+#[test]
+fn a_hostile_replica_costs_a_bounded_time_and_yields_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scenarios = Vec::new();
+    for path in ["hang", "huge", "garbage", "crash"] {
+        let file = common::write(
+            dir.path(),
+            &format!("{path}.toml"),
+            &format!("name = \"{path}\"\n[[steps]]\nname = \"get /{path}\"\nrequest = {{ url = \"/{path}\" }}\n"),
+        );
+        scenarios.push(file.to_str().unwrap().to_owned());
+    }
+    let started = std::time::Instant::now();
+    let run = common::run("tests/apps/hostile.toml", &["--replicas", "1", "--vus", "1", "--scenarios", &scenarios.join(",")]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let reason = |name: &str| {
+        let scenario = run.report().scenarios.iter().find(|s| s.name == name).unwrap();
+        assert_eq!(scenario.status, ScenarioStatus::Error, "{scenario:?}");
+        scenario.reason.clone().unwrap_or_default()
+    };
+    assert!(reason("hang").contains("no answer within 1s"), "{}", reason("hang"));
+    assert!(reason("huge").contains("exceeds 1024 KiB"), "{}", reason("huge"));
+    assert!(reason("garbage").contains("the balancer answered 502: r0: "), "{}", reason("garbage"));
+    assert!(reason("crash").contains("the balancer answered 502: r0: "), "{}", reason("crash"));
+}
+
+#[test]
+fn a_replica_that_cannot_bind_its_port_is_reported_with_its_log() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let target = common::write(
+        dir.path(),
+        "taken.toml",
+        &format!("[start]\ncommand = \"python3\"\nargs = [\"-m\", \"http.server\", \"--bind\", \"127.0.0.1\", \"{port}\"]\n"),
+    );
+    let run = common::run(target.to_str().unwrap(), &["--replicas", "1"]);
+    assert_eq!(run.code, 3);
+    assert!(run.stderr.contains("r0 exited (exit status 1) before it was ready"), "{}", run.stderr);
+    assert!(run.stderr.contains("Address already in use"), "{}", run.stderr);
+}

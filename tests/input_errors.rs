@@ -1,0 +1,78 @@
+//! Bad input: each file in `tests/input_errors/` is checked with `replicheck validate`,
+//! must exit 2, and must print exactly its `.err` file (file:line:column, excerpt, hint).
+//! `BLESS=1 cargo test --test input_errors` rewrites the `.err` files after a deliberate
+//! change of wording.
+
+mod common;
+
+use std::path::PathBuf;
+
+fn cases() -> Vec<PathBuf> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(common::root().join("tests/input_errors"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    cases.sort();
+    cases
+}
+
+#[test]
+fn every_bad_file_gets_its_located_error_and_exit_2() {
+    let cases = cases();
+    assert!(cases.len() >= 10);
+    let mut mismatches = Vec::new();
+    for case in cases {
+        let relative = case.strip_prefix(common::root()).unwrap().to_str().unwrap().to_owned();
+        let output = common::command(&common::tag("validate"), &["validate", &relative]).output().unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(2), "{relative}:\n{stderr}");
+        let expected_path = case.with_extension("err");
+        if std::env::var_os("BLESS").is_some() {
+            std::fs::write(&expected_path, &stderr).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if stderr != expected {
+            mismatches.push(format!("{relative}\n--- expected\n{expected}\n--- got\n{stderr}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn valid_files_pass_and_say_what_they_are() {
+    let output = common::command(
+        &common::tag("validate"),
+        &["validate", "examples/demo/broken.toml", "examples/demo/fixed-redis.toml", "scenarios/login.toml"],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("ok: examples/demo/broken.toml (target demo-broken; flows: login, antiforgery, session, cache, echo)"), "{stdout}");
+    assert!(stdout.contains("ok: scenarios/login.toml (scenario login)"), "{stdout}");
+}
+
+fn usage_error(args: &[&str]) -> String {
+    let output = common::command(&common::tag("usage"), args).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{args:?}");
+    String::from_utf8(output.stderr).unwrap()
+}
+
+#[test]
+fn bad_command_lines_exit_2_naming_the_offending_value() {
+    assert!(usage_error(&["validate", "no/such/file.toml"]).contains("cannot read no/such/file.toml"));
+    assert!(usage_error(&["run", "examples/demo/fixed.toml", "--routing", "fastest"]).contains("`fastest` is not a routing policy"));
+    assert!(usage_error(&["run", "examples/demo/fixed.toml", "--replicas", "0"]).contains("--replicas"));
+    let unknown = usage_error(&["run", "examples/demo/fixed.toml", "--scenarios", "logn"]);
+    assert!(unknown.contains("`logn` is neither a built-in scenario") && unknown.contains("did you mean `login`?"), "{unknown}");
+    let pin = usage_error(&["run", "examples/demo/fixed.toml", "--routing", "pin:r5"]);
+    assert!(pin.contains("pin:r5 names a replica outside r0..r1"), "{pin}");
+    let no_image = usage_error(&["run", "examples/demo/fixed.toml", "--backend", "docker"]);
+    assert!(no_image.contains("examples/demo/fixed.toml: [start] of the target has no `image`"), "{no_image}");
+    let no_command = usage_error(&["run", "examples/demo/fixed-docker.toml", "--backend", "process"]);
+    assert!(no_command.contains("has no `command`"), "{no_command}");
+    assert!(usage_error(&["run", "examples/demo/fixed.toml", "--backend", "kubernetes"]).contains("kubernetes"));
+}

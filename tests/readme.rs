@@ -1,0 +1,36 @@
+//! The README's examples are real: its target and scenario files validate, and the
+//! commands it gives exist.
+
+mod common;
+
+fn toml_blocks(readme: &str) -> Vec<String> {
+    readme.split("```toml\n").skip(1).filter_map(|rest| rest.split("```").next().map(str::to_owned)).collect()
+}
+
+#[test]
+fn the_readme_target_and_scenario_examples_validate() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let blocks = toml_blocks(&readme);
+    assert_eq!(blocks.len(), 2, "a target and a scenario example");
+    let dir = tempfile::tempdir().unwrap();
+    let target = common::write(dir.path(), "myapp.toml", &blocks[0]);
+    let scenario = common::write(dir.path(), "checkout.toml", &blocks[1]);
+    let output = common::command(&common::tag("readme"), &["validate", target.to_str().unwrap(), scenario.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("(target myapp; flows: login, antiforgery, session, cache, echo)"), "{stdout}");
+    assert!(stdout.contains("(scenario checkout)"), "{stdout}");
+}
+
+#[test]
+fn the_readme_commands_exist() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    assert!(readme.contains("cargo run -- demo") && readme.contains(".ci/run"));
+    let ci = std::fs::read_to_string(common::root().join(".ci/run")).unwrap();
+    assert!(ci.trim_end().ends_with("cargo test"), "the CI script runs the README's test command");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(common::root().join(".ci/run")).unwrap().permissions().mode();
+    assert!(mode & 0o111 != 0, ".ci/run is executable");
+}

@@ -1,0 +1,180 @@
+//! The five outputs of a run, read the way their consumers read them: a JUnit parser, a
+//! CI job summary, a headless browser (Debian's chromium, installed by .ci/run), and
+//! `replay`, which reruns a recorded report.
+
+mod common;
+
+use std::path::Path;
+
+/// One run of the misconfigured demo, shared by the tests that only read its outputs.
+fn broken_run() -> &'static common::Finished {
+    static RUN: std::sync::OnceLock<common::Finished> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let run = common::run("examples/demo/broken.toml", &["--seed", "12", "--replicas", "3"]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        run
+    })
+}
+
+#[test]
+fn a_run_writes_all_five_outputs() {
+    let run = broken_run();
+    for file in ["report.json", "junit.xml", "summary.md", "report.html"] {
+        let path = run.report_dir.join(file);
+        assert!(path.metadata().is_ok_and(|m| m.len() > 100), "{file} missing or empty");
+        assert!(run.stdout.contains(&format!("wrote {}", path.display())), "{}", run.stdout);
+    }
+    // The table, on the terminal.
+    assert!(run.stdout.contains("│ login") && run.stdout.contains("finding(s):"), "{}", run.stdout);
+}
+
+#[test]
+fn report_json_holds_every_request_and_chaos_action() {
+    let report = broken_run().report();
+    let requests = report.events.iter().filter(|e| matches!(e, replicheck::report::Event::Request { .. })).count();
+    let chaos = report.events.iter().filter(|e| matches!(e, replicheck::report::Event::Chaos { .. })).count();
+    assert_eq!(requests, report.requests);
+    assert!(chaos >= 10, "{chaos}");
+    let starts: Vec<f64> = report
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            replicheck::report::Event::Request { start_ms, end_ms, .. } => {
+                assert!(end_ms >= start_ms);
+                Some(*start_ms)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "events are in time order");
+}
+
+#[test]
+fn junit_parses_with_one_failure_per_finding() {
+    let run = broken_run();
+    let xml = std::fs::read_to_string(run.report_dir.join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("junit.xml is well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let failures: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("failure")).collect();
+    assert_eq!(failures.len(), run.report().findings.len());
+    assert_eq!(root.attribute("failures").map(str::parse::<usize>), Some(Ok(failures.len())));
+    for failure in failures {
+        let message = failure.attribute("message").unwrap();
+        let description = failure.text().unwrap_or("");
+        assert!(message.contains(failure.attribute("type").unwrap()), "{message}");
+        assert!(description.contains("expected:") && description.contains("reproduce: replicheck run"), "{description}");
+    }
+    let suites: Vec<&str> = doc.descendants().filter(|n| n.has_tag_name("testsuite")).filter_map(|n| n.attribute("name")).collect();
+    for name in ["login", "forwarded-headers", "rolling-restart", "sigterm"] {
+        assert!(suites.contains(&name), "{suites:?}");
+    }
+    // Checks that passed are passing test cases.
+    assert!(doc.descendants().any(|n| n.has_tag_name("testcase") && n.children().all(|c| !c.is_element())));
+}
+
+#[test]
+fn summary_md_is_short_and_lists_the_findings() {
+    let run = broken_run();
+    let summary = std::fs::read_to_string(run.report_dir.join("summary.md")).unwrap();
+    assert!(summary.starts_with("## replicheck: demo-broken\n"), "{summary}");
+    assert!(summary.contains(&format!("**{} finding(s)**", run.report().findings.len())));
+    assert!(summary.contains("| F1 | `"), "{summary}");
+    assert!(summary.lines().count() < 60, "a job summary stays short");
+}
+
+#[test]
+fn report_html_is_self_contained_and_draws_the_timeline() {
+    let run = broken_run();
+    let html = std::fs::read_to_string(run.report_dir.join("report.html")).unwrap();
+    for external in ["src=", "<script", "<link", "url(", "@import", "href=\"http", "href='http"] {
+        assert!(!html.contains(external), "report.html contains {external}");
+    }
+    assert!(html.contains("<svg class=\"timeline\""));
+    let lanes = html.matches("<g class=\"lane\">").count();
+    assert!(lanes >= 3, "one lane per replica, {lanes}");
+    assert!(html.contains("class=\"chaos\"") && html.contains("req ok") && html.contains("req bad"));
+    assert!(html.contains("finding-label") && html.contains("id=\"F1\""));
+}
+
+/// Renders the page in headless chromium: a screenshot that shows the timeline.
+#[test]
+fn report_html_renders_in_a_real_browser() {
+    let chromium = which::which("chromium").or_else(|_| which::which("chromium-browser")).expect("chromium is missing: apt-get install chromium (.ci/run installs it)");
+    let run = broken_run();
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("report.png");
+    let page = format!("file://{}", run.report_dir.join("report.html").display());
+    let browser = |args: &[&str]| {
+        std::process::Command::new(&chromium)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", &format!("--user-data-dir={}", dir.path().join("profile").display())])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let output = browser(&["--window-size=1280,2400", &format!("--screenshot={}", shot.display()), &page]);
+    assert!(shot.metadata().is_ok_and(|m| m.len() > 20_000), "no screenshot: {}", String::from_utf8_lossy(&output.stderr));
+    let dom = String::from_utf8(browser(&["--dump-dom", &page]).stdout).unwrap();
+    // The browser built the SVG: lanes, requests, chaos lines and finding labels.
+    let lanes = dom.matches("class=\"lane-label\"").count();
+    assert!(dom.contains("<svg class=\"timeline\"") && lanes >= 3 && dom.contains(">r2</text>"), "{lanes} lanes");
+    if let Ok(keep) = std::env::var("REPLICHECK_KEEP_SCREENSHOT") {
+        std::fs::copy(&shot, Path::new(&keep)).unwrap();
+    }
+}
+
+#[test]
+fn format_writes_only_what_is_asked_and_the_job_summary_is_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = common::write(dir.path(), "step-summary.md", "earlier step\n");
+    let report = dir.path().join("report");
+    let tag = common::tag("format");
+    let output = common::command(&tag, &["run", "examples/demo/fixed.toml", "--seed", "3", "--scenarios", "cache", "--format", "junit", "--report-dir", report.to_str().unwrap()])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(report.join("junit.xml").exists());
+    for absent in ["report.json", "summary.md", "report.html"] {
+        assert!(!report.join(absent).exists(), "{absent} was written");
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("│ cache"), "no table asked for: {stdout}");
+    let appended = std::fs::read_to_string(&summary).unwrap();
+    assert!(appended.starts_with("earlier step\n## replicheck: demo-fixed\n"), "{appended}");
+}
+
+#[test]
+fn replay_reproduces_every_finding_of_a_recorded_run_and_a_clean_run_stays_clean() {
+    let first = common::run("examples/demo/broken.toml", &["--seed", "13", "--scenarios", "login,session,restart,sigterm"]);
+    assert_eq!(first.code, 1);
+    let findings = first.report().findings.len();
+    let tag = common::tag("replay");
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = first.report_dir.join("report.json");
+    let replay = |report: &Path, extra: &[&str]| {
+        let mut args = vec!["replay", report.to_str().unwrap(), "--report-dir", dir.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        common::command(&tag, &args).output().unwrap()
+    };
+    let output = replay(&recorded, &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert_eq!(stdout.matches(": reproduced").count(), findings, "{stdout}");
+    assert!(!stdout.contains("did not happen again") && !stdout.contains("plan differs"), "{stdout}");
+
+    let one = replay(&recorded, &["--finding", "F2"]);
+    let stdout = String::from_utf8_lossy(&one.stdout);
+    let verdict = stdout.split("replay of ").nth(1).unwrap_or_default();
+    assert!(verdict.contains("F2 ") && verdict.contains(": reproduced") && !verdict.contains("F1 "), "{verdict}");
+    let unknown = replay(&recorded, &["--finding", "F99"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("has no finding F99"));
+
+    let clean = common::run("examples/demo/fixed.toml", &["--seed", "13", "--scenarios", "login,session,restart,sigterm"]);
+    assert_eq!(clean.code, 0);
+    let output = replay(&clean.report_dir.join("report.json"), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("no findings, as recorded"));
+    common::assert_no_leftovers(&tag);
+}
