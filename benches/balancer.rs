@@ -74,13 +74,14 @@ async fn main() {
         logs_dir: logs.path().to_owned(),
         self_exe: env!("CARGO_BIN_EXE_replicheck").into(),
         backend: BackendKind::Process,
+        external: None,
     };
     let cluster = Cluster::start(spec, &Silent).await.expect("replica starts");
     let replica = cluster.endpoints()[0].addr;
     let balancer = Balancer::start(BalancerConfig::local("/healthz/ready", Duration::ZERO), &cluster.endpoints())
         .await
         .expect("balancer starts");
-    let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(concurrency).build().expect("client");
+    let client = replicheck::client::builder().pool_max_idle_per_host(concurrency).build().expect("client");
     static MIB: [u8; 1 << 20] = [b'x'; 1 << 20];
 
     println!("{requests} requests, {concurrency} at a time, one demo replica\n");

@@ -59,8 +59,8 @@ pub struct InspectionRun {
 pub struct Answer {
     pub question: Question,
     pub replica: Incarnation,
-    /// The address the question came from.
-    pub from: std::net::IpAddr,
+    /// The address the app saw the question come from, when replicheck knows it.
+    pub from: Option<std::net::IpAddr>,
     pub path: String,
     pub at_ms: f64,
     pub status: Option<u16>,
@@ -237,6 +237,10 @@ pub struct StepRecord {
     pub planned: ReplicaId,
     /// The replica that answered the step's request (its redirects stay there too).
     pub served_by: Option<Incarnation>,
+    /// Replicas the step's writes also reached on their way to `served_by` (behind a load
+    /// balancer replicheck cannot steer): what they hand out is no proof of anything there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_reached: Vec<ReplicaId>,
     pub requests: Vec<RequestRecord>,
     pub outcome: Outcome,
     /// Names of the cookies this step's responses set.

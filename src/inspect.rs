@@ -123,8 +123,12 @@ async fn forwarded_headers(inspector: &Inspector<'_>, run: &mut InspectionRun) -
                 .header("x-forwarded-host", "forged.example");
             run.answers.push(ask(inspector, Question::EchoForged, endpoint.replica, vantage.stranger, &echo.url.0, forged).await);
         }
-        let through = client.get(format!("http://{}{}", inspector.balancer, echo.url)).header(ROUTE_HEADER, endpoint.replica.id.to_string());
-        run.answers.push(ask(inspector, Question::EchoThroughBalancer, endpoint.replica, settings.client_address, &echo.url.0, through).await);
+        // An app that does not take replicheck for its proxy rightly ignores what the
+        // balancer forwards: nothing to ask.
+        if vantage.proxy.is_some() {
+            let through = client.get(format!("http://{}{}", inspector.balancer, echo.url)).header(ROUTE_HEADER, endpoint.replica.id.to_string());
+            run.answers.push(ask(inspector, Question::EchoThroughBalancer, endpoint.replica, Some(settings.client_address), &echo.url.0, through).await);
+        }
     }
     Ok(())
 }
@@ -136,7 +140,7 @@ async fn signing_keys(inspector: &Inspector<'_>, run: &mut InspectionRun) -> Res
     for _ in 0..2 {
         for endpoint in &inspector.endpoints {
             let request = client.get(format!("http://{}{}", endpoint.addr, jwks));
-            let from = vantage.proxy;
+            let from = vantage.proxy.or(vantage.stranger);
             run.answers.push(ask(inspector, Question::KeySet, endpoint.replica, from, &jwks.0, request).await);
         }
     }
@@ -145,8 +149,7 @@ async fn signing_keys(inspector: &Inspector<'_>, run: &mut InspectionRun) -> Res
 
 /// A client connecting from `address`, or from wherever the system chooses.
 fn client_from(address: Option<IpAddr>) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .no_proxy()
+    crate::client::builder()
         .local_address(address)
         .timeout(std::time::Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
@@ -155,7 +158,7 @@ fn client_from(address: Option<IpAddr>) -> Result<reqwest::Client, String> {
 }
 
 /// Sends one question and reads what the answer says.
-async fn ask(inspector: &Inspector<'_>, question: Question, replica: Incarnation, from: IpAddr, path: &str, request: reqwest::RequestBuilder) -> Answer {
+async fn ask(inspector: &Inspector<'_>, question: Question, replica: Incarnation, from: Option<IpAddr>, path: &str, request: reqwest::RequestBuilder) -> Answer {
     let at_ms = inspector.origin.elapsed().as_secs_f64() * 1000.0;
     let mut answer = Answer {
         question,

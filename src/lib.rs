@@ -25,6 +25,7 @@ pub mod balancer;
 pub mod chaos;
 pub mod check;
 pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod demo;
 pub mod errors;

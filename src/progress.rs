@@ -23,6 +23,9 @@ pub enum Progress {
     CheckRepeated { name: &'static str },
     CheckFinished { name: &'static str, findings: usize },
     Stopping,
+    /// Behind a load balancer replicheck cannot bypass: the instances that served, in
+    /// replica order, and how many requests could not be landed where they were planned.
+    InstancesSeen { names: Vec<String>, missed: u64 },
 }
 
 pub trait Observer: Send + Sync {

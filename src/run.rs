@@ -18,6 +18,7 @@ use crate::chaos::experiment::{self, Arena};
 use crate::chaos::{self, ExperimentKind};
 use crate::check::finding::Finding;
 use crate::check::{self, ScenarioResult};
+use crate::cluster::backend::external::ExternalSpec;
 use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec};
 use crate::file::FileError;
 use crate::history::{ExperimentRun, History, InspectionRun, Phase};
@@ -56,6 +57,8 @@ pub struct RunConfig {
     /// The running replicheck binary, for `{replicheck}` (the bundled demo service).
     pub self_exe: PathBuf,
     pub backend: BackendKind,
+    /// The instances, for the external backend.
+    pub external: Option<Arc<ExternalSpec>>,
     pub reproduce: Reproduce,
     /// What `--scenarios` said, recorded for `replay`.
     pub selection: Vec<String>,
@@ -82,6 +85,8 @@ pub enum RunError {
     Balancer(std::io::Error),
     #[error("cannot write the report in {}: {source}", dir.display())]
     Report { dir: PathBuf, source: std::io::Error },
+    #[error("the request budget of {0} (--max-requests) ran out before the run ended; its findings would rest on refused requests, so none are reported")]
+    BudgetSpent(u64),
 }
 
 pub struct RunOutcome {
@@ -101,16 +106,31 @@ struct Bound {
     experiments: Vec<(ExperimentKind, Option<String>)>,
 }
 
+/// What a run would do, without starting or sending anything (`--dry-run`).
+pub fn plan_only(config: &RunConfig, observer: &dyn Observer) -> Result<Plan, RunError> {
+    let bound = bind(config, observer)?;
+    check_routing(config)?;
+    Ok(plan_run(config, &bound))
+}
+
+fn check_routing(config: &RunConfig) -> Result<(), RunError> {
+    match config.routing {
+        RoutingPolicy::Pin(replica) if replica.0 >= config.replicas => {
+            Err(RunError::Usage(format!("--routing pin:{replica} names a replica outside r0..r{}", config.replicas - 1)))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let bound = bind(&config, observer)?;
-    if let RoutingPolicy::Pin(replica) = config.routing
-        && replica.0 >= config.replicas
-    {
-        return Err(RunError::Usage(format!("--routing pin:{replica} names a replica outside r0..r{}", config.replicas - 1)));
-    }
-    let plan = plan_run(&config, &bound);
+    check_routing(&config)?;
+    let mut plan = plan_run(&config, &bound);
     let run_id = run_id(&format!("seed{}", config.seed));
+    if config.backend == BackendKind::External {
+        plan::salt(&mut plan, &format!("-{:04x}", rand::random::<u16>()));
+    }
     let report_dir = create_report_dir(&config.report_dir, &run_id)?;
     write_json(&report_dir, "plan.json", &plan)?;
 
@@ -122,12 +142,16 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         logs_dir: report_dir.clone(),
         self_exe: config.self_exe.clone(),
         backend: config.backend,
+        external: config.external.clone(),
     };
     let (mut cluster, balancer) = start_service(spec, observer).await?;
     let vantage = cluster.vantage();
 
     let mut secrets = Secrets::default();
     for secret in target.secrets() {
+        secrets.add(&secret);
+    }
+    for secret in config.external.iter().filter_map(|e| e.auth.as_ref()).flat_map(|auth| auth.secrets()) {
         secrets.add(&secret);
     }
     // The users' scenarios are among the workload's.
@@ -192,8 +216,20 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
 
     observer.progress(Progress::Stopping);
     drop(balancer);
+    let relays = cluster.relays().cloned();
     cluster.shutdown().await;
     redact_logs(&report_dir, &secrets);
+    if let Some(relays) = &relays {
+        if let Some(limit) = relays.budget_spent() {
+            return Err(RunError::BudgetSpent(limit));
+        }
+        if let Some(attribution) = relays.attribution() {
+            observer.progress(Progress::InstancesSeen {
+                names: attribution.names(),
+                missed: attribution.missed(),
+            });
+        }
+    }
 
     let mut scenarios = verdict.scenarios;
     scenarios.extend(inspected.results);
@@ -267,7 +303,13 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
     let experiments = config
         .experiments
         .iter()
-        .map(|&kind| (kind, skipped(kind.name(), kind.skip_reason(&config.target, &bound))))
+        .map(|&kind| {
+            let reason = match &config.external {
+                Some(external) => external.skip_reason(kind),
+                None => None,
+            };
+            (kind, skipped(kind.name(), reason.or_else(|| kind.skip_reason(&config.target, &bound))))
+        })
         .collect();
     let (users, roster) = if config.run_scenarios { (bound.clone(), scenario_roster) } else { (Vec::new(), Vec::new()) };
     Ok(Bound {
@@ -411,9 +453,12 @@ async fn run_experiments(
 pub(crate) async fn start_service(spec: ClusterSpec, observer: &dyn Observer) -> Result<(Cluster, Balancer), RunError> {
     let target = spec.target.clone();
     let cluster = Cluster::start(spec, observer).await?;
+    // Instances that run elsewhere are taken in and out by their own platform; probing
+    // them would also spend the rate limit and the request budget the users need.
+    let probe_interval = if cluster.relays().is_some() { Duration::ZERO } else { target.health.interval };
     let config = BalancerConfig {
         proxy_address: cluster.vantage().local.then_some(target.balancer.proxy_address),
-        ..BalancerConfig::local(&target.health.ready.0, target.health.interval)
+        ..BalancerConfig::local(&target.health.ready.0, probe_interval)
     };
     let balancer = Balancer::start(config, &cluster.endpoints()).await.map_err(RunError::Balancer)?;
     observer.progress(Progress::BalancerListening { addr: balancer.addr() });

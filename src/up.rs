@@ -38,6 +38,7 @@ pub async fn start(config: UpConfig, observer: &dyn Observer) -> Result<Up, RunE
         logs_dir: logs_dir.clone(),
         self_exe: config.self_exe,
         backend: config.backend,
+        external: None,
     };
     let (cluster, balancer) = start_service(spec, observer).await?;
     Ok(Up { cluster, balancer, logs_dir })

@@ -39,6 +39,7 @@ async fn fixture(name: &str, policy: RoutingPolicy, probe_interval: Duration) ->
         logs_dir: logs.path().to_owned(),
         self_exe: common::bin(),
         backend: BackendKind::Process,
+        external: None,
     };
     let cluster = Cluster::start(spec, &Silent).await.unwrap();
     let config = BalancerConfig {
@@ -46,7 +47,7 @@ async fn fixture(name: &str, policy: RoutingPolicy, probe_interval: Duration) ->
         ..BalancerConfig::local("/healthz/ready", probe_interval)
     };
     let balancer = Balancer::start(config, &cluster.endpoints()).await.unwrap();
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
+    let http = replicheck::client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     Fixture {
         cluster,
         balancer,

@@ -44,12 +44,13 @@ async fn start(target: Target, replicas: u16, logs: &Path) -> Result<Cluster, Cl
         logs_dir: logs.to_owned(),
         self_exe: common::bin(),
         backend: BackendKind::Process,
+        external: None,
     };
     Cluster::start(spec, &Silent).await
 }
 
 async fn whoami(endpoint: &Endpoint, timeout: Duration) -> Result<String, reqwest::Error> {
-    let client = reqwest::Client::builder().no_proxy().timeout(timeout).build()?;
+    let client = replicheck::client::builder().timeout(timeout).build()?;
     let body = client.get(format!("http://{}/whoami", endpoint.addr)).send().await?.text().await?;
     let json: serde_json::Value = serde_json::from_str(&body).expect("whoami answers JSON");
     Ok(json["replica"].as_str().unwrap_or_default().to_owned())

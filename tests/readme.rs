@@ -34,3 +34,16 @@ fn the_readme_commands_exist() {
     let mode = std::fs::metadata(common::root().join(".ci/run")).unwrap().permissions().mode();
     assert!(mode & 0o111 != 0, ".ci/run is executable");
 }
+
+#[test]
+fn the_readme_smoke_command_parses() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let block = readme.split("```sh\n").find(|b| b.starts_with("replicheck smoke")).expect("a smoke example");
+    let command = block.split("```").next().unwrap().replace("\\\n", " ");
+    // The example's instances do not exist here: a dry run parses and plans without them.
+    let command = command.trim().replacen("replicheck", &common::bin().display().to_string(), 1).replace("myapp.toml", "examples/demo/fixed.toml") + " --dry-run";
+    let output = std::process::Command::new("sh").arg("-c").arg(&command).current_dir(common::root()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{command}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.starts_with("plan for seed") && stdout.contains("Nothing was sent"), "{stdout}");
+}

@@ -39,6 +39,9 @@ pub const ROUTE_HEADER: &str = "x-replicheck-route";
 pub const SERVED_BY_HEADER: &str = "x-replicheck-replica";
 /// Response header on answers the balancer made itself (no replica, upstream failed).
 pub const ERROR_HEADER: &str = "x-replicheck-error";
+/// Response header: replicas a write also reached before it landed where it was planned
+/// (`r0,r2`), behind a load balancer replicheck cannot steer (see `relay`).
+pub const ALSO_REACHED_HEADER: &str = "x-replicheck-also-reached";
 
 #[derive(Debug, Clone)]
 pub struct BalancerConfig {

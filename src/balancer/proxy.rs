@@ -54,8 +54,14 @@ pub async fn handle(state: Arc<ProxyState>, client: SocketAddr, mut request: Req
     let response = match pick(&state, planned) {
         None => refuse(StatusCode::SERVICE_UNAVAILABLE, "no ready replica".into()),
         Some(upstream) => {
-            record.served_by = Some(upstream.replica);
-            forward(&state, &upstream, client, path, request).await
+            let response = forward(&state, &upstream, client, path, request).await;
+            record.served_by = response
+                .headers()
+                .get(SERVED_BY_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .or(Some(upstream.replica));
+            response
         }
     };
     record.status = Some(response.status().as_u16());
@@ -111,7 +117,11 @@ async fn forward(
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop(&mut parts.headers);
-            if let Some(served_by) = served_by {
+            // A relay in front of an instance behind someone else's load balancer knows
+            // better which instance served.
+            if let Some(served_by) = served_by
+                && !parts.headers.contains_key(SERVED_BY_HEADER)
+            {
                 parts.headers.insert(SERVED_BY_HEADER, served_by);
             }
             Response::from_parts(parts, Either::Left(body))

@@ -451,6 +451,7 @@ mod tests {
                 name: "page".into(),
                 planned: replica.id,
                 served_by: Some(replica),
+                also_reached: Vec::new(),
                 requests: vec![request],
                 outcome,
                 set_cookies: Vec::new(),

@@ -49,14 +49,20 @@ pub fn assess(run: &InspectionRun, settings: &BalancerSettings, vantage: Vantage
 
 /// The control: asked directly without forwarded headers, the echo reports the
 /// connection as it is (the stranger's address, http).
-fn echo_baseline(run: &InspectionRun, stranger: IpAddr) -> Option<String> {
+fn echo_baseline(run: &InspectionRun, stranger: Option<IpAddr>) -> Option<String> {
     run.answers.iter().filter(|a| a.question == Question::EchoDirect).find_map(|answer| {
-        let wrong_client = answer.client.as_deref().is_some_and(|c| c != stranger.to_string());
-        let wrong_scheme = answer.scheme.as_deref().is_some_and(|s| s != "http");
+        // Where replicheck's address is not known, any address but the forged one will do.
+        let wrong_client = match stranger {
+            Some(stranger) => answer.client.as_deref().is_some_and(|c| c != stranger.to_string()),
+            None => answer.client.as_deref() == Some(FORGED_CLIENT),
+        };
+        // An instance replicheck reaches over https (staging) rightly sees https.
+        let wrong_scheme = stranger.is_some() && answer.scheme.as_deref().is_some_and(|s| s != "http");
         let unanswered = !answer.status.is_some_and(|s| (200..400).contains(&s));
         (unanswered || wrong_client || wrong_scheme).then(|| {
             format!(
-                "asked directly from {stranger}, {}'s echo answered {} (scheme {}, client {}): it does not report the connection",
+                "asked directly from {}, {}'s echo answered {} (scheme {}, client {}): it does not report the connection",
+                stranger.map_or_else(|| "replicheck".to_owned(), |address| address.to_string()),
                 answer.replica,
                 answer.status.map_or_else(|| answer.error.clone().unwrap_or_default(), |s| format!("status {s}")),
                 answer.scheme.as_deref().unwrap_or("?"),
@@ -68,7 +74,8 @@ fn echo_baseline(run: &InspectionRun, stranger: IpAddr) -> Option<String> {
 
 fn forwarded(run: &InspectionRun, settings: &BalancerSettings, vantage: Vantage) -> Vec<Candidate> {
     let mut found = Vec::new();
-    let control = |replica| format!("asked directly from {}, {replica} reported that connection as it is", vantage.stranger);
+    let stranger = vantage.stranger.map_or_else(|| "replicheck".to_owned(), |address| address.to_string());
+    let control = |replica| format!("asked directly from {stranger}, {replica} reported that connection as it is");
     for answer in &run.answers {
         match answer.question {
             Question::EchoThroughBalancer => {
@@ -81,19 +88,27 @@ fn forwarded(run: &InspectionRun, settings: &BalancerSettings, vantage: Vantage)
                         control(answer.replica),
                     ));
                 }
-                if answer.client.as_deref() == Some(vantage.proxy.to_string().as_str()) {
+                if let Some(proxy) = vantage.proxy
+                    && answer.client.as_deref() == Some(proxy.to_string().as_str())
+                {
                     found.push(candidate(
                         FindingKind::ForwardedForIgnored,
                         answer,
                         &format!("the app sees the client {}: the balancer sends it in X-Forwarded-For", settings.client_address),
-                        format!("behind the balancer the app saw the proxy's address {}", vantage.proxy),
+                        format!("behind the balancer the app saw the proxy's address {proxy}"),
                         control(answer.replica),
                     ));
                 }
             }
             Question::EchoForged => {
                 let believed_client = answer.client.as_deref() == Some(FORGED_CLIENT);
-                let believed_scheme = answer.scheme.as_deref() == Some(FORGED_SCHEME);
+                // Believed only if the forgery changed what the app saw without it.
+                let direct_scheme = run
+                    .answers
+                    .iter()
+                    .find(|a| a.question == Question::EchoDirect && a.replica == answer.replica)
+                    .and_then(|a| a.scheme.as_deref());
+                let believed_scheme = answer.scheme.as_deref() == Some(FORGED_SCHEME) && direct_scheme != Some(FORGED_SCHEME);
                 if believed_client || believed_scheme {
                     let what: Vec<&str> = [(believed_client, "X-Forwarded-For"), (believed_scheme, "X-Forwarded-Proto")]
                         .into_iter()
@@ -102,9 +117,9 @@ fn forwarded(run: &InspectionRun, settings: &BalancerSettings, vantage: Vantage)
                     found.push(candidate(
                         FindingKind::ForwardedHeadersSpoofable,
                         answer,
-                        &format!("X-Forwarded-* from {}, which is not a known proxy, are ignored", vantage.stranger),
-                        format!("the app believed the forged {} from {}", what.join(" and "), vantage.stranger),
-                        format!("without forged headers, the same direct question showed {} and http", vantage.stranger),
+                        &format!("X-Forwarded-* from {stranger}, which is not a known proxy, are ignored"),
+                        format!("the app believed the forged {} from {stranger}", what.join(" and ")),
+                        format!("without forged headers, the same direct question showed {stranger}'s own address and http"),
                     ));
                 }
             }

@@ -57,6 +57,9 @@ pub struct Tally {
     pub requests: usize,
     pub handoffs_crossed: u32,
     pub handoffs_same: u32,
+    /// Handoffs whose write also reached the reading replica (behind a load balancer
+    /// replicheck cannot steer): a pass there proves nothing.
+    pub handoffs_blurred: u32,
     /// A failure with every request on one replica: the app fails on a single instance.
     pub single_replica_failure: Option<String>,
     /// A request that got no answer to judge.
@@ -187,6 +190,9 @@ fn count_handoffs(scenario: &Scenario, record: &VuRecord, tally: &mut Tally) {
         let Some(artifact) = &scenario.steps[step.index].consumes else { continue };
         let Some(producer) = scenario.producer_of(artifact, step.index) else { continue };
         match (record.steps[producer].served_by, step.served_by) {
+            // A write that also reached the consumer can make it pass there: no proof. (A
+            // failure there is still one: the artifact the user kept came from elsewhere.)
+            (Some(_), Some(c)) if record.steps[producer].also_reached.contains(&c.id) => tally.handoffs_blurred += 1,
             (Some(p), Some(c)) if p != c => tally.handoffs_crossed += 1,
             (Some(_), Some(_)) => tally.handoffs_same += 1,
             _ => {}
@@ -368,6 +374,12 @@ pub fn judge(
             (ScenarioStatus::Failed, None)
         } else if tally.handoffs_crossed == 0 && tally.handoffs_same > 0 {
             (ScenarioStatus::Passed, Some("no artifact crossed replicas under this routing".into()))
+        } else if tally.handoffs_blurred > 0 {
+            let note = format!(
+                "{} handoff(s) prove nothing: the load balancer sent the write to the reading instance too before it landed where planned",
+                tally.handoffs_blurred
+            );
+            (ScenarioStatus::Passed, Some(note))
         } else {
             (ScenarioStatus::Passed, None)
         };
@@ -411,6 +423,7 @@ mod tests {
             name: format!("step {index}"),
             planned: ReplicaId(replica),
             served_by: Some(on(replica)),
+            also_reached: Vec::new(),
             requests: vec![RequestRecord {
                 method: "GET".into(),
                 path: "/".into(),
@@ -484,6 +497,23 @@ mod tests {
         };
         let verdict = judge(&roster(), &triage, &plans, &evidence, 1, &|s| format!("replicheck run t.toml --scenarios {s}"));
         (triage, verdict)
+    }
+
+    #[test]
+    fn a_pass_where_the_write_also_reached_the_reader_proves_nothing_but_a_failure_still_counts() {
+        let mut blurred = login(Phase::Main, 0, 0, 1, Outcome::Passed);
+        blurred.steps[1].also_reached = vec![ReplicaId(1)];
+        let (_, judged) = verdict(vec![blurred], |_, _| Vec::new());
+        let result = &judged.scenarios[0];
+        assert_eq!((result.status, result.handoffs_crossed), (ScenarioStatus::Passed, 0));
+        assert!(result.reason.as_deref().unwrap_or("").contains("1 handoff(s) prove nothing"), "{result:?}");
+
+        let mut failing = login(Phase::Main, 0, 0, 1, failed());
+        failing.steps[1].also_reached = vec![ReplicaId(1)];
+        let (triage, _) = verdict(vec![failing], |control, reproduce| {
+            vec![login(Phase::Control, control, 0, 0, Outcome::Passed), login(Phase::Reproduce, reproduce, 0, 1, failed())]
+        });
+        assert_eq!(triage.candidates.len(), 1, "the cookie the user kept came from r0, and r1 refused it");
     }
 
     #[test]

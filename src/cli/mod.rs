@@ -23,7 +23,9 @@ use crate::file::SourceFile;
 use crate::plan::seed;
 use crate::check::finding::Finding;
 use crate::report::{self, Format, Report};
+use crate::cluster::backend::external::{Auth, ExternalSpec, Instance, Via};
 use crate::run::{self, ReportDir, RunConfig};
+use crate::up::{self, UpConfig};
 use crate::scenario::{self, ScenarioFile};
 use crate::target::Target;
 use exit::{CliError, Exit};
@@ -42,6 +44,12 @@ enum Command {
     Demo(DemoCommand),
     /// Runs the scenarios against N replicas of a target.
     Run(RunArgs),
+    /// Runs the scenarios against instances that already run (staging): the target file
+    /// gives the flows, its [start] is ignored.
+    Smoke(Box<SmokeArgs>),
+    /// Starts the target's replicas, dependencies and balancer, prints where they listen,
+    /// and keeps them up until Ctrl-C.
+    Up(UpArgs),
     /// Checks target and scenario files without running anything.
     Validate {
         #[arg(required = true)]
@@ -74,6 +82,82 @@ struct RunArgs {
     target: PathBuf,
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     replicas: u16,
+    /// What runs the replicas: processes (the target's `command`) or containers (its
+    /// `image`). Default: processes, or containers when the target has only an image.
+    #[arg(long, value_enum)]
+    backend: Option<BackendName>,
+    #[command(flatten)]
+    workload: Workload,
+}
+
+#[derive(Debug, Args)]
+struct SmokeArgs {
+    /// The target file (its flows; [start] is ignored).
+    target: PathBuf,
+    /// An instance: `URL[,host=NAME][,name=NAME]`. `host` is the Host header to send,
+    /// `name` is `{instance}` in --stop-cmd and --restart-cmd (default: the URL's host).
+    #[arg(long = "instance", value_name = "URL", required_unless_present = "via", conflicts_with = "via")]
+    instances: Vec<Instance>,
+    /// A load balancer in front of the instances that replicheck cannot bypass; requests go
+    /// through it and --instance-header tells which instance served each.
+    #[arg(long, value_name = "URL", requires = "instance_header")]
+    via: Option<url::Url>,
+    /// With --via: the response header naming the instance that served (X-Served-By).
+    #[arg(long, value_name = "HEADER")]
+    instance_header: Option<http::header::HeaderName>,
+    /// With --via: how many instances are behind it.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=64))]
+    replicas: u16,
+    /// With --via: sends of one request, at most, to land it on its planned instance.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    attempts: u32,
+    /// Basic credentials for a protected deployment, `USER:PASSWORD`, sent on requests
+    /// that carry none. Best given in the environment.
+    #[arg(long, env = "REPLICHECK_BASIC_AUTH", hide_env_values = true, value_name = "USER:PASSWORD", conflicts_with = "bearer")]
+    basic_auth: Option<String>,
+    /// A bearer token for a protected deployment, sent on requests that carry none.
+    #[arg(long, env = "REPLICHECK_BEARER", hide_env_values = true, value_name = "TOKEN")]
+    bearer: Option<String>,
+    /// Accepts any TLS certificate (a self-signed staging).
+    #[arg(long)]
+    insecure: bool,
+    /// The address the instances see replicheck connect from, when they are configured to
+    /// trust it as their proxy. Without it they must ignore forwarded headers from it.
+    #[arg(long, value_name = "ADDRESS")]
+    known_proxy: Option<std::net::IpAddr>,
+    /// Stops an instance that the platform then brings back (`kubectl delete pod
+    /// {instance}`); enables the restart experiment.
+    #[arg(long, value_name = "COMMAND")]
+    stop_cmd: Option<String>,
+    /// Restarts an instance (`{instance}`, `{url}`); enables the restart experiment.
+    #[arg(long, value_name = "COMMAND")]
+    restart_cmd: Option<String>,
+    /// Requests per second to the instances, at most.
+    #[arg(long, value_name = "N")]
+    max_rps: Option<std::num::NonZeroU32>,
+    /// Requests to the instances, at most, over the whole run (probes included).
+    #[arg(long, value_name = "N")]
+    max_requests: Option<u64>,
+    #[command(flatten)]
+    workload: Workload,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// The target file.
+    target: PathBuf,
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    replicas: u16,
+    #[arg(long, value_enum)]
+    backend: Option<BackendName>,
+    /// Where replica and dependency logs go (default: reports/<run-id>/).
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
+}
+
+/// What the virtual users do, and where the report goes: shared by `run` and `smoke`.
+#[derive(Debug, Args)]
+struct Workload {
     /// The seed of every random choice; a run is reproduced by its seed. Random if not given.
     #[arg(long)]
     seed: Option<u64>,
@@ -97,10 +181,9 @@ struct RunArgs {
     /// Where the report goes (default: reports/<run-id>/).
     #[arg(long)]
     report_dir: Option<PathBuf>,
-    /// What runs the replicas: processes (the target's `command`) or containers (its
-    /// `image`). Default: processes, or containers when the target has only an image.
-    #[arg(long, value_enum)]
-    backend: Option<BackendName>,
+    /// Prints the plan (every user's requests and routes, the experiments) and sends nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     output: Output,
 }
@@ -199,6 +282,8 @@ pub fn main() -> ExitCode {
 async fn dispatch(command: Command) -> Result<Exit, CliError> {
     match command {
         Command::Run(args) => run_command(args).await,
+        Command::Smoke(args) => smoke_command(*args).await,
+        Command::Up(args) => up_command(args).await,
         Command::Demo(args) => demo_command(args).await,
         Command::Validate { files } => validate(&files),
         Command::Replay(args) => replay_command(args).await,
@@ -267,41 +352,162 @@ fn select(args: &[String]) -> Result<Selection, CliError> {
 async fn run_command(args: RunArgs) -> Result<Exit, CliError> {
     let target = Target::load(&args.target)?;
     let backend = BackendKind::choose(args.backend.map(BackendName::kind), &target.start).map_err(|e| CliError::Usage(format!("{}: {e}", args.target.display())))?;
-    let selection = select(&args.scenarios)?;
-    let seed = args.seed.unwrap_or_else(seed::fresh);
-    let mut base = format!(
-        "replicheck run {} --replicas {} --routing {} --vus {}",
-        shell_word(&args.target.display().to_string()),
-        args.replicas,
-        args.routing,
-        args.vus
-    );
+    let mut base = format!("replicheck run {} --replicas {}", shell_word(&args.target.display().to_string()), args.replicas);
     if args.backend.is_some() {
         base.push_str(&format!(" --backend {}", backend.name()));
     }
-    let config = RunConfig {
+    let config = workload_config(&args.workload, target, args.replicas, backend, None, base)?;
+    finish(config, &args.target, &args.workload).await
+}
+
+async fn smoke_command(args: SmokeArgs) -> Result<Exit, CliError> {
+    let target = Target::load(&args.target)?;
+    let auth = match (&args.basic_auth, &args.bearer) {
+        (Some(pair), _) => {
+            let (user, password) = pair
+                .split_once(':')
+                .ok_or_else(|| CliError::Usage("--basic-auth (REPLICHECK_BASIC_AUTH) takes USER:PASSWORD".into()))?;
+            Some(Auth::Basic {
+                user: user.to_owned(),
+                password: password.to_owned(),
+            })
+        }
+        (None, Some(token)) => Some(Auth::Bearer(token.clone())),
+        (None, None) => None,
+    };
+    if args.via.is_none() && args.instances.len() < 2 {
+        return Err(CliError::Usage("a smoke test needs two instances or more (--instance URL --instance URL)".into()));
+    }
+    let spec = ExternalSpec {
+        instances: args.instances.clone(),
+        via: args.via.clone().zip(args.instance_header.clone()).map(|(url, header)| Via {
+            url,
+            header,
+            attempts: args.attempts,
+        }),
+        auth,
+        insecure: args.insecure,
+        known_proxy: args.known_proxy,
+        stop_cmd: args.stop_cmd.clone(),
+        restart_cmd: args.restart_cmd.clone(),
+        max_rps: args.max_rps,
+        max_requests: args.max_requests,
+    };
+    let replicas = spec.replicas(args.replicas);
+    // Everything but the credentials, which the reproducing user gives again.
+    let mut base = format!("replicheck smoke {}", shell_word(&args.target.display().to_string()));
+    for instance in &args.instances {
+        base.push_str(&format!(" --instance {}", shell_word(&instance.to_string())));
+    }
+    if let (Some(via), Some(header)) = (&args.via, &args.instance_header) {
+        base.push_str(&format!(" --via {} --instance-header {header} --replicas {replicas}", shell_word(via.as_str())));
+    }
+    for (flag, present) in [(" --insecure", args.insecure)] {
+        if present {
+            base.push_str(flag);
+        }
+    }
+    if let Some(proxy) = args.known_proxy {
+        base.push_str(&format!(" --known-proxy {proxy}"));
+    }
+    for (flag, value) in [("--stop-cmd", &args.stop_cmd), ("--restart-cmd", &args.restart_cmd)] {
+        if let Some(value) = value {
+            base.push_str(&format!(" {flag} {}", shell_word(value)));
+        }
+    }
+    for (flag, value) in [("--max-rps", args.max_rps.map(|n| u64::from(n.get()))), ("--max-requests", args.max_requests)] {
+        if let Some(value) = value {
+            base.push_str(&format!(" {flag} {value}"));
+        }
+    }
+    let mut config = workload_config(&args.workload, target, replicas, BackendKind::External, Some(Arc::new(spec)), base)?;
+    // Users beyond the rate would only queue at it, and time out there.
+    if let Some(rps) = args.max_rps {
+        config.concurrency = config.concurrency.min(rps.get() as usize);
+    }
+    finish(config, &args.target, &args.workload).await
+}
+
+/// A run's configuration from the workload flags; `base` is the command line that
+/// reproduces it, short of the workload's own flags.
+fn workload_config(
+    workload: &Workload,
+    target: Target,
+    replicas: u16,
+    backend: BackendKind,
+    external: Option<Arc<ExternalSpec>>,
+    base: String,
+) -> Result<RunConfig, CliError> {
+    let selection = select(&workload.scenarios)?;
+    let base = format!("{base} --routing {} --vus {}", workload.routing, workload.vus);
+    Ok(RunConfig {
         target,
         scenarios: selection.scenarios,
         run_scenarios: selection.run_scenarios,
         inspections: selection.inspections,
         experiments: selection.experiments,
+        replicas,
+        seed: workload.seed.unwrap_or_else(seed::fresh),
+        routing: workload.routing,
+        vus: workload.vus,
+        load_vus: workload.load_vus,
+        concurrency: workload.concurrency,
+        report_dir: match &workload.report_dir {
+            Some(dir) => ReportDir::At(dir.clone()),
+            None => ReportDir::Under(PathBuf::from("reports")),
+        },
+        self_exe: self_exe()?,
+        backend,
+        external,
+        reproduce: Arc::new(move |seed, scenario| format!("{base} --seed {seed} --scenarios {scenario}")),
+        selection: workload.scenarios.clone(),
+    })
+}
+
+/// Runs the configuration, or prints its plan with `--dry-run`.
+async fn finish(config: RunConfig, target: &Path, workload: &Workload) -> Result<Exit, CliError> {
+    if workload.dry_run {
+        let plan = run::plan_only(&config, progress::observer().as_ref())?;
+        print!("{}", render::plan(&plan));
+        return Ok(Exit::Consistent);
+    }
+    let report = run_one(config, &target.display().to_string(), &workload.output).await?;
+    Ok(exit_for(&report))
+}
+
+async fn up_command(args: UpArgs) -> Result<Exit, CliError> {
+    let target = Target::load(&args.target)?;
+    let backend = BackendKind::choose(args.backend.map(BackendName::kind), &target.start).map_err(|e| CliError::Usage(format!("{}: {e}", args.target.display())))?;
+    let config = UpConfig {
+        target,
         replicas: args.replicas,
-        seed,
-        routing: args.routing,
-        vus: args.vus,
-        load_vus: args.load_vus,
-        concurrency: args.concurrency,
+        backend,
         report_dir: match args.report_dir {
             Some(dir) => ReportDir::At(dir),
             None => ReportDir::Under(PathBuf::from("reports")),
         },
         self_exe: self_exe()?,
-        backend,
-        reproduce: Arc::new(move |seed, scenario| format!("{base} --seed {seed} --scenarios {scenario}")),
-        selection: args.scenarios.clone(),
     };
-    let report = run_one(config, &args.target.display().to_string(), &args.output).await?;
-    Ok(exit_for(&report))
+    eprintln!("replicheck: {} · {} replica(s) · {}", args.target.display(), args.replicas, backend.name());
+    let observer = progress::observer();
+    let started = tokio::select! {
+        started = up::start(config, observer.as_ref()) => started?,
+        signal = shutdown_signal() => return Err(CliError::Interrupted(signal)),
+    };
+    drop(observer);
+    for endpoint in started.cluster.endpoints() {
+        println!("{} http://{}", endpoint.replica, endpoint.addr);
+    }
+    println!("balancer http://{}", started.balancer.addr());
+    println!("logs {}", started.logs_dir.display());
+    eprintln!("up until Ctrl-C");
+    // Flushed, so a script reading the lines sees them while the cluster is up.
+    let _ = std::io::stdout().flush();
+    let signal = shutdown_signal().await;
+    eprintln!("{signal}: stopping");
+    drop(started.balancer);
+    started.cluster.shutdown().await;
+    Ok(Exit::Consistent)
 }
 
 /// Runs one configuration with progress on stderr and the outcome on stdout; Ctrl-C or
@@ -425,6 +631,7 @@ async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
             report_dir: ReportDir::Under(args.reports.clone()),
             self_exe: self_exe()?,
             backend: BackendKind::Process,
+            external: None,
             reproduce: Arc::new(|seed, _| format!("replicheck demo --seed {seed}")),
             selection: demo.only.map_or_else(Vec::new, |kinds| kinds.iter().map(|k| k.name().to_owned()).collect()),
         };
@@ -467,6 +674,12 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
     let target = recorded_target(&recorded.target_file)?;
     let backend = BackendKind::from_name(&recorded.backend)
         .ok_or_else(|| CliError::Usage(format!("{} names an unknown backend `{}`", args.report.display(), recorded.backend)))?;
+    if backend == BackendKind::External {
+        return Err(CliError::Usage(format!(
+            "{} is a smoke test of instances replay cannot reach by itself; run a finding's reproduce command instead",
+            args.report.display()
+        )));
+    }
     // A finding needs only its own check, and the scenario whose users showed it.
     let selection: Vec<String> = match focus {
         Some(finding) if finding.check != finding.scenario => vec![finding.scenario.clone(), finding.check.clone()],
@@ -493,6 +706,7 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
         },
         self_exe: self_exe()?,
         backend,
+        external: None,
         reproduce: Arc::new(move |_, _| base.clone()),
         selection,
     };

@@ -71,5 +71,13 @@ fn line(event: &Progress) -> String {
         Progress::CheckRepeated { name } => format!("  {name} again, to confirm what it showed"),
         Progress::CheckFinished { name, findings } => format!("  {name} done, {findings} finding(s)"),
         Progress::Stopping => "  stopping replicas".into(),
+        Progress::InstancesSeen { names, missed } => {
+            let names: Vec<String> = names.iter().enumerate().map(|(i, name)| format!("r{i} = {name}")).collect();
+            let missed = match missed {
+                0 => String::new(),
+                n => format!("; {n} request(s) could not be landed on their planned instance and were checked where they landed"),
+            };
+            format!("  instances behind the load balancer: {}{missed}", names.join(", "))
+        }
     }
 }

@@ -117,3 +117,25 @@ pub fn outcome(report: &Report) -> String {
     }
     out
 }
+
+/// A plan for `--dry-run`: every user's scenario and routes, and the experiments.
+pub fn plan(plan: &crate::plan::Plan) -> String {
+    let mut out = format!("plan for seed {}: {} replica(s), routing {}\n", plan.seed, plan.replicas, plan.routing);
+    for user in &plan.vus {
+        let routes: Vec<String> = user.routes.iter().map(ToString::to_string).collect();
+        out.push_str(&format!("  vu {:<4} {:<14} {}\n", user.vu, user.scenario, routes.join(" ")));
+    }
+    for experiment in &plan.experiments {
+        out.push_str(&format!(
+            "  experiment {} on {}: {} user(s) hand artifacts over it\n",
+            experiment.kind.name(),
+            experiment.victim,
+            experiment.handoffs.len()
+        ));
+    }
+    let requests: usize = plan.vus.iter().map(|u| u.routes.len()).sum();
+    out.push_str(&format!(
+        "{requests} request(s) by the planned users; controls, inspections, experiments and probes add more. Nothing was sent.\n"
+    ));
+    out
+}

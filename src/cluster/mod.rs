@@ -1,6 +1,6 @@
 //! The cluster: the replicas of the target and their dependencies, started through a
-//! backend (processes or containers), and the lifecycle verbs chaos uses (stop, kill,
-//! pause, resume, restart).
+//! backend (processes or containers, or reached where they already run), and the
+//! lifecycle verbs chaos uses (stop, kill, pause, resume, restart).
 //!
 //! A `Cluster` owns everything it started. Dropping it kills every process, removes every
 //! container, network and volume, and removes the run's temporary directories; `shutdown`
@@ -24,6 +24,8 @@ use crate::progress::{Observer, Progress};
 use crate::step::Vars;
 use crate::target::Target;
 use backend::docker::{DockerBackend, DockerRedis, DockerRun, Engine};
+use backend::external::{ExternalBackend, ExternalSpec};
+use backend::relay::Shared;
 use backend::process::ProcessBackend;
 pub use backend::{AnyBackend, Backend, BackendKind, Replica};
 pub use child::StopOutcome;
@@ -80,6 +82,8 @@ pub enum ClusterError {
     NoImage,
     #[error("[start] of the target: {0}")]
     Template(#[from] crate::step::template::MissingVar),
+    #[error("{0}")]
+    External(String),
 }
 
 /// Where a replica can be reached.
@@ -99,6 +103,8 @@ pub struct ClusterSpec {
     /// The running replicheck binary, for `{replicheck}`.
     pub self_exe: PathBuf,
     pub backend: BackendKind,
+    /// The instances, for the external backend.
+    pub external: Option<Arc<ExternalSpec>>,
 }
 
 /// How replicas see replicheck's own connections.
@@ -107,17 +113,20 @@ pub struct Vantage {
     /// Whether replicheck can pick the local address it connects to replicas from (the
     /// proxy's, a stranger's): not when they run on another host.
     pub local: bool,
-    /// The address a replica sees the balancer's connections come from.
-    pub proxy: IpAddr,
-    /// The address a replica sees a stranger's connections come from. Equal to `proxy`
-    /// when a stranger cannot be told from the proxy (containers behind published ports,
-    /// where every connection comes from the network's gateway).
-    pub stranger: IpAddr,
+    /// The address a replica sees the balancer's connections come from, when it takes the
+    /// balancer for its known proxy; `None` when it should not (instances that already run
+    /// and do not trust replicheck).
+    pub proxy: Option<IpAddr>,
+    /// The address a replica sees a stranger's connections come from, if replicheck knows
+    /// it. Equal to `proxy` when a stranger cannot be told from the proxy (containers
+    /// behind published ports, where every connection comes from the network's gateway).
+    pub stranger: Option<IpAddr>,
 }
 
 impl Vantage {
+    /// Whether replicheck can send a request the app must not take from its proxy.
     pub fn tells_strangers_apart(&self) -> bool {
-        self.proxy != self.stranger
+        self.proxy.is_none() || self.proxy != self.stranger
     }
 }
 
@@ -226,8 +235,8 @@ impl Cluster {
                 let backend = ProcessBackend::new(target, &spec.logs_dir, &spec.run_id, workspace.path());
                 let vantage = Vantage {
                     local: true,
-                    proxy: settings.proxy_address,
-                    stranger: settings.untrusted_address,
+                    proxy: Some(settings.proxy_address),
+                    stranger: Some(settings.untrusted_address),
                 };
                 (AnyBackend::Process(backend), store, vantage, None)
             }
@@ -243,17 +252,30 @@ impl Cluster {
                 let backend = DockerBackend::new(run.clone(), target).await?;
                 let vantage = Vantage {
                     local: run.engine().is_local(),
-                    proxy: run.gateway(),
-                    stranger: run.gateway(),
+                    proxy: Some(run.gateway()),
+                    stranger: Some(run.gateway()),
                 };
                 (AnyBackend::Docker(backend), store, vantage, Some(run))
+            }
+            BackendKind::External => {
+                let external = spec.external.clone().ok_or_else(|| ClusterError::External("the external backend needs instances (--instance or --via)".into()))?;
+                // Their own store, if any, is theirs: replicheck starts none.
+                let backend = ExternalBackend::new(external.clone(), target, &spec.logs_dir, spec.replicas)?;
+                let vantage = Vantage {
+                    local: false,
+                    proxy: external.known_proxy,
+                    stranger: external.known_proxy,
+                };
+                (AnyBackend::External(backend), None, vantage, None)
             }
         };
         if let Some(store) = &store {
             observer.progress(Progress::DependencyReady { name: "redis", url: store.url() });
             vars.insert("redis_url".into(), store.url());
         }
-        vars.insert("proxy_address".into(), vantage.proxy.to_string());
+        if let Some(proxy) = vantage.proxy {
+            vars.insert("proxy_address".into(), proxy.to_string());
+        }
         let mut cluster = Cluster {
             backend,
             replicas: BTreeMap::new(),
@@ -285,6 +307,16 @@ impl Cluster {
             // Replicas that did start are dropped with `cluster`, which kills them.
             Some(err) => Err(err),
             None => Ok(cluster),
+        }
+    }
+}
+
+impl Cluster {
+    /// What the relays to external instances share: the limits and what they counted.
+    pub fn relays(&self) -> Option<&Arc<Shared>> {
+        match &self.backend {
+            AnyBackend::External(backend) => Some(backend.shared()),
+            _ => None,
         }
     }
 }
@@ -444,7 +476,7 @@ impl<B: Backend> Cluster<B> {
     /// logs saved), networks, volumes and directories go.
     pub async fn shutdown(mut self) {
         let grace = self.grace.min(Duration::from_secs(2));
-        join_all(self.replicas.values_mut().chain(self.retiring.iter_mut()).map(|r| r.stop(grace))).await;
+        join_all(self.replicas.values_mut().chain(self.retiring.iter_mut()).map(|r| r.release(grace))).await;
         if let Some(store) = &mut self.store {
             store.stop().await;
         }

@@ -63,6 +63,16 @@ impl Load {
     }
 }
 
+/// Makes every planned user's values (`{nonce}`) this run's own, keeping the routes.
+/// Instances that outlive a run (staging) still hold the cache keys and notes of the last
+/// run with the same seed, which would let a per-process cache pass for a shared one.
+pub fn salt(plan: &mut Plan, salt: &str) {
+    let users = plan.vus.iter_mut().chain(plan.experiments.iter_mut().flat_map(|e| e.handoffs.iter_mut().map(|h| &mut h.user)));
+    for user in users {
+        user.nonce.push_str(salt);
+    }
+}
+
 /// The first user number the plan leaves free.
 pub fn next_vu(plan: &Plan) -> u32 {
     let users = plan.vus.iter().map(|v| v.vu + 1).max().unwrap_or(0);

@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::balancer::{ERROR_HEADER, ROUTE_HEADER, SERVED_BY_HEADER};
+use crate::balancer::{ALSO_REACHED_HEADER, ERROR_HEADER, ROUTE_HEADER, SERVED_BY_HEADER};
 use crate::cluster::replica::{Incarnation, ReplicaId};
 use crate::history::{Captured, History, Observed, Outcome, Phase, RequestRecord, StepRecord, VuRecord};
 use crate::plan::{Load, VuPlan};
@@ -70,8 +70,7 @@ impl VuContext {
     /// Users connect to the balancer from `client_address`, so the app can tell the client
     /// from the proxy in X-Forwarded-For.
     pub fn new(balancer: SocketAddr, client_address: IpAddr, scenarios: &[Scenario], seed: u64, origin: Instant, limits: Limits, secrets: Secrets) -> Self {
-        let http = reqwest::Client::builder()
-            .no_proxy()
+        let http = crate::client::builder()
             .local_address(client_address)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(limits.request_timeout)
@@ -339,6 +338,7 @@ impl<'a> VirtualUser<'a> {
             name: step.name.clone(),
             planned: route,
             served_by: None,
+            also_reached: Vec::new(),
             requests: Vec::new(),
             outcome: Outcome::Passed,
             set_cookies: Vec::new(),
@@ -493,6 +493,12 @@ impl<'a> VirtualUser<'a> {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<Incarnation>().ok());
             request_record.set_cookies = self.store_cookies(&headers, &outgoing.path);
+            let also_reached = headers.get(ALSO_REACHED_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            for id in also_reached.split(',').filter_map(|id| id.parse::<ReplicaId>().ok()) {
+                if !record.also_reached.contains(&id) {
+                    record.also_reached.push(id);
+                }
+            }
             if let Some(reason) = headers.get(ERROR_HEADER).and_then(|v| v.to_str().ok()) {
                 let message = format!("the balancer answered {status}: {reason}");
                 request_record.error = Some(message.clone());

@@ -73,7 +73,7 @@ pub fn run(target: &str, args: &[&str]) -> Finished {
     finished
 }
 
-fn finish(output: Output, dir: tempfile::TempDir, report_dir: PathBuf) -> Finished {
+pub fn finish(output: Output, dir: tempfile::TempDir, report_dir: PathBuf) -> Finished {
     let report = std::fs::read(report_dir.join("report.json")).ok().map(|bytes| serde_json::from_slice(&bytes).expect("report.json parses"));
     Finished {
         code: output.status.code().unwrap_or(-1),

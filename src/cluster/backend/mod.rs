@@ -1,8 +1,11 @@
-//! Backends: what runs replicas. `process` runs local processes, `docker` runs containers;
-//! a run picks one at start, so `AnyBackend` dispatches to either.
+//! Backends: what runs replicas. `process` runs local processes, `docker` runs containers,
+//! `external` reaches instances that already run; a run picks one at start, so
+//! `AnyBackend` dispatches to any.
 
 pub mod docker;
+pub mod external;
 pub mod process;
+pub mod relay;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +16,7 @@ use super::replica::Incarnation;
 use crate::step::Vars;
 use crate::target::Start;
 use docker::{DockerBackend, DockerReplica};
+use external::{ExternalBackend, ExternalReplica};
 use process::{ProcessBackend, ProcessReplica};
 
 pub trait Backend: Send + Sync {
@@ -36,6 +40,12 @@ pub trait Replica: Send {
     fn kill(&mut self) -> impl Future<Output = ()> + Send;
     fn pause(&self) -> impl Future<Output = Result<(), ClusterError>> + Send;
     fn resume(&self) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// Ends the replica's part in the run: stops what replicheck started.
+    fn release(&mut self, grace: Duration) -> impl Future<Output = ()> + Send {
+        async move {
+            self.stop(grace).await;
+        }
+    }
 }
 
 /// Which backend a run uses.
@@ -43,15 +53,17 @@ pub trait Replica: Send {
 pub enum BackendKind {
     Process,
     Docker,
+    External,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 2] = [BackendKind::Process, BackendKind::Docker];
+    pub const ALL: [BackendKind; 3] = [BackendKind::Process, BackendKind::Docker, BackendKind::External];
 
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Process => "process",
             BackendKind::Docker => "docker",
+            BackendKind::External => "external",
         }
     }
 
@@ -61,9 +73,10 @@ impl BackendKind {
 
     /// The backend that runs `start`: the one asked for, if `start` gives it what it runs,
     /// or else by what `start` declares (a command runs as processes, an image alone as
-    /// containers).
+    /// containers). Instances that already run need nothing from `start`.
     pub fn choose(asked: Option<BackendKind>, start: &Start) -> Result<Self, ClusterError> {
         match asked {
+            Some(BackendKind::External) => Ok(BackendKind::External),
             Some(BackendKind::Process) | None if start.command.is_some() => Ok(BackendKind::Process),
             Some(BackendKind::Docker) | None if start.image.is_some() => Ok(BackendKind::Docker),
             Some(BackendKind::Docker) => Err(ClusterError::NoImage),
@@ -75,11 +88,13 @@ impl BackendKind {
 pub enum AnyBackend {
     Process(ProcessBackend),
     Docker(DockerBackend),
+    External(ExternalBackend),
 }
 
 pub enum AnyReplica {
     Process(ProcessReplica),
     Docker(DockerReplica),
+    External(ExternalReplica),
 }
 
 impl Backend for AnyBackend {
@@ -89,6 +104,7 @@ impl Backend for AnyBackend {
         match self {
             AnyBackend::Process(backend) => backend.launch(incarnation, vars).await.map(AnyReplica::Process),
             AnyBackend::Docker(backend) => backend.launch(incarnation, vars).await.map(AnyReplica::Docker),
+            AnyBackend::External(backend) => backend.launch(incarnation, vars).await.map(AnyReplica::External),
         }
     }
 }
@@ -98,6 +114,7 @@ macro_rules! each {
         match $self {
             AnyReplica::Process($replica) => $body,
             AnyReplica::Docker($replica) => $body,
+            AnyReplica::External($replica) => $body,
         }
     };
 }
@@ -133,5 +150,9 @@ impl Replica for AnyReplica {
 
     async fn resume(&self) -> Result<(), ClusterError> {
         each!(self, r => r.resume().await)
+    }
+
+    async fn release(&mut self, grace: Duration) {
+        each!(self, r => r.release(grace).await)
     }
 }

@@ -66,8 +66,7 @@ impl ProcessBackend {
 
 /// A short-timeout client for readiness probes, never through a proxy.
 pub fn probe_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
+    crate::client::builder()
         .timeout(Duration::from_secs(1))
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -130,7 +129,11 @@ where
         }
         match probe.get(url).send().await {
             Ok(response) if response.status().is_success() || response.status().is_redirection() => return Ok(()),
-            Ok(response) => last = format!("last answered {}", response.status()),
+            // A relay in front of an instance says why it could not reach it.
+            Ok(response) => match response.headers().get(crate::balancer::ERROR_HEADER).and_then(|v| v.to_str().ok()) {
+                Some(reason) => last = format!("last answered {}: {reason}", response.status()),
+                None => last = format!("last answered {}", response.status()),
+            },
             Err(err) if err.is_timeout() => last = "last probe timed out".into(),
             Err(_) => {}
         }

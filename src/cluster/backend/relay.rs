@@ -1,0 +1,411 @@
+//! A relay: one loopback listener per external instance, forwarding every request to it.
+//!
+//! Through its relay an instance that runs elsewhere (https, a Host name of its own, a
+//! password) looks like any local replica to the balancer, the inspections and the
+//! probes. The relay is also where the safety limits for a shared deployment hold, because
+//! every request replicheck sends to it passes here: the rate limit and the request budget.
+//!
+//! Behind a load balancer replicheck cannot bypass (`--via`), every relay forwards to that
+//! balancer, reads which instance answered from a response header, and sends the request
+//! again until it lands on the instance its relay stands for, a bounded number of times.
+//! The instances a write reached on the way are reported with the response.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue, LOCATION, SET_COOKIE};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use url::Url;
+
+use crate::balancer::forwarded::remove_hop_by_hop;
+use crate::balancer::{ALSO_REACHED_HEADER, ERROR_HEADER, SERVED_BY_HEADER};
+use crate::cluster::replica::{Incarnation, ReplicaId};
+
+/// Requests are buffered (a request sent again must be sent whole); forms and API calls
+/// of a flow are far smaller than this.
+const MAX_REQUEST_BODY: usize = 8 << 20;
+
+type RelayBody = BoxBody<Bytes, std::io::Error>;
+
+/// What every relay of a run shares: the client, the credentials, the limits and, behind
+/// a load balancer, which instance names have been seen.
+pub struct Shared {
+    client: reqwest::Client,
+    authorization: Option<HeaderValue>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    budget: Option<Budget>,
+    attribution: Option<Attribution>,
+}
+
+/// The most requests the run may send, all relays together.
+struct Budget {
+    limit: u64,
+    left: AtomicU64,
+    /// Requests refused because it ran out.
+    refused: AtomicU64,
+}
+
+/// Which instance served a response, read from a header the load balancer adds; instance
+/// names become replica names in the order they are first seen.
+pub struct Attribution {
+    header: HeaderName,
+    names: Mutex<Vec<String>>,
+    capacity: usize,
+    /// Sends of one request, at most, to land it on its instance.
+    attempts: u32,
+    /// Requests that landed elsewhere however often they were sent.
+    missed: AtomicU64,
+}
+
+impl Attribution {
+    pub fn new(header: HeaderName, instances: u16, attempts: u32) -> Self {
+        Self {
+            header,
+            names: Mutex::new(Vec::new()),
+            capacity: usize::from(instances),
+            attempts: attempts.max(1),
+            missed: AtomicU64::new(0),
+        }
+    }
+
+    /// The replica an instance name stands for; `None` for a name beyond the instances
+    /// expected (the deployment has more than `--replicas`).
+    fn replica(&self, name: &str) -> Option<ReplicaId> {
+        let mut names = self.names.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(index) = names.iter().position(|n| n == name) {
+            return Some(ReplicaId(index as u16));
+        }
+        (names.len() < self.capacity).then(|| {
+            names.push(name.to_owned());
+            ReplicaId(names.len() as u16 - 1)
+        })
+    }
+
+    /// Requests that could not be landed on their instance and were served by another.
+    pub fn missed(&self) -> u64 {
+        self.missed.load(Ordering::Relaxed)
+    }
+
+    /// Instance names by replica, as seen so far.
+    pub fn names(&self) -> Vec<String> {
+        self.names.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+pub struct SharedConfig {
+    pub insecure: bool,
+    pub authorization: Option<HeaderValue>,
+    pub max_rps: Option<NonZeroU32>,
+    pub max_requests: Option<u64>,
+    pub attribution: Option<Attribution>,
+}
+
+impl Shared {
+    pub fn new(config: SharedConfig) -> Result<Self, String> {
+        let client = crate::client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .danger_accept_invalid_certs(config.insecure)
+            .build()
+            .map_err(|e| format!("cannot make the instances' client: {}", crate::errors::chain(&e)))?;
+        Ok(Self {
+            client,
+            authorization: config.authorization,
+            // One request at a time at the allowed pace: no burst above the rate.
+            limiter: config.max_rps.map(|rps| RateLimiter::direct(Quota::per_second(rps).allow_burst(NonZeroU32::MIN))),
+            budget: config.max_requests.map(|limit| Budget {
+                limit,
+                left: AtomicU64::new(limit),
+                refused: AtomicU64::new(0),
+            }),
+            attribution: config.attribution,
+        })
+    }
+
+    pub fn attribution(&self) -> Option<&Attribution> {
+        self.attribution.as_ref()
+    }
+
+    /// The budget, if it ran out and a request was refused for it.
+    pub fn budget_spent(&self) -> Option<u64> {
+        self.budget.as_ref().filter(|b| b.refused.load(Ordering::Acquire) > 0).map(|b| b.limit)
+    }
+
+    fn take_from_budget(&self) -> bool {
+        let Some(budget) = &self.budget else { return true };
+        let taken = budget.left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(1)).is_ok();
+        if !taken {
+            budget.refused.fetch_add(1, Ordering::AcqRel);
+        }
+        taken
+    }
+}
+
+impl Destination {
+    /// The host names the instance answers to: its URL's, and the Host sent instead.
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.url.host_str().map(str::to_owned).into_iter().collect();
+        if let Some(host) = self.host.as_ref().and_then(|h| h.to_str().ok()) {
+            names.push(host.rsplit_once(':').map_or(host, |(name, _)| name).to_owned());
+        }
+        names
+    }
+}
+
+/// An absolute redirect to the instance itself, made relative; `None` for any other.
+fn own_redirect(location: &str, names: &[String]) -> Option<String> {
+    let url = Url::parse(location).ok()?;
+    let host = url.host_str()?;
+    names.iter().any(|n| n.eq_ignore_ascii_case(host)).then(|| {
+        let mut relative = url.path().to_owned();
+        if let Some(query) = url.query() {
+            relative.push('?');
+            relative.push_str(query);
+        }
+        if let Some(fragment) = url.fragment() {
+            relative.push('#');
+            relative.push_str(fragment);
+        }
+        relative
+    })
+}
+
+/// A `Set-Cookie` without a `Domain` attribute naming the instance (the cookie becomes the
+/// balancer's host-only cookie).
+fn without_own_domain(cookie: &str, names: &[String]) -> String {
+    let own = |attribute: &str| {
+        let attribute = attribute.trim();
+        let Some((key, value)) = attribute.split_once('=') else { return false };
+        let domain = value.trim().trim_start_matches('.').to_ascii_lowercase();
+        key.trim().eq_ignore_ascii_case("domain")
+            && names.iter().map(|n| n.to_ascii_lowercase()).any(|n| n == domain || n.ends_with(&format!(".{domain}")))
+    };
+    cookie.split(';').filter(|attribute| !own(attribute)).collect::<Vec<_>>().join(";")
+}
+
+/// Where one relay forwards to.
+pub struct Destination {
+    pub incarnation: Incarnation,
+    pub url: Url,
+    /// Sent as `Host` instead of the URL's own.
+    pub host: Option<HeaderValue>,
+    /// How the instance is named in errors.
+    pub label: String,
+}
+
+/// A running relay. Dropping it closes its listener and connections.
+pub struct Relay {
+    addr: SocketAddr,
+    _tasks: JoinSet<()>,
+}
+
+impl Relay {
+    pub async fn start(destination: Destination, shared: Arc<Shared>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new((destination, shared));
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let state = state.clone();
+                        connections.spawn(async move {
+                            let service = service_fn(move |request| relay(state.clone(), request));
+                            let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
+                        });
+                    }
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
+            }
+        });
+        Ok(Self { addr, _tasks: tasks })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+async fn relay(state: Arc<(Destination, Arc<Shared>)>, request: Request<Incoming>) -> Result<Response<RelayBody>, Infallible> {
+    let (destination, shared) = (&state.0, &state.1);
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => return Ok(refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("request body not relayed: {err}"))),
+    };
+    let mut url = destination.url.clone();
+    let base = destination.url.path().trim_end_matches('/');
+    url.set_path(&format!("{base}{}", parts.uri.path()));
+    url.set_query(parts.uri.query());
+    let mut headers = parts.headers;
+    remove_hop_by_hop(&mut headers);
+    headers.remove(HOST);
+    if let Some(host) = &destination.host {
+        headers.insert(HOST, host.clone());
+    }
+    // The flow's own credentials win over the deployment's.
+    if let Some(authorization) = &shared.authorization
+        && !headers.contains_key(AUTHORIZATION)
+    {
+        headers.insert(AUTHORIZATION, authorization.clone());
+    }
+    let attempts = shared.attribution.as_ref().map_or(1, |a| a.attempts);
+    let mut landed_elsewhere = None;
+    // A write that landed elsewhere changed that instance too (a cache entry put there
+    // would hide the very divergence under test): the checker must know.
+    let mut also_reached = Vec::new();
+    for attempt in 1..=attempts {
+        if !shared.take_from_budget() {
+            let limit = shared.budget.as_ref().map_or(0, |b| b.limit);
+            return Ok(refuse(StatusCode::SERVICE_UNAVAILABLE, format!("the request budget of {limit} is spent (--max-requests)")));
+        }
+        if let Some(limiter) = &shared.limiter {
+            limiter.until_ready().await;
+        }
+        let sent = shared
+            .client
+            .request(parts.method.clone(), url.clone())
+            .headers(headers.clone())
+            .body(body.clone())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(err) => return Ok(refuse(StatusCode::BAD_GATEWAY, format!("{}: {}", destination.label, crate::errors::chain(&err)))),
+        };
+        let served = match &shared.attribution {
+            None => destination.incarnation,
+            Some(attribution) => {
+                let name = response.headers().get(&attribution.header).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let Some(name) = name else {
+                    return Ok(refuse(
+                        StatusCode::BAD_GATEWAY,
+                        format!("{}: the response has no {} header to tell which instance served it", destination.label, attribution.header),
+                    ));
+                };
+                match attribution.replica(&name) {
+                    Some(id) if id == destination.incarnation.id => destination.incarnation,
+                    Some(id) if attempt == attempts => {
+                        attribution.missed.fetch_add(1, Ordering::Relaxed);
+                        Incarnation::first(id)
+                    }
+                    other => {
+                        if let Some(id) = other
+                            && !parts.method.is_safe()
+                            && !also_reached.contains(&id)
+                        {
+                            also_reached.push(id);
+                        }
+                        landed_elsewhere = Some(other.map_or(name, |id| id.to_string()));
+                        continue;
+                    }
+                }
+            }
+        };
+        let mut passed = pass_on(response, served, destination);
+        also_reached.retain(|id| *id != served.id);
+        if !also_reached.is_empty() {
+            let ids: Vec<String> = also_reached.iter().map(ToString::to_string).collect();
+            if let Ok(value) = HeaderValue::from_str(&ids.join(",")) {
+                passed.headers_mut().insert(ALSO_REACHED_HEADER, value);
+            }
+        }
+        return Ok(passed);
+    }
+    Ok(refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "{}: could not land the request on {} in {attempts} attempts (last served by {})",
+            destination.label,
+            destination.incarnation.id,
+            landed_elsewhere.unwrap_or_default()
+        ),
+    ))
+}
+
+/// The instance's response, streamed, marked with the replica that served it. Like a
+/// reverse proxy (nginx's `proxy_redirect` and `proxy_cookie_domain`), it makes the
+/// instance's own name in redirects and cookie domains the balancer's, so users stay on
+/// the balancer.
+fn pass_on(response: reqwest::Response, served: Incarnation, destination: &Destination) -> Response<RelayBody> {
+    let mut builder = Response::builder().status(response.status());
+    if let Some(headers) = builder.headers_mut() {
+        *headers = response.headers().clone();
+        remove_hop_by_hop(headers);
+        let names = destination.names();
+        if let Some(location) = headers.get(LOCATION).and_then(|v| v.to_str().ok()).and_then(|l| own_redirect(l, &names))
+            && let Ok(value) = HeaderValue::from_str(&location)
+        {
+            headers.insert(LOCATION, value);
+        }
+        let cookies: Vec<HeaderValue> = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|cookie| match cookie.to_str() {
+                Ok(text) => HeaderValue::from_str(&without_own_domain(text, &names)).unwrap_or_else(|_| cookie.clone()),
+                Err(_) => cookie.clone(),
+            })
+            .collect();
+        headers.remove(SET_COOKIE);
+        for cookie in cookies {
+            headers.append(SET_COOKIE, cookie);
+        }
+        if let Ok(value) = HeaderValue::from_str(&served.to_string()) {
+            headers.insert(SERVED_BY_HEADER, value);
+        }
+    }
+    let chunks = futures_util::stream::unfold(Some(response), |response| async move {
+        let mut response = response?;
+        match response.chunk().await {
+            Ok(Some(chunk)) => Some((Ok(Frame::data(chunk)), Some(response))),
+            Ok(None) => None,
+            // The stream ends after its error.
+            Err(err) => Some((Err(std::io::Error::other(err)), None)),
+        }
+    });
+    builder
+        .body(BoxBody::new(StreamBody::new(chunks)))
+        .unwrap_or_else(|err| refuse(StatusCode::BAD_GATEWAY, format!("cannot pass the response on: {err}")))
+}
+
+fn refuse(status: StatusCode, reason: String) -> Response<RelayBody> {
+    let mut response = Response::new(BoxBody::new(Full::new(Bytes::from(reason.clone())).map_err(|never| match never {})));
+    *response.status_mut() = status;
+    if let Ok(value) = HeaderValue::from_str(&reason) {
+        response.headers_mut().insert(ERROR_HEADER, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_and_cookie_domains_of_the_instance_become_the_balancers() {
+        let names = vec!["10.0.0.7".to_owned(), "shop.example".to_owned()];
+        assert_eq!(own_redirect("http://10.0.0.7:8080/account?x=1#top", &names).as_deref(), Some("/account?x=1#top"));
+        assert_eq!(own_redirect("https://SHOP.example/", &names).as_deref(), Some("/"));
+        assert_eq!(own_redirect("https://idp.example/login", &names), None, "another site's redirect stays");
+        assert_eq!(own_redirect("/relative", &names), None);
+        assert_eq!(without_own_domain("sid=1; Path=/; Domain=.shop.example; Secure", &names), "sid=1; Path=/; Secure");
+        assert_eq!(without_own_domain("sid=1; Domain=other.example", &names), "sid=1; Domain=other.example");
+        assert_eq!(without_own_domain("sid=1; Domain=le", &names), "sid=1; Domain=le", "a suffix that is no domain of it");
+    }
+}
