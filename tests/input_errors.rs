@@ -75,4 +75,5 @@ fn bad_command_lines_exit_2_naming_the_offending_value() {
     let no_command = usage_error(&["run", "examples/demo/fixed-docker.toml", "--backend", "process"]);
     assert!(no_command.contains("has no `command`"), "{no_command}");
     assert!(usage_error(&["run", "examples/demo/fixed.toml", "--backend", "kubernetes"]).contains("kubernetes"));
+    assert!(usage_error(&["run", "examples/demo/fixed.toml", "--backend", "external"]).contains("replicheck smoke TARGET --instance URL"));
 }

@@ -203,9 +203,17 @@ impl ByHand {
         by_hand
     }
 
-    /// `--instance` arguments, each named by its port.
-    fn instances(&self) -> Vec<String> {
-        self.ports.iter().flat_map(|port| ["--instance".to_owned(), format!("http://127.0.0.1:{port},name={port}")]).collect()
+    /// `smoke TARGET` of these instances, each named by its port, with `args`.
+    fn smoke(&self, target: &str, args: &[&str]) -> common::Finished {
+        let instances: Vec<String> = self.ports.iter().map(|port| format!("http://127.0.0.1:{port},name={port}")).collect();
+        let mut all: Vec<&str> = instances.iter().flat_map(|instance| ["--instance", instance.as_str()]).collect();
+        all.extend_from_slice(args);
+        smoke(target, &all)
+    }
+
+    /// `--restart-cmd` for these instances.
+    fn restart_cmd(&self) -> String {
+        format!("sh {} {{instance}}", self.script.display())
     }
 
     fn logs(&self) -> String {
@@ -226,18 +234,13 @@ impl Drop for ByHand {
 #[test]
 fn instances_that_do_not_trust_replicheck_are_checked_for_spoofing() {
     // replicheck's relays connect from 127.0.0.1, which these instances do not trust.
+    let args = ["--seed", "33", "--scenarios", "forwarded-headers"];
     let safe = ByHand::start(2, "--forwarded known-proxy --known-proxy 127.0.0.9");
-    let mut args = safe.instances();
-    args.extend(["--seed", "33", "--scenarios", "forwarded-headers"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let smoked = smoke("examples/demo/fixed.toml", &args);
+    let smoked = safe.smoke("examples/demo/fixed.toml", &args);
     assert_eq!(smoked.code, 0, "{}\n{}", smoked.stdout, smoked.stderr);
 
     let gullible = ByHand::start(2, "--forwarded trust-all");
-    let mut args = gullible.instances();
-    args.extend(["--seed", "33", "--scenarios", "forwarded-headers"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let smoked = smoke("examples/demo/fixed.toml", &args);
+    let smoked = gullible.smoke("examples/demo/fixed.toml", &args);
     assert_eq!(smoked.code, 1, "{}\n{}", smoked.stdout, smoked.stderr);
     assert_eq!(smoked.kinds(), ["forwarded-headers-spoofable"]);
 }
@@ -247,11 +250,9 @@ fn a_restart_command_runs_the_restart_experiment() {
     let keys = tempfile::tempdir().unwrap();
     let shared = format!("--keys {0}/keys --store sqlite:{0}/store.db", keys.path().display());
     let instances = ByHand::start(2, &shared);
-    let restart = format!("sh {} {{instance}}", instances.script.display());
-    let mut args = instances.instances();
-    args.extend(["--known-proxy", "127.0.0.1", "--restart-cmd", &restart, "--seed", "6", "--scenarios", "restart"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let smoked = smoke("examples/demo/fixed.toml", &args);
+    let restart = instances.restart_cmd();
+    let args = ["--known-proxy", "127.0.0.1", "--restart-cmd", &restart, "--seed", "6", "--scenarios", "restart"];
+    let smoked = instances.smoke("examples/demo/fixed.toml", &args);
     assert_eq!(smoked.code, 0, "{}\n{}", smoked.stdout, smoked.stderr);
     let restart = &smoked.report().scenarios[0];
     assert_eq!(restart.status, ScenarioStatus::Passed, "{restart:?}");
@@ -259,11 +260,9 @@ fn a_restart_command_runs_the_restart_experiment() {
 
     // Keys only in memory do not survive the restart: the experiment shows it.
     let forgetful = ByHand::start(2, "--keys memory --store memory");
-    let restart = format!("sh {} {{instance}}", forgetful.script.display());
-    let mut args = forgetful.instances();
-    args.extend(["--known-proxy", "127.0.0.1", "--restart-cmd", &restart, "--seed", "6", "--scenarios", "restart"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let smoked = smoke("examples/demo/fixed.toml", &args);
+    let restart = forgetful.restart_cmd();
+    let args = ["--known-proxy", "127.0.0.1", "--restart-cmd", &restart, "--seed", "6", "--scenarios", "restart"];
+    let smoked = forgetful.smoke("examples/demo/fixed.toml", &args);
     assert_eq!(smoked.code, 1, "{}\n{}", smoked.stdout, smoked.stderr);
     assert!(smoked.kinds().contains(&"artifact-lost-after-restart".to_owned()), "{:?}", smoked.kinds());
 }

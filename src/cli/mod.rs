@@ -247,15 +247,28 @@ enum BackendName {
     Process,
     /// Docker containers (DOCKER_HOST names the engine).
     Docker,
+    /// Instances that already run: `replicheck smoke`.
+    External,
 }
 
 impl BackendName {
-    fn kind(self) -> BackendKind {
+    /// The backend that starts replicas; instances that already run need their URLs,
+    /// which `smoke` takes.
+    fn kind(self) -> Result<BackendKind, CliError> {
         match self {
-            BackendName::Process => BackendKind::Process,
-            BackendName::Docker => BackendKind::Docker,
+            BackendName::Process => Ok(BackendKind::Process),
+            BackendName::Docker => Ok(BackendKind::Docker),
+            BackendName::External => Err(CliError::Usage(
+                "--backend external: instances that already run are checked with `replicheck smoke TARGET --instance URL --instance URL`".into(),
+            )),
         }
     }
+}
+
+/// The backend for a target file: the one asked for, or the one its [start] implies.
+fn choose_backend(asked: Option<BackendName>, target: &Target, path: &Path) -> Result<BackendKind, CliError> {
+    let asked = asked.map(BackendName::kind).transpose()?;
+    BackendKind::choose(asked, &target.start).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
 }
 
 pub fn main() -> ExitCode {
@@ -351,7 +364,7 @@ fn select(args: &[String]) -> Result<Selection, CliError> {
 
 async fn run_command(args: RunArgs) -> Result<Exit, CliError> {
     let target = Target::load(&args.target)?;
-    let backend = BackendKind::choose(args.backend.map(BackendName::kind), &target.start).map_err(|e| CliError::Usage(format!("{}: {e}", args.target.display())))?;
+    let backend = choose_backend(args.backend, &target, &args.target)?;
     let mut base = format!("replicheck run {} --replicas {}", shell_word(&args.target.display().to_string()), args.replicas);
     if args.backend.is_some() {
         base.push_str(&format!(" --backend {}", backend.name()));
@@ -477,7 +490,7 @@ async fn finish(config: RunConfig, target: &Path, workload: &Workload) -> Result
 
 async fn up_command(args: UpArgs) -> Result<Exit, CliError> {
     let target = Target::load(&args.target)?;
-    let backend = BackendKind::choose(args.backend.map(BackendName::kind), &target.start).map_err(|e| CliError::Usage(format!("{}: {e}", args.target.display())))?;
+    let backend = choose_backend(args.backend, &target, &args.target)?;
     let config = UpConfig {
         target,
         replicas: args.replicas,

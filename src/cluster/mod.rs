@@ -309,9 +309,7 @@ impl Cluster {
             None => Ok(cluster),
         }
     }
-}
 
-impl Cluster {
     /// What the relays to external instances share: the limits and what they counted.
     pub fn relays(&self) -> Option<&Arc<Shared>> {
         match &self.backend {
