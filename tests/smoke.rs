@@ -300,8 +300,18 @@ fn bad_smoke_command_lines_are_usage_errors() {
 
 // --- through a real nginx -------------------------------------------------------------
 
-/// nginx in front of `upstreams`, naming the serving upstream in `X-Served-By`, with an
-/// access log of request times; or, `tls`, one https server per upstream (self-signed).
+/// What nginx does in front of the instances.
+#[derive(Clone, Copy, PartialEq)]
+enum Front {
+    /// Round robin, naming the serving upstream in `X-Served-By`.
+    RoundRobin,
+    /// A sticky-session cookie `srv` naming the upstream, honoured when a request carries it.
+    Sticky,
+    /// One https server per instance (self-signed).
+    Tls,
+}
+
+/// nginx in front of `upstreams`, with an access log of request times.
 struct Nginx {
     child: Child,
     urls: Vec<String>,
@@ -310,7 +320,7 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(upstreams: &[String], tls: bool) -> Option<Nginx> {
+    fn start(upstreams: &[String], front: Front) -> Option<Nginx> {
         let Some(binary) = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().map(Path::new).find(|p| p.exists()) else {
             eprintln!("SKIPPED: nginx is not installed (apt-get install nginx)");
             return None;
@@ -321,7 +331,7 @@ impl Nginx {
         let proxy = "proxy_set_header Host $http_host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; \
                      proxy_set_header X-Forwarded-Proto $scheme; add_header X-Served-By $upstream_addr always;";
         let mut urls = Vec::new();
-        let servers = if tls {
+        let servers = if front == Front::Tls {
             let made = Command::new("openssl")
                 .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=staging.test"])
                 .args(["-keyout", &format!("{d}/key.pem"), "-out", &format!("{d}/cert.pem")])
@@ -341,8 +351,15 @@ impl Nginx {
         } else {
             let port = free_port();
             urls.push(format!("http://127.0.0.1:{port}"));
-            let members: String = upstreams.iter().map(|u| format!("server {}; ", u.trim_start_matches("http://"))).collect();
-            format!("  upstream app {{ {members}}}\n  server {{ listen 127.0.0.1:{port};\n    location / {{ proxy_pass http://app; {proxy} }} }}\n")
+            let addrs: Vec<&str> = upstreams.iter().map(|u| u.trim_start_matches("http://")).collect();
+            let members: String = addrs.iter().map(|a| format!("server {a}; ")).collect();
+            let (pass, sticky) = if front == Front::Sticky {
+                let picks: String = addrs.iter().map(|a| format!("\"{a}\" {a}; ")).collect();
+                (format!("  map $cookie_srv $pick {{ default app; {picks}}}\n"), "add_header Set-Cookie \"srv=$upstream_addr; Path=/\" always;")
+            } else {
+                ("  map $host $pick { default app; }\n".to_owned(), "")
+            };
+            format!("  upstream app {{ {members}}}\n{pass}  server {{ listen 127.0.0.1:{port};\n    location / {{ proxy_pass http://$pick; {proxy} {sticky} }} }}\n")
         };
         let conf = format!(
             "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  log_format stamp '$msec $upstream_addr $remote_user';\n  access_log {log} stamp;\n  client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n{servers}}}\n",
@@ -389,7 +406,7 @@ impl Drop for Nginx {
 #[test]
 fn through_nginx_the_serving_instance_is_read_from_a_header() {
     let mut up = Up::start("examples/demo/broken.toml", 2);
-    let Some(nginx) = Nginx::start(&up.replicas, false) else { return };
+    let Some(nginx) = Nginx::start(&up.replicas, Front::RoundRobin) else { return };
     let core = "login,antiforgery,session,cache";
     let run = common::run("examples/demo/broken.toml", &["--seed", "12", "--scenarios", core]);
     let max_rps = 25;
@@ -461,7 +478,7 @@ fn free_port() -> u16 {
 #[test]
 fn https_instances_with_a_self_signed_certificate() {
     let mut up = Up::start("examples/demo/broken.toml", 2);
-    let Some(nginx) = Nginx::start(&up.replicas, true) else { return };
+    let Some(nginx) = Nginx::start(&up.replicas, Front::Tls) else { return };
     let instances: Vec<String> = nginx.urls.iter().map(|url| format!("{url},host=staging.test")).collect();
     let base = ["--instance", &instances[0], "--instance", &instances[1], "--known-proxy", "127.0.0.1", "--seed", "4", "--scenarios", "login,session"];
     // The certificate is nobody's: refused, with the reason, unless --insecure.
@@ -471,5 +488,24 @@ fn https_instances_with_a_self_signed_certificate() {
     let smoked = smoke("examples/demo/broken.toml", &[&base[..], &["--insecure"]].concat());
     assert_eq!(smoked.code, 1, "{}\n{}", smoked.stdout, smoked.stderr);
     assert_eq!(smoked.kinds(), ["auth-cookie-rejected", "session-lost"]);
+    assert_eq!(up.stop(), 0);
+}
+
+#[test]
+fn a_sticky_cookie_steers_requests_to_their_instance() {
+    let mut up = Up::start("examples/demo/broken.toml", 2);
+    let Some(nginx) = Nginx::start(&up.replicas, Front::Sticky) else { return };
+    let core = "login,antiforgery,session,cache";
+    let run = common::run("examples/demo/broken.toml", &["--seed", "15", "--scenarios", core]);
+    let smoked = smoke("examples/demo/broken.toml", &["--via", &nginx.urls[0], "--instance-cookie", "srv", "--seed", "15", "--scenarios", core]);
+    assert_eq!(smoked.code, 1, "{}\n{}", smoked.stdout, smoked.stderr);
+    // Steered, every write lands where planned the first time: the cache's divergence shows too.
+    assert_eq!(smoked.kinds(), run.kinds());
+    for finding in &smoked.report().findings {
+        assert_ne!(finding.producer.id, finding.consumer.id, "{finding:?}");
+    }
+    let history = std::fs::read_to_string(smoked.report_dir.join("history.json")).unwrap();
+    assert!(!history.contains("also_reached"), "a write went to an instance it was not planned for");
+    assert!(!history.contains("\"srv\""), "the steering cookie reached the users");
     assert_eq!(up.stop(), 0);
 }

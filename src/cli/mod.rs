@@ -24,6 +24,7 @@ use crate::plan::seed;
 use crate::check::finding::Finding;
 use crate::report::{self, Format, Report};
 use crate::cluster::backend::external::{Auth, ExternalSpec, Instance, Via};
+use crate::cluster::backend::relay::InstanceMark;
 use crate::run::{self, ReportDir, RunConfig};
 use crate::up::{self, UpConfig};
 use crate::scenario::{self, ScenarioFile};
@@ -99,12 +100,16 @@ struct SmokeArgs {
     #[arg(long = "instance", value_name = "URL", required_unless_present = "via", conflicts_with = "via")]
     instances: Vec<Instance>,
     /// A load balancer in front of the instances that replicheck cannot bypass; requests go
-    /// through it and --instance-header tells which instance served each.
-    #[arg(long, value_name = "URL", requires = "instance_header")]
+    /// through it, and --instance-header or --instance-cookie tells which instance served.
+    #[arg(long, value_name = "URL")]
     via: Option<url::Url>,
     /// With --via: the response header naming the instance that served (X-Served-By).
-    #[arg(long, value_name = "HEADER")]
+    #[arg(long, value_name = "HEADER", requires = "via", conflicts_with = "instance_cookie")]
     instance_header: Option<http::header::HeaderName>,
+    /// With --via: the balancer's sticky-session cookie naming the instance (SERVERID);
+    /// replicheck sets it to steer each request to its planned instance.
+    #[arg(long, value_name = "COOKIE", requires = "via")]
+    instance_cookie: Option<String>,
     /// With --via: how many instances are behind it.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=64))]
     replicas: u16,
@@ -391,11 +396,21 @@ async fn smoke_command(args: SmokeArgs) -> Result<Exit, CliError> {
     if args.via.is_none() && args.instances.len() < 2 {
         return Err(CliError::Usage("a smoke test needs two instances or more (--instance URL --instance URL)".into()));
     }
+    let mark = match (&args.instance_header, &args.instance_cookie) {
+        (Some(header), _) => Some(InstanceMark::Header(header.clone())),
+        (None, Some(cookie)) => Some(InstanceMark::Cookie(cookie.clone())),
+        (None, None) => None,
+    };
+    if args.via.is_some() && mark.is_none() {
+        return Err(CliError::Usage(
+            "--via needs to know which instance served: --instance-header HEADER or --instance-cookie COOKIE".into(),
+        ));
+    }
     let spec = ExternalSpec {
         instances: args.instances.clone(),
-        via: args.via.clone().zip(args.instance_header.clone()).map(|(url, header)| Via {
+        via: args.via.clone().zip(mark).map(|(url, mark)| Via {
             url,
-            header,
+            mark,
             attempts: args.attempts,
         }),
         auth,
@@ -412,8 +427,14 @@ async fn smoke_command(args: SmokeArgs) -> Result<Exit, CliError> {
     for instance in &args.instances {
         base.push_str(&format!(" --instance {}", shell_word(&instance.to_string())));
     }
-    if let (Some(via), Some(header)) = (&args.via, &args.instance_header) {
-        base.push_str(&format!(" --via {} --instance-header {header} --replicas {replicas}", shell_word(via.as_str())));
+    if let Some(via) = &args.via {
+        base.push_str(&format!(" --via {} --replicas {replicas}", shell_word(via.as_str())));
+    }
+    if let Some(header) = &args.instance_header {
+        base.push_str(&format!(" --instance-header {header}"));
+    }
+    if let Some(cookie) = &args.instance_cookie {
+        base.push_str(&format!(" --instance-cookie {}", shell_word(cookie)));
     }
     for (flag, present) in [(" --insecure", args.insecure)] {
         if present {

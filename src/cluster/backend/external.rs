@@ -13,11 +13,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use tokio::time::Instant;
 use url::Url;
 
-use super::relay::{Destination, Relay, Shared};
+use super::relay::{Destination, InstanceMark, Relay, Shared};
 use super::{Backend, Replica};
 use crate::chaos::ExperimentKind;
 use crate::cluster::ClusterError;
@@ -122,8 +122,8 @@ impl fmt::Debug for Auth {
 #[derive(Debug, Clone)]
 pub struct Via {
     pub url: Url,
-    /// The response header that names the instance that served.
-    pub header: HeaderName,
+    /// How it names the instance that served.
+    pub mark: InstanceMark,
     /// Sends of one request, at most, to land it on its planned instance.
     pub attempts: u32,
 }
@@ -194,7 +194,7 @@ impl ExternalBackend {
     pub fn new(spec: Arc<ExternalSpec>, target: &Target, logs_dir: &Path, replicas: u16) -> Result<Self, ClusterError> {
         let config_error = |reason: String| ClusterError::External(reason);
         let authorization = spec.auth.as_ref().map(Auth::header).transpose().map_err(config_error)?;
-        let attribution = spec.via.as_ref().map(|via| super::relay::Attribution::new(via.header.clone(), replicas, via.attempts));
+        let attribution = spec.via.as_ref().map(|via| super::relay::Attribution::new(via.mark.clone(), replicas, via.attempts));
         let shared = Shared::new(super::relay::SharedConfig {
             insecure: spec.insecure,
             authorization,

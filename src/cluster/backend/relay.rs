@@ -6,9 +6,11 @@
 //! every request replicheck sends to it passes here: the rate limit and the request budget.
 //!
 //! Behind a load balancer replicheck cannot bypass (`--via`), every relay forwards to that
-//! balancer, reads which instance answered from a response header, and sends the request
-//! again until it lands on the instance its relay stands for, a bounded number of times.
-//! The instances a write reached on the way are reported with the response.
+//! balancer, reads which instance answered from a response header or a sticky cookie, and
+//! sends the request again until it lands on the instance its relay stands for, a bounded
+//! number of times. The instances a write reached on the way are reported with the
+//! response. A sticky cookie also steers: once an instance's name is known, requests for
+//! it carry its cookie and land there the first time.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use http::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue, LOCATION, SET_COOKIE};
+use http::header::{AUTHORIZATION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, LOCATION, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
@@ -58,10 +60,20 @@ struct Budget {
     refused: AtomicU64,
 }
 
-/// Which instance served a response, read from a header the load balancer adds; instance
-/// names become replica names in the order they are first seen.
+/// Where a load balancer says which instance served.
+#[derive(Debug, Clone)]
+pub enum InstanceMark {
+    /// A response header (nginx: `add_header X-Served-By $upstream_addr`).
+    Header(HeaderName),
+    /// A sticky-session cookie naming the instance (HAProxy: `cookie SERVERID insert`).
+    /// Sending it steers a request to that instance, so nothing has to be sent twice.
+    Cookie(String),
+}
+
+/// Which instance served a response, read from the load balancer's mark; instance names
+/// become replica names in the order they are first seen.
 pub struct Attribution {
-    header: HeaderName,
+    mark: InstanceMark,
     names: Mutex<Vec<String>>,
     capacity: usize,
     /// Sends of one request, at most, to land it on its instance.
@@ -71,9 +83,9 @@ pub struct Attribution {
 }
 
 impl Attribution {
-    pub fn new(header: HeaderName, instances: u16, attempts: u32) -> Self {
+    pub fn new(mark: InstanceMark, instances: u16, attempts: u32) -> Self {
         Self {
-            header,
+            mark,
             names: Mutex::new(Vec::new()),
             capacity: usize::from(instances),
             attempts: attempts.max(1),
@@ -92,6 +104,52 @@ impl Attribution {
             names.push(name.to_owned());
             ReplicaId(names.len() as u16 - 1)
         })
+    }
+
+    fn name_of(&self, id: ReplicaId) -> Option<String> {
+        self.names.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(usize::from(id.0)).cloned()
+    }
+
+    /// With a sticky cookie, sets it to the instance `id` stands for, once known; returns
+    /// the name sent. The user's own cookies stay as they are.
+    fn steer(&self, headers: &mut HeaderMap, id: ReplicaId) -> Option<String> {
+        let InstanceMark::Cookie(cookie) = &self.mark else { return None };
+        let mut pairs: Vec<String> = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(cookie.as_str()))
+            .map(str::to_owned)
+            .collect();
+        let name = self.name_of(id);
+        if let Some(name) = &name {
+            pairs.push(format!("{cookie}={name}"));
+        }
+        headers.remove(COOKIE);
+        if let Ok(value) = HeaderValue::from_str(&pairs.join("; "))
+            && !pairs.is_empty()
+        {
+            headers.insert(COOKIE, value);
+        }
+        name
+    }
+
+    /// The instance the response came from: the header, or the sticky cookie the balancer
+    /// set (or, when it set none, kept from the request).
+    fn served(&self, response: &HeaderMap, sent: Option<String>) -> Option<String> {
+        match &self.mark {
+            InstanceMark::Header(header) => response.get(header).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            InstanceMark::Cookie(cookie) => set_cookie_value(response, cookie).or(sent),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.mark {
+            InstanceMark::Header(header) => format!("{header} header"),
+            InstanceMark::Cookie(cookie) => format!("{cookie} cookie"),
+        }
     }
 
     /// Requests that could not be landed on their instance and were served by another.
@@ -196,6 +254,27 @@ fn without_own_domain(cookie: &str, names: &[String]) -> String {
     cookie.split(';').filter(|attribute| !own(attribute)).collect::<Vec<_>>().join(";")
 }
 
+/// The value a response's `Set-Cookie` gives cookie `name`.
+fn set_cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookie| {
+        let (key, value) = cookie.split(';').next()?.split_once('=')?;
+        (key.trim() == name).then(|| value.trim().to_owned())
+    })
+}
+
+fn strip_set_cookie(headers: &mut HeaderMap, name: &str) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter(|v| v.to_str().ok().and_then(|c| c.split('=').next()).map(str::trim) != Some(name))
+        .cloned()
+        .collect();
+    headers.remove(SET_COOKIE);
+    for value in kept {
+        headers.append(SET_COOKIE, value);
+    }
+}
+
 /// Where one relay forwards to.
 pub struct Destination {
     pub incarnation: Incarnation,
@@ -271,6 +350,8 @@ async fn relay(state: Arc<(Destination, Arc<Shared>)>, request: Request<Incoming
     // would hide the very divergence under test): the checker must know.
     let mut also_reached = Vec::new();
     for attempt in 1..=attempts {
+        let mut headers = headers.clone();
+        let steered = shared.attribution.as_ref().and_then(|a| a.steer(&mut headers, destination.incarnation.id));
         if !shared.take_from_budget() {
             let limit = shared.budget.as_ref().map_or(0, |b| b.limit);
             return Ok(refuse(StatusCode::SERVICE_UNAVAILABLE, format!("the request budget of {limit} is spent (--max-requests)")));
@@ -281,7 +362,7 @@ async fn relay(state: Arc<(Destination, Arc<Shared>)>, request: Request<Incoming
         let sent = shared
             .client
             .request(parts.method.clone(), url.clone())
-            .headers(headers.clone())
+            .headers(headers)
             .body(body.clone())
             .send()
             .await;
@@ -292,11 +373,10 @@ async fn relay(state: Arc<(Destination, Arc<Shared>)>, request: Request<Incoming
         let served = match &shared.attribution {
             None => destination.incarnation,
             Some(attribution) => {
-                let name = response.headers().get(&attribution.header).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                let Some(name) = name else {
+                let Some(name) = attribution.served(response.headers(), steered) else {
                     return Ok(refuse(
                         StatusCode::BAD_GATEWAY,
-                        format!("{}: the response has no {} header to tell which instance served it", destination.label, attribution.header),
+                        format!("{}: the response has no {} to tell which instance served it", destination.label, attribution.describe()),
                     ));
                 };
                 match attribution.replica(&name) {
@@ -319,6 +399,10 @@ async fn relay(state: Arc<(Destination, Arc<Shared>)>, request: Request<Incoming
             }
         };
         let mut passed = pass_on(response, served, destination);
+        // The sticky cookie is replicheck's steering wheel, not the user's.
+        if let Some(Attribution { mark: InstanceMark::Cookie(cookie), .. }) = &shared.attribution {
+            strip_set_cookie(passed.headers_mut(), cookie);
+        }
         also_reached.retain(|id| *id != served.id);
         if !also_reached.is_empty() {
             let ids: Vec<String> = also_reached.iter().map(ToString::to_string).collect();
@@ -396,6 +480,25 @@ fn refuse(status: StatusCode, reason: String) -> Response<RelayBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sticky_cookie_steers_and_names_the_instance() {
+        let attribution = Attribution::new(InstanceMark::Cookie("SERVERID".into()), 2, 5);
+        assert_eq!(attribution.replica("web-b"), Some(ReplicaId(0)));
+        assert_eq!(attribution.replica("web-a"), Some(ReplicaId(1)));
+        assert_eq!(attribution.replica("web-c"), None, "more instances than expected");
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_static("demo.auth=x; SERVERID=web-b"));
+        assert_eq!(attribution.steer(&mut headers, ReplicaId(1)).as_deref(), Some("web-a"));
+        assert_eq!(headers.get(COOKIE).unwrap(), "demo.auth=x; SERVERID=web-a");
+        let mut response = HeaderMap::new();
+        response.append(SET_COOKIE, HeaderValue::from_static("demo.session=s; Path=/"));
+        response.append(SET_COOKIE, HeaderValue::from_static("SERVERID=web-b; Path=/"));
+        assert_eq!(attribution.served(&response, Some("web-a".into())).as_deref(), Some("web-b"), "what the balancer set wins");
+        strip_set_cookie(&mut response, "SERVERID");
+        assert_eq!(response.get_all(SET_COOKIE).iter().count(), 1);
+        assert_eq!(attribution.served(&response, Some("web-a".into())).as_deref(), Some("web-a"), "kept from the request");
+    }
 
     #[test]
     fn redirects_and_cookie_domains_of_the_instance_become_the_balancers() {
