@@ -472,7 +472,7 @@ fn nginx_served(nginx: &Nginx) -> Vec<String> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    replicheck::cluster::free_port().unwrap()
 }
 
 #[test]
@@ -507,5 +507,21 @@ fn a_sticky_cookie_steers_requests_to_their_instance() {
     let history = std::fs::read_to_string(smoked.report_dir.join("history.json")).unwrap();
     assert!(!history.contains("also_reached"), "a write went to an instance it was not planned for");
     assert!(!history.contains("\"srv\""), "the steering cookie reached the users");
+    assert_eq!(up.stop(), 0);
+}
+
+#[test]
+fn the_request_budget_holds_and_ends_the_run_without_findings() {
+    let mut up = Up::start("examples/demo/broken.toml", 2);
+    let Some(nginx) = Nginx::start(&up.replicas, Front::RoundRobin) else { return };
+    let smoked = smoke(
+        "examples/demo/broken.toml",
+        &["--via", &nginx.urls[0], "--instance-header", "X-Served-By", "--seed", "3", "--scenarios", "login,session", "--max-requests", "40"],
+    );
+    assert_eq!(smoked.code, 3, "{}\n{}", smoked.stdout, smoked.stderr);
+    assert!(smoked.stderr.contains("the request budget of 40 (--max-requests) ran out"), "{}", smoked.stderr);
+    assert!(smoked.report.is_none(), "no report rests on refused requests");
+    let sent = nginx.request_times().len();
+    assert!((1..=40).contains(&sent), "{sent} requests reached nginx");
     assert_eq!(up.stop(), 0);
 }

@@ -495,9 +495,24 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
-/// A free loopback port. Another process may take it before the replica binds it; the
-/// replica then fails to start and the error shows its log.
+/// A free loopback port for a replica or a dependency to listen on.
+///
+/// The replica binds it later, so another socket may take it first. Ports the system hands
+/// out for outgoing connections (the ephemeral range) are taken all the time, so this
+/// picks below that range, at random, where only a listener that chose the same port by
+/// chance can collide; the replica then fails to start and the error shows its log.
 pub fn free_port() -> Result<u16, ClusterError> {
+    use rand::RngExt;
+    let (ephemeral_start, _) = ephemeral_range();
+    let low = 10_000.min(ephemeral_start.saturating_sub(1000));
+    let mut rng = rand::rng();
+    for _ in 0..64 {
+        let port = rng.random_range(low..ephemeral_start);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    // A crowded range: take whatever the system gives.
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
@@ -505,4 +520,16 @@ pub fn free_port() -> Result<u16, ClusterError> {
             what: "cannot find a free port on 127.0.0.1".into(),
             source,
         })
+}
+
+/// The system's range of ports for outgoing connections (Linux's default if unreadable).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut bounds = text.split_whitespace().filter_map(|n| n.parse().ok());
+            Some((bounds.next()?, bounds.next()?))
+        })
+        .filter(|(start, _)| *start > 2000)
+        .unwrap_or((32768, 60999))
 }
