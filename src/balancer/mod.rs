@@ -16,6 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
@@ -118,7 +122,7 @@ impl Balancer {
             started: Instant::now(),
         });
         let mut tasks = JoinSet::new();
-        tasks.spawn(accept_forever(listener, state));
+        tasks.spawn(serve_http1(listener, move |client, request| proxy::handle(state.clone(), client, request)));
         if !config.probe_interval.is_zero() {
             tasks.spawn(upstreams::probe_forever(upstreams.clone(), config.ready_path, config.probe_interval));
         }
@@ -148,17 +152,26 @@ impl Balancer {
     }
 }
 
-async fn accept_forever(listener: TcpListener, state: Arc<ProxyState>) {
-    // Connections live in this set, so stopping the balancer (aborting this task) closes them.
+/// Serves HTTP/1.1 with keep-alive on `listener` until the task is aborted, answering each
+/// request with `handle(client, request)`. Shared by the balancer and the relays.
+pub(crate) async fn serve_http1<H, F, B>(listener: TcpListener, handle: H)
+where
+    H: Fn(SocketAddr, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // Connections live in this set, so aborting this task closes them.
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, client)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let state = state.clone();
+                let handle = handle.clone();
                 connections.spawn(async move {
-                    let service = service_fn(move |request| proxy::handle(state.clone(), client, request));
+                    let service = service_fn(move |request| handle(client, request));
                     // A client that hangs up mid-request is the client's business.
                     let _ = http1::Builder::new()
                         .keep_alive(true)

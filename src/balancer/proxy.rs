@@ -20,7 +20,7 @@ use super::forwarded::{add_forwarded, remove_hop_by_hop};
 use super::policy::RoutingPolicy;
 use super::upstreams::{Upstream, Upstreams};
 use super::{ProxyRecord, ROUTE_HEADER, SERVED_BY_HEADER, ERROR_HEADER};
-use crate::cluster::replica::ReplicaId;
+use crate::cluster::replica::{Incarnation, ReplicaId};
 
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
@@ -54,13 +54,8 @@ pub async fn handle(state: Arc<ProxyState>, client: SocketAddr, mut request: Req
     let response = match pick(&state, planned) {
         None => refuse(StatusCode::SERVICE_UNAVAILABLE, "no ready replica".into()),
         Some(upstream) => {
-            let response = forward(&state, &upstream, client, path, request).await;
-            record.served_by = response
-                .headers()
-                .get(SERVED_BY_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .or(Some(upstream.replica));
+            let (response, served_by) = forward(&state, &upstream, client, path, request).await;
+            record.served_by = Some(served_by);
             response
         }
     };
@@ -99,16 +94,17 @@ fn pick(state: &ProxyState, planned: Option<ReplicaId>) -> Option<Arc<Upstream>>
     state.upstreams.route(id)
 }
 
+/// The upstream's answer, and the incarnation that served it.
 async fn forward(
     state: &ProxyState,
     upstream: &Upstream,
     client: SocketAddr,
     path: String,
     mut request: Request<Incoming>,
-) -> Response<ProxyBody> {
+) -> (Response<ProxyBody>, Incarnation) {
     let uri = match Uri::builder().scheme("http").authority(upstream.addr.to_string()).path_and_query(path).build() {
         Ok(uri) => uri,
-        Err(err) => return refuse(StatusCode::BAD_REQUEST, format!("bad request target: {err}")),
+        Err(err) => return (refuse(StatusCode::BAD_REQUEST, format!("bad request target: {err}")), upstream.replica),
     };
     *request.uri_mut() = uri;
     add_forwarded(request.headers_mut(), client.ip(), state.scheme);
@@ -118,20 +114,24 @@ async fn forward(
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop(&mut parts.headers);
             // A relay in front of an instance behind someone else's load balancer knows
-            // better which instance served.
-            if let Some(served_by) = served_by
-                && !parts.headers.contains_key(SERVED_BY_HEADER)
-            {
-                parts.headers.insert(SERVED_BY_HEADER, served_by);
-            }
-            Response::from_parts(parts, Either::Left(body))
+            // better which instance served; only relays send the header.
+            let served = match parts.headers.get(SERVED_BY_HEADER) {
+                Some(relayed) => relayed.to_str().ok().and_then(|v| v.parse().ok()).unwrap_or(upstream.replica),
+                None => {
+                    if let Some(served_by) = served_by {
+                        parts.headers.insert(SERVED_BY_HEADER, served_by);
+                    }
+                    upstream.replica
+                }
+            };
+            (Response::from_parts(parts, Either::Left(body)), served)
         }
         Err(err) => {
             let mut response = refuse(StatusCode::BAD_GATEWAY, format!("{}: {}", upstream.replica, crate::errors::chain(&err)));
             if let Some(served_by) = served_by {
                 response.headers_mut().insert(SERVED_BY_HEADER, served_by);
             }
-            response
+            (response, upstream.replica)
         }
     }
 }

@@ -25,15 +25,12 @@ use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use url::Url;
 
 use crate::balancer::forwarded::remove_hop_by_hop;
-use crate::balancer::{ALSO_REACHED_HEADER, ERROR_HEADER, SERVED_BY_HEADER};
+use crate::balancer::{ALSO_REACHED_HEADER, ERROR_HEADER, SERVED_BY_HEADER, serve_http1};
 use crate::cluster::replica::{Incarnation, ReplicaId};
 
 /// Requests are buffered (a request sent again must be sent whole); forms and API calls
@@ -297,22 +294,7 @@ impl Relay {
         let addr = listener.local_addr()?;
         let state = Arc::new((destination, shared));
         let mut tasks = JoinSet::new();
-        tasks.spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let state = state.clone();
-                        connections.spawn(async move {
-                            let service = service_fn(move |request| relay(state.clone(), request));
-                            let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
-                        });
-                    }
-                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                }
-            }
-        });
+        tasks.spawn(serve_http1(listener, move |_, request| relay(state.clone(), request)));
         Ok(Self { addr, _tasks: tasks })
     }
 
