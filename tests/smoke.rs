@@ -291,6 +291,8 @@ fn bad_smoke_command_lines_are_usage_errors() {
         (vec!["--instance", "ftp://x", "--instance", "http://y"], "http or https"),
         (vec!["--via", "http://127.0.0.1:1"], "--instance-header"),
         (vec!["--instance", "http://a,port=1", "--instance", "http://b"], "`port=1`"),
+        (vec!["--instance", "http://a,host=shop example", "--instance", "http://b"], "host=shop example"),
+        (vec!["--instance", "http://a", "--instance", "http://b", "--bearer", "line\nbreak"], "--bearer"),
     ] {
         let smoked = smoke("examples/demo/broken.toml", &args);
         assert_eq!(smoked.code, 2, "{args:?}: {}", smoked.stderr);

@@ -393,6 +393,9 @@ async fn smoke_command(args: SmokeArgs) -> Result<Exit, CliError> {
         (None, Some(token)) => Some(Auth::Bearer(token.clone())),
         (None, None) => None,
     };
+    if let Some(auth) = &auth {
+        auth.header().map_err(|reason| CliError::Usage(format!("--basic-auth or --bearer: {reason}")))?;
+    }
     if args.via.is_none() && args.instances.len() < 2 {
         return Err(CliError::Usage("a smoke test needs two instances or more (--instance URL --instance URL)".into()));
     }

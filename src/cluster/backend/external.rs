@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderValue;
+use http::uri::Authority;
 use tokio::time::Instant;
 use url::Url;
 
@@ -32,7 +33,7 @@ pub struct Instance {
     pub url: Url,
     /// The `Host` header to send, when the URL's host is not the name the app answers to
     /// (an address, or a node behind a virtual host).
-    pub host: Option<String>,
+    pub host: Option<Authority>,
     /// `{instance}` in the stop and restart commands (a pod name); the URL's host if not given.
     pub name: String,
 }
@@ -54,7 +55,10 @@ impl FromStr for Instance {
         };
         for option in parts {
             match option.split_once('=') {
-                Some(("host", host)) if !host.is_empty() => instance.host = Some(host.to_owned()),
+                Some(("host", host)) if !host.is_empty() => {
+                    let authority = host.parse().map_err(|_| format!("host={host} in `{text}` is not a host name (NAME or NAME:PORT)"))?;
+                    instance.host = Some(authority);
+                }
                 Some(("name", name)) if !name.is_empty() => instance.name = name.to_owned(),
                 _ => return Err(format!("`{option}` in `{text}`: expected host=NAME or name=NAME after the URL")),
             }
@@ -84,7 +88,8 @@ pub enum Auth {
 }
 
 impl Auth {
-    fn header(&self) -> Result<HeaderValue, String> {
+    /// The `Authorization` header; an error for credentials no header can carry.
+    pub fn header(&self) -> Result<HeaderValue, String> {
         use base64::Engine;
         let value = match self {
             Auth::Basic { user, password } => {
@@ -219,12 +224,7 @@ impl ExternalBackend {
 
     fn destination(&self, incarnation: Incarnation) -> Result<(Destination, Option<Instance>), ClusterError> {
         if let Some(via) = &self.spec.via {
-            let destination = Destination {
-                incarnation,
-                url: via.url.clone(),
-                host: None,
-                label: format!("{} via {}", incarnation.id, via.url),
-            };
+            let destination = Destination::new(incarnation, via.url.clone(), None, format!("{} via {}", incarnation.id, via.url));
             return Ok((destination, None));
         }
         let instance = self
@@ -232,16 +232,9 @@ impl ExternalBackend {
             .instances
             .get(usize::from(incarnation.id.0))
             .ok_or(ClusterError::UnknownReplica(incarnation.id))?;
-        let host = match &instance.host {
-            Some(host) => Some(HeaderValue::from_str(host).map_err(|_| ClusterError::External(format!("host={host} is not a valid Host header")))?),
-            None => None,
-        };
-        let destination = Destination {
-            incarnation,
-            url: instance.url.clone(),
-            host,
-            label: format!("{} ({})", incarnation.id, instance.url),
-        };
+        // An authority is always a valid header value.
+        let host = instance.host.as_ref().and_then(|host| HeaderValue::from_str(host.as_str()).ok());
+        let destination = Destination::new(incarnation, instance.url.clone(), host, format!("{} ({})", incarnation.id, instance.url));
         Ok((destination, Some(instance.clone())))
     }
 }
@@ -380,7 +373,8 @@ mod tests {
         let plain: Instance = "http://10.0.0.7:8080".parse().unwrap();
         assert_eq!((plain.name.as_str(), plain.host), ("10.0.0.7", None));
         let named: Instance = "https://10.0.0.7/app,host=shop.example,name=web-0".parse().unwrap();
-        assert_eq!(named.host.as_deref(), Some("shop.example"));
+        assert_eq!(named.host.as_ref().map(|h| h.as_str()), Some("shop.example"));
+        assert!("http://x,host=a b".parse::<Instance>().unwrap_err().contains("host=a b"));
         assert_eq!(named.name, "web-0");
         assert_eq!(named.url.path(), "/app");
         assert!("ftp://x".parse::<Instance>().unwrap_err().contains("http or https"));

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use cookie::Cookie;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::header::{AUTHORIZATION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, LOCATION, SET_COOKIE};
 use http::{Request, Response, StatusCode};
@@ -210,13 +211,18 @@ impl Shared {
 }
 
 impl Destination {
-    /// The host names the instance answers to: its URL's, and the Host sent instead.
-    fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.url.host_str().map(str::to_owned).into_iter().collect();
-        if let Some(host) = self.host.as_ref().and_then(|h| h.to_str().ok()) {
-            names.push(host.rsplit_once(':').map_or(host, |(name, _)| name).to_owned());
+    pub fn new(incarnation: Incarnation, url: Url, host: Option<HeaderValue>, label: String) -> Self {
+        let mut names: Vec<String> = url.host_str().map(str::to_ascii_lowercase).into_iter().collect();
+        if let Some(host) = host.as_ref().and_then(|h| h.to_str().ok()) {
+            names.push(host.rsplit_once(':').map_or(host, |(name, _)| name).to_ascii_lowercase());
         }
-        names
+        Self {
+            incarnation,
+            url,
+            host,
+            label,
+            names,
+        }
     }
 }
 
@@ -238,38 +244,43 @@ fn own_redirect(location: &str, names: &[String]) -> Option<String> {
     })
 }
 
-/// A `Set-Cookie` without a `Domain` attribute naming the instance (the cookie becomes the
-/// balancer's host-only cookie).
-fn without_own_domain(cookie: &str, names: &[String]) -> String {
-    let own = |attribute: &str| {
-        let attribute = attribute.trim();
-        let Some((key, value)) = attribute.split_once('=') else { return false };
-        let domain = value.trim().trim_start_matches('.').to_ascii_lowercase();
-        key.trim().eq_ignore_ascii_case("domain")
-            && names.iter().map(|n| n.to_ascii_lowercase()).any(|n| n == domain || n.ends_with(&format!(".{domain}")))
+/// The response's cookies as the user should get them: without `steering` (replicheck's
+/// sticky cookie), and without a `Domain` naming the instance (the cookie becomes the
+/// balancer's host-only cookie). A cookie that does not parse passes as it is.
+fn rewrite_set_cookies(headers: &mut HeaderMap, names: &[String], steering: Option<&str>) {
+    let names_the_instance = |domain: &str| {
+        let domain = domain.trim_start_matches('.').to_ascii_lowercase();
+        names.iter().any(|n| *n == domain || n.ends_with(&format!(".{domain}")))
     };
-    cookie.split(';').filter(|attribute| !own(attribute)).collect::<Vec<_>>().join(";")
+    let cookies: Vec<HeaderValue> = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|value| {
+            let Some(mut cookie) = value.to_str().ok().and_then(|text| Cookie::parse(text).ok()) else { return Some(value.clone()) };
+            if Some(cookie.name()) == steering {
+                return None;
+            }
+            if !cookie.domain().is_some_and(names_the_instance) {
+                return Some(value.clone());
+            }
+            cookie.unset_domain();
+            HeaderValue::from_str(&cookie.to_string()).ok().or_else(|| Some(value.clone()))
+        })
+        .collect();
+    headers.remove(SET_COOKIE);
+    for cookie in cookies {
+        headers.append(SET_COOKIE, cookie);
+    }
 }
 
 /// The value a response's `Set-Cookie` gives cookie `name`.
 fn set_cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookie| {
-        let (key, value) = cookie.split(';').next()?.split_once('=')?;
-        (key.trim() == name).then(|| value.trim().to_owned())
-    })
-}
-
-fn strip_set_cookie(headers: &mut HeaderMap, name: &str) {
-    let kept: Vec<HeaderValue> = headers
+    headers
         .get_all(SET_COOKIE)
         .iter()
-        .filter(|v| v.to_str().ok().and_then(|c| c.split('=').next()).map(str::trim) != Some(name))
-        .cloned()
-        .collect();
-    headers.remove(SET_COOKIE);
-    for value in kept {
-        headers.append(SET_COOKIE, value);
-    }
+        .filter_map(|v| Cookie::parse(v.to_str().ok()?).ok())
+        .find(|cookie| cookie.name() == name)
+        .map(|cookie| cookie.value().to_owned())
 }
 
 /// Where one relay forwards to.
@@ -280,6 +291,8 @@ pub struct Destination {
     pub host: Option<HeaderValue>,
     /// How the instance is named in errors.
     pub label: String,
+    /// The host names the instance answers to (lowercase): its URL's, and `host`'s.
+    names: Vec<String>,
 }
 
 /// A running relay. Dropping it closes its listener and connections.
@@ -380,11 +393,12 @@ async fn relay(state: Arc<(Destination, Arc<Shared>)>, request: Request<Incoming
                 }
             }
         };
-        let mut passed = pass_on(response, served, destination);
         // The sticky cookie is replicheck's steering wheel, not the user's.
-        if let Some(Attribution { mark: InstanceMark::Cookie(cookie), .. }) = &shared.attribution {
-            strip_set_cookie(passed.headers_mut(), cookie);
-        }
+        let steering = match &shared.attribution {
+            Some(Attribution { mark: InstanceMark::Cookie(cookie), .. }) => Some(cookie.as_str()),
+            _ => None,
+        };
+        let mut passed = pass_on(response, served, destination, steering);
         also_reached.retain(|id| *id != served.id);
         if !also_reached.is_empty() {
             let ids: Vec<String> = also_reached.iter().map(ToString::to_string).collect();
@@ -409,29 +423,17 @@ async fn relay(state: Arc<(Destination, Arc<Shared>)>, request: Request<Incoming
 /// reverse proxy (nginx's `proxy_redirect` and `proxy_cookie_domain`), it makes the
 /// instance's own name in redirects and cookie domains the balancer's, so users stay on
 /// the balancer.
-fn pass_on(response: reqwest::Response, served: Incarnation, destination: &Destination) -> Response<RelayBody> {
+fn pass_on(response: reqwest::Response, served: Incarnation, destination: &Destination, steering: Option<&str>) -> Response<RelayBody> {
     let mut builder = Response::builder().status(response.status());
     if let Some(headers) = builder.headers_mut() {
         *headers = response.headers().clone();
         remove_hop_by_hop(headers);
-        let names = destination.names();
-        if let Some(location) = headers.get(LOCATION).and_then(|v| v.to_str().ok()).and_then(|l| own_redirect(l, &names))
+        if let Some(location) = headers.get(LOCATION).and_then(|v| v.to_str().ok()).and_then(|l| own_redirect(l, &destination.names))
             && let Ok(value) = HeaderValue::from_str(&location)
         {
             headers.insert(LOCATION, value);
         }
-        let cookies: Vec<HeaderValue> = headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .map(|cookie| match cookie.to_str() {
-                Ok(text) => HeaderValue::from_str(&without_own_domain(text, &names)).unwrap_or_else(|_| cookie.clone()),
-                Err(_) => cookie.clone(),
-            })
-            .collect();
-        headers.remove(SET_COOKIE);
-        for cookie in cookies {
-            headers.append(SET_COOKIE, cookie);
-        }
+        rewrite_set_cookies(headers, &destination.names, steering);
         if let Ok(value) = HeaderValue::from_str(&served.to_string()) {
             headers.insert(SERVED_BY_HEADER, value);
         }
@@ -477,8 +479,8 @@ mod tests {
         response.append(SET_COOKIE, HeaderValue::from_static("demo.session=s; Path=/"));
         response.append(SET_COOKIE, HeaderValue::from_static("SERVERID=web-b; Path=/"));
         assert_eq!(attribution.served(&response, Some("web-a".into())).as_deref(), Some("web-b"), "what the balancer set wins");
-        strip_set_cookie(&mut response, "SERVERID");
-        assert_eq!(response.get_all(SET_COOKIE).iter().count(), 1);
+        rewrite_set_cookies(&mut response, &[], Some("SERVERID"));
+        assert_eq!(response.get_all(SET_COOKIE).iter().collect::<Vec<_>>(), ["demo.session=s; Path=/"]);
         assert_eq!(attribution.served(&response, Some("web-a".into())).as_deref(), Some("web-a"), "kept from the request");
     }
 
@@ -489,8 +491,12 @@ mod tests {
         assert_eq!(own_redirect("https://SHOP.example/", &names).as_deref(), Some("/"));
         assert_eq!(own_redirect("https://idp.example/login", &names), None, "another site's redirect stays");
         assert_eq!(own_redirect("/relative", &names), None);
-        assert_eq!(without_own_domain("sid=1; Path=/; Domain=.shop.example; Secure", &names), "sid=1; Path=/; Secure");
-        assert_eq!(without_own_domain("sid=1; Domain=other.example", &names), "sid=1; Domain=other.example");
-        assert_eq!(without_own_domain("sid=1; Domain=le", &names), "sid=1; Domain=le", "a suffix that is no domain of it");
+        let mut headers = HeaderMap::new();
+        for cookie in ["sid=1; Path=/; Domain=.shop.example; Secure", "a=2; Domain=other.example", "b=3; Domain=le", "c=4; Domain=10.0.0.7"] {
+            headers.append(SET_COOKIE, HeaderValue::from_static(cookie));
+        }
+        rewrite_set_cookies(&mut headers, &names, None);
+        let cookies: Vec<&str> = headers.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(cookies, ["sid=1; Secure; Path=/", "a=2; Domain=other.example", "b=3; Domain=le", "c=4"], "a suffix that is no domain of it stays");
     }
 }
