@@ -32,6 +32,9 @@ use crate::scenario::{Scenario, ScenarioFile};
 use crate::target::Target;
 use crate::vu::{self, Limits, VuContext};
 
+/// Times a reproduction that proves nothing (see `check::blurred_reproductions`) runs again.
+const BLURRED_RERUNS: u32 = 5;
+
 /// Builds the command that reproduces a finding, from the seed and the names to pass to
 /// `--scenarios`.
 pub type Reproduce = Arc<dyn Fn(u64, &str) -> String + Send + Sync>;
@@ -192,6 +195,19 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
             secrets.extend(&executed.secrets);
             evidence.extend(executed.history);
         }
+        // A write that also reached the consumer on its way left the value there; the
+        // same user's values again would find it, so the rerun gets values of its own.
+        for round in 1..=BLURRED_RERUNS {
+            let blurred = check::blurred_reproductions(&triage.candidates, &evidence_plans, &evidence);
+            if blurred.is_empty() {
+                break;
+            }
+            let again: Vec<_> = blurred.iter().map(|plan| plan::VuPlan { nonce: format!("{}-again{round}", plan.nonce), ..(*plan).clone() }).collect();
+            evidence.vus.retain(|record| !again.iter().any(|plan| plan.vu == record.vu));
+            let executed = vu::execute(&ctx, again, Phase::Reproduce, config.concurrency).await;
+            secrets.extend(&executed.secrets);
+            evidence.extend(executed.history);
+        }
     }
     let reproduce = config.reproduce.clone();
     let seed = config.seed;
@@ -304,10 +320,7 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
         .experiments
         .iter()
         .map(|&kind| {
-            let reason = match &config.external {
-                Some(external) => external.skip_reason(kind),
-                None => None,
-            };
+            let reason = config.external.as_ref().and_then(|external| external.skip_reason(kind));
             (kind, skipped(kind.name(), reason.or_else(|| kind.skip_reason(&config.target, &bound))))
         })
         .collect();

@@ -62,7 +62,7 @@ fn echo_baseline(run: &InspectionRun, stranger: Option<IpAddr>) -> Option<String
         (unanswered || wrong_client || wrong_scheme).then(|| {
             format!(
                 "asked directly from {}, {}'s echo answered {} (scheme {}, client {}): it does not report the connection",
-                stranger.map_or_else(|| "replicheck".to_owned(), |address| address.to_string()),
+                who(stranger),
                 answer.replica,
                 answer.status.map_or_else(|| answer.error.clone().unwrap_or_default(), |s| format!("status {s}")),
                 answer.scheme.as_deref().unwrap_or("?"),
@@ -72,9 +72,14 @@ fn echo_baseline(run: &InspectionRun, stranger: Option<IpAddr>) -> Option<String
     })
 }
 
+/// An address replicheck connects from, for messages: `replicheck` where it is not known.
+fn who(address: Option<IpAddr>) -> String {
+    address.map_or_else(|| "replicheck".to_owned(), |address| address.to_string())
+}
+
 fn forwarded(run: &InspectionRun, settings: &BalancerSettings, vantage: Vantage) -> Vec<Candidate> {
     let mut found = Vec::new();
-    let stranger = vantage.stranger.map_or_else(|| "replicheck".to_owned(), |address| address.to_string());
+    let stranger = who(vantage.stranger);
     let control = |replica| format!("asked directly from {stranger}, {replica} reported that connection as it is");
     for answer in &run.answers {
         match answer.question {

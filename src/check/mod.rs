@@ -226,6 +226,22 @@ pub fn evidence_plans(plan: &Plan, candidates: &[Candidate]) -> EvidencePlans {
     EvidencePlans { controls, reproductions }
 }
 
+/// Reproductions that prove nothing: a write before the candidate's step also reached its
+/// consumer (behind a load balancer replicheck cannot steer), which can make the step pass
+/// there. They are to run again, with values of their own, before judging.
+pub fn blurred_reproductions<'p>(candidates: &[Candidate], plans: &'p EvidencePlans, evidence: &History) -> Vec<&'p VuPlan> {
+    candidates
+        .iter()
+        .zip(&plans.reproductions)
+        .filter(|(candidate, plan)| {
+            evidence.vus.iter().find(|v| v.vu == plan.vu).is_some_and(|record| {
+                record.steps.iter().take(candidate.step).any(|step| step.also_reached.contains(&candidate.consumer.id))
+            })
+        })
+        .map(|(_, plan)| plan)
+        .collect()
+}
+
 /// How each scenario ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -514,6 +530,22 @@ mod tests {
             vec![login(Phase::Control, control, 0, 0, Outcome::Passed), login(Phase::Reproduce, reproduce, 0, 1, failed())]
         });
         assert_eq!(triage.candidates.len(), 1, "the cookie the user kept came from r0, and r1 refused it");
+    }
+
+    #[test]
+    fn a_reproduction_whose_write_also_reached_the_consumer_is_to_run_again() {
+        let scenarios = scenarios();
+        let main = vec![login(Phase::Main, 0, 0, 1, failed())];
+        let triage = triage(&scenarios, &History { vus: main, ..History::default() });
+        let plans = evidence_plans(&plan(&[(0, [0, 0, 1])]), &triage.candidates);
+        let reproduction = |reached: Vec<ReplicaId>| {
+            let mut record = login(Phase::Reproduce, plans.reproductions[0].vu, 0, 1, Outcome::Passed);
+            record.steps[1].also_reached = reached;
+            History { vus: vec![record], ..History::default() }
+        };
+        let blurred = blurred_reproductions(&triage.candidates, &plans, &reproduction(vec![ReplicaId(1)]));
+        assert_eq!(blurred.iter().map(|p| p.vu).collect::<Vec<_>>(), [plans.reproductions[0].vu]);
+        assert!(blurred_reproductions(&triage.candidates, &plans, &reproduction(Vec::new())).is_empty());
     }
 
     #[test]

@@ -425,44 +425,40 @@ async fn smoke_command(args: SmokeArgs) -> Result<Exit, CliError> {
         max_requests: args.max_requests,
     };
     let replicas = spec.replicas(args.replicas);
-    // Everything but the credentials, which the reproducing user gives again.
-    let mut base = format!("replicheck smoke {}", shell_word(&args.target.display().to_string()));
-    for instance in &args.instances {
-        base.push_str(&format!(" --instance {}", shell_word(&instance.to_string())));
-    }
-    if let Some(via) = &args.via {
-        base.push_str(&format!(" --via {} --replicas {replicas}", shell_word(via.as_str())));
-    }
-    if let Some(header) = &args.instance_header {
-        base.push_str(&format!(" --instance-header {header}"));
-    }
-    if let Some(cookie) = &args.instance_cookie {
-        base.push_str(&format!(" --instance-cookie {}", shell_word(cookie)));
-    }
-    for (flag, present) in [(" --insecure", args.insecure)] {
-        if present {
-            base.push_str(flag);
-        }
-    }
-    if let Some(proxy) = args.known_proxy {
-        base.push_str(&format!(" --known-proxy {proxy}"));
-    }
-    for (flag, value) in [("--stop-cmd", &args.stop_cmd), ("--restart-cmd", &args.restart_cmd)] {
-        if let Some(value) = value {
-            base.push_str(&format!(" {flag} {}", shell_word(value)));
-        }
-    }
-    for (flag, value) in [("--max-rps", args.max_rps.map(|n| u64::from(n.get()))), ("--max-requests", args.max_requests)] {
-        if let Some(value) = value {
-            base.push_str(&format!(" {flag} {value}"));
-        }
-    }
+    let base = smoke_command_line(&args, replicas);
     let mut config = workload_config(&args.workload, target, replicas, BackendKind::External, Some(Arc::new(spec)), base)?;
     // Users beyond the rate would only queue at it, and time out there.
     if let Some(rps) = args.max_rps {
         config.concurrency = config.concurrency.min(rps.get() as usize);
     }
     finish(config, &args.target, &args.workload).await
+}
+
+/// The smoke command line short of the workload flags: everything but the credentials,
+/// which the reproducing user gives again.
+fn smoke_command_line(args: &SmokeArgs, replicas: u16) -> String {
+    let mut words = vec!["replicheck smoke".to_owned(), shell_word(&args.target.display().to_string())];
+    let mut flag = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            words.push(format!("--{name} {}", shell_word(&value)));
+        }
+    };
+    for instance in &args.instances {
+        flag("instance", Some(instance.to_string()));
+    }
+    flag("via", args.via.as_ref().map(ToString::to_string));
+    flag("replicas", args.via.as_ref().map(|_| replicas.to_string()));
+    flag("instance-header", args.instance_header.as_ref().map(ToString::to_string));
+    flag("instance-cookie", args.instance_cookie.clone());
+    flag("known-proxy", args.known_proxy.map(|proxy| proxy.to_string()));
+    flag("stop-cmd", args.stop_cmd.clone());
+    flag("restart-cmd", args.restart_cmd.clone());
+    flag("max-rps", args.max_rps.map(|rps| rps.to_string()));
+    flag("max-requests", args.max_requests.map(|n| n.to_string()));
+    if args.insecure {
+        words.push("--insecure".into());
+    }
+    words.join(" ")
 }
 
 /// A run's configuration from the workload flags; `base` is the command line that
