@@ -67,6 +67,30 @@ impl SourceFile {
         0..0
     }
 
+    /// The span of `key = ...`'s value in table `[name]`, for errors about a value that
+    /// parsed but cannot work with the rest; the table's header when the key is not
+    /// written out.
+    pub fn key_span(&self, name: &str, key: &str) -> Range<usize> {
+        let header = format!("[{name}]");
+        let mut offset = 0;
+        let mut inside = false;
+        for line in self.text.split_inclusive('\n') {
+            let trimmed = line.trim();
+            if trimmed.starts_with('[') {
+                inside = trimmed == header;
+            } else if inside
+                && let Some(rest) = trimmed.strip_prefix(key)
+                && let Some(value) = rest.trim_start().strip_prefix('=')
+            {
+                let value = value.trim();
+                let start = offset + line.find(value).unwrap_or(0);
+                return start..start + value.len();
+            }
+            offset += line.len();
+        }
+        self.table_span(name)
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());

@@ -19,6 +19,9 @@ pub enum Phase {
     Control,
     /// The same steps on the same routes again, to show the failure is not a fluke.
     Reproduce,
+    /// The planned users again, posting with the origin the app believes: their scenario
+    /// failed on one replica for browsers because the app ignores X-Forwarded-Proto.
+    Adapted,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -175,15 +178,29 @@ pub struct Probe {
     pub purpose: ProbePurpose,
     pub replica: Incarnation,
     pub path: String,
+    /// When it was sent and when its answer (or failure) came, in milliseconds since the
+    /// run started: evidence that one answer came after another needs both.
     pub at_ms: f64,
+    #[serde(default)]
+    pub end_ms: f64,
     pub status: Option<u16>,
     pub error: Option<String>,
+    /// No answer within the probe's timeout: a slow replica, not one that refuses.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
 }
 
 impl Probe {
     /// The app answered with a status below 500.
     pub fn served(&self) -> bool {
         self.status.is_some_and(|s| s < 500)
+    }
+
+    /// The app could not serve: it answered 5xx, refused or reset the connection. A
+    /// timeout is not counted: a replica busy with its drain or its first request is slow,
+    /// and calling that a failure would make a busy machine a finding.
+    pub fn failed(&self) -> bool {
+        self.status.is_some_and(|s| s >= 500) || (self.status.is_none() && !self.timed_out)
     }
 
     /// The readiness endpoint said ready (2xx or 3xx).
@@ -197,18 +214,18 @@ impl Probe {
 pub enum ProbePurpose {
     /// A real page, the moment the replica first said ready.
     FirstPage,
-    /// A real page, once the replica has had time to warm up.
+    /// A real page, asked again until the new replica serves it.
     LaterPage,
+    /// Readiness, asked beside `LaterPage` while a new replica does not serve yet.
+    ReadyStarting,
     /// Readiness while the replica is fine (the control).
     ReadyBefore,
-    /// Readiness while the replica drains after SIGTERM.
+    /// A real page, asked straight from the replica while its termination goes on.
+    DrainPage,
+    /// Readiness, asked beside `DrainPage`.
     ReadyDraining,
     /// Readiness while the store is down.
     ReadyStoreDown,
-    /// A request that needs the store, while the store is down.
-    StoreRequestStoreDown,
-    /// The same request with the store up (the control).
-    StoreRequestBefore,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

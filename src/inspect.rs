@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::balancer::{ROUTE_HEADER, SERVED_BY_HEADER};
+use crate::check::Untested;
 use crate::check::finding::FindingKind;
 use crate::cluster::{Endpoint, Vantage};
 use crate::cluster::replica::Incarnation;
@@ -60,6 +61,35 @@ impl InspectionKind {
             }
             InspectionKind::SigningKeys => vec![FindingKind::SigningKeysDivergent],
         }
+    }
+
+    /// Kinds this inspection looks for that it cannot ask about here, and why.
+    pub fn untested(self, target: &Target, vantage: Vantage) -> Vec<Untested> {
+        let mut untested = Vec::new();
+        let mut add = |kind: FindingKind, reason: &str| untested.push(Untested { kind, reason: reason.into() });
+        if self != InspectionKind::ForwardedHeaders {
+            return untested;
+        }
+        let echo = target.echo.as_ref();
+        let no_echo = "the target has no [echo] endpoint saying what the app believes";
+        if echo.is_none_or(|e| e.client.is_none()) {
+            add(FindingKind::ForwardedForIgnored, echo.map_or(no_echo, |_| "the [echo] endpoint does not say which client the app sees"));
+        }
+        if echo.is_none_or(|e| e.scheme.is_none() && e.client.is_none()) {
+            add(FindingKind::ForwardedHeadersSpoofable, no_echo);
+        } else if !vantage.tells_strangers_apart() {
+            add(
+                FindingKind::ForwardedHeadersSpoofable,
+                "the replicas see replicheck's every connection come from one address, so a stranger's forged headers cannot be sent",
+            );
+        }
+        if vantage.proxy.is_none() {
+            let reason = "the instances do not take replicheck for their proxy (no --known-proxy): what it forwards is rightly ignored";
+            untested.retain(|u| u.kind == FindingKind::ForwardedHeadersSpoofable);
+            untested.push(Untested { kind: FindingKind::ForwardedProtoIgnored, reason: reason.into() });
+            untested.push(Untested { kind: FindingKind::ForwardedForIgnored, reason: reason.into() });
+        }
+        untested
     }
 
     pub fn skip_reason(self, target: &Target) -> Option<String> {
@@ -145,6 +175,19 @@ async fn signing_keys(inspector: &Inspector<'_>, run: &mut InspectionRun) -> Res
         }
     }
     Ok(())
+}
+
+/// The scheme the app believes it is served with behind the balancer, when the
+/// forwarded-headers inspection asked and every replica answered alike.
+pub fn believed_scheme(runs: &[InspectionRun]) -> Option<&str> {
+    let mut schemes = runs
+        .iter()
+        .filter(|run| run.inspection == InspectionKind::ForwardedHeaders.name())
+        .flat_map(|run| &run.answers)
+        .filter(|answer| answer.question == Question::EchoThroughBalancer)
+        .map(|answer| answer.scheme.as_deref());
+    let first = schemes.next()??;
+    schemes.all(|scheme| scheme == Some(first)).then_some(first)
 }
 
 /// A client connecting from `address`, or from wherever the system chooses.

@@ -46,7 +46,29 @@ fn ignoring_sigterm_overruns_the_grace_period() {
 
 #[test]
 fn readiness_that_lies_is_premature_and_stale() {
-    assert_eq!(kinds_of("examples/demo/broken-readiness.toml", "restart,sigterm", "4"), ["readiness-premature", "readiness-stale"]);
+    // Pages refused while the balancer still routes are refused during deregistration too.
+    assert_eq!(
+        kinds_of("examples/demo/broken-readiness.toml", "restart,sigterm", "4"),
+        ["readiness-premature", "readiness-stale", "refused-during-deregistration"]
+    );
+}
+
+#[test]
+fn a_draining_replica_that_says_ready_and_serves_is_not_stale() {
+    // The demo keeps serving for a second after SIGTERM, longer than the deregistration
+    // delay, and its readiness ignores the shutdown: it says ready while it serves, which
+    // is no lie. Several seeds and replica counts, as the readiness probe races the drain.
+    let fixed = std::fs::read_to_string(common::root().join("examples/demo/fixed.toml")).unwrap();
+    let text = fixed.replace(r#""--drain-ms", "1000","#, r#""--drain-ms", "1000", "--readiness-ignores-shutdown","#);
+    assert_ne!(text, fixed);
+    let dir = tempfile::tempdir().unwrap();
+    let target = common::write(dir.path(), "ready-while-draining.toml", &text);
+    for (seed, replicas) in [("1", "2"), ("2", "3"), ("3", "2")] {
+        let run = common::run(target.to_str().unwrap(), &["--seed", seed, "--replicas", replicas, "--scenarios", "sigterm,rolling-restart"]);
+        assert_eq!(run.code, 0, "seed {seed}:\n{}\n{}", run.stdout, run.stderr);
+        let draining = run.report().events.iter().filter(|e| matches!(e, Event::Probe { probe, .. } if probe.purpose == replicheck::history::ProbePurpose::ReadyDraining && probe.said_ready())).count();
+        assert!(draining >= 2, "readiness was asked while the replica drained, and said ready ({draining} times)");
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use replicheck::cluster::backend::docker::{Engine, reap};
 use replicheck::cluster::reaper::live_runs;
-use replicheck::cluster::replica::ReplicaId;
+use replicheck::cluster::replica::{Incarnation, ReplicaId};
 use replicheck::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, Endpoint, StopOutcome};
 use replicheck::file::SourceFile;
 use replicheck::progress::Silent;
@@ -110,7 +110,7 @@ async fn stop_kill_pause_resume_and_restart_through_the_docker_api() {
     let Started { mut cluster, run_id, logs } = start(demo("", "5s"), 3, "docker-verbs").await.unwrap();
     let before = cluster.endpoints();
 
-    match cluster.stop(ReplicaId(0)).await.unwrap() {
+    match cluster.stop(Incarnation::first(ReplicaId(0)), cluster.grace()).await.unwrap() {
         StopOutcome::Exited { status, after } => {
             assert_eq!(status, Some(0));
             assert!(after < Duration::from_secs(5), "{after:?}");
@@ -131,7 +131,7 @@ async fn stop_kill_pause_resume_and_restart_through_the_docker_api() {
     let (_, restarted) = cluster.restart(ReplicaId(0)).await.unwrap();
     assert_eq!(restarted.replica.to_string(), "r0#2");
     assert_eq!(whoami(&restarted, Duration::from_secs(5)).await.unwrap(), "r0");
-    assert!(matches!(cluster.stop(ReplicaId(9)).await, Err(ClusterError::UnknownReplica(ReplicaId(9)))));
+    assert!(matches!(cluster.stop(Incarnation::first(ReplicaId(9)), cluster.grace()).await, Err(ClusterError::UnknownReplica(ReplicaId(9)))));
 
     cluster.shutdown().await;
     assert!(logs.path().join("r0#2.log").exists());
@@ -145,7 +145,7 @@ async fn a_container_that_ignores_sigterm_is_killed_when_its_grace_ends() {
     }
     let target = demo(r#", "--shutdown", "ignore""#, "1s");
     let Started { mut cluster, run_id, .. } = start(target, 1, "docker-grace").await.unwrap();
-    let outcome = cluster.stop(ReplicaId(0)).await.unwrap();
+    let outcome = cluster.stop(Incarnation::first(ReplicaId(0)), cluster.grace()).await.unwrap();
     assert_eq!(outcome, StopOutcome::Killed { grace: Duration::from_secs(1) });
     cluster.shutdown().await;
     assert_nothing_left(&run_id);
@@ -176,7 +176,7 @@ async fn surge_scale_out_twice_and_heal() {
     assert_eq!(new.replica.to_string(), "r1#2");
     assert_eq!(whoami(&old, Duration::from_secs(5)).await.unwrap(), "r1");
     assert_eq!(whoami(&new, Duration::from_secs(5)).await.unwrap(), "r1");
-    let outcome = cluster.retire(old.replica).await.unwrap();
+    let outcome = cluster.stop(old.replica, cluster.grace()).await.unwrap();
     assert!(matches!(outcome, StopOutcome::Exited { status: Some(0), .. }), "{outcome:?}");
     assert!(whoami(&old, Duration::from_secs(1)).await.is_err());
 
@@ -185,7 +185,8 @@ async fn surge_scale_out_twice_and_heal() {
         let added = cluster.scale_out().await.unwrap();
         assert_eq!(added.replica.to_string(), "r2");
         assert_eq!(whoami(&added, Duration::from_secs(5)).await.unwrap(), "r2");
-        cluster.remove(ReplicaId(2)).await.unwrap();
+        cluster.stop(added.replica, cluster.grace()).await.unwrap();
+        cluster.forget(ReplicaId(2));
     }
 
     cluster.kill(ReplicaId(0)).await.unwrap();

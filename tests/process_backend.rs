@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use replicheck::cluster::replica::ReplicaId;
+use replicheck::cluster::replica::{Incarnation, ReplicaId};
 use replicheck::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, Endpoint, StopOutcome};
 use replicheck::file::SourceFile;
 use replicheck::progress::Silent;
@@ -83,7 +83,7 @@ async fn stop_kill_pause_resume_and_restart() {
     let before = cluster.endpoints();
 
     // Graceful stop: the demo exits on SIGTERM well within its grace.
-    match cluster.stop(ReplicaId(0)).await.unwrap() {
+    match cluster.stop(Incarnation::first(ReplicaId(0)), cluster.grace()).await.unwrap() {
         StopOutcome::Exited { status, after } => {
             assert_eq!(status, Some(0));
             assert!(after < Duration::from_secs(5));
@@ -106,7 +106,7 @@ async fn stop_kill_pause_resume_and_restart() {
     assert_ne!(restarted.addr, before[0].addr);
     assert_eq!(whoami(&restarted, Duration::from_secs(5)).await.unwrap(), "r0");
     assert!(logs.path().join("r0#2.log").exists());
-    assert!(matches!(cluster.stop(ReplicaId(9)).await, Err(ClusterError::UnknownReplica(ReplicaId(9)))));
+    assert!(matches!(cluster.stop(Incarnation::first(ReplicaId(9)), cluster.grace()).await, Err(ClusterError::UnknownReplica(ReplicaId(9)))));
 
     cluster.shutdown().await;
     common::assert_no_leftovers(&tag);
@@ -124,7 +124,7 @@ args = ["-c", "trap '' TERM; exec python3 -m http.server --bind 127.0.0.1 {port}
 shutdown_grace = "300ms"
 "#;
     let mut cluster = start(target(text, &tag), 1, logs.path()).await.unwrap();
-    let outcome = cluster.stop(ReplicaId(0)).await.unwrap();
+    let outcome = cluster.stop(Incarnation::first(ReplicaId(0)), cluster.grace()).await.unwrap();
     assert_eq!(outcome, StopOutcome::Killed { grace: Duration::from_millis(300) });
     cluster.shutdown().await;
     common::assert_no_leftovers(&tag);
@@ -195,10 +195,10 @@ async fn a_surge_runs_two_incarnations_until_the_old_one_retires() {
     // Both answer while the old one has not retired.
     assert_eq!(whoami(&old, Duration::from_secs(5)).await.unwrap(), "r1");
     assert_eq!(whoami(&new, Duration::from_secs(5)).await.unwrap(), "r1");
-    let outcome = cluster.retire(old.replica).await.unwrap();
+    let outcome = cluster.stop(old.replica, cluster.grace()).await.unwrap();
     assert!(matches!(outcome, StopOutcome::Exited { status: Some(0), .. }), "{outcome:?}");
     assert!(whoami(&old, Duration::from_secs(1)).await.is_err());
-    assert!(cluster.retire(old.replica).await.is_err(), "an incarnation retires once");
+    assert!(cluster.stop(old.replica, cluster.grace()).await.is_err(), "a replaced incarnation stops once");
     cluster.shutdown().await;
     common::assert_no_leftovers(&tag);
 }
@@ -212,7 +212,8 @@ async fn scale_out_adds_the_next_name_and_remove_takes_it_away() {
     assert_eq!(added.replica.to_string(), "r2");
     assert_eq!(whoami(&added, Duration::from_secs(5)).await.unwrap(), "r2");
     assert_eq!(cluster.endpoints().len(), 3);
-    cluster.remove(ReplicaId(2)).await.unwrap();
+    cluster.stop(added.replica, cluster.grace()).await.unwrap();
+        cluster.forget(ReplicaId(2));
     assert_eq!(cluster.endpoints().len(), 2);
     assert!(whoami(&added, Duration::from_secs(1)).await.is_err());
     cluster.shutdown().await;
@@ -225,7 +226,7 @@ async fn healing_restarts_what_is_down_and_resumes_what_is_paused() {
     let logs = tempfile::tempdir().unwrap();
     let mut cluster = start(target(&demo("5s"), &tag), 3, logs.path()).await.unwrap();
     cluster.kill(ReplicaId(0)).await.unwrap();
-    cluster.stop(ReplicaId(1)).await.unwrap();
+    cluster.stop(Incarnation::first(ReplicaId(1)), cluster.grace()).await.unwrap();
     cluster.pause(ReplicaId(2)).await.unwrap();
     let started = cluster.heal().await.unwrap();
     let names: Vec<String> = started.iter().map(|e| e.replica.to_string()).collect();

@@ -21,7 +21,7 @@ use crate::plan::VuPlan;
 use crate::redact::Secrets;
 use crate::scenario::{RouteHint, Scenario, Step};
 use crate::step::{Expect, RequestSpec, StatusSet, Template, Vars};
-use crate::target::Target;
+use crate::target::{Deregistration, Target};
 use crate::vu::{self, Gated, VuContext};
 
 /// Names of the one-step scenarios experiments send besides the users' own.
@@ -51,7 +51,11 @@ pub fn own_scenarios(target: &Target) -> Vec<Scenario> {
             request,
             captures: Vec::new(),
             expect,
-            reject: None,
+            // An app that answers 5xx does not serve, whatever else a step accepts.
+            reject: Some(Expect {
+                status: Some(StatusSet::Class("5xx".into())),
+                ..Expect::default()
+            }),
             route: RouteHint::Policy,
             produces: None,
             consumes: None,
@@ -61,7 +65,7 @@ pub fn own_scenarios(target: &Target) -> Vec<Scenario> {
         status: Some(StatusSet::Class("2xx".into())),
         ..Expect::default()
     };
-    // Judged by the chaos checker from the answer itself: any answer below 500 serves.
+    // Any answer below 500 serves: a page may redirect, or need a user.
     let mut scenarios = vec![one_step(PAGE_SCENARIO, RequestSpec::get(Template::literal(&target.chaos.page.0)), Expect::default(), IndexMap::new())];
     if let Some(slow) = &target.chaos.slow {
         let vars: Vars = [("ms".to_owned(), target.chaos.slow_for.as_millis().to_string())].into();
@@ -157,11 +161,16 @@ pub async fn run(plan: &ExperimentPlan, arena: &mut Arena<'_>, phase: Phase) -> 
 
 /// Users produce artifacts, the disruption happens while they wait, then they consume.
 async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
-    // The control: the same users, every step on the replica that produces, undisturbed.
+    // The control takes away the disruption and nothing else: the same users on the same
+    // routes, undisturbed. A replica that a scale-out has yet to add cannot be routed to,
+    // so there the control stays on the replica that produces.
     let controls = plan
         .handoffs
         .iter()
-        .map(|h| h.user.pinned(h.user.routes.first().copied().unwrap_or(plan.victim)))
+        .map(|h| match plan.kind {
+            ExperimentKind::ScaleOut => h.user.pinned(h.user.routes.first().copied().unwrap_or(plan.victim)),
+            _ => h.user.clone(),
+        })
         .collect();
     run.control = arena.users(controls, Phase::Control).await;
 
@@ -201,22 +210,20 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
     disrupted
 }
 
-/// Stops one replica (SIGTERM with its grace, or SIGKILL) and starts its next incarnation.
+/// Stops one replica (terminated as the platform would, or SIGKILLed) and starts its
+/// next incarnation.
 async fn restart(arena: &mut Arena<'_>, run: &mut ExperimentRun, id: ReplicaId, kill: bool) -> Result<(), ClusterError> {
     let old = arena.cluster.endpoint(id).ok_or(ClusterError::UnknownReplica(id))?;
-    let start_ms = arena.now_ms();
-    let action = if kill {
+    if kill {
+        let start_ms = arena.now_ms();
         arena.cluster.kill(id).await?;
-        ChaosAction::Kill { replica: old.replica }
+        push(arena, run, ChaosAction::Kill { replica: old.replica }, start_ms);
+        arena.balancer.upstreams().remove(old.replica);
     } else {
-        let outcome = arena.cluster.stop(id).await?;
-        ChaosAction::Sigterm {
-            replica: old.replica,
-            killed: matches!(outcome, StopOutcome::Killed { .. }),
-        }
-    };
-    push(arena, run, action, start_ms);
-    arena.balancer.upstreams().remove(old.replica);
+        let (done, _) = watch::channel(false);
+        let termination = terminate(arena, old.replica, &done).await?;
+        termination.record(run);
+    }
     let start_ms = arena.now_ms();
     let fresh = arena.cluster.start_next(id).await?;
     started(arena, run, fresh, start_ms).await;
@@ -236,8 +243,7 @@ async fn pause(arena: &mut Arena<'_>, run: &mut ExperimentRun, id: ReplicaId) ->
 }
 
 /// Every replica in turn: its next incarnation starts and takes traffic first (surge 1,
-/// none unavailable), then the old one gets SIGTERM while the balancer keeps routing to
-/// it for the deregistration delay.
+/// none unavailable), then the old one is terminated as the platform would.
 async fn rolling_restart(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
     let ids: Vec<ReplicaId> = arena.cluster.endpoints().iter().map(|e| e.replica.id).collect();
     for id in ids {
@@ -245,12 +251,8 @@ async fn rolling_restart(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Resu
         let start_ms = arena.now_ms();
         let fresh = arena.cluster.surge(id).await?;
         started(arena, run, fresh, start_ms).await;
-        let delay = arena.target.balancer.deregistration_delay;
-        let (cluster, balancer, origin) = (&mut *arena.cluster, arena.balancer, arena.ctx.origin);
-        balancer.upstreams().hold(old.replica);
-        let start_ms = ms_since(origin);
-        let (outcome, deregistered_ms) = tokio::join!(cluster.retire(old.replica), deregister_after(balancer, old.replica, delay, origin));
-        record_termination(arena, run, old.replica, start_ms, outcome?, deregistered_ms);
+        let (done, _) = watch::channel(false);
+        terminate(arena, old.replica, &done).await?.record(run);
     }
     Ok(())
 }
@@ -264,12 +266,9 @@ async fn scale_out(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<End
 
 /// Takes the replica `scale_out` added away again, so later experiments see N replicas.
 async fn scale_in(arena: &mut Arena<'_>, run: &mut ExperimentRun, added: Endpoint) -> Result<(), ClusterError> {
-    let start_ms = arena.now_ms();
-    arena.balancer.upstreams().remove(added.replica);
-    push(arena, run, ChaosAction::Deregister { replica: added.replica }, start_ms);
-    let outcome = arena.cluster.remove(added.replica.id).await?;
-    let killed = matches!(outcome, StopOutcome::Killed { .. });
-    push(arena, run, ChaosAction::Sigterm { replica: added.replica, killed }, start_ms);
+    let (done, _) = watch::channel(false);
+    terminate(arena, added.replica, &done).await?.record(run);
+    arena.cluster.forget(added.replica.id);
     Ok(())
 }
 
@@ -284,14 +283,12 @@ async fn store_restart(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result
     Ok(())
 }
 
-/// SIGTERM to one replica with requests in flight and more arriving during the
-/// deregistration delay; its readiness is asked while it drains.
+/// The victim is terminated with requests in flight and more arriving while the
+/// balancer still routes to it; its page and its readiness are asked straight while it
+/// drains, to see whether it says ready while it cannot serve.
 async fn sigterm(victim: ReplicaId, arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
     let endpoint = arena.cluster.endpoint(victim).ok_or(ClusterError::UnknownReplica(victim))?;
     let has_slow = arena.target.chaos.slow.is_some();
-    if !has_slow {
-        run.notes.push("requests in flight at SIGTERM were not checked: the target has no [chaos] slow request".into());
-    }
     // The control: readiness, a page and a slow request, undisturbed.
     run.probes.push(arena.probe(ProbePurpose::ReadyBefore, endpoint, &arena.target.health.ready.0).await);
     let mut controls = vec![arena.own_user(PAGE_SCENARIO, victim)];
@@ -300,58 +297,83 @@ async fn sigterm(victim: ReplicaId, arena: &mut Arena<'_>, run: &mut ExperimentR
     }
     run.control = arena.users(controls, Phase::Control).await;
 
+    let settings = arena.target.balancer;
     let slow_users: Vec<VuPlan> = if has_slow { (0..SLOW_USERS).map(|_| arena.own_user(SLOW_SCENARIO, victim)).collect() } else { Vec::new() };
-    let in_flight = {
-        let (ctx, phase, concurrency) = (arena.ctx.clone(), run.phase, arena.concurrency);
-        tokio::spawn(async move { vu::execute(&ctx, slow_users, phase, concurrency).await })
+    // Slow requests are to be in flight when SIGTERM arrives: sent a little before it,
+    // which under a preStop hook is well after the termination began.
+    let (lead_in, slow_after) = match settings.pre_stop.checked_sub(IN_FLIGHT_LEAD) {
+        Some(after) if has_slow => (Duration::ZERO, after),
+        _ if has_slow => (IN_FLIGHT_LEAD, Duration::ZERO),
+        _ => (Duration::ZERO, Duration::ZERO),
     };
-    if has_slow {
-        sleep(IN_FLIGHT_LEAD).await;
-    }
-    let delay = arena.target.balancer.deregistration_delay;
+    // Pages arrive while the balancer still routes to the victim after SIGTERM.
+    let routed_after_sigterm = settings.deregistration_delay.saturating_sub(settings.pre_stop);
     let arrivals: Vec<(Duration, VuPlan)> = [0.25, 0.5, 0.75]
         .into_iter()
-        .map(|share| (delay.mul_f64(share), arena.own_user(PAGE_SCENARIO, victim)))
+        .map(|share| (settings.pre_stop + routed_after_sigterm.mul_f64(share), arena.own_user(PAGE_SCENARIO, victim)))
         .collect();
-    let ready_path = arena.target.health.ready.0.clone();
     let phase = run.phase;
-    let (cluster, balancer, ctx, client) = (&mut *arena.cluster, arena.balancer, arena.ctx, &arena.probe);
-    balancer.upstreams().hold(endpoint.replica);
-    let start_ms = ms_since(ctx.origin);
-    // While the replica drains: requests keep arriving, and its readiness is asked.
-    let window = async {
-        let pages = arrivals.into_iter().map(|(after, user)| async move {
-            sleep(after).await;
-            vu::execute(ctx, vec![user], phase, 1).await
+    let (ctx, concurrency) = (arena.ctx.clone(), arena.concurrency);
+    let in_flight = tokio::spawn(async move {
+        sleep(slow_after).await;
+        vu::execute(&ctx, slow_users, phase, concurrency).await
+    });
+    sleep(lead_in).await;
+
+    let (page, ready) = (arena.target.chaos.page.0.clone(), arena.target.health.ready.0.clone());
+    let (client, origin, ctx) = (arena.probe.clone(), arena.ctx.origin, arena.ctx.clone());
+    let (done, drained) = watch::channel(false);
+    let pages = async {
+        let sent = arrivals.into_iter().map(|(after, user)| {
+            let ctx = ctx.clone();
+            async move {
+                sleep(after).await;
+                vu::execute(&ctx, vec![user], phase, 1).await
+            }
         });
-        let readiness = async {
-            sleep(delay / 2).await;
-            probe(client, ctx.origin, ProbePurpose::ReadyDraining, endpoint, &ready_path).await
-        };
-        tokio::join!(futures_util::future::join_all(pages), readiness)
+        futures_util::future::join_all(sent).await
     };
-    let (outcome, (pages, draining), deregistered_ms) = tokio::join!(
-        cluster.stop(victim),
-        window,
-        deregister_after(balancer, endpoint.replica, delay, ctx.origin)
-    );
-    let outcome = outcome?;
-    record_termination(arena, run, endpoint.replica, start_ms, outcome, deregistered_ms);
-    run.probes.push(draining);
-    for executed in pages {
-        arena.secrets.extend(&executed.secrets);
-        run.disrupted.extend(executed.history.vus);
-    }
-    if let Ok(executed) = in_flight.await {
+    let watched = watch_drain(&client, origin, endpoint, &page, &ready, drained);
+    let (termination, pages, probes) = tokio::join!(terminate(arena, endpoint.replica, &done), pages, watched);
+    termination?.record(run);
+    run.probes.extend(probes);
+    let executed = pages.into_iter().chain(in_flight.await.ok());
+    for executed in executed {
         arena.secrets.extend(&executed.secrets);
         run.disrupted.extend(executed.history.vus);
     }
     run.disrupted.sort_by_key(|v| v.vu);
+    if !has_slow {
+        run.notes.push("requests in flight at SIGTERM were not exercised: the target has no [chaos] slow request".into());
+    }
     Ok(())
 }
 
-/// Redis down for a while: every replica is asked whether it is ready, and sent a request
-/// that needs the store.
+/// How often a draining or starting replica's page and readiness are asked.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// Samples recorded per watch, at most: enough to show an order of events, few enough
+/// that a replica that never comes back does not flood the history.
+const MAX_SAMPLES: usize = 40;
+
+/// Asks a terminating replica's page and readiness, straight, one after the other, until
+/// `done` turns true (the replica exited). Once both are refused a few times in a row the
+/// replica is gone and there is nothing more to see.
+async fn watch_drain(client: &reqwest::Client, origin: Instant, endpoint: Endpoint, page: &str, ready: &str, mut done: watch::Receiver<bool>) -> Vec<Probe> {
+    let mut probes = Vec::new();
+    let mut gone_in_a_row = 0;
+    while !*done.borrow() && probes.len() < 2 * MAX_SAMPLES && gone_in_a_row < 3 {
+        let served = probe(client, origin, ProbePurpose::DrainPage, endpoint, page).await;
+        let readiness = probe(client, origin, ProbePurpose::ReadyDraining, endpoint, ready).await;
+        gone_in_a_row = if served.status.is_none() && readiness.status.is_none() { gone_in_a_row + 1 } else { 0 };
+        probes.extend([served, readiness]);
+        // Wakes early when the replica is gone.
+        let _ = tokio::time::timeout(SAMPLE_EVERY, done.changed()).await;
+    }
+    probes
+}
+
+/// Redis down for a while: every replica is asked whether it is ready, sent a request
+/// that needs the store, and asked again for a while after that request failed.
 async fn store_outage(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
     let endpoints = arena.cluster.endpoints();
     let ready = arena.target.health.ready.0.clone();
@@ -365,16 +387,31 @@ async fn store_outage(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<
     arena.cluster.stop_store().await?;
     push(arena, run, ChaosAction::StoreStop, start_ms);
     sleep(STORE_DOWN_BEFORE_PROBES).await;
-    for endpoint in &endpoints {
-        run.probes.push(arena.probe(ProbePurpose::ReadyStoreDown, *endpoint, &ready).await);
-    }
     let users = endpoints.iter().map(|e| arena.own_user(STORE_SCENARIO, e.replica.id)).collect();
     run.disrupted = arena.users(users, run.phase).await;
+    // A readiness check may cache its answer for a moment; what counts is whether it
+    // goes on saying ready after the app has failed a request that needs the store.
+    let window = stale_window(arena.target.health.interval);
+    for _ in 0..STALE_SAMPLES {
+        for endpoint in &endpoints {
+            run.probes.push(arena.probe(ProbePurpose::ReadyStoreDown, *endpoint, &ready).await);
+        }
+        sleep(window / (STALE_SAMPLES as u32 - 1)).await;
+    }
     let start_ms = arena.now_ms();
     arena.cluster.start_store().await?;
     push(arena, run, ChaosAction::StoreStart, start_ms);
     wait_all_ready(arena, run).await;
     Ok(())
+}
+
+/// Readiness samples taken after a request failed, for readiness to count as stale.
+pub const STALE_SAMPLES: usize = 4;
+
+/// How long readiness must go on saying ready after a failure to count as stale: two
+/// probe intervals of the balancer, and at least a second.
+pub fn stale_window(interval: Duration) -> Duration {
+    (interval * 2).max(Duration::from_secs(1))
 }
 
 /// Restarts whatever is down, and makes the balancer's table the cluster's again.
@@ -394,23 +431,24 @@ async fn heal(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), Clus
 }
 
 /// A new incarnation is ready: record it, ask for a real page at once (does ready mean it
-/// serves?), then wait until it serves before it takes traffic.
+/// serves?), and while it does not serve, ask its page and its readiness in turn until it
+/// does; only then does it take traffic.
 async fn started(arena: &mut Arena<'_>, run: &mut ExperimentRun, endpoint: Endpoint, start_ms: f64) {
     push(arena, run, ChaosAction::Start { replica: endpoint.replica }, start_ms);
-    let page = arena.target.chaos.page.0.clone();
+    let (page, ready) = (arena.target.chaos.page.0.clone(), arena.target.health.ready.0.clone());
     let first = arena.probe(ProbePurpose::FirstPage, endpoint, &page).await;
-    let served = first.served();
+    let mut served = first.served();
     run.probes.push(first);
-    if !served {
-        let deadline = Instant::now() + arena.target.start.ready_timeout;
-        loop {
-            sleep(Duration::from_millis(100)).await;
-            let later = arena.probe(ProbePurpose::LaterPage, endpoint, &page).await;
-            let served = later.served();
-            if served || Instant::now() >= deadline {
-                run.probes.push(later);
-                break;
-            }
+    let deadline = Instant::now() + arena.target.start.ready_timeout;
+    let mut samples = 0;
+    while !served && Instant::now() < deadline {
+        sleep(SAMPLE_EVERY).await;
+        let readiness = arena.probe(ProbePurpose::ReadyStarting, endpoint, &ready).await;
+        let later = arena.probe(ProbePurpose::LaterPage, endpoint, &page).await;
+        served = later.served();
+        samples += 1;
+        if samples <= MAX_SAMPLES || served {
+            run.probes.extend([readiness, later]);
         }
     }
     arena.balancer.upstreams().insert(&endpoint);
@@ -436,27 +474,81 @@ async fn wait_all_ready(arena: &mut Arena<'_>, run: &mut ExperimentRun) {
     }
 }
 
-/// Removes an incarnation from the balancer once the deregistration delay has passed;
-/// returns when that was.
-async fn deregister_after(balancer: &Balancer, replica: Incarnation, delay: Duration, origin: Instant) -> f64 {
-    sleep(delay).await;
-    balancer.upstreams().remove(replica);
-    ms_since(origin)
+/// What terminating an incarnation did, with the times the checker judges by.
+struct Termination {
+    replica: Incarnation,
+    /// When the balancer stopped routing to it.
+    deregistered_ms: f64,
+    /// When SIGTERM was sent, and when the incarnation was gone.
+    sigterm_ms: f64,
+    exited_ms: f64,
+    killed: bool,
+}
+
+impl Termination {
+    fn record(self, run: &mut ExperimentRun) {
+        run.chaos.push(ChaosEvent {
+            action: ChaosAction::Sigterm {
+                replica: self.replica,
+                killed: self.killed,
+            },
+            start_ms: self.sigterm_ms,
+            end_ms: self.exited_ms,
+        });
+        run.chaos.push(ChaosEvent {
+            action: ChaosAction::Deregister { replica: self.replica },
+            start_ms: self.deregistered_ms,
+            end_ms: self.deregistered_ms,
+        });
+        run.chaos.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+    }
+}
+
+/// Terminates an incarnation the way the target's platform does (its deployment model):
+/// under `kubernetes` the balancer keeps routing to it for the deregistration delay while
+/// a preStop hook sleeps and SIGTERM follows; under `before-sigterm` the balancer stops
+/// routing first. The grace period counts from the start, as Kubernetes counts it.
+/// `done` turns true once the incarnation is gone and the balancer no longer routes to it.
+async fn terminate(arena: &mut Arena<'_>, replica: Incarnation, done: &watch::Sender<bool>) -> Result<Termination, ClusterError> {
+    let settings = arena.target.balancer;
+    let (cluster, balancer, origin) = (&mut *arena.cluster, arena.balancer, arena.ctx.origin);
+    let grace = cluster.grace();
+    let termination = match settings.deregistration {
+        Deregistration::BeforeSigterm => {
+            balancer.upstreams().remove(replica);
+            let deregistered_ms = ms_since(origin);
+            let outcome = cluster.stop(replica, grace).await;
+            (outcome, deregistered_ms, deregistered_ms)
+        }
+        Deregistration::Kubernetes => {
+            balancer.upstreams().hold(replica);
+            let stopping = async {
+                sleep(settings.pre_stop).await;
+                let sigterm_ms = ms_since(origin);
+                (cluster.stop(replica, grace.saturating_sub(settings.pre_stop)).await, sigterm_ms)
+            };
+            let deregistering = async {
+                sleep(settings.deregistration_delay).await;
+                balancer.upstreams().remove(replica);
+                ms_since(origin)
+            };
+            let ((outcome, sigterm_ms), deregistered_ms) = tokio::join!(stopping, deregistering);
+            (outcome, sigterm_ms, deregistered_ms)
+        }
+    };
+    let _ = done.send(true);
+    let (outcome, sigterm_ms, deregistered_ms) = termination;
+    Ok(Termination {
+        replica,
+        deregistered_ms,
+        sigterm_ms,
+        exited_ms: ms_since(origin),
+        killed: matches!(outcome?, StopOutcome::Killed { .. }),
+    })
 }
 
 fn ms_since(origin: Instant) -> f64 {
     origin.elapsed().as_secs_f64() * 1000.0
-}
-
-fn record_termination(arena: &Arena<'_>, run: &mut ExperimentRun, replica: Incarnation, start_ms: f64, outcome: StopOutcome, deregistered_ms: f64) {
-    let killed = matches!(outcome, StopOutcome::Killed { .. });
-    push(arena, run, ChaosAction::Sigterm { replica, killed }, start_ms);
-    run.chaos.push(ChaosEvent {
-        action: ChaosAction::Deregister { replica },
-        start_ms: deregistered_ms,
-        end_ms: deregistered_ms,
-    });
-    run.chaos.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
 }
 
 fn push(arena: &Arena<'_>, run: &mut ExperimentRun, action: ChaosAction, start_ms: f64) {
@@ -470,16 +562,18 @@ fn push(arena: &Arena<'_>, run: &mut ExperimentRun, action: ChaosAction, start_m
 /// A request straight to one replica, not through the balancer.
 async fn probe(client: &reqwest::Client, origin: Instant, purpose: ProbePurpose, endpoint: Endpoint, path: &str) -> Probe {
     let at_ms = ms_since(origin);
-    let (status, error) = match client.get(format!("http://{}{path}", endpoint.addr)).send().await {
-        Ok(response) => (Some(response.status().as_u16()), None),
-        Err(err) => (None, Some(crate::errors::chain(&err))),
+    let (status, error, timed_out) = match client.get(format!("http://{}{path}", endpoint.addr)).send().await {
+        Ok(response) => (Some(response.status().as_u16()), None, false),
+        Err(err) => (None, Some(crate::errors::chain(&err)), err.is_timeout()),
     };
     Probe {
         purpose,
         replica: endpoint.replica,
         path: path.to_owned(),
         at_ms,
+        end_ms: ms_since(origin),
         status,
         error,
+        timed_out,
     }
 }

@@ -20,6 +20,7 @@ pub mod experiment;
 
 use serde::{Deserialize, Serialize};
 
+use crate::check::Untested;
 use crate::check::finding::FindingKind;
 use crate::cluster::replica::ReplicaId;
 use crate::plan::{Load, VuPlan, seed};
@@ -89,6 +90,18 @@ impl ExperimentKind {
         }
     }
 
+    /// Kinds this experiment looks for that it cannot exercise against the target.
+    pub fn untested(self, target: &Target) -> Vec<Untested> {
+        let mut untested = Vec::new();
+        if matches!(self, ExperimentKind::Sigterm) && target.chaos.slow.is_none() {
+            untested.push(Untested {
+                kind: FindingKind::InflightDropped,
+                reason: "no request was in flight at SIGTERM: the target has no [chaos] slow request".into(),
+            });
+        }
+        untested
+    }
+
     /// Whether the workload is users handing artifacts over the disruption.
     fn hands_over(self) -> bool {
         !matches!(self, ExperimentKind::Sigterm | ExperimentKind::StoreOutage)
@@ -150,11 +163,17 @@ pub fn plan(kind: ExperimentKind, seed: u64, replicas: u16, scenarios: &[Scenari
         for scenario in scenarios {
             let Some(gate) = first_handoff(scenario) else { continue };
             for _ in 0..HANDOFFS_PER_SCENARIO {
+                // An artifact crosses the disruption and nothing else: produced and consumed
+                // on one replica, so a failure is not one the scenarios already test across
+                // replicas. Only a scale-out hands over to another, the one it adds (which
+                // takes the name after the last).
                 let (before, after) = match kind {
                     ExperimentKind::Restart | ExperimentKind::Kill | ExperimentKind::Pause => (victim, victim),
-                    // The added replica takes the name after the last one.
                     ExperimentKind::ScaleOut => (*all.choose(&mut rng).unwrap_or(&victim), ReplicaId(replicas)),
-                    _ => (*all.choose(&mut rng).unwrap_or(&victim), *all.choose(&mut rng).unwrap_or(&victim)),
+                    _ => {
+                        let home = *all.choose(&mut rng).unwrap_or(&victim);
+                        (home, home)
+                    }
                 };
                 let routes = (0..scenario.steps.len()).map(|i| if i < gate { before } else { after }).collect();
                 handoffs.push(Handoff {

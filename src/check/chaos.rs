@@ -1,21 +1,48 @@
 //! Chaos findings: what an experiment's record shows. Every failure is explained by the
 //! disruption it met (a request in flight when SIGTERM arrived, a request that reached a
-//! draining replica, an artifact used across a restart), or it is unexplained and the
-//! experiment is an error. A finding needs the experiment's control to have passed, and
-//! the experiment's second run to show it again.
+//! terminating replica while the balancer still routed to it, an artifact used across a
+//! restart), or it is unexplained and the experiment is an error. A finding needs the
+//! experiment's control to have passed, and the experiment's second run to show it again.
+//!
+//! Readiness is judged by the order of answers, never by one sample: it is stale only when
+//! it said ready after the same replica had failed a real request it served before, and
+//! premature only when it said ready after a new replica had failed a page it serves later.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::finding::{ArtifactEvidence, FindingKind};
 use super::twice::{Assessment, Candidate};
-use crate::chaos::experiment::{PAGE_SCENARIO, SLOW_SCENARIO, STORE_SCENARIO};
+use crate::chaos::experiment::{PAGE_SCENARIO, SLOW_SCENARIO, STALE_SAMPLES, STORE_SCENARIO, stale_window};
 use crate::chaos::{ExperimentKind, ExperimentPlan};
 use crate::cluster::replica::Incarnation;
 use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Observed, Outcome, Probe, ProbePurpose, RequestRecord, StepRecord, VuRecord};
 use crate::scenario::Scenario;
+use crate::target::{BalancerSettings, Target};
 
-pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario], delay: Duration) -> Assessment {
+/// What the target says about its platform: the experiments are judged under it.
+#[derive(Debug, Clone, Copy)]
+pub struct Platform {
+    pub balancer: BalancerSettings,
+    pub grace: Duration,
+    pub health_interval: Duration,
+}
+
+impl Platform {
+    pub fn of(target: &Target) -> Self {
+        Self {
+            balancer: target.balancer,
+            grace: target.start.shutdown_grace,
+            health_interval: target.health.interval,
+        }
+    }
+
+    fn model(&self) -> String {
+        format!("judged under {}", self.balancer.model(self.grace))
+    }
+}
+
+pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario], platform: &Platform) -> Assessment {
     let mut assessment = Assessment {
         error: run.error.clone(),
         users: run.users().count() as u32,
@@ -32,19 +59,34 @@ pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario]
     };
     for event in &run.chaos {
         if let ChaosAction::Sigterm { replica, killed: true } = event.action {
-            add(overran_grace(run, replica, event));
+            add(overran_grace(run, replica, event, platform));
         }
     }
-    for candidate in probe_findings(run) {
+    let premature = premature_readiness(run);
+    for evidence in premature.values() {
+        add(evidence.candidate(run));
+    }
+    for candidate in stale_while_draining(run).into_iter().chain(stale_while_store_down(run, platform)) {
         add(candidate);
     }
-    let disruption = Disruption { run, delay };
+    let disruption = Disruption {
+        run,
+        platform,
+        premature: &premature,
+    };
+    let mut crossed = 0;
     for record in run.disrupted.iter().chain(&run.load) {
         match disruption.explain(plan, record, scenarios) {
             Explained::Candidate(candidate) => add(*candidate),
             Explained::Expected | Explained::Passed => {}
+            Explained::CrossedReplicas => crossed += 1,
             Explained::Unexplained(why) => assessment.unexplained.push(why),
         }
+    }
+    if crossed > 0 {
+        assessment.notes.push(format!(
+            "{crossed} failure(s) of users whose artifact crossed to another replica on the way (routed around a replica that was not ready) are the scenarios' question, not this experiment's"
+        ));
     }
     assessment.candidates = found.into_values().collect();
     assessment
@@ -63,7 +105,7 @@ fn baseline(run: &ExperimentRun) -> Option<String> {
         .map(|p| format!("{} was not ready before the disruption ({})", p.replica, probe_result(p)))
 }
 
-fn overran_grace(run: &ExperimentRun, replica: Incarnation, event: &ChaosEvent) -> Candidate {
+fn overran_grace(run: &ExperimentRun, replica: Incarnation, event: &ChaosEvent, platform: &Platform) -> Candidate {
     let grace_ms = event.end_ms - event.start_ms;
     Candidate {
         kind: FindingKind::ShutdownOverranGrace,
@@ -82,86 +124,167 @@ fn overran_grace(run: &ExperimentRun, replica: Incarnation, event: &ChaosEvent) 
         vu: None,
         at_ms: None,
         occurrences: 1,
+        notes: vec![
+            platform.model(),
+            "remedy: finish the drain within the grace period (bound in-flight work and background jobs by the shutdown timeout), or give the replica a longer [start] shutdown_grace, as terminationGracePeriodSeconds should be the app's shutdown timeout plus a margin".into(),
+        ],
     }
 }
 
-/// Readiness that said ready too early, or while the replica could not serve.
-fn probe_findings(run: &ExperimentRun) -> Vec<Candidate> {
-    let mut found = Vec::new();
-    let sigterm_of = |replica: Incarnation| run.chaos.iter().find(|e| matches!(e.action, ChaosAction::Sigterm { replica: r, .. } if r == replica));
-    let start_of = |replica: Incarnation| run.chaos.iter().find(|e| e.action == ChaosAction::Start { replica });
-    let store_stop = run.chaos.iter().find(|e| e.action == ChaosAction::StoreStop);
-    for probe in &run.probes {
-        match probe.purpose {
-            ProbePurpose::FirstPage if !probe.served() => {
-                let later = run.probes.iter().find(|p| p.purpose == ProbePurpose::LaterPage && p.replica == probe.replica && p.served());
-                if let (Some(later), Some(started)) = (later, start_of(probe.replica)) {
-                    found.push(Candidate {
-                        kind: FindingKind::ReadinessPremature,
-                        scenario: run.experiment.clone(),
-                        step: "first request after ready".into(),
-                        producer: probe.replica,
-                        consumer: probe.replica,
-                        after: Some(started.clone()),
-                        expected: format!("a replica that says ready serves GET {}", probe.path),
-                        observed: observed_probe(probe, "right after readiness passed"),
-                        control: format!("the same page was served {:.0} ms later", later.at_ms - probe.at_ms),
-                        artifact: no_artifact(),
-                        vu: None,
-                        at_ms: None,
-                        occurrences: 1,
-                    });
-                }
-            }
-            ProbePurpose::ReadyDraining if probe.said_ready() => {
-                if let Some(sigterm) = sigterm_of(probe.replica) {
-                    found.push(Candidate {
-                        kind: FindingKind::ReadinessStale,
-                        scenario: run.experiment.clone(),
-                        step: "readiness while draining".into(),
-                        producer: probe.replica,
-                        consumer: probe.replica,
-                        after: Some(sigterm.clone()),
-                        expected: "readiness fails once SIGTERM has arrived".into(),
-                        observed: observed_probe(probe, &format!("{:.0} ms after SIGTERM", probe.at_ms - sigterm.start_ms)),
-                        control: "readiness said ready before SIGTERM".into(),
-                        artifact: no_artifact(),
-                        vu: None,
-                        at_ms: None,
-                        occurrences: 1,
-                    });
-                }
-            }
-            ProbePurpose::ReadyStoreDown if probe.said_ready() => {
-                let failed_request = run
-                    .disrupted
-                    .iter()
-                    .filter(|u| u.scenario == STORE_SCENARIO)
-                    .find(|u| u.steps.first().and_then(|s| s.served_by) == Some(probe.replica) && u.first_failure().is_some());
-                if let (Some(user), Some(stop)) = (failed_request, store_stop) {
-                    let step = &user.steps[0];
-                    found.push(Candidate {
-                        kind: FindingKind::ReadinessStale,
-                        scenario: run.experiment.clone(),
-                        step: "readiness while the store is down".into(),
-                        producer: probe.replica,
-                        consumer: probe.replica,
-                        after: Some(stop.clone()),
-                        expected: "readiness fails while a request that needs the store fails".into(),
-                        observed: Observed {
-                            reason: format!("readiness answered {} while a request that needs the store got {}", probe_result(probe), describe(step)),
-                            ..Observed::default()
-                        },
-                        control: "with the store up, readiness said ready and the same request passed".into(),
-                        artifact: no_artifact(),
-                        vu: Some(user.vu),
-                        at_ms: step.requests.last().map(|r| r.start_ms),
-                        occurrences: 1,
-                    });
-                }
-            }
-            _ => {}
+/// A new incarnation that said ready, failed a page, said ready again, and served the
+/// page later.
+struct Premature<'a> {
+    replica: Incarnation,
+    failed: &'a Probe,
+    ready: &'a Probe,
+    served: &'a Probe,
+}
+
+impl Premature<'_> {
+    fn candidate(&self, run: &ExperimentRun) -> Candidate {
+        let started = run.chaos.iter().find(|e| e.action == ChaosAction::Start { replica: self.replica }).cloned();
+        Candidate {
+            kind: FindingKind::ReadinessPremature,
+            scenario: run.experiment.clone(),
+            step: "first request after ready".into(),
+            producer: self.replica,
+            consumer: self.replica,
+            after: started,
+            expected: format!("a replica that says ready serves GET {}", self.failed.path),
+            observed: Observed {
+                reason: format!(
+                    "GET {} answered {} once readiness had passed, and GET {} still answered {} {:.0} ms later",
+                    self.failed.path,
+                    probe_result(self.failed),
+                    self.ready.path,
+                    probe_result(self.ready),
+                    self.ready.at_ms - self.failed.end_ms
+                ),
+                ..Observed::default()
+            },
+            control: format!("the same page was served {:.0} ms later", self.served.at_ms - self.failed.at_ms),
+            artifact: no_artifact(),
+            vu: None,
+            at_ms: Some(self.failed.at_ms),
+            occurrences: 1,
+            notes: vec!["remedy: pass readiness only once the app serves real pages (caches warmed, migrations and connections done); keep liveness separate".into()],
         }
+    }
+}
+
+/// Per new incarnation: the evidence that its readiness passed before it could serve.
+fn premature_readiness(run: &ExperimentRun) -> BTreeMap<Incarnation, Premature<'_>> {
+    let mut found = BTreeMap::new();
+    let mut replicas: Vec<Incarnation> = run.probes.iter().filter(|p| p.purpose == ProbePurpose::FirstPage).map(|p| p.replica).collect();
+    replicas.dedup();
+    for replica in replicas {
+        let of = |purpose: ProbePurpose| run.probes.iter().filter(move |p| p.replica == replica && p.purpose == purpose);
+        let pages = || of(ProbePurpose::FirstPage).chain(of(ProbePurpose::LaterPage));
+        let Some(failed) = pages().find(|p| p.failed()) else { continue };
+        let Some(ready) = of(ProbePurpose::ReadyStarting).find(|p| p.at_ms >= failed.end_ms && p.said_ready()) else { continue };
+        let Some(served) = pages().find(|p| p.at_ms > failed.end_ms && p.served()) else { continue };
+        found.insert(replica, Premature { replica, failed, ready, served });
+    }
+    found
+}
+
+/// Ready answers (at least two) that came after the same replica failed a page while it
+/// drained, when it had served that page before SIGTERM. One ready answer is not enough:
+/// a server closing its listener answers readiness a moment before it refuses pages.
+fn stale_while_draining(run: &ExperimentRun) -> Vec<Candidate> {
+    let mut found = Vec::new();
+    for sigterm in &run.chaos {
+        let ChaosAction::Sigterm { replica, .. } = sigterm.action else { continue };
+        let of = |purpose: ProbePurpose| run.probes.iter().filter(move |p| p.replica == replica && p.purpose == purpose);
+        let served_before = run.control.iter().any(|user| user.scenario == PAGE_SCENARIO && user.first_failure().is_none())
+            || of(ProbePurpose::DrainPage).any(|p| p.at_ms < sigterm.start_ms && p.served());
+        let ready_before = of(ProbePurpose::ReadyBefore).any(Probe::said_ready);
+        let Some(failed) = of(ProbePurpose::DrainPage).find(|p| p.at_ms >= sigterm.start_ms && p.failed()) else { continue };
+        let ready_after: Vec<&Probe> = of(ProbePurpose::ReadyDraining).filter(|p| p.at_ms >= failed.end_ms && p.said_ready()).collect();
+        let (Some(first), Some(last)) = (ready_after.first(), ready_after.last()) else { continue };
+        if ready_after.len() < 2 || !served_before || !ready_before {
+            continue;
+        }
+        found.push(Candidate {
+            kind: FindingKind::ReadinessStale,
+            scenario: run.experiment.clone(),
+            step: "readiness while draining".into(),
+            producer: replica,
+            consumer: replica,
+            after: Some(sigterm.clone()),
+            expected: "a replica that cannot serve says it is not ready".into(),
+            observed: Observed {
+                reason: format!(
+                    "GET {} answered {} {:.0} ms after SIGTERM; then GET {} answered {} {} times, from {:.0} to {:.0} ms after SIGTERM",
+                    failed.path,
+                    probe_result(failed),
+                    failed.at_ms - sigterm.start_ms,
+                    first.path,
+                    probe_result(first),
+                    ready_after.len(),
+                    first.at_ms - sigterm.start_ms,
+                    last.at_ms - sigterm.start_ms
+                ),
+                ..Observed::default()
+            },
+            control: format!("before SIGTERM, {replica} said ready and served GET {}", failed.path),
+            artifact: no_artifact(),
+            vu: None,
+            at_ms: Some(failed.at_ms),
+            occurrences: 1,
+            notes: vec!["remedy: fail readiness as soon as SIGTERM arrives (or the app stops serving), so no balancer that trusts readiness keeps sending requests".into()],
+        });
+    }
+    found
+}
+
+/// Readiness that went on saying ready, sample after sample over the stale window, after
+/// the same replica failed a request that needs the store (which it served with the store
+/// up).
+fn stale_while_store_down(run: &ExperimentRun, platform: &Platform) -> Vec<Candidate> {
+    let Some(stop) = run.chaos.iter().find(|e| e.action == ChaosAction::StoreStop) else { return Vec::new() };
+    let window_ms = stale_window(platform.health_interval).as_secs_f64() * 1000.0;
+    let mut found = Vec::new();
+    for user in run.disrupted.iter().filter(|u| u.scenario == STORE_SCENARIO) {
+        let Some(step) = user.first_failure() else { continue };
+        let Some(request) = step.requests.last() else { continue };
+        let Some(replica) = request.served_by else { continue };
+        let served_before = run.control.iter().any(|c| c.first_failure().is_none() && c.steps.first().and_then(|s| s.served_by) == Some(replica));
+        let after: Vec<&Probe> = run
+            .probes
+            .iter()
+            .filter(|p| p.purpose == ProbePurpose::ReadyStoreDown && p.replica == replica && p.at_ms >= request.end_ms)
+            .collect();
+        let (Some(first), Some(last)) = (after.first(), after.last()) else { continue };
+        let kept_saying_ready = after.len() >= STALE_SAMPLES && after.iter().all(|p| p.said_ready()) && last.at_ms - request.end_ms >= 0.9 * window_ms;
+        if !served_before || !kept_saying_ready {
+            continue;
+        }
+        found.push(Candidate {
+            kind: FindingKind::ReadinessStale,
+            scenario: run.experiment.clone(),
+            step: "readiness while the store is down".into(),
+            producer: replica,
+            consumer: replica,
+            after: Some(stop.clone()),
+            expected: "readiness fails while the app cannot serve requests that need the store".into(),
+            observed: Observed {
+                reason: format!(
+                    "a request that needs the store got {}; readiness then answered {} all {} times over the next {:.0} ms",
+                    describe(step),
+                    probe_result(first),
+                    after.len(),
+                    last.at_ms - request.end_ms
+                ),
+                ..Observed::default()
+            },
+            control: "with the store up, readiness said ready and the same request passed".into(),
+            artifact: no_artifact(),
+            vu: Some(user.vu),
+            at_ms: Some(request.start_ms),
+            occurrences: 1,
+            notes: vec!["remedy: make readiness check the store the app needs (a PING with a short timeout), so replicas that cannot serve leave the balancer".into()],
+        });
     }
     found
 }
@@ -172,12 +295,16 @@ enum Explained {
     /// A casualty of a disruption that spares nobody (SIGKILL, a pause, a store outage).
     Expected,
     Candidate(Box<Candidate>),
+    /// The artifact crossed to another replica as well as the disruption: whether it works
+    /// across replicas is the scenarios' question.
+    CrossedReplicas,
     Unexplained(String),
 }
 
 struct Disruption<'a> {
     run: &'a ExperimentRun,
-    delay: Duration,
+    platform: &'a Platform,
+    premature: &'a BTreeMap<Incarnation, Premature<'a>>,
 }
 
 impl Disruption<'_> {
@@ -199,17 +326,15 @@ impl Disruption<'_> {
                 return Explained::Expected;
             }
         }
-        if let Some(candidate) = self.lost_artifact(plan, record, step, scenarios) {
-            return Explained::Candidate(Box::new(candidate));
-        }
-        Explained::Unexplained(format!("vu {} ({}) step `{}`: {}", record.vu, record.scenario, step.name, describe(step)))
+        self.lost_artifact(plan, record, step, scenarios)
+            .unwrap_or_else(|| Explained::Unexplained(format!("vu {} ({}) step `{}`: {}", record.vu, record.scenario, step.name, describe(step))))
     }
 
     /// A request that failed on an incarnation that got SIGTERM: in flight when it arrived,
     /// or sent while the balancer still routed to it.
     fn shutdown_casualty(&self, record: &VuRecord, step: &StepRecord, request: &RequestRecord) -> Option<Candidate> {
         let replica = request.served_by?;
-        let sigterm = self.run.chaos.iter().find(|e| matches!(e.action, ChaosAction::Sigterm { replica: r, .. } if r == replica))?;
+        let sigterm = self.first(|a| matches!(a, ChaosAction::Sigterm { replica: r, .. } if *r == replica))?;
         // The control: the same incarnation answered a request before SIGTERM.
         let served_before = self.run.users().find_map(|user| {
             let served = user.steps.iter().flat_map(|s| &s.requests).any(|r| {
@@ -220,11 +345,19 @@ impl Disruption<'_> {
         // The balancer routed to it until it was deregistered; a request it routed there
         // started before that.
         let deregistered = self.first(|a| *a == ChaosAction::Deregister { replica }).map(|e| e.start_ms);
-        let window_end = deregistered.unwrap_or(sigterm.start_ms + self.delay.as_secs_f64() * 1000.0);
-        let (kind, expected) = if request.start_ms < sigterm.start_ms {
-            (FindingKind::InflightDropped, "a request in flight when SIGTERM arrives completes")
+        let window_end = deregistered.unwrap_or(sigterm.start_ms + self.platform.balancer.deregistration_delay.as_secs_f64() * 1000.0);
+        let (kind, expected, remedy) = if request.start_ms < sigterm.start_ms {
+            (
+                FindingKind::InflightDropped,
+                "a request in flight when SIGTERM arrives completes",
+                "remedy: on SIGTERM stop accepting new connections but let requests in flight finish (a graceful shutdown) before the process exits",
+            )
         } else if request.start_ms <= window_end {
-            (FindingKind::RefusedDuringDeregistration, "a replica keeps serving while the balancer still routes to it after SIGTERM")
+            (
+                FindingKind::RefusedDuringDeregistration,
+                "a replica keeps serving while the balancer still routes to it after SIGTERM",
+                "remedies: keep accepting and serving for longer than the deregistration delay after SIGTERM (readiness failing) before closing the listener; or delay SIGTERM with a preStop sleep longer than the delay ([balancer] pre_stop); or, if your platform's load balancer stops routing before it stops an instance, say so ([balancer] deregistration = \"before-sigterm\")",
+            )
         } else {
             return None;
         };
@@ -253,52 +386,42 @@ impl Disruption<'_> {
             vu: Some(record.vu),
             at_ms: Some(request.start_ms),
             occurrences: 1,
+            notes: vec![self.platform.model(), remedy.into()],
         })
     }
 
-    /// A request that failed on an incarnation that said ready before it could serve.
+    /// A request that failed on an incarnation whose readiness passed before it could
+    /// serve, before it first served.
     fn premature_casualty(&self, record: &VuRecord, step: &StepRecord, request: &RequestRecord) -> Option<Candidate> {
         let replica = request.served_by?;
-        let first = self.run.probes.iter().find(|p| p.purpose == ProbePurpose::FirstPage && p.replica == replica && !p.served())?;
-        let later = self.run.probes.iter().find(|p| p.purpose == ProbePurpose::LaterPage && p.replica == replica && p.served())?;
-        if request.start_ms > later.at_ms {
+        let evidence = self.premature.get(&replica)?;
+        if request.start_ms > evidence.served.at_ms {
             return None;
         }
-        let started = self.run.chaos.iter().find(|e| e.action == ChaosAction::Start { replica })?;
-        Some(Candidate {
-            kind: FindingKind::ReadinessPremature,
-            scenario: self.run.experiment.clone(),
-            step: "first request after ready".into(),
-            producer: replica,
-            consumer: replica,
-            after: Some(started.clone()),
-            expected: format!("a replica that says ready serves GET {}", first.path),
-            observed: Observed {
-                status: request.status,
-                reason: format!("vu {} step `{}` failed on {replica} before it could serve", record.vu, step.name),
-                ..Observed::default()
-            },
-            control: format!("{replica} served the same page {:.0} ms later", later.at_ms - first.at_ms),
-            artifact: no_artifact(),
-            vu: Some(record.vu),
-            at_ms: Some(request.start_ms),
-            occurrences: 1,
-        })
+        let mut candidate = evidence.candidate(self.run);
+        candidate.observed = Observed {
+            status: request.status,
+            reason: format!("vu {} step `{}` failed on {replica} before it could serve", record.vu, step.name),
+            ..Observed::default()
+        };
+        candidate.vu = Some(record.vu);
+        candidate.at_ms = Some(request.start_ms);
+        Some(candidate)
     }
 
-    /// Something one incarnation handed out that did not work on another after the
-    /// disruption: the artifact the failed step consumes, or else whatever the latest
-    /// request served elsewhere left (a redirect can cross incarnations within a step).
-    fn lost_artifact(&self, plan: &ExperimentPlan, record: &VuRecord, step: &StepRecord, scenarios: &[Scenario]) -> Option<Candidate> {
+    /// Something a replica handed out that did not work on it after the disruption: the
+    /// artifact the failed step consumes, or else whatever the latest request served by
+    /// another incarnation left (a redirect can cross incarnations within a step).
+    fn lost_artifact(&self, plan: &ExperimentPlan, record: &VuRecord, step: &StepRecord, scenarios: &[Scenario]) -> Option<Explained> {
         let Outcome::Failed { expected, observed } = &step.outcome else { return None };
         let scenario = scenarios.iter().find(|s| s.name == record.scenario)?;
         let requests: Vec<(usize, &RequestRecord)> = record.steps[..=step.index].iter().flat_map(|s| s.requests.iter().map(move |r| (s.index, r))).collect();
         let consumer = requests.iter().rev().find_map(|(_, r)| r.served_by)?;
-        // After a store restart, the store lost it: producer and consumer may be one replica.
-        let same_replica_counts = plan.kind == ExperimentKind::StoreRestart;
+        // After a store restart, the store lost it: producer and consumer may be one incarnation.
+        let same_incarnation_counts = plan.kind == ExperimentKind::StoreRestart;
         let declared = scenario.steps.get(step.index)?.consumes.as_ref().and_then(|artifact| {
             let index = scenario.producer_of(artifact, step.index)?;
-            let producer = record.steps.get(index)?.served_by.filter(|p| same_replica_counts || *p != consumer)?;
+            let producer = record.steps.get(index)?.served_by.filter(|p| same_incarnation_counts || *p != consumer)?;
             Some((index, producer, Some(artifact)))
         });
         let (producer_step, producer, artifact) = match declared {
@@ -309,10 +432,13 @@ impl Disruption<'_> {
             }
         };
         let (kind, after) = match plan.kind {
-            ExperimentKind::StoreRestart => (FindingKind::ArtifactLostAfterStoreRestart, self.first(|a| *a == ChaosAction::StoreStop)?),
-            ExperimentKind::ScaleOut => {
+            // Only the added replica is the question; anything else crossed replicas.
+            ExperimentKind::ScaleOut if producer.id != consumer.id => {
                 (FindingKind::for_artifact(artifact), self.first(|a| matches!(a, ChaosAction::Start { replica } if *replica == consumer))?)
             }
+            // Produced on one replica, consumed on another: not this experiment's question.
+            _ if producer.id != consumer.id => return Some(Explained::CrossedReplicas),
+            ExperimentKind::StoreRestart => (FindingKind::ArtifactLostAfterStoreRestart, self.first(|a| *a == ChaosAction::StoreStop)?),
             ExperimentKind::Restart | ExperimentKind::Kill | ExperimentKind::RollingRestart => {
                 let stopped = |a: &ChaosAction| matches!(a, ChaosAction::Sigterm { replica, .. } | ChaosAction::Kill { replica } if *replica == producer);
                 (FindingKind::ArtifactLostAfterRestart, self.first(stopped)?)
@@ -320,7 +446,7 @@ impl Disruption<'_> {
             _ => return None,
         };
         let produced = record.steps.get(producer_step)?;
-        Some(Candidate {
+        Some(Explained::Candidate(Box::new(Candidate {
             kind,
             scenario: record.scenario.clone(),
             step: step.name.clone(),
@@ -329,7 +455,7 @@ impl Disruption<'_> {
             after: Some(after.clone()),
             expected: expected.clone(),
             observed: observed.clone(),
-            control: format!("the same steps, every one on {}, without the disruption, passed", producer.id),
+            control: format!("the same steps on the same routes, without the disruption, passed ({})", describe_routes(record)),
             artifact: ArtifactEvidence {
                 kind: artifact.map_or_else(|| "none".to_owned(), |a| a.0.clone()),
                 cookies: produced.set_cookies.clone(),
@@ -338,7 +464,8 @@ impl Disruption<'_> {
             vu: Some(record.vu),
             at_ms: step.requests.last().map(|r| r.start_ms),
             occurrences: 1,
-        })
+            notes: Vec::new(),
+        })))
     }
 
     fn first(&self, matches: impl Fn(&ChaosAction) -> bool) -> Option<&ChaosEvent> {
@@ -352,6 +479,11 @@ impl Disruption<'_> {
             matches!(e.action, ChaosAction::Kill { replica: r } | ChaosAction::Pause { replica: r } if r == replica) && e.start_ms <= request.end_ms
         })
     }
+}
+
+/// `r0, r0, r0`: the replica each step was planned on.
+fn describe_routes(record: &VuRecord) -> String {
+    record.steps.iter().map(|s| s.planned.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// No answer from the app: a transport error, a balancer error, a cut body, or a 5xx.
@@ -379,14 +511,6 @@ fn probe_result(probe: &Probe) -> String {
     }
 }
 
-/// The probe's answer is the whole observation; its status is in the reason.
-fn observed_probe(probe: &Probe, when: &str) -> Observed {
-    Observed {
-        reason: format!("GET {} answered {} {when}", probe.path, probe_result(probe)),
-        ..Observed::default()
-    }
-}
-
 fn no_artifact() -> ArtifactEvidence {
     ArtifactEvidence {
         kind: "none".into(),
@@ -406,6 +530,17 @@ mod tests {
 
     const DELAY: Duration = Duration::from_millis(500);
 
+    fn platform() -> Platform {
+        Platform {
+            balancer: BalancerSettings {
+                deregistration_delay: DELAY,
+                ..BalancerSettings::default()
+            },
+            grace: Duration::from_secs(5),
+            health_interval: Duration::from_millis(200),
+        }
+    }
+
     fn r(id: u16, generation: u32) -> Incarnation {
         Incarnation { id: ReplicaId(id), generation }
     }
@@ -423,8 +558,21 @@ mod tests {
         ChaosEvent { action, start_ms, end_ms }
     }
 
-    /// A one-request user of the experiment's page scenario, served by `replica`.
-    fn page_user(vu: u32, replica: Incarnation, start_ms: f64, status: Option<u16>, error: Option<&str>) -> VuRecord {
+    fn probe(purpose: ProbePurpose, replica: Incarnation, at_ms: f64, status: Option<u16>) -> Probe {
+        Probe {
+            purpose,
+            replica,
+            path: if matches!(purpose, ProbePurpose::DrainPage | ProbePurpose::FirstPage | ProbePurpose::LaterPage) { "/".into() } else { "/ready".into() },
+            at_ms,
+            end_ms: at_ms + 2.0,
+            status,
+            error: status.is_none().then(|| "connection refused".into()),
+            timed_out: false,
+        }
+    }
+
+    /// A one-request user of `scenario`, served by `replica`.
+    fn user(scenario: &str, vu: u32, replica: Incarnation, start_ms: f64, status: Option<u16>, error: Option<&str>) -> VuRecord {
         let request = RequestRecord {
             method: "GET".into(),
             path: "/".into(),
@@ -437,15 +585,23 @@ mod tests {
             end_ms: start_ms + 5.0,
             error: error.map(str::to_owned),
         };
-        let outcome = match error {
-            Some(message) => Outcome::Error { message: message.into() },
-            None => Outcome::Passed,
+        let outcome = match (error, status) {
+            (Some(message), _) => Outcome::Error { message: message.into() },
+            (None, Some(status)) if status >= 400 => Outcome::Failed {
+                expected: "status 2xx".into(),
+                observed: Observed {
+                    status: Some(status),
+                    reason: "expected status 2xx".into(),
+                    ..Observed::default()
+                },
+            },
+            _ => Outcome::Passed,
         };
         VuRecord {
             phase: Phase::Main,
             vu,
             iteration: 0,
-            scenario: PAGE_SCENARIO.into(),
+            scenario: scenario.into(),
             steps: vec![StepRecord {
                 index: 0,
                 name: "page".into(),
@@ -460,10 +616,15 @@ mod tests {
         }
     }
 
-    /// SIGTERM to r0 at 1000 ms, deregistered at 1500 ms; r0 served vu 1 before.
+    fn page_user(vu: u32, replica: Incarnation, start_ms: f64, status: Option<u16>, error: Option<&str>) -> VuRecord {
+        user(PAGE_SCENARIO, vu, replica, start_ms, status, error)
+    }
+
+    /// SIGTERM to r0 at 1000 ms, deregistered at 1500 ms; r0 said ready and served vu 1 before.
     fn sigterm_run(users: Vec<VuRecord>) -> ExperimentRun {
         let mut run = ExperimentRun::new("sigterm", Phase::Main);
         run.control = vec![page_user(1, r(0, 1), 100.0, Some(200), None)];
+        run.probes = vec![probe(ProbePurpose::ReadyBefore, r(0, 1), 50.0, Some(200))];
         run.chaos = vec![
             event(ChaosAction::Sigterm { replica: r(0, 1), killed: false }, 1000.0, 1200.0),
             event(ChaosAction::Deregister { replica: r(0, 1) }, 1500.0, 1500.0),
@@ -472,27 +633,42 @@ mod tests {
         run
     }
 
+    /// Page and readiness asked in turn from `from` ms, every 100 ms.
+    fn drain(run: &mut ExperimentRun, from: f64, samples: &[(Option<u16>, Option<u16>)]) {
+        for (index, (page, ready)) in samples.iter().enumerate() {
+            let at = from + 100.0 * index as f64;
+            run.probes.push(probe(ProbePurpose::DrainPage, r(0, 1), at, *page));
+            run.probes.push(probe(ProbePurpose::ReadyDraining, r(0, 1), at + 5.0, *ready));
+        }
+    }
+
     fn kinds(assessment: &Assessment) -> Vec<FindingKind> {
         assessment.candidates.iter().map(|c| c.kind).collect()
+    }
+
+    fn assess_sigterm(run: &ExperimentRun) -> Assessment {
+        assess(&plan(ExperimentKind::Sigterm), run, &[], &platform())
     }
 
     #[test]
     fn failures_around_sigterm_are_in_flight_or_refused_by_when_they_started() {
         let refused = page_user(2, r(0, 1), 1200.0, Some(502), Some("the balancer answered 502: r0: connection refused"));
         let dropped = page_user(3, r(0, 1), 900.0, Some(502), Some("the balancer answered 502: r0: connection reset"));
-        let assessment = assess(&plan(ExperimentKind::Sigterm), &sigterm_run(vec![refused, dropped]), &[], DELAY);
+        let assessment = assess_sigterm(&sigterm_run(vec![refused, dropped]));
         assert_eq!(kinds(&assessment), [FindingKind::InflightDropped, FindingKind::RefusedDuringDeregistration]);
         assert!(assessment.unexplained.is_empty() && assessment.baseline.is_none());
         let refused = &assessment.candidates[1];
         assert_eq!(refused.control, "r0 served vu 1 before SIGTERM");
         assert_eq!(refused.scenario, "sigterm");
         assert_eq!(refused.step, "GET /");
+        assert!(refused.notes[0].contains("deregistration = \"kubernetes\"") && refused.notes[0].contains("500ms"), "{:?}", refused.notes);
+        assert!(refused.notes[1].contains("pre_stop") && refused.notes[1].contains("before-sigterm"), "{:?}", refused.notes);
     }
 
     #[test]
     fn a_failure_after_deregistration_is_not_explained_by_it() {
         let late = page_user(2, r(0, 1), 1600.0, Some(502), Some("the balancer answered 502: r0: connection refused"));
-        let assessment = assess(&plan(ExperimentKind::Sigterm), &sigterm_run(vec![late]), &[], DELAY);
+        let assessment = assess_sigterm(&sigterm_run(vec![late]));
         assert!(assessment.candidates.is_empty());
         assert_eq!(assessment.unexplained.len(), 1);
     }
@@ -501,42 +677,135 @@ mod tests {
     fn a_replica_never_seen_serving_gives_no_shutdown_finding() {
         let mut run = sigterm_run(vec![page_user(2, r(0, 1), 1200.0, Some(502), Some("refused"))]);
         run.control.clear();
-        let assessment = assess(&plan(ExperimentKind::Sigterm), &run, &[], DELAY);
-        assert!(assessment.candidates.is_empty(), "no control, no finding");
+        assert!(assess_sigterm(&run).candidates.is_empty(), "no control, no finding");
     }
 
     #[test]
-    fn a_kill_after_the_grace_and_readiness_while_draining_are_findings() {
+    fn a_kill_after_the_grace_is_a_finding_under_the_model() {
         let mut run = sigterm_run(Vec::new());
         run.chaos[0].action = ChaosAction::Sigterm { replica: r(0, 1), killed: true };
-        run.probes.push(Probe {
-            purpose: ProbePurpose::ReadyDraining,
-            replica: r(0, 1),
-            path: "/healthz/ready".into(),
-            at_ms: 1250.0,
-            status: Some(200),
-            error: None,
-        });
-        let assessment = assess(&plan(ExperimentKind::Sigterm), &run, &[], DELAY);
-        assert_eq!(kinds(&assessment), [FindingKind::ReadinessStale, FindingKind::ShutdownOverranGrace]);
+        let assessment = assess_sigterm(&run);
+        assert_eq!(kinds(&assessment), [FindingKind::ShutdownOverranGrace]);
+        assert!(assessment.candidates[0].notes[0].contains("SIGKILL follows 5s after SIGTERM"), "{:?}", assessment.candidates[0].notes);
     }
 
     #[test]
-    fn a_page_that_fails_right_after_ready_and_works_later_is_premature_readiness() {
+    fn a_draining_replica_that_says_ready_and_serves_is_not_stale() {
+        let mut run = sigterm_run(Vec::new());
+        drain(&mut run, 1000.0, &[(Some(200), Some(200)); 6]);
+        assert!(assess_sigterm(&run).candidates.is_empty());
+    }
+
+    #[test]
+    fn one_ready_answer_as_the_listener_closes_is_not_stale() {
+        // The server closed its listener between the page and the readiness probe: the
+        // ready answer came first, so nothing says it was ready while failing.
+        let mut run = sigterm_run(Vec::new());
+        drain(&mut run, 1000.0, &[(Some(200), Some(200)), (None, Some(200)), (None, None), (None, None)]);
+        assert!(assess_sigterm(&run).candidates.is_empty(), "{:?}", assess_sigterm(&run).candidates);
+    }
+
+    #[test]
+    fn readiness_that_goes_on_saying_ready_while_pages_fail_is_stale() {
+        let mut run = sigterm_run(Vec::new());
+        drain(&mut run, 1000.0, &[(Some(200), Some(200)), (Some(503), Some(200)), (Some(503), Some(200)), (Some(503), Some(200))]);
+        let assessment = assess_sigterm(&run);
+        assert_eq!(kinds(&assessment), [FindingKind::ReadinessStale]);
+        let stale = &assessment.candidates[0];
+        assert!(stale.observed.reason.contains("answered status 503 100 ms after SIGTERM"), "{}", stale.observed.reason);
+        assert!(stale.observed.reason.contains("status 200 3 times"), "{}", stale.observed.reason);
+        let mut unready_before = run.clone();
+        unready_before.probes[0].status = Some(503);
+        assert!(assess_sigterm(&unready_before).candidates.iter().all(|c| c.kind != FindingKind::ReadinessStale), "no control");
+    }
+
+    fn started_run(pages: &[(ProbePurpose, f64, Option<u16>)], ready: &[(f64, Option<u16>)]) -> ExperimentRun {
         let mut run = ExperimentRun::new("restart", Phase::Main);
         run.chaos.push(event(ChaosAction::Start { replica: r(0, 2) }, 100.0, 150.0));
-        let probe = |purpose, at_ms, status| Probe {
-            purpose,
-            replica: r(0, 2),
-            path: "/".into(),
-            at_ms,
-            status: Some(status),
-            error: None,
-        };
-        run.probes = vec![probe(ProbePurpose::FirstPage, 151.0, 503), probe(ProbePurpose::LaterPage, 560.0, 200)];
-        let assessment = assess(&plan(ExperimentKind::Restart), &run, &[], DELAY);
+        run.probes.extend(pages.iter().map(|(purpose, at, status)| probe(*purpose, r(0, 2), *at, *status)));
+        run.probes.extend(ready.iter().map(|(at, status)| probe(ProbePurpose::ReadyStarting, r(0, 2), *at, *status)));
+        run
+    }
+
+    #[test]
+    fn a_page_that_fails_while_readiness_says_ready_and_works_later_is_premature_readiness() {
+        let run = started_run(&[(ProbePurpose::FirstPage, 151.0, Some(503)), (ProbePurpose::LaterPage, 560.0, Some(200))], &[(255.0, Some(200))]);
+        let assessment = assess(&plan(ExperimentKind::Restart), &run, &[], &platform());
         assert_eq!(kinds(&assessment), [FindingKind::ReadinessPremature]);
         assert_eq!(assessment.candidates[0].control, "the same page was served 409 ms later");
+    }
+
+    #[test]
+    fn a_page_that_fails_while_readiness_says_not_ready_is_not_premature() {
+        // Readiness flipped back: it said ready a moment too early once, then told the truth.
+        let run = started_run(&[(ProbePurpose::FirstPage, 151.0, Some(503)), (ProbePurpose::LaterPage, 560.0, Some(200))], &[(255.0, Some(503))]);
+        assert!(assess(&plan(ExperimentKind::Restart), &run, &[], &platform()).candidates.is_empty());
+        // A slow first page is slow, not failing.
+        let mut slow = started_run(&[(ProbePurpose::FirstPage, 151.0, None), (ProbePurpose::LaterPage, 2560.0, Some(200))], &[(2255.0, Some(200))]);
+        slow.probes[0].timed_out = true;
+        assert!(assess(&plan(ExperimentKind::Restart), &slow, &[], &platform()).candidates.is_empty());
+    }
+
+    fn store_run(ready: &[Option<u16>]) -> ExperimentRun {
+        let mut run = ExperimentRun::new("store-outage", Phase::Main);
+        run.control = vec![user(STORE_SCENARIO, 1, r(0, 1), 100.0, Some(200), None)];
+        run.chaos.push(event(ChaosAction::StoreStop, 1000.0, 1010.0));
+        run.disrupted = vec![user(STORE_SCENARIO, 2, r(0, 1), 1300.0, Some(500), None)];
+        for (index, status) in ready.iter().enumerate() {
+            run.probes.push(probe(ProbePurpose::ReadyStoreDown, r(0, 1), 1310.0 + 340.0 * index as f64, *status));
+        }
+        run
+    }
+
+    #[test]
+    fn readiness_that_stays_ready_for_the_window_after_a_store_request_failed_is_stale() {
+        let assessment = assess(&plan(ExperimentKind::StoreOutage), &store_run(&[Some(200); 4]), &[], &platform());
+        assert_eq!(kinds(&assessment), [FindingKind::ReadinessStale]);
+        assert!(assessment.candidates[0].observed.reason.contains("all 4 times"), "{}", assessment.candidates[0].observed.reason);
+        // A readiness check that caches its answer for a moment, then tells the truth.
+        let cached = assess(&plan(ExperimentKind::StoreOutage), &store_run(&[Some(200), Some(200), Some(503), Some(503)]), &[], &platform());
+        assert!(cached.candidates.is_empty());
+    }
+
+    #[test]
+    fn a_restart_finding_needs_the_artifact_to_cross_nothing_but_the_restart() {
+        use crate::scenario::fixtures::demo_scenarios;
+        let scenarios = demo_scenarios();
+        let login = scenarios.iter().find(|s| s.name == "login").unwrap();
+        let consume = login.steps.iter().position(|s| s.consumes.is_some()).unwrap();
+        let handoff = |consumer: Incarnation| {
+            let mut record = VuRecord {
+                phase: Phase::Main,
+                vu: 7,
+                iteration: 0,
+                scenario: "login".into(),
+                steps: (0..=consume).map(|index| user("login", 7, r(0, 1), index as f64, Some(200), None).steps.remove(0)).collect(),
+            };
+            for (index, step) in record.steps.iter_mut().enumerate() {
+                step.index = index;
+            }
+            let last = record.steps.last_mut().unwrap();
+            last.served_by = Some(consumer);
+            last.requests[0].served_by = Some(consumer);
+            last.outcome = Outcome::Failed {
+                expected: "status 200".into(),
+                observed: Observed {
+                    status: Some(302),
+                    reason: "turned away".into(),
+                    ..Observed::default()
+                },
+            };
+            record
+        };
+        let mut run = ExperimentRun::new("rolling-restart", Phase::Main);
+        run.chaos.push(event(ChaosAction::Sigterm { replica: r(0, 1), killed: false }, 50.0, 60.0));
+        run.disrupted = vec![handoff(r(0, 2))];
+        let same = assess(&plan(ExperimentKind::RollingRestart), &run, &scenarios, &platform());
+        assert_eq!(kinds(&same), [FindingKind::ArtifactLostAfterRestart]);
+        run.disrupted = vec![handoff(r(1, 1))];
+        let crossed = assess(&plan(ExperimentKind::RollingRestart), &run, &scenarios, &platform());
+        assert!(crossed.candidates.is_empty() && crossed.unexplained.is_empty());
+        assert_eq!(crossed.notes.len(), 1);
     }
 
     #[test]
@@ -544,18 +813,18 @@ mod tests {
         let dropped = || page_user(3, r(0, 1), 900.0, Some(502), Some("reset"));
         let mut broken_control = sigterm_run(vec![dropped()]);
         broken_control.control = vec![page_user(1, r(0, 1), 100.0, Some(502), Some("refused"))];
-        let baseline = assess(&plan(ExperimentKind::Sigterm), &broken_control, &[], DELAY);
+        let baseline = assess_sigterm(&broken_control);
         assert!(baseline.baseline.is_some());
         let (findings, result) = judge(&baseline, None, 1, &|s| s.to_owned(), "sigterm");
         assert!(findings.is_empty());
         assert_eq!(result.status, ScenarioStatus::BaselineFailed);
 
-        let first = assess(&plan(ExperimentKind::Sigterm), &sigterm_run(vec![dropped()]), &[], DELAY);
-        let quiet = assess(&plan(ExperimentKind::Sigterm), &sigterm_run(Vec::new()), &[], DELAY);
+        let first = assess_sigterm(&sigterm_run(vec![dropped()]));
+        let quiet = assess_sigterm(&sigterm_run(Vec::new()));
         let (findings, result) = judge(&first, Some(&quiet), 1, &|s| s.to_owned(), "sigterm");
         assert!(findings.is_empty());
         assert_eq!(result.unconfirmed, 1);
-        let again = assess(&plan(ExperimentKind::Sigterm), &sigterm_run(vec![dropped()]), &[], DELAY);
+        let again = assess_sigterm(&sigterm_run(vec![dropped()]));
         let (findings, result) = judge(&first, Some(&again), 1, &|s| format!("--scenarios {s}"), "sigterm");
         assert_eq!(result.status, ScenarioStatus::Failed);
         let [finding] = findings.as_slice() else { panic!("{findings:?}") };

@@ -98,6 +98,10 @@ pub struct Finding {
     pub at_ms: Option<f64>,
     /// The chaos action the failure followed, for findings of chaos experiments.
     pub after: Option<ChaosContext>,
+    /// How the question was asked and judged: the deployment model a shutdown finding
+    /// depends on, an adaptation the users needed, remedies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub seed: u64,
     pub reproduce: String,
 }

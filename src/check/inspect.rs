@@ -84,7 +84,7 @@ fn forwarded(run: &InspectionRun, settings: &BalancerSettings, vantage: Vantage)
     for answer in &run.answers {
         match answer.question {
             Question::EchoThroughBalancer => {
-                if answer.scheme.as_deref().is_some_and(|s| s != "https") {
+                if answer.scheme.as_deref().is_some_and(|s| !s.eq_ignore_ascii_case("https")) {
                     found.push(candidate(
                         FindingKind::ForwardedProtoIgnored,
                         answer,
@@ -113,7 +113,8 @@ fn forwarded(run: &InspectionRun, settings: &BalancerSettings, vantage: Vantage)
                     .iter()
                     .find(|a| a.question == Question::EchoDirect && a.replica == answer.replica)
                     .and_then(|a| a.scheme.as_deref());
-                let believed_scheme = answer.scheme.as_deref() == Some(FORGED_SCHEME) && direct_scheme != Some(FORGED_SCHEME);
+                let is_forged = |scheme: Option<&str>| scheme.is_some_and(|s| s.eq_ignore_ascii_case(FORGED_SCHEME));
+                let believed_scheme = is_forged(answer.scheme.as_deref()) && !is_forged(direct_scheme);
                 if believed_client || believed_scheme {
                     let what: Vec<&str> = [(believed_client, "X-Forwarded-For"), (believed_scheme, "X-Forwarded-Proto")]
                         .into_iter()
@@ -152,6 +153,20 @@ fn candidate(kind: FindingKind, answer: &Answer, expected: &str, reason: String,
         vu: None,
         at_ms: None,
         occurrences: 1,
+        notes: vec![remedy(kind).into()],
+    }
+}
+
+/// What to change, in words that hold for any framework.
+pub fn remedy(kind: FindingKind) -> &'static str {
+    match kind {
+        FindingKind::ForwardedProtoIgnored | FindingKind::ForwardedForIgnored => {
+            "remedy: have the app (or its server) take X-Forwarded-Proto and X-Forwarded-For from the proxy in front of it, trusting that proxy's address only (the target's `{proxy_address}`)"
+        }
+        FindingKind::ForwardedHeadersSpoofable => {
+            "remedy: believe X-Forwarded-* only from the known proxy's address, not from any peer (not all of loopback or a private range)"
+        }
+        _ => "",
     }
 }
 
@@ -192,6 +207,7 @@ fn http_redirects(users: &History, public_authority: &str) -> Vec<Candidate> {
         vu: Some(user.vu),
         at_ms: Some(request.start_ms),
         occurrences: 1 + others as u32,
+        notes: vec![remedy(FindingKind::ForwardedProtoIgnored).into()],
     }]
 }
 
@@ -241,6 +257,7 @@ fn divergent_keys(run: &InspectionRun) -> Option<Candidate> {
         vu: None,
         at_ms: None,
         occurrences: 1,
+        notes: vec!["remedy: sign with keys from one shared store (or distribute one key set to every replica), so every replica publishes and accepts the same keys".into()],
     })
 }
 

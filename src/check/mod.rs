@@ -9,6 +9,7 @@
 //! 3. `judge` turns candidates into findings only when the control passed and the failure
 //!    reproduced. A control that fails makes the scenario `baseline-failed`, never a finding.
 
+pub mod adapt;
 pub mod chaos;
 pub mod finding;
 pub mod inspect;
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::replica::Incarnation;
 use crate::history::{History, Observed, Outcome, Phase, StepRecord, VuRecord};
-use crate::plan::{Plan, VuPlan};
+use crate::plan::VuPlan;
 use crate::scenario::{Artifact, Scenario};
 use finding::{ArtifactEvidence, Control, ControlResult, Finding, FindingKind};
 
@@ -69,7 +70,7 @@ pub struct Tally {
 pub fn triage(scenarios: &[Scenario], history: &History) -> Triage {
     let mut triage = Triage::default();
     let mut groups: BTreeMap<(String, usize, Incarnation, Incarnation), Candidate> = BTreeMap::new();
-    for record in history.vus.iter().filter(|v| v.phase == Phase::Main) {
+    for record in history.vus.iter().filter(|v| matches!(v.phase, Phase::Main | Phase::Adapted)) {
         let Some(scenario) = scenarios.iter().find(|s| s.name == record.scenario) else { continue };
         let tally = triage.scenarios.entry(record.scenario.clone()).or_default();
         tally.vus += 1;
@@ -207,12 +208,11 @@ pub struct EvidencePlans {
     pub reproductions: Vec<VuPlan>,
 }
 
-pub fn evidence_plans(plan: &Plan, candidates: &[Candidate]) -> EvidencePlans {
-    let first_id = crate::plan::next_vu(plan);
+pub fn evidence_plans(users: &[VuPlan], first_id: u32, candidates: &[Candidate]) -> EvidencePlans {
     let mut controls = Vec::new();
     let mut reproductions = Vec::new();
     for (index, candidate) in candidates.iter().enumerate() {
-        let Some(original) = plan.vus.iter().find(|v| v.vu == candidate.vu) else { continue };
+        let Some(original) = users.iter().find(|v| v.vu == candidate.vu) else { continue };
         let id = first_id + 2 * index as u32;
         controls.push(VuPlan {
             vu: id,
@@ -253,6 +253,18 @@ pub enum ScenarioStatus {
     Skipped,
 }
 
+impl ScenarioStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScenarioStatus::Passed => "passed",
+            ScenarioStatus::Failed => "failed",
+            ScenarioStatus::BaselineFailed => "baseline-failed",
+            ScenarioStatus::Error => "error",
+            ScenarioStatus::Skipped => "skipped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioResult {
     pub name: String,
@@ -267,6 +279,27 @@ pub struct ScenarioResult {
     /// The finding kinds this scenario, inspection or experiment looks for.
     #[serde(default)]
     pub checks: Vec<FindingKind>,
+    /// Kinds it looks for but could not exercise here, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untested: Vec<Untested>,
+    /// How the question was asked, and what was seen but not judged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A kind a check looks for that this run could not exercise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Untested {
+    pub kind: FindingKind,
+    pub reason: String,
+}
+
+impl ScenarioResult {
+    /// Whether it ran in full: not skipped, not stopped by a failing baseline or an
+    /// error, and every kind it looks for exercised.
+    pub fn fully_tested(&self) -> bool {
+        matches!(self.status, ScenarioStatus::Passed | ScenarioStatus::Failed) && self.untested.is_empty()
+    }
 }
 
 impl ScenarioResult {
@@ -280,6 +313,8 @@ impl ScenarioResult {
             handoffs_crossed: 0,
             unconfirmed: 0,
             checks: Vec::new(),
+            untested: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }
@@ -372,6 +407,7 @@ pub fn judge(
             vu: Some(candidate.vu),
             at_ms: candidate.at_ms,
             after: None,
+            notes: Vec::new(),
             seed,
             reproduce: reproduce(&candidate.scenario),
         });
@@ -408,6 +444,8 @@ pub fn judge(
             handoffs_crossed: tally.handoffs_crossed,
             unconfirmed: unconfirmed.get(name.as_str()).copied().unwrap_or(0),
             checks: Vec::new(),
+            untested: Vec::new(),
+            notes: Vec::new(),
         });
     }
     // A scenario that fails on one replica has no trustworthy cross-replica findings.
@@ -426,6 +464,7 @@ mod tests {
     use super::*;
     use crate::balancer::policy::RoutingPolicy;
     use crate::cluster::replica::ReplicaId;
+    use crate::plan::Plan;
     use crate::history::RequestRecord;
     use crate::scenario::fixtures::demo_scenarios as scenarios;
 
@@ -506,7 +545,7 @@ mod tests {
         let scenarios = scenarios();
         let plan = plan(&main.iter().map(|v| (v.vu, [0, 0, 1])).collect::<Vec<_>>());
         let triage = triage(&scenarios, &History { vus: main, ..History::default() });
-        let plans = evidence_plans(&plan, &triage.candidates);
+        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &triage.candidates);
         let evidence = History {
             vus: plans.controls.iter().zip(&plans.reproductions).flat_map(|(c, r)| evidence(c.vu, r.vu)).collect(),
             ..History::default()
@@ -537,7 +576,8 @@ mod tests {
         let scenarios = scenarios();
         let main = vec![login(Phase::Main, 0, 0, 1, failed())];
         let triage = triage(&scenarios, &History { vus: main, ..History::default() });
-        let plans = evidence_plans(&plan(&[(0, [0, 0, 1])]), &triage.candidates);
+        let plan = plan(&[(0, [0, 0, 1])]);
+        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &triage.candidates);
         let reproduction = |reached: Vec<ReplicaId>| {
             let mut record = login(Phase::Reproduce, plans.reproductions[0].vu, 0, 1, Outcome::Passed);
             record.steps[1].also_reached = reached;
@@ -571,7 +611,7 @@ mod tests {
         let scenarios = scenarios();
         let main = History { vus: vec![login(Phase::Main, 0, 0, 1, failed())], ..History::default() };
         let plan = plan(&[(0, [0, 0, 1])]);
-        let plans = evidence_plans(&plan, &triage(&scenarios, &main).candidates);
+        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &triage(&scenarios, &main).candidates);
         assert_eq!(plans.controls[0].routes, [ReplicaId(0); 3]);
         assert_eq!(plans.reproductions[0].routes, plan.vus[0].routes);
         assert!(plans.controls[0].vu > 0 && plans.reproductions[0].vu != plans.controls[0].vu);

@@ -25,6 +25,8 @@ pub struct Candidate {
     /// When the failing request of that user started, to find it on the timeline.
     pub at_ms: Option<f64>,
     pub occurrences: u32,
+    /// The model it was judged under, remedies, adaptations: carried into the finding.
+    pub notes: Vec<String>,
 }
 
 impl Candidate {
@@ -42,6 +44,8 @@ pub struct Assessment {
     pub baseline: Option<String>,
     /// Failures the check cannot explain.
     pub unexplained: Vec<String>,
+    /// What the check saw but does not judge, for the report.
+    pub notes: Vec<String>,
     pub error: Option<String>,
     pub users: u32,
     pub requests: usize,
@@ -59,6 +63,8 @@ pub fn judge(first: &Assessment, second: Option<&Assessment>, seed: u64, reprodu
         handoffs_crossed: 0,
         unconfirmed: 0,
         checks: Vec::new(),
+        untested: Vec::new(),
+        notes: first.notes.clone(),
     };
     if let Some(error) = first.error.clone().or_else(|| second.and_then(|s| s.error.clone())) {
         result.status = ScenarioStatus::Error;
@@ -103,6 +109,7 @@ pub fn judge(first: &Assessment, second: Option<&Assessment>, seed: u64, reprodu
                 action: event.action.to_string(),
                 at_ms: event.start_ms,
             }),
+            notes: candidate.notes.clone(),
             seed,
             // The experiment, and the scenario whose users showed it, if it is not its own.
             reproduce: if candidate.scenario == experiment {

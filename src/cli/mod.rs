@@ -189,6 +189,10 @@ struct Workload {
     /// Prints the plan (every user's requests and routes, the experiments) and sends nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Fails the run (exit 3 when there are no findings) unless every selected scenario,
+    /// inspection and experiment ran in full: skipped ones and kinds not exercised count.
+    #[arg(long)]
+    strict: bool,
     #[command(flatten)]
     output: Output,
 }
@@ -505,7 +509,7 @@ async fn finish(config: RunConfig, target: &Path, workload: &Workload) -> Result
         return Ok(Exit::Consistent);
     }
     let report = run_one(config, &target.display().to_string(), &workload.output).await?;
-    Ok(exit_for(&report))
+    Ok(exit_for(&report, workload.strict))
 }
 
 async fn up_command(args: UpArgs) -> Result<Exit, CliError> {
@@ -573,10 +577,16 @@ async fn run_one(config: RunConfig, label: &str, output: &Output) -> Result<Repo
     Ok(outcome.report)
 }
 
-fn exit_for(report: &Report) -> Exit {
+/// Findings win: a run with findings exits 1 whatever else it could not test (its output
+/// lists that too). Without findings, a check that errored or failed on one replica means
+/// nothing was proven (3); under `strict`, so does anything selected that did not run in
+/// full.
+fn exit_for(report: &Report, strict: bool) -> Exit {
     if !report.findings.is_empty() {
         Exit::Findings
     } else if report.scenarios.iter().any(|s| s.status == ScenarioStatus::Error || s.status == ScenarioStatus::BaselineFailed) {
+        Exit::CouldNotRun
+    } else if strict && !report.scenarios.iter().all(|s| s.fully_tested()) {
         Exit::CouldNotRun
     } else {
         Exit::Consistent
@@ -684,7 +694,7 @@ async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
         );
     }
     let as_expected = outcomes.iter().all(|(demo, report)| {
-        if demo.misconfigured { !report.findings.is_empty() } else { exit_for(report) == Exit::Consistent }
+        if demo.misconfigured { !report.findings.is_empty() } else { exit_for(report, false) == Exit::Consistent }
     });
     if as_expected {
         println!("the same app fails on several instances until its keys, sessions, cache, shutdown and readiness are right");
@@ -769,7 +779,7 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
     if recorded.findings.is_empty() && new.is_empty() {
         println!("  no findings, as recorded");
     }
-    Ok(exit_for(&replayed))
+    Ok(exit_for(&replayed, false))
 }
 
 /// The target a report names: its file, or the built-in demo file of that name.

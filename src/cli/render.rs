@@ -8,7 +8,7 @@ use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, Na
 use super::exit::CliError;
 use crate::file::{FileError, Located};
 use crate::check::ScenarioStatus;
-use crate::report::{Report, table};
+use crate::report::{self, Report, table};
 
 /// The error as it goes to stderr. File errors are shown with an excerpt of the file,
 /// headed by `FILE:LINE:COLUMN`, the spot marked, and a hint where there is one.
@@ -72,6 +72,18 @@ pub fn outcome(report: &Report) -> String {
     );
     out.push_str(&table::scenarios(report));
     out.push('\n');
+    for result in report.scenarios.iter().filter(|s| !s.notes.is_empty()) {
+        for note in &result.notes {
+            out.push_str(&format!("note ({}): {note}\n", result.name));
+        }
+    }
+    let gaps = report::gaps(report);
+    if !gaps.is_empty() {
+        out.push_str(&format!("not tested ({}):\n", gaps.len()));
+        for gap in &gaps {
+            out.push_str(&format!("  {}: {}{}{}\n", gap.name, gap.what, if gap.reason.is_empty() { "" } else { ": " }, gap.reason));
+        }
+    }
     let unsound = report
         .scenarios
         .iter()
@@ -79,7 +91,7 @@ pub fn outcome(report: &Report) -> String {
         .count();
     if report.findings.is_empty() && unsound > 0 {
         out.push_str(&format!(
-            "no findings, but {unsound} scenario(s) did not run cleanly (see the notes): they prove nothing either way\n"
+            "no findings, but {unsound} check(s) did not run cleanly (see above): they prove nothing either way\n"
         ));
     } else if report.findings.is_empty() {
         out.push_str("no findings: the replicas behaved as one service\n");
@@ -107,12 +119,15 @@ pub fn outcome(report: &Report) -> String {
                 out.push_str(&format!("  after:    {} at {:.2}s ({} experiment)\n", after.action, after.at_ms / 1000.0, after.experiment));
             }
             out.push_str(&format!(
-                "  control:  {}; the failure {} ({} time(s) in this run)\n  reproduce: {}\n",
+                "  control:  {}; the failure {} ({} time(s) in this run)\n",
                 finding.control.detail,
                 if finding.reproduced { "happened again when run again" } else { "did not happen again" },
                 finding.occurrences,
-                finding.reproduce
             ));
+            for note in &finding.notes {
+                out.push_str(&format!("  note:     {note}\n"));
+            }
+            out.push_str(&format!("  reproduce: {}\n", finding.reproduce));
         }
     }
     out

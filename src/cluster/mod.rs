@@ -361,10 +361,24 @@ impl<B: Backend> Cluster<B> {
         self.replicas.get_mut(&id).ok_or(ClusterError::UnknownReplica(id))
     }
 
-    /// SIGTERM, the target's grace period, then SIGKILL.
-    pub async fn stop(&mut self, id: ReplicaId) -> Result<StopOutcome, ClusterError> {
-        let grace = self.grace;
-        Ok(self.replica_mut(id)?.stop(grace).await)
+    /// The target's grace period between SIGTERM and SIGKILL.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// SIGTERM to an incarnation (the current one of its replica, or one a surge
+    /// replaced), up to `grace` to exit, then SIGKILL. A replaced one is forgotten once
+    /// stopped; a current one stays until `start_next` or `forget`.
+    pub async fn stop(&mut self, incarnation: Incarnation, grace: Duration) -> Result<StopOutcome, ClusterError> {
+        if let Some(index) = self.retiring.iter().position(|r| r.incarnation() == incarnation) {
+            let mut old = self.retiring.swap_remove(index);
+            return Ok(old.stop(grace).await);
+        }
+        let replica = self.replica_mut(incarnation.id)?;
+        if replica.incarnation() != incarnation {
+            return Err(ClusterError::UnknownReplica(incarnation.id));
+        }
+        Ok(replica.stop(grace).await)
     }
 
     pub async fn kill(&mut self, id: ReplicaId) -> Result<(), ClusterError> {
@@ -382,7 +396,8 @@ impl<B: Backend> Cluster<B> {
 
     /// Stops the replica gracefully and starts its next generation, ready.
     pub async fn restart(&mut self, id: ReplicaId) -> Result<(StopOutcome, Endpoint), ClusterError> {
-        let stopped = self.stop(id).await?;
+        let current = self.replica_mut(id)?.incarnation();
+        let stopped = self.stop(current, self.grace).await?;
         Ok((stopped, self.start_next(id).await?))
     }
 
@@ -407,17 +422,6 @@ impl<B: Backend> Cluster<B> {
         Ok(endpoint)
     }
 
-    /// Stops an incarnation that `surge` replaced: SIGTERM, the grace, then SIGKILL.
-    pub async fn retire(&mut self, incarnation: Incarnation) -> Result<StopOutcome, ClusterError> {
-        let index = self
-            .retiring
-            .iter()
-            .position(|r| r.incarnation() == incarnation)
-            .ok_or(ClusterError::UnknownReplica(incarnation.id))?;
-        let mut old = self.retiring.swap_remove(index);
-        Ok(old.stop(self.grace).await)
-    }
-
     /// Adds a replica with the next free name, ready.
     pub async fn scale_out(&mut self) -> Result<Endpoint, ClusterError> {
         let id = ReplicaId(self.replicas.keys().next_back().map_or(0, |last| last.0 + 1));
@@ -427,10 +431,9 @@ impl<B: Backend> Cluster<B> {
         Ok(endpoint)
     }
 
-    /// Stops a replica for good and forgets it (scaling in).
-    pub async fn remove(&mut self, id: ReplicaId) -> Result<StopOutcome, ClusterError> {
-        let mut replica = self.replicas.remove(&id).ok_or(ClusterError::UnknownReplica(id))?;
-        Ok(replica.stop(self.grace).await)
+    /// Forgets a stopped replica for good (scaling in).
+    pub fn forget(&mut self, id: ReplicaId) {
+        self.replicas.remove(&id);
     }
 
     /// Brings every replica back: resumes paused ones (harmless for running ones), starts

@@ -30,6 +30,8 @@ pub struct App {
     pub warmup: Duration,
     /// Set on SIGTERM by a graceful shutdown: honest readiness turns 503.
     pub draining: AtomicBool,
+    /// Set on SIGTERM by `--shutdown unavailable`: pages answer 503, health endpoints do not.
+    pub refusing: AtomicBool,
     pub readiness: ReadinessFlaws,
     pub forwarded: Forwarded,
     pub known_proxy: IpAddr,
@@ -123,7 +125,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz/live", get(|| async { "live" }))
         .route("/healthz/ready", get(ready));
     pages()
-        .route_layer(middleware::from_fn_with_state(app.clone(), warming))
+        .route_layer(middleware::from_fn_with_state(app.clone(), unavailable))
         .merge(health)
         .with_state(app)
 }
@@ -144,9 +146,14 @@ fn pages() -> Router<Arc<App>> {
 }
 
 /// While warming up, pages are not served yet.
-async fn warming(State(app): Shared, request: Request, next: Next) -> Response {
+/// Pages answer 503 while the app warms up, and after SIGTERM when it shuts down by
+/// refusing them.
+async fn unavailable(State(app): Shared, request: Request, next: Next) -> Response {
     if app.warming() {
         return (StatusCode::SERVICE_UNAVAILABLE, "warming up").into_response();
+    }
+    if app.refusing.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
     next.run(request).await
 }

@@ -8,7 +8,8 @@
 //!
 //! Shutdown and readiness are configurable too, from correct (drain after SIGTERM, honest
 //! readiness) to the usual mistakes (close at once, drop in-flight requests, ignore
-//! SIGTERM, say ready while warming up, while the store is down, or while draining).
+//! SIGTERM, refuse pages at once, say ready while warming up, while the store is down, or
+//! while draining).
 
 mod app;
 mod keyring;
@@ -81,6 +82,9 @@ pub enum Shutdown {
     Graceful,
     /// Stop accepting at once; in-flight requests finish.
     CloseAtOnce,
+    /// Answer 503 to every page at once (health endpoints keep answering) for the drain
+    /// time, then stop accepting; in-flight requests finish.
+    Unavailable,
     /// Exit at once, dropping in-flight requests.
     ExitAtOnce,
     /// Keep running until killed.
@@ -113,6 +117,7 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         started: Instant::now(),
         warmup: Duration::from_millis(args.warmup_ms),
         draining: AtomicBool::new(false),
+        refusing: AtomicBool::new(false),
         readiness: ReadinessFlaws {
             during_warmup: args.ready_during_warmup,
             ignores_store: args.readiness_ignores_store,
@@ -133,6 +138,12 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
                 tokio::time::sleep(drain).await;
             }
             Shutdown::CloseAtOnce => println!("SIGTERM: closing the listener"),
+            Shutdown::Unavailable => {
+                draining.draining.store(true, Ordering::Release);
+                draining.refusing.store(true, Ordering::Release);
+                println!("SIGTERM: refusing pages for {drain:?}");
+                tokio::time::sleep(drain).await;
+            }
             Shutdown::ExitAtOnce => {
                 println!("SIGTERM: exiting at once");
                 std::process::exit(0);

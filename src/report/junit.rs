@@ -34,6 +34,11 @@ pub fn render(report: &Report) -> Result<String, quick_junit::SerializeError> {
                 suite.add_test_case(TestCase::new(scenario.name.as_str(), status));
             }
             ScenarioStatus::Passed | ScenarioStatus::Failed => {
+                for untested in &scenario.untested {
+                    let mut status = TestCaseStatus::skipped();
+                    status.set_message(format!("not exercised: {}", untested.reason));
+                    suite.add_test_case(TestCase::new(untested.kind.id(), status));
+                }
                 for kind in &scenario.checks {
                     let of_kind: Vec<&&Finding> = findings.iter().filter(|f| f.kind == *kind).collect();
                     if of_kind.is_empty() {
@@ -74,7 +79,11 @@ fn description(finding: &Finding) -> String {
     if let Some(after) = &finding.after {
         text.push_str(&format!("after:    {} at {:.2}s ({})\n", after.action, after.at_ms / 1000.0, after.experiment));
     }
-    text.push_str(&format!("control:  {}\nreproduce: {}\n", finding.control.detail, finding.reproduce));
+    text.push_str(&format!("control:  {}\n", finding.control.detail));
+    for note in &finding.notes {
+        text.push_str(&format!("note:     {note}\n"));
+    }
+    text.push_str(&format!("reproduce: {}\n", finding.reproduce));
     text
 }
 

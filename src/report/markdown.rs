@@ -15,10 +15,13 @@ const MAX_ROWS: usize = 40;
 pub fn render(report: &Report) -> String {
     let mut md = String::new();
     let count = |status: ScenarioStatus| report.scenarios.iter().filter(|s| s.status == status).count();
+    let gaps = super::gaps(report);
     let verdict = if !report.findings.is_empty() {
         format!("**{} finding(s)**", report.findings.len())
     } else if count(ScenarioStatus::Error) + count(ScenarioStatus::BaselineFailed) > 0 {
         "**no findings, but some checks did not run cleanly**".to_owned()
+    } else if !gaps.is_empty() {
+        "**no findings** in what was tested (see what was not)".to_owned()
     } else {
         "**no findings**: the replicas behaved as one service".to_owned()
     };
@@ -35,9 +38,17 @@ pub fn render(report: &Report) -> String {
         count(ScenarioStatus::Skipped),
         count(ScenarioStatus::Error) + count(ScenarioStatus::BaselineFailed),
     );
-    for scenario in report.scenarios.iter().filter(|s| matches!(s.status, ScenarioStatus::Error | ScenarioStatus::BaselineFailed)) {
-        let status = if scenario.status == ScenarioStatus::Error { "error" } else { "baseline-failed" };
-        let _ = writeln!(md, "- `{}` {status}: {}", scenario.name, cell(scenario.reason.as_deref().unwrap_or("")));
+    if !gaps.is_empty() {
+        let _ = writeln!(md, "Not tested:\n");
+        for gap in &gaps {
+            let _ = writeln!(md, "- `{}` {}: {}", gap.name, gap.what, cell(gap.reason));
+        }
+        md.push('\n');
+    }
+    for result in report.scenarios.iter().filter(|s| !s.notes.is_empty()) {
+        for note in &result.notes {
+            let _ = writeln!(md, "- note on `{}`: {}", result.name, cell(note));
+        }
     }
     if report.findings.is_empty() {
         return md;

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 pub use json::{Event, Report};
 
+use crate::check::ScenarioStatus;
+
 /// The files a report can be written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -32,6 +34,36 @@ impl Format {
             Format::Html => html::FILE_NAME,
         }
     }
+}
+
+/// Part of the run that did not test what it was asked to: every format shows these,
+/// whatever the verdict, so a run with findings does not hide the checks that never ran.
+pub struct Gap<'a> {
+    /// The scenario, inspection or experiment.
+    pub name: &'a str,
+    /// `baseline-failed`, `error`, `skipped`, or the kind it could not exercise.
+    pub what: String,
+    pub reason: &'a str,
+}
+
+pub fn gaps(report: &Report) -> Vec<Gap<'_>> {
+    let mut gaps = Vec::new();
+    for result in &report.scenarios {
+        let reason = result.reason.as_deref().unwrap_or("");
+        match result.status {
+            ScenarioStatus::BaselineFailed | ScenarioStatus::Error | ScenarioStatus::Skipped => gaps.push(Gap {
+                name: &result.name,
+                what: result.status.name().to_owned(),
+                reason,
+            }),
+            ScenarioStatus::Passed | ScenarioStatus::Failed => gaps.extend(result.untested.iter().map(|untested| Gap {
+                name: &result.name,
+                what: format!("{} not exercised", untested.kind),
+                reason: &untested.reason,
+            })),
+        }
+    }
+    gaps
 }
 
 /// Writes the report in each format; returns the files written.

@@ -11,16 +11,21 @@ pub fn scenarios(report: &Report) -> String {
     builder.push_record(["scenario", "status", "users", "requests", "crossed", "note"]);
     for s in &report.scenarios {
         let status = match s.status {
-            ScenarioStatus::Passed => "passed",
             ScenarioStatus::Failed => "FINDINGS",
-            ScenarioStatus::BaselineFailed => "baseline-failed",
-            ScenarioStatus::Error => "error",
-            ScenarioStatus::Skipped => "skipped",
+            status => status.name(),
         };
-        let mut note = s.reason.clone().unwrap_or_default();
+        let mut notes: Vec<String> = s.reason.iter().cloned().collect();
         if s.unconfirmed > 0 {
-            note = format!("{note}{}{} failure(s) did not happen again when run again", if note.is_empty() { "" } else { "; " }, s.unconfirmed);
+            notes.push(format!("{} failure(s) did not happen again when run again", s.unconfirmed));
         }
+        if !s.untested.is_empty() {
+            let kinds: Vec<String> = s.untested.iter().map(|u| u.kind.to_string()).collect();
+            notes.push(format!("not exercised: {}", kinds.join(", ")));
+        }
+        if !s.notes.is_empty() {
+            notes.push(format!("{} note(s) below", s.notes.len()));
+        }
+        let note = notes.join("; ");
         builder.push_record([
             s.name.clone(),
             status.to_owned(),

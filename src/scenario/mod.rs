@@ -99,6 +99,12 @@ pub struct Step {
 }
 
 impl Scenario {
+    /// Whether a step may send something other than a GET (a browser then adds `Origin`):
+    /// its method says so, or it submits a form, whose method the page decides.
+    pub fn posts(&self) -> bool {
+        self.steps.iter().any(|s| s.request.submit_form || !matches!(s.request.method.0.as_str(), "GET" | "HEAD"))
+    }
+
     /// The step that last produced `artifact` before `step`, if any.
     pub fn producer_of(&self, artifact: &Artifact, before: usize) -> Option<usize> {
         (0..before).rev().find(|&i| self.steps[i].produces.as_ref() == Some(artifact))

@@ -145,10 +145,17 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BalancerSettings {
-    /// How long the balancer keeps routing to a replica after SIGTERM, as Kubernetes does
-    /// until the endpoint removal has propagated.
+    /// How the platform takes a replica out of routing when it stops one.
+    #[serde(default)]
+    pub deregistration: Deregistration,
+    /// Under `kubernetes`: how long the balancer keeps routing to a replica once its
+    /// termination began, as endpoints do until their removal has propagated.
     #[serde(default = "defaults::deregistration_delay", with = "humantime_serde")]
     pub deregistration_delay: Duration,
+    /// Under `kubernetes`: a preStop hook's sleep. SIGTERM arrives this long after the
+    /// termination began; the grace period counts from the start of the hook.
+    #[serde(default, with = "humantime_serde")]
+    pub pre_stop: Duration,
     /// Where the balancer connects to replicas from: the known proxy the app should trust.
     #[serde(default = "defaults::proxy_address")]
     pub proxy_address: IpAddr,
@@ -163,10 +170,58 @@ pub struct BalancerSettings {
 impl Default for BalancerSettings {
     fn default() -> Self {
         Self {
+            deregistration: Deregistration::default(),
             deregistration_delay: defaults::deregistration_delay(),
+            pre_stop: Duration::ZERO,
             proxy_address: defaults::proxy_address(),
             client_address: defaults::client_address(),
             untrusted_address: defaults::untrusted_address(),
+        }
+    }
+}
+
+/// How a platform stops routing to a replica it terminates. Whether a server that closes
+/// its listener at SIGTERM refuses requests depends on it, so findings about shutdown
+/// name the model they were judged under.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Deregistration {
+    /// SIGTERM (after any preStop hook) and the endpoint removal start together; the
+    /// removal takes `deregistration_delay` to reach the load balancers, which keep
+    /// routing to the replica until then.
+    #[default]
+    Kubernetes,
+    /// The load balancer stops routing to the replica first, then the replica gets
+    /// SIGTERM (a target group that drains before the task stops).
+    BeforeSigterm,
+}
+
+impl Deregistration {
+    pub fn name(self) -> &'static str {
+        match self {
+            Deregistration::Kubernetes => "kubernetes",
+            Deregistration::BeforeSigterm => "before-sigterm",
+        }
+    }
+}
+
+impl BalancerSettings {
+    /// The deployment model in words, for findings judged under it.
+    pub fn model(&self, grace: Duration) -> String {
+        let grace = humantime::format_duration(grace);
+        match self.deregistration {
+            Deregistration::Kubernetes if self.pre_stop.is_zero() => format!(
+                "deregistration = \"kubernetes\": SIGTERM and the endpoint removal start together, the balancer keeps routing to the replica for {} (deregistration_delay), and SIGKILL follows {grace} after SIGTERM",
+                humantime::format_duration(self.deregistration_delay)
+            ),
+            Deregistration::Kubernetes => format!(
+                "deregistration = \"kubernetes\" with a preStop sleep of {}: the endpoint removal starts with the hook, SIGTERM follows it, the balancer keeps routing to the replica for {} (deregistration_delay), and SIGKILL follows {grace} after the hook began",
+                humantime::format_duration(self.pre_stop),
+                humantime::format_duration(self.deregistration_delay)
+            ),
+            Deregistration::BeforeSigterm => {
+                format!("deregistration = \"before-sigterm\": the balancer stops routing to the replica, then it gets SIGTERM, and SIGKILL {grace} later")
+            }
         }
     }
 }
@@ -363,6 +418,17 @@ impl Target {
                     .with_help(Some("the only placeholder here is {ms}, how long the request should take".into()))
             })?;
         }
+        let balancer = &self.balancer;
+        if !balancer.pre_stop.is_zero() && balancer.deregistration == Deregistration::BeforeSigterm {
+            return Err(file
+                .error_at(file.key_span("balancer", "pre_stop"), "`pre_stop` is a Kubernetes preStop hook: it needs deregistration = \"kubernetes\"")
+                .with_help(Some("under \"before-sigterm\" the balancer already stops routing before SIGTERM; remove pre_stop".into())));
+        }
+        if !balancer.pre_stop.is_zero() && balancer.pre_stop >= self.start.shutdown_grace {
+            return Err(file
+                .error_at(file.key_span("balancer", "pre_stop"), "`pre_stop` must be shorter than [start] shutdown_grace")
+                .with_help(Some("the grace period counts from the start of the preStop hook, as terminationGracePeriodSeconds does".into())));
+        }
         if self.chaos.slow.is_some() && self.limits.request_timeout <= self.chaos.slow_for {
             return Err(file.error_at(0..0, "[chaos] slow_for must be shorter than [limits] request_timeout")
                 .with_help(Some("the slow request would time out before it could be cut by SIGTERM".into())));
@@ -452,6 +518,21 @@ mod tests {
         assert!(err.contains("declares no Redis"), "{err}");
         let ok = load("[start]\ncommand = \"app\"\nenv = { REDIS = \"{redis_url}\" }\n[dependencies.redis]\n");
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn the_deployment_model_defaults_to_kubernetes_and_checks_pre_stop() {
+        let target = load(MINIMAL).unwrap();
+        assert_eq!(target.balancer.deregistration, Deregistration::Kubernetes);
+        assert_eq!((target.balancer.deregistration_delay, target.balancer.pre_stop), (Duration::from_secs(2), Duration::ZERO));
+        let drained = load(&format!("{MINIMAL}[balancer]\nderegistration = \"before-sigterm\"\n")).unwrap();
+        assert_eq!(drained.balancer.deregistration, Deregistration::BeforeSigterm);
+        let err = load(&format!("{MINIMAL}[balancer]\nderegistration = \"before-sigterm\"\npre_stop = \"3s\"\n")).unwrap_err();
+        assert!(err.starts_with("t.toml:6:12:") && err.contains("preStop"), "{err}");
+        let err = load(&format!("{MINIMAL}[balancer]\npre_stop = \"10s\"\n")).unwrap_err();
+        assert!(err.starts_with("t.toml:5:12:") && err.contains("shutdown_grace"), "{err}");
+        let err = load(&format!("{MINIMAL}[balancer]\nderegistration = \"k8s\"\n")).unwrap_err();
+        assert!(err.contains("kubernetes") && err.contains("before-sigterm"), "{err}");
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub struct VuContext {
     pub limits: Limits,
     /// Secrets known before any request (the target's passwords).
     pub secrets: Secrets,
+    /// The scheme of the `Origin` and `Referer` that posts carry: `https`, as a browser
+    /// behind the TLS-terminating balancer sends, unless the run adapted users to the
+    /// scheme an app believes (see `adapted`).
+    pub post_scheme: &'static str,
     http: reqwest::Client,
 }
 
@@ -84,7 +88,24 @@ impl VuContext {
             origin,
             limits,
             secrets,
+            post_scheme: "https",
             http,
+        }
+    }
+
+    /// The same users, posting with `Origin` and `Referer` in `scheme`: the origin an app
+    /// that ignores X-Forwarded-Proto believes it has. A browser never does this; it takes
+    /// that one fault away so the cross-replica questions behind it can still be asked.
+    pub fn adapted(&self, scheme: &'static str) -> Self {
+        Self {
+            balancer: self.balancer,
+            scenarios: self.scenarios.clone(),
+            seed: self.seed,
+            origin: self.origin,
+            limits: self.limits,
+            secrets: self.secrets.clone(),
+            post_scheme: scheme,
+            http: self.http.clone(),
         }
     }
 
@@ -445,8 +466,14 @@ impl<'a> VirtualUser<'a> {
     fn outgoing(&self, method: &str, path: String, mut headers: Vec<(String, String)>, body: Option<(String, Vec<u8>)>) -> Outgoing {
         if method != "GET" && method != "HEAD" {
             // Same-origin form posts: frameworks' CSRF checks refuse an https post without them.
-            let origin = self.origin.as_str().trim_end_matches('/').to_owned();
-            let referer = self.last_page.as_ref().map_or_else(|| self.origin.to_string(), |p| p.url.to_string());
+            let posted_from = |url: &Url| {
+                let mut url = url.clone();
+                // https -> http is a change between special schemes, which always succeeds.
+                let _ = url.set_scheme(self.ctx.post_scheme);
+                url
+            };
+            let origin = posted_from(&self.origin).as_str().trim_end_matches('/').to_owned();
+            let referer = posted_from(self.last_page.as_ref().map_or(&self.origin, |p| &p.url)).to_string();
             headers.push(("Origin".into(), origin));
             headers.push(("Referer".into(), referer));
         }

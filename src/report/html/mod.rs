@@ -7,7 +7,6 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::Report;
-use crate::check::ScenarioStatus;
 
 pub const FILE_NAME: &str = "report.html";
 
@@ -58,6 +57,7 @@ pub fn render(report: &Report) -> String {
         escape(&report.target_file)
     );
     findings_table(&mut page, report);
+    gaps(&mut page, report);
     let _ = write!(
         page,
         "<h2>Timeline</h2><p class=\"legend\"><span><i style=\"background:#43a047\"></i>answered</span><span><i style=\"background:#fb8c00\"></i>4xx</span><span><i style=\"background:#e53935\"></i>5xx or no answer</span><span><i style=\"background:#fff;border:2px solid #6a1b9a\"></i>a finding's requests</span><span><i style=\"background:#1e88e5;border-radius:6px\"></i>probe</span><span><i style=\"border-left:2px dashed #37474f\"></i>chaos action</span></p>{}",
@@ -94,6 +94,25 @@ fn findings_table(page: &mut String, report: &Report) {
     page.push_str("</table>");
 }
 
+/// What did not run in full, shown whatever the verdict.
+fn gaps(page: &mut String, report: &Report) {
+    let gaps = super::gaps(report);
+    if gaps.is_empty() {
+        return;
+    }
+    page.push_str("<h2>Not tested</h2><table><tr><th>check</th><th>what</th><th>why</th></tr>");
+    for gap in gaps {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td class=\"skipped\">{}</td><td>{}</td></tr>",
+            escape(gap.name),
+            escape(&gap.what),
+            escape(gap.reason)
+        );
+    }
+    page.push_str("</table>");
+}
+
 /// Each finding's evidence.
 fn findings(page: &mut String, report: &Report) {
     if report.findings.is_empty() {
@@ -124,32 +143,30 @@ fn findings(page: &mut String, report: &Report) {
         }
         let _ = write!(
             page,
-            "<dt>control</dt><dd>{}</dd><dt>again</dt><dd>{} ({} time(s) in this run)</dd><dt>reproduce</dt><dd><code>{}</code></dd></dl></article>",
+            "<dt>control</dt><dd>{}</dd><dt>again</dt><dd>{} ({} time(s) in this run)</dd>",
             escape(&f.control.detail),
             if f.reproduced { "it happened again when run again" } else { "it did not happen again" },
             f.occurrences,
-            escape(&f.reproduce)
         );
+        for note in &f.notes {
+            let _ = write!(page, "<dt>note</dt><dd>{}</dd>", escape(note));
+        }
+        let _ = write!(page, "<dt>reproduce</dt><dd><code>{}</code></dd></dl></article>", escape(&f.reproduce));
     }
 }
 
 fn checks(page: &mut String, report: &Report) {
     page.push_str("<h2>Scenarios, inspections and experiments</h2><table><tr><th>name</th><th>status</th><th>users</th><th>requests</th><th>note</th></tr>");
     for s in &report.scenarios {
-        let status = match s.status {
-            ScenarioStatus::Passed => "passed",
-            ScenarioStatus::Failed => "failed",
-            ScenarioStatus::BaselineFailed => "baseline-failed",
-            ScenarioStatus::Error => "error",
-            ScenarioStatus::Skipped => "skipped",
-        };
+        let status = s.status.name();
+        let notes: Vec<String> = s.reason.iter().chain(&s.notes).map(|n| escape(n)).collect();
         let _ = write!(
             page,
             "<tr><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&s.name),
             s.vus,
             s.requests,
-            escape(s.reason.as_deref().unwrap_or(""))
+            notes.join("<br>")
         );
     }
     page.push_str("</table>");

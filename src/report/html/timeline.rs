@@ -253,5 +253,6 @@ fn phase_name(phase: Phase) -> &'static str {
         Phase::Main => "main",
         Phase::Control => "control",
         Phase::Reproduce => "run again",
+        Phase::Adapted => "adapted",
     }
 }
