@@ -425,8 +425,8 @@ impl Asking<'_> {
             return adaptation;
         }
         let note = format!(
-            "posted with Origin and Referer http://{public}: as browsers behind TLS, {} failed even on one replica, refused at a post because the app believes http behind the proxy (forwarded-proto-ignored); that scheme was the only change",
-            confirmed.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+            "posted with Origin and Referer http://{public}, the origin the app believes (forwarded-proto-ignored): browsers' posts behind TLS were refused even on one replica ({}), and the scheme was the only change",
+            confirmed.join(", ")
         );
         adaptation.ctx = Some(adapted_ctx.clone());
         adaptation.note = Some(note.clone());

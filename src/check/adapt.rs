@@ -21,15 +21,37 @@ pub enum TrialOutcome {
     NotTheOrigin,
 }
 
+/// A post refused can show where it was sent (a login form answering 403) or later (a
+/// session read that lacks what the refused post should have stored): the step named is
+/// the refused post when one is, else the step that failed.
 pub fn judge(browser: &VuRecord, adapted: &VuRecord) -> TrialOutcome {
-    let Some(refused) = browser.first_failure() else { return TrialOutcome::BrowserPassed };
-    let posted = refused.requests.first().is_some_and(|r| r.method != "GET" && r.method != "HEAD");
-    match (&refused.outcome, posted, adapted.first_failure()) {
-        (Outcome::Failed { observed, .. }, true, None) => TrialOutcome::OriginRefused {
-            step: refused.index,
+    let Some(failed) = browser.first_failure() else { return TrialOutcome::BrowserPassed };
+    let Outcome::Failed { observed, .. } = &failed.outcome else { return TrialOutcome::NotTheOrigin };
+    let posts = |step: &&crate::history::StepRecord| step.requests.iter().any(|r| r.method != "GET" && r.method != "HEAD");
+    if adapted.first_failure().is_some() || !browser.steps.iter().any(|s| posts(&s)) {
+        return TrialOutcome::NotTheOrigin;
+    }
+    let refused = browser
+        .steps
+        .iter()
+        .filter(posts)
+        .find(|s| s.requests.iter().any(|r| r.method != "GET" && r.status.is_some_and(|status| (400..500).contains(&status))));
+    match refused {
+        Some(step) if step.index != failed.index => {
+            let request = step.requests.iter().find(|r| r.method != "GET" && r.status.is_some_and(|s| (400..500).contains(&s)));
+            TrialOutcome::OriginRefused {
+                step: step.index,
+                observed: Observed {
+                    status: request.and_then(|r| r.status),
+                    reason: format!("{} {} was refused, and step `{}` then failed: {observed}", request.map_or("", |r| &r.method), request.map_or("", |r| &r.path), failed.name),
+                    ..Observed::default()
+                },
+            }
+        }
+        _ => TrialOutcome::OriginRefused {
+            step: failed.index,
             observed: observed.clone(),
         },
-        _ => TrialOutcome::NotTheOrigin,
     }
 }
 
@@ -146,5 +168,17 @@ mod tests {
         assert_eq!(judge(&both, &both), TrialOutcome::NotTheOrigin);
         let at_a_get = user(1, &[("GET", refused())]);
         assert_eq!(judge(&at_a_get, &passed), TrialOutcome::NotTheOrigin);
+    }
+
+    #[test]
+    fn a_refused_post_that_shows_at_a_later_read_is_the_origin() {
+        // The post "succeeded" as far as its step could tell; the read shows it stored nothing.
+        let mut browser = user(1, &[("POST", Outcome::Passed), ("GET", refused())]);
+        browser.steps[0].requests[0].status = Some(403);
+        let adapted = user(2, &[("POST", Outcome::Passed), ("GET", Outcome::Passed)]);
+        let TrialOutcome::OriginRefused { step, observed } = judge(&browser, &adapted) else { panic!() };
+        assert_eq!(step, 0);
+        assert_eq!(observed.status, Some(403));
+        assert!(observed.reason.starts_with("POST /login was refused, and step `step 1` then failed"), "{}", observed.reason);
     }
 }

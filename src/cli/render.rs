@@ -72,10 +72,18 @@ pub fn outcome(report: &Report) -> String {
     );
     out.push_str(&table::scenarios(report));
     out.push('\n');
-    for result in report.scenarios.iter().filter(|s| !s.notes.is_empty()) {
+    // One note often holds for several checks (an adaptation of every user): said once.
+    let mut notes: Vec<(&str, Vec<&str>)> = Vec::new();
+    for result in &report.scenarios {
         for note in &result.notes {
-            out.push_str(&format!("note ({}): {note}\n", result.name));
+            match notes.iter_mut().find(|(text, _)| text == note) {
+                Some((_, names)) => names.push(&result.name),
+                None => notes.push((note, vec![&result.name])),
+            }
         }
+    }
+    for (note, names) in notes {
+        out.push_str(&format!("note ({}): {note}\n", names.join(", ")));
     }
     let gaps = report::gaps(report);
     if !gaps.is_empty() {

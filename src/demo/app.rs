@@ -35,6 +35,9 @@ pub struct App {
     pub readiness: ReadinessFlaws,
     pub forwarded: Forwarded,
     pub known_proxy: IpAddr,
+    /// Refuse posts whose `Origin` is not the origin the app believes it has, as
+    /// frameworks' CSRF checks do (Django's, Rails' origin check).
+    pub check_origin: bool,
     pub leak: Option<Leak>,
 }
 
@@ -125,6 +128,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz/live", get(|| async { "live" }))
         .route("/healthz/ready", get(ready));
     pages()
+        .route_layer(middleware::from_fn_with_state(app.clone(), same_origin))
         .route_layer(middleware::from_fn_with_state(app.clone(), unavailable))
         .merge(health)
         .with_state(app)
@@ -154,6 +158,22 @@ async fn unavailable(State(app): Shared, request: Request, next: Next) -> Respon
     }
     if app.refusing.load(Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    next.run(request).await
+}
+
+/// With `check_origin`, a post from another origin than the one the app believes it
+/// serves is refused: behind a TLS proxy whose X-Forwarded-Proto it ignores, that is every
+/// browser's post.
+async fn same_origin(State(app): Shared, ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request, next: Next) -> Response {
+    let safe = matches!(request.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+    let origin = request.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if let (true, false, Some(origin)) = (app.check_origin, safe, origin) {
+        let seen = seen(&app, peer, request.headers());
+        let own = format!("{}://{}", seen.scheme, seen.host);
+        if origin != own {
+            return (StatusCode::FORBIDDEN, format!("cross-origin post refused: Origin {origin} is not {own}")).into_response();
+        }
     }
     next.run(request).await
 }

@@ -68,6 +68,9 @@ pub struct DemoArgs {
     /// The proxy whose forwarded headers are believed.
     #[arg(long, default_value = "127.0.0.1")]
     pub known_proxy: std::net::IpAddr,
+    /// Refuse posts whose Origin is not the origin the app believes it has (a CSRF check).
+    #[arg(long)]
+    pub check_origin: bool,
     /// Test aid: log every cookie and token the app issues, and append it to this file, so
     /// a test can prove replicheck keeps them out of everything it writes.
     #[arg(long, hide = true)]
@@ -125,6 +128,7 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         },
         forwarded: args.forwarded,
         known_proxy: args.known_proxy,
+        check_origin: args.check_origin,
         leak: args.leak_secrets.map(|path| Leak { path, lock: std::sync::Mutex::new(()) }),
     });
     let (mode, drain) = (args.shutdown, Duration::from_millis(args.drain_ms));
