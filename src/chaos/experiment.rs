@@ -30,7 +30,7 @@ pub const SLOW_SCENARIO: &str = "chaos:slow";
 pub const STORE_SCENARIO: &str = "chaos:store";
 
 /// How long in-flight requests run before SIGTERM arrives.
-const IN_FLIGHT_LEAD: Duration = Duration::from_millis(300);
+pub const IN_FLIGHT_LEAD: Duration = Duration::from_millis(300);
 /// How long a paused replica stays paused.
 const PAUSE_FOR: Duration = Duration::from_secs(1);
 /// How long the store stays down before replicas are asked about it.
@@ -298,19 +298,26 @@ async fn sigterm(victim: ReplicaId, arena: &mut Arena<'_>, run: &mut ExperimentR
     run.control = arena.users(controls, Phase::Control).await;
 
     let settings = arena.target.balancer;
+    let (sigterm_after, routed_for) = (settings.sigterm_after(), settings.routed_for());
     let slow_users: Vec<VuPlan> = if has_slow { (0..SLOW_USERS).map(|_| arena.own_user(SLOW_SCENARIO, victim)).collect() } else { Vec::new() };
-    // Slow requests are to be in flight when SIGTERM arrives: sent a little before it,
-    // which under a preStop hook is well after the termination began.
-    let (lead_in, slow_after) = match settings.pre_stop.checked_sub(IN_FLIGHT_LEAD) {
+    // Slow requests are to be in flight when SIGTERM arrives: sent a little before it, or
+    // before the balancer stops routing to the victim if that comes first (a preStop
+    // hook longer than the deregistration delay).
+    let send_slow_at = sigterm_after.min(routed_for);
+    let (lead_in, slow_after) = match send_slow_at.checked_sub(IN_FLIGHT_LEAD) {
         Some(after) if has_slow => (Duration::ZERO, after),
-        _ if has_slow => (IN_FLIGHT_LEAD, Duration::ZERO),
+        _ if has_slow => (IN_FLIGHT_LEAD - send_slow_at, Duration::ZERO),
         _ => (Duration::ZERO, Duration::ZERO),
     };
-    // Pages arrive while the balancer still routes to the victim after SIGTERM.
-    let routed_after_sigterm = settings.deregistration_delay.saturating_sub(settings.pre_stop);
+    // Pages arrive while the balancer still routes to the victim after SIGTERM, or, when
+    // it stops before SIGTERM, while it still routes at all.
+    let (window_start, window) = match routed_for.checked_sub(sigterm_after) {
+        Some(after_sigterm) if !after_sigterm.is_zero() => (sigterm_after, after_sigterm),
+        _ => (Duration::ZERO, routed_for),
+    };
     let arrivals: Vec<(Duration, VuPlan)> = [0.25, 0.5, 0.75]
         .into_iter()
-        .map(|share| (settings.pre_stop + routed_after_sigterm.mul_f64(share), arena.own_user(PAGE_SCENARIO, victim)))
+        .map(|share| (window_start + window.mul_f64(share), arena.own_user(PAGE_SCENARIO, victim)))
         .collect();
     let phase = run.phase;
     let (ctx, concurrency) = (arena.ctx.clone(), arena.concurrency);
@@ -343,9 +350,6 @@ async fn sigterm(victim: ReplicaId, arena: &mut Arena<'_>, run: &mut ExperimentR
         run.disrupted.extend(executed.history.vus);
     }
     run.disrupted.sort_by_key(|v| v.vu);
-    if !has_slow {
-        run.notes.push("requests in flight at SIGTERM were not exercised: the target has no [chaos] slow request".into());
-    }
     Ok(())
 }
 

@@ -93,12 +93,26 @@ impl ExperimentKind {
     /// Kinds this experiment looks for that it cannot exercise against the target.
     pub fn untested(self, target: &Target) -> Vec<Untested> {
         let mut untested = Vec::new();
-        if matches!(self, ExperimentKind::Sigterm) && target.chaos.slow.is_none() {
-            untested.push(Untested {
-                kind: FindingKind::InflightDropped,
-                reason: "no request was in flight at SIGTERM: the target has no [chaos] slow request".into(),
-            });
+        if self != ExperimentKind::Sigterm {
+            return untested;
         }
+        let settings = &target.balancer;
+        // Slow requests start before the balancer stops routing to the victim; they must
+        // still run when SIGTERM arrives.
+        let sent = settings.sigterm_after().min(settings.routed_for()).saturating_sub(experiment::IN_FLIGHT_LEAD);
+        let reason = match target.chaos.slow {
+            None => Some("no request was in flight at SIGTERM: the target has no [chaos] slow request".to_owned()),
+            Some(_) if sent + target.chaos.slow_for <= settings.sigterm_after() => Some(format!(
+                "no request was in flight at SIGTERM: the slow request ({} long) ends before SIGTERM, which comes {} after the balancer stopped routing; raise [chaos] slow_for",
+                humantime::format_duration(target.chaos.slow_for),
+                humantime::format_duration(settings.sigterm_after().saturating_sub(settings.routed_for()))
+            )),
+            Some(_) => None,
+        };
+        untested.extend(reason.map(|reason| Untested {
+            kind: FindingKind::InflightDropped,
+            reason,
+        }));
         untested
     }
 

@@ -50,6 +50,7 @@ pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario]
         ..Assessment::default()
     };
     assessment.baseline = baseline(run);
+    assessment.notes.extend(run.notes.iter().cloned());
     let mut found: BTreeMap<(FindingKind, String, String), Candidate> = BTreeMap::new();
     let mut add = |candidate: Candidate| {
         found

@@ -206,6 +206,22 @@ impl Deregistration {
 }
 
 impl BalancerSettings {
+    /// How long after a termination begins SIGTERM arrives.
+    pub fn sigterm_after(&self) -> Duration {
+        match self.deregistration {
+            Deregistration::Kubernetes => self.pre_stop,
+            Deregistration::BeforeSigterm => Duration::ZERO,
+        }
+    }
+
+    /// How long after a termination begins the balancer still routes to the replica.
+    pub fn routed_for(&self) -> Duration {
+        match self.deregistration {
+            Deregistration::Kubernetes => self.deregistration_delay,
+            Deregistration::BeforeSigterm => Duration::ZERO,
+        }
+    }
+
     /// The deployment model in words, for findings judged under it.
     pub fn model(&self, grace: Duration) -> String {
         let grace = humantime::format_duration(grace);

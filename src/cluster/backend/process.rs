@@ -53,6 +53,10 @@ impl ProcessBackend {
             .iter()
             .map(|(k, v)| Ok((k.clone(), v.render(vars)?)))
             .collect::<Result<_, ClusterError>>()?;
+        // A bare name is looked up on the PATH; a relative path is taken from `cwd`, which
+        // std leaves to the platform when the child's directory is set.
+        let program = PathBuf::from(program);
+        let program = if program.is_relative() && program.components().count() > 1 { self.cwd.join(program) } else { program };
         Ok(Launch {
             program: program.into(),
             args,
