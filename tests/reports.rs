@@ -178,3 +178,50 @@ fn replay_reproduces_every_finding_of_a_recorded_run_and_a_clean_run_stays_clean
     assert!(String::from_utf8_lossy(&output.stdout).contains("no findings, as recorded"));
     common::assert_no_leftovers(&tag);
 }
+
+/// What did not run shows in every output whatever the verdict; `--strict` fails on it.
+#[test]
+fn checks_that_did_not_run_in_full_show_everywhere_and_fail_a_strict_run() {
+    // The configured demo without a slow request: SIGTERM cannot meet a request in flight.
+    let fixed = std::fs::read_to_string(common::root().join("examples/demo/fixed.toml")).unwrap();
+    let without_slow: String = fixed.lines().filter(|l| !l.starts_with("slow")).collect::<Vec<_>>().join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let target = common::write(dir.path(), "no-slow.toml", &without_slow);
+    let target = target.to_str().unwrap();
+
+    let lenient = common::run(target, &["--seed", "3", "--scenarios", "login,sigterm,store-restart"]);
+    assert_eq!(lenient.code, 0, "{}\n{}", lenient.stdout, lenient.stderr);
+    assert!(lenient.stdout.contains("not tested (2):"), "{}", lenient.stdout);
+    assert!(lenient.stdout.contains("sigterm: inflight-dropped not exercised: no request was in flight at SIGTERM"), "{}", lenient.stdout);
+    assert!(lenient.stdout.contains("store-restart: skipped: the target has no Redis"), "{}", lenient.stdout);
+    let sigterm = lenient.report().scenarios.iter().find(|s| s.name == "sigterm").unwrap();
+    assert!(!sigterm.checks.iter().any(|k| k.id() == "inflight-dropped"), "{sigterm:?}");
+    assert_eq!(sigterm.untested[0].kind.id(), "inflight-dropped");
+
+    let summary = std::fs::read_to_string(lenient.report_dir.join("summary.md")).unwrap();
+    assert!(summary.contains("Not tested:") && summary.contains("- `sigterm` inflight-dropped not exercised"), "{summary}");
+    let xml = std::fs::read_to_string(lenient.report_dir.join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let skipped: Vec<(String, String)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase") && n.children().any(|c| c.has_tag_name("skipped")))
+        .map(|n| (n.attribute("name").unwrap_or("").to_owned(), n.children().find(|c| c.has_tag_name("skipped")).and_then(|c| c.attribute("message")).unwrap_or("").to_owned()))
+        .collect();
+    assert!(skipped.iter().any(|(name, message)| name == "inflight-dropped" && message.contains("no [chaos] slow request")), "{skipped:?}");
+    assert!(skipped.iter().any(|(name, _)| name == "store-restart"), "{skipped:?}");
+    let html = std::fs::read_to_string(lenient.report_dir.join("report.html")).unwrap();
+    assert!(html.contains("<h2>Not tested</h2>") && html.contains("inflight-dropped not exercised"));
+
+    let strict = common::run(target, &["--seed", "3", "--scenarios", "login,sigterm", "--strict"]);
+    assert_eq!(strict.code, 3, "{}\n{}", strict.stdout, strict.stderr);
+    let narrowed = common::run(target, &["--seed", "3", "--scenarios", "login,restart", "--strict"]);
+    assert_eq!(narrowed.code, 0, "{}\n{}", narrowed.stdout, narrowed.stderr);
+
+    // Findings win the exit status, and what was not tested is still listed beside them.
+    let broken = std::fs::read_to_string(common::root().join("examples/demo/broken.toml")).unwrap();
+    let broken: String = broken.lines().filter(|l| !l.starts_with("slow")).collect::<Vec<_>>().join("\n");
+    let target = common::write(dir.path(), "broken-no-slow.toml", &broken);
+    let both = common::run(target.to_str().unwrap(), &["--seed", "3", "--scenarios", "login,sigterm", "--strict"]);
+    assert_eq!(both.code, 1, "{}\n{}", both.stdout, both.stderr);
+    assert!(both.stdout.contains("not tested (1):") && both.stdout.contains("finding(s):"), "{}", both.stdout);
+}
