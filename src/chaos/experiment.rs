@@ -402,6 +402,10 @@ async fn store_outage(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<
         }
         sleep(window / (STALE_SAMPLES as u32 - 1)).await;
     }
+    // And the request again: the app still could not serve it through the whole window.
+    let again = endpoints.iter().map(|e| arena.own_user(STORE_SCENARIO, e.replica.id)).collect();
+    let again = arena.users(again, run.phase).await;
+    run.disrupted.extend(again);
     let start_ms = arena.now_ms();
     arena.cluster.start_store().await?;
     push(arena, run, ChaosAction::StoreStart, start_ms);

@@ -189,9 +189,10 @@ fn premature_readiness(run: &ExperimentRun) -> BTreeMap<Incarnation, Premature<'
     found
 }
 
-/// Ready answers (at least two) that came after the same replica failed a page while it
-/// drained, when it had served that page before SIGTERM. One ready answer is not enough:
-/// a server closing its listener answers readiness a moment before it refuses pages.
+/// Ready answers, at least two, each between two pages the same replica failed while it
+/// drained, when it had served that page before SIGTERM. A ready answer next to a page
+/// that served is no evidence: a server closing its listener answers readiness a moment
+/// before it refuses pages, and a pre-fork server's workers stop one by one.
 fn stale_while_draining(run: &ExperimentRun) -> Vec<Candidate> {
     let mut found = Vec::new();
     for sigterm in &run.chaos {
@@ -200,9 +201,17 @@ fn stale_while_draining(run: &ExperimentRun) -> Vec<Candidate> {
         let served_before = run.control.iter().any(|user| user.scenario == PAGE_SCENARIO && user.first_failure().is_none())
             || of(ProbePurpose::DrainPage).any(|p| p.at_ms < sigterm.start_ms && p.served());
         let ready_before = of(ProbePurpose::ReadyBefore).any(Probe::said_ready);
-        let Some(failed) = of(ProbePurpose::DrainPage).find(|p| p.at_ms >= sigterm.start_ms && p.failed()) else { continue };
-        let ready_after: Vec<&Probe> = of(ProbePurpose::ReadyDraining).filter(|p| p.at_ms >= failed.end_ms && p.said_ready()).collect();
+        let pages: Vec<&Probe> = of(ProbePurpose::DrainPage).filter(|p| p.at_ms >= sigterm.start_ms).collect();
+        let ready_after: Vec<&Probe> = of(ProbePurpose::ReadyDraining)
+            .filter(|ready| ready.said_ready())
+            .filter(|ready| {
+                let before = pages.iter().rev().find(|p| p.end_ms <= ready.at_ms);
+                let after = pages.iter().find(|p| p.at_ms >= ready.end_ms);
+                before.is_some_and(|p| p.failed()) && after.is_some_and(|p| p.failed())
+            })
+            .collect();
         let (Some(first), Some(last)) = (ready_after.first(), ready_after.last()) else { continue };
+        let Some(failed) = pages.iter().find(|p| p.failed()) else { continue };
         if ready_after.len() < 2 || !served_before || !ready_before {
             continue;
         }
@@ -216,7 +225,7 @@ fn stale_while_draining(run: &ExperimentRun) -> Vec<Candidate> {
             expected: "a replica that cannot serve says it is not ready".into(),
             observed: Observed {
                 reason: format!(
-                    "GET {} answered {} {:.0} ms after SIGTERM; then GET {} answered {} {} times, from {:.0} to {:.0} ms after SIGTERM",
+                    "GET {} answered {} {:.0} ms after SIGTERM; GET {} answered {} {} times between pages that failed, from {:.0} to {:.0} ms after SIGTERM",
                     failed.path,
                     probe_result(failed),
                     failed.at_ms - sigterm.start_ms,
@@ -246,10 +255,14 @@ fn stale_while_store_down(run: &ExperimentRun, platform: &Platform) -> Vec<Candi
     let Some(stop) = run.chaos.iter().find(|e| e.action == ChaosAction::StoreStop) else { return Vec::new() };
     let window_ms = stale_window(platform.health_interval).as_secs_f64() * 1000.0;
     let mut found = Vec::new();
-    for user in run.disrupted.iter().filter(|u| u.scenario == STORE_SCENARIO) {
+    let store_users = |replica: Incarnation| run.disrupted.iter().filter(move |u| u.scenario == STORE_SCENARIO && u.steps.first().and_then(|s| s.served_by) == Some(replica));
+    let mut replicas: Vec<Incarnation> = run.disrupted.iter().filter(|u| u.scenario == STORE_SCENARIO).filter_map(|u| u.steps.first()?.served_by).collect();
+    replicas.dedup();
+    for replica in replicas {
+        // The request that needs the store failed before the window and again after it.
+        let Some(user) = store_users(replica).find(|u| u.first_failure().is_some()) else { continue };
         let Some(step) = user.first_failure() else { continue };
         let Some(request) = step.requests.last() else { continue };
-        let Some(replica) = request.served_by else { continue };
         let served_before = run.control.iter().any(|c| c.first_failure().is_none() && c.steps.first().and_then(|s| s.served_by) == Some(replica));
         let after: Vec<&Probe> = run
             .probes
@@ -257,8 +270,9 @@ fn stale_while_store_down(run: &ExperimentRun, platform: &Platform) -> Vec<Candi
             .filter(|p| p.purpose == ProbePurpose::ReadyStoreDown && p.replica == replica && p.at_ms >= request.end_ms)
             .collect();
         let (Some(first), Some(last)) = (after.first(), after.last()) else { continue };
+        let failed_again = store_users(replica).any(|u| u.first_failure().is_some() && u.steps.first().and_then(|s| s.requests.first()).is_some_and(|r| r.start_ms >= last.end_ms));
         let kept_saying_ready = after.len() >= STALE_SAMPLES && after.iter().all(|p| p.said_ready()) && last.at_ms - request.end_ms >= 0.9 * window_ms;
-        if !served_before || !kept_saying_ready {
+        if !served_before || !kept_saying_ready || !failed_again {
             continue;
         }
         found.push(Candidate {
@@ -271,7 +285,7 @@ fn stale_while_store_down(run: &ExperimentRun, platform: &Platform) -> Vec<Candi
             expected: "readiness fails while the app cannot serve requests that need the store".into(),
             observed: Observed {
                 reason: format!(
-                    "a request that needs the store got {}; readiness then answered {} all {} times over the next {:.0} ms",
+                    "a request that needs the store got {}; readiness then answered {} all {} times over the next {:.0} ms, and the request failed again after",
                     describe(step),
                     probe_result(first),
                     after.len(),
@@ -707,9 +721,17 @@ mod tests {
     }
 
     #[test]
+    fn a_page_failed_by_one_worker_of_many_is_not_stale() {
+        // A pre-fork server's workers stop one by one: one page fails, the others serve.
+        let mut run = sigterm_run(Vec::new());
+        drain(&mut run, 1000.0, &[(Some(200), Some(200)), (None, Some(200)), (Some(200), Some(200)), (Some(200), Some(200)), (None, None)]);
+        assert!(assess_sigterm(&run).candidates.is_empty(), "{:?}", assess_sigterm(&run).candidates);
+    }
+
+    #[test]
     fn readiness_that_goes_on_saying_ready_while_pages_fail_is_stale() {
         let mut run = sigterm_run(Vec::new());
-        drain(&mut run, 1000.0, &[(Some(200), Some(200)), (Some(503), Some(200)), (Some(503), Some(200)), (Some(503), Some(200))]);
+        drain(&mut run, 1000.0, &[(Some(200), Some(200)), (Some(503), Some(200)), (Some(503), Some(200)), (Some(503), Some(200)), (Some(503), Some(200))]);
         let assessment = assess_sigterm(&run);
         assert_eq!(kinds(&assessment), [FindingKind::ReadinessStale]);
         let stale = &assessment.candidates[0];
@@ -751,7 +773,7 @@ mod tests {
         let mut run = ExperimentRun::new("store-outage", Phase::Main);
         run.control = vec![user(STORE_SCENARIO, 1, r(0, 1), 100.0, Some(200), None)];
         run.chaos.push(event(ChaosAction::StoreStop, 1000.0, 1010.0));
-        run.disrupted = vec![user(STORE_SCENARIO, 2, r(0, 1), 1300.0, Some(500), None)];
+        run.disrupted = vec![user(STORE_SCENARIO, 2, r(0, 1), 1300.0, Some(500), None), user(STORE_SCENARIO, 3, r(0, 1), 2400.0, Some(500), None)];
         for (index, status) in ready.iter().enumerate() {
             run.probes.push(probe(ProbePurpose::ReadyStoreDown, r(0, 1), 1310.0 + 340.0 * index as f64, *status));
         }
@@ -766,6 +788,10 @@ mod tests {
         // A readiness check that caches its answer for a moment, then tells the truth.
         let cached = assess(&plan(ExperimentKind::StoreOutage), &store_run(&[Some(200), Some(200), Some(503), Some(503)]), &[], &platform());
         assert!(cached.candidates.is_empty());
+        // The request that needs the store worked again after the window: not stale.
+        let mut recovered = store_run(&[Some(200); 4]);
+        recovered.disrupted[1] = user(STORE_SCENARIO, 3, r(0, 1), 2400.0, Some(200), None);
+        assert!(assess(&plan(ExperimentKind::StoreOutage), &recovered, &[], &platform()).candidates.is_empty());
     }
 
     #[test]
