@@ -47,15 +47,23 @@ impl Secrets {
         }
     }
 
-    /// Rewrites a file with its secrets redacted.
-    pub fn redact_file(&self, path: &Path) -> std::io::Result<()> {
+    /// Rewrites files with their secrets redacted. A run sees thousands of secrets, so
+    /// the matcher is built once for all the files. A file that cannot be rewritten is
+    /// left as it was; the others are still done, and the first error is returned.
+    pub fn redact_files(&self, paths: &[impl AsRef<Path>]) -> std::io::Result<()> {
         let Some(matcher) = self.matcher() else { return Ok(()) };
-        let bytes = std::fs::read(path)?;
-        if matcher.find(&bytes).is_none() {
-            return Ok(());
+        let markers = vec![MARKER.as_bytes(); self.values.len()];
+        let mut first_error = Ok(());
+        for path in paths {
+            let redacted = std::fs::read(path).and_then(|bytes| match matcher.find(&bytes) {
+                None => Ok(()),
+                Some(_) => std::fs::write(path, matcher.replace_all_bytes(&bytes, &markers)),
+            });
+            if first_error.is_ok() {
+                first_error = redacted;
+            }
         }
-        let redacted = matcher.replace_all_bytes(&bytes, &vec![MARKER.as_bytes(); self.values.len()]);
-        std::fs::write(path, redacted)
+        first_error
     }
 
     fn matcher(&self) -> Option<AhoCorasick> {
@@ -101,7 +109,7 @@ mod tests {
         std::fs::write(&path, "login as alice with wonderland\n").unwrap();
         let mut secrets = Secrets::default();
         secrets.add("wonderland");
-        secrets.redact_file(&path).unwrap();
+        secrets.redact_files(&[&path]).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "login as alice with [redacted]\n");
     }
 }

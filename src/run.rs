@@ -747,11 +747,7 @@ fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<(
 /// Replica logs are the app's own output: scrub whatever secrets the run saw.
 fn redact_logs(dir: &Path, secrets: &Secrets) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|ext| ext == "log") {
-            // A log we cannot rewrite stays as the app wrote it; the run's result stands.
-            let _ = secrets.redact_file(&path);
-        }
-    }
+    let logs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|ext| ext == "log")).collect();
+    // A log we cannot rewrite stays as the app wrote it; the run's result stands.
+    let _ = secrets.redact_files(&logs);
 }

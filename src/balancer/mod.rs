@@ -47,6 +47,9 @@ pub const ERROR_HEADER: &str = "x-replicheck-error";
 /// (`r0,r2`), behind a load balancer replicheck cannot steer (see `relay`).
 pub const ALSO_REACHED_HEADER: &str = "x-replicheck-also-reached";
 
+/// How long an idle pooled connection to a replica is kept.
+const POOL_IDLE: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct BalancerConfig {
     pub listen: SocketAddr,
@@ -108,7 +111,10 @@ impl Balancer {
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         connector.set_local_address(config.proxy_address);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Shorter than any common server's keep-alive timeout (gunicorn's is 2s): a
+            // request written on a connection the replica is closing as idle fails
+            // without the replica ever seeing it, and would be blamed on the replica.
+            .pool_idle_timeout(POOL_IDLE)
             .pool_timer(TokioTimer::new())
             .build(connector);
         let (sender, records) = mpsc::unbounded_channel();

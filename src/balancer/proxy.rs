@@ -109,6 +109,7 @@ async fn forward(
     *request.uri_mut() = uri;
     add_forwarded(request.headers_mut(), client.ip(), state.scheme);
     let served_by = HeaderValue::from_str(&upstream.replica.to_string()).ok();
+    let _in_flight = upstream.start_request();
     match state.client.request(request).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();

@@ -25,6 +25,18 @@ pub struct Upstream {
     held: AtomicBool,
     /// Readiness probes failed in a row.
     failed_probes: AtomicU32,
+    /// Requests sent to it that have no answer yet, for a balancer that drains a replica
+    /// before it stops.
+    in_flight: AtomicU32,
+}
+
+/// Counts one request in flight to an upstream until its answer (or failure) arrives.
+pub struct InFlight<'a>(&'a Upstream);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Probes that must fail in a row before a replica counts as unready, as Kubernetes'
@@ -40,7 +52,18 @@ impl Upstream {
             ready: AtomicBool::new(true),
             held: AtomicBool::new(false),
             failed_probes: AtomicU32::new(0),
+            in_flight: AtomicU32::new(0),
         }
+    }
+
+    pub fn start_request(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self)
+    }
+
+    /// Requests sent to it still waiting for their answer.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     pub fn is_ready(&self) -> bool {
@@ -116,6 +139,11 @@ impl Upstreams {
         if let Some(upstream) = self.table.load().iter().find(|u| u.replica == replica) {
             upstream.held.store(true, Ordering::Release);
         }
+    }
+
+    /// The upstream of an incarnation, if it is in the table.
+    pub fn incarnation(&self, replica: Incarnation) -> Option<Arc<Upstream>> {
+        self.table.load().iter().find(|u| u.replica == replica).cloned()
     }
 
     /// Takes an incarnation out of the table.

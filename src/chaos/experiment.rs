@@ -523,10 +523,18 @@ async fn terminate(arena: &mut Arena<'_>, replica: Incarnation, done: &watch::Se
     let grace = cluster.grace();
     let termination = match settings.deregistration {
         Deregistration::BeforeSigterm => {
+            // A draining load balancer sends nothing new and lets what it sent finish,
+            // for up to the deregistration delay, before the instance is stopped.
+            let upstream = balancer.upstreams().incarnation(replica);
             balancer.upstreams().remove(replica);
             let deregistered_ms = ms_since(origin);
+            let drained = Instant::now() + settings.deregistration_delay;
+            while upstream.as_ref().is_some_and(|u| u.in_flight() > 0) && Instant::now() < drained {
+                sleep(Duration::from_millis(10)).await;
+            }
+            let sigterm_ms = ms_since(origin);
             let outcome = cluster.stop(replica, grace).await;
-            (outcome, deregistered_ms, deregistered_ms)
+            (outcome, sigterm_ms, deregistered_ms)
         }
         Deregistration::Kubernetes => {
             balancer.upstreams().hold(replica);

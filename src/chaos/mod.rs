@@ -25,7 +25,7 @@ use crate::check::finding::FindingKind;
 use crate::cluster::replica::ReplicaId;
 use crate::plan::{Load, VuPlan, seed};
 use crate::scenario::Scenario;
-use crate::target::Target;
+use crate::target::{Deregistration, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -97,17 +97,21 @@ impl ExperimentKind {
             return untested;
         }
         let settings = &target.balancer;
-        // Slow requests start before the balancer stops routing to the victim; they must
-        // still run when SIGTERM arrives.
+        let slow_for = humantime::format_duration(target.chaos.slow_for);
+        // Slow requests start just before the balancer stops routing to the victim (or
+        // before SIGTERM, if that comes first); they must still run when SIGTERM arrives.
         let sent = settings.sigterm_after().min(settings.routed_for()).saturating_sub(experiment::IN_FLIGHT_LEAD);
-        let reason = match target.chaos.slow {
-            None => Some("no request was in flight at SIGTERM: the target has no [chaos] slow request".to_owned()),
-            Some(_) if sent + target.chaos.slow_for <= settings.sigterm_after() => Some(format!(
-                "no request was in flight at SIGTERM: the slow request ({} long) ends before SIGTERM, which comes {} after the balancer stopped routing; raise [chaos] slow_for",
-                humantime::format_duration(target.chaos.slow_for),
+        let reason = match (&target.chaos.slow, settings.deregistration) {
+            (None, _) => Some("no request was in flight at SIGTERM: the target has no [chaos] slow request".to_owned()),
+            (Some(_), Deregistration::BeforeSigterm) if target.chaos.slow_for <= settings.deregistration_delay + experiment::IN_FLIGHT_LEAD => Some(format!(
+                "no request was in flight at SIGTERM: the balancer lets requests finish for up to the deregistration delay ({}) before SIGTERM, and the slow request takes {slow_for}; raise [chaos] slow_for above the delay",
+                humantime::format_duration(settings.deregistration_delay)
+            )),
+            (Some(_), Deregistration::Kubernetes) if sent + target.chaos.slow_for <= settings.sigterm_after() => Some(format!(
+                "no request was in flight at SIGTERM: the slow request ({slow_for} long) ends before SIGTERM, which comes {} after the balancer stopped routing; raise [chaos] slow_for",
                 humantime::format_duration(settings.sigterm_after().saturating_sub(settings.routed_for()))
             )),
-            Some(_) => None,
+            _ => None,
         };
         untested.extend(reason.map(|reason| Untested {
             kind: FindingKind::InflightDropped,

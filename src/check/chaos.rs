@@ -304,6 +304,10 @@ fn stale_while_store_down(run: &ExperimentRun, platform: &Platform) -> Vec<Candi
     found
 }
 
+/// How long before SIGTERM a request may have been sent and still not have reached the
+/// app when SIGTERM did.
+const SIGTERM_RACE_MS: f64 = 100.0;
+
 /// How a user's failure relates to the disruption.
 enum Explained {
     Passed,
@@ -331,8 +335,8 @@ impl Disruption<'_> {
             return Explained::Expected;
         }
         if let Some(request) = failed_request.filter(|r| unanswered(r)) {
-            if let Some(candidate) = self.shutdown_casualty(record, step, request) {
-                return Explained::Candidate(Box::new(candidate));
+            if let Some(explained) = self.shutdown_casualty(record, step, request) {
+                return explained;
             }
             if let Some(candidate) = self.premature_casualty(record, step, request) {
                 return Explained::Candidate(Box::new(candidate));
@@ -347,7 +351,7 @@ impl Disruption<'_> {
 
     /// A request that failed on an incarnation that got SIGTERM: in flight when it arrived,
     /// or sent while the balancer still routed to it.
-    fn shutdown_casualty(&self, record: &VuRecord, step: &StepRecord, request: &RequestRecord) -> Option<Candidate> {
+    fn shutdown_casualty(&self, record: &VuRecord, step: &StepRecord, request: &RequestRecord) -> Option<Explained> {
         let replica = request.served_by?;
         let sigterm = self.first(|a| matches!(a, ChaosAction::Sigterm { replica: r, .. } if *r == replica))?;
         // The control: the same incarnation answered a request before SIGTERM.
@@ -361,13 +365,21 @@ impl Disruption<'_> {
         // started before that.
         let deregistered = self.first(|a| *a == ChaosAction::Deregister { replica }).map(|e| e.start_ms);
         let window_end = deregistered.unwrap_or(sigterm.start_ms + self.platform.balancer.deregistration_delay.as_secs_f64() * 1000.0);
-        let (kind, expected, remedy) = if request.start_ms < sigterm.start_ms {
+        // A request sent a moment before SIGTERM may not have reached the app yet (a
+        // keep-alive connection the app closes at SIGTERM): it was not surely in flight.
+        let raced = (sigterm.start_ms - SIGTERM_RACE_MS..sigterm.start_ms).contains(&request.start_ms);
+        let routed_after_sigterm = window_end > sigterm.start_ms;
+        let (kind, expected, remedy) = if request.start_ms < sigterm.start_ms && !(raced && routed_after_sigterm) {
+            if raced {
+                return Some(Explained::Expected);
+            }
             (
                 FindingKind::InflightDropped,
                 "a request in flight when SIGTERM arrives completes",
                 "remedy: on SIGTERM stop accepting new connections but let requests in flight finish (a graceful shutdown) before the process exits",
             )
         } else if request.start_ms <= window_end {
+            // Raced ones included: the app stopped taking requests it was still routed.
             (
                 FindingKind::RefusedDuringDeregistration,
                 "a replica keeps serving while the balancer still routes to it after SIGTERM",
@@ -379,7 +391,7 @@ impl Disruption<'_> {
         // The experiment's own requests are named by what they asked for.
         let own = record.scenario == SLOW_SCENARIO || record.scenario == PAGE_SCENARIO;
         let (scenario, step_name) = if own { (self.run.experiment.clone(), request_label(request)) } else { (record.scenario.clone(), step.name.clone()) };
-        Some(Candidate {
+        Some(Explained::Candidate(Box::new(Candidate {
             kind,
             scenario,
             step: step_name,
@@ -402,7 +414,7 @@ impl Disruption<'_> {
             at_ms: Some(request.start_ms),
             occurrences: 1,
             notes: vec![self.platform.model(), remedy.into()],
-        })
+        })))
     }
 
     /// A request that failed on an incarnation whose readiness passed before it could
@@ -668,7 +680,7 @@ mod tests {
     #[test]
     fn failures_around_sigterm_are_in_flight_or_refused_by_when_they_started() {
         let refused = page_user(2, r(0, 1), 1200.0, Some(502), Some("the balancer answered 502: r0: connection refused"));
-        let dropped = page_user(3, r(0, 1), 900.0, Some(502), Some("the balancer answered 502: r0: connection reset"));
+        let dropped = page_user(3, r(0, 1), 800.0, Some(502), Some("the balancer answered 502: r0: connection reset"));
         let assessment = assess_sigterm(&sigterm_run(vec![refused, dropped]));
         assert_eq!(kinds(&assessment), [FindingKind::InflightDropped, FindingKind::RefusedDuringDeregistration]);
         assert!(assessment.unexplained.is_empty() && assessment.baseline.is_none());
@@ -678,6 +690,17 @@ mod tests {
         assert_eq!(refused.step, "GET /");
         assert!(refused.notes[0].contains("deregistration = \"kubernetes\"") && refused.notes[0].contains("500ms"), "{:?}", refused.notes);
         assert!(refused.notes[1].contains("pre_stop") && refused.notes[1].contains("before-sigterm"), "{:?}", refused.notes);
+    }
+
+    #[test]
+    fn a_request_sent_a_moment_before_sigterm_was_not_surely_in_flight() {
+        let raced = page_user(2, r(0, 1), 960.0, Some(502), Some("the balancer answered 502: r0: connection closed before message completed"));
+        let assessment = assess_sigterm(&sigterm_run(vec![raced]));
+        assert_eq!(kinds(&assessment), [FindingKind::RefusedDuringDeregistration], "still routed after SIGTERM: it was refused");
+        let mut drained_first = sigterm_run(vec![page_user(2, r(0, 1), 960.0, Some(502), Some("closed"))]);
+        drained_first.chaos[1].start_ms = 900.0;
+        let assessment = assess_sigterm(&drained_first);
+        assert!(assessment.candidates.is_empty() && assessment.unexplained.is_empty(), "{:?}", assessment.candidates);
     }
 
     #[test]
@@ -837,7 +860,7 @@ mod tests {
 
     #[test]
     fn a_failing_control_is_a_baseline_failure_and_only_what_shows_twice_is_a_finding() {
-        let dropped = || page_user(3, r(0, 1), 900.0, Some(502), Some("reset"));
+        let dropped = || page_user(3, r(0, 1), 800.0, Some(502), Some("reset"));
         let mut broken_control = sigterm_run(vec![dropped()]);
         broken_control.control = vec![page_user(1, r(0, 1), 100.0, Some(502), Some("refused"))];
         let baseline = assess_sigterm(&broken_control);

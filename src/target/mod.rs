@@ -149,7 +149,8 @@ pub struct BalancerSettings {
     #[serde(default)]
     pub deregistration: Deregistration,
     /// Under `kubernetes`: how long the balancer keeps routing to a replica once its
-    /// termination began, as endpoints do until their removal has propagated.
+    /// termination began, as endpoints do until their removal has propagated. Under
+    /// `before-sigterm`: how long it lets requests in flight finish before SIGTERM.
     #[serde(default = "defaults::deregistration_delay", with = "humantime_serde")]
     pub deregistration_delay: Duration,
     /// Under `kubernetes`: a preStop hook's sleep. SIGTERM arrives this long after the
@@ -191,8 +192,9 @@ pub enum Deregistration {
     /// routing to the replica until then.
     #[default]
     Kubernetes,
-    /// The load balancer stops routing to the replica first, then the replica gets
-    /// SIGTERM (a target group that drains before the task stops).
+    /// The load balancer stops routing to the replica and drains what it sent (for up to
+    /// `deregistration_delay`), then the replica gets SIGTERM (a target group that drains
+    /// before the task stops).
     BeforeSigterm,
 }
 
@@ -235,9 +237,10 @@ impl BalancerSettings {
                 humantime::format_duration(self.pre_stop),
                 humantime::format_duration(self.deregistration_delay)
             ),
-            Deregistration::BeforeSigterm => {
-                format!("deregistration = \"before-sigterm\": the balancer stops routing to the replica, then it gets SIGTERM, and SIGKILL {grace} later")
-            }
+            Deregistration::BeforeSigterm => format!(
+                "deregistration = \"before-sigterm\": the balancer stops routing to the replica and lets requests in flight finish for up to {} (deregistration_delay), then the replica gets SIGTERM, and SIGKILL {grace} later",
+                humantime::format_duration(self.deregistration_delay)
+            ),
         }
     }
 }

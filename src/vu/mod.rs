@@ -177,12 +177,18 @@ pub fn spawn_load(ctx: &Arc<VuContext>, load: &Load, phase: Phase, stop: watch::
                 records.push(record);
                 secrets.extend(&seen);
                 iteration += 1;
+                // A user's pause between passes: steady traffic through the disruption
+                // without saturating a replica (or a small CI machine) with requests.
+                tokio::time::sleep(LOAD_PAUSE).await;
             }
             (records, secrets)
         });
     }
     tasks
 }
+
+/// How long a looping user waits between passes.
+const LOAD_PAUSE: Duration = Duration::from_millis(25);
 
 /// Running users; each task yields the records of one user (several for a looping one).
 pub type Users = JoinSet<(Vec<VuRecord>, Secrets)>;
