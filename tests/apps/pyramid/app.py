@@ -1,29 +1,53 @@
 #!/usr/bin/env python3
 """A small Pyramid app (not replicheck's demo) with Pyramid's own machinery: a signed
-cookie session (SignedCookieSessionFactory) and session CSRF tokens (csrf_token field or
-X-CSRF-Token header, refused with 400).
+cookie session (SignedCookieSessionFactory), session CSRF tokens (csrf_token field or
+X-CSRF-Token header, refused with 400; for https requests Pyramid also checks Origin or
+Referer), served by waitress with its own proxy-header handling. The deployment's
+environment picks the mode:
 
-Misconfigured (no APP_SECRET, APP_CACHE=memory) each process signs sessions with its
-own random secret and caches in its own memory; configured, the secret comes from the
-environment and the cache is a SQLite file every replica shares.
+Misconfigured (broken.toml: no APP_SECRET, TRUSTED_PROXY, DRAIN_MS; APP_CACHE=memory):
+- each process signs sessions (the user, the note, the CSRF token) with its own random
+  secret: they are lost on another replica and after a restart;
+- the cache is in process memory: per replica, empty after a restart;
+- waitress without `trusted_proxy` strips X-Forwarded-* from every request
+  (clear_untrusted_proxy_headers, on by default): behind the TLS proxy the app believes
+  http and sees the proxy's address. Posts still pass: Pyramid checks Origin only when
+  request.scheme is https, so a browser's https Origin is never compared;
+- waitress installs no SIGTERM handler: Python's default ends the process at once, the
+  listener with it and the requests in flight are cut.
+
+Configured (fixed.toml): APP_SECRET from the deployment; the cache in a SQLite file all
+replicas share; waitress `trusted_proxy` is exactly the proxy (TRUSTED_PROXY) with
+`trusted_proxy_headers` x-forwarded-for/-proto/-host, as waitress documents (from
+anyone else those headers are stripped); at SIGTERM readiness answers 503 and the server
+keeps serving DRAIN_MS, then closes its listener, finishes the requests in flight and
+exits 0. Waitress has no graceful stop of its own, so serve_draining runs its event loop.
+
+/whoami answers request.remote_addr, which waitress rewrites from the proxy's last
+X-Forwarded-For hop; WebOb's request.client_addr would take the first hop, which the
+client writes.
 
     python3 app.py PORT
 """
 import html
 import os
 import secrets
+import signal
 import sqlite3
 import sys
 import threading
+import time
 
 from pyramid.config import Configurator
 from pyramid.csrf import SessionCSRFStoragePolicy, get_csrf_token
 from pyramid.httpexceptions import HTTPFound
 from pyramid.response import Response
 from pyramid.session import SignedCookieSessionFactory
-from waitress import serve
+from waitress import serve, wasyncore
+from waitress.server import create_server
 
 USERS = {"bob": "hunter22"}
+DRAINING = threading.Event()  # set at SIGTERM (configured mode): readiness fails
 
 
 class MemoryCache:
@@ -57,6 +81,24 @@ class SqliteCache:
 
 def page(title, body):
     return Response(f"<!doctype html><html><body><h1>{title}</h1>{body}</body></html>")
+
+
+def index(request):
+    return page("Notes", '<p><a href="/login">Log in</a></p>')
+
+
+def up(request):
+    return Response("draining", status=503) if DRAINING.is_set() else Response("up")
+
+
+def slow(request):
+    ms = min(max(int(request.GET.get("ms", "0") or 0), 0), 60_000)
+    time.sleep(ms / 1000)
+    return Response(f"slept {ms} ms")
+
+
+def whoami(request):
+    return Response(json_body={"scheme": request.scheme, "client_ip": request.remote_addr})
 
 
 def login_form(request):
@@ -120,7 +162,10 @@ def make_app():
         config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
         config.set_default_csrf_options(require_csrf=True)
         routes = [
-            ("up", "/up", "GET", lambda request: Response("up"), True),
+            ("index", "/", "GET", index, True),
+            ("up", "/up", "GET", up, True),
+            ("slow", "/slow", "GET", slow, True),
+            ("whoami", "/whoami", "GET", whoami, True),
             ("login_form", "/login", "GET", login_form, True),
             ("login", "/login", "POST", login, True),
             ("home", "/home", "GET", home, True),
@@ -138,9 +183,47 @@ def make_app():
         return config.make_wsgi_app()
 
 
+def serve_draining(app, drain_ms, **adjustments):
+    """waitress's event loop, run one poll at a time so that SIGTERM can drain: readiness
+    fails at once, the listener stays open drain_ms, then closes, and the loop goes on
+    until every request in flight has been answered and sent."""
+    socket_map = {}
+    server = create_server(app, map=socket_map, **adjustments)
+    term = []
+
+    def on_sigterm(signum, frame):
+        if not term:
+            term.append(time.monotonic())
+            DRAINING.set()
+            print(f"SIGTERM: readiness fails, serving {drain_ms} ms more", flush=True)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    listening = True
+    while True:
+        wasyncore.loop(timeout=0.1, map=socket_map, use_poll=True, count=1)
+        if not term:
+            continue
+        if listening and time.monotonic() - term[0] >= drain_ms / 1000:
+            print("closing the listener; finishing the requests in flight", flush=True)
+            wasyncore.dispatcher.close(server)  # the listening socket only; the channels stay
+            listening = False
+        channels = list(server.active_channels.values())
+        if not listening and not any(c.requests or c.total_outbufs_len for c in channels):
+            break
+    server.task_dispatcher.shutdown()
+    print("stopped", flush=True)
+
+
 if __name__ == "__main__":
     spec = os.environ.get("APP_CACHE", "memory")
     CACHE = SqliteCache(spec[len("sqlite:"):]) if spec.startswith("sqlite:") else MemoryCache()
     port = int(sys.argv[1])
+    options = {"host": "127.0.0.1", "port": port}
+    if os.environ.get("TRUSTED_PROXY"):
+        options.update(trusted_proxy=os.environ["TRUSTED_PROXY"],
+                       trusted_proxy_headers="x-forwarded-for x-forwarded-proto x-forwarded-host")
     print(f"notes (pyramid) on 127.0.0.1:{port}", flush=True)
-    serve(make_app(), host="127.0.0.1", port=port, _quiet=True)
+    if os.environ.get("DRAIN_MS"):
+        serve_draining(make_app(), int(os.environ["DRAIN_MS"]), **options)
+    else:
+        serve(make_app(), _quiet=True, **options)

@@ -1,0 +1,198 @@
+"""A small Starlette app (not replicheck's demo) served by gunicorn with uvicorn workers
+(`gunicorn app:app -k uvicorn.workers.UvicornWorker -w 2`), a pre-fork server: the master
+holds the listener, closes it at SIGTERM, and each worker finishes the requests it holds.
+
+Everything a user leaves behind lives in Redis (REDIS_URL), in both modes:
+- Starlette's SessionMiddleware keeps a signed cookie (secret from SESSION_SECRET) that
+  holds only a session id; the session itself (the signed-in user, the note, the CSRF
+  token) is a JSON value in Redis under that id (load_session / save_session below).
+- Forms carry a CSRF token kept in the session (field `csrf_token`, refused with 403).
+- The cache is Redis too.
+So login, session, antiforgery and cache work across replicas in both modes.
+
+Misconfigured (broken.toml), the faults are around the app, not in it:
+- Redis without persistence: a Redis restart forgets every session and cache entry.
+- No READINESS_CHECKS_REDIS: readiness answers 200 while Redis is down and every page
+  that needs it fails.
+- `--forwarded-allow-ips '*'`: uvicorn's ProxyHeadersMiddleware believes
+  X-Forwarded-For/-Proto from anyone who connects.
+- gunicorn closes its listener at SIGTERM, while a Kubernetes-style balancer still
+  routes to the replica for a while.
+
+Configured (fixed.toml): Redis with AOF persistence, readiness 503 when Redis does not
+answer (READINESS_CHECKS_REDIS=1), `--forwarded-allow-ips` the proxy's address only, and
+a load balancer that drains the instance before it gets SIGTERM.
+
+Both: `--graceful-timeout 8` (under the 10s grace) lets the workers finish the requests
+in flight after SIGTERM; a Redis error answers 503.
+"""
+import asyncio
+import contextlib
+import html
+import json
+import os
+import secrets
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.retry import Retry
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+USERS = {"bob": "hunter22"}
+SESSION_TTL = 24 * 3600
+READINESS_CHECKS_REDIS = os.environ.get("READINESS_CHECKS_REDIS") == "1"
+
+# One client (and connection pool) per worker process: gunicorn imports this module in
+# each worker after the fork. A connection broken by a Redis restart is retried once.
+store = aioredis.from_url(
+    os.environ["REDIS_URL"], decode_responses=True, socket_timeout=1, socket_connect_timeout=0.5,
+    retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError])
+
+
+async def load_session(request):
+    sid = request.session.get("sid")
+    raw = await store.get(f"session:{sid}") if sid else None
+    return json.loads(raw) if raw else {}
+
+
+async def save_session(request, data, new_id=False):
+    sid = request.session.get("sid")
+    if new_id or not sid:
+        if sid:
+            await store.delete(f"session:{sid}")
+        sid = request.session["sid"] = secrets.token_urlsafe(24)
+    await store.set(f"session:{sid}", json.dumps(data), ex=SESSION_TTL)
+
+
+async def csrf_field(request, data):
+    if "csrf" not in data:
+        data["csrf"] = secrets.token_urlsafe(32)
+        await save_session(request, data)
+    return f'<input type="hidden" name="csrf_token" value="{data["csrf"]}">'
+
+
+def csrf_refused(form, data):
+    sent, expected = form.get("csrf_token", ""), data.get("csrf", "")
+    if expected and secrets.compare_digest(sent, expected):
+        return None
+    return PlainTextResponse("CSRF token missing or incorrect", status_code=403)
+
+
+def page(title, body):
+    return HTMLResponse(f"<!doctype html><html><head><title>{title}</title></head>"
+                        f"<body><h1>{title}</h1>{body}</body></html>")
+
+
+async def home(request):
+    return page("Notes", '<p><a href="/login">Log in</a></p>')
+
+
+async def ready(request):
+    if READINESS_CHECKS_REDIS:
+        try:
+            await store.ping()
+        except RedisError:
+            return PlainTextResponse("redis not answering", status_code=503)
+    return PlainTextResponse("ready")
+
+
+async def slow(request):
+    ms = min(int(request.query_params.get("ms", "0")), 60_000)
+    await asyncio.sleep(ms / 1000)
+    return PlainTextResponse(f"slept {ms} ms")
+
+
+async def whoami(request):
+    # What uvicorn's ProxyHeadersMiddleware (--forwarded-allow-ips) made of the request.
+    return JSONResponse({"scheme": request.url.scheme, "client_ip": request.client.host})
+
+
+async def login_form(request, message=""):
+    data = await load_session(request)
+    return page("Log in", f"""<p>{html.escape(message)}</p>
+<form action="/login" method="post">{await csrf_field(request, data)}
+<input name="username"> <input type="password" name="password">
+<input type="submit" value="Log in"></form>""")
+
+
+async def login(request):
+    if request.method == "GET":
+        return await login_form(request)
+    form, data = await request.form(), await load_session(request)
+    if refused := csrf_refused(form, data):
+        return refused
+    user = form.get("username", "")
+    if user not in USERS or USERS[user] != form.get("password", ""):
+        return await login_form(request, "Invalid username or password.")
+    # A new session id (and CSRF token) for the signed-in user.
+    await save_session(request, {"user": user, "csrf": secrets.token_urlsafe(32)}, new_id=True)
+    return RedirectResponse("/account", status_code=303)
+
+
+async def account(request):
+    user = (await load_session(request)).get("user")
+    if not user:
+        return RedirectResponse("/login", status_code=303)
+    return page("Account", f"<p>Signed in as {html.escape(user)}</p>")
+
+
+async def transfer(request):
+    data = await load_session(request)
+    if request.method == "GET":
+        return page("Transfer", f"""<form action="/transfer" method="post">{await csrf_field(request, data)}
+<input name="amount" value="1"> <input type="submit" value="Send"></form>""")
+    form = await request.form()
+    if refused := csrf_refused(form, data):
+        return refused
+    return page("Transfer", f"<p>Transfer accepted: {html.escape(form.get('amount', ''))}</p>")
+
+
+async def session_note(request):
+    # An API endpoint: no form, no CSRF token.
+    data = await load_session(request)
+    if request.method == "POST":
+        data["note"] = (await request.form()).get("note", "")
+        await save_session(request, data)
+        return page("Session", "<p>Kept.</p>")
+    return page("Session", f"<p>Note: {html.escape(data.get('note', ''))}</p>")
+
+
+async def cache(request):
+    key = "cache:" + request.path_params["key"]
+    if request.method == "PUT":
+        await store.set(key, (await request.body()).decode())
+        return Response(status_code=204)
+    value = await store.get(key)
+    if value is None:
+        return PlainTextResponse("not cached", status_code=404)
+    return PlainTextResponse(value)
+
+
+async def store_down(request, exc):
+    return PlainTextResponse(f"session/cache store unavailable: {type(exc).__name__}", status_code=503)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    yield
+    await store.aclose()
+
+
+app = Starlette(
+    routes=[
+        Route("/", home), Route("/ready", ready), Route("/slow", slow), Route("/whoami", whoami),
+        Route("/login", login, methods=["GET", "POST"]), Route("/account", account),
+        Route("/transfer", transfer, methods=["GET", "POST"]),
+        Route("/session", session_note, methods=["GET", "POST"]),
+        Route("/cache/{key}", cache, methods=["GET", "PUT"]),
+    ],
+    middleware=[Middleware(SessionMiddleware, secret_key=os.environ["SESSION_SECRET"])],
+    exception_handlers={RedisError: store_down},
+    lifespan=lifespan,
+)
