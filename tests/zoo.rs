@@ -80,35 +80,49 @@ fn misconfigured_shows_exactly_what_it_plants(app: &str, runs: &[(u64, u16)]) {
     }
 }
 
+/// Each app's tests: one per CI run, so that runs of a slow app go side by side, and the
+/// soak.
 macro_rules! zoo {
     ($app:ident, $programs:expr) => {
         mod $app {
             use super::*;
 
             #[test]
-            fn configured_correctly_finds_nothing() {
+            fn configured_correctly_finds_nothing_seed_1_two_replicas() {
                 require(&$programs);
-                super::configured_correctly_finds_nothing(stringify!($app), &CI);
+                configured_correctly_finds_nothing(stringify!($app), &CI[..1]);
             }
 
             #[test]
-            fn misconfigured_shows_exactly_what_it_plants() {
+            fn configured_correctly_finds_nothing_seed_2_three_replicas() {
                 require(&$programs);
-                super::misconfigured_shows_exactly_what_it_plants(stringify!($app), &CI);
+                configured_correctly_finds_nothing(stringify!($app), &CI[1..]);
+            }
+
+            #[test]
+            fn misconfigured_shows_exactly_what_it_plants_seed_1_two_replicas() {
+                require(&$programs);
+                misconfigured_shows_exactly_what_it_plants(stringify!($app), &CI[..1]);
+            }
+
+            #[test]
+            fn misconfigured_shows_exactly_what_it_plants_seed_2_three_replicas() {
+                require(&$programs);
+                misconfigured_shows_exactly_what_it_plants(stringify!($app), &CI[1..]);
             }
 
             #[test]
             #[ignore = "the soak: cargo nextest run --release --test zoo --run-ignored ignored-only"]
             fn soak_configured_correctly() {
                 require(&$programs);
-                super::configured_correctly_finds_nothing(stringify!($app), &soak());
+                configured_correctly_finds_nothing(stringify!($app), &soak());
             }
 
             #[test]
             #[ignore = "the soak: cargo nextest run --release --test zoo --run-ignored ignored-only"]
             fn soak_misconfigured() {
                 require(&$programs);
-                super::misconfigured_shows_exactly_what_it_plants(stringify!($app), &soak());
+                misconfigured_shows_exactly_what_it_plants(stringify!($app), &soak());
             }
         }
     };

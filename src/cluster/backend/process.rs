@@ -80,9 +80,31 @@ pub fn probe_client() -> reqwest::Client {
 impl Backend for ProcessBackend {
     type Replica = ProcessReplica;
 
-    async fn launch(&self, incarnation: Incarnation, mut vars: Vars) -> Result<ProcessReplica, ClusterError> {
+    async fn launch(&self, incarnation: Incarnation, vars: Vars) -> Result<ProcessReplica, ClusterError> {
+        let mut attempt = 1;
+        loop {
+            match self.launch_on(incarnation, vars.clone(), free_port()?).await {
+                // Another program took the free port between our check and the replica's
+                // bind (runs side by side in CI): another port, a few times.
+                Err(ClusterError::ExitedBeforeReady { tail, .. }) if attempt < PORT_ATTEMPTS && port_taken(&tail) => attempt += 1,
+                launched => return launched,
+            }
+        }
+    }
+}
+
+/// Launches of one incarnation, each on a fresh port, when its port was taken.
+const PORT_ATTEMPTS: u32 = 3;
+
+/// Whether a log tail says the listening address was in use.
+fn port_taken(tail: &str) -> bool {
+    let tail = tail.to_ascii_lowercase();
+    tail.contains("address already in use") || tail.contains("eaddrinuse") || tail.contains("address in use")
+}
+
+impl ProcessBackend {
+    async fn launch_on(&self, incarnation: Incarnation, mut vars: Vars, port: u16) -> Result<ProcessReplica, ClusterError> {
         let started = Instant::now();
-        let port = free_port()?;
         // Kept across the replica's restarts: named by replica, not incarnation.
         let replica_dir = self.workspace.join("replicas").join(incarnation.id.to_string());
         std::fs::create_dir_all(&replica_dir).map_err(|source| ClusterError::Io {
@@ -199,5 +221,17 @@ impl Replica for ProcessReplica {
 
     async fn resume(&self) -> Result<(), ClusterError> {
         self.child.signal_group(Signal::SIGCONT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::port_taken;
+
+    #[test]
+    fn a_taken_port_is_told_from_other_start_failures() {
+        assert!(port_taken("  | Errno::EADDRINUSE: Address already in use - bind(2) for \"127.0.0.1\" port 23014"));
+        assert!(port_taken("OSError: [Errno 98] error while attempting to bind on address ('127.0.0.1', 80): address in use"));
+        assert!(!port_taken("boom: no config"));
     }
 }

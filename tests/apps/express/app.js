@@ -46,7 +46,7 @@ class RedisStore {
   }
   timed(promise) { // a paused Redis must not hang requests
     return Promise.race([promise, new Promise((_, reject) =>
-      setTimeout(() => reject(new Error('redis timed out')), 1000).unref())]);
+      setTimeout(() => reject(new Error('redis timed out')), 3000).unref())]);
   }
   get(key) { return this.timed(this.client.get(key)); }
   set(key, value, ttl) { return this.timed(this.client.set(key, value, ttl ? { EX: ttl } : {})); }
@@ -178,8 +178,15 @@ const server = app.listen(port, '127.0.0.1', () =>
   console.log(`express app on 127.0.0.1:${port} (store ${storeSpec === 'memory' ? 'memory' : 'redis'}, ` +
     `trust proxy ${process.env.TRUST_PROXY || 'unset'}, drain ${process.env.DRAIN_MS || 'none'})`));
 
+// After the listener closes, every response (in flight, or arriving on a kept-alive
+// connection) says Connection: close, so clients that poll over keep-alive let go.
+let closing = false;
 const inFlight = new Set();
-server.on('request', (req, res) => { inFlight.add(res); res.on('close', () => inFlight.delete(res)); });
+server.on('request', (req, res) => {
+  if (closing) res.shouldKeepAlive = false;
+  inFlight.add(res);
+  res.on('close', () => inFlight.delete(res));
+});
 
 if (process.env.DRAIN_MS !== undefined) {
   process.once('SIGTERM', () => {
@@ -188,14 +195,16 @@ if (process.env.DRAIN_MS !== undefined) {
     draining = true;
     setTimeout(() => {
       console.log('closing the listener, finishing in-flight requests');
+      closing = true;
+      for (const res of inFlight) res.shouldKeepAlive = false;
       server.close(() => {
         console.log('closed');
         if (store.client) store.client.quit().catch(() => {}).finally(() => process.exit(0));
         else process.exit(0);
       });
       server.closeIdleConnections();
-      // Responses still in flight end with Connection: close, so their connections end too.
-      for (const res of inFlight) res.shouldKeepAlive = false;
+      // Bound the shutdown: whatever is still open 5 s later is cut (grace is 10 s).
+      setTimeout(() => server.closeAllConnections(), 5000).unref();
     }, drainMs);
   });
 }
