@@ -230,7 +230,6 @@ async fn reaping_removes_what_dead_runs_left_and_spares_live_ones() {
             .unwrap();
         assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     }
-    assert_eq!(common::docker_leftovers(&dead).len(), 2);
     let engine = Engine::connect().await.unwrap();
     // Another test's run may reap them first: what counts is that they are gone.
     reap(&engine, &live_runs()).await;

@@ -188,7 +188,7 @@ pub fn spawn_load(ctx: &Arc<VuContext>, load: &Load, phase: Phase, stop: watch::
 }
 
 /// How long a looping user waits between passes.
-const LOAD_PAUSE: Duration = Duration::from_millis(25);
+const LOAD_PAUSE: Duration = Duration::from_millis(100);
 
 /// Running users; each task yields the records of one user (several for a looping one).
 pub type Users = JoinSet<(Vec<VuRecord>, Secrets)>;

@@ -68,9 +68,12 @@ impl ProcessBackend {
     }
 }
 
-/// A short-timeout client for readiness probes, never through a proxy.
+/// A short-timeout client for readiness probes, never through a proxy. Each probe opens
+/// a connection of its own, as the kubelet's do: a probe that kept one alive would keep a
+/// draining server from ever seeing its connections idle, and from exiting.
 pub fn probe_client() -> reqwest::Client {
     crate::client::builder()
+        .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(1))
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -26,7 +26,9 @@ const SESSION_TTL = 3600; // seconds
 const port = Number(process.argv[2] || process.env.PORT || 3000);
 const secret = process.env.COOKIE_SECRET || crypto.randomBytes(32).toString('hex');
 const storeSpec = process.env.STORE || 'memory';
-let draining = false;
+let draining = false; // SIGTERM received: readiness fails
+let closing = false; // the listener is closed: connections must end
+const inFlight = new Set(); // responses not yet finished
 
 // ---- the store: sessions and cache ----------------------------------------------------
 class MemoryStore {
@@ -100,6 +102,14 @@ const session = wrap(async (req, res, next) => {
 // ---- the app ----------------------------------------------------------------------------
 const app = express();
 if (process.env.TRUST_PROXY) app.set('trust proxy', process.env.TRUST_PROXY);
+// Once the listener is closed, responses (in flight, or asked on a kept-alive connection)
+// say Connection: close, so clients that poll over keep-alive let go and the server ends.
+app.use((req, res, next) => {
+  if (closing) res.shouldKeepAlive = false;
+  inFlight.add(res);
+  res.on('close', () => inFlight.delete(res));
+  next();
+});
 app.use(cookieParser(secret));
 const form = express.urlencoded({ extended: false });
 
@@ -169,24 +179,14 @@ app.get('/cache/:key', wrap(async (req, res) => {
   res.type('text/plain').send(value);
 }));
 
-app.use((err, req, res, next) => { // store failures
+app.use((err, req, res, next) => { // body-parser's own errors keep their status; the store's are 503
   console.error(`${req.method} ${req.path}: ${err.message}`);
-  res.status(503).send('service unavailable');
+  res.status(err.status || 503).send(err.status ? 'bad request' : 'service unavailable');
 });
 
 const server = app.listen(port, '127.0.0.1', () =>
   console.log(`express app on 127.0.0.1:${port} (store ${storeSpec === 'memory' ? 'memory' : 'redis'}, ` +
     `trust proxy ${process.env.TRUST_PROXY || 'unset'}, drain ${process.env.DRAIN_MS || 'none'})`));
-
-// After the listener closes, every response (in flight, or arriving on a kept-alive
-// connection) says Connection: close, so clients that poll over keep-alive let go.
-let closing = false;
-const inFlight = new Set();
-server.on('request', (req, res) => {
-  if (closing) res.shouldKeepAlive = false;
-  inFlight.add(res);
-  res.on('close', () => inFlight.delete(res));
-});
 
 if (process.env.DRAIN_MS !== undefined) {
   process.once('SIGTERM', () => {
