@@ -2,9 +2,15 @@
 //! cluster and the balancer, run the virtual users, gather evidence for candidates, run
 //! the chaos experiments one by one, stop everything, and write the report.
 //!
+//! `ask` asks the users' cross-replica questions; `adapt` asks them again when one fault
+//! (an app believing http behind the proxy) failed them on a single replica.
+//!
 //! The plan is written before anything starts and the users' history before checking, so
 //! a run that dies still says what it did. Whatever is started is owned here and stopped
 //! by `Cluster`'s drop if this future is dropped (Ctrl-C) or fails.
+
+mod adapt;
+mod ask;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,10 +22,9 @@ use crate::balancer::policy::RoutingPolicy;
 use crate::balancer::{Balancer, BalancerConfig};
 use crate::chaos::experiment::{self, Arena};
 use crate::chaos::{self, ExperimentKind};
-use crate::check::finding::{Finding, FindingKind};
+use crate::check::finding::Finding;
 use crate::check::{self, ScenarioResult, ScenarioStatus, Untested};
 use crate::cluster::backend::external::ExternalSpec;
-use crate::cluster::replica::ReplicaId;
 use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, Vantage};
 use crate::file::FileError;
 use crate::history::{ExperimentRun, History, InspectionRun, Phase};
@@ -32,6 +37,7 @@ use crate::report::{self, Report};
 use crate::scenario::{Scenario, ScenarioFile};
 use crate::target::Target;
 use crate::vu::{self, Limits, VuContext};
+use ask::Asking;
 
 /// Times a reproduction that proves nothing (see `check::blurred_reproductions`) runs again.
 const BLURRED_RERUNS: u32 = 5;
@@ -100,7 +106,7 @@ pub struct RunOutcome {
 
 /// The scenarios bound to the target, and the run's roster: every scenario and experiment
 /// in report order, with the reason for each one skipped.
-struct Bound {
+pub(super) struct Bound {
     /// Scenarios the plan's users run.
     users: Vec<Scenario>,
     /// Scenarios experiments hand artifacts over with.
@@ -282,217 +288,6 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         },
     };
     Ok(RunOutcome { report, report_dir })
-}
-
-/// What the users' questions came to.
-struct Asked {
-    /// The users as planned (or adapted).
-    users: History,
-    /// Controls and reproductions.
-    evidence: History,
-    verdict: check::Verdict,
-}
-
-/// How the users' cross-replica questions are asked: shared by the planned users and
-/// adapted ones.
-struct Asking<'a> {
-    concurrency: usize,
-    seed: u64,
-    reproduce: &'a dyn Fn(&str) -> String,
-    observer: &'a dyn Observer,
-}
-
-impl Asking<'_> {
-    /// Triage of what `users` did, then a control and a reproduction per candidate (user
-    /// numbers from `free_vu` on), then the verdict for the scenarios of `roster`.
-    #[allow(clippy::too_many_arguments)]
-    async fn ask(
-        &self,
-        ctx: &Arc<VuContext>,
-        scenarios: &[Scenario],
-        roster: &[(String, Option<String>)],
-        planned: &[plan::VuPlan],
-        users: History,
-        free_vu: &mut u32,
-        secrets: &mut Secrets,
-    ) -> Asked {
-        let triage = check::triage(scenarios, &users);
-        let evidence_plans = check::evidence_plans(planned, *free_vu, &triage.candidates);
-        *free_vu += 2 * triage.candidates.len() as u32;
-        let mut evidence = History::default();
-        if !triage.candidates.is_empty() {
-            self.observer.progress(Progress::ControlsStarted {
-                candidates: triage.candidates.len(),
-            });
-            for (users, phase) in [(&evidence_plans.controls, Phase::Control), (&evidence_plans.reproductions, Phase::Reproduce)] {
-                let executed = vu::execute(ctx, users.clone(), phase, self.concurrency).await;
-                secrets.extend(&executed.secrets);
-                evidence.extend(executed.history);
-            }
-            // A write that also reached the consumer on its way left the value there; the
-            // same user's values again would find it, so the rerun gets values of its own.
-            for round in 1..=BLURRED_RERUNS {
-                let blurred = check::blurred_reproductions(&triage.candidates, &evidence_plans, &evidence);
-                if blurred.is_empty() {
-                    break;
-                }
-                let again: Vec<_> = blurred.iter().map(|plan| plan::VuPlan { nonce: format!("{}-again{round}", plan.nonce), ..(*plan).clone() }).collect();
-                evidence.vus.retain(|record| !again.iter().any(|plan| plan.vu == record.vu));
-                let executed = vu::execute(ctx, again, Phase::Reproduce, self.concurrency).await;
-                secrets.extend(&executed.secrets);
-                evidence.extend(executed.history);
-            }
-        }
-        let verdict = check::judge(roster, &triage, &evidence_plans, &evidence, self.seed, self.reproduce);
-        Asked { users, evidence, verdict }
-    }
-
-    /// Takes away one cause that fails browsers on a single replica, the app believing
-    /// http behind the TLS-terminating proxy, when the origin trial shows it is the cause:
-    /// then the scenarios it stopped are asked again with users that post with the origin
-    /// the app believes, and experiments use such users.
-    #[allow(clippy::too_many_arguments)]
-    async fn adapt(
-        &self,
-        ctx: &Arc<VuContext>,
-        bound: &Bound,
-        plan: &Plan,
-        asked: &Asked,
-        inspected: &Checked<InspectionRun>,
-        vantage: Vantage,
-        free_vu: &mut u32,
-        secrets: &mut Secrets,
-    ) -> Adaptation {
-        let mut adaptation = Adaptation::default();
-        // The app honours X-Forwarded-Proto: whatever fails, the origin is not it.
-        if inspect::believed_scheme(&inspected.runs).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https")) {
-            return adaptation;
-        }
-        let experiments_run = bound.experiments.iter().any(|(_, skipped)| skipped.is_none());
-        let suspects: Vec<&Scenario> = if bound.users.is_empty() {
-            // Only experiments: their workload's posts are tried before they run.
-            if experiments_run { bound.workload.iter().filter(|s| s.posts()).collect() } else { Vec::new() }
-        } else {
-            let failed = |name: &str| asked.verdict.scenarios.iter().any(|r| r.name == name && r.status == ScenarioStatus::BaselineFailed);
-            bound.users.iter().filter(|s| failed(&s.name) && s.posts()).collect()
-        };
-        if suspects.is_empty() {
-            return adaptation;
-        }
-        let adapted_ctx = Arc::new(ctx.adapted("http"));
-        let mut browsers = Vec::new();
-        let mut adapted = Vec::new();
-        for scenario in &suspects {
-            let user = plan.vus.iter().find(|u| u.scenario == scenario.name).cloned().unwrap_or_else(|| plan::VuPlan {
-                vu: 0,
-                scenario: scenario.name.clone(),
-                nonce: format!("trial-{}", scenario.name),
-                routes: vec![ReplicaId(0); scenario.steps.len()],
-            });
-            let home = user.routes.first().copied().unwrap_or(ReplicaId(0));
-            for (users, suffix) in [(&mut browsers, "browser"), (&mut adapted, "adapted")] {
-                users.push(plan::VuPlan {
-                    vu: *free_vu,
-                    nonce: format!("{}-{suffix}", user.nonce),
-                    ..user.pinned(home)
-                });
-                *free_vu += 1;
-            }
-        }
-        let (browsers, adapted) = tokio::join!(
-            vu::execute(ctx, browsers, Phase::Control, self.concurrency),
-            vu::execute(&adapted_ctx, adapted, Phase::Control, self.concurrency)
-        );
-        secrets.extend(&browsers.secrets);
-        secrets.extend(&adapted.secrets);
-        let public = ctx.balancer.to_string();
-        let known_proto_finding = inspected.findings.iter().any(|f| f.kind == FindingKind::ForwardedProtoIgnored);
-        let mut confirmed = Vec::new();
-        for (browser, trial) in browsers.history.vus.iter().zip(&adapted.history.vus) {
-            let check::adapt::TrialOutcome::OriginRefused { step, observed } = check::adapt::judge(browser, trial) else { continue };
-            // With no echo endpoint to show it, the trial itself is the evidence, as long
-            // as the app is meant to believe replicheck's balancer.
-            if !known_proto_finding && vantage.proxy.is_some() && adaptation.findings.is_empty() {
-                adaptation
-                    .findings
-                    .extend(check::adapt::finding(browser, trial, &observed, step, &public, self.seed, (self.reproduce)(&browser.scenario)));
-            }
-            confirmed.push(browser.scenario.clone());
-        }
-        adaptation.history.extend(browsers.history);
-        adaptation.history.extend(adapted.history);
-        if confirmed.is_empty() {
-            return adaptation;
-        }
-        let note = format!(
-            "posted with Origin and Referer http://{public}, the origin the app believes (forwarded-proto-ignored): browsers' posts behind TLS were refused even on one replica ({}), and the scheme was the only change",
-            confirmed.join(", ")
-        );
-        adaptation.ctx = Some(adapted_ctx.clone());
-        adaptation.note = Some(note.clone());
-        // The scenarios it stopped, asked again: the same users and routes, values of their own.
-        let rerun: Vec<Scenario> = bound.users.iter().filter(|s| confirmed.contains(&s.name)).cloned().collect();
-        if rerun.is_empty() {
-            return adaptation;
-        }
-        let planned: Vec<plan::VuPlan> = plan
-            .vus
-            .iter()
-            .filter(|u| confirmed.contains(&u.scenario))
-            .map(|u| {
-                let renumbered = plan::VuPlan {
-                    vu: *free_vu,
-                    nonce: format!("{}-adapted", u.nonce),
-                    ..u.clone()
-                };
-                *free_vu += 1;
-                renumbered
-            })
-            .collect();
-        let roster: Vec<(String, Option<String>)> = rerun.iter().map(|s| (s.name.clone(), None)).collect();
-        let users = vu::execute(&adapted_ctx, planned.clone(), Phase::Adapted, self.concurrency).await;
-        secrets.extend(&users.secrets);
-        let asked = self.ask(&adapted_ctx, &rerun, &roster, &planned, users.history, free_vu, secrets).await;
-        adaptation.history.extend(asked.users);
-        adaptation.history.extend(asked.evidence);
-        adaptation.verdict = Some(asked.verdict);
-        adaptation
-    }
-}
-
-/// Users that post with the origin the app believes, when browsers' posts failed only for
-/// that, and what asking again with them found.
-#[derive(Default)]
-struct Adaptation {
-    ctx: Option<Arc<VuContext>>,
-    /// How the users were adapted, for every result and finding that used them.
-    note: Option<String>,
-    /// The verdict on the scenarios asked again.
-    verdict: Option<check::Verdict>,
-    /// `forwarded-proto-ignored` from the trial, when nothing else showed it.
-    findings: Vec<Finding>,
-    /// The trial's users and the adapted ones.
-    history: History,
-}
-
-impl Adaptation {
-    /// Puts the answers of the scenarios asked again in place of the browsers', saying how
-    /// they were asked.
-    fn apply(&self, verdict: &mut check::Verdict) {
-        let (Some(adapted), Some(note)) = (&self.verdict, &self.note) else { return };
-        for result in &adapted.scenarios {
-            let Some(slot) = verdict.scenarios.iter_mut().find(|r| r.name == result.name) else { continue };
-            let as_browsers = slot.reason.clone().unwrap_or_default();
-            *slot = result.clone();
-            slot.notes.push(format!("users {note}"));
-            slot.notes.push(format!("as browsers: {as_browsers}"));
-        }
-        for finding in &adapted.findings {
-            let mut finding = finding.clone();
-            finding.notes.push(format!("users {note}"));
-            verdict.findings.push(finding);
-        }
-    }
 }
 
 /// Binds every scenario to the target and decides which experiments can run.
