@@ -220,9 +220,7 @@ async fn restart(arena: &mut Arena<'_>, run: &mut ExperimentRun, id: ReplicaId, 
         push(arena, run, ChaosAction::Kill { replica: old.replica }, start_ms);
         arena.balancer.upstreams().remove(old.replica);
     } else {
-        let (done, _) = watch::channel(false);
-        let termination = terminate(arena, old.replica, &done).await?;
-        termination.record(run);
+        terminate(arena, old.replica).await?.record(run);
     }
     let start_ms = arena.now_ms();
     let fresh = arena.cluster.start_next(id).await?;
@@ -251,8 +249,7 @@ async fn rolling_restart(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Resu
         let start_ms = arena.now_ms();
         let fresh = arena.cluster.surge(id).await?;
         started(arena, run, fresh, start_ms).await;
-        let (done, _) = watch::channel(false);
-        terminate(arena, old.replica, &done).await?.record(run);
+        terminate(arena, old.replica).await?.record(run);
     }
     Ok(())
 }
@@ -266,8 +263,7 @@ async fn scale_out(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<End
 
 /// Takes the replica `scale_out` added away again, so later experiments see N replicas.
 async fn scale_in(arena: &mut Arena<'_>, run: &mut ExperimentRun, added: Endpoint) -> Result<(), ClusterError> {
-    let (done, _) = watch::channel(false);
-    terminate(arena, added.replica, &done).await?.record(run);
+    terminate(arena, added.replica).await?.record(run);
     arena.cluster.forget(added.replica.id);
     Ok(())
 }
@@ -341,7 +337,12 @@ async fn sigterm(victim: ReplicaId, arena: &mut Arena<'_>, run: &mut ExperimentR
         futures_util::future::join_all(sent).await
     };
     let watched = watch_drain(&client, origin, endpoint, &page, &ready, drained);
-    let (termination, pages, probes) = tokio::join!(terminate(arena, endpoint.replica, &done), pages, watched);
+    let terminating = async {
+        let termination = terminate(arena, endpoint.replica).await;
+        let _ = done.send(true);
+        termination
+    };
+    let (termination, pages, probes) = tokio::join!(terminating, pages, watched);
     termination?.record(run);
     run.probes.extend(probes);
     let executed = pages.into_iter().chain(in_flight.await.ok());
@@ -515,9 +516,9 @@ impl Termination {
 /// Terminates an incarnation the way the target's platform does (its deployment model):
 /// under `kubernetes` the balancer keeps routing to it for the deregistration delay while
 /// a preStop hook sleeps and SIGTERM follows; under `before-sigterm` the balancer stops
-/// routing first. The grace period counts from the start, as Kubernetes counts it.
-/// `done` turns true once the incarnation is gone and the balancer no longer routes to it.
-async fn terminate(arena: &mut Arena<'_>, replica: Incarnation, done: &watch::Sender<bool>) -> Result<Termination, ClusterError> {
+/// routing first, and lets what it sent finish. The grace period counts from the start,
+/// as Kubernetes counts it.
+async fn terminate(arena: &mut Arena<'_>, replica: Incarnation) -> Result<Termination, ClusterError> {
     let settings = arena.target.balancer;
     let (cluster, balancer, origin) = (&mut *arena.cluster, arena.balancer, arena.ctx.origin);
     let grace = cluster.grace();
@@ -552,7 +553,6 @@ async fn terminate(arena: &mut Arena<'_>, replica: Incarnation, done: &watch::Se
             (outcome, sigterm_ms, deregistered_ms)
         }
     };
-    let _ = done.send(true);
     let (outcome, sigterm_ms, deregistered_ms) = termination;
     Ok(Termination {
         replica,
