@@ -22,7 +22,7 @@ use crate::balancer::policy::RoutingPolicy;
 use crate::balancer::{Balancer, BalancerConfig};
 use crate::chaos::experiment::{self, Arena};
 use crate::chaos::{self, ExperimentKind};
-use crate::check::finding::Finding;
+use crate::check::finding::{Finding, FindingKind};
 use crate::check::{self, ScenarioResult, ScenarioStatus, Untested};
 use crate::cluster::backend::external::ExternalSpec;
 use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, Vantage};
@@ -353,7 +353,8 @@ fn plan_run(config: &RunConfig, bound: &Bound) -> Plan {
 fn name_checks(results: &mut [ScenarioResult], bound: &Bound, findings: &[Finding], target: &Target, vantage: Vantage) {
     for result in results {
         let (mut checks, untested) = if let Some(scenario) = bound.users.iter().find(|s| s.name == result.name) {
-            (check::scenario_checks(scenario), Vec::new())
+            let checks = check::scenario_checks(scenario);
+            (checks.clone(), uncrossed(result, &checks))
         } else if let Some(kind) = InspectionKind::from_name(&result.name) {
             (kind.checks(), kind.untested(target, vantage))
         } else if let Some(kind) = ExperimentKind::from_name(&result.name) {
@@ -369,6 +370,17 @@ fn name_checks(results: &mut [ScenarioResult], bound: &Bound, findings: &[Findin
         result.checks = checks;
         result.untested = untested;
     }
+}
+
+/// A scenario whose artifacts never reached another replica (a load balancer that is not
+/// ours may route a user's every request to one instance) asked no cross-replica question.
+fn uncrossed(result: &ScenarioResult, checks: &[FindingKind]) -> Vec<Untested> {
+    let hands_off = checks != [FindingKind::ExpectationFailed];
+    if !hands_off || result.status != ScenarioStatus::Passed || result.handoffs_crossed > 0 {
+        return Vec::new();
+    }
+    let reason = result.reason.clone().unwrap_or_else(|| "no artifact crossed replicas under this routing".into());
+    checks.iter().map(|&kind| Untested { kind, reason: reason.clone() }).collect()
 }
 
 /// What a phase of twice-run checks found, and their runs.
@@ -545,4 +557,26 @@ fn redact_logs(dir: &Path, secrets: &Secrets) {
     let logs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|ext| ext == "log")).collect();
     // A log we cannot rewrite stays as the app wrote it; the run's result stands.
     let _ = secrets.redact_files(&logs);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scenario_whose_artifacts_never_crossed_tested_nothing() {
+        let mut result = ScenarioResult::skipped("cache", String::new());
+        result.status = ScenarioStatus::Passed;
+        result.reason = None;
+        let checks = [FindingKind::CacheDivergent];
+        let untested = uncrossed(&result, &checks);
+        assert_eq!(untested.iter().map(|u| u.kind).collect::<Vec<_>>(), checks);
+        assert!(untested[0].reason.contains("crossed"), "{untested:?}");
+
+        result.handoffs_crossed = 1;
+        assert!(uncrossed(&result, &checks).is_empty());
+        // A scenario that hands nothing off asks no cross-replica question to miss.
+        result.handoffs_crossed = 0;
+        assert!(uncrossed(&result, &[FindingKind::ExpectationFailed]).is_empty());
+    }
 }
