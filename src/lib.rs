@@ -12,6 +12,8 @@
 //! - [`chaos`]: experiments that disrupt the cluster (restarts, SIGTERM, store outages) under load.
 //! - [`history`]: what the run produced: every step and request, with the replica that served it.
 //! - [`check`]: reads the history and the control runs, and decides the findings.
+//! - [`diagnose`]: groups findings by probable root cause, with remedies per framework;
+//!   [`policy`] marks the ones a team accepts for now.
 //! - [`report`]: renders the outcome (`report.json`, terminal tables).
 //!
 //! [`run`] strings the phases together ([`up`] only starts the cluster and its balancer);
@@ -28,11 +30,13 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod demo;
+pub mod diagnose;
 pub mod errors;
 pub mod file;
 pub mod history;
 pub mod inspect;
 pub mod plan;
+pub mod policy;
 pub mod progress;
 pub mod redact;
 pub mod report;

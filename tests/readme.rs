@@ -10,7 +10,7 @@ fn toml_blocks(readme: &str) -> Vec<String> {
 #[test]
 fn the_readme_target_and_scenario_examples_validate() {
     let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
-    let blocks = toml_blocks(&readme);
+    let (policies, blocks): (Vec<String>, Vec<String>) = toml_blocks(&readme).into_iter().partition(|b| b.starts_with("[[accept]]"));
     assert_eq!(blocks.len(), 2, "a target and a scenario example");
     let dir = tempfile::tempdir().unwrap();
     let target = common::write(dir.path(), "myapp.toml", &blocks[0]);
@@ -22,6 +22,15 @@ fn the_readme_target_and_scenario_examples_validate() {
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("(target myapp; flows: login, antiforgery, session, cache, echo)"), "{stdout}");
     assert!(stdout.contains("(scenario checkout)"), "{stdout}");
+
+    // The policy example loads (a dry run reads it and sends nothing).
+    assert_eq!(policies.len(), 1, "a policy example");
+    let policy = common::write(dir.path(), "policy.toml", &policies[0]);
+    let output = common::command(&common::tag("readme"), &["run", "examples/demo/fixed.toml", "--policy", policy.to_str().unwrap(), "--dry-run"])
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[test]

@@ -25,7 +25,10 @@ fn a_run_writes_all_five_outputs() {
         assert!(run.stdout.contains(&format!("wrote {}", path.display())), "{}", run.stdout);
     }
     // The table, on the terminal.
-    assert!(run.stdout.contains("│ login") && run.stdout.contains("finding(s):"), "{}", run.stdout);
+    let report = run.report();
+    let verdict = format!("{} finding(s) in {} probable cause(s)\n", report.findings.len(), report.diagnoses.len());
+    assert!(run.stdout.contains("│ login") && run.stdout.contains(&verdict), "{}", run.stdout);
+    assert!(run.stdout.contains("probable cause(s):\n") && run.stdout.contains("│ keys-not-shared"), "{}", run.stdout);
 }
 
 #[test]
@@ -63,6 +66,9 @@ fn junit_parses_with_one_failure_per_finding() {
         let message = failure.attribute("message").unwrap();
         let description = failure.text().unwrap_or("");
         assert!(message.contains(failure.attribute("type").unwrap()), "{message}");
+        // The message names the probable cause, the description its remedy.
+        assert!(run.report().diagnoses.iter().any(|d| message.contains(&format!("[{} {}: {}]", d.id, d.cause, d.title))), "{message}");
+        assert!(description.contains("remedy:"), "{description}");
         assert!(description.contains("expected:") && description.contains("reproduce: replicheck run"), "{description}");
     }
     let suites: Vec<&str> = doc.descendants().filter(|n| n.has_tag_name("testsuite")).filter_map(|n| n.attribute("name")).collect();
@@ -78,8 +84,12 @@ fn summary_md_is_short_and_lists_the_findings() {
     let run = broken_run();
     let summary = std::fs::read_to_string(run.report_dir.join("summary.md")).unwrap();
     assert!(summary.starts_with("## replicheck: demo-broken\n"), "{summary}");
-    assert!(summary.contains(&format!("**{} finding(s)**", run.report().findings.len())));
-    assert!(summary.contains("| F1 | `"), "{summary}");
+    let report = run.report();
+    assert!(summary.contains(&format!("**{} finding(s) in {} probable cause(s)**", report.findings.len(), report.diagnoses.len())));
+    // The causes lead, with their remedies; then the findings, each naming its cause.
+    let causes = summary.find("| D1 `").expect("a row per cause");
+    assert!(causes < summary.find("| F1 | `").expect("a row per finding"), "{summary}");
+    assert!(summary.contains(&report.diagnoses[0].remedy), "{summary}");
     assert!(summary.lines().count() < 60, "a job summary stays short");
 }
 
@@ -95,6 +105,13 @@ fn report_html_is_self_contained_and_draws_the_timeline() {
     assert!(lanes >= 3, "one lane per replica, {lanes}");
     assert!(html.contains("class=\"chaos\"") && html.contains("req ok") && html.contains("req bad"));
     assert!(html.contains("finding-label") && html.contains("id=\"F1\""));
+    // Each cause links to its findings' evidence and to their marks on the timeline.
+    for diagnosis in &run.report().diagnoses {
+        assert!(html.contains(&format!("<tr id=\"{}\">", diagnosis.id)), "{}", diagnosis.id);
+        for finding in &diagnosis.findings {
+            assert!(html.contains(&format!("href=\"#mark-{finding}\"")) && html.contains(&format!("id=\"mark-{finding}\"")), "{finding}");
+        }
+    }
 }
 
 /// Renders the page in headless chromium: a screenshot that shows the timeline.
@@ -223,5 +240,72 @@ fn checks_that_did_not_run_in_full_show_everywhere_and_fail_a_strict_run() {
     let target = common::write(dir.path(), "broken-no-slow.toml", &broken);
     let both = common::run(target.to_str().unwrap(), &["--seed", "3", "--scenarios", "login,sigterm", "--strict"]);
     assert_eq!(both.code, 1, "{}\n{}", both.stdout, both.stderr);
-    assert!(both.stdout.contains("not tested (1):") && both.stdout.contains("finding(s):"), "{}", both.stdout);
+    assert!(both.stdout.contains("not tested (1):") && both.stdout.contains("probable cause(s)\n"), "{}", both.stdout);
+}
+
+/// The misconfigured demo's findings come as a few probable causes, each with its remedy,
+/// and every finding in exactly one; a policy written from the run accepts it, and finds
+/// nothing to accept once the faults are gone.
+#[test]
+fn findings_group_into_causes_and_a_policy_accepts_known_ones() {
+    let args = ["--seed", "7", "--replicas", "2"];
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let mut first_args = args.to_vec();
+    first_args.extend(["--write-policy", policy.to_str().unwrap()]);
+    let first = common::run("examples/demo/broken.toml", &first_args);
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    let report = first.report();
+    assert!((1..=12).contains(&report.diagnoses.len()), "{:#?}", report.diagnoses);
+    for finding in &report.findings {
+        let holding: Vec<&str> = report.diagnoses.iter().filter(|d| d.findings.contains(&finding.id)).map(|d| d.id.as_str()).collect();
+        assert_eq!(holding.len(), 1, "{} is in {holding:?}", finding.id);
+    }
+    for diagnosis in &report.diagnoses {
+        assert!(!diagnosis.remedy.is_empty() && diagnosis.remedies.len() == 8, "{diagnosis:?}");
+    }
+    // One finding per fault: no two share kind, check, artifact and replicas.
+    let mut faults: Vec<_> = report
+        .findings
+        .iter()
+        .map(|f| (f.kind, f.check.clone(), f.artifact.kind.clone(), f.producer.id, f.consumer.id))
+        .collect();
+    let all = faults.len();
+    faults.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    faults.dedup();
+    assert_eq!(faults.len(), all);
+    assert!(report.findings.iter().any(|f| f.observations.len() > 1), "a rolling restart refuses more than once");
+    // The grouping is a function of the recorded findings.
+    let again = replicheck::diagnose::diagnose(&report.findings, report.preset);
+    let causes = |ds: &[replicheck::diagnose::Diagnosis]| ds.iter().map(|d| (d.cause, d.findings.clone())).collect::<Vec<_>>();
+    assert_eq!(causes(&again), causes(&report.diagnoses));
+    let cause_ids: Vec<String> = report.diagnoses.iter().map(|d| d.cause.to_string()).collect();
+    for expected in ["keys-not-shared", "session-per-process", "cache-per-process", "keys-not-persisted", "refuses-while-routed"] {
+        assert!(cause_ids.iter().any(|c| c == expected), "{expected}: {cause_ids:?}");
+    }
+
+    let mut accepting = args.to_vec();
+    accepting.extend(["--policy", policy.to_str().unwrap()]);
+    let accepted = common::run("examples/demo/broken.toml", &accepting);
+    assert_eq!(accepted.code, 0, "{}\n{}", accepted.stdout, accepted.stderr);
+    let report = accepted.report();
+    assert!(!report.findings.is_empty() && report.findings.iter().all(|f| f.accepted.is_some()));
+    assert!(accepted.stdout.contains("every one accepted by the policy"), "{}", accepted.stdout);
+    let xml = std::fs::read_to_string(accepted.report_dir.join("junit.xml")).unwrap();
+    assert!(!xml.contains("<failure") && xml.contains("accepted by rule"), "accepted findings are skipped test cases");
+
+    let fixed = common::run("examples/demo/fixed.toml", &accepting);
+    assert_eq!(fixed.code, 0, "{}", fixed.stderr);
+    let outcome = fixed.report().policy.as_ref().expect("the policy's outcome is reported");
+    assert!(outcome.rules.iter().all(|r| r.state == replicheck::policy::RuleState::Stale), "{outcome:?}");
+    assert!(fixed.stdout.contains("matched nothing"), "{}", fixed.stdout);
+}
+
+#[test]
+fn a_policy_rule_that_would_accept_everything_is_refused_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = common::write(dir.path(), "policy.toml", "# known faults\n[[accept]]\nreason = \"all of it\"\n");
+    let run = common::run("examples/demo/broken.toml", &["--policy", policy.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("policy.toml:2:1") && run.stderr.contains("accept everything"), "{}", run.stderr);
 }

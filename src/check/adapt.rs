@@ -90,6 +90,8 @@ pub fn finding(browser: &VuRecord, adapted: &VuRecord, observed: &Observed, step
         at_ms: refused.requests.first().map(|r| r.start_ms),
         after: None,
         notes: vec![remedy(FindingKind::ForwardedProtoIgnored).into()],
+        observations: Vec::new(),
+        accepted: None,
         seed,
         reproduce,
     })

@@ -7,6 +7,9 @@ use crate::cluster::replica::{Incarnation, ReplicaId};
 use crate::history::{Captured, Observed};
 use crate::scenario::Artifact;
 
+use super::merge::Observation;
+use crate::policy::Acceptance;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FindingKind {
@@ -102,6 +105,13 @@ pub struct Finding {
     /// depends on, an adaptation the users needed, remedies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Every time the run saw this fault, in time order; the first one found is the
+    /// evidence above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observations: Vec<Observation>,
+    /// Whether the team's policy accepts this finding, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<Acceptance>,
     pub seed: u64,
     pub reproduce: String,
 }
@@ -146,4 +156,37 @@ pub struct Control {
     pub pinned_to: Option<ReplicaId>,
     /// The control's virtual user, when it was a user's run.
     pub vu: Option<u32>,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A finding with only what grouping looks at filled in.
+    pub(crate) fn finding(kind: FindingKind, check: &str, artifact: &str, producer: (u16, u32), consumer: (u16, u32)) -> Finding {
+        let incarnation = |(id, generation)| Incarnation { id: ReplicaId(id), generation };
+        Finding {
+            id: String::new(),
+            kind,
+            check: check.into(),
+            scenario: check.into(),
+            step: "a step".into(),
+            producer: incarnation(producer),
+            consumer: incarnation(consumer),
+            artifact: ArtifactEvidence { kind: artifact.into(), cookies: Vec::new(), captured: Vec::new() },
+            expected: String::new(),
+            observed: Observed::default(),
+            control: Control { result: ControlResult::Passed, detail: String::new(), pinned_to: None, vu: None },
+            reproduced: true,
+            occurrences: 1,
+            vu: Some(1),
+            at_ms: Some(0.0),
+            after: None,
+            notes: Vec::new(),
+            observations: Vec::new(),
+            accepted: None,
+            seed: 1,
+            reproduce: String::new(),
+        }
+    }
 }

@@ -13,6 +13,7 @@ pub mod adapt;
 pub mod chaos;
 pub mod finding;
 pub mod inspect;
+pub mod merge;
 pub mod twice;
 
 use std::collections::BTreeMap;
@@ -408,6 +409,8 @@ pub fn judge(
             at_ms: candidate.at_ms,
             after: None,
             notes: Vec::new(),
+            observations: Vec::new(),
+            accepted: None,
             seed,
             reproduce: reproduce(&candidate.scenario),
         });

@@ -110,6 +110,8 @@ pub fn judge(first: &Assessment, second: Option<&Assessment>, seed: u64, reprodu
                 at_ms: event.start_ms,
             }),
             notes: candidate.notes.clone(),
+            observations: Vec::new(),
+            accepted: None,
             seed,
             // The experiment, and the scenario whose users showed it, if it is not its own.
             reproduce: if candidate.scenario == experiment {

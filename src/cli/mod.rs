@@ -21,6 +21,7 @@ use crate::cluster::{BackendKind, reaper};
 use crate::demo::DemoArgs;
 use crate::file::SourceFile;
 use crate::plan::seed;
+use crate::policy::{self, Policy};
 use crate::check::finding::Finding;
 use crate::report::{self, Format, Report};
 use crate::cluster::backend::external::{Auth, ExternalSpec, Instance, Via};
@@ -193,6 +194,13 @@ struct Workload {
     /// inspection and experiment ran in full: skipped ones and kinds not exercised count.
     #[arg(long)]
     strict: bool,
+    /// A policy file of known faults to accept for now: accepted findings are reported
+    /// but do not fail the run.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Writes a policy file that accepts every diagnosis of this run.
+    #[arg(long, value_name = "FILE")]
+    write_policy: Option<PathBuf>,
     #[command(flatten)]
     output: Output,
 }
@@ -498,6 +506,7 @@ fn workload_config(
         external,
         reproduce: Arc::new(move |seed, scenario| format!("{base} --seed {seed} --scenarios {scenario}")),
         selection: workload.scenarios.clone(),
+        policy: workload.policy.as_deref().map(Policy::load).transpose()?,
     })
 }
 
@@ -509,6 +518,11 @@ async fn finish(config: RunConfig, target: &Path, workload: &Workload) -> Result
         return Ok(Exit::Consistent);
     }
     let report = run_one(config, &target.display().to_string(), &workload.output).await?;
+    if let Some(path) = &workload.write_policy {
+        let text = policy::written_from(&report.diagnoses, &report.findings, &report.run_id);
+        std::fs::write(path, text).map_err(|e| CliError::Io(format!("cannot write the policy file {}: {e}", path.display())))?;
+        println!("wrote {}", path.display());
+    }
     Ok(exit_for(&report, workload.strict))
 }
 
@@ -577,16 +591,16 @@ async fn run_one(config: RunConfig, label: &str, output: &Output) -> Result<Repo
     Ok(outcome.report)
 }
 
-/// Findings win: a run with findings exits 1 whatever else it could not test (its output
-/// lists that too). Without findings, a check that errored or failed on one replica means
-/// nothing was proven (3); under `strict`, so does anything selected that did not run in
-/// full.
+/// Findings win: a run with findings the policy does not accept exits 1 whatever else it
+/// could not test (its output lists that too). Without them, a check that errored or
+/// failed on one replica means nothing was proven (3); under `strict`, so does anything
+/// selected that did not run in full.
 fn exit_for(report: &Report, strict: bool) -> Exit {
-    if !report.findings.is_empty() {
+    let unsound = report.scenarios.iter().any(|s| s.status == ScenarioStatus::Error || s.status == ScenarioStatus::BaselineFailed);
+    let partial = !report.scenarios.iter().all(|s| s.fully_tested());
+    if report.findings.iter().any(|f| f.accepted.is_none()) {
         Exit::Findings
-    } else if report.scenarios.iter().any(|s| s.status == ScenarioStatus::Error || s.status == ScenarioStatus::BaselineFailed) {
-        Exit::CouldNotRun
-    } else if strict && !report.scenarios.iter().all(|s| s.fully_tested()) {
+    } else if unsound || (strict && partial) {
         Exit::CouldNotRun
     } else {
         Exit::Consistent
@@ -677,6 +691,7 @@ async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
             external: None,
             reproduce: Arc::new(|seed, _| format!("replicheck demo --seed {seed}")),
             selection: demo.only.map_or_else(Vec::new, |kinds| kinds.iter().map(|k| k.name().to_owned()).collect()),
+            policy: None,
         };
         eprintln!("\n== the demo service, {} ==", demo.label);
         outcomes.push((demo, run_one(config, demo.path, &Output::all()).await?));
@@ -752,6 +767,7 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
         external: None,
         reproduce: Arc::new(move |_, _| base.clone()),
         selection,
+        policy: None,
     };
     let replayed = run_one(config, &format!("replay of {}", args.report.display()), &args.output).await?;
     if focus.is_none() && replayed.plan != recorded.plan {

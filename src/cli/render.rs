@@ -8,6 +8,7 @@ use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, Na
 use super::exit::CliError;
 use crate::file::{FileError, Located};
 use crate::check::ScenarioStatus;
+use crate::check::finding::Finding;
 use crate::report::{self, Report, table};
 
 /// The error as it goes to stderr. File errors are shown with an excerpt of the file,
@@ -59,7 +60,9 @@ impl Diagnostic for FileDiagnostic {
     }
 }
 
-/// The result of a run: the scenario table and the findings with their evidence.
+/// The result of a run. The evidence of each finding comes first and the summary last,
+/// where a terminal or a CI log leaves the reader: the checks, what was not tested, the
+/// policy, then the diagnoses, the findings they group, and the verdict.
 pub fn outcome(report: &Report) -> String {
     let mut out = format!(
         "\n{} · {} replica(s) · seed {} · routing {} · {} requests in {:.1}s\n",
@@ -70,6 +73,10 @@ pub fn outcome(report: &Report) -> String {
         report.requests,
         report.duration_ms as f64 / 1000.0
     );
+    for finding in &report.findings {
+        out.push_str(&evidence(report, finding));
+    }
+    out.push('\n');
     out.push_str(&table::scenarios(report));
     out.push('\n');
     // One note often holds for several checks (an adaptation of every user): said once.
@@ -92,52 +99,100 @@ pub fn outcome(report: &Report) -> String {
             out.push_str(&format!("  {}: {}{}{}\n", gap.name, gap.what, if gap.reason.is_empty() { "" } else { ": " }, gap.reason));
         }
     }
+    if let Some(policy) = &report.policy {
+        for rule in policy.stale() {
+            out.push_str(&format!(
+                "policy {}:{}: rule {} ({}) matched nothing: the fault it accepts did not show; remove the rule if it is fixed\n",
+                policy.file, rule.rule.line, rule.rule.index, rule.rule.describe()
+            ));
+        }
+        for rule in policy.expired() {
+            out.push_str(&format!(
+                "policy {}:{}: rule {} ({}) expired on {}: it accepts nothing{}\n",
+                policy.file,
+                rule.rule.line,
+                rule.rule.index,
+                rule.rule.describe(),
+                rule.rule.until.as_deref().unwrap_or("?"),
+                if rule.findings.is_empty() { String::new() } else { format!(" ({} fail again)", rule.findings.join(", ")) }
+            ));
+        }
+    }
     let unsound = report
         .scenarios
         .iter()
         .filter(|s| matches!(s.status, ScenarioStatus::Error | ScenarioStatus::BaselineFailed))
         .count();
-    if report.findings.is_empty() && unsound > 0 {
+    let accepted = report.findings.iter().filter(|f| f.accepted.is_some()).count();
+    if !report.findings.is_empty() {
+        out.push_str(&format!("\n{} probable cause(s):\n", report.diagnoses.len()));
+        out.push_str(&table::diagnoses(report));
+        out.push('\n');
+        out.push_str(&table::findings(report));
+        out.push('\n');
+    }
+    if report.findings.len() > accepted {
+        let open = report.findings.len() - accepted;
+        let causes = report.diagnoses.iter().filter(|d| !d.accepted).count();
+        out.push_str(&format!("{open} finding(s) in {causes} probable cause(s)"));
+        if accepted > 0 {
+            out.push_str(&format!(", and {accepted} accepted by the policy"));
+        }
+        out.push('\n');
+    } else if accepted > 0 {
+        out.push_str(&format!("{accepted} finding(s), every one accepted by the policy\n"));
+    } else if unsound > 0 {
         out.push_str(&format!(
             "no findings, but {unsound} check(s) did not run cleanly (see above): they prove nothing either way\n"
         ));
-    } else if report.findings.is_empty() {
-        out.push_str("no findings: the replicas behaved as one service\n");
     } else {
-        out.push_str(&format!("{} finding(s):\n", report.findings.len()));
-        out.push_str(&table::findings(report));
-        out.push('\n');
-        for finding in &report.findings {
-            out.push_str(&format!("\n{} {}: {} / {}\n", finding.id, finding.kind, finding.scenario, finding.step));
-            if finding.artifact.kind != "none" || finding.producer != finding.consumer {
-                let handed = if finding.artifact.cookies.is_empty() {
-                    finding.artifact.kind.clone()
-                } else {
-                    format!("{} (cookies {})", finding.artifact.kind, finding.artifact.cookies.join(", "))
-                };
-                out.push_str(&format!("  {} handed out {handed}; {} did not honour it\n", finding.producer, finding.consumer));
-            } else {
-                out.push_str(&format!("  on {}\n", finding.consumer));
-            }
-            out.push_str(&format!("  expected: {}\n  observed: {}\n", finding.expected, finding.observed));
-            if !finding.observed.excerpt.is_empty() {
-                out.push_str(&format!("  page:     {}\n", finding.observed.excerpt));
-            }
-            if let Some(after) = &finding.after {
-                out.push_str(&format!("  after:    {} at {:.2}s ({} experiment)\n", after.action, after.at_ms / 1000.0, after.experiment));
-            }
-            out.push_str(&format!(
-                "  control:  {}; the failure {} ({} time(s) in this run)\n",
-                finding.control.detail,
-                if finding.reproduced { "happened again when run again" } else { "did not happen again" },
-                finding.occurrences,
-            ));
-            for note in &finding.notes {
-                out.push_str(&format!("  note:     {note}\n"));
-            }
-            out.push_str(&format!("  reproduce: {}\n", finding.reproduce));
-        }
+        out.push_str("no findings: the replicas behaved as one service\n");
     }
+    out
+}
+
+/// One finding's evidence, as a block of lines.
+fn evidence(report: &Report, finding: &Finding) -> String {
+    let mut out = format!("\n{} {}: {} / {}\n", finding.id, finding.kind, finding.scenario, finding.step);
+    if finding.artifact.kind != "none" || finding.producer != finding.consumer {
+        let handed = if finding.artifact.cookies.is_empty() {
+            finding.artifact.kind.clone()
+        } else {
+            format!("{} (cookies {})", finding.artifact.kind, finding.artifact.cookies.join(", "))
+        };
+        out.push_str(&format!("  {} handed out {handed}; {} did not honour it\n", finding.producer, finding.consumer));
+    } else {
+        out.push_str(&format!("  on {}\n", finding.consumer));
+    }
+    out.push_str(&format!("  expected: {}\n  observed: {}\n", finding.expected, finding.observed));
+    if !finding.observed.excerpt.is_empty() {
+        out.push_str(&format!("  page:     {}\n", finding.observed.excerpt));
+    }
+    if let Some(after) = &finding.after {
+        out.push_str(&format!("  after:    {} at {:.2}s ({} experiment)\n", after.action, after.at_ms / 1000.0, after.experiment));
+    }
+    out.push_str(&format!(
+        "  control:  {}; the failure {} ({} time(s) in this run)\n",
+        finding.control.detail,
+        if finding.reproduced { "happened again when run again" } else { "did not happen again" },
+        finding.occurrences,
+    ));
+    if finding.observations.len() > 1 {
+        let places: Vec<String> = finding.observations.iter().map(|o| format!("{} / {}", o.scenario, o.step)).collect();
+        let mut unique = places.clone();
+        unique.dedup();
+        out.push_str(&format!("  seen:     {} times: {}\n", finding.observations.len(), unique.join(", ")));
+    }
+    for note in &finding.notes {
+        out.push_str(&format!("  note:     {note}\n"));
+    }
+    if let Some(diagnosis) = crate::diagnose::of(&report.diagnoses, finding) {
+        out.push_str(&format!("  cause:    {} {}: {}\n", diagnosis.id, diagnosis.cause, diagnosis.title));
+    }
+    if let Some(accepted) = &finding.accepted {
+        out.push_str(&format!("  accepted: by rule {} of the policy: {}\n", accepted.rule, accepted.reason));
+    }
+    out.push_str(&format!("  reproduce: {}\n", finding.reproduce));
     out
 }
 

@@ -9,7 +9,10 @@ use crate::check::ScenarioResult;
 use crate::check::finding::Finding;
 use crate::cluster::replica::{Incarnation, ReplicaId};
 use crate::history::{Answer, ChaosEvent, History, Phase, Probe, VuRecord};
+use crate::diagnose::Diagnosis;
 use crate::plan::Plan;
+use crate::policy::PolicyOutcome;
+use crate::target::Preset;
 
 pub const FILE_NAME: &str = "report.json";
 
@@ -28,8 +31,17 @@ pub struct Report {
     pub duration_ms: u64,
     /// Every request the virtual users sent, evidence runs included.
     pub requests: usize,
+    /// The framework preset of the target, whose remedies the diagnoses lead with.
+    #[serde(default)]
+    pub preset: Preset,
     pub scenarios: Vec<ScenarioResult>,
+    /// The findings grouped by probable root cause: each finding is in exactly one.
+    #[serde(default)]
+    pub diagnoses: Vec<Diagnosis>,
     pub findings: Vec<Finding>,
+    /// The team's policy file and what became of each of its rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyOutcome>,
     /// The timeline: every request, in start order.
     pub events: Vec<Event>,
     pub plan: Plan,

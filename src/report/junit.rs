@@ -1,5 +1,7 @@
 //! `junit.xml`: one test suite per scenario, inspection and experiment, one test case per
-//! kind it checks, and one failing test case per finding, so CI test tabs count findings.
+//! kind it checks, and one failing test case per finding, so CI test tabs count findings;
+//! the failure message names the finding's probable cause. A finding the team's policy
+//! accepts is a skipped test case, with the reason.
 //! Written with quick-junit, which CI consumers read.
 
 use std::path::Path;
@@ -10,6 +12,7 @@ use quick_junit::{NonSuccessKind, Report as JUnit, TestCase, TestCaseStatus, Tes
 use super::Report;
 use crate::check::ScenarioStatus;
 use crate::check::finding::Finding;
+use crate::diagnose;
 
 pub const FILE_NAME: &str = "junit.xml";
 
@@ -45,7 +48,7 @@ pub fn render(report: &Report) -> Result<String, quick_junit::SerializeError> {
                         suite.add_test_case(TestCase::new(kind.id(), TestCaseStatus::success()));
                     }
                     for finding in of_kind {
-                        suite.add_test_case(failing(finding));
+                        suite.add_test_case(failing(report, finding));
                     }
                 }
             }
@@ -55,9 +58,29 @@ pub fn render(report: &Report) -> Result<String, quick_junit::SerializeError> {
     junit.to_string()
 }
 
-fn failing(finding: &Finding) -> TestCase {
-    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-    status.set_type(finding.kind.id()).set_message(message(finding)).set_description(description(finding));
+fn failing(report: &Report, finding: &Finding) -> TestCase {
+    let diagnosis = diagnose::of(&report.diagnoses, finding);
+    let message = match diagnosis {
+        Some(d) => format!("{} [{} {}: {}]", message(finding), d.id, d.cause, d.title),
+        None => message(finding),
+    };
+    let mut description = description(finding);
+    if let Some(d) = diagnosis {
+        description.push_str(&format!("cause:    {} {} ({} confidence): {}\nremedy:   {}\n", d.id, d.cause, d.confidence.name(), d.why, d.remedy));
+    }
+    let mut status = match &finding.accepted {
+        Some(accepted) => {
+            let mut status = TestCaseStatus::skipped();
+            status.set_message(format!("accepted by rule {} of the policy ({}): {message}", accepted.rule, accepted.reason));
+            status
+        }
+        None => {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status.set_message(message);
+            status
+        }
+    };
+    status.set_type(finding.kind.id()).set_description(description);
     let mut case = TestCase::new(format!("{} {} ({} / {})", finding.id, finding.kind, finding.scenario, finding.step), status);
     case.set_classname(finding.check.as_str());
     case

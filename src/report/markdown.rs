@@ -1,5 +1,6 @@
 //! `summary.md`: a short page that fits a CI job summary (GitHub's `GITHUB_STEP_SUMMARY`):
-//! counts, a line per scenario that did not pass, and a table of findings.
+//! counts, what was not tested, the probable causes with their remedies, and a table of
+//! findings.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -9,15 +10,21 @@ use crate::check::ScenarioStatus;
 
 pub const FILE_NAME: &str = "summary.md";
 
-/// Findings beyond this many are counted, not listed: a job summary must stay short.
-const MAX_ROWS: usize = 40;
+/// Findings beyond this many are counted, not listed: a job summary must stay short, and
+/// the causes above already name every finding.
+const MAX_ROWS: usize = 25;
 
 pub fn render(report: &Report) -> String {
     let mut md = String::new();
     let count = |status: ScenarioStatus| report.scenarios.iter().filter(|s| s.status == status).count();
     let gaps = super::gaps(report);
-    let verdict = if !report.findings.is_empty() {
-        format!("**{} finding(s)**", report.findings.len())
+    let accepted = report.findings.iter().filter(|f| f.accepted.is_some()).count();
+    let verdict = if report.findings.len() > accepted {
+        let causes = report.diagnoses.iter().filter(|d| !d.accepted).count();
+        let also = if accepted > 0 { format!(" (and {accepted} accepted)") } else { String::new() };
+        format!("**{} finding(s) in {causes} probable cause(s)**{also}", report.findings.len() - accepted)
+    } else if accepted > 0 {
+        format!("**{accepted} finding(s), all accepted by the policy**")
     } else if count(ScenarioStatus::Error) + count(ScenarioStatus::BaselineFailed) > 0 {
         "**no findings, but some checks did not run cleanly**".to_owned()
     } else if !gaps.is_empty() {
@@ -50,10 +57,38 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(md, "- note on `{}`: {}", result.name, cell(note));
         }
     }
+    if let Some(policy) = &report.policy {
+        for rule in policy.stale() {
+            let _ = writeln!(md, "- policy rule {} ({}, line {}) matched nothing: stale", rule.rule.index, cell(&rule.rule.describe()), rule.rule.line);
+        }
+        for rule in policy.expired() {
+            let _ = writeln!(md, "- policy rule {} ({}, line {}) expired on {}", rule.rule.index, cell(&rule.rule.describe()), rule.rule.line, rule.rule.until.as_deref().unwrap_or("?"));
+        }
+    }
     if report.findings.is_empty() {
         return md;
     }
-    let _ = writeln!(md, "\n| id | kind | where | replicas | observed |\n| --- | --- | --- | --- | --- |");
+    let _ = writeln!(
+        md,
+        "\n| cause | findings | replicas | confidence | remedy ({}) |\n| --- | --- | --- | --- | --- |",
+        report.preset.id()
+    );
+    for d in &report.diagnoses {
+        let replicas: Vec<String> = d.replicas.iter().map(ToString::to_string).collect();
+        let accepted = if d.accepted { " (accepted)" } else { "" };
+        let _ = writeln!(
+            md,
+            "| {} `{}`: {}{accepted} | {} | {} | {} | {} |",
+            d.id,
+            d.cause,
+            cell(&d.title),
+            d.findings.join(", "),
+            replicas.join(" "),
+            d.confidence.name(),
+            cell(&d.remedy)
+        );
+    }
+    let _ = writeln!(md, "\n| id | kind | where | replicas | observed | cause |\n| --- | --- | --- | --- | --- | --- |");
     for finding in report.findings.iter().take(MAX_ROWS) {
         let replicas = if finding.producer == finding.consumer {
             finding.producer.to_string()
@@ -64,7 +99,9 @@ pub fn render(report: &Report) -> String {
             Some(after) => format!("{} / {} (after {})", finding.scenario, finding.step, after.action),
             None => format!("{} / {}", finding.scenario, finding.step),
         };
-        let _ = writeln!(md, "| {} | `{}` | {} | {replicas} | {} |", finding.id, finding.kind, cell(&place), cell(&finding.observed.to_string()));
+        let cause = crate::diagnose::of(&report.diagnoses, finding).map_or("", |d| d.id.as_str());
+        let cause = if finding.accepted.is_some() { format!("{cause} (accepted)") } else { cause.to_owned() };
+        let _ = writeln!(md, "| {} | `{}` | {} | {replicas} | {} | {cause} |", finding.id, finding.kind, cell(&place), cell(&finding.observed.to_string()));
     }
     if report.findings.len() > MAX_ROWS {
         let _ = writeln!(md, "\n…and {} more in report.json.", report.findings.len() - MAX_ROWS);

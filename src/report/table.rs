@@ -1,7 +1,8 @@
-//! Terminal tables: the scenarios and the findings of a run.
+//! Terminal tables: the scenarios, the diagnoses and the findings of a run.
 
 use tabled::builder::Builder;
-use tabled::settings::Style;
+use tabled::settings::object::Columns;
+use tabled::settings::{Modify, Style, Width};
 
 use super::Report;
 use crate::check::ScenarioStatus;
@@ -38,16 +39,41 @@ pub fn scenarios(report: &Report) -> String {
     builder.build().with(Style::sharp()).to_string()
 }
 
+/// One row per probable root cause, with the remedy for the target's framework.
+pub fn diagnoses(report: &Report) -> String {
+    let mut builder = Builder::default();
+    builder.push_record(["id", "cause", "findings", "replicas", "confidence", &format!("remedy ({})", report.preset.id())]);
+    for d in &report.diagnoses {
+        let replicas: Vec<String> = d.replicas.iter().map(ToString::to_string).collect();
+        let cause = if d.accepted { format!("{} (accepted)", d.cause) } else { d.cause.to_string() };
+        builder.push_record([
+            d.id.clone(),
+            cause,
+            d.findings.len().to_string(),
+            replicas.join(" "),
+            d.confidence.name().to_owned(),
+            d.remedy.clone(),
+        ]);
+    }
+    builder
+        .build()
+        .with(Style::sharp())
+        .with(Modify::new(Columns::one(5)).with(Width::wrap(64).keep_words(true)))
+        .to_string()
+}
+
 pub fn findings(report: &Report) -> String {
     let mut builder = Builder::default();
-    builder.push_record(["id", "kind", "scenario / step", "replicas", "times"]);
+    builder.push_record(["id", "kind", "scenario / step", "replicas", "times", "diagnosis"]);
     for f in &report.findings {
+        let diagnosis = crate::diagnose::of(&report.diagnoses, f).map_or_else(String::new, |d| d.id.clone());
         builder.push_record([
             f.id.clone(),
             f.kind.to_string(),
             format!("{} / {}", f.scenario, f.step),
             if f.producer == f.consumer { f.producer.to_string() } else { format!("{} -> {}", f.producer, f.consumer) },
             f.occurrences.to_string(),
+            if f.accepted.is_some() { format!("{diagnosis} (accepted)") } else { diagnosis },
         ]);
     }
     builder.build().with(Style::sharp()).to_string()

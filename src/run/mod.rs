@@ -30,6 +30,8 @@ use crate::file::FileError;
 use crate::history::{ExperimentRun, History, InspectionRun, Phase};
 use crate::inspect::{self, InspectionKind, Inspector};
 use crate::plan::{self, Plan};
+use crate::policy::{self, Policy};
+use crate::diagnose;
 use crate::progress::{Observer, Progress};
 use crate::redact::Secrets;
 use crate::report::json::RunRecord;
@@ -72,6 +74,8 @@ pub struct RunConfig {
     pub reproduce: Reproduce,
     /// What `--scenarios` said, recorded for `replay`.
     pub selection: Vec<String>,
+    /// Known faults the team accepts for now.
+    pub policy: Option<Policy>,
 }
 
 /// Where the report goes.
@@ -254,10 +258,13 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
     findings.extend(adaptation.findings);
     findings.extend(inspected.findings);
     findings.extend(chaos.findings);
+    let mut findings = check::merge::merge(findings);
     name_checks(&mut scenarios, &bound, &findings, &target, vantage);
     for (index, finding) in findings.iter_mut().enumerate() {
         finding.id = format!("F{}", index + 1);
     }
+    let mut diagnoses = diagnose::diagnose(&findings, target.preset);
+    let policy = config.policy.map(|policy| policy::apply(&policy, &mut findings, &mut diagnoses, &policy::today()));
     let mut history = asked.users;
     history.experiments = chaos.runs;
     history.inspections = inspected.runs;
@@ -275,8 +282,11 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         routing: config.routing,
         duration_ms: started.elapsed().as_millis() as u64,
         requests: history.requests() + evidence.requests(),
+        preset: target.preset,
         scenarios,
+        diagnoses,
         findings,
+        policy,
         events: report::json::events(&[&history, &evidence]),
         plan,
         config: RunRecord {

@@ -2,9 +2,9 @@
 //! by default, so a target file for a common stack needs only its URLs and credentials.
 //! Values come from each framework's documentation; the target file overrides any of them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// ASP.NET Core with Identity's default UI and antiforgery.
@@ -41,6 +41,31 @@ pub struct Defaults {
 }
 
 impl Preset {
+    pub const ALL: [Preset; 8] = [
+        Preset::Aspnetcore,
+        Preset::Django,
+        Preset::Flask,
+        Preset::Rails,
+        Preset::Pyramid,
+        Preset::Spring,
+        Preset::Express,
+        Preset::Generic,
+    ];
+
+    /// The id target files use.
+    pub fn id(self) -> &'static str {
+        match self {
+            Preset::Aspnetcore => "aspnetcore",
+            Preset::Django => "django",
+            Preset::Flask => "flask",
+            Preset::Rails => "rails",
+            Preset::Pyramid => "pyramid",
+            Preset::Spring => "spring",
+            Preset::Express => "express",
+            Preset::Generic => "generic",
+        }
+    }
+
     pub fn defaults(self) -> Defaults {
         let generic = Defaults {
             login_form: None,

@@ -1,5 +1,6 @@
 //! `report.html`: one self-contained page (no script, no fetch, no external link) for a
-//! person at a desk: the findings with their evidence, the checks, and the timeline.
+//! person at a desk: the probable causes, the findings with their evidence, the checks,
+//! and the timeline.
 
 mod timeline;
 
@@ -7,6 +8,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::Report;
+use crate::policy::RuleState;
 
 pub const FILE_NAME: &str = "report.html";
 
@@ -30,6 +32,7 @@ table { border-collapse: collapse; } td, th { border-bottom: 1px solid #e5e8ee; 
 .chaos { stroke: #37474f; stroke-width: 1.2; stroke-dasharray: 4 3; }
 .span rect { fill: #dfe5ef; } .span text { font: 10px system-ui, sans-serif; fill: #37474f; }
 .finding-label { font: bold 11px system-ui, sans-serif; fill: #6a1b9a; }
+.remedies { grid-template-columns: 90px 1fr; font-size: 12.5px; } details summary { color: #5a6475; cursor: pointer; }
 .legend span { display: inline-block; margin-right: 14px; } .legend i { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -1px; }
 ";
 
@@ -56,8 +59,10 @@ pub fn render(report: &Report) -> String {
         escape(&report.run_id),
         escape(&report.target_file)
     );
+    diagnoses(&mut page, report);
     findings_table(&mut page, report);
     gaps(&mut page, report);
+    policy(&mut page, report);
     let _ = write!(
         page,
         "<h2>Timeline</h2><p class=\"legend\"><span><i style=\"background:#43a047\"></i>answered</span><span><i style=\"background:#fb8c00\"></i>4xx</span><span><i style=\"background:#e53935\"></i>5xx or no answer</span><span><i style=\"background:#fff;border:2px solid #6a1b9a\"></i>a finding's requests</span><span><i style=\"background:#1e88e5;border-radius:6px\"></i>probe</span><span><i style=\"border-left:2px dashed #37474f\"></i>chaos action</span></p>{}",
@@ -69,6 +74,72 @@ pub fn render(report: &Report) -> String {
     page
 }
 
+/// One row per probable cause: its findings linked to their evidence and their marks on
+/// the timeline, and the remedy for the target's framework (every framework's on demand).
+fn diagnoses(page: &mut String, report: &Report) {
+    if report.diagnoses.is_empty() {
+        return;
+    }
+    let _ = write!(
+        page,
+        "<h2>Probable causes</h2><table><tr><th>id</th><th>cause</th><th>findings</th><th>replicas</th><th>confidence</th><th>remedy ({})</th></tr>",
+        report.preset.id()
+    );
+    for d in &report.diagnoses {
+        let findings: Vec<String> = d
+            .findings
+            .iter()
+            .map(|id| format!("<a href=\"#{0}\">{0}</a> <a class=\"mark\" href=\"#mark-{0}\" title=\"on the timeline\">⌖</a>", escape(id)))
+            .collect();
+        let replicas: Vec<String> = d.replicas.iter().map(ToString::to_string).collect();
+        let others: Vec<String> = d
+            .remedies
+            .iter()
+            .map(|r| format!("<dt>{}</dt><dd>{}</dd>", r.framework.id(), escape(&r.text)))
+            .collect();
+        let _ = write!(
+            page,
+            "<tr id=\"{id}\"><td>{id}</td><td><b>{title}</b> <code>{cause}</code>{accepted}<br><span class=\"meta\">{topic}</span></td><td>{findings}</td><td>{replicas}</td><td>{confidence}<br><span class=\"meta\">{why}</span></td><td>{remedy}<details><summary>every framework</summary><dl class=\"remedies\">{others}</dl></details></td></tr>",
+            id = escape(&d.id),
+            title = escape(&d.title),
+            cause = d.cause,
+            accepted = if d.accepted { " <span class=\"skipped\">accepted</span>" } else { "" },
+            topic = escape(&d.topic),
+            findings = findings.join("<br>"),
+            replicas = replicas.join(" "),
+            why = escape(&d.why),
+            confidence = d.confidence.name(),
+            remedy = escape(&d.remedy),
+            others = others.join(""),
+        );
+    }
+    page.push_str("</table>");
+}
+
+/// What the policy file accepted, and its rules that matched nothing or expired.
+fn policy(page: &mut String, report: &Report) {
+    let Some(policy) = &report.policy else { return };
+    let _ = write!(page, "<h2>Policy</h2><p class=\"meta\">{}</p><table><tr><th>rule</th><th>accepts</th><th>reason</th><th>state</th><th>findings</th></tr>", escape(&policy.file));
+    for rule in &policy.rules {
+        let state = match rule.state {
+            RuleState::Applied => "applied".to_owned(),
+            RuleState::Stale => "stale: matched nothing".to_owned(),
+            RuleState::Expired => format!("expired on {}", rule.rule.until.as_deref().unwrap_or("?")),
+        };
+        let _ = write!(
+            page,
+            "<tr><td>{} (line {})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            rule.rule.index,
+            rule.rule.line,
+            escape(&rule.rule.describe()),
+            escape(&rule.rule.reason),
+            escape(&state),
+            escape(&rule.findings.join(", "))
+        );
+    }
+    page.push_str("</table>");
+}
+
 /// One row per finding, linked to its evidence below.
 fn findings_table(page: &mut String, report: &Report) {
     page.push_str("<h2>Findings</h2>");
@@ -76,19 +147,22 @@ fn findings_table(page: &mut String, report: &Report) {
         page.push_str("<p class=\"passed\">None: the replicas behaved as one service.</p>");
         return;
     }
-    page.push_str("<table><tr><th>id</th><th>kind</th><th>where</th><th>replicas</th><th>after</th></tr>");
+    page.push_str("<table><tr><th>id</th><th>kind</th><th>where</th><th>replicas</th><th>after</th><th>times</th><th>cause</th></tr>");
     for f in &report.findings {
         let replicas = if f.producer == f.consumer { f.producer.to_string() } else { format!("{} → {}", f.producer, f.consumer) };
         let after = f.after.as_ref().map_or_else(String::new, |a| format!("{} ({})", a.action, a.experiment));
+        let cause = crate::diagnose::of(&report.diagnoses, f).map_or_else(String::new, |d| format!("<a href=\"#{0}\">{0}</a>", escape(&d.id)));
+        let accepted = if f.accepted.is_some() { " <span class=\"skipped\">accepted</span>" } else { "" };
         let _ = write!(
             page,
-            "<tr><td><a href=\"#{0}\">{0}</a></td><td><code>{1}</code></td><td>{2} / {3}</td><td>{4}</td><td>{5}</td></tr>",
+            "<tr><td><a href=\"#{0}\">{0}</a></td><td><code>{1}</code></td><td>{2} / {3}</td><td>{4}</td><td>{5}</td><td>{6}</td><td>{cause}{accepted}</td></tr>",
             escape(&f.id),
             f.kind,
             escape(&f.scenario),
             escape(&f.step),
             escape(&replicas),
-            escape(&after)
+            escape(&after),
+            f.occurrences,
         );
     }
     page.push_str("</table>");
@@ -148,8 +222,22 @@ fn findings(page: &mut String, report: &Report) {
             if f.reproduced { "it happened again when run again" } else { "it did not happen again" },
             f.occurrences,
         );
+        if f.observations.len() > 1 {
+            let seen: Vec<String> = f
+                .observations
+                .iter()
+                .map(|o| format!("{} / {} at {}", o.scenario, o.step, o.at_ms.map_or_else(|| "?".to_owned(), |ms| format!("{:.2}s", ms / 1000.0))))
+                .collect();
+            let _ = write!(page, "<dt>seen</dt><dd>{} times: {}</dd>", f.observations.len(), escape(&seen.join("; ")));
+        }
         for note in &f.notes {
             let _ = write!(page, "<dt>note</dt><dd>{}</dd>", escape(note));
+        }
+        if let Some(d) = crate::diagnose::of(&report.diagnoses, f) {
+            let _ = write!(page, "<dt>cause</dt><dd><a href=\"#{0}\">{0}</a> {1}</dd>", escape(&d.id), escape(&d.title));
+        }
+        if let Some(accepted) = &f.accepted {
+            let _ = write!(page, "<dt>accepted</dt><dd>by rule {} of the policy: {}</dd>", accepted.rule, escape(&accepted.reason));
         }
         let _ = write!(page, "<dt>reproduce</dt><dd><code>{}</code></dd></dl></article>", escape(&f.reproduce));
     }

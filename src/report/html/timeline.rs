@@ -208,19 +208,23 @@ impl Highlight {
     }
 }
 
+/// Every sighting of every finding: a merged finding outlines each request that showed it.
 fn highlighted(report: &Report) -> Vec<Highlight> {
-    report
-        .findings
-        .iter()
-        .filter_map(|f| {
-            Some(Highlight {
-                id: f.id.clone(),
-                vu: f.vu?,
-                experiment: f.after.as_ref().map(|a| a.experiment.clone()),
-                at_ms: f.at_ms?,
-            })
-        })
-        .collect()
+    let mut highlights = Vec::new();
+    for f in &report.findings {
+        let experiment = f.after.as_ref().map(|a| a.experiment.clone());
+        let sightings: Vec<(Option<u32>, Option<f64>)> = if f.observations.is_empty() {
+            vec![(f.vu, f.at_ms)]
+        } else {
+            f.observations.iter().map(|o| (o.vu, o.at_ms)).collect()
+        };
+        for (vu, at_ms) in sightings {
+            if let (Some(vu), Some(at_ms)) = (vu, at_ms) {
+                highlights.push(Highlight { id: f.id.clone(), vu, experiment: experiment.clone(), at_ms });
+            }
+        }
+    }
+    highlights
 }
 
 /// A label per finding at its evidence request, or at the chaos action it followed.
@@ -240,7 +244,7 @@ fn labels(out: &mut String, report: &Report, highlighted: &[Highlight], x: &impl
         };
         let _ = write!(
             out,
-            "<a href=\"#{0}\"><text class=\"finding-label\" x=\"{1:.1}\" y=\"{2:.1}\">{0}</text></a>",
+            "<a id=\"mark-{0}\" href=\"#{0}\"><text class=\"finding-label\" x=\"{1:.1}\" y=\"{2:.1}\">{0}</text></a>",
             escape(&finding.id),
             x(ms),
             lane_y(&lane) + 4.0

@@ -1,0 +1,146 @@
+//! The probable root causes findings point to: what each means, which checklist topic it
+//! comes from, and which findings it explains.
+
+use serde::{Deserialize, Serialize};
+
+use crate::check::finding::{Finding, FindingKind};
+
+/// A probable root cause. The ids are stable, like the finding kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    /// Each replica protects cookies and form tokens with keys of its own.
+    KeysNotShared,
+    /// The keys that protect cookies and form tokens do not outlive the process.
+    KeysNotPersisted,
+    /// Sessions live in one process: another replica, or a restarted one, cannot read them.
+    SessionPerProcess,
+    /// The cache lives in one process.
+    CachePerProcess,
+    /// Replicas sign tokens with keys of their own, or make new ones when they start.
+    SigningKeysNotShared,
+    /// The app does not take the scheme or client address from the balancer's headers.
+    ForwardedHeadersIgnored,
+    /// The app takes forwarded headers from anyone, not only from the balancer.
+    ForwardedHeadersTrusted,
+    /// The app refuses connections while the platform still routes to it.
+    RefusesWhileRouted,
+    /// Readiness passes before the app can serve.
+    ReadyTooEarly,
+    /// Readiness keeps passing while the app cannot serve (a dependency down, draining).
+    ReadinessIgnoresState,
+    /// Requests in flight at SIGTERM are cut.
+    InflightCut,
+    /// Shutdown takes longer than the grace period.
+    ShutdownOverGrace,
+    /// The shared store loses what it holds when it restarts.
+    StoreNotDurable,
+    /// A step that passes on one replica fails on another: state the scenario relies on is
+    /// kept per replica.
+    StatePerReplica,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 14] = [
+        Cause::KeysNotShared,
+        Cause::KeysNotPersisted,
+        Cause::SessionPerProcess,
+        Cause::CachePerProcess,
+        Cause::SigningKeysNotShared,
+        Cause::ForwardedHeadersIgnored,
+        Cause::ForwardedHeadersTrusted,
+        Cause::RefusesWhileRouted,
+        Cause::ReadyTooEarly,
+        Cause::ReadinessIgnoresState,
+        Cause::InflightCut,
+        Cause::ShutdownOverGrace,
+        Cause::StoreNotDurable,
+        Cause::StatePerReplica,
+    ];
+
+    /// The cause a finding points to. Restart losses point at what the lost artifact
+    /// depends on: keys for cookies and form tokens, the session or cache store, the
+    /// signing keys.
+    pub fn of(finding: &Finding) -> Self {
+        match finding.kind {
+            FindingKind::AuthCookieRejected | FindingKind::AntiforgeryRejected => Cause::KeysNotShared,
+            FindingKind::SessionLost => Cause::SessionPerProcess,
+            FindingKind::CacheDivergent => Cause::CachePerProcess,
+            FindingKind::SigningKeysDivergent => Cause::SigningKeysNotShared,
+            FindingKind::ArtifactLostAfterRestart => match finding.artifact.kind.as_str() {
+                "auth-cookie" | "antiforgery-token" => Cause::KeysNotPersisted,
+                "session" => Cause::SessionPerProcess,
+                "cache-entry" => Cause::CachePerProcess,
+                "signed-token" | "signing-keys" => Cause::SigningKeysNotShared,
+                _ => Cause::StatePerReplica,
+            },
+            FindingKind::ArtifactLostAfterStoreRestart => Cause::StoreNotDurable,
+            FindingKind::ForwardedProtoIgnored | FindingKind::ForwardedForIgnored => Cause::ForwardedHeadersIgnored,
+            FindingKind::ForwardedHeadersSpoofable => Cause::ForwardedHeadersTrusted,
+            FindingKind::ReadinessPremature => Cause::ReadyTooEarly,
+            FindingKind::ReadinessStale => Cause::ReadinessIgnoresState,
+            FindingKind::InflightDropped => Cause::InflightCut,
+            FindingKind::RefusedDuringDeregistration => Cause::RefusesWhileRouted,
+            FindingKind::ShutdownOverranGrace => Cause::ShutdownOverGrace,
+            FindingKind::ExpectationFailed => Cause::StatePerReplica,
+        }
+    }
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Cause::KeysNotShared => "keys-not-shared",
+            Cause::KeysNotPersisted => "keys-not-persisted",
+            Cause::SessionPerProcess => "session-per-process",
+            Cause::CachePerProcess => "cache-per-process",
+            Cause::SigningKeysNotShared => "signing-keys-not-shared",
+            Cause::ForwardedHeadersIgnored => "forwarded-headers-ignored",
+            Cause::ForwardedHeadersTrusted => "forwarded-headers-trusted",
+            Cause::RefusesWhileRouted => "refuses-while-routed",
+            Cause::ReadyTooEarly => "ready-too-early",
+            Cause::ReadinessIgnoresState => "readiness-ignores-state",
+            Cause::InflightCut => "inflight-cut",
+            Cause::ShutdownOverGrace => "shutdown-over-grace",
+            Cause::StoreNotDurable => "store-not-durable",
+            Cause::StatePerReplica => "state-per-replica",
+        }
+    }
+
+    /// The cause in a sentence, as the diagnosis table shows it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Cause::KeysNotShared => "keys that protect cookies and form tokens are not shared across replicas",
+            Cause::KeysNotPersisted => "keys that protect cookies and form tokens are lost when a replica restarts",
+            Cause::SessionPerProcess => "sessions are kept in each process",
+            Cause::CachePerProcess => "the cache is kept in each process",
+            Cause::SigningKeysNotShared => "token signing keys are not shared across replicas or kept across restarts",
+            Cause::ForwardedHeadersIgnored => "forwarded headers are not honoured",
+            Cause::ForwardedHeadersTrusted => "forwarded headers are trusted from anyone",
+            Cause::RefusesWhileRouted => "the app refuses connections while the platform still routes to it",
+            Cause::ReadyTooEarly => "readiness says ready too early",
+            Cause::ReadinessIgnoresState => "readiness says ready while the replica cannot serve",
+            Cause::InflightCut => "requests in flight are cut at SIGTERM",
+            Cause::ShutdownOverGrace => "shutdown takes longer than the grace period",
+            Cause::StoreNotDurable => "the shared store is not durable",
+            Cause::StatePerReplica => "state a scenario relies on is kept per replica",
+        }
+    }
+
+    /// The topic of the multi-instance checklist the cause comes from.
+    pub fn topic(self) -> &'static str {
+        match self {
+            Cause::KeysNotShared | Cause::KeysNotPersisted => "key sharing (data protection)",
+            Cause::SigningKeysNotShared => "key sharing (signing keys)",
+            Cause::StoreNotDurable => "key sharing (a volatile store)",
+            Cause::SessionPerProcess | Cause::CachePerProcess | Cause::StatePerReplica => "distributed caching and sessions",
+            Cause::ForwardedHeadersIgnored | Cause::ForwardedHeadersTrusted => "forwarded headers",
+            Cause::ReadyTooEarly | Cause::ReadinessIgnoresState => "health checks",
+            Cause::RefusesWhileRouted | Cause::InflightCut | Cause::ShutdownOverGrace => "graceful shutdown",
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
