@@ -105,13 +105,38 @@ fn report_html_is_self_contained_and_draws_the_timeline() {
     assert!(lanes >= 3, "one lane per replica, {lanes}");
     assert!(html.contains("class=\"chaos\"") && html.contains("req ok") && html.contains("req bad"));
     assert!(html.contains("finding-label") && html.contains("id=\"F1\""));
-    // Each cause links to its findings' evidence and to their marks on the timeline.
+    // Each cause links to its findings' evidence, and that to their marks on the timeline.
     for diagnosis in &run.report().diagnoses {
         assert!(html.contains(&format!("<tr id=\"{}\">", diagnosis.id)), "{}", diagnosis.id);
         for finding in &diagnosis.findings {
+            assert!(html.contains(&format!("<a href=\"#{finding}\">{finding}</a>")), "{finding}");
             assert!(html.contains(&format!("href=\"#mark-{finding}\"")) && html.contains(&format!("id=\"mark-{finding}\"")), "{finding}");
         }
     }
+    // Finding labels do not overlap: in each row of the label track they are apart.
+    let labels = timeline_labels(&html);
+    assert_eq!(labels.len(), run.report().findings.len());
+    for (i, a) in labels.iter().enumerate() {
+        for b in &labels[i + 1..] {
+            let apart = (a.1 - b.1).abs() >= 10.0 || (a.0 - b.0).abs() >= 7.0 * a.2.len().max(b.2.len()) as f64;
+            assert!(apart, "labels {} and {} overlap", a.2, b.2);
+        }
+    }
+}
+
+/// (x, y, text) of each finding label on the timeline.
+fn timeline_labels(html: &str) -> Vec<(f64, f64, String)> {
+    let attribute = |tag: &str, name: &str| -> f64 {
+        let start = tag.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+        tag[start..].split('"').next().unwrap().parse().unwrap()
+    };
+    html.split("<text class=\"finding-label\"")
+        .skip(1)
+        .map(|rest| {
+            let (tag, after) = rest.split_once('>').unwrap();
+            (attribute(tag, "x"), attribute(tag, "y"), after.split('<').next().unwrap().to_owned())
+        })
+        .collect()
 }
 
 /// Renders the page in headless chromium: a screenshot that shows the timeline.

@@ -23,7 +23,8 @@ dt { color: #5a6475; } dd { margin: 0; }
 code, pre { font: 12.5px ui-monospace, monospace; background: #f2f4f8; padding: 1px 4px; border-radius: 3px; }
 table { border-collapse: collapse; } td, th { border-bottom: 1px solid #e5e8ee; padding: 4px 10px; text-align: left; }
 .passed { color: #2e7d32; } .failed { color: #c62828; font-weight: 600; } .error, .baseline-failed { color: #b26a00; } .skipped { color: #7a8190; }
-.timeline { background: #fff; border: 1px solid #e5e8ee; }
+.timeline-scroll { overflow-x: auto; border: 1px solid #e5e8ee; } .timeline { background: #fff; display: block; }
+.label-line { stroke: #6a1b9a; stroke-width: 0.6; stroke-opacity: 0.45; }
 .lane-bg { fill: #f7f8fb; stroke: #e5e8ee; } .lane-label, .tick-label { font: 12px ui-monospace, monospace; fill: #5a6475; }
 .lane-label { text-anchor: end; } .tick-label { text-anchor: middle; } .tick { stroke: #eceef3; }
 .req.ok { fill: #43a047; } .req.warn { fill: #fb8c00; } .req.bad { fill: #e53935; }
@@ -74,8 +75,8 @@ pub fn render(report: &Report) -> String {
     page
 }
 
-/// One row per probable cause: its findings linked to their evidence and their marks on
-/// the timeline, and the remedy for the target's framework (every framework's on demand).
+/// One row per probable cause: its findings linked to their evidence (which links to
+/// their marks on the timeline), and the remedy for the target's framework (every framework's on demand).
 fn diagnoses(page: &mut String, report: &Report) {
     if report.diagnoses.is_empty() {
         return;
@@ -89,7 +90,7 @@ fn diagnoses(page: &mut String, report: &Report) {
         let findings: Vec<String> = d
             .findings
             .iter()
-            .map(|id| format!("<a href=\"#{0}\">{0}</a> <a class=\"mark\" href=\"#mark-{0}\" title=\"on the timeline\">⌖</a>", escape(id)))
+            .map(|id| format!("<a href=\"#{0}\">{0}</a>", escape(id)))
             .collect();
         let replicas: Vec<String> = d.replicas.iter().map(ToString::to_string).collect();
         let others: Vec<String> = d
@@ -105,7 +106,7 @@ fn diagnoses(page: &mut String, report: &Report) {
             cause = d.cause,
             accepted = if d.accepted { " <span class=\"skipped\">accepted</span>" } else { "" },
             topic = escape(&d.topic),
-            findings = findings.join("<br>"),
+            findings = findings.join(", "),
             replicas = replicas.join(" "),
             why = escape(&d.why),
             confidence = d.confidence.name(),
@@ -239,6 +240,7 @@ fn findings(page: &mut String, report: &Report) {
         if let Some(accepted) = &f.accepted {
             let _ = write!(page, "<dt>accepted</dt><dd>by rule {} of the policy: {}</dd>", accepted.rule, escape(&accepted.reason));
         }
+        let _ = write!(page, "<dt>timeline</dt><dd><a href=\"#mark-{0}\">{0} on the timeline</a></dd>", escape(&f.id));
         let _ = write!(page, "<dt>reproduce</dt><dd><code>{}</code></dd></dl></article>", escape(&f.reproduce));
     }
 }

@@ -1,6 +1,12 @@
 //! The timeline picture: one lane per replica, each request a mark from its start to its
 //! end coloured by outcome, chaos actions as vertical lines, probes as dots, and the
 //! requests of each finding outlined and labelled. Plain SVG, drawn into the page.
+//!
+//! A run has thousands of requests and dozens of findings, so the picture is laid out
+//! before it is drawn: it widens with the run's length (the page scrolls), experiment
+//! names and finding labels are packed into rows where they do not overlap, labels sit in
+//! a track of their own joined to their marks, and finding marks are drawn last, at a
+//! visible width, so no other request covers them.
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -11,9 +17,42 @@ use crate::history::Phase;
 use crate::report::{Event, Report};
 
 const LEFT: f64 = 64.0;
-const WIDTH: f64 = 1100.0;
-const TOP: f64 = 50.0;
 const LANE: f64 = 26.0;
+/// Pixels per second of the run, within the width bounds.
+const PER_SECOND: f64 = 90.0;
+const MIN_WIDTH: f64 = 1100.0;
+const MAX_WIDTH: f64 = 8000.0;
+/// The height of a row of experiment names, and of finding labels.
+const SPAN_ROW: f64 = 16.0;
+const LABEL_ROW: f64 = 15.0;
+/// A finding mark is at least this wide, so a short request that is evidence shows.
+const MARK_MIN: f64 = 4.0;
+
+/// Rows of items that must not overlap: each item goes in the first row where it fits.
+#[derive(Default)]
+struct Rows(Vec<f64>);
+
+impl Rows {
+    /// The row for an item from `start` to `end` (pixels), leaving a small gap.
+    fn place(&mut self, start: f64, end: f64) -> usize {
+        let row = self.0.iter().position(|&right| right + 4.0 <= start).unwrap_or(self.0.len());
+        if row == self.0.len() {
+            self.0.push(end);
+        } else {
+            self.0[row] = end;
+        }
+        row
+    }
+
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Roughly how wide a label of `text` is, at the label fonts' sizes.
+fn text_width(text: &str, per_char: f64) -> f64 {
+    text.chars().count() as f64 * per_char + 4.0
+}
 
 /// Lane of the requests no replica answered.
 const NO_REPLICA: &str = "none";
@@ -31,28 +70,54 @@ pub fn svg(report: &Report) -> String {
         })
         .fold(report.duration_ms as f64, f64::max)
         .max(1.0);
-    let x = |ms: f64| LEFT + ms / end_ms * WIDTH;
-    let lane_y = |name: &str| TOP + lanes.iter().position(|l| l == name).unwrap_or(lanes.len() - 1) as f64 * LANE;
-    let height = TOP + lanes.len() as f64 * LANE + 40.0;
+    let width = (end_ms / 1000.0 * PER_SECOND).clamp(MIN_WIDTH, MAX_WIDTH);
+    let x = |ms: f64| LEFT + ms / end_ms * width;
+    let spans = spans(report);
+    let mut span_rows = Rows::default();
+    let span_places: Vec<usize> = spans
+        .iter()
+        .map(|span| span_rows.place(x(span.start), (x(span.end)).max(x(span.start) + text_width(&span.label, 5.6))))
+        .collect();
+    let top = 8.0 + span_rows.count() as f64 * SPAN_ROW + 16.0;
+    let bottom = top + lanes.len() as f64 * LANE;
+    let lane_y = |name: &str| top + lanes.iter().position(|l| l == name).unwrap_or(lanes.len() - 1) as f64 * LANE;
+    let highlighted = highlighted(report);
+    let marks = marks(report, &highlighted);
+    let mut label_rows = Rows::default();
+    let label_places: Vec<usize> = marks.iter().map(|m| label_rows.place(x(m.ms), x(m.ms) + text_width(&m.id, 7.0))).collect();
+    let labels_top = bottom + 34.0;
+    let height = labels_top + label_rows.count() as f64 * LABEL_ROW + 8.0;
+    let total = LEFT + width + 16.0;
+
     let mut out = String::new();
     let _ = write!(
         out,
-        r#"<svg class="timeline" viewBox="0 0 {} {height}" width="{}" height="{height}" role="img" aria-label="timeline">"#,
-        LEFT + WIDTH + 16.0,
-        LEFT + WIDTH + 16.0
+        r#"<div class="timeline-scroll"><svg class="timeline" viewBox="0 0 {total:.0} {height:.0}" width="{total:.0}" height="{height:.0}" role="img" aria-label="timeline">"#
     );
-    for (index, name) in lanes.iter().enumerate() {
-        let y = TOP + index as f64 * LANE;
+    for (span, row) in spans.iter().zip(&span_places) {
+        let y = 8.0 + *row as f64 * SPAN_ROW;
         let _ = write!(
             out,
-            r#"<g class="lane"><rect class="lane-bg" x="{LEFT}" y="{y}" width="{WIDTH}" height="{LANE}"/><text class="lane-label" x="{}" y="{}">{}</text></g>"#,
+            r#"<g class="span"><rect x="{:.1}" y="{y}" width="{:.1}" height="13"/><text x="{:.1}" y="{}">{}</text></g>"#,
+            x(span.start),
+            (x(span.end) - x(span.start)).max(2.0),
+            x(span.start) + 2.0,
+            y + 10.0,
+            escape(&span.label)
+        );
+    }
+    for (index, name) in lanes.iter().enumerate() {
+        let y = top + index as f64 * LANE;
+        let _ = write!(
+            out,
+            r#"<g class="lane"><rect class="lane-bg" x="{LEFT}" y="{y}" width="{width:.1}" height="{LANE}"/><text class="lane-label" x="{}" y="{}">{}</text></g>"#,
             LEFT - 8.0,
             y + LANE * 0.65,
             escape(name)
         );
     }
-    axis(&mut out, end_ms, &x, TOP + lanes.len() as f64 * LANE);
-    let highlighted = highlighted(report);
+    axis(&mut out, end_ms, &x, top, bottom);
+    let mut evidence = Vec::new();
     for event in &report.events {
         match event {
             Event::Request { served_by, status, error, start_ms, end_ms, vu, experiment, .. } => {
@@ -64,20 +129,19 @@ pub fn svg(report: &Report) -> String {
                     _ => "ok",
                 };
                 let y = lane_y(&lane) + 5.0;
-                let width = (x(*end_ms) - x(*start_ms)).max(1.2);
-                let finding = highlighted.iter().find(|h| h.is(*vu, experiment.as_deref(), *start_ms));
-                match finding {
-                    Some(h) => {
-                        let _ = write!(
-                            out,
-                            r#"<rect class="req {class} finding" x="{:.1}" y="{y:.1}" width="{width:.1}" height="{}"><title>{}: vu {vu} on {lane}</title></rect>"#,
-                            x(*start_ms),
-                            LANE - 10.0,
-                            escape(&h.id)
-                        );
-                    }
+                let start = x(*start_ms);
+                let span = (x(*end_ms) - start).max(1.2);
+                match highlighted.iter().find(|h| h.is(*vu, experiment.as_deref(), *start_ms)) {
+                    // Drawn after every other request, so none covers it.
+                    Some(h) => evidence.push(format!(
+                        r#"<rect class="req {class} finding" x="{:.1}" y="{y:.1}" width="{:.1}" height="{}"><title>{}: vu {vu} on {lane}</title></rect>"#,
+                        start - (MARK_MIN - span).max(0.0) / 2.0,
+                        span.max(MARK_MIN),
+                        LANE - 10.0,
+                        escape(&h.id)
+                    )),
                     None => {
-                        let _ = write!(out, r#"<rect class="req {class}" x="{:.1}" y="{y:.1}" width="{width:.1}" height="{}"/>"#, x(*start_ms), LANE - 10.0);
+                        let _ = write!(out, r#"<rect class="req {class}" x="{start:.1}" y="{y:.1}" width="{span:.1}" height="{}"/>"#, LANE - 10.0);
                     }
                 }
             }
@@ -94,9 +158,20 @@ pub fn svg(report: &Report) -> String {
             Event::Answer { .. } | Event::Chaos { .. } => {}
         }
     }
-    chaos_lines(&mut out, report, &x, TOP + lanes.len() as f64 * LANE);
-    labels(&mut out, report, &highlighted, &x, &lane_y);
-    out.push_str("</svg>");
+    chaos_lines(&mut out, report, &x, top, bottom);
+    out.extend(evidence);
+    for (mark, row) in marks.iter().zip(&label_places) {
+        let label_y = labels_top + *row as f64 * LABEL_ROW;
+        let mark_y = lane_y(&mark.lane) + LANE - 5.0;
+        let _ = write!(
+            out,
+            "<line class=\"label-line\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{mark_y:.1}\" y2=\"{1:.1}\"/><a id=\"mark-{2}\" href=\"#{2}\"><text class=\"finding-label\" x=\"{0:.1}\" y=\"{label_y:.1}\">{2}</text></a>",
+            x(mark.ms),
+            label_y - 10.0,
+            escape(&mark.id),
+        );
+    }
+    out.push_str("</svg></div>");
     out
 }
 
@@ -120,7 +195,7 @@ fn lanes(report: &Report) -> Vec<String> {
     lanes
 }
 
-fn axis(out: &mut String, end_ms: f64, x: &impl Fn(f64) -> f64, bottom: f64) {
+fn axis(out: &mut String, end_ms: f64, x: &impl Fn(f64) -> f64, top: f64, bottom: f64) {
     let step = [100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10_000.0, 30_000.0, 60_000.0]
         .into_iter()
         .find(|step| end_ms / step <= 12.0)
@@ -131,7 +206,7 @@ fn axis(out: &mut String, end_ms: f64, x: &impl Fn(f64) -> f64, bottom: f64) {
             out,
             r#"<line class="tick" x1="{0:.1}" x2="{0:.1}" y1="{1}" y2="{2}"/><text class="tick-label" x="{0:.1}" y="{3}">{4}s</text>"#,
             x(t),
-            TOP,
+            top,
             bottom,
             bottom + 16.0,
             format_seconds(t)
@@ -145,9 +220,15 @@ fn format_seconds(ms: f64) -> String {
     if s.fract() == 0.0 { format!("{s:.0}") } else { format!("{s:.2}").trim_end_matches('0').to_owned() }
 }
 
-/// Chaos actions as dashed lines (their names in tooltips), under a row of named spans,
-/// one per experiment run, so a busy run stays legible.
-fn chaos_lines(out: &mut String, report: &Report, x: &impl Fn(f64) -> f64, bottom: f64) {
+/// One experiment run's stretch of the timeline, named above the lanes.
+struct Span {
+    label: String,
+    start: f64,
+    end: f64,
+}
+
+/// A span per experiment run (its controls included), so a busy run stays legible.
+fn spans(report: &Report) -> Vec<Span> {
     let mut spans: Vec<(String, Phase, f64, f64)> = Vec::new();
     for event in &report.events {
         let (experiment, phase, start, end) = match event {
@@ -167,26 +248,25 @@ fn chaos_lines(out: &mut String, report: &Report, x: &impl Fn(f64) -> f64, botto
             None => spans.push((experiment.clone(), phase, start, end)),
         }
     }
-    for (index, (name, phase, start, end)) in spans.iter().enumerate() {
-        let y = 6.0 + (index % 2) as f64 * 16.0;
-        let label = if *phase == Phase::Reproduce { format!("{name} again") } else { name.clone() };
-        let _ = write!(
-            out,
-            r#"<g class="span"><rect x="{:.1}" y="{y}" width="{:.1}" height="13"/><text x="{:.1}" y="{}">{}</text></g>"#,
-            x(*start),
-            (x(*end) - x(*start)).max(2.0),
-            x(*start) + 2.0,
-            y + 10.0,
-            escape(&label)
-        );
-    }
+    spans
+        .into_iter()
+        .map(|(name, phase, start, end)| Span {
+            label: if phase == Phase::Reproduce { format!("{name} again") } else { name },
+            start,
+            end,
+        })
+        .collect()
+}
+
+/// Chaos actions as dashed lines across the lanes, their names in tooltips.
+fn chaos_lines(out: &mut String, report: &Report, x: &impl Fn(f64) -> f64, top: f64, bottom: f64) {
     for event in &report.events {
         let Event::Chaos { experiment, event, phase } = event else { continue };
         let at = x(event.start_ms);
         let _ = write!(
             out,
             r#"<line class="chaos" x1="{at:.1}" x2="{at:.1}" y1="{}" y2="{bottom}"><title>{} ({experiment}, {}) at {:.2}s</title></line>"#,
-            TOP - 14.0,
+            top - 6.0,
             escape(&event.action.to_string()),
             phase_name(*phase),
             event.start_ms / 1000.0
@@ -227,29 +307,36 @@ fn highlighted(report: &Report) -> Vec<Highlight> {
     highlights
 }
 
-/// A label per finding at its evidence request, or at the chaos action it followed.
-fn labels(out: &mut String, report: &Report, highlighted: &[Highlight], x: &impl Fn(f64) -> f64, lane_y: &impl Fn(&str) -> f64) {
-    for finding in &report.findings {
-        let evidence = highlighted.iter().find(|h| h.id == finding.id).and_then(|h| {
-            report.events.iter().find_map(|e| match e {
-                Event::Request { vu, experiment, start_ms, served_by, .. } if h.is(*vu, experiment.as_deref(), *start_ms) => {
-                    Some((*start_ms, served_by.map(|r| r.id.to_string())))
-                }
-                _ => None,
-            })
-        });
-        let (ms, lane) = match evidence {
-            Some((ms, lane)) => (ms, lane.unwrap_or_else(|| NO_REPLICA.into())),
-            None => (finding.after.as_ref().map_or(0.0, |a| a.at_ms), finding.consumer.id.to_string()),
-        };
-        let _ = write!(
-            out,
-            "<a id=\"mark-{0}\" href=\"#{0}\"><text class=\"finding-label\" x=\"{1:.1}\" y=\"{2:.1}\">{0}</text></a>",
-            escape(&finding.id),
-            x(ms),
-            lane_y(&lane) + 4.0
-        );
-    }
+/// Where a finding's label points: its evidence request, or the chaos action it followed.
+struct Mark {
+    id: String,
+    ms: f64,
+    lane: String,
+}
+
+/// A mark per finding, in time order so the label rows fill from the left.
+fn marks(report: &Report, highlighted: &[Highlight]) -> Vec<Mark> {
+    let mut marks: Vec<Mark> = report
+        .findings
+        .iter()
+        .map(|finding| {
+            let evidence = highlighted.iter().find(|h| h.id == finding.id).and_then(|h| {
+                report.events.iter().find_map(|e| match e {
+                    Event::Request { vu, experiment, start_ms, served_by, .. } if h.is(*vu, experiment.as_deref(), *start_ms) => {
+                        Some((*start_ms, served_by.map(|r| r.id.to_string())))
+                    }
+                    _ => None,
+                })
+            });
+            let (ms, lane) = match evidence {
+                Some((ms, lane)) => (ms, lane.unwrap_or_else(|| NO_REPLICA.into())),
+                None => (finding.after.as_ref().map_or(0.0, |a| a.at_ms), finding.consumer.id.to_string()),
+            };
+            Mark { id: finding.id.clone(), ms, lane }
+        })
+        .collect();
+    marks.sort_by(|a, b| a.ms.total_cmp(&b.ms));
+    marks
 }
 
 fn phase_name(phase: Phase) -> &'static str {
