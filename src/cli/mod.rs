@@ -701,8 +701,12 @@ async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
         let mut kinds: Vec<String> = report.findings.iter().map(|f| f.kind.to_string()).collect();
         kinds.sort();
         kinds.dedup();
+        let causes = match report.diagnoses.len() {
+            0 => String::new(),
+            n => format!(" in {n} probable cause(s)"),
+        };
         println!(
-            "{}: {} finding(s){}",
+            "{}: {} finding(s){causes}{}",
             demo.label,
             report.findings.len(),
             if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }
