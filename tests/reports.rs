@@ -50,6 +50,17 @@ fn report_json_holds_every_request_and_chaos_action() {
         })
         .collect();
     assert!(starts.windows(2).all(|w| w[0] <= w[1]), "events are in time order");
+
+    // history.json holds every phase, the evidence, inspections and experiments: the
+    // same requests the report counts.
+    let bytes = std::fs::read(broken_run().report_dir.join("history.json")).unwrap();
+    let history: replicheck::history::History = serde_json::from_slice(&bytes).expect("history.json parses");
+    use replicheck::history::Phase;
+    for phase in [Phase::Main, Phase::Control, Phase::Reproduce] {
+        assert!(history.vus.iter().any(|v| v.phase == phase), "{phase:?}");
+    }
+    assert!(!history.experiments.is_empty() && !history.inspections.is_empty());
+    assert_eq!(history.requests(), report.requests);
 }
 
 #[test]

@@ -4,8 +4,8 @@
 //! Checking is two passes around one more execution:
 //! 1. `triage` reads the main history: every virtual user that failed where an artifact
 //!    crossed replicas is a candidate; a failure on one replica alone is the app's own.
-//! 2. `evidence_plans` derives, for each candidate, a control plan (the same steps pinned
-//!    to the producer) and a reproduction (the same steps on the same routes).
+//! 2. `plan::evidence` derives, for each candidate (`wanted`), a control plan (the same
+//!    steps pinned to the producer) and a reproduction (the same steps on the same routes).
 //! 3. `judge` turns candidates into findings only when the control passed and the failure
 //!    reproduced. A control that fails makes the scenario `baseline-failed`, never a finding.
 
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::replica::Incarnation;
 use crate::history::{History, Observed, Outcome, Phase, StepRecord, VuRecord};
-use crate::plan::VuPlan;
+use crate::plan::evidence::{EvidencePlans, Wanted};
 use crate::scenario::{Artifact, Scenario};
 use finding::{ArtifactEvidence, Control, ControlResult, Finding, FindingKind};
 
@@ -202,44 +202,16 @@ fn count_handoffs(scenario: &Scenario, record: &VuRecord, tally: &mut Tally) {
     }
 }
 
-/// The extra virtual users that gather evidence for each candidate: a control pinned to
-/// the producer, and a reproduction on the original routes. Their ids follow the plan's.
-pub struct EvidencePlans {
-    pub controls: Vec<VuPlan>,
-    pub reproductions: Vec<VuPlan>,
-}
-
-pub fn evidence_plans(users: &[VuPlan], first_id: u32, candidates: &[Candidate]) -> EvidencePlans {
-    let mut controls = Vec::new();
-    let mut reproductions = Vec::new();
-    for (index, candidate) in candidates.iter().enumerate() {
-        let Some(original) = users.iter().find(|v| v.vu == candidate.vu) else { continue };
-        let id = first_id + 2 * index as u32;
-        controls.push(VuPlan {
-            vu: id,
-            ..original.pinned(candidate.producer.id)
-        });
-        reproductions.push(VuPlan {
-            vu: id + 1,
-            ..original.clone()
-        });
-    }
-    EvidencePlans { controls, reproductions }
-}
-
-/// Reproductions that prove nothing: a write before the candidate's step also reached its
-/// consumer (behind a load balancer replicheck cannot steer), which can make the step pass
-/// there. They are to run again, with values of their own, before judging.
-pub fn blurred_reproductions<'p>(candidates: &[Candidate], plans: &'p EvidencePlans, evidence: &History) -> Vec<&'p VuPlan> {
+/// What the evidence plans are to test, one per candidate, in order.
+pub fn wanted(candidates: &[Candidate]) -> Vec<Wanted> {
     candidates
         .iter()
-        .zip(&plans.reproductions)
-        .filter(|(candidate, plan)| {
-            evidence.vus.iter().find(|v| v.vu == plan.vu).is_some_and(|record| {
-                record.steps.iter().take(candidate.step).any(|step| step.also_reached.contains(&candidate.consumer.id))
-            })
+        .map(|c| Wanted {
+            vu: c.vu,
+            step: c.step,
+            producer: c.producer.id,
+            consumer: c.consumer.id,
         })
-        .map(|(_, plan)| plan)
         .collect()
 }
 
@@ -467,6 +439,7 @@ mod tests {
     use super::*;
     use crate::balancer::policy::RoutingPolicy;
     use crate::cluster::replica::ReplicaId;
+    use crate::plan::evidence::{blurred_reproductions, evidence_plans};
     use crate::plan::Plan;
     use crate::history::RequestRecord;
     use crate::scenario::fixtures::demo_scenarios as scenarios;
@@ -548,7 +521,7 @@ mod tests {
         let scenarios = scenarios();
         let plan = plan(&main.iter().map(|v| (v.vu, [0, 0, 1])).collect::<Vec<_>>());
         let triage = triage(&scenarios, &History { vus: main, ..History::default() });
-        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &triage.candidates);
+        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &wanted(&triage.candidates));
         let evidence = History {
             vus: plans.controls.iter().zip(&plans.reproductions).flat_map(|(c, r)| evidence(c.vu, r.vu)).collect(),
             ..History::default()
@@ -580,15 +553,15 @@ mod tests {
         let main = vec![login(Phase::Main, 0, 0, 1, failed())];
         let triage = triage(&scenarios, &History { vus: main, ..History::default() });
         let plan = plan(&[(0, [0, 0, 1])]);
-        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &triage.candidates);
+        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &wanted(&triage.candidates));
         let reproduction = |reached: Vec<ReplicaId>| {
             let mut record = login(Phase::Reproduce, plans.reproductions[0].vu, 0, 1, Outcome::Passed);
             record.steps[1].also_reached = reached;
             History { vus: vec![record], ..History::default() }
         };
-        let blurred = blurred_reproductions(&triage.candidates, &plans, &reproduction(vec![ReplicaId(1)]));
+        let blurred = blurred_reproductions(&wanted(&triage.candidates), &plans, &reproduction(vec![ReplicaId(1)]));
         assert_eq!(blurred.iter().map(|p| p.vu).collect::<Vec<_>>(), [plans.reproductions[0].vu]);
-        assert!(blurred_reproductions(&triage.candidates, &plans, &reproduction(Vec::new())).is_empty());
+        assert!(blurred_reproductions(&wanted(&triage.candidates), &plans, &reproduction(Vec::new())).is_empty());
     }
 
     #[test]
@@ -614,7 +587,7 @@ mod tests {
         let scenarios = scenarios();
         let main = History { vus: vec![login(Phase::Main, 0, 0, 1, failed())], ..History::default() };
         let plan = plan(&[(0, [0, 0, 1])]);
-        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &triage(&scenarios, &main).candidates);
+        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &wanted(&triage(&scenarios, &main).candidates));
         assert_eq!(plans.controls[0].routes, [ReplicaId(0); 3]);
         assert_eq!(plans.reproductions[0].routes, plan.vus[0].routes);
         assert!(plans.controls[0].vu > 0 && plans.reproductions[0].vu != plans.controls[0].vu);

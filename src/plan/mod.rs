@@ -3,6 +3,7 @@
 //! drawn from the seed. Plans are plain data: `replay` reruns a recorded one, control
 //! runs are plans derived from it, and exploration generates and shrinks them.
 
+pub mod evidence;
 pub mod schedule;
 pub mod seed;
 

@@ -46,7 +46,8 @@ impl Asking<'_> {
         secrets: &mut Secrets,
     ) -> Asked {
         let triage = check::triage(scenarios, &users);
-        let evidence_plans = check::evidence_plans(planned, *free_vu, &triage.candidates);
+        let wanted = check::wanted(&triage.candidates);
+        let evidence_plans = plan::evidence::evidence_plans(planned, *free_vu, &wanted);
         *free_vu += 2 * triage.candidates.len() as u32;
         let mut evidence = History::default();
         if !triage.candidates.is_empty() {
@@ -61,7 +62,7 @@ impl Asking<'_> {
             // A write that also reached the consumer on its way left the value there; the
             // same user's values again would find it, so the rerun gets values of its own.
             for round in 1..=BLURRED_RERUNS {
-                let blurred = check::blurred_reproductions(&triage.candidates, &evidence_plans, &evidence);
+                let blurred = plan::evidence::blurred_reproductions(&wanted, &evidence_plans, &evidence);
                 if blurred.is_empty() {
                     break;
                 }

@@ -41,7 +41,7 @@ use crate::target::Target;
 use crate::vu::{self, Limits, VuContext};
 use ask::Asking;
 
-/// Times a reproduction that proves nothing (see `check::blurred_reproductions`) runs again.
+/// Times a reproduction that proves nothing (see `plan::evidence::blurred_reproductions`) runs again.
 const BLURRED_RERUNS: u32 = 5;
 
 /// Builds the command that reproduces a finding, from the seed and the names to pass to
@@ -202,6 +202,7 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         requests: main.history.requests(),
         took: started.elapsed(),
     });
+    // The main phase, on disk at once; the whole history replaces it once the run is done.
     write_json(&report_dir, "history.json", &main.history)?;
     secrets.extend(&main.secrets);
     let mut asked = asking.ask(&ctx, &bound.users, &bound.scenario_roster, &plan.vus, main.history, &mut free_vu, &mut secrets).await;
@@ -270,6 +271,11 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
     history.inspections = inspected.runs;
     let mut evidence = asked.evidence;
     evidence.extend(adaptation.history);
+    // Everything the run did, every phase and piece of evidence, is on disk before the
+    // report: a run that ends here can still be read.
+    let mut recorded = history.clone();
+    recorded.extend(evidence.clone());
+    write_json(&report_dir, "history.json", &recorded)?;
     let report = Report {
         tool: "replicheck".into(),
         version: env!("CARGO_PKG_VERSION").into(),

@@ -106,7 +106,11 @@ fn diagnoses(page: &mut String, report: &Report) {
             cause = d.cause,
             accepted = if d.accepted { " <span class=\"skipped\">accepted</span>" } else { "" },
             topic = escape(&d.topic),
-            findings = findings.join(", "),
+            findings = format!(
+                "{}<br><a class=\"meta\" href=\"#mark-{}\">on the timeline</a>",
+                findings.join(", "),
+                escape(d.findings.first().map_or("", String::as_str))
+            ),
             replicas = replicas.join(" "),
             why = escape(&d.why),
             confidence = d.confidence.name(),

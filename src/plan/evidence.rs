@@ -1,0 +1,62 @@
+//! Evidence plans: the extra virtual users that test a failure the checker suspects, a
+//! control pinned to the replica that produced the artifact and a reproduction on the
+//! original routes. They are plans like the others (derived from the plan and what the
+//! checker asked for), so they are made here and stored, and a stored run can be judged
+//! again without deriving them anew.
+
+use serde::{Deserialize, Serialize};
+
+use super::VuPlan;
+use crate::cluster::replica::ReplicaId;
+use crate::history::History;
+
+/// What the checker wants evidence about: a user's failure at `step`, on `consumer`, of
+/// an artifact `producer` handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    pub vu: u32,
+    pub step: usize,
+    pub producer: ReplicaId,
+    pub consumer: ReplicaId,
+}
+
+/// A control and a reproduction per wanted failure, in the same order; their ids follow
+/// the plan's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidencePlans {
+    pub controls: Vec<VuPlan>,
+    pub reproductions: Vec<VuPlan>,
+}
+
+pub fn evidence_plans(users: &[VuPlan], first_id: u32, wanted: &[Wanted]) -> EvidencePlans {
+    let mut plans = EvidencePlans::default();
+    for (index, wanted) in wanted.iter().enumerate() {
+        let Some(original) = users.iter().find(|v| v.vu == wanted.vu) else { continue };
+        let id = first_id + 2 * index as u32;
+        plans.controls.push(VuPlan {
+            vu: id,
+            ..original.pinned(wanted.producer)
+        });
+        plans.reproductions.push(VuPlan {
+            vu: id + 1,
+            ..original.clone()
+        });
+    }
+    plans
+}
+
+/// Reproductions that prove nothing: a write before the wanted step also reached its
+/// consumer (behind a load balancer replicheck cannot steer), which can make the step pass
+/// there. They are to run again, with values of their own, before judging.
+pub fn blurred_reproductions<'p>(wanted: &[Wanted], plans: &'p EvidencePlans, evidence: &History) -> Vec<&'p VuPlan> {
+    wanted
+        .iter()
+        .zip(&plans.reproductions)
+        .filter(|(wanted, plan)| {
+            evidence.vus.iter().find(|v| v.vu == plan.vu).is_some_and(|record| {
+                record.steps.iter().take(wanted.step).any(|step| step.also_reached.contains(&wanted.consumer))
+            })
+        })
+        .map(|(_, plan)| plan)
+        .collect()
+}
