@@ -100,17 +100,14 @@ fn diagnoses(page: &mut String, report: &Report) {
             .collect();
         let _ = write!(
             page,
-            "<tr id=\"{id}\"><td>{id}</td><td><b>{title}</b> <code>{cause}</code>{accepted}<br><span class=\"meta\">{topic}</span></td><td>{findings}</td><td>{replicas}</td><td>{confidence}<br><span class=\"meta\">{why}</span></td><td>{remedy}<details><summary>every framework</summary><dl class=\"remedies\">{others}</dl></details></td></tr>",
+            "<tr id=\"{id}\"><td>{id}</td><td><b>{title}</b> <code>{cause}</code>{accepted}<br><span class=\"meta\">{topic}</span></td><td>{findings}<br><a class=\"meta\" href=\"#mark-{first}\">on the timeline</a></td><td>{replicas}</td><td>{confidence}<br><span class=\"meta\">{why}</span></td><td>{remedy}<details><summary>every framework</summary><dl class=\"remedies\">{others}</dl></details></td></tr>",
             id = escape(&d.id),
             title = escape(&d.title),
             cause = d.cause,
             accepted = if d.accepted { " <span class=\"skipped\">accepted</span>" } else { "" },
             topic = escape(&d.topic),
-            findings = format!(
-                "{}<br><a class=\"meta\" href=\"#mark-{}\">on the timeline</a>",
-                findings.join(", "),
-                escape(d.findings.first().map_or("", String::as_str))
-            ),
+            findings = findings.join(", "),
+            first = escape(d.findings.first().map_or("", String::as_str)),
             replicas = replicas.join(" "),
             why = escape(&d.why),
             confidence = d.confidence.name(),
