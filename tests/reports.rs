@@ -338,10 +338,18 @@ fn findings_group_into_causes_and_a_policy_accepts_known_ones() {
 }
 
 #[test]
-fn a_policy_rule_that_would_accept_everything_is_refused_at_its_line() {
+fn a_policy_that_cannot_work_is_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let policy = common::write(dir.path(), "policy.toml", "# known faults\n[[accept]]\nreason = \"all of it\"\n");
     let run = common::run("examples/demo/broken.toml", &["--policy", policy.to_str().unwrap()]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("policy.toml:2:1") && run.stderr.contains("accept everything"), "{}", run.stderr);
+
+    let missing = common::run("examples/demo/broken.toml", &["--policy", dir.path().join("none.toml").to_str().unwrap()]);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(missing.stderr.contains("none.toml"), "{}", missing.stderr);
+    let nowhere = dir.path().join("no-such-dir/policy.toml");
+    let unwritable = common::run("examples/demo/broken.toml", &["--write-policy", nowhere.to_str().unwrap()]);
+    assert_eq!(unwritable.code, 2, "{}", unwritable.stderr);
+    assert!(unwritable.stderr.contains("does not exist") && unwritable.report.is_none(), "{}", unwritable.stderr);
 }

@@ -484,6 +484,14 @@ fn workload_config(
     base: String,
 ) -> Result<RunConfig, CliError> {
     let selection = select(&workload.scenarios)?;
+    if let Some(path) = &workload.write_policy {
+        // Said now, not after a run of minutes that could not write its result.
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if path.is_dir() || !dir.is_dir() {
+            let why = if path.is_dir() { "is a directory" } else { "is in a directory that does not exist" };
+            return Err(CliError::Usage(format!("--write-policy {}: {why}", path.display())));
+        }
+    }
     let base = format!("{base} --routing {} --vus {}", workload.routing, workload.vus);
     Ok(RunConfig {
         target,

@@ -60,9 +60,9 @@ impl Diagnostic for FileDiagnostic {
     }
 }
 
-/// The result of a run. The evidence of each finding comes first and the summary last,
-/// where a terminal or a CI log leaves the reader: the checks, what was not tested, the
-/// policy, then the diagnoses, the findings they group, and the verdict.
+/// The result of a run: the checks, what was not tested, the policy; then the probable
+/// causes, the findings they group and each finding's evidence; the verdict last, where a
+/// terminal or a CI log leaves the reader.
 pub fn outcome(report: &Report) -> String {
     let mut out = format!(
         "\n{} · {} replica(s) · seed {} · routing {} · {} requests in {:.1}s\n",
@@ -73,10 +73,6 @@ pub fn outcome(report: &Report) -> String {
         report.requests,
         report.duration_ms as f64 / 1000.0
     );
-    for finding in &report.findings {
-        out.push_str(&evidence(report, finding));
-    }
-    out.push('\n');
     out.push_str(&table::scenarios(report));
     out.push('\n');
     // One note often holds for several checks (an adaptation of every user): said once.
@@ -129,6 +125,10 @@ pub fn outcome(report: &Report) -> String {
         out.push_str(&table::diagnoses(report));
         out.push('\n');
         out.push_str(&table::findings(report));
+        out.push('\n');
+        for finding in &report.findings {
+            out.push_str(&evidence(report, finding));
+        }
         out.push('\n');
     }
     if report.findings.len() > accepted {
