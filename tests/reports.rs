@@ -353,3 +353,33 @@ fn a_policy_that_cannot_work_is_refused_before_anything_starts() {
     assert_eq!(unwritable.code, 2, "{}", unwritable.stderr);
     assert!(unwritable.stderr.contains("does not exist") && unwritable.report.is_none(), "{}", unwritable.stderr);
 }
+
+/// `check` judges a stored run again from its record and nothing else: the same findings,
+/// the same exit status; and a record without the evidence no longer proves them.
+#[test]
+fn a_stored_run_judged_again_gives_the_same_findings() {
+    let run = broken_run();
+    let report = run.report();
+    let check = |dir: &Path| common::command(&common::tag("check"), &["check", dir.to_str().unwrap()]).output().unwrap();
+    let output = check(&run.report_dir);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let verdict = format!("{} finding(s) in {} probable cause(s)\n", report.findings.len(), report.diagnoses.len());
+    assert!(stdout.contains(&verdict), "{stdout}");
+    for finding in &report.findings {
+        let header = format!("\n{} {}: {} / {}\n", finding.id, finding.kind, finding.scenario, finding.step);
+        assert!(stdout.contains(&header), "{header} missing:\n{stdout}");
+    }
+
+    // Without the users' controls and reproductions, their failures prove nothing.
+    let copy = tempfile::tempdir().unwrap();
+    for file in ["report.json", "record.json"] {
+        std::fs::copy(run.report_dir.join(file), copy.path().join(file)).unwrap();
+    }
+    let path = copy.path().join("record.json");
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    record["users"]["evidence"]["vus"] = serde_json::json!([]);
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    let stripped = String::from_utf8_lossy(&check(copy.path()).stdout).into_owned();
+    assert!(!stripped.contains(&verdict) && stripped.contains("an evidence run did not finish"), "{stripped}");
+}

@@ -8,12 +8,16 @@
 //!    steps pinned to the producer) and a reproduction (the same steps on the same routes).
 //! 3. `judge` turns candidates into findings only when the control passed and the failure
 //!    reproduced. A control that fails makes the scenario `baseline-failed`, never a finding.
+//!
+//! `recorded` judges a whole run (users, inspections, the origin trial, experiments) from
+//! its record, once everything has run; a stored record is judged again the same way.
 
 pub mod adapt;
 pub mod chaos;
 pub mod finding;
 pub mod inspect;
 pub mod merge;
+pub mod recorded;
 pub mod twice;
 
 use std::collections::BTreeMap;

@@ -60,6 +60,9 @@ enum Command {
     /// Reruns the schedule a report recorded (seed, routing, chaos) and says whether each
     /// finding happened again.
     Replay(ReplayArgs),
+    /// Judges a stored run again from its record (REPORT_DIR/record.json), starting
+    /// nothing: the same checker, the same findings.
+    Check(CheckArgs),
     /// Removes what runs that were killed left behind (processes, temporary directories).
     Clean,
     /// The bundled demo service (started by the demo's target files).
@@ -258,6 +261,15 @@ struct ReplayArgs {
     output: Output,
 }
 
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The directory a run wrote its report in.
+    report_dir: PathBuf,
+    /// A policy file of known faults to accept.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum BackendName {
     /// Local processes.
@@ -317,6 +329,7 @@ async fn dispatch(command: Command) -> Result<Exit, CliError> {
         Command::Demo(args) => demo_command(args).await,
         Command::Validate { files } => validate(&files),
         Command::Replay(args) => replay_command(args).await,
+        Command::Check(args) => check_command(&args),
         Command::Clean => {
             let reaped = reaper::reap_stale();
             println!(
@@ -730,6 +743,18 @@ async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
         println!("unexpected: the demo should find problems only in its misconfigured runs");
         Ok(Exit::Findings)
     }
+}
+
+/// Judges a stored run again and shows the outcome as the run did; the exit status is the
+/// run's, judged again.
+fn check_command(args: &CheckArgs) -> Result<Exit, CliError> {
+    let recorded = Report::read(&args.report_dir.join(report::json::FILE_NAME))
+        .map_err(|e| CliError::Usage(format!("cannot read {} as a replicheck report directory: {e}", args.report_dir.display())))?;
+    let selection = select(&recorded.config.scenarios)?;
+    let policy = args.policy.as_deref().map(Policy::load).transpose()?;
+    let judged = run::rejudge(&args.report_dir, recorded, &selection.scenarios, selection.run_scenarios, policy.as_ref())?;
+    print!("{}", render::outcome(&judged));
+    Ok(exit_for(&judged, false))
 }
 
 async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {

@@ -108,7 +108,7 @@ pub struct ClusterSpec {
 }
 
 /// How replicas see replicheck's own connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Vantage {
     /// Whether replicheck can pick the local address it connects to replicas from (the
     /// proxy's, a stranger's): not when they run on another host.

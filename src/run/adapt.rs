@@ -7,13 +7,12 @@
 
 use std::sync::Arc;
 
+use super::Bound;
 use super::ask::{Asked, Asking};
-use super::{Bound, Checked};
-use crate::check::finding::{Finding, FindingKind};
+use crate::check::recorded::AskRecord;
 use crate::check::{self, ScenarioStatus};
-use crate::cluster::Vantage;
 use crate::cluster::replica::ReplicaId;
-use crate::history::{History, InspectionRun, Phase};
+use crate::history::{InspectionRun, Phase, VuRecord};
 use crate::inspect;
 use crate::plan::{self, Plan};
 use crate::redact::Secrets;
@@ -32,14 +31,13 @@ impl Asking<'_> {
         bound: &Bound,
         plan: &Plan,
         asked: &Asked,
-        inspected: &Checked<InspectionRun>,
-        vantage: Vantage,
+        inspections: &[InspectionRun],
         free_vu: &mut u32,
         secrets: &mut Secrets,
     ) -> Adaptation {
         let mut adaptation = Adaptation::default();
         // The app honours X-Forwarded-Proto: whatever fails, the origin is not it.
-        if inspect::believed_scheme(&inspected.runs).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https")) {
+        if inspect::believed_scheme(inspections).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https")) {
             return adaptation;
         }
         let experiments_run = bound.experiments.iter().any(|(_, skipped)| skipped.is_none());
@@ -79,31 +77,17 @@ impl Asking<'_> {
         );
         secrets.extend(&browsers.secrets);
         secrets.extend(&adapted.secrets);
-        let public = ctx.balancer.to_string();
-        let known_proto_finding = inspected.findings.iter().any(|f| f.kind == FindingKind::ForwardedProtoIgnored);
         let mut confirmed = Vec::new();
         for (browser, trial) in browsers.history.vus.iter().zip(&adapted.history.vus) {
-            let check::adapt::TrialOutcome::OriginRefused { step, observed } = check::adapt::judge(browser, trial) else { continue };
-            // With no echo endpoint to show it, the trial itself is the evidence, as long
-            // as the app is meant to believe replicheck's balancer.
-            if !known_proto_finding && vantage.proxy.is_some() && adaptation.findings.is_empty() {
-                adaptation
-                    .findings
-                    .extend(check::adapt::finding(browser, trial, &observed, step, &public, self.seed, (self.reproduce)(&browser.scenario)));
+            if let check::adapt::TrialOutcome::OriginRefused { .. } = check::adapt::judge(browser, trial) {
+                confirmed.push(browser.scenario.clone());
             }
-            confirmed.push(browser.scenario.clone());
+            adaptation.trial.push((browser.clone(), trial.clone()));
         }
-        adaptation.history.extend(browsers.history);
-        adaptation.history.extend(adapted.history);
         if confirmed.is_empty() {
             return adaptation;
         }
-        let note = format!(
-            "posted with Origin and Referer http://{public}, the origin the app believes (forwarded-proto-ignored): browsers' posts behind TLS were refused even on one replica ({}), and the scheme was the only change",
-            confirmed.join(", ")
-        );
         adaptation.ctx = Some(adapted_ctx.clone());
-        adaptation.note = Some(note.clone());
         // The scenarios it stopped, asked again: the same users and routes, values of their own.
         let rerun: Vec<Scenario> = bound.users.iter().filter(|s| confirmed.contains(&s.name)).cloned().collect();
         if rerun.is_empty() {
@@ -127,45 +111,19 @@ impl Asking<'_> {
         let users = vu::execute(&adapted_ctx, planned.clone(), Phase::Adapted, self.concurrency).await;
         secrets.extend(&users.secrets);
         let asked = self.ask(&adapted_ctx, &rerun, &roster, &planned, users.history, free_vu, secrets).await;
-        adaptation.history.extend(asked.users);
-        adaptation.history.extend(asked.evidence);
-        adaptation.verdict = Some(asked.verdict);
+        adaptation.adapted = Some(asked.record);
         adaptation
     }
 }
 
 /// Users that post with the origin the app believes, when browsers' posts failed only for
-/// that, and what asking again with them found.
+/// that, and the records of the trial and of asking again with them.
 #[derive(Default)]
 pub(super) struct Adaptation {
+    /// The adapted users' context, for the experiments' workload.
     pub ctx: Option<Arc<VuContext>>,
-    /// How the users were adapted, for every result and finding that used them.
-    pub note: Option<String>,
-    /// The verdict on the scenarios asked again.
-    verdict: Option<check::Verdict>,
-    /// `forwarded-proto-ignored` from the trial, when nothing else showed it.
-    pub findings: Vec<Finding>,
-    /// The trial's users and the adapted ones.
-    pub history: History,
+    /// Each suspect scenario's browser and adapted user.
+    pub trial: Vec<(VuRecord, VuRecord)>,
+    /// The scenarios asked again.
+    pub adapted: Option<AskRecord>,
 }
-
-impl Adaptation {
-    /// Puts the answers of the scenarios asked again in place of the browsers', saying how
-    /// they were asked.
-    pub fn apply(&self, verdict: &mut check::Verdict) {
-        let (Some(adapted), Some(note)) = (&self.verdict, &self.note) else { return };
-        for result in &adapted.scenarios {
-            let Some(slot) = verdict.scenarios.iter_mut().find(|r| r.name == result.name) else { continue };
-            let as_browsers = slot.reason.clone().unwrap_or_default();
-            *slot = result.clone();
-            slot.notes.push(format!("users {note}"));
-            slot.notes.push(format!("as browsers: {as_browsers}"));
-        }
-        for finding in &adapted.findings {
-            let mut finding = finding.clone();
-            finding.notes.push(format!("users {note}"));
-            verdict.findings.push(finding);
-        }
-    }
-}
-

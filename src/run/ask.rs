@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::BLURRED_RERUNS;
 use crate::check;
+use crate::check::recorded::AskRecord;
 use crate::history::{History, Phase};
 use crate::plan;
 use crate::progress::{Observer, Progress};
@@ -13,12 +14,10 @@ use crate::redact::Secrets;
 use crate::scenario::Scenario;
 use crate::vu::{self, VuContext};
 
-/// What the users' questions came to.
+/// What the users' questions came to: the record the final verdict is judged from, and
+/// a verdict now, to decide what to ask next.
 pub(super) struct Asked {
-    /// The users as planned (or adapted).
-    pub users: History,
-    /// Controls and reproductions.
-    pub evidence: History,
+    pub record: AskRecord,
     pub verdict: check::Verdict,
 }
 
@@ -74,6 +73,12 @@ impl Asking<'_> {
             }
         }
         let verdict = check::judge(roster, &triage, &evidence_plans, &evidence, self.seed, self.reproduce);
-        Asked { users, evidence, verdict }
+        let record = AskRecord {
+            roster: roster.to_vec(),
+            users,
+            plans: evidence_plans,
+            evidence,
+        };
+        Asked { record, verdict }
     }
 }

@@ -22,10 +22,14 @@ use crate::balancer::policy::RoutingPolicy;
 use crate::balancer::{Balancer, BalancerConfig};
 use crate::chaos::experiment::{self, Arena};
 use crate::chaos::{self, ExperimentKind};
-use crate::check::finding::{Finding, FindingKind};
-use crate::check::{self, ScenarioResult, ScenarioStatus, Untested};
+use crate::check::finding::Finding;
+use crate::check::recorded::{self, Record, Roster};
+use crate::check::{self, ScenarioResult, Verdict};
+use crate::diagnose::Diagnosis;
+use crate::policy::PolicyOutcome;
+use crate::target::Preset;
 use crate::cluster::backend::external::ExternalSpec;
-use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, Vantage};
+use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec};
 use crate::file::FileError;
 use crate::history::{ExperimentRun, History, InspectionRun, Phase};
 use crate::inspect::{self, InspectionKind, Inspector};
@@ -205,7 +209,7 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
     // The main phase, on disk at once; the whole history replaces it once the run is done.
     write_json(&report_dir, "history.json", &main.history)?;
     secrets.extend(&main.secrets);
-    let mut asked = asking.ask(&ctx, &bound.users, &bound.scenario_roster, &plan.vus, main.history, &mut free_vu, &mut secrets).await;
+    let asked = asking.ask(&ctx, &bound.users, &bound.scenario_roster, &plan.vus, main.history, &mut free_vu, &mut secrets).await;
 
     // Inspections: what each replica says when asked directly.
     let inspector = Inspector {
@@ -215,26 +219,19 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         vantage,
         origin: started,
     };
-    let inspected = run_inspections(&bound, &inspector, &asked.users, observer, seed, &reproduce_for).await;
+    let inspections = run_inspections(&bound, &inspector, &asked.record.users, observer, seed, &reproduce_for).await;
 
     // A fault that fails browsers on one replica must not hide the others behind it.
-    let adaptation = asking.adapt(&ctx, &bound, &plan, &asked, &inspected, vantage, &mut free_vu, &mut secrets).await;
+    let adaptation = asking.adapt(&ctx, &bound, &plan, &asked, &inspections, &mut free_vu, &mut secrets).await;
     let chaos_ctx = adaptation.ctx.clone().unwrap_or_else(|| ctx.clone());
 
     // Chaos: one experiment at a time, each run again when it shows something.
     let mut arena = Arena::new(&mut cluster, &balancer, &chaos_ctx, &target, config.concurrency, free_vu);
-    let mut chaos = run_experiments(&plan, &bound, &mut arena, observer, seed, &reproduce_for).await;
+    let experiments = run_experiments(&plan, &bound, &mut arena, observer, seed, &reproduce_for).await;
     secrets.extend(&arena.into_secrets());
-    if let Some(note) = &adaptation.note {
-        for result in chaos.results.iter_mut().filter(|r| r.status != ScenarioStatus::Skipped) {
-            result.notes.push(format!("the workload {note}"));
-        }
-        for finding in &mut chaos.findings {
-            finding.notes.push(format!("the workload {note}"));
-        }
-    }
 
     observer.progress(Progress::Stopping);
+    let public = balancer.addr().to_string();
     drop(balancer);
     let relays = cluster.relays().cloned();
     cluster.shutdown().await;
@@ -251,31 +248,32 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         }
     }
 
-    adaptation.apply(&mut asked.verdict);
-    let mut scenarios = asked.verdict.scenarios;
-    scenarios.extend(inspected.results);
-    scenarios.extend(chaos.results);
-    let mut findings = asked.verdict.findings;
-    findings.extend(adaptation.findings);
-    findings.extend(inspected.findings);
-    findings.extend(chaos.findings);
-    let mut findings = check::merge::merge(findings);
-    name_checks(&mut scenarios, &bound, &findings, &target, vantage);
-    for (index, finding) in findings.iter_mut().enumerate() {
-        finding.id = format!("F{}", index + 1);
-    }
-    let mut diagnoses = diagnose::diagnose(&findings, target.preset);
-    let policy = config.policy.map(|policy| policy::apply(&policy, &mut findings, &mut diagnoses, &policy::today()));
-    let mut history = asked.users;
-    history.experiments = chaos.runs;
-    history.inspections = inspected.runs;
-    let mut evidence = asked.evidence;
-    evidence.extend(adaptation.history);
-    // Everything the run did, every phase and piece of evidence, is on disk before the
-    // report: a run that ends here can still be read.
-    let mut recorded = history.clone();
-    recorded.extend(evidence.clone());
-    write_json(&report_dir, "history.json", &recorded)?;
+    // Everything the run did is on disk before it is judged, once, from that record.
+    let record = Record {
+        seed,
+        reproduce: reproduce(seed, recorded::NAMES),
+        vantage,
+        public,
+        roster: Roster {
+            scenarios: bound.scenario_roster.clone(),
+            inspections: bound.inspections.clone(),
+            experiments: bound.experiments.clone(),
+        },
+        users: asked.record,
+        inspections,
+        trial: adaptation.trial,
+        adapted: adaptation.adapted,
+        experiments,
+    };
+    write_json(&report_dir, recorded::FILE_NAME, &record)?;
+    let (history, evidence) = record.histories();
+    write_json(&report_dir, "history.json", &joined(&history, &evidence))?;
+    let scenarios = recorded::Scenarios {
+        users: &bound.users,
+        workload: &bound.workload,
+    };
+    let verdict = recorded::judge(&record, &scenarios, &target, &plan);
+    let (scenarios, findings, diagnoses, policy) = conclude(verdict, target.preset, config.policy.as_ref());
     let report = Report {
         tool: "replicheck".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -364,48 +362,55 @@ fn plan_run(config: &RunConfig, bound: &Bound) -> Plan {
     plan
 }
 
-/// Records which kinds each roster entry looked for, which it could not exercise here
-/// and why, and any kind it found besides.
-fn name_checks(results: &mut [ScenarioResult], bound: &Bound, findings: &[Finding], target: &Target, vantage: Vantage) {
-    for result in results {
-        let (mut checks, untested) = if let Some(scenario) = bound.users.iter().find(|s| s.name == result.name) {
-            let checks = check::scenario_checks(scenario);
-            (checks.clone(), uncrossed(result, &checks))
-        } else if let Some(kind) = InspectionKind::from_name(&result.name) {
-            (kind.checks(), kind.untested(target, vantage))
-        } else if let Some(kind) = ExperimentKind::from_name(&result.name) {
-            (kind.checks(), kind.untested(target))
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let untested: Vec<Untested> = if result.status == ScenarioStatus::Skipped { Vec::new() } else { untested };
-        checks.retain(|kind| !untested.iter().any(|u| u.kind == *kind));
-        checks.extend(findings.iter().filter(|f| f.check == result.name).map(|f| f.kind));
-        checks.sort();
-        checks.dedup();
-        result.checks = checks;
-        result.untested = untested;
+/// Judges a stored run again: the record it wrote, read back, through the same checker,
+/// with the target and scenarios it ran; nothing starts. `recorded` is its report.
+pub fn rejudge(dir: &Path, recorded: Report, files: &[ScenarioFile], run_scenarios: bool, policy: Option<&Policy>) -> Result<Report, RunError> {
+    let path = dir.join(recorded::FILE_NAME);
+    let bytes = std::fs::read(&path).map_err(|e| RunError::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let record: Record = serde_json::from_slice(&bytes).map_err(|e| RunError::Usage(format!("{} is not a run's record: {e}", path.display())))?;
+    let target = Target::load(Path::new(&recorded.target_file))?;
+    let mut workload = Vec::new();
+    for file in files {
+        if let Ok(scenario) = file.bind(&target)? {
+            workload.push(scenario);
+        }
     }
+    let users = if run_scenarios { workload.clone() } else { Vec::new() };
+    let scenarios = recorded::Scenarios {
+        users: &users,
+        workload: &workload,
+    };
+    let verdict = recorded::judge(&record, &scenarios, &target, &recorded.plan);
+    let (scenarios, findings, diagnoses, policy) = conclude(verdict, target.preset, policy);
+    Ok(Report {
+        scenarios,
+        findings,
+        diagnoses,
+        policy,
+        ..recorded
+    })
 }
 
-/// A scenario whose artifacts never reached another replica (a load balancer that is not
-/// ours may route a user's every request to one instance) asked no cross-replica question.
-fn uncrossed(result: &ScenarioResult, checks: &[FindingKind]) -> Vec<Untested> {
-    let hands_off = checks != [FindingKind::ExpectationFailed];
-    if !hands_off || result.status != ScenarioStatus::Passed || result.handoffs_crossed > 0 {
-        return Vec::new();
+/// The verdict made final: one finding per fault, numbered, grouped into probable causes,
+/// and marked where the team's policy accepts it.
+pub(crate) fn conclude(verdict: Verdict, preset: Preset, policy: Option<&Policy>) -> (Vec<ScenarioResult>, Vec<Finding>, Vec<Diagnosis>, Option<PolicyOutcome>) {
+    let mut findings = check::merge::merge(verdict.findings);
+    for (index, finding) in findings.iter_mut().enumerate() {
+        finding.id = format!("F{}", index + 1);
     }
-    let reason = result.reason.clone().unwrap_or_else(|| "no artifact crossed replicas under this routing".into());
-    checks.iter().map(|&kind| Untested { kind, reason: reason.clone() }).collect()
+    let mut diagnoses = diagnose::diagnose(&findings, preset);
+    let policy = policy.map(|policy| policy::apply(policy, &mut findings, &mut diagnoses, &policy::today()));
+    (verdict.scenarios, findings, diagnoses, policy)
 }
 
-/// What a phase of twice-run checks found, and their runs.
-struct Checked<R> {
-    findings: Vec<Finding>,
-    results: Vec<ScenarioResult>,
-    runs: Vec<R>,
+/// The main history and the evidence, as one.
+fn joined(history: &History, evidence: &History) -> History {
+    let mut all = history.clone();
+    all.extend(evidence.clone());
+    all
 }
 
+/// Runs each inspection, and again when it showed something; the record is judged later.
 async fn run_inspections(
     bound: &Bound,
     inspector: &Inspector<'_>,
@@ -413,45 +418,39 @@ async fn run_inspections(
     observer: &dyn Observer,
     seed: u64,
     reproduce: &dyn Fn(&str) -> String,
-) -> Checked<InspectionRun> {
+) -> Vec<InspectionRun> {
     let public = inspector.balancer.to_string();
     let settings = &inspector.target.balancer;
     let vantage = inspector.vantage;
-    let mut outcome = Checked {
-        findings: Vec::new(),
-        results: Vec::new(),
-        runs: Vec::new(),
-    };
+    let mut runs = Vec::new();
     for (kind, skipped) in &bound.inspections {
-        let name = kind.name();
-        if let Some(reason) = skipped {
-            outcome.results.push(ScenarioResult::skipped(name, reason.clone()));
+        if skipped.is_some() {
             continue;
         }
+        let name = kind.name();
         observer.progress(Progress::CheckStarted { name });
         let first = inspect::run(*kind, inspector, Phase::Main).await;
         let first_assessment = check::inspect::assess(&first, settings, vantage, users, &public);
-        outcome.runs.push(first);
+        runs.push(first);
         let second_assessment = if first_assessment.candidates.is_empty() || first_assessment.baseline.is_some() {
             None
         } else {
             observer.progress(Progress::CheckRepeated { name });
             let second = inspect::run(*kind, inspector, Phase::Reproduce).await;
             let assessment = check::inspect::assess(&second, settings, vantage, users, &public);
-            outcome.runs.push(second);
+            runs.push(second);
             Some(assessment)
         };
-        let (findings, result) = check::twice::judge(&first_assessment, second_assessment.as_ref(), seed, reproduce, name);
+        let (findings, _) = check::twice::judge(&first_assessment, second_assessment.as_ref(), seed, reproduce, name);
         observer.progress(Progress::CheckFinished {
             name,
             findings: findings.len(),
         });
-        outcome.findings.extend(findings);
-        outcome.results.push(result);
     }
-    outcome
+    runs
 }
 
+/// Runs each experiment, and again when it showed something; the record is judged later.
 async fn run_experiments(
     plan: &Plan,
     bound: &Bound,
@@ -459,41 +458,32 @@ async fn run_experiments(
     observer: &dyn Observer,
     seed: u64,
     reproduce: &dyn Fn(&str) -> String,
-) -> Checked<ExperimentRun> {
+) -> Vec<ExperimentRun> {
     let platform = check::chaos::Platform::of(arena.target);
-    let mut outcome = Checked {
-        findings: Vec::new(),
-        results: Vec::new(),
-        runs: Vec::new(),
-    };
-    for (kind, skipped) in &bound.experiments {
+    let mut runs = Vec::new();
+    for (kind, _) in &bound.experiments {
         let name = kind.name();
-        let Some(experiment_plan) = plan.experiments.iter().find(|e| e.kind == *kind) else {
-            outcome.results.push(ScenarioResult::skipped(name, skipped.clone().unwrap_or_default()));
-            continue;
-        };
+        let Some(experiment_plan) = plan.experiments.iter().find(|e| e.kind == *kind) else { continue };
         observer.progress(Progress::CheckStarted { name });
         let first = experiment::run(experiment_plan, arena, Phase::Main).await;
         let first_assessment = check::chaos::assess(experiment_plan, &first, &bound.workload, &platform);
-        outcome.runs.push(first);
+        runs.push(first);
         let second_assessment = if first_assessment.candidates.is_empty() || first_assessment.baseline.is_some() || first_assessment.error.is_some() {
             None
         } else {
             observer.progress(Progress::CheckRepeated { name });
             let second = experiment::run(experiment_plan, arena, Phase::Reproduce).await;
             let assessment = check::chaos::assess(experiment_plan, &second, &bound.workload, &platform);
-            outcome.runs.push(second);
+            runs.push(second);
             Some(assessment)
         };
-        let (findings, result) = check::twice::judge(&first_assessment, second_assessment.as_ref(), seed, reproduce, name);
+        let (findings, _) = check::twice::judge(&first_assessment, second_assessment.as_ref(), seed, reproduce, name);
         observer.progress(Progress::CheckFinished {
             name,
             findings: findings.len(),
         });
-        outcome.findings.extend(findings);
-        outcome.results.push(result);
     }
-    outcome
+    runs
 }
 
 /// Starts the cluster, then the balancer in front of it, and waits (a bounded while) until
@@ -573,26 +563,4 @@ fn redact_logs(dir: &Path, secrets: &Secrets) {
     let logs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|ext| ext == "log")).collect();
     // A log we cannot rewrite stays as the app wrote it; the run's result stands.
     let _ = secrets.redact_files(&logs);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_scenario_whose_artifacts_never_crossed_tested_nothing() {
-        let mut result = ScenarioResult::skipped("cache", String::new());
-        result.status = ScenarioStatus::Passed;
-        result.reason = None;
-        let checks = [FindingKind::CacheDivergent];
-        let untested = uncrossed(&result, &checks);
-        assert_eq!(untested.iter().map(|u| u.kind).collect::<Vec<_>>(), checks);
-        assert!(untested[0].reason.contains("crossed"), "{untested:?}");
-
-        result.handoffs_crossed = 1;
-        assert!(uncrossed(&result, &checks).is_empty());
-        // A scenario that hands nothing off asks no cross-replica question to miss.
-        result.handoffs_crossed = 0;
-        assert!(uncrossed(&result, &[FindingKind::ExpectationFailed]).is_empty());
-    }
 }

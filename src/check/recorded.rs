@@ -1,0 +1,256 @@
+//! The verdict on a whole run from its record: what every phase did, and nothing else.
+//! `run` judges with it once everything has run, and `replicheck check` judges a stored
+//! run again with it, so both take one path from what happened to a finding. While a run
+//! goes on, the checker's pieces only decide what to run next (evidence for a candidate, a
+//! second run of a check that showed something, users adapted to the origin the app
+//! believes).
+
+use serde::{Deserialize, Serialize};
+
+use super::finding::{Finding, FindingKind};
+use super::twice::Assessment;
+use super::{ScenarioResult, ScenarioStatus, Untested, Verdict};
+use crate::chaos::ExperimentKind;
+use crate::cluster::Vantage;
+use crate::history::{ExperimentRun, History, InspectionRun, Phase, VuRecord};
+use crate::inspect::InspectionKind;
+use crate::plan::Plan;
+use crate::plan::evidence::EvidencePlans;
+use crate::scenario::Scenario;
+use crate::target::Target;
+
+/// Where a reproduce command's names go in `Record::reproduce`.
+pub const NAMES: &str = "{names}";
+
+/// The record's file in a report directory.
+pub const FILE_NAME: &str = "record.json";
+
+/// Everything a run did that its verdict rests on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub seed: u64,
+    /// The command that reproduces a check, with `{names}` where its names go.
+    pub reproduce: String,
+    pub vantage: Vantage,
+    /// The balancer's authority, as users' `Origin` named it.
+    pub public: String,
+    pub roster: Roster,
+    /// The planned users' questions.
+    pub users: AskRecord,
+    pub inspections: Vec<InspectionRun>,
+    /// The origin trial: each scenario's browser and adapted user, side by side.
+    pub trial: Vec<(VuRecord, VuRecord)>,
+    /// The questions asked again with adapted users.
+    pub adapted: Option<AskRecord>,
+    pub experiments: Vec<ExperimentRun>,
+}
+
+/// Every scenario, inspection and experiment of the run in report order, with the reason
+/// for each one skipped.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Roster {
+    pub scenarios: Vec<(String, Option<String>)>,
+    pub inspections: Vec<(InspectionKind, Option<String>)>,
+    pub experiments: Vec<(ExperimentKind, Option<String>)>,
+}
+
+impl Record {
+    /// The planned users, inspections and experiments; and the evidence: controls,
+    /// reproductions, the origin trial and the adapted users with theirs.
+    pub fn histories(&self) -> (History, History) {
+        let history = History {
+            vus: self.users.users.vus.clone(),
+            experiments: self.experiments.clone(),
+            inspections: self.inspections.clone(),
+        };
+        let mut evidence = self.users.evidence.clone();
+        for (browser, adapted) in &self.trial {
+            evidence.vus.push(browser.clone());
+            evidence.vus.push(adapted.clone());
+        }
+        if let Some(adapted) = &self.adapted {
+            evidence.extend(adapted.users.clone());
+            evidence.extend(adapted.evidence.clone());
+        }
+        (history, evidence)
+    }
+}
+
+/// Users' cross-replica questions: who ran, the evidence plans for what failed across
+/// replicas, and the evidence.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AskRecord {
+    pub roster: Vec<(String, Option<String>)>,
+    pub users: History,
+    pub plans: EvidencePlans,
+    pub evidence: History,
+}
+
+impl AskRecord {
+    pub fn verdict(&self, scenarios: &[Scenario], seed: u64, reproduce: &dyn Fn(&str) -> String) -> Verdict {
+        let triage = super::triage(scenarios, &self.users);
+        super::judge(&self.roster, &triage, &self.plans, &self.evidence, seed, reproduce)
+    }
+}
+
+/// The scenarios the run's users ran and its experiments' workload, bound to the target.
+pub struct Scenarios<'a> {
+    pub users: &'a [Scenario],
+    pub workload: &'a [Scenario],
+}
+
+/// Every scenario, inspection and experiment's result, and the findings (not yet merged
+/// or numbered).
+pub fn judge(record: &Record, scenarios: &Scenarios<'_>, target: &Target, plan: &Plan) -> Verdict {
+    let reproduce = |names: &str| record.reproduce.replace(NAMES, names);
+    let mut verdict = record.users.verdict(scenarios.users, record.seed, &reproduce);
+
+    // Inspections.
+    let mut inspected = Verdict::default();
+    for (kind, skipped) in &record.roster.inspections {
+        let name = kind.name();
+        if let Some(reason) = skipped {
+            inspected.scenarios.push(ScenarioResult::skipped(name, reason.clone()));
+            continue;
+        }
+        let assess = |run: &InspectionRun| super::inspect::assess(run, &target.balancer, record.vantage, &record.users.users, &record.public);
+        let runs = |phase: Phase| record.inspections.iter().find(|r| r.inspection == name && r.phase == phase).map(assess);
+        let (findings, result) = twice(runs(Phase::Main), runs(Phase::Reproduce), record.seed, &reproduce, name);
+        inspected.findings.extend(findings);
+        inspected.scenarios.push(result);
+    }
+
+    // The origin trial, and the questions asked again with adapted users.
+    let known_proto_finding = inspected.findings.iter().any(|f| f.kind == FindingKind::ForwardedProtoIgnored);
+    let mut trial_findings = Vec::new();
+    let mut confirmed = Vec::new();
+    for (browser, adapted) in &record.trial {
+        let super::adapt::TrialOutcome::OriginRefused { step, observed } = super::adapt::judge(browser, adapted) else { continue };
+        // With no echo endpoint to show it, the trial itself is the evidence, as long as
+        // the app is meant to believe replicheck's balancer.
+        if !known_proto_finding && record.vantage.proxy.is_some() && trial_findings.is_empty() {
+            trial_findings.extend(super::adapt::finding(browser, adapted, &observed, step, &record.public, record.seed, reproduce(&browser.scenario)));
+        }
+        confirmed.push(browser.scenario.clone());
+    }
+    let note = (!confirmed.is_empty()).then(|| {
+        format!(
+            "posted with Origin and Referer http://{}, the origin the app believes (forwarded-proto-ignored): browsers' posts behind TLS were refused even on one replica ({}), and the scheme was the only change",
+            record.public,
+            confirmed.join(", ")
+        )
+    });
+    if let (Some(adapted), Some(note)) = (&record.adapted, &note) {
+        let again = adapted.verdict(scenarios.users, record.seed, &reproduce);
+        for result in &again.scenarios {
+            let Some(slot) = verdict.scenarios.iter_mut().find(|r| r.name == result.name) else { continue };
+            let as_browsers = slot.reason.clone().unwrap_or_default();
+            *slot = result.clone();
+            slot.notes.push(format!("users {note}"));
+            slot.notes.push(format!("as browsers: {as_browsers}"));
+        }
+        for finding in &again.findings {
+            let mut finding = finding.clone();
+            finding.notes.push(format!("users {note}"));
+            verdict.findings.push(finding);
+        }
+    }
+
+    // Experiments.
+    let platform = super::chaos::Platform::of(target);
+    let mut chaos = Verdict::default();
+    for (kind, skipped) in &record.roster.experiments {
+        let name = kind.name();
+        let Some(experiment_plan) = plan.experiments.iter().find(|e| e.kind == *kind) else {
+            chaos.scenarios.push(ScenarioResult::skipped(name, skipped.clone().unwrap_or_default()));
+            continue;
+        };
+        let assess = |run: &ExperimentRun| super::chaos::assess(experiment_plan, run, scenarios.workload, &platform);
+        let runs = |phase: Phase| record.experiments.iter().find(|r| r.experiment == name && r.phase == phase).map(assess);
+        let (findings, result) = twice(runs(Phase::Main), runs(Phase::Reproduce), record.seed, &reproduce, name);
+        chaos.findings.extend(findings);
+        chaos.scenarios.push(result);
+    }
+    if let Some(note) = &note {
+        for result in chaos.scenarios.iter_mut().filter(|r| r.status != ScenarioStatus::Skipped) {
+            result.notes.push(format!("the workload {note}"));
+        }
+        for finding in &mut chaos.findings {
+            finding.notes.push(format!("the workload {note}"));
+        }
+    }
+
+    verdict.scenarios.extend(inspected.scenarios);
+    verdict.scenarios.extend(chaos.scenarios);
+    verdict.findings.extend(trial_findings);
+    verdict.findings.extend(inspected.findings);
+    verdict.findings.extend(chaos.findings);
+    name_checks(&mut verdict.scenarios, scenarios.users, &verdict.findings, target, record.vantage);
+    verdict
+}
+
+/// A check that runs twice, from its recorded runs: one that never ran says so.
+fn twice(first: Option<Assessment>, second: Option<Assessment>, seed: u64, reproduce: &dyn Fn(&str) -> String, name: &str) -> (Vec<Finding>, ScenarioResult) {
+    let first = first.unwrap_or_else(|| Assessment {
+        error: Some("the run has no record of this check".into()),
+        ..Assessment::default()
+    });
+    super::twice::judge(&first, second.as_ref(), seed, reproduce, name)
+}
+
+/// Records which kinds each roster entry looked for, which it could not exercise here
+/// and why, and any kind it found besides.
+fn name_checks(results: &mut [ScenarioResult], users: &[Scenario], findings: &[Finding], target: &Target, vantage: Vantage) {
+    for result in results {
+        let (mut checks, untested) = if let Some(scenario) = users.iter().find(|s| s.name == result.name) {
+            let checks = super::scenario_checks(scenario);
+            (checks.clone(), uncrossed(result, &checks))
+        } else if let Some(kind) = InspectionKind::from_name(&result.name) {
+            (kind.checks(), kind.untested(target, vantage))
+        } else if let Some(kind) = ExperimentKind::from_name(&result.name) {
+            (kind.checks(), kind.untested(target))
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let untested: Vec<Untested> = if result.status == ScenarioStatus::Skipped { Vec::new() } else { untested };
+        checks.retain(|kind| !untested.iter().any(|u| u.kind == *kind));
+        checks.extend(findings.iter().filter(|f| f.check == result.name).map(|f| f.kind));
+        checks.sort();
+        checks.dedup();
+        result.checks = checks;
+        result.untested = untested;
+    }
+}
+
+/// A scenario whose artifacts never reached another replica (a load balancer that is not
+/// ours may route a user's every request to one instance) asked no cross-replica question.
+fn uncrossed(result: &ScenarioResult, checks: &[FindingKind]) -> Vec<Untested> {
+    let hands_off = checks != [FindingKind::ExpectationFailed];
+    if !hands_off || result.status != ScenarioStatus::Passed || result.handoffs_crossed > 0 {
+        return Vec::new();
+    }
+    let reason = result.reason.clone().unwrap_or_else(|| "no artifact crossed replicas under this routing".into());
+    checks.iter().map(|&kind| Untested { kind, reason: reason.clone() }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scenario_whose_artifacts_never_crossed_tested_nothing() {
+        let mut result = ScenarioResult::skipped("cache", String::new());
+        result.status = ScenarioStatus::Passed;
+        result.reason = None;
+        let checks = [FindingKind::CacheDivergent];
+        let untested = uncrossed(&result, &checks);
+        assert_eq!(untested.iter().map(|u| u.kind).collect::<Vec<_>>(), checks);
+        assert!(untested[0].reason.contains("crossed"), "{untested:?}");
+
+        result.handoffs_crossed = 1;
+        assert!(uncrossed(&result, &checks).is_empty());
+        // A scenario that hands nothing off asks no cross-replica question to miss.
+        result.handoffs_crossed = 0;
+        assert!(uncrossed(&result, &[FindingKind::ExpectationFailed]).is_empty());
+    }
+}
