@@ -51,6 +51,14 @@ pub struct Assessment {
     pub requests: usize,
 }
 
+impl Assessment {
+    /// Whether the check is worth a second run: it showed candidates, and neither a failed
+    /// control nor an error makes them moot.
+    pub fn worth_repeating(&self) -> bool {
+        !self.candidates.is_empty() && self.baseline.is_none() && self.error.is_none()
+    }
+}
+
 /// Findings and a status for one check, from its first run and, when that showed
 /// candidates, its second. `name` is the experiment or inspection.
 pub fn judge(first: &Assessment, second: Option<&Assessment>, seed: u64, reproduce: &dyn Fn(&str) -> String, experiment: &str) -> (Vec<Finding>, ScenarioResult) {

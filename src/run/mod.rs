@@ -24,6 +24,7 @@ use crate::chaos::experiment::{self, Arena};
 use crate::chaos::{self, ExperimentKind};
 use crate::check::finding::Finding;
 use crate::check::recorded::{self, Record, Roster};
+use crate::check::twice::Assessment;
 use crate::check::{self, ScenarioResult, Verdict};
 use crate::diagnose::Diagnosis;
 use crate::policy::PolicyOutcome;
@@ -266,8 +267,8 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         experiments,
     };
     write_json(&report_dir, recorded::FILE_NAME, &record)?;
-    let (history, evidence) = record.histories();
-    write_json(&report_dir, "history.json", &joined(&history, &evidence))?;
+    let history = record.history();
+    write_json(&report_dir, "history.json", &history)?;
     let scenarios = recorded::Scenarios {
         users: &bound.users,
         workload: &bound.workload,
@@ -285,13 +286,13 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         replicas: config.replicas,
         routing: config.routing,
         duration_ms: started.elapsed().as_millis() as u64,
-        requests: history.requests() + evidence.requests(),
+        requests: history.requests(),
         preset: target.preset,
         scenarios,
         diagnoses,
         findings,
         policy,
-        events: report::json::events(&[&history, &evidence]),
+        events: report::json::events(&history),
         plan,
         config: RunRecord {
             replicas: config.replicas,
@@ -403,13 +404,6 @@ pub(crate) fn conclude(verdict: Verdict, preset: Preset, policy: Option<&Policy>
     (verdict.scenarios, findings, diagnoses, policy)
 }
 
-/// The main history and the evidence, as one.
-fn joined(history: &History, evidence: &History) -> History {
-    let mut all = history.clone();
-    all.extend(evidence.clone());
-    all
-}
-
 /// Runs each inspection, and again when it showed something; the record is judged later.
 async fn run_inspections(
     bound: &Bound,
@@ -432,20 +426,14 @@ async fn run_inspections(
         let first = inspect::run(*kind, inspector, Phase::Main).await;
         let first_assessment = check::inspect::assess(&first, settings, vantage, users, &public);
         runs.push(first);
-        let second_assessment = if first_assessment.candidates.is_empty() || first_assessment.baseline.is_some() {
-            None
-        } else {
+        let mut second_assessment = None;
+        if first_assessment.worth_repeating() {
             observer.progress(Progress::CheckRepeated { name });
             let second = inspect::run(*kind, inspector, Phase::Reproduce).await;
-            let assessment = check::inspect::assess(&second, settings, vantage, users, &public);
+            second_assessment = Some(check::inspect::assess(&second, settings, vantage, users, &public));
             runs.push(second);
-            Some(assessment)
-        };
-        let (findings, _) = check::twice::judge(&first_assessment, second_assessment.as_ref(), seed, reproduce, name);
-        observer.progress(Progress::CheckFinished {
-            name,
-            findings: findings.len(),
-        });
+        }
+        finished(observer, name, &first_assessment, second_assessment.as_ref(), seed, reproduce);
     }
     runs
 }
@@ -468,22 +456,26 @@ async fn run_experiments(
         let first = experiment::run(experiment_plan, arena, Phase::Main).await;
         let first_assessment = check::chaos::assess(experiment_plan, &first, &bound.workload, &platform);
         runs.push(first);
-        let second_assessment = if first_assessment.candidates.is_empty() || first_assessment.baseline.is_some() || first_assessment.error.is_some() {
-            None
-        } else {
+        let mut second_assessment = None;
+        if first_assessment.worth_repeating() {
             observer.progress(Progress::CheckRepeated { name });
             let second = experiment::run(experiment_plan, arena, Phase::Reproduce).await;
-            let assessment = check::chaos::assess(experiment_plan, &second, &bound.workload, &platform);
+            second_assessment = Some(check::chaos::assess(experiment_plan, &second, &bound.workload, &platform));
             runs.push(second);
-            Some(assessment)
-        };
-        let (findings, _) = check::twice::judge(&first_assessment, second_assessment.as_ref(), seed, reproduce, name);
-        observer.progress(Progress::CheckFinished {
-            name,
-            findings: findings.len(),
-        });
+        }
+        finished(observer, name, &first_assessment, second_assessment.as_ref(), seed, reproduce);
     }
     runs
+}
+
+/// Tells the observer how many findings a check's runs show; the run's verdict comes from
+/// its record, later.
+fn finished(observer: &dyn Observer, name: &'static str, first: &Assessment, second: Option<&Assessment>, seed: u64, reproduce: &dyn Fn(&str) -> String) {
+    let (findings, _) = check::twice::judge(first, second, seed, reproduce, name);
+    observer.progress(Progress::CheckFinished {
+        name,
+        findings: findings.len(),
+    });
 }
 
 /// Starts the cluster, then the balancer in front of it, and waits (a bounded while) until
