@@ -55,24 +55,23 @@ pub struct Roster {
 }
 
 impl Record {
-    /// The planned users, inspections and experiments; and the evidence: controls,
-    /// reproductions, the origin trial and the adapted users with theirs.
-    pub fn histories(&self) -> (History, History) {
-        let history = History {
+    /// Everything as one history: the planned users, their controls and reproductions, the
+    /// origin trial, the adapted users with theirs, the inspections and the experiments.
+    pub fn history(&self) -> History {
+        let mut history = History {
             vus: self.users.users.vus.clone(),
             experiments: self.experiments.clone(),
             inspections: self.inspections.clone(),
         };
-        let mut evidence = self.users.evidence.clone();
+        history.extend(self.users.evidence.clone());
         for (browser, adapted) in &self.trial {
-            evidence.vus.push(browser.clone());
-            evidence.vus.push(adapted.clone());
+            history.vus.extend([browser.clone(), adapted.clone()]);
         }
         if let Some(adapted) = &self.adapted {
-            evidence.extend(adapted.users.clone());
-            evidence.extend(adapted.evidence.clone());
+            history.extend(adapted.users.clone());
+            history.extend(adapted.evidence.clone());
         }
-        (history, evidence)
+        history
     }
 }
 

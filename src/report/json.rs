@@ -113,35 +113,33 @@ impl Event {
     }
 }
 
-/// Every request, chaos action and probe of the histories, in start order.
-pub fn events(histories: &[&History]) -> Vec<Event> {
+/// Every request, chaos action and probe of the history, in start order.
+pub fn events(history: &History) -> Vec<Event> {
     let mut events = Vec::new();
-    for history in histories {
-        for user in &history.vus {
-            push_requests(&mut events, user, None);
+    for user in &history.vus {
+        push_requests(&mut events, user, None);
+    }
+    for run in &history.experiments {
+        for user in run.users() {
+            push_requests(&mut events, user, Some(&run.experiment));
         }
-        for run in &history.experiments {
-            for user in run.users() {
-                push_requests(&mut events, user, Some(&run.experiment));
-            }
-            events.extend(run.chaos.iter().map(|event| Event::Chaos {
-                experiment: run.experiment.clone(),
-                phase: run.phase,
-                event: event.clone(),
-            }));
-            events.extend(run.probes.iter().map(|probe| Event::Probe {
-                experiment: run.experiment.clone(),
-                phase: run.phase,
-                probe: probe.clone(),
-            }));
-        }
-        for run in &history.inspections {
-            events.extend(run.answers.iter().map(|answer| Event::Answer {
-                inspection: run.inspection.clone(),
-                phase: run.phase,
-                answer: answer.clone(),
-            }));
-        }
+        events.extend(run.chaos.iter().map(|event| Event::Chaos {
+            experiment: run.experiment.clone(),
+            phase: run.phase,
+            event: event.clone(),
+        }));
+        events.extend(run.probes.iter().map(|probe| Event::Probe {
+            experiment: run.experiment.clone(),
+            phase: run.phase,
+            probe: probe.clone(),
+        }));
+    }
+    for run in &history.inspections {
+        events.extend(run.answers.iter().map(|answer| Event::Answer {
+            inspection: run.inspection.clone(),
+            phase: run.phase,
+            answer: answer.clone(),
+        }));
     }
     events.sort_by(|a, b| a.start_ms().total_cmp(&b.start_ms()));
     events
