@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::plan::interleaving::Schedule;
 
 /// Why a virtual user ran: the plan itself, or evidence for a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -22,6 +23,8 @@ pub enum Phase {
     /// The planned users again, posting with the origin the app believes: their scenario
     /// failed on one replica for browsers because the app ignores X-Forwarded-Proto.
     Adapted,
+    /// A smaller schedule tried while shrinking one that failed (exploration).
+    Shrink,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -127,6 +130,25 @@ impl ExperimentRun {
 
     pub fn users(&self) -> impl Iterator<Item = &VuRecord> {
         self.control.iter().chain(&self.disrupted).chain(&self.load)
+    }
+}
+
+/// One run of an interleaved schedule (exploration): its users, numbered from `first_vu`
+/// in the schedule's user order, and the disruptions between their steps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScheduleRun {
+    pub schedule: Schedule,
+    pub phase: Phase,
+    pub first_vu: u32,
+    pub users: Vec<VuRecord>,
+    /// The disruptions as they happened, with the probes that saw replicas come back.
+    pub disruptions: ExperimentRun,
+}
+
+impl ScheduleRun {
+    /// The record of the schedule's user `user`.
+    pub fn user(&self, user: u32) -> Option<&VuRecord> {
+        self.users.iter().find(|v| v.vu == self.first_vu + user)
     }
 }
 

@@ -32,6 +32,7 @@ pub mod cluster;
 pub mod demo;
 pub mod diagnose;
 pub mod errors;
+pub mod explore;
 pub mod file;
 pub mod history;
 pub mod inspect;

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::check::finding::FindingKind;
 use crate::cluster::replica::Incarnation;
 
 #[derive(Debug, Clone)]
@@ -22,6 +23,14 @@ pub enum Progress {
     /// The check showed something and runs again to see it happen twice.
     CheckRepeated { name: &'static str },
     CheckFinished { name: &'static str, findings: usize },
+    /// Exploration: case `case` of `cases` starts; `findings` faults settled so far.
+    ExploreCase { case: u32, cases: u32, findings: usize },
+    /// Exploration: a case showed a fault not seen before; it is shrunk next.
+    FaultFound { case: u32, kind: FindingKind, scenario: String, step: String },
+    /// Exploration: shrinking, `tries` simplifications so far, the smallest at `steps` steps.
+    Shrinking { tries: u32, steps: usize },
+    /// Exploration: a fault's smallest schedule, and what its control and second run said.
+    Shrunk { schedule: String, outcome: String },
     Stopping,
     /// Behind a load balancer replicheck cannot bypass: the instances that served, in
     /// replica order, and how many requests could not be landed where they were planned.

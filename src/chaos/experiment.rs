@@ -18,6 +18,7 @@ use crate::cluster::replica::{Incarnation, ReplicaId};
 use crate::cluster::{Cluster, ClusterError, Endpoint, StopOutcome};
 use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Phase, Probe, ProbePurpose, VuRecord};
 use crate::plan::VuPlan;
+use crate::plan::interleaving::Disruption;
 use crate::redact::Secrets;
 use crate::scenario::{RouteHint, Scenario, Step};
 use crate::step::{Expect, RequestSpec, StatusSet, Template, Vars};
@@ -157,6 +158,18 @@ pub async fn run(plan: &ExperimentPlan, arena: &mut Arena<'_>, phase: Phase) -> 
         run.error.get_or_insert_with(|| format!("healing after the experiment failed: {err}"));
     }
     run
+}
+
+/// One disruption between a schedule's steps (exploration); the cluster is whole and every
+/// replica serves again when it returns.
+pub async fn disrupt(disruption: Disruption, arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
+    let result = match disruption {
+        Disruption::Restart(id) => restart(arena, run, id, false).await,
+        Disruption::Kill(id) => restart(arena, run, id, true).await,
+        Disruption::StoreRestart => store_restart(arena, run).await,
+    };
+    let healed = heal(arena, run).await;
+    result.and(healed)
 }
 
 /// Users produce artifacts, the disruption happens while they wait, then they consume.

@@ -92,6 +92,7 @@ pub fn finding(browser: &VuRecord, adapted: &VuRecord, observed: &Observed, step
         notes: vec![remedy(FindingKind::ForwardedProtoIgnored).into()],
         observations: Vec::new(),
         accepted: None,
+        minimal_schedule: None,
         seed,
         reproduce,
     })

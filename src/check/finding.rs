@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::replica::{Incarnation, ReplicaId};
 use crate::history::{Captured, Observed};
+use crate::plan::interleaving::Schedule;
 use crate::scenario::Artifact;
 
 use super::merge::Observation;
@@ -112,6 +113,10 @@ pub struct Finding {
     /// Whether the team's policy accepts this finding, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted: Option<Acceptance>,
+    /// For findings of exploration: the smallest schedule found that still shows it, which
+    /// `reproduce` replays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimal_schedule: Option<Schedule>,
     pub seed: u64,
     pub reproduce: String,
 }
@@ -147,7 +152,7 @@ pub enum ControlResult {
 
 /// The evidence that the failure is not the app's own: the same thing, without what
 /// differs (another replica, a disruption), worked.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Control {
     pub result: ControlResult,
     /// What the control was, in words.
@@ -185,6 +190,7 @@ pub(crate) mod tests {
             notes: Vec::new(),
             observations: Vec::new(),
             accepted: None,
+            minimal_schedule: None,
             seed: 1,
             reproduce: String::new(),
         }

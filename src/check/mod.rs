@@ -14,6 +14,7 @@
 
 pub mod adapt;
 pub mod chaos;
+pub mod explored;
 pub mod finding;
 pub mod inspect;
 pub mod merge;
@@ -47,6 +48,37 @@ pub struct Candidate {
     /// When its failing request started.
     pub at_ms: Option<f64>,
     pub occurrences: u32,
+}
+
+impl Candidate {
+    /// The finding this candidate is, once its control passed and it happened again: the
+    /// one way from a user's failure to a finding, for planned users and explored schedules.
+    pub fn finding(&self, kind: FindingKind, check: &str, control: Control, seed: u64, reproduce: String) -> Finding {
+        Finding {
+            id: String::new(),
+            kind,
+            check: check.to_owned(),
+            scenario: self.scenario.clone(),
+            step: self.step_name.clone(),
+            producer: self.producer,
+            consumer: self.consumer,
+            artifact: self.evidence.clone(),
+            expected: self.expected.clone(),
+            observed: self.observed.clone(),
+            control,
+            reproduced: true,
+            occurrences: self.occurrences,
+            vu: Some(self.vu),
+            at_ms: self.at_ms,
+            after: None,
+            notes: Vec::new(),
+            observations: Vec::new(),
+            accepted: None,
+            minimal_schedule: None,
+            seed,
+            reproduce,
+        }
+    }
 }
 
 /// What the main history says, per scenario and in candidates.
@@ -129,7 +161,7 @@ pub fn triage(scenarios: &[Scenario], history: &History) -> Triage {
 }
 
 /// Where a failure happened.
-enum Locus {
+pub(crate) enum Locus {
     /// Every request up to the failure went to one replica (or none was sent): the app
     /// fails on a single instance.
     OneReplica(Option<Incarnation>),
@@ -143,7 +175,7 @@ enum Locus {
     },
 }
 
-fn locate(scenario: &Scenario, record: &VuRecord, failed: &StepRecord) -> Locus {
+pub(crate) fn locate(scenario: &Scenario, record: &VuRecord, failed: &StepRecord) -> Locus {
     let served: Vec<(usize, Incarnation)> = record.steps[..=failed.index]
         .iter()
         .filter_map(|s| s.served_by.map(|r| (s.index, r)))
@@ -182,7 +214,7 @@ fn locate(scenario: &Scenario, record: &VuRecord, failed: &StepRecord) -> Locus 
 }
 
 /// What the producing step handed out: the cookies it set and the values it captured.
-fn evidence(record: &VuRecord, producer_step: usize, artifact: Option<&Artifact>) -> ArtifactEvidence {
+pub(crate) fn evidence(record: &VuRecord, producer_step: usize, artifact: Option<&Artifact>) -> ArtifactEvidence {
     let produced = &record.steps[producer_step];
     ArtifactEvidence {
         kind: artifact.map_or_else(|| "none".to_owned(), |a| a.0.clone()),
@@ -191,7 +223,7 @@ fn evidence(record: &VuRecord, producer_step: usize, artifact: Option<&Artifact>
     }
 }
 
-fn count_handoffs(scenario: &Scenario, record: &VuRecord, tally: &mut Tally) {
+pub(crate) fn count_handoffs(scenario: &Scenario, record: &VuRecord, tally: &mut Tally) {
     for step in &record.steps {
         let Some(artifact) = &scenario.steps[step.index].consumes else { continue };
         let Some(producer) = scenario.producer_of(artifact, step.index) else { continue };
@@ -362,34 +394,14 @@ pub fn judge(
             *unconfirmed.entry(scenario).or_default() += 1;
             continue;
         }
-        findings.push(Finding {
-            id: String::new(),
-            kind: FindingKind::for_artifact(candidate.artifact.as_ref()),
-            check: candidate.scenario.clone(),
-            scenario: candidate.scenario.clone(),
-            step: candidate.step_name.clone(),
-            producer: candidate.producer,
-            consumer: candidate.consumer,
-            artifact: candidate.evidence.clone(),
-            expected: candidate.expected.clone(),
-            observed: candidate.observed.clone(),
-            control: Control {
-                result: ControlResult::Passed,
-                detail: format!("the same steps, every one on {}, passed", candidate.producer.id),
-                pinned_to: Some(candidate.producer.id),
-                vu: Some(control_plan.vu),
-            },
-            reproduced,
-            occurrences: candidate.occurrences,
-            vu: Some(candidate.vu),
-            at_ms: candidate.at_ms,
-            after: None,
-            notes: Vec::new(),
-            observations: Vec::new(),
-            accepted: None,
-            seed,
-            reproduce: reproduce(&candidate.scenario),
-        });
+        let control = Control {
+            result: ControlResult::Passed,
+            detail: format!("the same steps, every one on {}, passed", candidate.producer.id),
+            pinned_to: Some(candidate.producer.id),
+            vu: Some(control_plan.vu),
+        };
+        let kind = FindingKind::for_artifact(candidate.artifact.as_ref());
+        findings.push(candidate.finding(kind, &candidate.scenario, control, seed, reproduce(&candidate.scenario)));
     }
     let mut results = Vec::new();
     for (name, skipped) in scenarios {

@@ -120,6 +120,7 @@ pub fn judge(first: &Assessment, second: Option<&Assessment>, seed: u64, reprodu
             notes: candidate.notes.clone(),
             observations: Vec::new(),
             accepted: None,
+            minimal_schedule: None,
             seed,
             // The experiment, and the scenario whose users showed it, if it is not its own.
             reproduce: if candidate.scenario == experiment {

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -26,7 +27,9 @@ use crate::check::finding::Finding;
 use crate::report::{self, Format, Report};
 use crate::cluster::backend::external::{Auth, ExternalSpec, Instance, Via};
 use crate::cluster::backend::relay::InstanceMark;
-use crate::run::{self, ReportDir, RunConfig};
+use crate::run::{self, ReportDir, RunConfig, RunOutcome};
+use crate::explore::{self, ExploreConfig};
+use crate::plan::interleaving::Schedule;
 use crate::up::{self, UpConfig};
 use crate::scenario::{self, ScenarioFile};
 use crate::target::Target;
@@ -60,6 +63,9 @@ enum Command {
     /// Reruns the schedule a report recorded (seed, routing, chaos) and says whether each
     /// finding happened again.
     Replay(ReplayArgs),
+    /// Explores generated schedules: users' steps interleaved, routed and disrupted at
+    /// random from the seed; each fault is shrunk to the smallest schedule that shows it.
+    Explore(ExploreArgs),
     /// Judges a stored run again from its record (REPORT_DIR/record.json), starting
     /// nothing: the same checker, the same findings.
     Check(CheckArgs),
@@ -262,6 +268,47 @@ struct ReplayArgs {
 }
 
 #[derive(Debug, Args)]
+struct ExploreArgs {
+    /// The target file.
+    target: PathBuf,
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=16))]
+    replicas: u16,
+    #[arg(long, value_enum)]
+    backend: Option<BackendName>,
+    /// The seed the schedules are drawn from. Random if not given.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Schedules to draw and run.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    cases: u32,
+    /// Steps (requests) in one schedule, at most.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=200))]
+    max_steps: u32,
+    /// Wall time for drawing and shrinking schedules (`90s`, `10m`); the controls of what
+    /// was found still run after it.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    time: Duration,
+    /// Simpler schedules tried per fault while shrinking, at most.
+    #[arg(long, default_value_t = 256)]
+    max_shrink_iters: u32,
+    /// Runs exactly this schedule instead of drawing any (a finding's reproduce command):
+    /// `u0:login/0@r0 u0:login/1@r0 restart:r0 u0:login/2@r1`.
+    #[arg(long, value_name = "SCHEDULE")]
+    schedule: Option<String>,
+    /// Built-in scenario names, scenario files or directories (default: every built-in one).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    scenarios: Vec<String>,
+    /// Where the report goes (default: reports/<run-id>/).
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
+    /// A policy file of known faults to accept.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    #[command(flatten)]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
 struct CheckArgs {
     /// The directory a run wrote its report in.
     report_dir: PathBuf,
@@ -330,6 +377,7 @@ async fn dispatch(command: Command) -> Result<Exit, CliError> {
         Command::Validate { files } => validate(&files),
         Command::Replay(args) => replay_command(args).await,
         Command::Check(args) => check_command(&args),
+        Command::Explore(args) => explore_command(args).await,
         Command::Clean => {
             let reaped = reaper::reap_stale();
             println!(
@@ -596,6 +644,11 @@ async fn run_one(config: RunConfig, label: &str, output: &Output) -> Result<Repo
     };
     // Clears the spinner before the outcome is printed.
     drop(observer);
+    present(outcome, output)
+}
+
+/// Writes the report files, appends the CI job summary, and prints the outcome.
+fn present(outcome: RunOutcome, output: &Output) -> Result<Report, CliError> {
     let files: Vec<Format> = output.format.iter().filter_map(|f| f.file()).collect();
     let written = report::write(&outcome.report, &outcome.report_dir, &files)
         .map_err(|e| CliError::Io(format!("cannot write the report in {}: {e}", outcome.report_dir.display())))?;
@@ -743,6 +796,63 @@ async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
         println!("unexpected: the demo should find problems only in its misconfigured runs");
         Ok(Exit::Findings)
     }
+}
+
+async fn explore_command(args: ExploreArgs) -> Result<Exit, CliError> {
+    let target = Target::load(&args.target)?;
+    let backend = choose_backend(args.backend, &target, &args.target)?;
+    let schedule = args
+        .schedule
+        .as_deref()
+        .map(str::parse::<Schedule>)
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("--schedule: {e}")))?;
+    let selection = select(&args.scenarios)?;
+    let checks: Vec<&str> = selection.inspections.iter().map(|k| k.name()).chain(selection.experiments.iter().map(|k| k.name())).collect();
+    if !args.scenarios.is_empty() && !checks.is_empty() {
+        return Err(CliError::Usage(format!(
+            "--scenarios {}: explore runs scenarios and draws its own disruptions; run inspections and experiments with `replicheck run`",
+            checks.join(",")
+        )));
+    }
+    let seed = args.seed.unwrap_or_else(seed::fresh);
+    let mut base = format!("replicheck explore {} --replicas {}", shell_word(&args.target.display().to_string()), args.replicas);
+    if args.backend.is_some() {
+        base.push_str(&format!(" --backend {}", backend.name()));
+    }
+    if !args.scenarios.is_empty() {
+        base.push_str(&format!(" --scenarios {}", shell_word(&args.scenarios.join(","))));
+    }
+    let config = ExploreConfig {
+        target,
+        scenarios: selection.scenarios,
+        replicas: args.replicas,
+        seed,
+        cases: args.cases,
+        max_steps: args.max_steps as usize,
+        time: args.time,
+        max_shrink_iters: args.max_shrink_iters,
+        schedule,
+        report_dir: match &args.report_dir {
+            Some(dir) => ReportDir::At(dir.clone()),
+            None => ReportDir::Under(PathBuf::from("reports")),
+        },
+        self_exe: self_exe()?,
+        backend,
+        reproduce: Arc::new(move |schedule| format!("{base} --seed {seed} --schedule {}", shell_word(&schedule.to_string()))),
+        selection: args.scenarios.clone(),
+        policy: args.policy.as_deref().map(Policy::load).transpose()?,
+    };
+    let what = if config.schedule.is_some() { "one schedule".to_owned() } else { format!("{} case(s)", config.cases) };
+    eprintln!("replicheck: explore {} · {} replica(s) · seed {seed} · {what}", args.target.display(), config.replicas);
+    let observer = progress::observer();
+    let outcome = tokio::select! {
+        outcome = explore::explore(config, observer.as_ref()) => outcome?,
+        signal = shutdown_signal() => return Err(CliError::Interrupted(signal)),
+    };
+    drop(observer);
+    let report = present(outcome, &args.output)?;
+    Ok(exit_for(&report, false))
 }
 
 /// Judges a stored run again and shows the outcome as the run did; the exit status is the

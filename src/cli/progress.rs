@@ -41,7 +41,10 @@ impl Observer for Spinner {
     fn progress(&self, event: Progress) {
         let text = line(&event);
         match event {
-            Progress::CheckStarted { .. } | Progress::CheckRepeated { .. } | Progress::VirtualUsersStarted { .. } | Progress::ControlsStarted { .. } | Progress::Stopping => {
+            Progress::CheckStarted { .. } | Progress::CheckRepeated { .. } | Progress::VirtualUsersStarted { .. } | Progress::ControlsStarted { .. }
+            | Progress::ExploreCase { .. }
+            | Progress::Shrinking { .. }
+            | Progress::Stopping => {
                 self.bar.set_message(text.trim().to_owned());
             }
             _ => self.bar.println(text),
@@ -70,6 +73,10 @@ fn line(event: &Progress) -> String {
         Progress::CheckStarted { name } => format!("  {name}"),
         Progress::CheckRepeated { name } => format!("  {name} again, to confirm what it showed"),
         Progress::CheckFinished { name, findings } => format!("  {name} done, {findings} finding(s)"),
+        Progress::ExploreCase { case, cases, findings } => format!("  case {case} of {cases} ({findings} fault(s) so far)"),
+        Progress::FaultFound { case, kind, scenario, step } => format!("  case {case}: {kind} in {scenario}, step `{step}`; shrinking its schedule"),
+        Progress::Shrinking { tries, steps } => format!("  shrinking: {tries} tries, smallest so far {steps} step(s)"),
+        Progress::Shrunk { schedule, outcome } => format!("    smallest schedule: {schedule}\n    {outcome}"),
         Progress::Stopping => "  stopping replicas".into(),
         Progress::InstancesSeen { names, missed } => {
             let names: Vec<String> = names.iter().enumerate().map(|(i, name)| format!("r{i} = {name}")).collect();

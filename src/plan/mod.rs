@@ -4,6 +4,7 @@
 //! runs are plans derived from it, and exploration generates and shrinks them.
 
 pub mod evidence;
+pub mod interleaving;
 pub mod schedule;
 pub mod seed;
 

@@ -47,6 +47,9 @@ pub struct Report {
     pub plan: Plan,
     /// How the run was asked for, so `replay` can ask again.
     pub config: RunRecord,
+    /// For `replicheck explore`: the cases it drew and what shrinking did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exploration: Option<crate::explore::Exploration>,
 }
 
 /// The settings of a run that `replay` reruns: with the same target file and seed they

@@ -301,6 +301,7 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
             load_vus: config.load_vus,
             scenarios: config.selection,
         },
+        exploration: None,
     };
     Ok(RunOutcome { report, report_dir })
 }
@@ -540,7 +541,7 @@ pub(crate) fn create_report_dir(dir: &ReportDir, run_id: &str) -> Result<PathBuf
     Ok(path)
 }
 
-fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<(), RunError> {
+pub(crate) fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<(), RunError> {
     let error = |source| RunError::Report {
         dir: dir.to_owned(),
         source,
@@ -550,7 +551,7 @@ fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<(
 }
 
 /// Replica logs are the app's own output: scrub whatever secrets the run saw.
-fn redact_logs(dir: &Path, secrets: &Secrets) {
+pub(crate) fn redact_logs(dir: &Path, secrets: &Secrets) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     let logs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|ext| ext == "log")).collect();
     // A log we cannot rewrite stays as the app wrote it; the run's result stands.

@@ -263,6 +263,47 @@ impl Gate {
     }
 }
 
+/// A user driven one step at a time, so that a schedule can interleave its steps with
+/// other users' and with disruptions (exploration). Like every user it stops at the first
+/// step that does not pass.
+pub struct Stepper<'a> {
+    user: VirtualUser<'a>,
+    scenario: Option<Arc<Scenario>>,
+    record: VuRecord,
+    stopped: bool,
+}
+
+impl<'a> Stepper<'a> {
+    pub fn new(ctx: &'a VuContext, plan: &'a VuPlan, phase: Phase) -> Self {
+        let mut user = VirtualUser::new(ctx, plan);
+        let record = user.new_record(phase);
+        let scenario = user.begin();
+        Self {
+            stopped: scenario.is_none(),
+            user,
+            scenario,
+            record,
+        }
+    }
+
+    /// Runs the user's next step; false when it sent nothing because the user had stopped.
+    pub async fn step(&mut self) -> bool {
+        let index = self.record.steps.len();
+        let Some(scenario) = self.scenario.clone().filter(|_| !self.stopped) else { return false };
+        let Some(step) = scenario.steps.get(index) else { return false };
+        let route = self.user.plan.routes.get(index).copied().unwrap_or(ReplicaId(0));
+        let record = self.user.run_step(index, step, route).await;
+        self.stopped = !matches!(record.outcome, Outcome::Passed);
+        self.record.steps.push(record);
+        true
+    }
+
+    pub fn finish(mut self) -> (VuRecord, Secrets) {
+        self.user.remember_cookie_values();
+        (self.record, self.user.secrets)
+    }
+}
+
 /// The page a step ended at, for the next step's `submit_form`.
 struct LastPage {
     url: Url,
@@ -318,13 +359,7 @@ impl<'a> VirtualUser<'a> {
     /// waits at its gate step until the gate opens, and tells the gate it arrived even
     /// when it stops before.
     async fn run(mut self, phase: Phase, gate: Option<(usize, &Gate)>) -> (VuRecord, Secrets) {
-        let mut record = VuRecord {
-            phase,
-            vu: self.plan.vu,
-            iteration: 0,
-            scenario: self.plan.scenario.clone(),
-            steps: Vec::new(),
-        };
+        let mut record = self.new_record(phase);
         let mut pending_gate = gate;
         self.run_steps(&mut record, &mut pending_gate).await;
         if let Some((_, gate)) = pending_gate {
@@ -334,13 +369,29 @@ impl<'a> VirtualUser<'a> {
         (record, self.secrets)
     }
 
-    async fn run_steps(&mut self, record: &mut VuRecord, gate: &mut Option<(usize, &Gate)>) {
-        let Some(scenario) = self.ctx.scenarios.get(&self.plan.scenario).cloned() else { return };
+    /// The user's scenario, with its variables rendered for this user.
+    fn begin(&mut self) -> Option<Arc<Scenario>> {
+        let scenario = self.ctx.scenarios.get(&self.plan.scenario).cloned()?;
         for (name, template) in &scenario.vars {
             // Scenario variables use only the user's own variables, checked at load time.
             let value = template.render(&self.vars).unwrap_or_default();
             self.vars.insert(name.clone(), value);
         }
+        Some(scenario)
+    }
+
+    fn new_record(&self, phase: Phase) -> VuRecord {
+        VuRecord {
+            phase,
+            vu: self.plan.vu,
+            iteration: 0,
+            scenario: self.plan.scenario.clone(),
+            steps: Vec::new(),
+        }
+    }
+
+    async fn run_steps(&mut self, record: &mut VuRecord, gate: &mut Option<(usize, &Gate)>) {
+        let Some(scenario) = self.begin() else { return };
         for (index, step) in scenario.steps.iter().enumerate() {
             if let Some((at, waiting)) = *gate
                 && at == index

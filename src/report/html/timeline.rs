@@ -345,5 +345,6 @@ fn phase_name(phase: Phase) -> &'static str {
         Phase::Control => "control",
         Phase::Reproduce => "run again",
         Phase::Adapted => "adapted",
+        Phase::Shrink => "shrinking",
     }
 }

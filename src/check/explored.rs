@@ -1,0 +1,333 @@
+//! The verdict on explored schedules: which faults one run of a schedule shows, and
+//! whether a fault holds up against its control and a second run. It reads schedules and
+//! what running them recorded, nothing else.
+//!
+//! A user's failure is placed as the planned users' are (`check::locate`): an artifact one
+//! replica handed out and another refused is a cross-replica fault, whose control is the
+//! same schedule with that user's steps all on the producer. An artifact refused by the
+//! next incarnation of the replica that made it, or by the same replica after the store
+//! restarted, is a fault of the disruption, whose control is the schedule without
+//! disruptions. A failure with nothing crossing is the app's own.
+
+use serde::{Deserialize, Serialize};
+
+use super::finding::{Control, ControlResult, FindingKind};
+use super::{Candidate, Locus};
+use crate::cluster::replica::ReplicaId;
+use crate::history::{Outcome, ScheduleRun, VuRecord};
+use crate::plan::interleaving::{Disruption, Event, Schedule};
+use crate::scenario::Scenario;
+
+/// What makes two faults the same while a schedule shrinks, and across explorations.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FaultKey {
+    pub kind: FindingKind,
+    pub scenario: String,
+    pub step: usize,
+}
+
+/// A failure one run of a schedule showed, waiting for its control.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub key: FaultKey,
+    /// The schedule's user that failed.
+    pub user: u32,
+    pub candidate: Candidate,
+    pub control: ControlPlan,
+    /// The disruption a fault of the disruption followed, in words.
+    pub after: Option<String>,
+}
+
+/// The one thing a control takes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlPlan {
+    /// Every step of the user on this replica.
+    Pinned(ReplicaId),
+    /// No disruptions.
+    Undisturbed,
+}
+
+impl ControlPlan {
+    pub fn schedule(self, schedule: &Schedule, user: u32) -> Schedule {
+        match self {
+            ControlPlan::Pinned(replica) => schedule.pinned(user, replica),
+            ControlPlan::Undisturbed => schedule.undisturbed(),
+        }
+    }
+}
+
+/// What one run of a schedule showed.
+#[derive(Debug, Default)]
+pub struct CaseVerdict {
+    pub faults: Vec<Fault>,
+    /// Failures with nothing crossing: (scenario, what happened).
+    pub own: Vec<(String, String)>,
+    /// Requests that got no answer to judge, and disruptions that could not be done.
+    pub errors: Vec<(String, String)>,
+}
+
+pub fn judge(scenarios: &[Scenario], run: &ScheduleRun) -> CaseVerdict {
+    let mut verdict = CaseVerdict::default();
+    if let Some(error) = &run.disruptions.error {
+        verdict.errors.push(("explore".into(), error.clone()));
+    }
+    for record in &run.users {
+        let Some(scenario) = scenarios.iter().find(|s| s.name == record.scenario) else { continue };
+        let Some(failed) = record.first_failure() else { continue };
+        let user = record.vu - run.first_vu;
+        let (expected, observed) = match &failed.outcome {
+            Outcome::Failed { expected, observed } => (expected, observed),
+            Outcome::Error { message } => {
+                verdict.errors.push((record.scenario.clone(), format!("u{user} step `{}`: {message}", failed.name)));
+                continue;
+            }
+            Outcome::Passed => continue,
+        };
+        let (producer_step, producer, consumer, artifact, kind, control) = match super::locate(scenario, record, failed) {
+            Locus::Handoff {
+                producer_step,
+                producer,
+                consumer,
+                artifact,
+            } => {
+                let (kind, control) = if producer.id == consumer.id {
+                    (FindingKind::ArtifactLostAfterRestart, ControlPlan::Undisturbed)
+                } else {
+                    (FindingKind::for_artifact(artifact.as_ref()), ControlPlan::Pinned(producer.id))
+                };
+                (producer_step, producer, consumer, artifact, kind, control)
+            }
+            Locus::OneReplica(served) => {
+                let artifact = scenario.steps[failed.index].consumes.clone();
+                let producer_step = artifact.as_ref().and_then(|a| scenario.producer_of(a, failed.index)).unwrap_or(0);
+                match (served, store_restarted(&run.schedule, user, producer_step, failed.index)) {
+                    (Some(replica), true) => (producer_step, replica, replica, artifact, FindingKind::ArtifactLostAfterStoreRestart, ControlPlan::Undisturbed),
+                    _ => {
+                        verdict.own.push((record.scenario.clone(), format!("u{user} failed step `{}` on one replica: {observed}", failed.name)));
+                        continue;
+                    }
+                }
+            }
+        };
+        let after = (control == ControlPlan::Undisturbed).then(|| disruption_before(&run.schedule, user, failed.index)).flatten();
+        verdict.faults.push(Fault {
+            key: FaultKey {
+                kind,
+                scenario: record.scenario.clone(),
+                step: failed.index,
+            },
+            user,
+            candidate: Candidate {
+                scenario: record.scenario.clone(),
+                step: failed.index,
+                step_name: failed.name.clone(),
+                producer,
+                consumer,
+                evidence: super::evidence(record, producer_step, artifact.as_ref()),
+                artifact,
+                expected: expected.clone(),
+                observed: observed.clone(),
+                vu: record.vu,
+                at_ms: failed.requests.last().map(|r| r.start_ms),
+                occurrences: 1,
+            },
+            control,
+            after,
+        });
+    }
+    verdict
+}
+
+/// Whether the store restarted between the user's steps `from` and `to`.
+fn store_restarted(schedule: &Schedule, user: u32, from: usize, to: usize) -> bool {
+    let (Some(start), Some(end)) = (schedule.position(user, from), schedule.position(user, to)) else { return false };
+    schedule.events[start..end].iter().any(|e| matches!(e, Event::Disrupt(Disruption::StoreRestart)))
+}
+
+/// The last disruption before the user's step `step`, in words.
+fn disruption_before(schedule: &Schedule, user: u32, step: usize) -> Option<String> {
+    let end = schedule.position(user, step)?;
+    schedule.events[..end].iter().rev().find_map(|e| match e {
+        Event::Disrupt(_) => Some(e.to_string()),
+        Event::Step { .. } => None,
+    })
+}
+
+/// What became of a fault once its control and a second run of its schedule ran.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Confirmation {
+    /// The control passed and the fault happened again: a finding.
+    Confirmed(Control),
+    /// The control failed too: the app's own failure, not a cross-instance one.
+    ControlFailed(String),
+    /// The control passed, but the schedule did not fail the same way again.
+    NotReproduced,
+    /// The control or the second run got no answer to judge.
+    Error(String),
+}
+
+/// Judges a fault by its control run and its reproduction (the same schedule again).
+pub fn confirm(fault: &Fault, scenarios: &[Scenario], control: &ScheduleRun, reproduction: &ScheduleRun) -> Confirmation {
+    if let Some(error) = control.disruptions.error.as_ref().or(reproduction.disruptions.error.as_ref()) {
+        return Confirmation::Error(error.clone());
+    }
+    let Some(user) = control.user(fault.user) else { return Confirmation::Error("the control's user did not run".into()) };
+    if let Some(message) = first_error(user) {
+        return Confirmation::Error(format!("control run: {message}"));
+    }
+    if let Some(failed) = user.first_failure().filter(|f| f.index <= fault.key.step) {
+        let observed = match &failed.outcome {
+            Outcome::Failed { observed, .. } => observed.to_string(),
+            _ => String::new(),
+        };
+        return Confirmation::ControlFailed(format!("the control ({}) failed step `{}` too: {observed}", describe(fault.control, fault.user), failed.name));
+    }
+    let again = judge(scenarios, reproduction).faults.into_iter().any(|f| {
+        f.key == fault.key && f.candidate.consumer.id == fault.candidate.consumer.id && f.candidate.observed.status == fault.candidate.observed.status
+    });
+    if !again {
+        return Confirmation::NotReproduced;
+    }
+    Confirmation::Confirmed(Control {
+        result: ControlResult::Passed,
+        detail: format!("the same schedule, {}, passed", describe(fault.control, fault.user)),
+        pinned_to: match fault.control {
+            ControlPlan::Pinned(replica) => Some(replica),
+            ControlPlan::Undisturbed => None,
+        },
+        vu: Some(user.vu),
+    })
+}
+
+fn describe(control: ControlPlan, user: u32) -> String {
+    match control {
+        ControlPlan::Pinned(replica) => format!("with every step of u{user} on {replica}"),
+        ControlPlan::Undisturbed => "without its disruptions".into(),
+    }
+}
+
+fn first_error(record: &VuRecord) -> Option<String> {
+    record.steps.iter().find_map(|s| match &s.outcome {
+        Outcome::Error { message } => Some(format!("step `{}`: {message}", s.name)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::replica::Incarnation;
+    use crate::history::{ExperimentRun, Observed, Phase, RequestRecord, StepRecord};
+    use crate::scenario::fixtures::demo_scenarios;
+
+    fn step(index: usize, served: Incarnation, outcome: Outcome) -> StepRecord {
+        StepRecord {
+            index,
+            name: format!("step {index}"),
+            planned: served.id,
+            served_by: Some(served),
+            also_reached: Vec::new(),
+            requests: vec![RequestRecord {
+                method: "GET".into(),
+                path: "/".into(),
+                planned: served.id,
+                served_by: Some(served),
+                status: Some(200),
+                location: None,
+                set_cookies: Vec::new(),
+                start_ms: index as f64,
+                end_ms: index as f64 + 1.0,
+                error: None,
+            }],
+            outcome,
+            set_cookies: Vec::new(),
+            captured: Vec::new(),
+        }
+    }
+
+    fn refused() -> Outcome {
+        Outcome::Failed {
+            expected: "status 200".into(),
+            observed: Observed {
+                status: Some(302),
+                reason: "turned away".into(),
+                ..Observed::default()
+            },
+        }
+    }
+
+    /// A run of `schedule` (one login user, u0) whose steps were served by `served`, the
+    /// last one with `last`.
+    fn run(schedule: &str, served: &[Incarnation], last: Outcome) -> ScheduleRun {
+        let schedule: Schedule = schedule.parse().unwrap();
+        let count = served.len();
+        let steps = served
+            .iter()
+            .enumerate()
+            .map(|(i, s)| step(i, *s, if i + 1 == count { last.clone() } else { Outcome::Passed }))
+            .collect();
+        ScheduleRun {
+            schedule,
+            phase: Phase::Main,
+            first_vu: 40,
+            users: vec![VuRecord {
+                phase: Phase::Main,
+                vu: 40,
+                iteration: 0,
+                scenario: "login".into(),
+                steps,
+            }],
+            disruptions: ExperimentRun::new("explore", Phase::Main),
+        }
+    }
+
+    fn r(id: u16, generation: u32) -> Incarnation {
+        Incarnation { id: ReplicaId(id), generation }
+    }
+
+    #[test]
+    fn a_cookie_refused_by_another_replica_is_controlled_by_pinning_its_user() {
+        let case = run("u0:login/0@r0 u0:login/1@r0 u0:login/2@r1", &[r(0, 1), r(0, 1), r(1, 1)], refused());
+        let verdict = judge(&demo_scenarios(), &case);
+        let [fault] = verdict.faults.as_slice() else { panic!("{verdict:?}") };
+        assert_eq!(fault.key.kind, FindingKind::AuthCookieRejected);
+        assert_eq!((fault.user, fault.control), (0, ControlPlan::Pinned(ReplicaId(0))));
+        assert_eq!(fault.control.schedule(&case.schedule, 0).to_string(), "u0:login/0@r0 u0:login/1@r0 u0:login/2@r0");
+
+        let control = run("u0:login/0@r0 u0:login/1@r0 u0:login/2@r0", &[r(0, 1); 3], Outcome::Passed);
+        assert!(matches!(confirm(fault, &demo_scenarios(), &control, &case), Confirmation::Confirmed(_)));
+        let failing_control = run("u0:login/0@r0 u0:login/1@r0 u0:login/2@r0", &[r(0, 1); 3], refused());
+        assert!(matches!(confirm(fault, &demo_scenarios(), &failing_control, &case), Confirmation::ControlFailed(_)));
+        assert_eq!(confirm(fault, &demo_scenarios(), &control, &control), Confirmation::NotReproduced);
+    }
+
+    #[test]
+    fn a_cookie_refused_by_the_next_incarnation_is_a_fault_of_the_restart() {
+        let case = run("u0:login/0@r0 u0:login/1@r0 restart:r0 u0:login/2@r0", &[r(0, 1), r(0, 1), r(0, 2)], refused());
+        let verdict = judge(&demo_scenarios(), &case);
+        let [fault] = verdict.faults.as_slice() else { panic!("{verdict:?}") };
+        assert_eq!(fault.key.kind, FindingKind::ArtifactLostAfterRestart);
+        assert_eq!(fault.control, ControlPlan::Undisturbed);
+        assert_eq!(fault.after.as_deref(), Some("restart:r0"));
+    }
+
+    #[test]
+    fn a_failure_on_one_replica_is_the_apps_own_unless_the_store_restarted_between() {
+        let own = run("u0:login/0@r0 u0:login/1@r0 u0:login/2@r0", &[r(0, 1); 3], refused());
+        let verdict = judge(&demo_scenarios(), &own);
+        assert!(verdict.faults.is_empty());
+        assert_eq!(verdict.own.len(), 1);
+
+        let store = run("u0:login/0@r0 u0:login/1@r0 store-restart u0:login/2@r0", &[r(0, 1); 3], refused());
+        let [fault] = judge(&demo_scenarios(), &store).faults.try_into().unwrap();
+        assert_eq!(fault.key.kind, FindingKind::ArtifactLostAfterStoreRestart);
+    }
+
+    #[test]
+    fn a_request_without_an_answer_is_an_error_not_a_fault() {
+        let case = run("u0:login/0@r0 u0:login/1@r0 u0:login/2@r1", &[r(0, 1), r(0, 1), r(1, 1)], Outcome::Error { message: "timed out".into() });
+        let verdict = judge(&demo_scenarios(), &case);
+        assert!(verdict.faults.is_empty());
+        assert!(verdict.errors[0].1.contains("timed out"));
+    }
+}

@@ -1,0 +1,72 @@
+//! Running schedules against the live cluster: each schedule's users step by step in its
+//! order, its disruptions between their steps, and every run kept for the report. Nothing
+//! is judged here.
+//!
+//! Every run gets fresh users (fresh cookie jars) with values of their own, so what one
+//! run wrote can never make another's read pass; user numbers and values follow from the
+//! order of runs alone, so an exploration run again numbers them the same.
+
+use crate::chaos::experiment::{self, Arena};
+use crate::history::{ExperimentRun, Phase, ScheduleRun};
+use crate::plan::interleaving::{Event, Schedule};
+use crate::redact::Secrets;
+use crate::vu::Stepper;
+
+pub struct Lab<'a> {
+    pub arena: Arena<'a>,
+    next_vu: u32,
+    pub runs: Vec<ScheduleRun>,
+    pub secrets: Secrets,
+}
+
+impl<'a> Lab<'a> {
+    pub fn new(arena: Arena<'a>) -> Self {
+        Self {
+            arena,
+            next_vu: 0,
+            runs: Vec::new(),
+            secrets: Secrets::default(),
+        }
+    }
+
+    /// Runs the schedule once and keeps its record; returns it.
+    pub async fn run(&mut self, schedule: &Schedule, phase: Phase) -> &ScheduleRun {
+        let first_vu = self.next_vu;
+        let nonce = format!("x{:04}", self.runs.len());
+        let users = schedule.users(first_vu, &nonce);
+        self.next_vu += users.iter().map(|(u, _)| u + 1).max().unwrap_or(0);
+        // A copy of the arena's reference: the users hold it while disruptions take the arena.
+        let ctx = self.arena.ctx;
+        let mut steppers: Vec<(u32, Stepper<'_>)> = users.iter().map(|(user, plan)| (*user, Stepper::new(ctx, plan, phase))).collect();
+        let mut disruptions = ExperimentRun::new("explore", phase);
+        for event in &schedule.events {
+            match event {
+                Event::Step { user, .. } => {
+                    if let Some((_, stepper)) = steppers.iter_mut().find(|(u, _)| u == user) {
+                        stepper.step().await;
+                    }
+                }
+                Event::Disrupt(disruption) => {
+                    if let Err(err) = experiment::disrupt(*disruption, &mut self.arena, &mut disruptions).await {
+                        disruptions.error = Some(format!("{event}: {err}"));
+                        break;
+                    }
+                }
+            }
+        }
+        let mut records = Vec::with_capacity(steppers.len());
+        for (_, stepper) in steppers {
+            let (record, seen) = stepper.finish();
+            self.secrets.extend(&seen);
+            records.push(record);
+        }
+        self.runs.push(ScheduleRun {
+            schedule: schedule.clone(),
+            phase,
+            first_vu,
+            users: records,
+            disruptions,
+        });
+        self.runs.last().expect("just pushed")
+    }
+}

@@ -1,0 +1,506 @@
+//! Exploration: generated schedules against real replicas, each fault shrunk to the
+//! smallest schedule that still shows it and proven by a control run.
+//!
+//! proptest draws each case's schedule (`strategy`) from the seed and the case number, so
+//! the same seed draws the same schedules. A case is run (`lab`) and judged
+//! (`check::explored`); a fault not seen before is shrunk with proptest's value tree,
+//! keeping only simplifications that still fail the same way (kind, scenario and step),
+//! then its minimal schedule runs under control and once more. Only a fault whose control
+//! passed and that happened again is a finding; its `reproduce` command replays exactly
+//! the minimal schedule (`--schedule`).
+
+pub mod lab;
+pub mod strategy;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::balancer::policy::RoutingPolicy;
+use crate::chaos::ExperimentKind;
+use crate::chaos::experiment::Arena;
+use crate::check::explored::{self, Confirmation, Fault, FaultKey};
+use crate::check::finding::{ChaosContext, Control, Finding};
+use crate::check::{self, ScenarioResult, ScenarioStatus, Tally, Untested, Verdict};
+use crate::cluster::{BackendKind, ClusterSpec};
+use crate::history::{History, Phase, ScheduleRun};
+use crate::plan::interleaving::{Disruption, Event, Schedule};
+use crate::plan::{Plan, seed};
+use crate::policy::Policy;
+use crate::progress::{Observer, Progress};
+use crate::redact::Secrets;
+use crate::report::json::RunRecord;
+use crate::report::{self, Report};
+use crate::run::{self, ReportDir, RunError, RunOutcome};
+use crate::scenario::{Scenario, ScenarioFile};
+use crate::target::Target;
+use crate::vu::{Limits, VuContext};
+use lab::Lab;
+use strategy::Space;
+
+/// Builds the command that replays a schedule.
+pub type ReproduceSchedule = Arc<dyn Fn(&Schedule) -> String + Send + Sync>;
+
+pub struct ExploreConfig {
+    pub target: Target,
+    pub scenarios: Vec<ScenarioFile>,
+    pub replicas: u16,
+    pub seed: u64,
+    /// Schedules to generate, at most.
+    pub cases: u32,
+    /// Steps in one schedule, at most.
+    pub max_steps: usize,
+    /// Wall time for generating and shrinking; controls of what was found still run.
+    pub time: Duration,
+    /// Simplifications tried per fault, at most.
+    pub max_shrink_iters: u32,
+    /// Run exactly this schedule (a finding's reproduce command) instead of generating.
+    pub schedule: Option<Schedule>,
+    pub report_dir: ReportDir,
+    pub self_exe: PathBuf,
+    pub backend: BackendKind,
+    pub reproduce: ReproduceSchedule,
+    /// What `--scenarios` said.
+    pub selection: Vec<String>,
+    pub policy: Option<Policy>,
+}
+
+/// What the search did, for the report: enough to see that two explorations with one
+/// seed drew the same schedules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Exploration {
+    /// Generated schedules run (a replayed schedule counts as one).
+    pub cases: u32,
+    /// Simplified schedules tried while shrinking.
+    pub shrink_steps: u32,
+    /// Each case's schedule, in the order run.
+    pub schedules: Vec<String>,
+    /// Faults whose control failed too, or that did not happen again: no findings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dismissed: Vec<Dismissed>,
+    /// Why the search ended before its cases were done (the time budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dismissed {
+    #[serde(flatten)]
+    pub key: FaultKey,
+    pub schedule: Schedule,
+    pub why: String,
+}
+
+/// One fault the search settled: its smallest schedule, the run that showed it there, and
+/// what its control and second run said.
+struct Settled {
+    fault: Fault,
+    minimal: Schedule,
+    confirmation: Confirmation,
+    occurrences: u32,
+}
+
+/// The search's running state.
+#[derive(Default)]
+struct Search {
+    exploration: Exploration,
+    settled: Vec<Settled>,
+    /// Per scenario, the first failure with nothing crossing and the first error.
+    own: BTreeMap<String, String>,
+    errors: BTreeMap<String, String>,
+}
+
+/// The parts of the configuration the search reads.
+struct Bounds<'a> {
+    scenarios: &'a [Scenario],
+    seed: u64,
+    max_shrink_iters: u32,
+    deadline: Instant,
+    observer: &'a dyn Observer,
+}
+
+pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<RunOutcome, RunError> {
+    let started = Instant::now();
+    let (scenarios, roster) = bind(&config, observer)?;
+    let store = ExperimentKind::StoreRestart.skip_reason(&config.target, &scenarios).is_none();
+    if let Some(schedule) = &config.schedule {
+        fits(schedule, &scenarios, config.replicas, store)?;
+    }
+    let run_id = run::run_id(&format!("explore{}", config.seed));
+    let report_dir = run::create_report_dir(&config.report_dir, &run_id)?;
+    let target = Arc::new(config.target);
+    let spec = ClusterSpec {
+        target: target.clone(),
+        replicas: config.replicas,
+        run_id: run_id.clone(),
+        logs_dir: report_dir.clone(),
+        self_exe: config.self_exe.clone(),
+        backend: config.backend,
+        external: None,
+    };
+    let (mut cluster, balancer) = run::start_service(spec, observer).await?;
+    let mut secrets = Secrets::default();
+    for secret in target.secrets() {
+        secrets.add(&secret);
+    }
+    let ctx = Arc::new(VuContext::new(
+        balancer.addr(),
+        target.balancer.client_address,
+        &scenarios,
+        config.seed,
+        started,
+        Limits::from(target.limits),
+        secrets.clone(),
+    ));
+    let bounds = Bounds {
+        scenarios: &scenarios,
+        seed: config.seed,
+        max_shrink_iters: config.max_shrink_iters,
+        deadline: started + config.time,
+        observer,
+    };
+    let mut lab = Lab::new(Arena::new(&mut cluster, &balancer, &ctx, &target, 1, u32::MAX / 2));
+    let search = match &config.schedule {
+        Some(schedule) => replay(&bounds, &mut lab, schedule).await,
+        None => {
+            let space = Space::new(&scenarios, config.replicas, config.max_steps, store);
+            search(&bounds, &mut lab, &space, config.cases).await
+        }
+    };
+    let Lab { runs, secrets: seen, .. } = lab;
+    secrets.extend(&seen);
+
+    observer.progress(Progress::Stopping);
+    drop(balancer);
+    cluster.shutdown().await;
+    run::redact_logs(&report_dir, &secrets);
+    run::write_json(&report_dir, "schedules.json", &runs)?;
+
+    let verdict = verdict(&search, &runs, &scenarios, &roster, config.seed, &config.reproduce);
+    let (scenario_results, findings, diagnoses, policy) = run::conclude(verdict, target.preset, config.policy.as_ref());
+    let history = history(&runs);
+    let report = Report {
+        tool: "replicheck".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        run_id,
+        seed: config.seed,
+        backend: config.backend.name().into(),
+        target: target.name.clone(),
+        target_file: target.path.display().to_string(),
+        replicas: config.replicas,
+        routing: RoutingPolicy::Random,
+        duration_ms: started.elapsed().as_millis() as u64,
+        requests: history.requests(),
+        preset: target.preset,
+        scenarios: scenario_results,
+        diagnoses,
+        findings,
+        policy,
+        events: report::json::events(&history),
+        plan: Plan {
+            seed: config.seed,
+            replicas: config.replicas,
+            routing: RoutingPolicy::Random,
+            vus: Vec::new(),
+            experiments: Vec::new(),
+        },
+        config: RunRecord {
+            replicas: config.replicas,
+            routing: RoutingPolicy::Random,
+            vus: 0,
+            load_vus: 0,
+            scenarios: config.selection,
+        },
+        exploration: Some(search.exploration),
+    };
+    Ok(RunOutcome { report, report_dir })
+}
+
+/// Binds the scenario files to the target; exploration runs scenarios only.
+fn bind(config: &ExploreConfig, observer: &dyn Observer) -> Result<(Vec<Scenario>, Vec<(String, Option<String>)>), RunError> {
+    let mut scenarios = Vec::new();
+    let mut roster = Vec::new();
+    for file in &config.scenarios {
+        match file.bind(&config.target)? {
+            Ok(scenario) => {
+                roster.push((scenario.name.clone(), None));
+                scenarios.push(scenario);
+            }
+            Err(skip) => {
+                observer.progress(Progress::ScenarioSkipped {
+                    scenario: file.name().to_owned(),
+                    reason: skip.reason.clone(),
+                });
+                roster.push((file.name().to_owned(), Some(skip.reason)));
+            }
+        }
+    }
+    if scenarios.is_empty() {
+        return Err(RunError::Usage(format!("{}: no scenario it can run, so nothing to explore", config.target.path.display())));
+    }
+    Ok((scenarios, roster))
+}
+
+/// A schedule to replay names only scenarios, steps and replicas this run has.
+fn fits(schedule: &Schedule, scenarios: &[Scenario], replicas: u16, store: bool) -> Result<(), RunError> {
+    for event in &schedule.events {
+        let problem = match event {
+            Event::Step { scenario, step, replica, .. } => match scenarios.iter().find(|s| &s.name == scenario) {
+                None => Some(format!("no scenario `{scenario}` runs against this target")),
+                Some(s) if *step >= s.steps.len() => Some(format!("{scenario} has {} steps", s.steps.len())),
+                _ if replica.0 >= replicas => Some(format!("{replica} is not among r0..r{}", replicas - 1)),
+                _ => None,
+            },
+            Event::Disrupt(Disruption::Restart(replica) | Disruption::Kill(replica)) if replica.0 >= replicas => {
+                Some(format!("{replica} is not among r0..r{}", replicas - 1))
+            }
+            Event::Disrupt(Disruption::StoreRestart) if !store => Some("the target has no Redis to restart".into()),
+            Event::Disrupt(_) => None,
+        };
+        if let Some(problem) = problem {
+            return Err(RunError::Usage(format!("--schedule: `{event}`: {problem}")));
+        }
+    }
+    Ok(())
+}
+
+/// The test runner whose random values draw case `case`: one per case, so a case is drawn
+/// again (to shrink it) without drawing the ones before it.
+fn runner(seed: u64, case: u32) -> TestRunner {
+    let mut stream = seed::stream(seed, &format!("explore/{case}"));
+    let bytes: [u8; 32] = stream.random();
+    let config = Config {
+        failure_persistence: None,
+        ..Config::default()
+    };
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
+}
+
+async fn search(bounds: &Bounds<'_>, lab: &mut Lab<'_>, space: &Space, cases: u32) -> Search {
+    let strategy = space.strategy();
+    let mut search = Search::default();
+    for case in 0..cases {
+        if Instant::now() >= bounds.deadline {
+            search.exploration.stopped = Some(format!("the time budget ran out after {case} of {cases} cases"));
+            break;
+        }
+        let Ok(tree) = strategy.new_tree(&mut runner(bounds.seed, case)) else { continue };
+        let schedule = tree.current();
+        bounds.observer.progress(Progress::ExploreCase {
+            case: case + 1,
+            cases,
+            findings: search.settled.len(),
+        });
+        search.exploration.cases += 1;
+        search.exploration.schedules.push(schedule.to_string());
+        let index = run_index(lab, &schedule, Phase::Main).await;
+        let verdict = explored::judge(bounds.scenarios, &lab.runs[index]);
+        search.note(&verdict);
+        let mut new: Vec<Fault> = Vec::new();
+        for fault in verdict.faults {
+            match search.settled.iter_mut().find(|s| s.fault.key == fault.key) {
+                Some(settled) => settled.occurrences += 1,
+                None if new.iter().all(|f| f.key != fault.key) => new.push(fault),
+                None => {}
+            }
+        }
+        for fault in new {
+            bounds.observer.progress(Progress::FaultFound {
+                case: case + 1,
+                kind: fault.key.kind,
+                scenario: fault.key.scenario.clone(),
+                step: fault.candidate.step_name.clone(),
+            });
+            // The case drawn again: a fresh tree to shrink for each fault it showed.
+            let Ok(tree) = strategy.new_tree(&mut runner(bounds.seed, case)) else { continue };
+            let (minimal, fault) = shrink(bounds, lab, tree, fault, &mut search.exploration.shrink_steps).await;
+            let settled = settle(bounds, lab, fault, minimal).await;
+            search.settled.push(settled);
+        }
+    }
+    search
+}
+
+/// Runs one given schedule and settles every fault it shows, without shrinking.
+async fn replay(bounds: &Bounds<'_>, lab: &mut Lab<'_>, schedule: &Schedule) -> Search {
+    let mut search = Search::default();
+    search.exploration.cases = 1;
+    search.exploration.schedules.push(schedule.to_string());
+    let index = run_index(lab, schedule, Phase::Main).await;
+    let verdict = explored::judge(bounds.scenarios, &lab.runs[index]);
+    search.note(&verdict);
+    for fault in verdict.faults {
+        if search.settled.iter().any(|s| s.fault.key == fault.key) {
+            continue;
+        }
+        let settled = settle(bounds, lab, fault, schedule.clone()).await;
+        search.settled.push(settled);
+    }
+    search
+}
+
+impl Search {
+    fn note(&mut self, verdict: &explored::CaseVerdict) {
+        for (scenario, what) in &verdict.own {
+            self.own.entry(scenario.clone()).or_insert_with(|| what.clone());
+        }
+        for (scenario, what) in &verdict.errors {
+            self.errors.entry(scenario.clone()).or_insert_with(|| what.clone());
+        }
+    }
+}
+
+async fn run_index(lab: &mut Lab<'_>, schedule: &Schedule, phase: Phase) -> usize {
+    lab.run(schedule, phase).await;
+    lab.runs.len() - 1
+}
+
+/// Simplifies the case as long as the simpler schedule still fails the same way:
+/// proptest's shrinking, one real run per try.
+async fn shrink(bounds: &Bounds<'_>, lab: &mut Lab<'_>, mut tree: impl ValueTree<Value = Schedule>, fault: Fault, tries: &mut u32) -> (Schedule, Fault) {
+    let (mut minimal, mut fault) = (tree.current(), fault);
+    let mut iterations = 0;
+    if !tree.simplify() {
+        return (minimal, fault);
+    }
+    while iterations < bounds.max_shrink_iters && Instant::now() < bounds.deadline {
+        iterations += 1;
+        *tries += 1;
+        let candidate = tree.current();
+        bounds.observer.progress(Progress::Shrinking {
+            tries: iterations,
+            steps: minimal.steps(),
+        });
+        let index = run_index(lab, &candidate, Phase::Shrink).await;
+        let same = explored::judge(bounds.scenarios, &lab.runs[index]).faults.into_iter().find(|f| f.key == fault.key);
+        let more = match same {
+            Some(smaller) => {
+                (minimal, fault) = (candidate, smaller);
+                tree.simplify()
+            }
+            None => tree.complicate(),
+        };
+        if !more {
+            break;
+        }
+    }
+    (minimal, fault)
+}
+
+/// Runs the minimal schedule's control and the schedule once more, and judges the fault.
+async fn settle(bounds: &Bounds<'_>, lab: &mut Lab<'_>, fault: Fault, minimal: Schedule) -> Settled {
+    let control = run_index(lab, &fault.control.schedule(&minimal, fault.user), Phase::Control).await;
+    let reproduction = run_index(lab, &minimal, Phase::Reproduce).await;
+    let confirmation = explored::confirm(&fault, bounds.scenarios, &lab.runs[control], &lab.runs[reproduction]);
+    bounds.observer.progress(Progress::Shrunk {
+        schedule: minimal.to_string(),
+        outcome: match &confirmation {
+            Confirmation::Confirmed(_) => "a finding: its control passed and it happened again".into(),
+            Confirmation::ControlFailed(why) | Confirmation::Error(why) => why.clone(),
+            Confirmation::NotReproduced => "did not happen again: not a finding".into(),
+        },
+    });
+    Settled {
+        fault,
+        minimal,
+        confirmation,
+        occurrences: 1,
+    }
+}
+
+/// Findings and scenario results from what the search settled and the cases it ran.
+fn verdict(search: &Search, runs: &[ScheduleRun], scenarios: &[Scenario], roster: &[(String, Option<String>)], seed: u64, reproduce: &ReproduceSchedule) -> Verdict {
+    let mut findings = Vec::new();
+    let mut baseline: BTreeMap<&str, String> = BTreeMap::new();
+    let mut errors: BTreeMap<&str, String> = BTreeMap::new();
+    let mut unconfirmed: BTreeMap<&str, u32> = BTreeMap::new();
+    for settled in &search.settled {
+        let scenario = settled.fault.key.scenario.as_str();
+        match &settled.confirmation {
+            Confirmation::Confirmed(control) => findings.push(finding(settled, control.clone(), seed, reproduce)),
+            Confirmation::ControlFailed(why) => {
+                baseline.entry(scenario).or_insert_with(|| why.clone());
+            }
+            Confirmation::Error(why) => {
+                errors.entry(scenario).or_insert_with(|| why.clone());
+            }
+            Confirmation::NotReproduced => *unconfirmed.entry(scenario).or_default() += 1,
+        }
+    }
+    let mut results = Vec::new();
+    for (name, skipped) in roster {
+        let Some(scenario) = scenarios.iter().find(|s| &s.name == name).filter(|_| skipped.is_none()) else {
+            results.push(ScenarioResult::skipped(name, skipped.clone().unwrap_or_default()));
+            continue;
+        };
+        // What the generated cases did with this scenario (shrinking and controls aside).
+        let mut tally = Tally::default();
+        for user in runs.iter().filter(|r| r.phase == Phase::Main).flat_map(|r| &r.users).filter(|u| &u.scenario == name) {
+            tally.vus += 1;
+            tally.requests += user.steps.iter().map(|s| s.requests.len()).sum::<usize>();
+            check::count_handoffs(scenario, user, &mut tally);
+        }
+        let own = search.own.get(name).or_else(|| baseline.get(name.as_str()));
+        let error = search.errors.get(name).or_else(|| errors.get(name.as_str()));
+        let (status, reason) = match (findings.iter().any(|f: &Finding| &f.scenario == name), own, error) {
+            (true, _, _) => (ScenarioStatus::Failed, None),
+            (false, Some(own), _) => (ScenarioStatus::BaselineFailed, Some(own.clone())),
+            (false, None, Some(error)) => (ScenarioStatus::Error, Some(error.clone())),
+            (false, None, None) => (ScenarioStatus::Passed, None),
+        };
+        let checks = check::scenario_checks(scenario);
+        let hands_off = scenario.steps.iter().any(|s| s.consumes.is_some());
+        let untested = if status == ScenarioStatus::Passed && hands_off && tally.handoffs_crossed == 0 {
+            let reason = "no explored schedule handed its artifact to another replica".to_owned();
+            checks.iter().map(|&kind| Untested { kind, reason: reason.clone() }).collect()
+        } else {
+            Vec::new()
+        };
+        results.push(ScenarioResult {
+            name: name.clone(),
+            status,
+            reason,
+            vus: tally.vus,
+            requests: tally.requests,
+            handoffs_crossed: tally.handoffs_crossed,
+            unconfirmed: unconfirmed.get(name.as_str()).copied().unwrap_or(0),
+            checks,
+            untested,
+            notes: Vec::new(),
+        });
+    }
+    Verdict { findings, scenarios: results }
+}
+
+fn finding(settled: &Settled, control: Control, seed: u64, reproduce: &ReproduceSchedule) -> Finding {
+    let fault = &settled.fault;
+    let mut finding = fault.candidate.finding(fault.key.kind, "explore", control, seed, reproduce(&settled.minimal));
+    finding.occurrences = settled.occurrences;
+    finding.minimal_schedule = Some(settled.minimal.clone());
+    finding.after = fault.after.as_ref().map(|action| ChaosContext {
+        experiment: "explore".into(),
+        action: action.clone(),
+        at_ms: fault.candidate.at_ms.unwrap_or_default(),
+    });
+    finding
+}
+
+/// Every run as one history, for the report's timeline: users as they are, each run's
+/// disruptions as an experiment of its own.
+fn history(runs: &[ScheduleRun]) -> History {
+    let mut history = History::default();
+    for run in runs {
+        history.vus.extend(run.users.iter().cloned());
+        if !run.disruptions.chaos.is_empty() {
+            history.experiments.push(run.disruptions.clone());
+        }
+    }
+    history
+}
