@@ -843,16 +843,21 @@ async fn explore_command(args: ExploreArgs) -> Result<Exit, CliError> {
         selection: args.scenarios.clone(),
         policy: args.policy.as_deref().map(Policy::load).transpose()?,
     };
+    let report = explore_one(config, &args.target.display().to_string(), &args.output).await?;
+    Ok(exit_for(&report, false))
+}
+
+/// Explores with progress on stderr and the outcome on stdout, as `run_one` runs.
+async fn explore_one(config: ExploreConfig, label: &str, output: &Output) -> Result<Report, CliError> {
     let what = if config.schedule.is_some() { "one schedule".to_owned() } else { format!("{} case(s)", config.cases) };
-    eprintln!("replicheck: explore {} · {} replica(s) · seed {seed} · {what}", args.target.display(), config.replicas);
+    eprintln!("replicheck: explore {label} · {} replica(s) · seed {} · {what}", config.replicas, config.seed);
     let observer = progress::observer();
     let outcome = tokio::select! {
         outcome = explore::explore(config, observer.as_ref()) => outcome?,
         signal = shutdown_signal() => return Err(CliError::Interrupted(signal)),
     };
     drop(observer);
-    let report = present(outcome, &args.output)?;
-    Ok(exit_for(&report, false))
+    present(outcome, output)
 }
 
 /// Judges a stored run again and shows the outcome as the run did; the exit status is the
@@ -885,6 +890,36 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
             args.report.display()
         )));
     }
+    let report_dir = match args.report_dir {
+        Some(dir) => ReportDir::At(dir),
+        None => ReportDir::Under(PathBuf::from("reports")),
+    };
+    if recorded.exploration.is_some() {
+        let schedule = focus.and_then(|f| f.minimal_schedule.clone()).ok_or_else(|| {
+            CliError::Usage(format!("{} is an exploration: replay one finding's smallest schedule with --finding ID", args.report.display()))
+        })?;
+        let base = format!("replicheck replay {}", shell_word(&args.report.display().to_string()));
+        let config = ExploreConfig {
+            target,
+            scenarios: select(&recorded.config.scenarios)?.scenarios,
+            replicas: recorded.config.replicas,
+            seed: recorded.seed,
+            cases: 1,
+            max_steps: schedule.steps(),
+            time: Duration::from_secs(600),
+            max_shrink_iters: 0,
+            schedule: Some(schedule),
+            report_dir,
+            self_exe: self_exe()?,
+            backend,
+            reproduce: Arc::new(move |_| base.clone()),
+            selection: recorded.config.scenarios.clone(),
+            policy: None,
+        };
+        let replayed = explore_one(config, &format!("replay of {}", args.report.display()), &args.output).await?;
+        tell_replayed(&args.report, &recorded, &replayed, focus);
+        return Ok(exit_for(&replayed, false));
+    }
     // A finding needs only its own check, and the scenario whose users showed it.
     let selection: Vec<String> = match focus {
         Some(finding) if finding.check != finding.scenario => vec![finding.scenario.clone(), finding.check.clone()],
@@ -905,10 +940,7 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
         vus: recorded.config.vus,
         load_vus: recorded.config.load_vus,
         concurrency: 64,
-        report_dir: match args.report_dir {
-            Some(dir) => ReportDir::At(dir),
-            None => ReportDir::Under(PathBuf::from("reports")),
-        },
+        report_dir,
         self_exe: self_exe()?,
         backend,
         external: None,
@@ -920,7 +952,13 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
     if focus.is_none() && replayed.plan != recorded.plan {
         println!("note: the plan differs from the recorded one: the target or scenario files changed since");
     }
-    println!("\nreplay of {} (seed {}):", args.report.display(), recorded.seed);
+    tell_replayed(&args.report, &recorded, &replayed, focus);
+    Ok(exit_for(&replayed, false))
+}
+
+/// Says, finding by finding, whether the replay saw again what the report recorded.
+fn tell_replayed(path: &Path, recorded: &Report, replayed: &Report, focus: Option<&Finding>) {
+    println!("\nreplay of {} (seed {}):", path.display(), recorded.seed);
     let same = |a: &Finding, b: &Finding| {
         (a.kind, &a.check, &a.scenario, &a.step, a.producer.id, a.consumer.id) == (b.kind, &b.check, &b.scenario, &b.step, b.producer.id, b.consumer.id)
     };
@@ -942,7 +980,6 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
     if recorded.findings.is_empty() && new.is_empty() {
         println!("  no findings, as recorded");
     }
-    Ok(exit_for(&replayed, false))
 }
 
 /// The target a report names: its file, or the built-in demo file of that name.

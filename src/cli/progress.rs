@@ -18,6 +18,10 @@ pub struct PlainProgress;
 
 impl Observer for PlainProgress {
     fn progress(&self, event: Progress) {
+        // Every try of a shrink would flood a log; the smallest schedule found is printed.
+        if matches!(event, Progress::Shrinking { .. }) {
+            return;
+        }
         // A closed stderr must not stop the run.
         let _ = writeln!(std::io::stderr(), "{}", line(&event));
     }

@@ -192,6 +192,9 @@ fn evidence(report: &Report, finding: &Finding) -> String {
     if let Some(accepted) = &finding.accepted {
         out.push_str(&format!("  accepted: by rule {} of the policy: {}\n", accepted.rule, accepted.reason));
     }
+    if let Some(schedule) = &finding.minimal_schedule {
+        out.push_str(&format!("  schedule: {schedule} (the smallest found, {} step(s))\n", schedule.steps()));
+    }
     out.push_str(&format!("  reproduce: {}\n", finding.reproduce));
     out
 }

@@ -187,8 +187,9 @@ mod tests {
         std::fs::create_dir_all(state_dir()).unwrap();
         let path = state_dir().join(format!("{run_id}.json"));
         std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
-        let reaped = reap_stale();
-        assert!(reaped.runs >= 1 && reaped.dirs >= 1, "{reaped:?}");
+        // Another test's reaping, in another process, may get to it first: what counts is
+        // that it is gone.
+        reap_stale();
         assert!(!leftover.exists());
         assert!(!path.exists());
     }

@@ -12,7 +12,7 @@
 pub mod lab;
 pub mod strategy;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,9 @@ use crate::target::Target;
 use crate::vu::{Limits, VuContext};
 use lab::Lab;
 use strategy::Space;
+
+/// Every scenario in report order, with the reason for each one skipped.
+type Roster = Vec<(String, Option<String>)>;
 
 /// Builds the command that replays a schedule.
 pub type ReproduceSchedule = Arc<dyn Fn(&Schedule) -> String + Send + Sync>;
@@ -105,6 +108,21 @@ struct Settled {
     minimal: Schedule,
     confirmation: Confirmation,
     occurrences: u32,
+}
+
+impl Settled {
+    fn dismissed(&self) -> Option<Dismissed> {
+        let why = match &self.confirmation {
+            Confirmation::Confirmed(_) => return None,
+            Confirmation::ControlFailed(why) | Confirmation::Error(why) => why.clone(),
+            Confirmation::NotReproduced => "its control passed, but it did not happen again".into(),
+        };
+        Some(Dismissed {
+            key: self.fault.key.clone(),
+            schedule: self.minimal.clone(),
+            why,
+        })
+    }
 }
 
 /// The search's running state.
@@ -184,6 +202,8 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
     run::write_json(&report_dir, "schedules.json", &runs)?;
 
     let verdict = verdict(&search, &runs, &scenarios, &roster, config.seed, &config.reproduce);
+    let mut exploration = search.exploration;
+    exploration.dismissed = search.settled.iter().filter_map(Settled::dismissed).collect();
     let (scenario_results, findings, diagnoses, policy) = run::conclude(verdict, target.preset, config.policy.as_ref());
     let history = history(&runs);
     let report = Report {
@@ -218,13 +238,13 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
             load_vus: 0,
             scenarios: config.selection,
         },
-        exploration: Some(search.exploration),
+        exploration: Some(exploration),
     };
     Ok(RunOutcome { report, report_dir })
 }
 
 /// Binds the scenario files to the target; exploration runs scenarios only.
-fn bind(config: &ExploreConfig, observer: &dyn Observer) -> Result<(Vec<Scenario>, Vec<(String, Option<String>)>), RunError> {
+fn bind(config: &ExploreConfig, observer: &dyn Observer) -> Result<(Vec<Scenario>, Roster), RunError> {
     let mut scenarios = Vec::new();
     let mut roster = Vec::new();
     for file in &config.scenarios {
@@ -321,6 +341,7 @@ async fn search(bounds: &Bounds<'_>, lab: &mut Lab<'_>, space: &Space, cases: u3
             // The case drawn again: a fresh tree to shrink for each fault it showed.
             let Ok(tree) = strategy.new_tree(&mut runner(bounds.seed, case)) else { continue };
             let (minimal, fault) = shrink(bounds, lab, tree, fault, &mut search.exploration.shrink_steps).await;
+            let (minimal, fault) = prune(bounds, lab, minimal, fault, &mut search.exploration.shrink_steps).await;
             let settled = settle(bounds, lab, fault, minimal).await;
             search.settled.push(settled);
         }
@@ -366,20 +387,31 @@ async fn run_index(lab: &mut Lab<'_>, schedule: &Schedule, phase: Phase) -> usiz
 /// proptest's shrinking, one real run per try.
 async fn shrink(bounds: &Bounds<'_>, lab: &mut Lab<'_>, mut tree: impl ValueTree<Value = Schedule>, fault: Fault, tries: &mut u32) -> (Schedule, Fault) {
     let (mut minimal, mut fault) = (tree.current(), fault);
+    // Many drawn values stand for one schedule (a route past a user's last step, a step
+    // that keeps its replica): each schedule runs once, whatever else shrinks.
+    let mut tried: HashMap<Schedule, bool> = HashMap::from([(minimal.clone(), true)]);
     let mut iterations = 0;
     if !tree.simplify() {
         return (minimal, fault);
     }
     while iterations < bounds.max_shrink_iters && Instant::now() < bounds.deadline {
-        iterations += 1;
-        *tries += 1;
         let candidate = tree.current();
-        bounds.observer.progress(Progress::Shrinking {
-            tries: iterations,
-            steps: minimal.steps(),
-        });
-        let index = run_index(lab, &candidate, Phase::Shrink).await;
-        let same = explored::judge(bounds.scenarios, &lab.runs[index]).faults.into_iter().find(|f| f.key == fault.key);
+        let same = match tried.get(&candidate) {
+            Some(true) => Some(fault.clone()),
+            Some(false) => None,
+            None => {
+                iterations += 1;
+                *tries += 1;
+                bounds.observer.progress(Progress::Shrinking {
+                    tries: iterations,
+                    steps: minimal.steps(),
+                });
+                let index = run_index(lab, &candidate, Phase::Shrink).await;
+                let same = explored::judge(bounds.scenarios, &lab.runs[index]).faults.into_iter().find(|f| f.key == fault.key);
+                tried.insert(candidate.clone(), same.is_some());
+                same
+            }
+        };
         let more = match same {
             Some(smaller) => {
                 (minimal, fault) = (candidate, smaller);
@@ -390,6 +422,29 @@ async fn shrink(bounds: &Bounds<'_>, lab: &mut Lab<'_>, mut tree: impl ValueTree
         if !more {
             break;
         }
+    }
+    (minimal, fault)
+}
+
+/// Removes whole users and disruptions the fault does not need, one at a time, for as
+/// long as one can go. proptest shrinks the values it drew, and cannot see that a
+/// disruption placed by a step count moves when a user before it goes.
+async fn prune(bounds: &Bounds<'_>, lab: &mut Lab<'_>, mut minimal: Schedule, mut fault: Fault, tries: &mut u32) -> (Schedule, Fault) {
+    let mut iterations = 0;
+    'smaller: loop {
+        for candidate in minimal.one_less() {
+            if iterations >= bounds.max_shrink_iters || Instant::now() >= bounds.deadline {
+                break 'smaller;
+            }
+            iterations += 1;
+            *tries += 1;
+            let index = run_index(lab, &candidate, Phase::Shrink).await;
+            if let Some(smaller) = explored::judge(bounds.scenarios, &lab.runs[index]).faults.into_iter().find(|f| f.key == fault.key) {
+                (minimal, fault) = (candidate, smaller);
+                continue 'smaller;
+            }
+        }
+        break;
     }
     (minimal, fault)
 }
@@ -416,7 +471,7 @@ async fn settle(bounds: &Bounds<'_>, lab: &mut Lab<'_>, fault: Fault, minimal: S
 }
 
 /// Findings and scenario results from what the search settled and the cases it ran.
-fn verdict(search: &Search, runs: &[ScheduleRun], scenarios: &[Scenario], roster: &[(String, Option<String>)], seed: u64, reproduce: &ReproduceSchedule) -> Verdict {
+fn verdict(search: &Search, runs: &[ScheduleRun], scenarios: &[Scenario], roster: &Roster, seed: u64, reproduce: &ReproduceSchedule) -> Verdict {
     let mut findings = Vec::new();
     let mut baseline: BTreeMap<&str, String> = BTreeMap::new();
     let mut errors: BTreeMap<&str, String> = BTreeMap::new();

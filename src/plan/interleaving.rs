@@ -14,12 +14,12 @@ use serde::{Deserialize, Serialize};
 use super::VuPlan;
 use crate::cluster::replica::ReplicaId;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Schedule {
     pub events: Vec<Event>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Event {
     /// User `user` sends step `step` of its scenario to `replica`.
@@ -28,7 +28,7 @@ pub enum Event {
 }
 
 /// What happens to the cluster between two steps; each ends with the cluster whole again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Disruption {
     /// Terminated as the platform would, and started again.
@@ -99,6 +99,44 @@ impl Schedule {
         Schedule {
             events: self.events.iter().filter(|e| matches!(e, Event::Step { .. })).cloned().collect(),
         }
+    }
+
+    /// The schedule without user `user`: its steps gone, later users a number lower.
+    pub fn without_user(&self, user: u32) -> Schedule {
+        let events = self
+            .events
+            .iter()
+            .filter(|e| !matches!(e, Event::Step { user: u, .. } if *u == user))
+            .map(|event| match event {
+                Event::Step { user: u, scenario, step, replica } if *u > user => Event::Step {
+                    user: u - 1,
+                    scenario: scenario.clone(),
+                    step: *step,
+                    replica: *replica,
+                },
+                other => other.clone(),
+            })
+            .collect();
+        Schedule { events }
+    }
+
+    /// The schedule without its disruption at `index` among the events.
+    pub fn without_disruption(&self, index: usize) -> Schedule {
+        let mut events = self.events.clone();
+        if matches!(events.get(index), Some(Event::Disrupt(_))) {
+            events.remove(index);
+        }
+        Schedule { events }
+    }
+
+    /// The simpler schedules one removal away: each user but one, and each disruption.
+    pub fn one_less(&self) -> Vec<Schedule> {
+        let mut users: Vec<u32> = self.users(0, "").into_iter().map(|(u, _)| u).collect();
+        users.dedup();
+        let mut simpler: Vec<Schedule> = if users.len() > 1 { users.iter().map(|u| self.without_user(*u)).collect() } else { Vec::new() };
+        let disruptions = self.events.iter().enumerate().filter(|(_, e)| matches!(e, Event::Disrupt(_)));
+        simpler.extend(disruptions.map(|(index, _)| self.without_disruption(index)));
+        simpler
     }
 
     /// Where user `user`'s step `step` stands among the events.
@@ -256,5 +294,7 @@ mod tests {
         assert_eq!(schedule.pinned(0, ReplicaId(0)).to_string(), "u0:login/0@r0 restart:r1 u1:cache/0@r1 u0:login/1@r0");
         assert_eq!(schedule.undisturbed().to_string(), "u0:login/0@r0 u1:cache/0@r1 u0:login/1@r1");
         assert_eq!(schedule.position(0, 1), Some(3));
+        let simpler: Vec<String> = schedule.one_less().iter().map(ToString::to_string).collect();
+        assert_eq!(simpler, ["restart:r1 u0:cache/0@r1", "u0:login/0@r0 restart:r1 u0:login/1@r1", "u0:login/0@r0 u1:cache/0@r1 u0:login/1@r1"]);
     }
 }

@@ -242,6 +242,9 @@ fn findings(page: &mut String, report: &Report) {
             let _ = write!(page, "<dt>accepted</dt><dd>by rule {} of the policy: {}</dd>", accepted.rule, escape(&accepted.reason));
         }
         let _ = write!(page, "<dt>timeline</dt><dd><a href=\"#mark-{0}\">{0} on the timeline</a></dd>", escape(&f.id));
+        if let Some(schedule) = &f.minimal_schedule {
+            let _ = write!(page, "<dt>smallest schedule</dt><dd><code>{}</code></dd>", escape(&schedule.to_string()));
+        }
         let _ = write!(page, "<dt>reproduce</dt><dd><code>{}</code></dd></dl></article>", escape(&f.reproduce));
     }
 }
