@@ -56,3 +56,16 @@ fn the_readme_smoke_command_parses() {
     assert_eq!(output.status.code(), Some(0), "{command}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.starts_with("plan for seed") && stdout.contains("Nothing was sent"), "{stdout}");
 }
+
+#[test]
+fn the_readme_explore_example_fails_as_the_demo_does() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let block = readme.split("```sh\n").find(|b| b.starts_with("replicheck explore")).expect("an explore example");
+    let command = block.split("```").next().unwrap().trim().replacen("replicheck", &common::bin().display().to_string(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let command = format!("{command} --format json --report-dir {}", dir.path().join("report").display());
+    let output = std::process::Command::new("sh").arg("-c").arg(&command).current_dir(common::root()).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{command}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: replicheck::report::Report = serde_json::from_slice(&std::fs::read(dir.path().join("report/report.json")).unwrap()).unwrap();
+    assert_eq!(report.findings.iter().map(|f| f.kind.to_string()).collect::<Vec<_>>(), ["auth-cookie-rejected"]);
+}
