@@ -88,6 +88,19 @@ pub fn outcome(report: &Report) -> String {
     for (note, names) in notes {
         out.push_str(&format!("note ({}): {note}\n", names.join(", ")));
     }
+    if let Some(exploration) = &report.exploration {
+        out.push_str(&format!(
+            "explored {} schedule(s); {} smaller one(s) run while shrinking\n",
+            exploration.cases, exploration.shrink_steps
+        ));
+        if let Some(stopped) = &exploration.stopped {
+            out.push_str(&format!("stopped early: {stopped}\n"));
+        }
+        for dismissed in &exploration.dismissed {
+            let key = &dismissed.key;
+            out.push_str(&format!("not a finding: {} in {} step {} ({}): {}\n", key.kind, key.scenario, key.step, dismissed.schedule, dismissed.why));
+        }
+    }
     let gaps = report::gaps(report);
     if !gaps.is_empty() {
         out.push_str(&format!("not tested ({}):\n", gaps.len()));
