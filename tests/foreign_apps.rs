@@ -41,7 +41,7 @@ fn the_python_app_configured_correctly_finds_nothing() {
 fn a_hostile_replica_costs_a_bounded_time_and_yields_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut scenarios = Vec::new();
-    for path in ["hang", "huge", "garbage", "crash"] {
+    for path in ["hang", "huge", "trickle", "garbage", "crash"] {
         let file = common::write(
             dir.path(),
             &format!("{path}.toml"),
@@ -59,7 +59,9 @@ fn a_hostile_replica_costs_a_bounded_time_and_yields_clear_errors() {
         scenario.reason.clone().unwrap_or_default()
     };
     assert!(reason("hang").contains("no answer within 1s"), "{}", reason("hang"));
-    assert!(reason("huge").contains("exceeds 1024 KiB"), "{}", reason("huge"));
+    assert!(reason("huge").contains("r0: the response body exceeds 1024 KiB"), "{}", reason("huge"));
+    let trickle = reason("trickle");
+    assert!(trickle.contains("r0: timed out: ") && trickle.contains(" bytes of body arrived within 1s"), "{trickle}");
     assert!(reason("garbage").contains("the balancer answered 502: r0: "), "{}", reason("garbage"));
     assert!(reason("crash").contains("the balancer answered 502: r0: "), "{}", reason("crash"));
 }

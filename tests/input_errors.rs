@@ -76,4 +76,12 @@ fn bad_command_lines_exit_2_naming_the_offending_value() {
     assert!(no_command.contains("has no `command`"), "{no_command}");
     assert!(usage_error(&["run", "examples/demo/fixed.toml", "--backend", "kubernetes"]).contains("kubernetes"));
     assert!(usage_error(&["run", "examples/demo/fixed.toml", "--backend", "external"]).contains("replicheck smoke TARGET --instance URL"));
+    let nothing = usage_error(&["run", "examples/demo/broken.toml", "--scenarios", "store-restart"]);
+    assert!(nothing.contains("nothing selected can run against examples/demo/broken.toml (store-restart: the target has no Redis"), "{nothing}");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let path = file.path().to_str().unwrap();
+    for command in ["run", "explore"] {
+        let error = usage_error(&[command, "examples/demo/fixed.toml", "--report-dir", path]);
+        assert!(error.contains(&format!("{path} is a file")), "{command}: {error}");
+    }
 }

@@ -996,11 +996,22 @@ fn recorded_target(path: &str) -> Result<Target, CliError> {
     Ok(target)
 }
 
+/// Tables only a target file has.
+const TARGET_TABLES: [&str; 11] = ["health", "limits", "balancer", "chaos", "login", "antiforgery", "session", "cache", "echo", "token", "dependencies"];
+
 fn validate(files: &[PathBuf]) -> Result<Exit, CliError> {
     for path in files {
         let source = SourceFile::read(path)?;
-        // A target has a [start] table; anything else is read as a scenario.
+        // A target has a [start] table; a scenario has steps. A file with a target's tables
+        // but no [start] is a target that lacks it, not a scenario with odd fields.
         let table: toml::Table = source.parse()?;
+        let target_like = table.keys().find(|key| TARGET_TABLES.contains(&key.as_str()));
+        if let (Some(key), false, false) = (target_like, table.contains_key("start"), table.contains_key("steps")) {
+            return Err(source
+                .error_at(source.table_span(key), format!("a target file needs a [start] table; this one has [{key}] but no [start]"))
+                .with_help(Some("add [start] with `command` (to run processes) or `image` (to run containers)".into()))
+                .into());
+        }
         if table.contains_key("start") {
             let target = Target::from_source(&source)?;
             let flows: Vec<&str> = [

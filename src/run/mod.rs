@@ -334,8 +334,8 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
         }
         reason
     };
-    let inspections = config.inspections.iter().map(|&kind| (kind, skipped(kind.name(), kind.skip_reason(&config.target)))).collect();
-    let experiments = config
+    let inspections: Vec<(InspectionKind, Option<String>)> = config.inspections.iter().map(|&kind| (kind, skipped(kind.name(), kind.skip_reason(&config.target)))).collect();
+    let experiments: Vec<(ExperimentKind, Option<String>)> = config
         .experiments
         .iter()
         .map(|&kind| {
@@ -344,6 +344,23 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
         })
         .collect();
     let (users, roster) = if config.run_scenarios { (bound.clone(), scenario_roster) } else { (Vec::new(), Vec::new()) };
+    let runs_something = !users.is_empty()
+        || inspections.iter().any(|(_, skipped)| skipped.is_none())
+        || experiments.iter().any(|(_, skipped)| skipped.is_none());
+    if !runs_something {
+        let skipped: Vec<String> = roster
+            .iter()
+            .map(|(name, reason)| (name.as_str(), reason.as_deref()))
+            .chain(inspections.iter().map(|(kind, reason)| (kind.name(), reason.as_deref())))
+            .chain(experiments.iter().map(|(kind, reason)| (kind.name(), reason.as_deref())))
+            .filter_map(|(name, reason)| reason.map(|reason| format!("{name}: {reason}")))
+            .collect();
+        return Err(RunError::Usage(format!(
+            "nothing selected can run against {}{}",
+            config.target.path.display(),
+            if skipped.is_empty() { String::new() } else { format!(" ({})", skipped.join("; ")) }
+        )));
+    }
     Ok(Bound {
         users,
         workload: bound,
@@ -537,6 +554,11 @@ pub(crate) fn create_report_dir(dir: &ReportDir, run_id: &str) -> Result<PathBuf
         ReportDir::Under(root) => root.join(run_id),
         ReportDir::At(path) => path.clone(),
     };
+    // A file where the directory should be is a mistake in the command line, said before
+    // anything starts.
+    if let Some(file) = path.ancestors().find(|p| p.is_file()) {
+        return Err(RunError::Usage(format!("the report directory {}: {} is a file", path.display(), file.display())));
+    }
     std::fs::create_dir_all(&path).map_err(|source| RunError::Report { dir: path.clone(), source })?;
     Ok(path)
 }

@@ -139,7 +139,18 @@ impl ScenarioFile {
         if self.spec.steps.is_empty() {
             return Err(src.error_at(0..0, format!("scenario `{}` has no [[steps]]", self.spec.name)));
         }
-        for template in self.spec.vars.values() {
+        for (name, template) in &self.spec.vars {
+            if let Some(other) = template.vars().find(|v| self.spec.vars.contains_key(*v)) {
+                let uses_back = self.spec.vars.get(other).is_some_and(|t| t.vars().any(|v| v == name));
+                let what = match other {
+                    _ if other == name => "itself".to_owned(),
+                    _ if uses_back => format!("`{other}`, which uses `{name}`: a cycle"),
+                    _ => format!("`{other}`, another of [vars]"),
+                };
+                return Err(src
+                    .error_at(template.span(), format!("`{name}` uses {what}"))
+                    .with_help(Some("[vars] are made from the user's own variables only: vu, nonce, seed".into())));
+            }
             check_template(src, template, |name| VU_VARS.iter().any(|(v, _)| *v == name), "[vars]")?;
         }
         let mut known: BTreeSet<String> = VU_VARS.iter().map(|(v, _)| (*v).to_owned()).collect();

@@ -386,7 +386,37 @@ impl Target {
         self.login.iter().map(|login| login.password.clone()).collect()
     }
 
+    /// Values that parse but cannot work, said at their place before anything starts.
+    fn check_values(&self, file: &SourceFile) -> Result<(), FileError> {
+        let zero = |table: &str, key: &str, why: &str| Err(file.error_at(file.key_span(table, key), format!("[{table}] {key} cannot be zero: {why}")));
+        if self.start.port == 0 {
+            return zero("start", "port", "it is the port the app listens on inside its container (1-65535)");
+        }
+        if self.start.ready_timeout.is_zero() {
+            return zero("start", "ready_timeout", "no replica could be ready in no time");
+        }
+        if self.health.interval.is_zero() {
+            return zero("health", "interval", "the balancer would probe readiness without a pause");
+        }
+        if self.limits.request_timeout.is_zero() {
+            return zero("limits", "request_timeout", "every request would time out at once");
+        }
+        if self.limits.max_body == 0 {
+            return zero("limits", "max_body", "no response body could be read");
+        }
+        if let Some(cwd) = &self.start.cwd {
+            let dir = self.dir().join(cwd);
+            if !dir.is_dir() {
+                return Err(file
+                    .error_at(file.key_span("start", "cwd"), format!("[start] cwd: {} is not a directory", dir.display()))
+                    .with_help(Some("cwd is taken relative to the target file's directory".into())));
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self, file: &SourceFile) -> Result<(), FileError> {
+        self.check_values(file)?;
         let has_redis = self.dependencies.redis.is_some();
         let start_templates = self.start.command.iter().chain(&self.start.args).chain(self.start.env.values());
         for template in start_templates {

@@ -609,7 +609,10 @@ impl<'a> VirtualUser<'a> {
                 };
                 continue;
             }
-            let body = read_body(response, self.ctx.limits.max_body).await;
+            let body = read_body(response, self.ctx.limits).await.map_err(|reason| match request_record.served_by {
+                Some(replica) => format!("{replica}: {reason}"),
+                None => reason,
+            });
             request_record.end_ms = self.ctx.now_ms();
             if let Err(message) = &body {
                 request_record.error = Some(message.clone());
@@ -759,21 +762,33 @@ fn path_and_query(url: &Url) -> String {
     }
 }
 
-/// Reads at most `max` bytes of body; a longer body is an error, not a truncation.
-async fn read_body(mut response: reqwest::Response, max: usize) -> Result<String, String> {
+/// Reads at most `max_body` bytes of body; a longer body is an error, not a truncation.
+/// The request timeout covers the body too, so a body that trickles in ends on time.
+async fn read_body(mut response: reqwest::Response, limits: Limits) -> Result<String, String> {
     let mut body = Vec::new();
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > max {
-                    return Err(format!("the response body exceeds {} KiB", max / 1024));
+                if body.len() + chunk.len() > limits.max_body {
+                    return Err(format!("the response body exceeds {} KiB ([limits] max_body)", limits.max_body / 1024));
                 }
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(String::from_utf8_lossy(&body).into_owned()),
-            Err(err) => return Err(format!("the response body was cut: {err}")),
+            Err(err) if err.is_timeout() => {
+                return Err(format!(
+                    "timed out: {} of body arrived within {} ([limits] request_timeout)",
+                    bytes(body.len()),
+                    humantime::format_duration(limits.request_timeout)
+                ));
+            }
+            Err(err) => return Err(format!("the connection closed after {} of body: {}", bytes(body.len()), crate::errors::chain(&err))),
         }
     }
+}
+
+fn bytes(count: usize) -> String {
+    if count < 1024 { format!("{count} bytes") } else { format!("{} KiB", count / 1024) }
 }
 
 fn describe_error(err: &reqwest::Error, timeout: Duration) -> String {

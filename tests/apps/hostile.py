@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A replica that misbehaves on purpose, per path: /hang never answers, /huge sends an
-endless body, /garbage answers with bytes that are not HTTP, /crash hangs up. /ready is fine."""
+endless body, /trickle sends a small body a byte every half second, /garbage answers with
+bytes that are not HTTP, /crash hangs up. /ready is fine."""
 import socketserver
 import sys
 import time
@@ -25,6 +26,14 @@ class Handler(socketserver.BaseRequestHandler):
             try:
                 while True:
                     self.request.sendall(block)
+            except OSError:
+                pass
+        elif path == "/trickle":
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n")
+            try:
+                for _ in range(100):
+                    self.request.sendall(b"x")
+                    time.sleep(0.5)
             except OSError:
                 pass
         elif path == "/garbage":
