@@ -115,3 +115,21 @@ fn a_schedule_the_target_cannot_run_is_refused_before_anything_starts() {
     refused("u0:nothing/0@r0", "no scenario `nothing`");
     refused("u0:cache/0@r0 store-restart u0:cache/1@r0", "no Redis");
 }
+
+#[test]
+fn a_store_restart_between_steps_is_found_as_one_and_a_durable_store_explores_clean() {
+    let broken = explore(&["examples/demo/broken-redis.toml", "--cases", "30", "--seed", "4"]);
+    assert_eq!(broken.code, 1, "{}\n{}", broken.stderr, broken.stdout);
+    let report = broken.report();
+    assert!(!report.findings.is_empty());
+    for finding in &report.findings {
+        // Keys are shared: whatever crossed, only the store's restart explains a failure.
+        assert_eq!(finding.kind, FindingKind::ArtifactLostAfterStoreRestart, "{finding:?}");
+        let schedule = finding.minimal_schedule.as_ref().unwrap();
+        assert!(schedule.to_string().contains("store-restart") && schedule.steps() <= 4, "{schedule}");
+        assert_eq!(finding.control.pinned_to, None, "the control takes the store restart away");
+    }
+    let fixed = explore(&["examples/demo/fixed-redis.toml", "--cases", "30", "--seed", "4"]);
+    assert_eq!(fixed.code, 0, "{}\n{}", fixed.stderr, fixed.stdout);
+    assert!(fixed.report().exploration.as_ref().unwrap().schedules.iter().any(|s| s.contains("store-restart")));
+}

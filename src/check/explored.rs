@@ -36,6 +36,33 @@ pub struct Fault {
     pub control: ControlPlan,
     /// The disruption a fault of the disruption followed, in words.
     pub after: Option<String>,
+    /// The user's step that produced what the failing step consumed.
+    pub producer_step: usize,
+}
+
+impl Fault {
+    /// The same failure, blamed on a disruption instead of the crossing: for when the
+    /// crossing's control failed too, and the store restarted, or the producing replica
+    /// restarted, between the artifact's making and its refusal.
+    pub fn recast(&self, schedule: &Schedule) -> Option<Fault> {
+        let (start, end) = (schedule.position(self.user, self.producer_step)?, schedule.position(self.user, self.key.step)?);
+        let producer = self.candidate.producer.id;
+        let disruption = schedule.events[start..end].iter().rev().find_map(|e| match e {
+            Event::Disrupt(d @ Disruption::StoreRestart) => Some(*d),
+            Event::Disrupt(d @ (Disruption::Restart(r) | Disruption::Kill(r))) if *r == producer => Some(*d),
+            _ => None,
+        })?;
+        let kind = match disruption {
+            Disruption::StoreRestart => FindingKind::ArtifactLostAfterStoreRestart,
+            Disruption::Restart(_) | Disruption::Kill(_) => FindingKind::ArtifactLostAfterRestart,
+        };
+        Some(Fault {
+            key: FaultKey { kind, ..self.key.clone() },
+            control: ControlPlan::Undisturbed,
+            after: Some(Event::Disrupt(disruption).to_string()),
+            ..self.clone()
+        })
+    }
 }
 
 /// The one thing a control takes away.
@@ -133,9 +160,21 @@ pub fn judge(scenarios: &[Scenario], run: &ScheduleRun) -> CaseVerdict {
             },
             control,
             after,
+            producer_step,
         });
     }
     verdict
+}
+
+/// The fault with `key` that the run shows, as judged or blamed on a disruption between
+/// (`Fault::recast`): what shrinking and a second run look for.
+pub fn find(scenarios: &[Scenario], run: &ScheduleRun, key: &FaultKey) -> Option<Fault> {
+    judge(scenarios, run).faults.into_iter().find_map(|fault| {
+        if fault.key == *key {
+            return Some(fault);
+        }
+        fault.recast(&run.schedule).filter(|recast| recast.key == *key)
+    })
 }
 
 /// Whether the store restarted between the user's steps `from` and `to`.
@@ -164,6 +203,9 @@ pub enum Confirmation {
     NotReproduced,
     /// The control or the second run got no answer to judge.
     Error(String),
+    /// Neither the crossing's control nor the disruption's passed: each explanation alone
+    /// falls short. Not a finding, and no proof of a failure on one replica either.
+    Unexplained(String),
 }
 
 /// Judges a fault by its control run and its reproduction (the same schedule again).
@@ -182,9 +224,8 @@ pub fn confirm(fault: &Fault, scenarios: &[Scenario], control: &ScheduleRun, rep
         };
         return Confirmation::ControlFailed(format!("the control ({}) failed step `{}` too: {observed}", describe(fault.control, fault.user), failed.name));
     }
-    let again = judge(scenarios, reproduction).faults.into_iter().any(|f| {
-        f.key == fault.key && f.candidate.consumer.id == fault.candidate.consumer.id && f.candidate.observed.status == fault.candidate.observed.status
-    });
+    let again = find(scenarios, reproduction, &fault.key)
+        .is_some_and(|f| f.candidate.consumer.id == fault.candidate.consumer.id && f.candidate.observed.status == fault.candidate.observed.status);
     if !again {
         return Confirmation::NotReproduced;
     }
@@ -309,6 +350,23 @@ mod tests {
         assert_eq!(fault.key.kind, FindingKind::ArtifactLostAfterRestart);
         assert_eq!(fault.control, ControlPlan::Undisturbed);
         assert_eq!(fault.after.as_deref(), Some("restart:r0"));
+    }
+
+    #[test]
+    fn a_crossing_fault_can_be_blamed_on_a_disruption_between_instead() {
+        let case = run("u0:login/0@r0 u0:login/1@r0 store-restart u0:login/2@r1", &[r(0, 1), r(0, 1), r(1, 1)], refused());
+        let [fault] = judge(&demo_scenarios(), &case).faults.try_into().unwrap();
+        assert_eq!(fault.key.kind, FindingKind::AuthCookieRejected);
+        let recast = fault.recast(&case.schedule).unwrap();
+        assert_eq!((recast.key.kind, recast.control), (FindingKind::ArtifactLostAfterStoreRestart, ControlPlan::Undisturbed));
+        assert_eq!(recast.after.as_deref(), Some("store-restart"));
+        // A restart of the replica that reads is no explanation of a cookie another made.
+        let other = run("u0:login/0@r0 u0:login/1@r0 restart:r1 u0:login/2@r1", &[r(0, 1), r(0, 1), r(1, 2)], refused());
+        let [fault] = judge(&demo_scenarios(), &other).faults.try_into().unwrap();
+        assert!(fault.recast(&other.schedule).is_none());
+        let producer = run("u0:login/0@r0 u0:login/1@r0 kill:r0 u0:login/2@r1", &[r(0, 1), r(0, 1), r(1, 1)], refused());
+        let [fault] = judge(&demo_scenarios(), &producer).faults.try_into().unwrap();
+        assert_eq!(fault.recast(&producer.schedule).unwrap().key.kind, FindingKind::ArtifactLostAfterRestart);
     }
 
     #[test]

@@ -108,13 +108,15 @@ struct Settled {
     minimal: Schedule,
     confirmation: Confirmation,
     occurrences: u32,
+    /// The keys it was found by, when settling blamed another cause (a disruption).
+    aliases: Vec<FaultKey>,
 }
 
 impl Settled {
     fn dismissed(&self) -> Option<Dismissed> {
         let why = match &self.confirmation {
             Confirmation::Confirmed(_) => return None,
-            Confirmation::ControlFailed(why) | Confirmation::Error(why) => why.clone(),
+            Confirmation::ControlFailed(why) | Confirmation::Error(why) | Confirmation::Unexplained(why) => why.clone(),
             Confirmation::NotReproduced => "its control passed, but it did not happen again".into(),
         };
         Some(Dismissed {
@@ -325,13 +327,17 @@ async fn search(bounds: &Bounds<'_>, lab: &mut Lab<'_>, space: &Space, cases: u3
         search.note(&verdict);
         let mut new: Vec<Fault> = Vec::new();
         for fault in verdict.faults {
-            match search.settled.iter_mut().find(|s| s.fault.key == fault.key) {
+            match search.known(&fault.key) {
                 Some(settled) => settled.occurrences += 1,
                 None if new.iter().all(|f| f.key != fault.key) => new.push(fault),
                 None => {}
             }
         }
         for fault in new {
+            // Settling the one before may have explained this one too.
+            if search.known(&fault.key).is_some() {
+                continue;
+            }
             bounds.observer.progress(Progress::FaultFound {
                 case: case + 1,
                 kind: fault.key.kind,
@@ -342,8 +348,9 @@ async fn search(bounds: &Bounds<'_>, lab: &mut Lab<'_>, space: &Space, cases: u3
             let Ok(tree) = strategy.new_tree(&mut runner(bounds.seed, case)) else { continue };
             let (minimal, fault) = shrink(bounds, lab, tree, fault, &mut search.exploration.shrink_steps).await;
             let (minimal, fault) = prune(bounds, lab, minimal, fault, &mut search.exploration.shrink_steps).await;
-            let settled = settle(bounds, lab, fault, minimal).await;
-            search.settled.push(settled);
+            let found = fault.key.clone();
+            let settled = settle(bounds, lab, fault, minimal, &mut search.exploration.shrink_steps).await;
+            search.keep(settled, found);
         }
     }
     search
@@ -358,16 +365,35 @@ async fn replay(bounds: &Bounds<'_>, lab: &mut Lab<'_>, schedule: &Schedule) -> 
     let verdict = explored::judge(bounds.scenarios, &lab.runs[index]);
     search.note(&verdict);
     for fault in verdict.faults {
-        if search.settled.iter().any(|s| s.fault.key == fault.key) {
+        if search.known(&fault.key).is_some() {
             continue;
         }
-        let settled = settle(bounds, lab, fault, schedule.clone()).await;
-        search.settled.push(settled);
+        let found = fault.key.clone();
+        let settled = settle(bounds, lab, fault, schedule.clone(), &mut search.exploration.shrink_steps).await;
+        search.keep(settled, found);
     }
     search
 }
 
 impl Search {
+    fn known(&mut self, key: &FaultKey) -> Option<&mut Settled> {
+        self.settled.iter_mut().find(|s| s.fault.key == *key || s.aliases.contains(key))
+    }
+
+    /// Keeps a settled fault under the key it was found by too; one that ended as a fault
+    /// already known is another sighting of it.
+    fn keep(&mut self, mut settled: Settled, found: FaultKey) {
+        if let Some(known) = self.known(&settled.fault.key) {
+            known.occurrences += 1;
+            known.aliases.push(found);
+            return;
+        }
+        if settled.fault.key != found {
+            settled.aliases.push(found);
+        }
+        self.settled.push(settled);
+    }
+
     fn note(&mut self, verdict: &explored::CaseVerdict) {
         for (scenario, what) in &verdict.own {
             self.own.entry(scenario.clone()).or_insert_with(|| what.clone());
@@ -407,7 +433,7 @@ async fn shrink(bounds: &Bounds<'_>, lab: &mut Lab<'_>, mut tree: impl ValueTree
                     steps: minimal.steps(),
                 });
                 let index = run_index(lab, &candidate, Phase::Shrink).await;
-                let same = explored::judge(bounds.scenarios, &lab.runs[index]).faults.into_iter().find(|f| f.key == fault.key);
+                let same = explored::find(bounds.scenarios, &lab.runs[index], &fault.key);
                 tried.insert(candidate.clone(), same.is_some());
                 same
             }
@@ -439,7 +465,7 @@ async fn prune(bounds: &Bounds<'_>, lab: &mut Lab<'_>, mut minimal: Schedule, mu
             iterations += 1;
             *tries += 1;
             let index = run_index(lab, &candidate, Phase::Shrink).await;
-            if let Some(smaller) = explored::judge(bounds.scenarios, &lab.runs[index]).faults.into_iter().find(|f| f.key == fault.key) {
+            if let Some(smaller) = explored::find(bounds.scenarios, &lab.runs[index], &fault.key) {
                 (minimal, fault) = (candidate, smaller);
                 continue 'smaller;
             }
@@ -450,15 +476,25 @@ async fn prune(bounds: &Bounds<'_>, lab: &mut Lab<'_>, mut minimal: Schedule, mu
 }
 
 /// Runs the minimal schedule's control and the schedule once more, and judges the fault.
-async fn settle(bounds: &Bounds<'_>, lab: &mut Lab<'_>, fault: Fault, minimal: Schedule) -> Settled {
-    let control = run_index(lab, &fault.control.schedule(&minimal, fault.user), Phase::Control).await;
-    let reproduction = run_index(lab, &minimal, Phase::Reproduce).await;
-    let confirmation = explored::confirm(&fault, bounds.scenarios, &lab.runs[control], &lab.runs[reproduction]);
+/// A crossing whose control failed too, with the store or the producing replica restarted
+/// in between, is asked again as a fault of that disruption, pruned for it: only when
+/// that control fails as well does the failure stay unexplained.
+async fn settle(bounds: &Bounds<'_>, lab: &mut Lab<'_>, fault: Fault, minimal: Schedule, tries: &mut u32) -> Settled {
+    let (mut fault, mut minimal) = (fault, minimal);
+    let mut confirmation = confirm(bounds, lab, &fault, &minimal).await;
+    if let (Confirmation::ControlFailed(crossing), Some(recast)) = (&confirmation, fault.recast(&minimal)) {
+        let crossing = crossing.clone();
+        (minimal, fault) = prune(bounds, lab, minimal, recast, tries).await;
+        confirmation = match confirm(bounds, lab, &fault, &minimal).await {
+            Confirmation::ControlFailed(disruption) => Confirmation::Unexplained(format!("{crossing}; {disruption}")),
+            other => other,
+        };
+    }
     bounds.observer.progress(Progress::Shrunk {
         schedule: minimal.to_string(),
         outcome: match &confirmation {
             Confirmation::Confirmed(_) => "a finding: its control passed and it happened again".into(),
-            Confirmation::ControlFailed(why) | Confirmation::Error(why) => why.clone(),
+            Confirmation::ControlFailed(why) | Confirmation::Error(why) | Confirmation::Unexplained(why) => why.clone(),
             Confirmation::NotReproduced => "did not happen again: not a finding".into(),
         },
     });
@@ -467,7 +503,14 @@ async fn settle(bounds: &Bounds<'_>, lab: &mut Lab<'_>, fault: Fault, minimal: S
         minimal,
         confirmation,
         occurrences: 1,
+        aliases: Vec::new(),
     }
+}
+
+async fn confirm(bounds: &Bounds<'_>, lab: &mut Lab<'_>, fault: &Fault, minimal: &Schedule) -> Confirmation {
+    let control = run_index(lab, &fault.control.schedule(minimal, fault.user), Phase::Control).await;
+    let reproduction = run_index(lab, minimal, Phase::Reproduce).await;
+    explored::confirm(fault, bounds.scenarios, &lab.runs[control], &lab.runs[reproduction])
 }
 
 /// Findings and scenario results from what the search settled and the cases it ran.
@@ -486,7 +529,7 @@ fn verdict(search: &Search, runs: &[ScheduleRun], scenarios: &[Scenario], roster
             Confirmation::Error(why) => {
                 errors.entry(scenario).or_insert_with(|| why.clone());
             }
-            Confirmation::NotReproduced => *unconfirmed.entry(scenario).or_default() += 1,
+            Confirmation::NotReproduced | Confirmation::Unexplained(_) => *unconfirmed.entry(scenario).or_default() += 1,
         }
     }
     let mut results = Vec::new();
