@@ -133,6 +133,24 @@ impl ExperimentRun {
     }
 }
 
+/// A replica that exited while the run relied on it, without replicheck stopping it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaExit {
+    pub replica: Incarnation,
+    /// When replicheck noticed, in milliseconds since the run started.
+    pub at_ms: f64,
+    /// How it exited, and the end of its log.
+    pub how: String,
+}
+
+impl ReplicaExit {
+    /// The exit in one line: how, without the log.
+    pub fn summary(&self) -> String {
+        let how = self.how.split(';').next().unwrap_or(&self.how);
+        format!("{} exited at {:.2}s without replicheck stopping it ({how})", self.replica, self.at_ms / 1000.0)
+    }
+}
+
 /// One run of an interleaved schedule (exploration): its users, numbered from `first_vu`
 /// in the schedule's user order, and the disruptions between their steps.
 #[derive(Debug, Clone, Serialize, Deserialize)]

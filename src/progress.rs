@@ -31,6 +31,8 @@ pub enum Progress {
     Shrinking { tries: u32, steps: usize },
     /// Exploration: a fault's smallest schedule, and what its control and second run said.
     Shrunk { schedule: String, outcome: String },
+    /// A replica exited without replicheck stopping it; it is out of routing.
+    ReplicaExited { exit: crate::history::ReplicaExit },
     Stopping,
     /// Behind a load balancer replicheck cannot bypass: the instances that served, in
     /// replica order, and how many requests could not be landed where they were planned.

@@ -133,3 +133,21 @@ fn a_store_restart_between_steps_is_found_as_one_and_a_durable_store_explores_cl
     assert_eq!(fixed.code, 0, "{}\n{}", fixed.stderr, fixed.stdout);
     assert!(fixed.report().exploration.as_ref().unwrap().schedules.iter().any(|s| s.contains("store-restart")));
 }
+
+#[test]
+fn a_replica_that_exits_while_exploring_stops_the_search_and_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = common::write(
+        dir.path(),
+        "pages.toml",
+        "name = \"pages\"\n[[steps]]\nname = \"a page\"\nrequest = { url = \"/page\" }\n[[steps]]\nname = \"another\"\nrequest = { url = \"/page\" }\n",
+    );
+    let run = explore(&["tests/apps/quitter.toml", "--scenarios", scenario.to_str().unwrap(), "--cases", "200", "--seed", "1"]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let report = run.report();
+    assert_eq!(report.exits.len(), 1, "{:?}", report.exits);
+    assert!(report.exits[0].how.contains("giving up after 15 requests"));
+    let exploration = report.exploration.as_ref().unwrap();
+    assert!(exploration.cases < 200 && exploration.stopped.as_deref().unwrap_or("").contains("exited"), "{exploration:?}");
+    assert!(report.scenarios.iter().all(|s| s.status == replicheck::check::ScenarioStatus::Error), "{:?}", report.scenarios);
+}

@@ -81,3 +81,25 @@ fn a_replica_that_cannot_bind_its_port_is_reported_with_its_log() {
     assert!(run.stderr.contains("r0 exited (exit status 1) before it was ready"), "{}", run.stderr);
     assert!(run.stderr.contains("Address already in use"), "{}", run.stderr);
 }
+
+#[test]
+fn a_replica_that_exits_mid_run_is_told_taken_out_and_makes_what_it_touched_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = common::write(
+        dir.path(),
+        "pages.toml",
+        "name = \"pages\"\n[[steps]]\nname = \"a page\"\nrequest = { url = \"/page\" }\n[[steps]]\nname = \"another\"\nrequest = { url = \"/page\" }\n",
+    );
+    let run = common::run("tests/apps/quitter.toml", &["--replicas", "2", "--vus", "40", "--concurrency", "4", "--scenarios", scenario.to_str().unwrap()]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let report = run.report();
+    let [exit] = report.exits.as_slice() else { panic!("{:?}\n{}", report.exits, run.stderr) };
+    assert_eq!(exit.replica.to_string(), "r1");
+    assert!(exit.how.contains("exit status 3") && exit.how.contains("giving up after 15 requests"), "{}", exit.how);
+    assert!(run.stderr.contains("error: r1 exited at"), "{}", run.stderr);
+    assert!(run.stdout.contains("error: r1 exited at") && run.stdout.contains("giving up after 15 requests"), "{}", run.stdout);
+    let pages = report.scenarios.iter().find(|s| s.name == "pages").unwrap();
+    assert_eq!(pages.status, ScenarioStatus::Error);
+    assert!(pages.reason.as_deref().unwrap_or("").contains("r1 exited at"), "{pages:?}");
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}

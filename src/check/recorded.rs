@@ -12,7 +12,7 @@ use super::twice::Assessment;
 use super::{ScenarioResult, ScenarioStatus, Untested, Verdict};
 use crate::chaos::ExperimentKind;
 use crate::cluster::Vantage;
-use crate::history::{ExperimentRun, History, InspectionRun, Phase, VuRecord};
+use crate::history::{ExperimentRun, History, InspectionRun, Phase, ReplicaExit, VuRecord};
 use crate::inspect::InspectionKind;
 use crate::plan::Plan;
 use crate::plan::evidence::EvidencePlans;
@@ -43,6 +43,9 @@ pub struct Record {
     /// The questions asked again with adapted users.
     pub adapted: Option<AskRecord>,
     pub experiments: Vec<ExperimentRun>,
+    /// Replicas that exited while the users and inspections relied on them.
+    #[serde(default)]
+    pub exits: Vec<ReplicaExit>,
 }
 
 /// Every scenario, inspection and experiment of the run in report order, with the reason
@@ -184,8 +187,40 @@ pub fn judge(record: &Record, scenarios: &Scenarios<'_>, target: &Target, plan: 
     verdict.findings.extend(trial_findings);
     verdict.findings.extend(inspected.findings);
     verdict.findings.extend(chaos.findings);
+    touched_by_exits(&mut verdict, record);
     name_checks(&mut verdict.scenarios, scenarios.users, &verdict.findings, target, record.vantage);
     verdict
+}
+
+/// How long before replicheck noticed an exit the replica may already have been gone.
+const EXIT_SLACK_MS: f64 = 250.0;
+
+/// What a replica's unexpected exit touched proves nothing: every scenario or inspection
+/// that sent it a request from shortly before the exit on, or found something of it,
+/// becomes `error` with the exit as its cause, and its findings go.
+fn touched_by_exits(verdict: &mut Verdict, record: &Record) {
+    let users = record.users.users.vus.iter().chain(&record.users.evidence.vus);
+    let adapted = record.adapted.iter().flat_map(|a| a.users.vus.iter().chain(&a.evidence.vus));
+    let trial = record.trial.iter().flat_map(|(browser, adapted)| [browser, adapted]);
+    let users: Vec<&VuRecord> = users.chain(adapted).chain(trial).collect();
+    for exit in &record.exits {
+        let since = exit.at_ms - EXIT_SLACK_MS;
+        let mut touched: Vec<&str> = users
+            .iter()
+            .filter(|vu| vu.steps.iter().flat_map(|s| &s.requests).any(|r| r.planned == exit.replica.id && r.end_ms >= since))
+            .map(|vu| vu.scenario.as_str())
+            .collect();
+        let asked = record.inspections.iter().filter(|run| run.answers.iter().any(|a| a.replica == exit.replica && a.at_ms >= since));
+        touched.extend(asked.map(|run| run.inspection.as_str()));
+        let found = verdict.findings.iter().filter(|f| f.producer == exit.replica || f.consumer == exit.replica);
+        let found: Vec<String> = found.flat_map(|f| [f.check.clone(), f.scenario.clone()]).collect();
+        touched.extend(found.iter().map(String::as_str));
+        for result in verdict.scenarios.iter_mut().filter(|r| touched.contains(&r.name.as_str())) {
+            result.status = ScenarioStatus::Error;
+            result.reason = Some(exit.summary());
+        }
+        verdict.findings.retain(|f| !touched.contains(&f.check.as_str()) && !touched.contains(&f.scenario.as_str()));
+    }
 }
 
 /// A check that runs twice, from its recorded runs: one that never ran says so.

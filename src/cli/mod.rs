@@ -665,11 +665,16 @@ fn present(outcome: RunOutcome, output: &Output) -> Result<Report, CliError> {
     Ok(outcome.report)
 }
 
-/// Findings win: a run with findings the policy does not accept exits 1 whatever else it
-/// could not test (its output lists that too). Without them, a check that errored or
+/// A replica that exited by itself makes the run exit 3. Otherwise findings win: a run
+/// with findings the policy does not accept exits 1 whatever else it could not test (its
+/// output lists that too). Without them, a check that errored or
 /// failed on one replica means nothing was proven (3); under `strict`, so does anything
 /// selected that did not run in full.
 fn exit_for(report: &Report, strict: bool) -> Exit {
+    // A replica that died under the run: what it touched could not be tested.
+    if !report.exits.is_empty() {
+        return Exit::CouldNotRun;
+    }
     let unsound = report.scenarios.iter().any(|s| s.status == ScenarioStatus::Error || s.status == ScenarioStatus::BaselineFailed);
     let partial = !report.scenarios.iter().all(|s| s.fully_tested());
     if report.findings.iter().any(|f| f.accepted.is_none()) {

@@ -81,6 +81,7 @@ fn line(event: &Progress) -> String {
         Progress::FaultFound { case, kind, scenario, step } => format!("  case {case}: {kind} in {scenario}, step `{step}`; shrinking its schedule"),
         Progress::Shrinking { tries, steps } => format!("  shrinking: {tries} tries, smallest so far {steps} step(s)"),
         Progress::Shrunk { schedule, outcome } => format!("    smallest schedule: {schedule}\n    {outcome}"),
+        Progress::ReplicaExited { exit } => format!("  error: {}; it takes no more requests", exit.summary()),
         Progress::Stopping => "  stopping replicas".into(),
         Progress::InstancesSeen { names, missed } => {
             let names: Vec<String> = names.iter().enumerate().map(|(i, name)| format!("r{i} = {name}")).collect();

@@ -73,6 +73,12 @@ pub fn outcome(report: &Report) -> String {
         report.requests,
         report.duration_ms as f64 / 1000.0
     );
+    for exit in &report.exits {
+        out.push_str(&format!("error: {}\n", exit.summary()));
+        for line in exit.how.lines().skip(1) {
+            out.push_str(&format!("{line}\n"));
+        }
+    }
     out.push_str(&table::scenarios(report));
     out.push('\n');
     // One note often holds for several checks (an adaptation of every user): said once.
@@ -154,6 +160,8 @@ pub fn outcome(report: &Report) -> String {
         out.push('\n');
     } else if accepted > 0 {
         out.push_str(&format!("{accepted} finding(s), every one accepted by the policy\n"));
+    } else if !report.exits.is_empty() {
+        out.push_str("no findings, but a replica exited by itself: what it touched proves nothing either way\n");
     } else if unsound > 0 {
         out.push_str(&format!(
             "no findings, but {unsound} check(s) did not run cleanly (see above): they prove nothing either way\n"

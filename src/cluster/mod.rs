@@ -12,7 +12,7 @@ pub mod dependency;
 pub mod reaper;
 pub mod replica;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -175,6 +175,8 @@ pub struct Cluster<B: Backend = AnyBackend> {
     store: Option<Store>,
     vars: Vars,
     grace: Duration,
+    /// Incarnations whose unexpected exit was already told.
+    told: BTreeSet<Incarnation>,
     vantage: Vantage,
     /// What the docker backend created on the engine: removed once the replicas above
     /// have been dropped.
@@ -283,6 +285,7 @@ impl Cluster {
             store,
             vars,
             grace: target.start.shutdown_grace,
+            told: BTreeSet::new(),
             vantage,
             docker,
             _workspace: workspace,
@@ -429,6 +432,23 @@ impl<B: Backend> Cluster<B> {
         let endpoint = endpoint_of(&replica);
         self.replicas.insert(id, replica);
         Ok(endpoint)
+    }
+
+    /// Current incarnations that exited without replicheck stopping them, each told once,
+    /// with how they exited.
+    pub async fn unexpected_exits(&mut self) -> Vec<(Incarnation, String)> {
+        let mut exits = Vec::new();
+        for replica in self.replicas.values_mut() {
+            let incarnation = replica.incarnation();
+            if self.told.contains(&incarnation) {
+                continue;
+            }
+            if let Some(how) = replica.exit().await {
+                self.told.insert(incarnation);
+                exits.push((incarnation, how));
+            }
+        }
+        exits
     }
 
     /// Forgets a stopped replica for good (scaling in).

@@ -7,7 +7,7 @@
 //! order of runs alone, so an exploration run again numbers them the same.
 
 use crate::chaos::experiment::{self, Arena};
-use crate::history::{ExperimentRun, Phase, ScheduleRun};
+use crate::history::{ExperimentRun, Phase, ReplicaExit, ScheduleRun};
 use crate::plan::interleaving::{Event, Schedule};
 use crate::redact::Secrets;
 use crate::vu::Stepper;
@@ -17,6 +17,8 @@ pub struct Lab<'a> {
     next_vu: u32,
     pub runs: Vec<ScheduleRun>,
     pub secrets: Secrets,
+    /// Replicas that exited between steps without a disruption asking for it.
+    pub exits: Vec<ReplicaExit>,
 }
 
 impl<'a> Lab<'a> {
@@ -26,6 +28,7 @@ impl<'a> Lab<'a> {
             next_vu: 0,
             runs: Vec::new(),
             secrets: Secrets::default(),
+            exits: Vec::new(),
         }
     }
 
@@ -42,6 +45,7 @@ impl<'a> Lab<'a> {
         for event in &schedule.events {
             match event {
                 Event::Step { user, .. } => {
+                    self.notice_exits().await;
                     if let Some((_, stepper)) = steppers.iter_mut().find(|(u, _)| u == user) {
                         stepper.step().await;
                     }
@@ -68,5 +72,17 @@ impl<'a> Lab<'a> {
             disruptions,
         });
         self.runs.last().expect("just pushed")
+    }
+
+    /// A replica that exited with no disruption asking for it is out of routing at once.
+    async fn notice_exits(&mut self) {
+        for (replica, how) in self.arena.cluster.unexpected_exits().await {
+            self.arena.balancer.upstreams().remove(replica);
+            self.exits.push(ReplicaExit {
+                replica,
+                at_ms: self.arena.ctx.origin.elapsed().as_secs_f64() * 1000.0,
+                how,
+            });
+        }
     }
 }

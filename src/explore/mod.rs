@@ -194,7 +194,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
             search(&bounds, &mut lab, &space, config.cases).await
         }
     };
-    let Lab { runs, secrets: seen, .. } = lab;
+    let Lab { runs, secrets: seen, exits, .. } = lab;
     secrets.extend(&seen);
 
     observer.progress(Progress::Stopping);
@@ -203,7 +203,15 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
     run::redact_logs(&report_dir, &secrets);
     run::write_json(&report_dir, "schedules.json", &runs)?;
 
-    let verdict = verdict(&search, &runs, &scenarios, &roster, config.seed, &config.reproduce);
+    let mut verdict = verdict(&search, &runs, &scenarios, &roster, config.seed, &config.reproduce);
+    // What an exited replica took part in proves nothing, and the search stopped there.
+    verdict.findings.retain(|f| !exits.iter().any(|e| e.replica == f.producer || e.replica == f.consumer));
+    if let Some(exit) = exits.first() {
+        for result in verdict.scenarios.iter_mut().filter(|r| r.status == ScenarioStatus::Passed) {
+            result.status = ScenarioStatus::Error;
+            result.reason = Some(exit.summary());
+        }
+    }
     let mut exploration = search.exploration;
     exploration.dismissed = search.settled.iter().filter_map(Settled::dismissed).collect();
     let (scenario_results, findings, diagnoses, policy) = run::conclude(verdict, target.preset, config.policy.as_ref());
@@ -241,6 +249,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
             scenarios: config.selection,
         },
         exploration: Some(exploration),
+        exits,
     };
     Ok(RunOutcome { report, report_dir })
 }
@@ -311,6 +320,10 @@ async fn search(bounds: &Bounds<'_>, lab: &mut Lab<'_>, space: &Space, cases: u3
     for case in 0..cases {
         if Instant::now() >= bounds.deadline {
             search.exploration.stopped = Some(format!("the time budget ran out after {case} of {cases} cases"));
+            break;
+        }
+        if let Some(exit) = lab.exits.first() {
+            search.exploration.stopped = Some(format!("{} after {case} of {cases} cases", exit.summary()));
             break;
         }
         let Ok(tree) = strategy.new_tree(&mut runner(bounds.seed, case)) else { continue };
@@ -420,7 +433,7 @@ async fn shrink(bounds: &Bounds<'_>, lab: &mut Lab<'_>, mut tree: impl ValueTree
     if !tree.simplify() {
         return (minimal, fault);
     }
-    while iterations < bounds.max_shrink_iters && Instant::now() < bounds.deadline {
+    while iterations < bounds.max_shrink_iters && Instant::now() < bounds.deadline && lab.exits.is_empty() {
         let candidate = tree.current();
         let same = match tried.get(&candidate) {
             Some(true) => Some(fault.clone()),
@@ -459,7 +472,7 @@ async fn prune(bounds: &Bounds<'_>, lab: &mut Lab<'_>, mut minimal: Schedule, mu
     let mut iterations = 0;
     'smaller: loop {
         for candidate in minimal.one_less() {
-            if iterations >= bounds.max_shrink_iters || Instant::now() >= bounds.deadline {
+            if iterations >= bounds.max_shrink_iters || Instant::now() >= bounds.deadline || !lab.exits.is_empty() {
                 break 'smaller;
             }
             iterations += 1;

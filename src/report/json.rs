@@ -50,6 +50,10 @@ pub struct Report {
     /// For `replicheck explore`: the cases it drew and what shrinking did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exploration: Option<crate::explore::Exploration>,
+    /// Replicas that exited without replicheck stopping them: the run could not test what
+    /// they touched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exits: Vec<crate::history::ReplicaExit>,
 }
 
 /// The settings of a run that `replay` reruns: with the same target file and seed they

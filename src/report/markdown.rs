@@ -45,6 +45,9 @@ pub fn render(report: &Report) -> String {
         count(ScenarioStatus::Skipped),
         count(ScenarioStatus::Error) + count(ScenarioStatus::BaselineFailed),
     );
+    for exit in &report.exits {
+        let _ = writeln!(md, "**error**: {}; what it touched was not tested\n", cell(&exit.summary()));
+    }
     if !gaps.is_empty() {
         let _ = writeln!(md, "Not tested:\n");
         for gap in &gaps {

@@ -32,7 +32,7 @@ use crate::target::Preset;
 use crate::cluster::backend::external::ExternalSpec;
 use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec};
 use crate::file::FileError;
-use crate::history::{ExperimentRun, History, InspectionRun, Phase};
+use crate::history::{ExperimentRun, History, InspectionRun, Phase, ReplicaExit};
 use crate::inspect::{self, InspectionKind, Inspector};
 use crate::plan::{self, Plan};
 use crate::policy::{self, Policy};
@@ -195,24 +195,6 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         observer,
     };
     let mut free_vu = plan::next_vu(&plan);
-
-    // Users: the plan, then controls and reproductions of whatever failed across replicas.
-    observer.progress(Progress::VirtualUsersStarted {
-        users: plan.vus.len(),
-        scenarios: bound.users.len(),
-    });
-    let main = vu::execute(&ctx, plan.vus.clone(), Phase::Main, config.concurrency).await;
-    observer.progress(Progress::VirtualUsersFinished {
-        users: main.history.vus.len(),
-        requests: main.history.requests(),
-        took: started.elapsed(),
-    });
-    // The main phase, on disk at once; the whole history replaces it once the run is done.
-    write_json(&report_dir, "history.json", &main.history)?;
-    secrets.extend(&main.secrets);
-    let asked = asking.ask(&ctx, &bound.users, &bound.scenario_roster, &plan.vus, main.history, &mut free_vu, &mut secrets).await;
-
-    // Inspections: what each replica says when asked directly.
     let inspector = Inspector {
         target: &target,
         balancer: balancer.addr(),
@@ -220,11 +202,40 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         vantage,
         origin: started,
     };
-    let inspections = run_inspections(&bound, &inspector, &asked.record.users, observer, seed, &reproduce_for).await;
+    let mut exits = Vec::new();
+    let questions = async {
+        // Users: the plan, then controls and reproductions of whatever failed across replicas.
+        observer.progress(Progress::VirtualUsersStarted {
+            users: plan.vus.len(),
+            scenarios: bound.users.len(),
+        });
+        let main = vu::execute(&ctx, plan.vus.clone(), Phase::Main, config.concurrency).await;
+        observer.progress(Progress::VirtualUsersFinished {
+            users: main.history.vus.len(),
+            requests: main.history.requests(),
+            took: started.elapsed(),
+        });
+        // The main phase, on disk at once; the whole history replaces it once the run is done.
+        write_json(&report_dir, "history.json", &main.history)?;
+        secrets.extend(&main.secrets);
+        let asked = asking.ask(&ctx, &bound.users, &bound.scenario_roster, &plan.vus, main.history, &mut free_vu, &mut secrets).await;
 
-    // A fault that fails browsers on one replica must not hide the others behind it.
-    let adaptation = asking.adapt(&ctx, &bound, &plan, &asked, &inspections, &mut free_vu, &mut secrets).await;
+        // Inspections: what each replica says when asked directly.
+        let inspections = run_inspections(&bound, &inspector, &asked.record.users, observer, seed, &reproduce_for).await;
+
+        // A fault that fails browsers on one replica must not hide the others behind it.
+        let adaptation = asking.adapt(&ctx, &bound, &plan, &asked, &inspections, &mut free_vu, &mut secrets).await;
+        Ok::<_, RunError>((asked, inspections, adaptation))
+    };
+    let (asked, inspections, adaptation) = watching(&mut cluster, &balancer, started, observer, &mut exits, questions).await?;
     let chaos_ctx = adaptation.ctx.clone().unwrap_or_else(|| ctx.clone());
+    if !exits.is_empty() {
+        // The experiments start from a whole cluster; what the exit touched is judged below.
+        if let Err(err) = cluster.heal().await {
+            return Err(RunError::Cluster(err));
+        }
+        balancer.upstreams().replace(&cluster.endpoints());
+    }
 
     // Chaos: one experiment at a time, each run again when it shows something.
     let mut arena = Arena::new(&mut cluster, &balancer, &chaos_ctx, &target, config.concurrency, free_vu);
@@ -265,6 +276,7 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         trial: adaptation.trial,
         adapted: adaptation.adapted,
         experiments,
+        exits: exits.clone(),
     };
     write_json(&report_dir, recorded::FILE_NAME, &record)?;
     let history = record.history();
@@ -302,6 +314,7 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
             scenarios: config.selection,
         },
         exploration: None,
+        exits,
     };
     Ok(RunOutcome { report, report_dir })
 }
@@ -494,6 +507,47 @@ fn finished(observer: &dyn Observer, name: &'static str, first: &Assessment, sec
         name,
         findings: findings.len(),
     });
+}
+
+/// How often replicas are checked for an exit nobody asked for.
+const EXIT_POLL: Duration = Duration::from_millis(100);
+
+/// Runs `phase` (in which replicheck stops no replica) while watching the replicas: one
+/// that exits is taken out of routing at once, told, and recorded in `exits`.
+pub(crate) async fn watching<T>(
+    cluster: &mut Cluster,
+    balancer: &Balancer,
+    origin: Instant,
+    observer: &dyn Observer,
+    exits: &mut Vec<ReplicaExit>,
+    phase: impl Future<Output = T>,
+) -> T {
+    let mut phase = std::pin::pin!(phase);
+    let mut tick = tokio::time::interval(EXIT_POLL);
+    loop {
+        tokio::select! {
+            done = &mut phase => {
+                exits.extend(notice_exits(cluster, balancer, origin, observer).await);
+                return done;
+            }
+            _ = tick.tick() => exits.extend(notice_exits(cluster, balancer, origin, observer).await),
+        }
+    }
+}
+
+async fn notice_exits(cluster: &mut Cluster, balancer: &Balancer, origin: Instant, observer: &dyn Observer) -> Vec<ReplicaExit> {
+    let mut exits = Vec::new();
+    for (replica, how) in cluster.unexpected_exits().await {
+        balancer.upstreams().remove(replica);
+        let exit = ReplicaExit {
+            replica,
+            at_ms: origin.elapsed().as_secs_f64() * 1000.0,
+            how,
+        };
+        observer.progress(Progress::ReplicaExited { exit: exit.clone() });
+        exits.push(exit);
+    }
+    exits
 }
 
 /// Starts the cluster, then the balancer in front of it, and waits (a bounded while) until

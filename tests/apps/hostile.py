@@ -1,10 +1,19 @@
 #!/usr/bin/env python3
 """A replica that misbehaves on purpose, per path: /hang never answers, /huge sends an
 endless body, /trickle sends a small body a byte every half second, /garbage answers with
-bytes that are not HTTP, /crash hangs up. /ready is fine."""
+bytes that are not HTTP, /crash hangs up. /ready and /page are fine.
+
+With HOSTILE_QUIT=r1:N in the environment, replica r1 (the second argument) exits by
+itself after serving /page N times, as an app that crashes mid-run does."""
+import os
 import socketserver
 import sys
+import threading
 import time
+
+QUIT_REPLICA, _, QUIT_AFTER = os.environ.get("HOSTILE_QUIT", "").partition(":")
+served = 0
+lock = threading.Lock()
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -18,6 +27,15 @@ class Handler(socketserver.BaseRequestHandler):
         path = request.split(b" ", 2)[1].decode()
         if path == "/ready":
             self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        elif path == "/page":
+            global served
+            with lock:
+                served += 1
+                count = served
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\npage")
+            if len(sys.argv) > 2 and sys.argv[2] == QUIT_REPLICA and count >= int(QUIT_AFTER):
+                print(f"giving up after {count} requests", file=sys.stderr, flush=True)
+                os._exit(3)
         elif path == "/hang":
             time.sleep(600)
         elif path == "/huge":

@@ -509,6 +509,7 @@ impl Backend for DockerBackend {
             container: name,
             addr,
             started_in: started.elapsed(),
+            log,
         })
     }
 }
@@ -519,6 +520,7 @@ pub struct DockerReplica {
     container: String,
     addr: SocketAddr,
     started_in: Duration,
+    log: PathBuf,
 }
 
 impl Replica for DockerReplica {
@@ -536,6 +538,11 @@ impl Replica for DockerReplica {
 
     async fn exited(&mut self) -> bool {
         self.engine.stopped(&self.container).await.is_some()
+    }
+
+    async fn exit(&mut self) -> Option<String> {
+        let (status, tail) = self.engine.exit_report(&self.container, &self.log).await?;
+        Some(format!("{status}; its log ends:\n{tail}"))
     }
 
     async fn stop(&mut self, grace: Duration) -> StopOutcome {

@@ -36,6 +36,10 @@ pub trait Replica: Send {
     fn started_in(&self) -> Duration;
     /// Whether the process (or container) has exited.
     fn exited(&mut self) -> impl Future<Output = bool> + Send;
+    /// How it exited, with the last lines of its log; None while it runs.
+    fn exit(&mut self) -> impl Future<Output = Option<String>> + Send {
+        async move { self.exited().await.then(|| "exited".to_owned()) }
+    }
     fn stop(&mut self, grace: Duration) -> impl Future<Output = StopOutcome> + Send;
     fn kill(&mut self) -> impl Future<Output = ()> + Send;
     fn pause(&self) -> impl Future<Output = Result<(), ClusterError>> + Send;
@@ -134,6 +138,10 @@ impl Replica for AnyReplica {
 
     async fn exited(&mut self) -> bool {
         each!(self, r => r.exited().await)
+    }
+
+    async fn exit(&mut self) -> Option<String> {
+        each!(self, r => r.exit().await)
     }
 
     async fn stop(&mut self, grace: Duration) -> StopOutcome {

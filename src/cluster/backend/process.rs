@@ -210,6 +210,11 @@ impl Replica for ProcessReplica {
         self.child.exited().is_some()
     }
 
+    async fn exit(&mut self) -> Option<String> {
+        let status = self.child.exited()?;
+        Some(format!("{}; its log ends:\n{}", describe_exit(status), log_tail(self.child.log(), 5)))
+    }
+
     async fn stop(&mut self, grace: Duration) -> StopOutcome {
         self.child.stop(grace).await
     }

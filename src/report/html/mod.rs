@@ -60,6 +60,9 @@ pub fn render(report: &Report) -> String {
         escape(&report.run_id),
         escape(&report.target_file)
     );
+    for exit in &report.exits {
+        let _ = write!(page, "<p><strong>error</strong>: {}; what it touched was not tested.</p><pre>{}</pre>", escape(&exit.summary()), escape(&exit.how));
+    }
     diagnoses(&mut page, report);
     findings_table(&mut page, report);
     gaps(&mut page, report);
