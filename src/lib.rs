@@ -36,6 +36,7 @@ pub mod explore;
 pub mod file;
 pub mod history;
 pub mod inspect;
+pub mod interrupt;
 pub mod plan;
 pub mod policy;
 pub mod progress;

@@ -83,9 +83,7 @@ fn interrupt_mid_run(signal: Signal) {
     let (child, run_id) = common::start_slow_docker_run(&common::tag("docker-interrupt"), dir.path());
     kill(Pid::from_raw(child.id() as i32), signal).unwrap();
     let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains(&format!("interrupted by {}", signal.as_str())), "{stderr}");
+    common::assert_interrupted(&output, signal, &dir.path().join("report"));
     let left = common::docker_leftovers(&run_id);
     assert!(left.is_empty(), "left after {signal}: {left:?}");
 }

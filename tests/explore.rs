@@ -151,3 +151,27 @@ fn a_replica_that_exits_while_exploring_stops_the_search_and_is_told() {
     assert!(exploration.cases < 200 && exploration.stopped.as_deref().unwrap_or("").contains("exited"), "{exploration:?}");
     assert!(report.scenarios.iter().all(|s| s.status == replicheck::check::ScenarioStatus::Error), "{:?}", report.scenarios);
 }
+
+#[test]
+fn an_interrupted_exploration_reports_what_it_found_so_far() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let tag = common::tag("explore-sigint");
+    let child = common::spawn(
+        &tag,
+        &["explore", "examples/demo/broken.toml", "--cases", "100000", "--seed", "2", "--report-dir", report.to_str().unwrap()],
+    );
+    // Started, and some cases done.
+    let going = common::wait_until(std::time::Duration::from_secs(30), || common::tagged(&tag).len() >= 3);
+    assert!(going);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let output = child.wait_with_output().unwrap();
+    common::assert_interrupted(&output, Signal::SIGINT, &report);
+    let report: replicheck::report::Report = serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
+    let exploration = report.exploration.unwrap();
+    assert!(exploration.cases < 100_000 && exploration.stopped.as_deref().unwrap_or("").starts_with("interrupted by SIGINT"), "{exploration:?}");
+    common::assert_no_leftovers(&tag);
+}

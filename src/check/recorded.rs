@@ -14,6 +14,7 @@ use crate::chaos::ExperimentKind;
 use crate::cluster::Vantage;
 use crate::history::{ExperimentRun, History, InspectionRun, Phase, ReplicaExit, VuRecord};
 use crate::inspect::InspectionKind;
+use crate::interrupt::Interruption;
 use crate::plan::Plan;
 use crate::plan::evidence::EvidencePlans;
 use crate::scenario::Scenario;
@@ -46,6 +47,9 @@ pub struct Record {
     /// Replicas that exited while the users and inspections relied on them.
     #[serde(default)]
     pub exits: Vec<ReplicaExit>,
+    /// Why the run stopped before it was done.
+    #[serde(default)]
+    pub interrupted: Option<Interruption>,
 }
 
 /// Every scenario, inspection and experiment of the run in report order, with the reason
@@ -188,8 +192,25 @@ pub fn judge(record: &Record, scenarios: &Scenarios<'_>, target: &Target, plan: 
     verdict.findings.extend(inspected.findings);
     verdict.findings.extend(chaos.findings);
     touched_by_exits(&mut verdict, record);
+    if let Some(interruption) = &record.interrupted {
+        not_run(&mut verdict, record, interruption);
+    }
     name_checks(&mut verdict.scenarios, scenarios.users, &verdict.findings, target, record.vantage);
     verdict
+}
+
+/// A run interrupted before a check ran (or while it ran) did not test it.
+fn not_run(verdict: &mut Verdict, record: &Record, interruption: &Interruption) {
+    for result in verdict.scenarios.iter_mut().filter(|r| r.status != ScenarioStatus::Skipped) {
+        let name = result.name.as_str();
+        let ran = record.users.users.vus.iter().any(|v| v.scenario == name)
+            || record.inspections.iter().any(|r| r.inspection == name)
+            || record.experiments.iter().any(|r| r.experiment == name);
+        if !ran {
+            result.status = ScenarioStatus::Skipped;
+            result.reason = Some(interruption.to_string());
+        }
+    }
 }
 
 /// How long before replicheck noticed an exit the replica may already have been gone.

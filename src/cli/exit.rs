@@ -19,6 +19,16 @@ pub enum Exit {
     /// The target or the harness could not run (a replica did not start, a dependency is
     /// missing, a scenario errored, the run was interrupted).
     CouldNotRun = 3,
+    /// Stopped by SIGINT (128 + 2), after writing the report of what ran.
+    Interrupted = 130,
+    /// Stopped by SIGTERM (128 + 15), after writing the report of what ran.
+    Terminated = 143,
+}
+
+impl Exit {
+    pub fn interrupted_by(signal: &str) -> Exit {
+        if signal == "SIGTERM" { Exit::Terminated } else { Exit::Interrupted }
+    }
 }
 
 impl From<Exit> for ExitCode {
@@ -49,6 +59,7 @@ impl CliError {
             CliError::File(_) | CliError::Select(_) | CliError::Usage(_) => Exit::Usage,
             CliError::Run(RunError::Scenario(_) | RunError::Usage(_)) => Exit::Usage,
             CliError::Run(RunError::Cluster(ClusterError::Template(_))) => Exit::Usage,
+            CliError::Run(RunError::Interrupted(signal)) => Exit::interrupted_by(signal),
             CliError::Run(_) | CliError::Interrupted(_) | CliError::Io(_) => Exit::CouldNotRun,
         }
     }

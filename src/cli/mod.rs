@@ -29,6 +29,7 @@ use crate::cluster::backend::external::{Auth, ExternalSpec, Instance, Via};
 use crate::cluster::backend::relay::InstanceMark;
 use crate::run::{self, ReportDir, RunConfig, RunOutcome};
 use crate::explore::{self, ExploreConfig};
+use crate::interrupt::Interrupt;
 use crate::plan::interleaving::Schedule;
 use crate::up::{self, UpConfig};
 use crate::scenario::{self, ScenarioFile};
@@ -576,6 +577,7 @@ fn workload_config(
         reproduce: Arc::new(move |seed, scenario| format!("{base} --seed {seed} --scenarios {scenario}")),
         selection: workload.scenarios.clone(),
         policy: workload.policy.as_deref().map(Policy::load).transpose()?,
+        interrupt: Interrupt::never(),
     })
 }
 
@@ -632,19 +634,32 @@ async fn up_command(args: UpArgs) -> Result<Exit, CliError> {
 
 /// Runs one configuration with progress on stderr and the outcome on stdout; Ctrl-C or
 /// SIGTERM stop the run (dropping it stops every process it started).
-async fn run_one(config: RunConfig, label: &str, output: &Output) -> Result<Report, CliError> {
+async fn run_one(mut config: RunConfig, label: &str, output: &Output) -> Result<Report, CliError> {
     eprintln!(
         "replicheck: {label} · {} replica(s) · seed {} · routing {}",
         config.replicas, config.seed, config.routing
     );
+    let signals = on_signal(&mut config.interrupt);
     let observer = progress::observer();
-    let outcome = tokio::select! {
-        outcome = run::run(config, observer.as_ref()) => outcome?,
-        signal = shutdown_signal() => return Err(CliError::Interrupted(signal)),
-    };
+    let outcome = run::run(config, observer.as_ref()).await;
+    signals.abort();
     // Clears the spinner before the outcome is printed.
     drop(observer);
-    present(outcome, output)
+    present(outcome?, output)
+}
+
+/// Turns the first SIGINT or SIGTERM into an interrupt of the run: it stops, stops its
+/// replicas, and reports what it did.
+fn on_signal(interrupt: &mut Interrupt) -> tokio::task::JoinHandle<()> {
+    let (interrupter, fresh) = crate::interrupt::channel();
+    *interrupt = fresh;
+    tokio::spawn(async move {
+        let signal = shutdown_signal().await;
+        eprintln!("{signal}: stopping the run; its report holds what ran so far");
+        interrupter.interrupt(signal);
+        // Held until the run is over, so the run never reads a dropped sender as "never".
+        std::future::pending::<()>().await;
+    })
 }
 
 /// Writes the report files, appends the CI job summary, and prints the outcome.
@@ -671,6 +686,10 @@ fn present(outcome: RunOutcome, output: &Output) -> Result<Report, CliError> {
 /// failed on one replica means nothing was proven (3); under `strict`, so does anything
 /// selected that did not run in full.
 fn exit_for(report: &Report, strict: bool) -> Exit {
+    // What shells expect of a command stopped by a signal, whatever it found before.
+    if let Some(interrupted) = &report.interrupted {
+        return Exit::interrupted_by(&interrupted.signal);
+    }
     // A replica that died under the run: what it touched could not be tested.
     if !report.exits.is_empty() {
         return Exit::CouldNotRun;
@@ -771,6 +790,7 @@ async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
             reproduce: Arc::new(|seed, _| format!("replicheck demo --seed {seed}")),
             selection: demo.only.map_or_else(Vec::new, |kinds| kinds.iter().map(|k| k.name().to_owned()).collect()),
             policy: None,
+            interrupt: Interrupt::never(),
         };
         eprintln!("\n== the demo service, {} ==", demo.label);
         outcomes.push((demo, run_one(config, demo.path, &Output::all()).await?));
@@ -847,22 +867,22 @@ async fn explore_command(args: ExploreArgs) -> Result<Exit, CliError> {
         reproduce: Arc::new(move |schedule| format!("{base} --seed {seed} --schedule {}", shell_word(&schedule.to_string()))),
         selection: args.scenarios.clone(),
         policy: args.policy.as_deref().map(Policy::load).transpose()?,
+        interrupt: Interrupt::never(),
     };
     let report = explore_one(config, &args.target.display().to_string(), &args.output).await?;
     Ok(exit_for(&report, false))
 }
 
 /// Explores with progress on stderr and the outcome on stdout, as `run_one` runs.
-async fn explore_one(config: ExploreConfig, label: &str, output: &Output) -> Result<Report, CliError> {
+async fn explore_one(mut config: ExploreConfig, label: &str, output: &Output) -> Result<Report, CliError> {
     let what = if config.schedule.is_some() { "one schedule".to_owned() } else { format!("{} case(s)", config.cases) };
     eprintln!("replicheck: explore {label} · {} replica(s) · seed {} · {what}", config.replicas, config.seed);
+    let signals = on_signal(&mut config.interrupt);
     let observer = progress::observer();
-    let outcome = tokio::select! {
-        outcome = explore::explore(config, observer.as_ref()) => outcome?,
-        signal = shutdown_signal() => return Err(CliError::Interrupted(signal)),
-    };
+    let outcome = explore::explore(config, observer.as_ref()).await;
+    signals.abort();
     drop(observer);
-    present(outcome, output)
+    present(outcome?, output)
 }
 
 /// Judges a stored run again and shows the outcome as the run did; the exit status is the
@@ -920,6 +940,7 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
             reproduce: Arc::new(move |_| base.clone()),
             selection: recorded.config.scenarios.clone(),
             policy: None,
+            interrupt: Interrupt::never(),
         };
         let replayed = explore_one(config, &format!("replay of {}", args.report.display()), &args.output).await?;
         tell_replayed(&args.report, &recorded, &replayed, focus);
@@ -952,6 +973,7 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
         reproduce: Arc::new(move |_, _| base.clone()),
         selection,
         policy: None,
+        interrupt: Interrupt::never(),
     };
     let replayed = run_one(config, &format!("replay of {}", args.report.display()), &args.output).await?;
     if focus.is_none() && replayed.plan != recorded.plan {

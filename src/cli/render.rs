@@ -73,6 +73,9 @@ pub fn outcome(report: &Report) -> String {
         report.requests,
         report.duration_ms as f64 / 1000.0
     );
+    if let Some(interrupted) = &report.interrupted {
+        out.push_str(&format!("incomplete: {interrupted}\n"));
+    }
     for exit in &report.exits {
         out.push_str(&format!("error: {}\n", exit.summary()));
         for line in exit.how.lines().skip(1) {
@@ -160,6 +163,8 @@ pub fn outcome(report: &Report) -> String {
         out.push('\n');
     } else if accepted > 0 {
         out.push_str(&format!("{accepted} finding(s), every one accepted by the policy\n"));
+    } else if report.interrupted.is_some() {
+        out.push_str("no findings in what ran before the interrupt\n");
     } else if !report.exits.is_empty() {
         out.push_str("no findings, but a replica exited by itself: what it touched proves nothing either way\n");
     } else if unsound > 0 {

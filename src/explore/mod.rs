@@ -31,6 +31,7 @@ use crate::check::finding::{ChaosContext, Control, Finding};
 use crate::check::{self, ScenarioResult, ScenarioStatus, Tally, Untested, Verdict};
 use crate::cluster::{BackendKind, ClusterSpec};
 use crate::history::{History, Phase, ScheduleRun};
+use crate::interrupt::{Interrupt, Interruption};
 use crate::plan::interleaving::{Disruption, Event, Schedule};
 use crate::plan::{Plan, seed};
 use crate::policy::Policy;
@@ -73,6 +74,8 @@ pub struct ExploreConfig {
     /// What `--scenarios` said.
     pub selection: Vec<String>,
     pub policy: Option<Policy>,
+    /// Stops the search early, with a report of what it found.
+    pub interrupt: Interrupt,
 }
 
 /// What the search did, for the report: enough to see that two explorations with one
@@ -144,6 +147,14 @@ struct Bounds<'a> {
     max_shrink_iters: u32,
     deadline: Instant,
     observer: &'a dyn Observer,
+    interrupt: Interrupt,
+}
+
+impl Bounds<'_> {
+    /// Whether time is left and nobody asked to stop.
+    fn going(&self) -> bool {
+        Instant::now() < self.deadline && self.interrupt.reason().is_none()
+    }
 }
 
 pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<RunOutcome, RunError> {
@@ -165,7 +176,11 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
         backend: config.backend,
         external: None,
     };
-    let (mut cluster, balancer) = run::start_service(spec, observer).await?;
+    let mut interrupt = config.interrupt.clone();
+    let (mut cluster, balancer) = tokio::select! {
+        started = run::start_service(spec, observer) => started?,
+        signal = interrupt.wait() => return Err(RunError::Interrupted(signal)),
+    };
     let mut secrets = Secrets::default();
     for secret in target.secrets() {
         secrets.add(&secret);
@@ -185,6 +200,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
         max_shrink_iters: config.max_shrink_iters,
         deadline: started + config.time,
         observer,
+        interrupt: config.interrupt.clone(),
     };
     let mut lab = Lab::new(Arena::new(&mut cluster, &balancer, &ctx, &target, 1, u32::MAX / 2));
     let search = match &config.schedule {
@@ -250,6 +266,10 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
         },
         exploration: Some(exploration),
         exits,
+        interrupted: config.interrupt.reason().map(|signal| Interruption {
+            signal: signal.to_owned(),
+            during: "the search".into(),
+        }),
     };
     Ok(RunOutcome { report, report_dir })
 }
@@ -318,6 +338,10 @@ async fn search(bounds: &Bounds<'_>, lab: &mut Lab<'_>, space: &Space, cases: u3
     let strategy = space.strategy();
     let mut search = Search::default();
     for case in 0..cases {
+        if let Some(signal) = bounds.interrupt.reason() {
+            search.exploration.stopped = Some(format!("interrupted by {signal} after {case} of {cases} cases"));
+            break;
+        }
         if Instant::now() >= bounds.deadline {
             search.exploration.stopped = Some(format!("the time budget ran out after {case} of {cases} cases"));
             break;
@@ -433,7 +457,7 @@ async fn shrink(bounds: &Bounds<'_>, lab: &mut Lab<'_>, mut tree: impl ValueTree
     if !tree.simplify() {
         return (minimal, fault);
     }
-    while iterations < bounds.max_shrink_iters && Instant::now() < bounds.deadline && lab.exits.is_empty() {
+    while iterations < bounds.max_shrink_iters && bounds.going() && lab.exits.is_empty() {
         let candidate = tree.current();
         let same = match tried.get(&candidate) {
             Some(true) => Some(fault.clone()),
@@ -472,7 +496,7 @@ async fn prune(bounds: &Bounds<'_>, lab: &mut Lab<'_>, mut minimal: Schedule, mu
     let mut iterations = 0;
     'smaller: loop {
         for candidate in minimal.one_less() {
-            if iterations >= bounds.max_shrink_iters || Instant::now() >= bounds.deadline || !lab.exits.is_empty() {
+            if iterations >= bounds.max_shrink_iters || !bounds.going() || !lab.exits.is_empty() {
                 break 'smaller;
             }
             iterations += 1;

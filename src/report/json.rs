@@ -54,6 +54,9 @@ pub struct Report {
     /// they touched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exits: Vec<crate::history::ReplicaExit>,
+    /// Set when the run was interrupted: the report holds what ran before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<crate::interrupt::Interruption>,
 }
 
 /// The settings of a run that `replay` reruns: with the same target file and seed they

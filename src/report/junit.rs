@@ -55,6 +55,19 @@ pub fn render(report: &Report) -> Result<String, quick_junit::SerializeError> {
         }
         junit.add_test_suite(suite);
     }
+    // A run that stopped early or lost a replica says so as an error of its own, so a CI
+    // tab never shows the rest as a clean pass.
+    let incidents = report.interrupted.iter().map(|i| ("incomplete", i.to_string())).chain(report.exits.iter().map(|e| ("replica-exited", e.summary())));
+    let incidents: Vec<(&str, String)> = incidents.collect();
+    if !incidents.is_empty() {
+        let mut suite = TestSuite::new("run");
+        for (kind, message) in incidents {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+            status.set_type(kind).set_message(message);
+            suite.add_test_case(TestCase::new(kind, status));
+        }
+        junit.add_test_suite(suite);
+    }
     junit.to_string()
 }
 

@@ -45,6 +45,9 @@ pub fn render(report: &Report) -> String {
         count(ScenarioStatus::Skipped),
         count(ScenarioStatus::Error) + count(ScenarioStatus::BaselineFailed),
     );
+    if let Some(interrupted) = &report.interrupted {
+        let _ = writeln!(md, "**incomplete**: {}\n", cell(&interrupted.to_string()));
+    }
     for exit in &report.exits {
         let _ = writeln!(md, "**error**: {}; what it touched was not tested\n", cell(&exit.summary()));
     }

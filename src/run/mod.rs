@@ -23,16 +23,17 @@ use crate::balancer::{Balancer, BalancerConfig};
 use crate::chaos::experiment::{self, Arena};
 use crate::chaos::{self, ExperimentKind};
 use crate::check::finding::Finding;
-use crate::check::recorded::{self, Record, Roster};
+use crate::check::recorded::{self, AskRecord, Record, Roster};
 use crate::check::twice::Assessment;
 use crate::check::{self, ScenarioResult, Verdict};
 use crate::diagnose::Diagnosis;
 use crate::policy::PolicyOutcome;
 use crate::target::Preset;
 use crate::cluster::backend::external::ExternalSpec;
-use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec};
+use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, Vantage};
 use crate::file::FileError;
-use crate::history::{ExperimentRun, History, InspectionRun, Phase, ReplicaExit};
+use crate::history::{ExperimentRun, History, InspectionRun, Phase, ReplicaExit, VuRecord};
+use crate::interrupt::{Interrupt, Interruption};
 use crate::inspect::{self, InspectionKind, Inspector};
 use crate::plan::{self, Plan};
 use crate::policy::{self, Policy};
@@ -81,6 +82,8 @@ pub struct RunConfig {
     pub selection: Vec<String>,
     /// Known faults the team accepts for now.
     pub policy: Option<Policy>,
+    /// Stops the run early, with a report of what it did.
+    pub interrupt: Interrupt,
 }
 
 /// Where the report goes.
@@ -104,6 +107,8 @@ pub enum RunError {
     Balancer(std::io::Error),
     #[error("cannot write the report in {}: {source}", dir.display())]
     Report { dir: PathBuf, source: std::io::Error },
+    #[error("interrupted by {0} before the replicas were up; nothing ran")]
+    Interrupted(&'static str),
     #[error("the request budget of {0} (--max-requests) ran out before the run ended; its findings would rest on refused requests, so none are reported")]
     BudgetSpent(u64),
 }
@@ -153,7 +158,7 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
     let report_dir = create_report_dir(&config.report_dir, &run_id)?;
     write_json(&report_dir, "plan.json", &plan)?;
 
-    let target = Arc::new(config.target);
+    let target = Arc::new(config.target.clone());
     let spec = ClusterSpec {
         target: target.clone(),
         replicas: config.replicas,
@@ -163,120 +168,50 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         backend: config.backend,
         external: config.external.clone(),
     };
-    let (mut cluster, balancer) = start_service(spec, observer).await?;
-    let vantage = cluster.vantage();
-
-    let mut secrets = Secrets::default();
-    for secret in target.secrets() {
-        secrets.add(&secret);
-    }
-    for secret in config.external.iter().filter_map(|e| e.auth.as_ref()).flat_map(|auth| auth.secrets()) {
-        secrets.add(&secret);
-    }
-    // The users' scenarios are among the workload's.
-    let mut known = bound.workload.clone();
-    known.extend(experiment::own_scenarios(&target));
-    let ctx = Arc::new(VuContext::new(
-        balancer.addr(),
-        target.balancer.client_address,
-        &known,
-        config.seed,
-        started,
-        Limits::from(target.limits),
-        secrets.clone(),
-    ));
-    let seed = config.seed;
-    let reproduce = config.reproduce.clone();
-    let reproduce_for = |names: &str| reproduce(seed, names);
-    let asking = Asking {
-        concurrency: config.concurrency,
-        seed,
-        reproduce: &reproduce_for,
-        observer,
+    let mut interrupt = config.interrupt.clone();
+    let service = tokio::select! {
+        service = start_service(spec, observer) => Some(service?),
+        _ = interrupt.wait() => None,
     };
-    let mut free_vu = plan::next_vu(&plan);
-    let inspector = Inspector {
-        target: &target,
-        balancer: balancer.addr(),
-        endpoints: cluster.endpoints(),
-        vantage,
-        origin: started,
+    let asked = match service {
+        Some((cluster, balancer)) => {
+            let run = Questions {
+                config: &config,
+                bound: &bound,
+                plan: &plan,
+                target: &target,
+                report_dir: &report_dir,
+                started,
+                observer,
+            };
+            run.ask(cluster, balancer).await?
+        }
+        None => Asked::nothing(&bound),
     };
-    let mut exits = Vec::new();
-    let questions = async {
-        // Users: the plan, then controls and reproductions of whatever failed across replicas.
-        observer.progress(Progress::VirtualUsersStarted {
-            users: plan.vus.len(),
-            scenarios: bound.users.len(),
-        });
-        let main = vu::execute(&ctx, plan.vus.clone(), Phase::Main, config.concurrency).await;
-        observer.progress(Progress::VirtualUsersFinished {
-            users: main.history.vus.len(),
-            requests: main.history.requests(),
-            took: started.elapsed(),
-        });
-        // The main phase, on disk at once; the whole history replaces it once the run is done.
-        write_json(&report_dir, "history.json", &main.history)?;
-        secrets.extend(&main.secrets);
-        let asked = asking.ask(&ctx, &bound.users, &bound.scenario_roster, &plan.vus, main.history, &mut free_vu, &mut secrets).await;
-
-        // Inspections: what each replica says when asked directly.
-        let inspections = run_inspections(&bound, &inspector, &asked.record.users, observer, seed, &reproduce_for).await;
-
-        // A fault that fails browsers on one replica must not hide the others behind it.
-        let adaptation = asking.adapt(&ctx, &bound, &plan, &asked, &inspections, &mut free_vu, &mut secrets).await;
-        Ok::<_, RunError>((asked, inspections, adaptation))
-    };
-    let (asked, inspections, adaptation) = watching(&mut cluster, &balancer, started, observer, &mut exits, questions).await?;
-    let chaos_ctx = adaptation.ctx.clone().unwrap_or_else(|| ctx.clone());
-    if !exits.is_empty() {
-        // The experiments start from a whole cluster; what the exit touched is judged below.
-        if let Err(err) = cluster.heal().await {
-            return Err(RunError::Cluster(err));
-        }
-        balancer.upstreams().replace(&cluster.endpoints());
-    }
-
-    // Chaos: one experiment at a time, each run again when it shows something.
-    let mut arena = Arena::new(&mut cluster, &balancer, &chaos_ctx, &target, config.concurrency, free_vu);
-    let experiments = run_experiments(&plan, &bound, &mut arena, observer, seed, &reproduce_for).await;
-    secrets.extend(&arena.into_secrets());
-
-    observer.progress(Progress::Stopping);
-    let public = balancer.addr().to_string();
-    drop(balancer);
-    let relays = cluster.relays().cloned();
-    cluster.shutdown().await;
-    redact_logs(&report_dir, &secrets);
-    if let Some(relays) = &relays {
-        if let Some(limit) = relays.budget_spent() {
-            return Err(RunError::BudgetSpent(limit));
-        }
-        if let Some(attribution) = relays.attribution() {
-            observer.progress(Progress::InstancesSeen {
-                names: attribution.names(),
-                missed: attribution.missed(),
-            });
-        }
-    }
+    let interrupted = interrupt.reason().map(|signal| Interruption {
+        signal: signal.to_owned(),
+        during: asked.during.to_owned(),
+    });
 
     // Everything the run did is on disk before it is judged, once, from that record.
+    let seed = config.seed;
     let record = Record {
         seed,
-        reproduce: reproduce(seed, recorded::NAMES),
-        vantage,
-        public,
+        reproduce: (config.reproduce)(seed, recorded::NAMES),
+        vantage: asked.vantage,
+        public: asked.public,
         roster: Roster {
             scenarios: bound.scenario_roster.clone(),
             inspections: bound.inspections.clone(),
             experiments: bound.experiments.clone(),
         },
-        users: asked.record,
-        inspections,
-        trial: adaptation.trial,
-        adapted: adaptation.adapted,
-        experiments,
-        exits: exits.clone(),
+        users: asked.users,
+        inspections: asked.inspections,
+        trial: asked.trial,
+        adapted: asked.adapted,
+        experiments: asked.experiments,
+        exits: asked.exits.clone(),
+        interrupted: interrupted.clone(),
     };
     write_json(&report_dir, recorded::FILE_NAME, &record)?;
     let history = record.history();
@@ -314,9 +249,197 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
             scenarios: config.selection,
         },
         exploration: None,
-        exits,
+        exits: asked.exits,
+        interrupted,
     };
     Ok(RunOutcome { report, report_dir })
+}
+
+/// What a run asks of the replicas, once they are up.
+struct Questions<'a> {
+    config: &'a RunConfig,
+    bound: &'a Bound,
+    plan: &'a Plan,
+    target: &'a Arc<Target>,
+    report_dir: &'a Path,
+    started: Instant,
+    observer: &'a dyn Observer,
+}
+
+/// What the questions came to, as the record keeps it.
+struct Asked {
+    vantage: Vantage,
+    /// The balancer's authority.
+    public: String,
+    users: AskRecord,
+    inspections: Vec<InspectionRun>,
+    trial: Vec<(VuRecord, VuRecord)>,
+    adapted: Option<AskRecord>,
+    experiments: Vec<ExperimentRun>,
+    exits: Vec<ReplicaExit>,
+    /// The phase under way when the run ended (an interrupt names it).
+    during: &'static str,
+}
+
+impl Asked {
+    /// Interrupted before the replicas were up: nothing asked.
+    fn nothing(bound: &Bound) -> Self {
+        Self {
+            vantage: Vantage {
+                local: true,
+                proxy: None,
+                stranger: None,
+            },
+            public: String::new(),
+            users: AskRecord {
+                roster: bound.scenario_roster.clone(),
+                ..AskRecord::default()
+            },
+            inspections: Vec::new(),
+            trial: Vec::new(),
+            adapted: None,
+            experiments: Vec::new(),
+            exits: Vec::new(),
+            during: "the start of the replicas",
+        }
+    }
+}
+
+impl Questions<'_> {
+    /// Asks every question of the plan, phase by phase, then stops the replicas. Each phase
+    /// ends early when the run is interrupted; what it had done is then lost, and what the
+    /// phases before it did is judged.
+    async fn ask(&self, mut cluster: Cluster, balancer: Balancer) -> Result<Asked, RunError> {
+        let (config, bound, plan, target, observer, started) = (self.config, self.bound, self.plan, self.target, self.observer, self.started);
+        let vantage = cluster.vantage();
+        let mut secrets = Secrets::default();
+        for secret in target.secrets() {
+            secrets.add(&secret);
+        }
+        for secret in config.external.iter().filter_map(|e| e.auth.as_ref()).flat_map(|auth| auth.secrets()) {
+            secrets.add(&secret);
+        }
+        // The users' scenarios are among the workload's.
+        let mut known = bound.workload.clone();
+        known.extend(experiment::own_scenarios(target));
+        let ctx = Arc::new(VuContext::new(
+            balancer.addr(),
+            target.balancer.client_address,
+            &known,
+            config.seed,
+            started,
+            Limits::from(target.limits),
+            secrets.clone(),
+        ));
+        let seed = config.seed;
+        let reproduce_for = |names: &str| (config.reproduce)(seed, names);
+        let asking = Asking {
+            concurrency: config.concurrency,
+            seed,
+            reproduce: &reproduce_for,
+            observer,
+        };
+        let mut free_vu = plan::next_vu(plan);
+        let inspector = Inspector {
+            target,
+            balancer: balancer.addr(),
+            endpoints: cluster.endpoints(),
+            vantage,
+            origin: started,
+        };
+        let mut interrupt = config.interrupt.clone();
+        let mut watch = Watch {
+            balancer: &balancer,
+            origin: started,
+            observer,
+            exits: Vec::new(),
+            interrupt: interrupt.clone(),
+        };
+
+        // Users: the plan, then controls and reproductions of whatever failed across replicas.
+        let mut during = "the virtual users";
+        observer.progress(Progress::VirtualUsersStarted {
+            users: plan.vus.len(),
+            scenarios: bound.users.len(),
+        });
+        let main = watch.phase(&mut cluster, vu::execute(&ctx, plan.vus.clone(), Phase::Main, config.concurrency)).await;
+        let mut asked = None;
+        if let Some(main) = main {
+            observer.progress(Progress::VirtualUsersFinished {
+                users: main.history.vus.len(),
+                requests: main.history.requests(),
+                took: started.elapsed(),
+            });
+            // The main phase, on disk at once; the whole history replaces it once the run is done.
+            write_json(self.report_dir, "history.json", &main.history)?;
+            secrets.extend(&main.secrets);
+            during = "the controls of the users' failures";
+            let asking = asking.ask(&ctx, &bound.users, &bound.scenario_roster, &plan.vus, main.history, &mut free_vu, &mut secrets);
+            asked = watch.phase(&mut cluster, asking).await;
+        }
+        // Inspections: what each replica says when asked directly.
+        let mut inspections = None;
+        if let Some(asked) = &asked {
+            during = "the inspections";
+            let inspecting = run_inspections(bound, &inspector, &asked.record.users, observer, seed, &reproduce_for);
+            inspections = watch.phase(&mut cluster, inspecting).await;
+        }
+        // A fault that fails browsers on one replica must not hide the others behind it.
+        let mut adaptation = None;
+        if let (Some(asked), Some(inspections)) = (&asked, &inspections) {
+            during = "the users adapted to the origin the app believes";
+            let adapting = asking.adapt(&ctx, bound, plan, asked, inspections, &mut free_vu, &mut secrets);
+            adaptation = watch.phase(&mut cluster, adapting).await;
+        }
+        let exits = std::mem::take(&mut watch.exits);
+        if !exits.is_empty() && interrupt.reason().is_none() {
+            // The experiments start from a whole cluster; what the exit touched is judged later.
+            cluster.heal().await?;
+            balancer.upstreams().replace(&cluster.endpoints());
+        }
+
+        // Chaos: one experiment at a time, each run again when it shows something.
+        let chaos_ctx = adaptation.as_ref().and_then(|a| a.ctx.clone()).unwrap_or_else(|| ctx.clone());
+        let mut arena = Arena::new(&mut cluster, &balancer, &chaos_ctx, target, config.concurrency, free_vu);
+        let mut experiments = Vec::new();
+        if adaptation.is_some() {
+            during = "the chaos experiments";
+            experiments = run_experiments(plan, bound, &mut arena, observer, seed, &reproduce_for, &mut interrupt).await;
+        }
+        secrets.extend(&arena.into_secrets());
+
+        observer.progress(Progress::Stopping);
+        let public = balancer.addr().to_string();
+        drop(balancer);
+        let relays = cluster.relays().cloned();
+        cluster.shutdown().await;
+        redact_logs(self.report_dir, &secrets);
+        if let Some(relays) = &relays {
+            if let Some(limit) = relays.budget_spent() {
+                return Err(RunError::BudgetSpent(limit));
+            }
+            if let Some(attribution) = relays.attribution() {
+                observer.progress(Progress::InstancesSeen {
+                    names: attribution.names(),
+                    missed: attribution.missed(),
+                });
+            }
+        }
+        Ok(Asked {
+            vantage,
+            public,
+            users: asked.map(|a| a.record).unwrap_or_else(|| AskRecord {
+                roster: bound.scenario_roster.clone(),
+                ..AskRecord::default()
+            }),
+            inspections: inspections.unwrap_or_default(),
+            trial: adaptation.as_ref().map(|a| a.trial.clone()).unwrap_or_default(),
+            adapted: adaptation.and_then(|a| a.adapted),
+            experiments,
+            exits,
+            during,
+        })
+    }
 }
 
 /// Binds every scenario to the target and decides which experiments can run.
@@ -470,6 +593,7 @@ async fn run_inspections(
 }
 
 /// Runs each experiment, and again when it showed something; the record is judged later.
+/// An experiment cut by an interrupt is not recorded: what it did proves nothing.
 async fn run_experiments(
     plan: &Plan,
     bound: &Bound,
@@ -477,6 +601,7 @@ async fn run_experiments(
     observer: &dyn Observer,
     seed: u64,
     reproduce: &dyn Fn(&str) -> String,
+    interrupt: &mut Interrupt,
 ) -> Vec<ExperimentRun> {
     let platform = check::chaos::Platform::of(arena.target);
     let mut runs = Vec::new();
@@ -484,13 +609,19 @@ async fn run_experiments(
         let name = kind.name();
         let Some(experiment_plan) = plan.experiments.iter().find(|e| e.kind == *kind) else { continue };
         observer.progress(Progress::CheckStarted { name });
-        let first = experiment::run(experiment_plan, arena, Phase::Main).await;
+        let first = tokio::select! {
+            run = experiment::run(experiment_plan, arena, Phase::Main) => run,
+            _ = interrupt.wait() => break,
+        };
         let first_assessment = check::chaos::assess(experiment_plan, &first, &bound.workload, &platform);
         runs.push(first);
         let mut second_assessment = None;
         if first_assessment.worth_repeating() {
             observer.progress(Progress::CheckRepeated { name });
-            let second = experiment::run(experiment_plan, arena, Phase::Reproduce).await;
+            let second = tokio::select! {
+                run = experiment::run(experiment_plan, arena, Phase::Reproduce) => run,
+                _ = interrupt.wait() => break,
+            };
             second_assessment = Some(check::chaos::assess(experiment_plan, &second, &bound.workload, &platform));
             runs.push(second);
         }
@@ -512,25 +643,34 @@ fn finished(observer: &dyn Observer, name: &'static str, first: &Assessment, sec
 /// How often replicas are checked for an exit nobody asked for.
 const EXIT_POLL: Duration = Duration::from_millis(100);
 
-/// Runs `phase` (in which replicheck stops no replica) while watching the replicas: one
-/// that exits is taken out of routing at once, told, and recorded in `exits`.
-pub(crate) async fn watching<T>(
-    cluster: &mut Cluster,
-    balancer: &Balancer,
+/// What runs beside the phases in which replicheck stops no replica: a watch on the
+/// replicas (one that exits is taken out of routing at once, told, and recorded), and on
+/// an interrupt.
+struct Watch<'a> {
+    balancer: &'a Balancer,
     origin: Instant,
-    observer: &dyn Observer,
-    exits: &mut Vec<ReplicaExit>,
-    phase: impl Future<Output = T>,
-) -> T {
-    let mut phase = std::pin::pin!(phase);
-    let mut tick = tokio::time::interval(EXIT_POLL);
-    loop {
-        tokio::select! {
-            done = &mut phase => {
-                exits.extend(notice_exits(cluster, balancer, origin, observer).await);
-                return done;
+    observer: &'a dyn Observer,
+    exits: Vec<ReplicaExit>,
+    interrupt: Interrupt,
+}
+
+impl Watch<'_> {
+    /// Runs `phase` under watch; None when the run was interrupted first.
+    async fn phase<T>(&mut self, cluster: &mut Cluster, phase: impl Future<Output = T>) -> Option<T> {
+        if self.interrupt.reason().is_some() {
+            return None;
+        }
+        let mut phase = std::pin::pin!(phase);
+        let mut tick = tokio::time::interval(EXIT_POLL);
+        loop {
+            tokio::select! {
+                done = &mut phase => {
+                    self.exits.extend(notice_exits(cluster, self.balancer, self.origin, self.observer).await);
+                    return Some(done);
+                }
+                _ = tick.tick() => self.exits.extend(notice_exits(cluster, self.balancer, self.origin, self.observer).await),
+                _ = self.interrupt.wait() => return None,
             }
-            _ = tick.tick() => exits.extend(notice_exits(cluster, balancer, origin, observer).await),
         }
     }
 }

@@ -218,3 +218,20 @@ pub fn run_docker(target: &str, args: &[&str]) -> Finished {
     assert!(left.is_empty(), "left on the engine by {run_id}: {left:?}");
     finished
 }
+
+/// A run stopped by `signal` exits as shells expect (130, 143) and leaves the report of
+/// what it did, marked incomplete in every format.
+pub fn assert_interrupted(output: &Output, signal: nix::sys::signal::Signal, report_dir: &Path) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let code = if signal == nix::sys::signal::Signal::SIGTERM { 143 } else { 130 };
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    let bytes = std::fs::read(report_dir.join("report.json")).unwrap_or_else(|e| panic!("no report after {signal}: {e}\n{stderr}"));
+    let report: Report = serde_json::from_slice(&bytes).expect("report.json parses");
+    let interrupted = report.interrupted.as_ref().expect("the report says it was interrupted");
+    assert_eq!(interrupted.signal, signal.as_str());
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("incomplete: interrupted by {}", signal.as_str())));
+    for (file, mark) in [("summary.md", "**incomplete**"), ("report.html", "<strong>incomplete</strong>"), ("junit.xml", "type=\"incomplete\"")] {
+        let text = std::fs::read_to_string(report_dir.join(file)).unwrap_or_default();
+        assert!(text.contains(mark), "{file} does not say the run is incomplete");
+    }
+}

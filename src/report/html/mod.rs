@@ -60,6 +60,9 @@ pub fn render(report: &Report) -> String {
         escape(&report.run_id),
         escape(&report.target_file)
     );
+    if let Some(interrupted) = &report.interrupted {
+        let _ = write!(page, "<p><strong>incomplete</strong>: {}.</p>", escape(&interrupted.to_string()));
+    }
     for exit in &report.exits {
         let _ = write!(page, "<p><strong>error</strong>: {}; what it touched was not tested.</p><pre>{}</pre>", escape(&exit.summary()), escape(&exit.how));
     }
