@@ -144,13 +144,20 @@ fn fifty_users_during_a_rolling_restart_of_three_replicas_see_no_failed_request(
 }
 
 #[test]
-fn store_experiments_are_skipped_with_a_reason_without_redis() {
+fn store_experiments_alone_without_redis_are_refused_with_the_reason() {
+    // Nothing of the selection can run: an error before anything starts, not a clean pass.
     let run = common::run("examples/demo/fixed.toml", &["--seed", "8", "--scenarios", "store-restart,store-outage"]);
-    assert_eq!(run.code, 0);
-    for scenario in &run.report().scenarios {
-        assert_eq!(scenario.status, ScenarioStatus::Skipped);
-        assert!(scenario.reason.as_deref().unwrap().contains("no Redis"), "{scenario:?}");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("nothing selected can run against examples/demo/fixed.toml"), "{}", run.stderr);
+    for name in ["store-restart", "store-outage"] {
+        assert!(run.stderr.contains(&format!("{name}: the target has no Redis")), "{}", run.stderr);
     }
+    // Beside something that runs, they are skipped with the reason.
+    let run = common::run("examples/demo/fixed.toml", &["--seed", "8", "--scenarios", "cache,store-restart"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let store = run.report().scenarios.iter().find(|s| s.name == "store-restart").unwrap();
+    assert_eq!(store.status, ScenarioStatus::Skipped);
+    assert!(store.reason.as_deref().unwrap().contains("no Redis"), "{store:?}");
 }
 
 #[test]
