@@ -34,15 +34,20 @@ fn start_slow(tag: &str, dir: &Path) -> (Child, String) {
     let started: Vec<u32> = Vec::new();
     let harness = child.id();
     let started = std::cell::RefCell::new(started);
-    // Two replicas and Redis (the harness carries the tag too), and the plan written.
+    // Two replicas and Redis (the harness and its watchdog carry the tag too, but not the
+    // run's marker), and the plan written.
     let up = common::wait_until(Duration::from_secs(20), || {
-        *started.borrow_mut() = common::tagged(tag).into_iter().filter(|pid| *pid != harness).collect();
+        *started.borrow_mut() = common::tagged(tag).into_iter().filter(|pid| *pid != harness && marked(*pid)).collect();
         started.borrow().len() >= 3 && report.join("plan.json").exists()
     });
     assert!(up, "the run did not get going: {:?}", started.borrow());
     std::thread::sleep(Duration::from_millis(500));
     let run_id = run_id_of(started.borrow()[0]);
     (child, run_id)
+}
+
+fn marked(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| environ.split(|b| *b == 0).any(|entry| entry.starts_with(b"REPLICHECK_RUN=")))
 }
 
 /// The run id from a replica's environment.
@@ -94,21 +99,22 @@ fn sigterm_stops_every_replica_and_redis() {
 }
 
 #[test]
-fn a_sigkilled_harness_takes_its_processes_along_and_clean_removes_the_rest() {
+fn a_sigkilled_harness_takes_its_processes_along_and_its_watchdog_removes_the_rest() {
     let tag = common::tag("sigkill");
     let dir = tempfile::tempdir().unwrap();
     let (mut child, run_id) = start_slow(&tag, dir.path());
     child.kill().unwrap();
     child.wait().unwrap();
-    // The parent-death signal takes every replica and Redis down with the harness.
+    // The parent-death signal takes every replica and Redis down with the harness; the
+    // watchdog, which outlives it, removes its directories and state (the watchdog itself
+    // carries the tag until it is done).
     common::assert_no_leftovers(&tag);
-    // Directories cannot die with it: they wait for `clean` or the next run (a test
-    // running beside this one may be that next run, so they may be gone already).
+    let gone = common::wait_until(Duration::from_secs(10), || workspaces(&run_id).is_empty() && !state_file(&run_id).exists());
+    assert!(gone, "left behind: {:?}", workspaces(&run_id));
+    // `clean` has nothing left to do for it, and says so without failing.
     let output = common::command(&tag, &["clean"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("dead run"));
-    assert!(workspaces(&run_id).is_empty());
-    assert!(!state_file(&run_id).exists());
 }
 
 #[test]
@@ -149,7 +155,7 @@ fn ctrl_c_during_a_rolling_restart_stops_both_incarnations_and_redis() {
     );
     let harness = child.id();
     // Two replicas, Redis, and a surge incarnation beside its predecessor.
-    let surging = common::wait_until(Duration::from_secs(30), || common::tagged(&tag).iter().filter(|p| **p != harness).count() >= 4);
+    let surging = common::wait_until(Duration::from_secs(30), || common::tagged(&tag).iter().filter(|p| **p != harness && marked(**p)).count() >= 4);
     assert!(surging, "no surge seen: {:?}", common::tagged(&tag));
     kill(Pid::from_raw(harness as i32), Signal::SIGINT).unwrap();
     let output = child.wait_with_output().unwrap();

@@ -1,37 +1,46 @@
-//! A SIGKILLed harness cannot remove its containers; `replicheck clean`, or the next run,
-//! does. Alone in its test binary: any concurrent run would reap the killed run first.
+//! A SIGKILLed harness cannot remove its containers; its watchdog does, with no manual
+//! step. And `replicheck clean` asks the process table, not local state, whether a run
+//! lives: run with another `TMPDIR`, it leaves a live run's containers alone. Alone in its
+//! test binary: a concurrent run would reap the killed run first.
 
 mod common;
 
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 #[test]
-fn a_sigkilled_run_is_removed_by_clean_and_by_the_next_run() {
-    if !common::docker_engine("a_sigkilled_run_is_removed_by_clean_and_by_the_next_run") {
+fn a_sigkilled_run_leaves_nothing_on_the_engine_without_clean() {
+    if !common::docker_engine("a_sigkilled_run_leaves_nothing_on_the_engine_without_clean") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let sigkill = |name: &str| {
-        let (mut child, run_id) = common::start_slow_docker_run(&common::tag(name), dir.path());
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
-        child.wait().unwrap();
-        // Containers do not die with their harness; their labels find them.
-        assert!(!common::docker_leftovers(&run_id).is_empty());
-        run_id
-    };
+    let tag = common::tag("docker-sigkill");
+    let (mut child, run_id) = common::start_slow_docker_run(&tag, dir.path());
+    assert!(!common::docker_leftovers(&run_id).is_empty());
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    let gone = common::wait_until(Duration::from_secs(30), || common::docker_leftovers(&run_id).is_empty());
+    assert!(gone, "left 30 s after SIGKILL: {:?}", common::docker_leftovers(&run_id));
+    common::assert_no_leftovers(&tag);
+}
 
-    let killed = sigkill("docker-sigkill-clean");
-    let output = common::command(&common::tag("docker-clean"), &["clean"]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("container(s)"), "{stdout}");
-    let left = common::docker_leftovers(&killed);
-    assert!(left.is_empty(), "left after clean: {left:?}");
-
-    let killed = sigkill("docker-sigkill-next");
-    common::run_docker("examples/demo/fixed-docker.toml", &["--scenarios", "forwarded-headers"]);
-    let left = common::docker_leftovers(&killed);
-    assert!(left.is_empty(), "left after the next run: {left:?}");
+#[test]
+fn clean_with_another_tmpdir_leaves_a_live_run_alone() {
+    if !common::docker_engine("clean_with_another_tmpdir_leaves_a_live_run_alone") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tag = common::tag("docker-live");
+    let (child, run_id) = common::start_slow_docker_run(&tag, dir.path());
+    let before = common::docker_leftovers(&run_id);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = common::command(&common::tag("docker-clean"), &["clean"]).env("TMPDIR", elsewhere.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(common::docker_leftovers(&run_id), before, "clean removed a live run's resources");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let output = child.wait_with_output().unwrap();
+    common::assert_interrupted(&output, Signal::SIGINT, &dir.path().join("report"));
+    assert!(common::docker_leftovers(&run_id).is_empty());
 }

@@ -128,13 +128,46 @@ async fn forward(
             (Response::from_parts(parts, Either::Left(body)), served)
         }
         Err(err) => {
-            let mut response = refuse(StatusCode::BAD_GATEWAY, format!("{}: {}", upstream.replica, crate::errors::chain(&err)));
+            let chain = crate::errors::chain(&err);
+            let reason = match upstream_cause(&err) {
+                Some(cause) => format!("{} at {} {cause} ({chain})", upstream.replica, upstream.addr),
+                None => format!("{} at {}: {chain}", upstream.replica, upstream.addr),
+            };
+            let mut response = refuse(StatusCode::BAD_GATEWAY, reason);
             if let Some(served_by) = served_by {
                 response.headers_mut().insert(SERVED_BY_HEADER, served_by);
             }
             (response, upstream.replica)
         }
     }
+}
+
+/// What went wrong with an upstream, as a person would say it.
+fn upstream_cause(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut next = Some(err);
+    while let Some(error) = next {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return Some("refused the connection"),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => return Some("reset the connection"),
+                std::io::ErrorKind::TimedOut => return Some("did not answer in time"),
+                _ => {}
+            }
+        }
+        if let Some(hyper) = error.downcast_ref::<hyper::Error>() {
+            if hyper.is_parse() {
+                return Some("answered with something that is not HTTP");
+            }
+            if hyper.is_incomplete_message() {
+                return Some("closed the connection without an answer");
+            }
+            if hyper.is_timeout() {
+                return Some("did not answer in time");
+            }
+        }
+        next = error.source();
+    }
+    None
 }
 
 /// A response the balancer makes itself, marked so clients can tell it from the app's.

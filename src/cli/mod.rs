@@ -75,6 +75,14 @@ enum Command {
     /// The bundled demo service (started by the demo's target files).
     #[command(hide = true)]
     DemoService(DemoArgs),
+    /// Removes what is left of a run once the pipe on stdin closes (started by the run).
+    #[command(hide = true)]
+    Watchdog {
+        #[arg(long)]
+        run_id: String,
+        #[arg(long)]
+        docker: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -395,6 +403,10 @@ async fn dispatch(command: Command) -> Result<Exit, CliError> {
                 }
                 Err(err) => println!("no containers to remove: {err}"),
             }
+            Ok(Exit::Consistent)
+        }
+        Command::Watchdog { run_id, docker } => {
+            crate::cluster::watchdog::watch(&run_id, docker).await;
             Ok(Exit::Consistent)
         }
         Command::DemoService(args) => crate::demo::serve(args, shutdown_signal_unit())

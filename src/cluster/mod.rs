@@ -11,6 +11,7 @@ pub mod child;
 pub mod dependency;
 pub mod reaper;
 pub mod replica;
+pub mod watchdog;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -31,6 +32,7 @@ pub use backend::{AnyBackend, Backend, BackendKind, Replica};
 pub use child::StopOutcome;
 use dependency::Redis;
 use replica::{Incarnation, ReplicaId};
+use watchdog::Watchdog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -183,6 +185,8 @@ pub struct Cluster<B: Backend = AnyBackend> {
     docker: Option<Arc<DockerRun>>,
     // Declared last: dropped after the processes above are gone.
     _workspace: Workspace,
+    /// Closing its pipe (at drop, or when this process dies) has it remove what is left.
+    _watchdog: Option<Watchdog>,
 }
 
 /// The run's temporary directories, registered so a later run can reap them.
@@ -219,6 +223,14 @@ impl Cluster {
         // A run killed with SIGKILL left its processes and directories: clean them first.
         reaper::reap_stale();
         let workspace = Workspace::create(&spec.run_id)?;
+        // Whatever happens to this process from here on, the run's leftovers go.
+        let watchdog = match spec.backend {
+            BackendKind::External => None,
+            backend => Some(
+                Watchdog::spawn(&spec.self_exe, &spec.run_id, backend == BackendKind::Docker)
+                    .map_err(|source| ClusterError::Io { what: "cannot start the run's watchdog".into(), source })?,
+            ),
+        };
         let target = &spec.target;
         let settings = &target.balancer;
         let mut vars = Vars::new();
@@ -289,6 +301,7 @@ impl Cluster {
             vantage,
             docker,
             _workspace: workspace,
+            _watchdog: watchdog,
         };
         let ids: Vec<ReplicaId> = (0..spec.replicas).map(ReplicaId).collect();
         let launches = ids.iter().map(|&id| cluster.launch(Incarnation::first(id)));

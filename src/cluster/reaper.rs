@@ -105,6 +105,26 @@ pub fn reap_stale() -> Reaped {
     reaped
 }
 
+/// Cleans up after one run, whatever its harness's state: its processes, and the
+/// directories and state file its registration names (the watchdog's work).
+pub fn reap_run(run_id: &str) -> Reaped {
+    let mut reaped = Reaped {
+        runs: 1,
+        processes: kill_marked(run_id),
+        dirs: 0,
+    };
+    let path = state_dir().join(format!("{run_id}.json"));
+    if let Some(state) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<RunState>(&b).ok()) {
+        for dir in &state.dirs {
+            if dir.exists() && std::fs::remove_dir_all(dir).is_ok() {
+                reaped.dirs += 1;
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    reaped
+}
+
 /// The ids of runs whose harness is alive, on this machine.
 pub fn live_runs() -> std::collections::BTreeSet<String> {
     let Ok(entries) = std::fs::read_dir(state_dir()) else {
@@ -121,7 +141,18 @@ pub fn live_runs() -> std::collections::BTreeSet<String> {
 }
 
 fn harness_alive(state: &RunState) -> bool {
-    start_time(state.pid).is_some_and(|started| started == state.started)
+    alive(state.pid, state.started)
+}
+
+/// Whether process `pid` runs and is the one that started at `started` (not a recycled pid).
+pub fn alive(pid: u32, started: u64) -> bool {
+    start_time(pid).is_some_and(|now| now == started)
+}
+
+/// This process's pid and start time, as `alive` checks them.
+pub fn this_harness() -> (u32, u64) {
+    let pid = std::process::id();
+    (pid, start_time(pid).unwrap_or(0))
 }
 
 /// SIGKILLs every process whose environment carries `run_id`; returns how many.

@@ -38,6 +38,7 @@ use super::process::{probe_client, wait_ready};
 use super::{Backend, Replica};
 use crate::cluster::child::{StopOutcome, log_tail};
 use crate::cluster::dependency::wait_for_pong;
+use crate::cluster::reaper;
 use crate::cluster::replica::Incarnation;
 use crate::cluster::ClusterError;
 use crate::step::Vars;
@@ -50,6 +51,10 @@ pub const RUN_LABEL: &str = "replicheck";
 const HOST_LABEL: &str = "replicheck.host";
 /// What a container is (`r0#2`, `redis`): it names the container's log file.
 const ROLE_LABEL: &str = "replicheck.role";
+/// The harness that owns a resource, as the process table knows it: its pid and its start
+/// time, so reaping asks the host whether the run lives, not a state file that another
+/// `TMPDIR` cannot see.
+const OWNER_LABEL: &str = "replicheck.owner";
 
 /// Where the run's volumes appear inside each replica (`{shared_dir}`, `{replica_dir}`).
 const SHARED_MOUNT: &str = "/replicheck-shared";
@@ -247,10 +252,12 @@ impl DockerRun {
     }
 
     fn labels(&self, role: &str) -> HashMap<String, String> {
+        let (pid, started) = reaper::this_harness();
         HashMap::from([
             (RUN_LABEL.to_owned(), self.run_id.clone()),
             (HOST_LABEL.to_owned(), this_host()),
             (ROLE_LABEL.to_owned(), role.to_owned()),
+            (OWNER_LABEL.to_owned(), format!("{pid}:{started}")),
         ])
     }
 
@@ -403,28 +410,49 @@ async fn remove_run(docker: &Docker, run_id: &str, logs_dir: Option<&Path>) -> R
     removed
 }
 
-/// Removes what dead runs of this host left on the engine: every run id found on a
-/// labelled resource that is not in `live`.
+/// Removes every container, network and volume of one run (the watchdog's work).
+pub async fn remove_leftovers(engine: &Engine, run_id: &str) -> Removed {
+    remove_run(&engine.docker, run_id, None).await
+}
+
+/// Removes what dead runs of this host left on the engine. A run is dead when the
+/// harness its resources name is gone from the process table; resources without an
+/// owner label (older runs) are dead unless their run is in `live`.
 pub async fn reap(engine: &Engine, live: &BTreeSet<String>) -> Removed {
     let docker = &engine.docker;
     let filter = HashMap::from([("label", vec![format!("{HOST_LABEL}={}", this_host())])]);
-    let mut runs = BTreeSet::new();
+    let mut labelled: Vec<HashMap<String, String>> = Vec::new();
     let listed = ListContainersOptionsBuilder::new().all(true).filters(&filter).build();
     let containers = docker.list_containers(Some(listed)).await.unwrap_or_default();
-    runs.extend(containers.into_iter().filter_map(|c| c.labels?.remove(RUN_LABEL)));
+    labelled.extend(containers.into_iter().filter_map(|c| c.labels));
     let networks = docker
         .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filter).build()))
         .await
         .unwrap_or_default();
-    runs.extend(networks.into_iter().filter_map(|n| n.labels?.remove(RUN_LABEL)));
+    labelled.extend(networks.into_iter().filter_map(|n| n.labels));
     let volumes = docker
         .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filter).build()))
         .await
         .map(|listed| listed.volumes.unwrap_or_default())
         .unwrap_or_default();
-    runs.extend(volumes.into_iter().filter_map(|mut v| v.labels.remove(RUN_LABEL)));
+    labelled.extend(volumes.into_iter().map(|v| v.labels));
+    let dead: BTreeSet<String> = labelled
+        .iter()
+        .filter_map(|labels| {
+            let run_id = labels.get(RUN_LABEL)?;
+            let owner = labels.get(OWNER_LABEL).and_then(|owner| {
+                let (pid, started) = owner.split_once(':')?;
+                Some((pid.parse().ok()?, started.parse().ok()?))
+            });
+            let alive = match owner {
+                Some((pid, started)) => reaper::alive(pid, started),
+                None => live.contains(run_id),
+            };
+            (!alive).then(|| run_id.clone())
+        })
+        .collect();
     let mut removed = Removed::default();
-    for run_id in runs.difference(live) {
+    for run_id in &dead {
         let one = remove_run(docker, run_id, None).await;
         removed.runs += 1;
         removed.containers += one.containers;
