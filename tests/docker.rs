@@ -101,3 +101,30 @@ fn sigterm_mid_run_leaves_nothing_on_the_engine() {
         interrupt_mid_run(Signal::SIGTERM);
     }
 }
+
+#[test]
+fn a_container_killed_from_outside_mid_run_is_told_and_the_run_exits_3() {
+    if !common::docker_engine("a_container_killed_from_outside_mid_run_is_told_and_the_run_exits_3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (child, run_id) = common::start_slow_docker_run(&common::tag("docker-oom"), dir.path());
+    // As an OOM killer or an operator would: the engine kills it, not replicheck.
+    let listed = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("label=replicheck={run_id}"), "--filter", "label=replicheck.role=r1"])
+        .output()
+        .unwrap();
+    let container = String::from_utf8_lossy(&listed.stdout).trim().to_owned();
+    assert!(!container.is_empty(), "no r1 container");
+    assert!(std::process::Command::new("docker").args(["kill", &container]).status().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let report: replicheck::report::Report = serde_json::from_slice(&std::fs::read(dir.path().join("report/report.json")).unwrap()).unwrap();
+    let [exit] = report.exits.as_slice() else { panic!("{:?}\n{stderr}", report.exits) };
+    assert_eq!(exit.replica.to_string(), "r1");
+    assert!(exit.how.contains("exit code 137"), "{}", exit.how);
+    assert!(report.findings.is_empty());
+    let left = common::docker_leftovers(&run_id);
+    assert!(left.is_empty(), "left: {left:?}");
+}
