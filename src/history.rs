@@ -133,7 +133,8 @@ impl ExperimentRun {
     }
 }
 
-/// A replica that exited while the run relied on it, without replicheck stopping it.
+/// A replica that exited, or stopped answering, while the run relied on it, without
+/// replicheck stopping it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicaExit {
     pub replica: Incarnation,
@@ -141,13 +142,17 @@ pub struct ReplicaExit {
     pub at_ms: f64,
     /// How it exited, and the end of its log.
     pub how: String,
+    /// It still runs, but answered nothing for a long while (a hang, a closed listener).
+    #[serde(default)]
+    pub silent: bool,
 }
 
 impl ReplicaExit {
     /// The exit in one line: how, without the log.
     pub fn summary(&self) -> String {
         let how = self.how.split(';').next().unwrap_or(&self.how);
-        format!("{} exited at {:.2}s without replicheck stopping it ({how})", self.replica, self.at_ms / 1000.0)
+        let what = if self.silent { "stopped answering" } else { "exited" };
+        format!("{} {what} at {:.2}s without replicheck stopping it ({how})", self.replica, self.at_ms / 1000.0)
     }
 }
 

@@ -104,3 +104,25 @@ fn a_replica_that_exits_mid_run_is_told_taken_out_and_makes_what_it_touched_an_e
     assert!(pages.reason.as_deref().unwrap_or("").contains("r1 exited at"), "{pages:?}");
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
+
+#[test]
+fn a_replica_that_stops_answering_mid_run_is_told_and_taken_out() {
+    let dir = tempfile::tempdir().unwrap();
+    // Users that take a while, so the run goes on well past the hang.
+    let scenario = common::write(
+        dir.path(),
+        "naps.toml",
+        "name = \"naps\"\n[[steps]]\nname = \"a page\"\nrequest = { url = \"/page\" }\n[[steps]]\nname = \"a nap\"\nrequest = { url = \"/nap\" }\n",
+    );
+    let started = std::time::Instant::now();
+    let run = common::run("tests/apps/hanger.toml", &["--replicas", "2", "--vus", "80", "--concurrency", "1", "--scenarios", scenario.to_str().unwrap()]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let report = run.report();
+    let [exit] = report.exits.as_slice() else { panic!("{:?}\n{}", report.exits, run.stderr) };
+    assert!(exit.silent && exit.replica.to_string() == "r1", "{exit:?}");
+    assert!(run.stdout.contains("error: r1 stopped answering at"), "{}", run.stdout);
+    let naps = report.scenarios.iter().find(|s| s.name == "naps").unwrap();
+    assert_eq!(naps.status, ScenarioStatus::Error);
+    // Taken out of routing: the rest of the run did not wait on it request by request.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+}

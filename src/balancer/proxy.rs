@@ -112,6 +112,7 @@ async fn forward(
     let _in_flight = upstream.start_request();
     match state.client.request(request).await {
         Ok(response) => {
+            upstream.answered();
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop(&mut parts.headers);
             // A relay in front of an instance behind someone else's load balancer knows
@@ -128,6 +129,7 @@ async fn forward(
             (Response::from_parts(parts, Either::Left(body)), served)
         }
         Err(err) => {
+            upstream.unanswered();
             let chain = crate::errors::chain(&err);
             let reason = match upstream_cause(&err) {
                 Some(cause) => format!("{} at {} {cause} ({chain})", upstream.replica, upstream.addr),

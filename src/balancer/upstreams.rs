@@ -8,7 +8,7 @@
 //! endpoints keep a terminating pod until the removal has propagated.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -28,6 +28,15 @@ pub struct Upstream {
     /// Requests sent to it that have no answer yet, for a balancer that drains a replica
     /// before it stops.
     in_flight: AtomicU32,
+    /// Since when, and how many, requests and probes got no answer at all (not even an
+    /// error status): a replica that stopped answering.
+    silence: Mutex<Silence>,
+}
+
+#[derive(Debug, Default)]
+struct Silence {
+    since: Option<std::time::Instant>,
+    unanswered: u32,
 }
 
 /// Counts one request in flight to an upstream until its answer (or failure) arrives.
@@ -53,7 +62,29 @@ impl Upstream {
             held: AtomicBool::new(false),
             failed_probes: AtomicU32::new(0),
             in_flight: AtomicU32::new(0),
+            silence: Mutex::new(Silence::default()),
         }
+    }
+
+    /// It answered something (any status): it is not silent.
+    pub fn answered(&self) {
+        if let Ok(mut silence) = self.silence.lock() {
+            *silence = Silence::default();
+        }
+    }
+
+    /// A request or probe got no answer (refused, reset, timed out).
+    pub fn unanswered(&self) {
+        if let Ok(mut silence) = self.silence.lock() {
+            silence.since.get_or_insert_with(std::time::Instant::now);
+            silence.unanswered += 1;
+        }
+    }
+
+    /// How long it has answered nothing, and how many tries got nothing, if it is silent.
+    pub fn silent(&self) -> Option<(Duration, u32)> {
+        let silence = self.silence.lock().ok()?;
+        Some((silence.since?.elapsed(), silence.unanswered))
     }
 
     pub fn start_request(&self) -> InFlight<'_> {
@@ -210,8 +241,14 @@ pub async fn probe_forever(upstreams: Arc<Upstreams>, ready_path: String, interv
             let client = &client;
             async move {
                 let ready = match client.get(&url).send().await {
-                    Ok(r) => r.status().is_success() || r.status().is_redirection(),
-                    Err(_) => false,
+                    Ok(r) => {
+                        upstream.answered();
+                        r.status().is_success() || r.status().is_redirection()
+                    }
+                    Err(_) => {
+                        upstream.unanswered();
+                        false
+                    }
                 };
                 upstream.probed(ready);
             }

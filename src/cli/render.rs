@@ -166,7 +166,7 @@ pub fn outcome(report: &Report) -> String {
     } else if report.interrupted.is_some() {
         out.push_str("no findings in what ran before the interrupt\n");
     } else if !report.exits.is_empty() {
-        out.push_str("no findings, but a replica exited by itself: what it touched proves nothing either way\n");
+        out.push_str("no findings, but a replica exited or stopped answering by itself: what it touched proves nothing either way\n");
     } else if unsound > 0 {
         out.push_str(&format!(
             "no findings, but {unsound} check(s) did not run cleanly (see above): they prove nothing either way\n"

@@ -464,6 +464,12 @@ impl<B: Backend> Cluster<B> {
         exits
     }
 
+    /// Marks an incarnation as told about (one that stopped answering); false when it
+    /// already was.
+    pub fn tell(&mut self, incarnation: Incarnation) -> bool {
+        self.told.insert(incarnation)
+    }
+
     /// Forgets a stopped replica for good (scaling in).
     pub fn forget(&mut self, id: ReplicaId) {
         self.replicas.remove(&id);

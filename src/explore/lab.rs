@@ -74,15 +74,11 @@ impl<'a> Lab<'a> {
         self.runs.last().expect("just pushed")
     }
 
-    /// A replica that exited with no disruption asking for it is out of routing at once.
+    /// A replica that exited, or stopped answering, with no disruption asking for it is
+    /// out of routing at once.
     async fn notice_exits(&mut self) {
-        for (replica, how) in self.arena.cluster.unexpected_exits().await {
-            self.arena.balancer.upstreams().remove(replica);
-            self.exits.push(ReplicaExit {
-                replica,
-                at_ms: self.arena.ctx.origin.elapsed().as_secs_f64() * 1000.0,
-                how,
-            });
-        }
+        let arena = &mut self.arena;
+        let exits = crate::run::notice_exits(arena.cluster, arena.balancer, arena.ctx.origin, &crate::progress::Silent).await;
+        self.exits.extend(exits);
     }
 }

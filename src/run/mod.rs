@@ -30,6 +30,7 @@ use crate::diagnose::Diagnosis;
 use crate::policy::PolicyOutcome;
 use crate::target::Preset;
 use crate::cluster::backend::external::ExternalSpec;
+use crate::cluster::replica::Incarnation;
 use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, Vantage};
 use crate::file::FileError;
 use crate::history::{ExperimentRun, History, InspectionRun, Phase, ReplicaExit, VuRecord};
@@ -675,19 +676,51 @@ impl Watch<'_> {
     }
 }
 
-async fn notice_exits(cluster: &mut Cluster, balancer: &Balancer, origin: Instant, observer: &dyn Observer) -> Vec<ReplicaExit> {
+/// Replicas that exited by themselves, or stopped answering, since the last look: each
+/// taken out of routing at once and told.
+pub(crate) async fn notice_exits(cluster: &mut Cluster, balancer: &Balancer, origin: Instant, observer: &dyn Observer) -> Vec<ReplicaExit> {
     let mut exits = Vec::new();
-    for (replica, how) in cluster.unexpected_exits().await {
+    let now_ms = origin.elapsed().as_secs_f64() * 1000.0;
+    let exited = cluster.unexpected_exits().await.into_iter().map(|(replica, how)| (replica, how, None));
+    let silent = silent_replicas(cluster, balancer).into_iter().map(|(replica, how, quiet)| (replica, how, Some(quiet)));
+    for (replica, how, quiet) in exited.chain(silent) {
         balancer.upstreams().remove(replica);
         let exit = ReplicaExit {
             replica,
-            at_ms: origin.elapsed().as_secs_f64() * 1000.0,
+            // A silent one stopped when its silence began.
+            at_ms: now_ms - quiet.map_or(0.0, |q| q.as_secs_f64() * 1000.0),
             how,
+            silent: quiet.is_some(),
         };
         observer.progress(Progress::ReplicaExited { exit: exit.clone() });
         exits.push(exit);
     }
     exits
+}
+
+/// How long a replica must answer nothing at all (not its readiness probes every
+/// interval, not a request) to count as stopped, at the least: as a platform's probes
+/// would give up on it, and far beyond one slow answer on a busy machine.
+const SILENT_FOR: Duration = Duration::from_secs(10);
+/// Probes and requests that must go unanswered in that time.
+const SILENT_TRIES: u32 = 3;
+
+/// Current incarnations that answered nothing for long enough while running, each told
+/// once as stopped, with how long they have been silent.
+fn silent_replicas(cluster: &mut Cluster, balancer: &Balancer) -> Vec<(Incarnation, String, Duration)> {
+    let upstreams = balancer.upstreams();
+    let mut silent = Vec::new();
+    for endpoint in cluster.endpoints() {
+        let Some((quiet, tries)) = upstreams.incarnation(endpoint.replica).and_then(|u| u.silent()) else { continue };
+        if quiet >= SILENT_FOR && tries >= SILENT_TRIES && cluster.tell(endpoint.replica) {
+            silent.push((
+                endpoint.replica,
+                format!("{tries} probes and requests got no answer in {:.1}s, though it still runs", quiet.as_secs_f64()),
+                quiet,
+            ));
+        }
+    }
+    silent
 }
 
 /// Starts the cluster, then the balancer in front of it, and waits (a bounded while) until
