@@ -647,7 +647,9 @@ impl<'a> VirtualUser<'a> {
         if let Some((content_type, body)) = &outgoing.body {
             request = request.header(header::CONTENT_TYPE, content_type.as_str()).body(body.clone());
         }
-        request.send().await.map_err(|err| describe_error(&err, self.ctx.limits.request_timeout))
+        // The balancer answers for itself when it cannot reach the replica; no answer at all
+        // is the replica's silence, through the balancer.
+        request.send().await.map_err(|err| format!("{route} (through the balancer): {}", describe_error(&err, self.ctx.limits.request_timeout)))
     }
 
     fn public_url(&self, path: &str) -> Url {
