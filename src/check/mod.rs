@@ -11,6 +11,7 @@
 //!
 //! `recorded` judges a whole run (users, inspections, the origin trial, experiments) from
 //! its record, once everything has run; a stored record is judged again the same way.
+//! `explored` judges the schedules exploration runs, with the same placing of failures.
 
 pub mod adapt;
 pub mod chaos;

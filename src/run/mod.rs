@@ -5,9 +5,14 @@
 //! `ask` asks the users' cross-replica questions; `adapt` asks them again when one fault
 //! (an app believing http behind the proxy) failed them on a single replica.
 //!
+//! While users and inspections run, the replicas are watched: one that exits or stops
+//! answering by itself is taken out of routing and told. An interrupt ends the phase under
+//! way; what ran before is recorded and judged, and the report says it is incomplete.
+//!
 //! The plan is written before anything starts and the users' history before checking, so
 //! a run that dies still says what it did. Whatever is started is owned here and stopped
-//! by `Cluster`'s drop if this future is dropped (Ctrl-C) or fails.
+//! by `Cluster`'s drop if this future is dropped or fails; the run's watchdog removes it
+//! if this process is killed.
 
 mod adapt;
 mod ask;
