@@ -109,13 +109,21 @@ fn a_container_killed_from_outside_mid_run_is_told_and_the_run_exits_3() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (child, run_id) = common::start_slow_docker_run(&common::tag("docker-oom"), dir.path());
-    // As an OOM killer or an operator would: the engine kills it, not replicheck.
-    let listed = std::process::Command::new("docker")
-        .args(["ps", "-q", "--filter", &format!("label=replicheck={run_id}"), "--filter", "label=replicheck.role=r1"])
-        .output()
-        .unwrap();
-    let container = String::from_utf8_lossy(&listed.stdout).trim().to_owned();
-    assert!(!container.is_empty(), "no r1 container");
+    // As an OOM killer or an operator would: the engine kills it, not replicheck. (On a
+    // busy machine r1 may still be starting.)
+    let running_r1 = || {
+        let listed = std::process::Command::new("docker")
+            .args(["ps", "-q", "--filter", &format!("label=replicheck={run_id}"), "--filter", "label=replicheck.role=r1"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&listed.stdout).trim().to_owned()
+    };
+    let mut container = String::new();
+    let found = common::wait_until(std::time::Duration::from_secs(30), || {
+        container = running_r1();
+        !container.is_empty()
+    });
+    assert!(found, "no running r1 container");
     assert!(std::process::Command::new("docker").args(["kill", &container]).status().unwrap().success());
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

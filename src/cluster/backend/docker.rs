@@ -136,7 +136,8 @@ impl Engine {
         Ok(SocketAddr::new(self.reach, host_port))
     }
 
-    /// Whether the container has stopped (or is gone); with its exit code.
+    /// Whether the container has stopped (or is gone, or the engine cannot say); with its
+    /// exit code.
     async fn stopped(&self, container: &str) -> Option<Option<i64>> {
         match self.docker.inspect_container(container, None).await {
             Ok(inspected) => {
@@ -569,6 +570,13 @@ impl Replica for DockerReplica {
     }
 
     async fn exit(&mut self) -> Option<String> {
+        // Watched while the run goes on: an engine that does not answer one inspection is
+        // no news of the container, only the engine saying it stopped or is gone is.
+        match self.engine.docker.inspect_container(&self.container, None).await {
+            Ok(inspected) if inspected.state.as_ref().and_then(|s| s.running) == Some(true) => return None,
+            Ok(_) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(_) => return None,
+        }
         let (status, tail) = self.engine.exit_report(&self.container, &self.log).await?;
         Some(format!("{status}; its log ends:\n{tail}"))
     }
