@@ -8,8 +8,8 @@
 //! endpoints keep a terminating pod until the removal has propagated.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -28,15 +28,14 @@ pub struct Upstream {
     /// Requests sent to it that have no answer yet, for a balancer that drains a replica
     /// before it stops.
     in_flight: AtomicU32,
-    /// Since when, and how many, requests and probes got no answer at all (not even an
-    /// error status): a replica that stopped answering.
-    silence: Mutex<Silence>,
-}
-
-#[derive(Debug, Default)]
-struct Silence {
-    since: Option<std::time::Instant>,
-    unanswered: u32,
+    /// Requests and probes in a row that got no answer at all (not even an error
+    /// status), and when the first of them was sent: a replica that stopped answering.
+    /// Atomics, not a lock: every proxied request marks its answer.
+    unanswered: AtomicU32,
+    /// When the first unanswered one was sent, in milliseconds after `created`, plus one
+    /// (0: none).
+    silent_since_ms: AtomicU64,
+    created: std::time::Instant,
 }
 
 /// Counts one request in flight to an upstream until its answer (or failure) arrives.
@@ -62,29 +61,32 @@ impl Upstream {
             held: AtomicBool::new(false),
             failed_probes: AtomicU32::new(0),
             in_flight: AtomicU32::new(0),
-            silence: Mutex::new(Silence::default()),
+            unanswered: AtomicU32::new(0),
+            silent_since_ms: AtomicU64::new(0),
+            created: std::time::Instant::now(),
         }
     }
 
-    /// It answered something (any status): it is not silent.
+    /// It answered something (any status): it is not silent. One load when it was not.
     pub fn answered(&self) {
-        if let Ok(mut silence) = self.silence.lock() {
-            *silence = Silence::default();
+        if self.unanswered.load(Ordering::Relaxed) != 0 {
+            self.unanswered.store(0, Ordering::Relaxed);
+            self.silent_since_ms.store(0, Ordering::Relaxed);
         }
     }
 
     /// A request or probe got no answer (refused, reset, timed out).
     pub fn unanswered(&self) {
-        if let Ok(mut silence) = self.silence.lock() {
-            silence.since.get_or_insert_with(std::time::Instant::now);
-            silence.unanswered += 1;
+        if self.unanswered.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.silent_since_ms.store(self.created.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
         }
     }
 
     /// How long it has answered nothing, and how many tries got nothing, if it is silent.
     pub fn silent(&self) -> Option<(Duration, u32)> {
-        let silence = self.silence.lock().ok()?;
-        Some((silence.since?.elapsed(), silence.unanswered))
+        let tries = self.unanswered.load(Ordering::Relaxed);
+        let since = self.silent_since_ms.load(Ordering::Relaxed).checked_sub(1)?;
+        (tries > 0).then(|| (self.created.elapsed().saturating_sub(Duration::from_millis(since)), tries))
     }
 
     pub fn start_request(&self) -> InFlight<'_> {
@@ -273,6 +275,18 @@ mod tests {
 
     fn routed(upstreams: &Upstreams, id: u16) -> Option<String> {
         upstreams.route(ReplicaId(id)).map(|u| u.replica.to_string())
+    }
+
+    #[test]
+    fn silence_counts_tries_without_an_answer_until_one_comes() {
+        let upstream = Upstream::new(&endpoint(0, 1, 1000));
+        assert_eq!(upstream.silent(), None);
+        upstream.unanswered();
+        upstream.unanswered();
+        let (_, tries) = upstream.silent().unwrap();
+        assert_eq!(tries, 2);
+        upstream.answered();
+        assert_eq!(upstream.silent(), None);
     }
 
     #[test]
