@@ -313,6 +313,22 @@ impl ScenarioResult {
 }
 
 impl ScenarioResult {
+    /// A scenario's result from what its users did; the kinds it checks come later.
+    pub fn tallied(name: &str, status: ScenarioStatus, reason: Option<String>, tally: &Tally, unconfirmed: u32) -> Self {
+        Self {
+            name: name.to_owned(),
+            status,
+            reason,
+            vus: tally.vus,
+            requests: tally.requests,
+            handoffs_crossed: tally.handoffs_crossed,
+            unconfirmed,
+            checks: Vec::new(),
+            untested: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
     pub fn skipped(name: &str, reason: String) -> Self {
         Self {
             name: name.to_owned(),
@@ -427,18 +443,7 @@ pub fn judge(
         } else {
             (ScenarioStatus::Passed, None)
         };
-        results.push(ScenarioResult {
-            name: name.clone(),
-            status,
-            reason,
-            vus: tally.vus,
-            requests: tally.requests,
-            handoffs_crossed: tally.handoffs_crossed,
-            unconfirmed: unconfirmed.get(name.as_str()).copied().unwrap_or(0),
-            checks: Vec::new(),
-            untested: Vec::new(),
-            notes: Vec::new(),
-        });
+        results.push(ScenarioResult::tallied(name, status, reason, &tally, unconfirmed.get(name.as_str()).copied().unwrap_or(0)));
     }
     // A scenario that fails on one replica has no trustworthy cross-replica findings.
     findings.retain(|f| results.iter().any(|r| r.name == f.scenario && r.status == ScenarioStatus::Failed));

@@ -279,7 +279,7 @@ fn name_checks(results: &mut [ScenarioResult], users: &[Scenario], findings: &[F
 
 /// A scenario whose artifacts never reached another replica (a load balancer that is not
 /// ours may route a user's every request to one instance) asked no cross-replica question.
-fn uncrossed(result: &ScenarioResult, checks: &[FindingKind]) -> Vec<Untested> {
+pub(crate) fn uncrossed(result: &ScenarioResult, checks: &[FindingKind]) -> Vec<Untested> {
     let hands_off = checks != [FindingKind::ExpectationFailed];
     if !hands_off || result.status != ScenarioStatus::Passed || result.handoffs_crossed > 0 {
         return Vec::new();

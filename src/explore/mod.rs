@@ -28,7 +28,7 @@ use crate::chaos::ExperimentKind;
 use crate::chaos::experiment::Arena;
 use crate::check::explored::{self, Confirmation, Fault, FaultKey};
 use crate::check::finding::{ChaosContext, Control, Finding};
-use crate::check::{self, ScenarioResult, ScenarioStatus, Tally, Untested, Verdict};
+use crate::check::{self, ScenarioResult, ScenarioStatus, Tally, Verdict};
 use crate::cluster::{BackendKind, ClusterSpec};
 use crate::history::{History, Phase, ScheduleRun};
 use crate::interrupt::{Interrupt, Interruption};
@@ -39,15 +39,12 @@ use crate::progress::{Observer, Progress};
 use crate::redact::Secrets;
 use crate::report::json::RunRecord;
 use crate::report::{self, Report};
-use crate::run::{self, ReportDir, RunError, RunOutcome};
+use crate::run::{self, ReportDir, RunError, RunOutcome, ScenarioRoster};
 use crate::scenario::{Scenario, ScenarioFile};
 use crate::target::Target;
 use crate::vu::{Limits, VuContext};
 use lab::Lab;
 use strategy::Space;
-
-/// Every scenario in report order, with the reason for each one skipped.
-type Roster = Vec<(String, Option<String>)>;
 
 /// Builds the command that replays a schedule.
 pub type ReproduceSchedule = Arc<dyn Fn(&Schedule) -> String + Send + Sync>;
@@ -275,24 +272,8 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
 }
 
 /// Binds the scenario files to the target; exploration runs scenarios only.
-fn bind(config: &ExploreConfig, observer: &dyn Observer) -> Result<(Vec<Scenario>, Roster), RunError> {
-    let mut scenarios = Vec::new();
-    let mut roster = Vec::new();
-    for file in &config.scenarios {
-        match file.bind(&config.target)? {
-            Ok(scenario) => {
-                roster.push((scenario.name.clone(), None));
-                scenarios.push(scenario);
-            }
-            Err(skip) => {
-                observer.progress(Progress::ScenarioSkipped {
-                    scenario: file.name().to_owned(),
-                    reason: skip.reason.clone(),
-                });
-                roster.push((file.name().to_owned(), Some(skip.reason)));
-            }
-        }
-    }
+fn bind(config: &ExploreConfig, observer: &dyn Observer) -> Result<(Vec<Scenario>, ScenarioRoster), RunError> {
+    let (scenarios, roster) = run::bind_scenarios(&config.scenarios, &config.target, observer)?;
     if scenarios.is_empty() {
         return Err(RunError::Usage(format!("{}: no scenario it can run, so nothing to explore", config.target.path.display())));
     }
@@ -551,7 +532,7 @@ async fn confirm(bounds: &Bounds<'_>, lab: &mut Lab<'_>, fault: &Fault, minimal:
 }
 
 /// Findings and scenario results from what the search settled and the cases it ran.
-fn verdict(search: &Search, runs: &[ScheduleRun], scenarios: &[Scenario], roster: &Roster, seed: u64, reproduce: &ReproduceSchedule) -> Verdict {
+fn verdict(search: &Search, runs: &[ScheduleRun], scenarios: &[Scenario], roster: &ScenarioRoster, seed: u64, reproduce: &ReproduceSchedule) -> Verdict {
     let mut findings = Vec::new();
     let mut baseline: BTreeMap<&str, String> = BTreeMap::new();
     let mut errors: BTreeMap<&str, String> = BTreeMap::new();
@@ -590,26 +571,10 @@ fn verdict(search: &Search, runs: &[ScheduleRun], scenarios: &[Scenario], roster
             (false, None, Some(error)) => (ScenarioStatus::Error, Some(error.clone())),
             (false, None, None) => (ScenarioStatus::Passed, None),
         };
-        let checks = check::scenario_checks(scenario);
-        let hands_off = scenario.steps.iter().any(|s| s.consumes.is_some());
-        let untested = if status == ScenarioStatus::Passed && hands_off && tally.handoffs_crossed == 0 {
-            let reason = "no explored schedule handed its artifact to another replica".to_owned();
-            checks.iter().map(|&kind| Untested { kind, reason: reason.clone() }).collect()
-        } else {
-            Vec::new()
-        };
-        results.push(ScenarioResult {
-            name: name.clone(),
-            status,
-            reason,
-            vus: tally.vus,
-            requests: tally.requests,
-            handoffs_crossed: tally.handoffs_crossed,
-            unconfirmed: unconfirmed.get(name.as_str()).copied().unwrap_or(0),
-            checks,
-            untested,
-            notes: Vec::new(),
-        });
+        let mut result = ScenarioResult::tallied(name, status, reason, &tally, unconfirmed.get(name.as_str()).copied().unwrap_or(0));
+        result.checks = check::scenario_checks(scenario);
+        result.untested = check::recorded::uncrossed(&result, &result.checks);
+        results.push(result);
     }
     Verdict { findings, scenarios: results }
 }

@@ -448,14 +448,18 @@ impl Questions<'_> {
     }
 }
 
-/// Binds every scenario to the target and decides which experiments can run.
-fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> {
+/// Every scenario in report order, with the reason for each one skipped.
+pub(crate) type ScenarioRoster = Vec<(String, Option<String>)>;
+
+/// Binds each scenario file to the target: the scenarios that can run, and the roster,
+/// each one skipped told to the observer with the reason.
+pub(crate) fn bind_scenarios(files: &[ScenarioFile], target: &Target, observer: &dyn Observer) -> Result<(Vec<Scenario>, ScenarioRoster), RunError> {
     let mut bound = Vec::new();
-    let mut scenario_roster = Vec::new();
-    for file in &config.scenarios {
-        match file.bind(&config.target)? {
+    let mut roster = Vec::new();
+    for file in files {
+        match file.bind(target)? {
             Ok(scenario) => {
-                scenario_roster.push((scenario.name.clone(), None));
+                roster.push((scenario.name.clone(), None));
                 bound.push(scenario);
             }
             Err(skip) => {
@@ -463,10 +467,16 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
                     scenario: file.name().to_owned(),
                     reason: skip.reason.clone(),
                 });
-                scenario_roster.push((file.name().to_owned(), Some(skip.reason)));
+                roster.push((file.name().to_owned(), Some(skip.reason)));
             }
         }
     }
+    Ok((bound, roster))
+}
+
+/// Binds every scenario to the target and decides which experiments can run.
+fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> {
+    let (bound, scenario_roster) = bind_scenarios(&config.scenarios, &config.target, observer)?;
     let skipped = |name: &str, reason: Option<String>| {
         if let Some(reason) = &reason {
             observer.progress(Progress::ScenarioSkipped {

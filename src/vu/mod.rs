@@ -286,16 +286,15 @@ impl<'a> Stepper<'a> {
         }
     }
 
-    /// Runs the user's next step; false when it sent nothing because the user had stopped.
-    pub async fn step(&mut self) -> bool {
+    /// Runs the user's next step; nothing once the user has stopped or has no step left.
+    pub async fn step(&mut self) {
         let index = self.record.steps.len();
-        let Some(scenario) = self.scenario.clone().filter(|_| !self.stopped) else { return false };
-        let Some(step) = scenario.steps.get(index) else { return false };
+        let Some(scenario) = self.scenario.clone().filter(|_| !self.stopped) else { return };
+        let Some(step) = scenario.steps.get(index) else { return };
         let route = self.user.plan.routes.get(index).copied().unwrap_or(ReplicaId(0));
         let record = self.user.run_step(index, step, route).await;
         self.stopped = !matches!(record.outcome, Outcome::Passed);
         self.record.steps.push(record);
-        true
     }
 
     pub fn finish(mut self) -> (VuRecord, Secrets) {
