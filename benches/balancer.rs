@@ -1,116 +1,512 @@
-//! What the balancer costs on the hot path: the same load sent straight to one demo
-//! replica, then through replicheck's balancer, in the same run. Prints throughput and
-//! latency of each and their ratio; nothing is asserted (timings belong here, not in tests).
+//! What replicheck costs, against baselines measured in the same run:
 //!
-//! `cargo bench --bench balancer` (env: BENCH_REQUESTS, BENCH_CONCURRENCY)
+//! - **Balancer throughput**: wrk sends the same load straight to a demo replica, through
+//!   nginx configured as the balancer is (upstream keepalive, one worker per balancer
+//!   thread, the same forwarded headers, no access log), and through the balancer, over
+//!   http and over TLS, round after round in turn. Prints each case's median and its
+//!   ratio to the baselines.
+//! - **Virtual user memory**: a child process keeps N users alive at once, each with its
+//!   own cookie jar after signing in over https, at most 64 requests in flight (a run's
+//!   default concurrency), and prints its peak resident memory.
+//!
+//! Nothing is asserted: timings belong here, not in tests.
+//!
+//! `cargo bench --bench balancer` (needs wrk; nginx for its baseline:
+//! `apt-get install wrk nginx`). Env: BENCH_ROUNDS (3), BENCH_SECONDS (5),
+//! BENCH_CONNECTIONS (32), BENCH_USERS (1000,10000; empty skips).
 
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use replicheck::balancer::{Balancer, BalancerConfig, ROUTE_HEADER};
+use replicheck::balancer::policy::RoutingPolicy;
+use replicheck::balancer::tls::RunCertificates;
+use replicheck::balancer::{Balancer, BalancerConfig, Entrance};
 use replicheck::cluster::{BackendKind, Cluster, ClusterSpec};
 use replicheck::file::SourceFile;
+use replicheck::history::{Outcome, Phase};
 use replicheck::progress::Silent;
+use replicheck::redact::Secrets;
 use replicheck::target::Target;
+use replicheck::vu::{Limits, Stepper, VuContext};
+use rustls::pki_types::CertificateDer;
 
+const PATH: &str = "/healthz/live";
+/// Requests in flight at most in the memory measure: a run's default `--concurrency`.
+const IN_FLIGHT: usize = 64;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn demo_target() -> Target {
+    Target::from_source(&SourceFile::from_text(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo/fixed.toml"),
+        include_str!("../examples/demo/fixed.toml"),
+    ))
+    .expect("the demo target parses")
+}
+
+/// One wrk run's figures.
+#[derive(Clone, Copy)]
 struct Figures {
     per_second: f64,
-    p50: Duration,
     p99: Duration,
 }
 
-async fn load(client: &reqwest::Client, url: &str, body: Option<&'static [u8]>, requests: usize, concurrency: usize) -> Figures {
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url) = (client.clone(), url.to_owned());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(requests / concurrency);
-            for _ in 0..requests / concurrency {
-                let sent = Instant::now();
-                let request = match body {
-                    Some(body) => client.put(&url).body(body),
-                    None => client.get(&url),
-                };
-                let response = request.header(ROUTE_HEADER, "r0").send().await.expect("request");
-                assert!(response.status().is_success(), "{}", response.status());
-                response.bytes().await.expect("body");
-                latencies.push(sent.elapsed());
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.expect("load task"));
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    Figures {
-        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: latencies[latencies.len() / 2],
-        p99: latencies[latencies.len() * 99 / 100],
-    }
+fn wrk(url: &str, connections: usize, seconds: u64) -> Figures {
+    let output = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            url,
+        ])
+        .output()
+        .expect("wrk runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let per_second = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("wrk printed no throughput for {url}:\n{text}"));
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .and_then(|v| parse_latency(v.trim()))
+        .unwrap_or_default();
+    Figures { per_second, p99 }
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-#[tokio::main]
-async fn main() {
-    let requests = env_usize("BENCH_REQUESTS", 20_000);
-    let concurrency = env_usize("BENCH_CONCURRENCY", 32);
-    let target = Target::from_source(&SourceFile::from_text(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo/broken.toml"),
-        include_str!("../examples/demo/broken.toml"),
-    ))
-    .expect("demo target");
-    let logs = tempfile::tempdir().expect("temp dir");
-    let spec = ClusterSpec {
-        target: Arc::new(target),
-        replicas: 1,
-        run_id: format!("bench-{}", std::process::id()),
-        logs_dir: logs.path().to_owned(),
-        self_exe: env!("CARGO_BIN_EXE_replicheck").into(),
-        backend: BackendKind::Process,
-        external: None,
+/// wrk's latencies: `812.00us`, `1.52ms`, `2.01s`.
+fn parse_latency(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "us" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        _ => return None,
     };
-    let cluster = Cluster::start(spec, &Silent).await.expect("replica starts");
-    let replica = cluster.endpoints()[0].addr;
-    let balancer = Balancer::start(BalancerConfig::local("/healthz/ready", Duration::ZERO), &cluster.endpoints())
-        .await
-        .expect("balancer starts");
-    let client = replicheck::client::builder().pool_max_idle_per_host(concurrency).build().expect("client");
-    static MIB: [u8; 1 << 20] = [b'x'; 1 << 20];
+    Some(Duration::from_secs_f64(seconds))
+}
 
-    println!("{requests} requests, {concurrency} at a time, one demo replica\n");
-    println!("{:<44} {:>12} {:>10} {:>10}", "", "requests/s", "p50", "p99");
-    let cases: [(&str, &str, Option<&'static [u8]>, usize); 2] =
-        [("GET /healthz/live", "/healthz/live", None, requests), ("PUT 1 MiB to /cache/bench", "/cache/bench", Some(&MIB), requests / 20)];
-    for (label, path, body, count) in cases {
-        // Warm both paths' connection pools first.
-        load(&client, &format!("http://{replica}{path}"), body, concurrency * 4, concurrency).await;
-        load(&client, &format!("http://{}{path}", balancer.addr()), body, concurrency * 4, concurrency).await;
-        let direct = load(&client, &format!("http://{replica}{path}"), body, count, concurrency).await;
-        let proxied = load(&client, &format!("http://{}{path}", balancer.addr()), body, count, concurrency).await;
-        for (how, figures) in [("direct", &direct), ("through the balancer", &proxied)] {
-            println!(
-                "{:<44} {:>12.0} {:>10.2?} {:>10.2?}",
-                format!("{label}, {how}"),
-                figures.per_second,
-                figures.p50,
-                figures.p99
-            );
+fn median(mut values: Vec<Figures>) -> Figures {
+    values.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+    let middle = values[values.len() / 2];
+    let mut p99s: Vec<Duration> = values.iter().map(|f| f.p99).collect();
+    p99s.sort();
+    Figures {
+        per_second: middle.per_second,
+        p99: p99s[p99s.len() / 2],
+    }
+}
+
+/// nginx in front of the same replicas, configured as the balancer is. Stopped on drop.
+struct Nginx {
+    child: Child,
+    http: SocketAddr,
+    https: SocketAddr,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx_binary() -> Option<PathBuf> {
+    [
+        "/usr/sbin/nginx",
+        "/usr/local/sbin/nginx",
+        "/usr/local/nginx/sbin/nginx",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .or_else(|| which_on_path("nginx"))
+}
+
+fn which_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.exists())
+    })
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+fn start_nginx(
+    binary: &Path,
+    dir: &Path,
+    workers: usize,
+    replicas: &[SocketAddr],
+    certificates: &RunCertificates,
+) -> Nginx {
+    let (chain, key) = certificates.server_pem();
+    std::fs::write(dir.join("balancer.pem"), chain).expect("write the certificate");
+    std::fs::write(dir.join("balancer.key"), key).expect("write the key");
+    let (http, https) = (free_port(), free_port());
+    let servers: String = replicas.iter().map(|r| format!("server {r}; ")).collect();
+    let config = format!(
+        "worker_processes {workers};\n\
+         daemon off;\n\
+         pid {dir}/nginx.pid;\n\
+         error_log {dir}/error.log;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n\
+           access_log off;\n\
+           upstream replicas {{ random; {servers} keepalive 64; }}\n\
+           server {{\n\
+             listen {http};\n\
+             listen {https} ssl;\n\
+             ssl_certificate {dir}/balancer.pem;\n\
+             ssl_certificate_key {dir}/balancer.key;\n\
+             location / {{\n\
+               proxy_pass http://replicas;\n\
+               proxy_http_version 1.1;\n\
+               proxy_set_header Connection \"\";\n\
+               proxy_set_header Host $host;\n\
+               proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+               proxy_set_header X-Forwarded-Proto https;\n\
+               proxy_set_header X-Forwarded-Host $host;\n\
+             }}\n\
+           }}\n\
+         }}\n",
+        dir = dir.display()
+    );
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, config).expect("write nginx.conf");
+    let child = Command::new(binary)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    let nginx = Nginx { child, http, https };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(http).is_ok() && std::net::TcpStream::connect(https).is_ok()
+        {
+            return nginx;
         }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "nginx did not listen; see {}",
+        dir.join("error.log").display()
+    );
+}
+
+fn print_row(label: &str, figures: Figures, against: &[(&str, Figures)]) {
+    let ratios: Vec<String> = against
+        .iter()
+        .map(|(name, base)| {
+            format!(
+                "{:.2}x {name} (p99 {:.2}x)",
+                figures.per_second / base.per_second,
+                figures.p99.as_secs_f64() / base.p99.as_secs_f64()
+            )
+        })
+        .collect();
+    println!(
+        "{label:<34} {:>10.0} {:>9.2?}   {}",
+        figures.per_second,
+        figures.p99,
+        ratios.join(", ")
+    );
+}
+
+async fn throughput(cluster: &Cluster, certificates: &Arc<RunCertificates>, scratch: &Path) {
+    let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    let seconds: u64 = env_or("BENCH_SECONDS", 5);
+    let connections: usize = env_or("BENCH_CONNECTIONS", 32);
+    let endpoints = cluster.endpoints();
+    let replicas: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr).collect();
+    let local = BalancerConfig {
+        policy: RoutingPolicy::Random,
+        ..BalancerConfig::local("/healthz/ready", Duration::ZERO)
+    };
+    let threads = local.threads;
+    let start = |config: BalancerConfig| Balancer::start(config, &endpoints);
+    let plain = start(local.clone()).await.expect("balancer starts");
+    let mut recording = start(BalancerConfig {
+        record: true,
+        ..local.clone()
+    })
+    .await
+    .expect("balancer starts");
+    let tls = start(BalancerConfig {
+        tls: Some(certificates.clone()),
+        ..local.clone()
+    })
+    .await
+    .expect("balancer starts");
+    let nginx = nginx_binary()
+        .map(|binary| start_nginx(&binary, scratch, threads, &replicas, certificates));
+
+    let mut cases: Vec<(&str, String)> = vec![
+        ("direct to r0", format!("http://{}{PATH}", replicas[0])),
+        ("replicheck, http", plain.entrance().url(PATH)),
+        (
+            "replicheck, http, recording",
+            recording.entrance().url(PATH),
+        ),
+        ("replicheck, https", tls.entrance().url(PATH)),
+    ];
+    if let Some(nginx) = &nginx {
+        cases.push(("nginx, http", format!("http://{}{PATH}", nginx.http)));
+        cases.push(("nginx, https", format!("https://{}{PATH}", nginx.https)));
+    }
+    println!(
+        "GET {PATH} · wrk -t1 -c{connections} -d{seconds}s · {} demo replicas · balancer {threads} thread(s){} · median of {rounds} round(s)\n",
+        replicas.len(),
+        if nginx.is_some() {
+            format!(", nginx {threads} worker(s)")
+        } else {
+            ", nginx not installed".into()
+        },
+    );
+    for (_, url) in &cases {
+        wrk(url, connections, 1);
+    }
+    let mut measured: Vec<Vec<Figures>> = vec![Vec::new(); cases.len()];
+    for round in 0..rounds {
+        // Each round starts with another case, so no case always runs on a warmer machine.
+        for offset in 0..cases.len() {
+            let index = (round + offset) % cases.len();
+            measured[index].push(wrk(&cases[index].1, connections, seconds));
+            recording.drain_records();
+        }
+    }
+    let figures: Vec<Figures> = measured.into_iter().map(median).collect();
+    let of = |label: &str| {
+        cases
+            .iter()
+            .position(|(l, _)| *l == label)
+            .map(|i| figures[i])
+    };
+    let direct = of("direct to r0").expect("measured");
+    println!(
+        "{:<34} {:>10} {:>9}   against the baselines",
+        "", "requests/s", "p99"
+    );
+    print_row("direct to r0", direct, &[]);
+    for (label, base) in [
+        ("nginx, http", None),
+        ("replicheck, http", of("nginx, http")),
+        ("replicheck, http, recording", of("replicheck, http")),
+        ("nginx, https", None),
+        ("replicheck, https", of("nginx, https")),
+    ] {
+        let Some(measured) = of(label) else { continue };
+        let mut against = vec![("direct", direct)];
+        if let Some(base) = base {
+            let name = if label.ends_with("recording") {
+                "not recording"
+            } else {
+                "nginx"
+            };
+            against.push((name, base));
+        }
+        print_row(label, measured, &against);
+    }
+    println!();
+}
+
+/// The child's side of the memory measure: `users` users of the login scenario, all
+/// alive at once, each signing in through the balancer with its own cookie jar.
+fn users_child(users: u32, balancer: SocketAddr, authority: &Path) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let target = demo_target();
+        let login = replicheck::scenario::builtin()
+            .into_iter()
+            .find(|f| f.name() == "login")
+            .and_then(|f| f.bind(&target).ok()?.ok())
+            .expect("the login scenario binds to the demo");
+        let plan = replicheck::plan::schedule(
+            7,
+            2,
+            RoutingPolicy::Random,
+            std::slice::from_ref(&login),
+            users,
+        );
+        let entrance = Entrance {
+            addr: balancer,
+            authority: Some(CertificateDer::from(
+                std::fs::read(authority).expect("the authority file"),
+            )),
+        };
+        let ctx = Arc::new(VuContext::new(
+            entrance,
+            target.balancer.client_address,
+            &[login],
+            7,
+            tokio::time::Instant::now(),
+            Limits::from(target.limits),
+            Secrets::default(),
+        ));
+        let before = resident_kib("VmRSS");
+        let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+        let done = Arc::new(tokio::sync::Barrier::new(plan.vus.len()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for plan in plan.vus {
+            let (ctx, permits, done) = (ctx.clone(), permits.clone(), done.clone());
+            tasks.spawn(async move {
+                let steps = plan.routes.len();
+                let mut user = Stepper::new(&ctx, &plan, Phase::Main);
+                for _ in 0..steps {
+                    let _permit = permits.acquire().await;
+                    user.step().await;
+                }
+                // Every user keeps its jar until all have signed in.
+                done.wait().await;
+                let (record, _) = user.finish();
+                record.steps.len() == steps
+                    && record
+                        .steps
+                        .iter()
+                        .all(|s| matches!(s.outcome, Outcome::Passed))
+            });
+        }
+        let mut passed = 0;
+        while let Some(joined) = tasks.join_next().await {
+            passed += usize::from(joined.unwrap_or(false));
+        }
+        println!("{before} {} {passed}", resident_kib("VmHWM"));
+    });
+}
+
+fn resident_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{field}:")))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn memory(cluster: &Cluster, certificates: &Arc<RunCertificates>, scratch: &Path) {
+    let counts: Vec<u32> = std::env::var("BENCH_USERS")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    if counts.is_empty() {
+        return;
+    }
+    let balancer = Balancer::start(
+        BalancerConfig {
+            tls: Some(certificates.clone()),
+            ..BalancerConfig::local("/healthz/ready", Duration::ZERO)
+        },
+        &cluster.endpoints(),
+    )
+    .await
+    .expect("balancer starts");
+    let authority = scratch.join("authority.der");
+    std::fs::write(&authority, certificates.authority().as_ref()).expect("write the authority");
+    println!(
+        "virtual users alive at once, each signed in over https with its own cookie jar, {IN_FLIGHT} requests in flight at most\n"
+    );
+    println!(
+        "{:>8} {:>14} {:>16} {:>10} {:>8}",
+        "users", "peak RSS", "before users", "per user", "signed in"
+    );
+    for users in counts {
+        let output = Command::new(std::env::current_exe().expect("own path"))
+            .env("REPLICHECK_BENCH_USERS", users.to_string())
+            .env("REPLICHECK_BENCH_BALANCER", balancer.addr().to_string())
+            .env("REPLICHECK_BENCH_AUTHORITY", &authority)
+            .output()
+            .expect("the users' process runs");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let figures: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let [before, peak, passed] = figures[..] else {
+            println!(
+                "{users:>8} the users' process failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            continue;
+        };
         println!(
-            "{:<44} {:>11.2}x {:>9.2}x {:>9.2}x\n",
-            "balancer / direct",
-            proxied.per_second / direct.per_second,
-            proxied.p50.as_secs_f64() / direct.p50.as_secs_f64(),
-            proxied.p99.as_secs_f64() / direct.p99.as_secs_f64()
+            "{users:>8} {:>11.1} MB {:>13.1} MB {:>7.1} KB {passed:>9}",
+            peak as f64 / 1024.0,
+            before as f64 / 1024.0,
+            peak.saturating_sub(before) as f64 / f64::from(users)
         );
     }
-    drop(balancer);
-    cluster.shutdown().await;
+    println!();
+}
+
+fn main() {
+    if let Ok(users) = std::env::var("REPLICHECK_BENCH_USERS") {
+        let balancer = std::env::var("REPLICHECK_BENCH_BALANCER").expect("balancer address");
+        let authority = std::env::var("REPLICHECK_BENCH_AUTHORITY").expect("authority file");
+        users_child(
+            users.parse().expect("a count"),
+            balancer.parse().expect("an address"),
+            Path::new(&authority),
+        );
+        return;
+    }
+    if which_on_path("wrk").is_none() {
+        eprintln!(
+            "the benchmark needs wrk (and nginx for its baseline): apt-get install wrk nginx"
+        );
+        std::process::exit(2);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let scratch = tempfile::tempdir().expect("temp dir");
+        let spec = ClusterSpec {
+            target: Arc::new(demo_target()),
+            replicas: 2,
+            run_id: format!("bench-{}", std::process::id()),
+            logs_dir: scratch.path().to_owned(),
+            self_exe: env!("CARGO_BIN_EXE_replicheck").into(),
+            backend: BackendKind::Process,
+            external: None,
+        };
+        let cluster = Cluster::start(spec, &Silent)
+            .await
+            .expect("the demo replicas start");
+        let certificates = Arc::new(
+            RunCertificates::generate(&["127.0.0.1".parse().expect("an address")])
+                .expect("certificates"),
+        );
+        throughput(&cluster, &certificates, scratch.path()).await;
+        memory(&cluster, &certificates, scratch.path()).await;
+        let _ = std::io::stdout().flush();
+        cluster.shutdown().await;
+    });
 }

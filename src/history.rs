@@ -133,6 +133,26 @@ impl ExperimentRun {
     }
 }
 
+/// Where part of a run's time went: a phase (`start`, `users`, `controls`, `inspections`,
+/// `adapted users`, `stop`) or one chaos experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub part: String,
+    pub started_ms: f64,
+    pub took_ms: f64,
+}
+
+impl Timing {
+    /// The part that began at `started`, ending now; times from the run's `origin`.
+    pub fn since(part: impl Into<String>, origin: tokio::time::Instant, started: tokio::time::Instant) -> Self {
+        Self {
+            part: part.into(),
+            started_ms: started.duration_since(origin).as_secs_f64() * 1000.0,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        }
+    }
+}
+
 /// A replica that exited, or stopped answering, while the run relied on it, without
 /// replicheck stopping it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

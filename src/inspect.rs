@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::balancer::{ROUTE_HEADER, SERVED_BY_HEADER};
+use crate::balancer::{Entrance, ROUTE_HEADER, SERVED_BY_HEADER};
 use crate::check::Untested;
 use crate::check::finding::FindingKind;
 use crate::cluster::{Endpoint, Vantage};
@@ -107,7 +107,7 @@ impl InspectionKind {
 /// What an inspection talks to.
 pub struct Inspector<'a> {
     pub target: &'a Target,
-    pub balancer: std::net::SocketAddr,
+    pub balancer: Entrance,
     pub endpoints: Vec<Endpoint>,
     /// How the replicas see the inspector's connections.
     pub vantage: Vantage,
@@ -139,7 +139,11 @@ async fn forwarded_headers(inspector: &Inspector<'_>, run: &mut InspectionRun) -
     let settings = &inspector.target.balancer;
     let vantage = inspector.vantage;
     let stranger = client_from(vantage.local.then_some(settings.untrusted_address))?;
-    let client = client_from(Some(settings.client_address))?;
+    let client = inspector
+        .balancer
+        .client(client_builder(Some(settings.client_address)))
+        .build()
+        .map_err(|e| format!("cannot make a client on {}: {e}", settings.client_address))?;
     for endpoint in &inspector.endpoints {
         let direct = stranger.get(format!("http://{}{}", endpoint.addr, echo.url));
         run.answers.push(ask(inspector, Question::EchoDirect, endpoint.replica, vantage.stranger, &echo.url.0, direct).await);
@@ -156,7 +160,7 @@ async fn forwarded_headers(inspector: &Inspector<'_>, run: &mut InspectionRun) -
         // An app that does not take replicheck for its proxy rightly ignores what the
         // balancer forwards: nothing to ask.
         if vantage.proxy.is_some() {
-            let through = client.get(format!("http://{}{}", inspector.balancer, echo.url)).header(ROUTE_HEADER, endpoint.replica.id.to_string());
+            let through = client.get(inspector.balancer.url(&echo.url.0)).header(ROUTE_HEADER, endpoint.replica.id.to_string());
             run.answers.push(ask(inspector, Question::EchoThroughBalancer, endpoint.replica, Some(settings.client_address), &echo.url.0, through).await);
         }
     }
@@ -192,12 +196,14 @@ pub fn believed_scheme(runs: &[InspectionRun]) -> Option<&str> {
 
 /// A client connecting from `address`, or from wherever the system chooses.
 fn client_from(address: Option<IpAddr>) -> Result<reqwest::Client, String> {
+    client_builder(address).build().map_err(|e| format!("cannot make a client on {address:?}: {e}"))
+}
+
+fn client_builder(address: Option<IpAddr>) -> reqwest::ClientBuilder {
     crate::client::builder()
         .local_address(address)
         .timeout(std::time::Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| format!("cannot make a client on {address:?}: {e}"))
 }
 
 /// Sends one question and reads what the answer says.

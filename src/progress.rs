@@ -11,7 +11,7 @@ use crate::cluster::replica::Incarnation;
 pub enum Progress {
     DependencyReady { name: &'static str, url: String },
     ReplicaReady { replica: Incarnation, addr: SocketAddr, took: Duration },
-    BalancerListening { addr: SocketAddr },
+    BalancerListening { url: String },
     /// A replica said ready but does not serve the target's chaos page; users start anyway.
     NotServing { replica: Incarnation, page: String },
     ScenarioSkipped { scenario: String, reason: String },

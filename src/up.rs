@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::balancer::Balancer;
 use crate::cluster::{BackendKind, Cluster, ClusterSpec};
 use crate::progress::Observer;
-use crate::run::{ReportDir, RunError, create_report_dir, run_id, start_service};
+use crate::run::{Edge, ReportDir, RunError, create_report_dir, run_id, start_service};
 use crate::target::Target;
 
 pub struct UpConfig {
@@ -40,6 +40,6 @@ pub async fn start(config: UpConfig, observer: &dyn Observer) -> Result<Up, RunE
         backend: config.backend,
         external: None,
     };
-    let (cluster, balancer) = start_service(spec, observer).await?;
+    let (cluster, balancer) = start_service(spec, Edge::Http, observer).await?;
     Ok(Up { cluster, balancer, logs_dir })
 }

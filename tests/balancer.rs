@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use replicheck::balancer::policy::RoutingPolicy;
+use replicheck::balancer::tls::RunCertificates;
 use replicheck::balancer::{Balancer, BalancerConfig, ERROR_HEADER, ROUTE_HEADER, SERVED_BY_HEADER};
 use replicheck::cluster::replica::ReplicaId;
 use replicheck::cluster::{BackendKind, Cluster, ClusterSpec};
@@ -24,6 +25,15 @@ struct Fixture {
 }
 
 async fn fixture(name: &str, policy: RoutingPolicy, probe_interval: Duration) -> Fixture {
+    let config = BalancerConfig {
+        policy,
+        record: true,
+        ..BalancerConfig::local("/healthz/ready", probe_interval)
+    };
+    fixture_with(name, config).await
+}
+
+async fn fixture_with(name: &str, config: BalancerConfig) -> Fixture {
     let tag = common::tag(name);
     let mut target = Target::from_source(&SourceFile::from_text(
         common::root().join("examples/demo/fixed.toml"),
@@ -42,10 +52,6 @@ async fn fixture(name: &str, policy: RoutingPolicy, probe_interval: Duration) ->
         external: None,
     };
     let cluster = Cluster::start(spec, &Silent).await.unwrap();
-    let config = BalancerConfig {
-        policy,
-        ..BalancerConfig::local("/healthz/ready", probe_interval)
-    };
     let balancer = Balancer::start(config, &cluster.endpoints()).await.unwrap();
     let http = replicheck::client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     Fixture {
@@ -91,6 +97,37 @@ async fn planned_requests_reach_their_replica_with_forwarded_headers() {
         assert_eq!(whoami["client_ip"], "127.0.0.1");
         assert_eq!(whoami["host"], f.balancer.addr().to_string());
     }
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_ends_at_the_balancer_with_the_runs_certificate_and_only_its_authority_is_trusted() {
+    let certificates = RunCertificates::generate(&["127.0.0.1".parse().unwrap()]).unwrap();
+    let config = BalancerConfig {
+        tls: Some(Arc::new(certificates)),
+        ..BalancerConfig::local("/healthz/ready", Duration::ZERO)
+    };
+    let f = fixture_with("tls", config).await;
+    let entrance = f.balancer.entrance();
+    let url = entrance.url("/whoami");
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    let trusting = entrance.client(replicheck::client::builder()).build().unwrap();
+    for route in ["r0", "r1"] {
+        let response = trusting.get(&url).header(ROUTE_HEADER, route).send().await.unwrap();
+        assert_eq!(response.headers()[SERVED_BY_HEADER], route);
+        let whoami: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        // The replica gets plain http from the balancer, and the scheme the client used.
+        assert_eq!(whoami["replica"], route);
+        assert_eq!(whoami["scheme"], "https");
+    }
+
+    // A client that trusts the usual authorities does not trust the run's certificate.
+    let ordinary = replicheck::client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let refused = ordinary.get(&url).send().await.unwrap_err();
+    assert!(replicheck::errors::chain(&refused).to_lowercase().contains("certificate"), "{refused:?}");
+    // Nor does the balancer speak plain http on its https port.
+    assert!(f.http.get(format!("http://{}/whoami", f.balancer.addr())).send().await.is_err());
     f.finish().await;
 }
 

@@ -2,18 +2,23 @@
 //!
 //! Virtual users name the replica each request must reach (the plan decided it); other
 //! traffic is routed by a policy. Requests get the forwarded headers of a TLS-terminating
-//! proxy, unready replicas are skipped, and every request is recorded with the replica
-//! that served it. It sits on the hot path of every run: connections to replicas are
-//! pooled and kept alive, bodies stream through, and routing takes no lock.
+//! proxy (and a run's balancer does terminate TLS, with certificates made for the run),
+//! unready replicas are skipped, and every answer says which replica served it. It sits
+//! on the hot path of every run: one event loop per core serves each client connection
+//! from start to end, through connections to the replicas that it keeps alive, and
+//! routing takes no lock.
 
 pub mod forwarded;
 pub mod policy;
+mod pool;
 mod proxy;
+pub mod tls;
 pub mod upstreams;
+mod workers;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use std::convert::Infallible;
@@ -22,20 +27,24 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::CertificateDer;
 use serde::Serialize;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::cluster::Endpoint;
 use crate::cluster::replica::{Incarnation, ReplicaId};
 use policy::RoutingPolicy;
+use pool::Pool;
 use proxy::ProxyState;
+use tls::RunCertificates;
 use upstreams::Upstreams;
+use workers::Workers;
 
 /// Request header: the replica the request must go to (`r1`). Never reaches the app.
 pub const ROUTE_HEADER: &str = "x-replicheck-route";
@@ -47,8 +56,8 @@ pub const ERROR_HEADER: &str = "x-replicheck-error";
 /// (`r0,r2`), behind a load balancer replicheck cannot steer (see `relay`).
 pub const ALSO_REACHED_HEADER: &str = "x-replicheck-also-reached";
 
-/// How long an idle pooled connection to a replica is kept.
-const POOL_IDLE: Duration = Duration::from_secs(1);
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct BalancerConfig {
@@ -57,12 +66,19 @@ pub struct BalancerConfig {
     pub policy: RoutingPolicy,
     /// What `X-Forwarded-Proto` says: the scheme clients use at the edge.
     pub scheme: &'static str,
+    /// Terminates TLS with these certificates; plain HTTP without.
+    pub tls: Option<Arc<RunCertificates>>,
     /// Readiness endpoint and how often to probe it.
     pub ready_path: String,
     pub probe_interval: Duration,
     /// The address connections to replicas come from: the proxy apps should trust. None
     /// lets the system choose (replicas on another host cannot be reached from loopback).
     pub proxy_address: Option<IpAddr>,
+    /// Event loops (threads) serving connections.
+    pub threads: usize,
+    /// Keeps a `ProxyRecord` of every request for `drain_records`. Answers say who served
+    /// them either way; the records are for whoever watches the balancer itself.
+    pub record: bool,
 }
 
 impl BalancerConfig {
@@ -71,9 +87,54 @@ impl BalancerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             policy: RoutingPolicy::RoundRobin,
             scheme: "https",
+            tls: None,
             ready_path: ready_path.to_owned(),
             probe_interval,
             proxy_address: Some(IpAddr::from([127, 0, 0, 1])),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            record: false,
+        }
+    }
+}
+
+/// How clients reach a balancer: its address, and the authority to trust when it
+/// terminates TLS.
+#[derive(Debug, Clone)]
+pub struct Entrance {
+    pub addr: SocketAddr,
+    /// The certificate authority of the run, DER-encoded.
+    pub authority: Option<CertificateDer<'static>>,
+}
+
+impl Entrance {
+    /// A plain HTTP entrance.
+    pub fn plain(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            authority: None,
+        }
+    }
+
+    /// The URL of `path` through the balancer.
+    pub fn url(&self, path: &str) -> String {
+        let scheme = if self.authority.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}{path}", self.addr)
+    }
+
+    /// A client that trusts the run's authority and no other, when the balancer has one.
+    pub fn client(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        let Some(authority) = &self.authority else {
+            return builder;
+        };
+        match reqwest::Certificate::from_der(authority) {
+            Ok(authority) => builder.tls_certs_only([authority]),
+            // Not for a certificate the run made; a client that trusts nothing fails its
+            // handshakes, and says so, rather than trusting everything.
+            Err(_) => builder.tls_certs_only([]),
         }
     }
 }
@@ -94,72 +155,132 @@ pub struct ProxyRecord {
 
 /// A running balancer. Dropping it stops it and closes every connection.
 pub struct Balancer {
-    addr: SocketAddr,
+    entrance: Entrance,
     upstreams: Arc<Upstreams>,
-    records: mpsc::UnboundedReceiver<ProxyRecord>,
-    // Held for its drop: aborting the accept loop closes every connection.
-    _tasks: JoinSet<()>,
+    records: Option<mpsc::UnboundedReceiver<ProxyRecord>>,
+    // Held for their drop: stopping the event loops closes every connection.
+    _workers: Workers,
+    _probes: JoinSet<()>,
 }
 
 impl Balancer {
     pub async fn start(config: BalancerConfig, endpoints: &[Endpoint]) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = std::net::TcpListener::bind(config.listen)?;
         let addr = listener.local_addr()?;
         let upstreams = Arc::new(Upstreams::new(endpoints));
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        connector.set_local_address(config.proxy_address);
-        let client = Client::builder(TokioExecutor::new())
-            // Shorter than any common server's keep-alive timeout (gunicorn's is 2s): a
-            // request written on a connection the replica is closing as idle fails
-            // without the replica ever seeing it, and would be blamed on the replica.
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        let (sender, records) = mpsc::unbounded_channel();
+        let (sender, records) = match config.record {
+            true => {
+                let (sender, records) = mpsc::unbounded_channel();
+                (Some(sender), Some(records))
+            }
+            false => (None, None),
+        };
         let state = Arc::new(ProxyState {
             upstreams: upstreams.clone(),
-            client,
             policy: config.policy,
             scheme: config.scheme,
+            proxy_address: config.proxy_address,
             turn: AtomicUsize::new(0),
             records: sender,
             started: Instant::now(),
         });
-        let mut tasks = JoinSet::new();
-        tasks.spawn(serve_http1(listener, move |client, request| proxy::handle(state.clone(), client, request)));
+        let entrance = Entrance {
+            addr,
+            authority: config
+                .tls
+                .as_ref()
+                .map(|certificates| certificates.authority().clone()),
+        };
+        let tls = match &config.tls {
+            Some(certificates) => Some(TlsAcceptor::from(
+                certificates
+                    .server_config()
+                    .map_err(std::io::Error::other)?,
+            )),
+            None => None,
+        };
+        let workers = Workers::start(listener, config.threads, move |stream, client| {
+            serve_connection(state.clone(), tls.clone(), stream, client)
+        })?;
+        let mut probes = JoinSet::new();
         if !config.probe_interval.is_zero() {
-            tasks.spawn(upstreams::probe_forever(upstreams.clone(), config.ready_path, config.probe_interval));
+            probes.spawn(upstreams::probe_forever(
+                upstreams.clone(),
+                config.ready_path,
+                config.probe_interval,
+            ));
         }
         Ok(Self {
-            addr,
+            entrance,
             upstreams,
             records,
-            _tasks: tasks,
+            _workers: workers,
+            _probes: probes,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.entrance.addr
+    }
+
+    /// How clients reach it.
+    pub fn entrance(&self) -> &Entrance {
+        &self.entrance
     }
 
     pub fn upstreams(&self) -> &Arc<Upstreams> {
         &self.upstreams
     }
 
-    /// Every request proxied since the last call.
+    /// Every request proxied since the last call (none unless `record` was asked for).
     pub fn drain_records(&mut self) -> Vec<ProxyRecord> {
         let mut drained = Vec::new();
-        while let Ok(record) = self.records.try_recv() {
-            drained.push(record);
+        if let Some(records) = &mut self.records {
+            while let Ok(record) = records.try_recv() {
+                drained.push(record);
+            }
         }
         drained
     }
 }
 
+/// One client connection: the TLS handshake when the balancer speaks https, then its
+/// requests, one at a time.
+async fn serve_connection(
+    state: Arc<ProxyState>,
+    tls: Option<TlsAcceptor>,
+    stream: TcpStream,
+    client: SocketAddr,
+) {
+    match tls {
+        None => serve_proxied(stream, state, client).await,
+        Some(acceptor) => {
+            // A client that never finishes its handshake is dropped.
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_WITHIN, acceptor.accept(stream)).await
+            {
+                serve_proxied(stream, state, client).await;
+            }
+        }
+    }
+}
+
+async fn serve_proxied<IO>(io: IO, state: Arc<ProxyState>, client: SocketAddr)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let pool = Arc::new(Mutex::new(Pool::default()));
+    let service =
+        service_fn(move |request| proxy::handle(state.clone(), pool.clone(), client, request));
+    // A client that hangs up mid-request is the client's business.
+    let _ = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
 /// Serves HTTP/1.1 with keep-alive on `listener` until the task is aborted, answering each
-/// request with `handle(client, request)`. Shared by the balancer and the relays.
+/// request with `handle(client, request)`: the relays' server, on the caller's runtime.
 pub(crate) async fn serve_http1<H, F, B>(listener: TcpListener, handle: H)
 where
     H: Fn(SocketAddr, Request<Incoming>) -> F + Clone + Send + Sync + 'static,

@@ -1,25 +1,25 @@
 //! One proxied request: pick the upstream, rewrite headers, stream the request and the
-//! response through a pooled keep-alive connection, and record who served it.
+//! response through the client connection's own kept-alive connection to that replica,
+//! and record who served it.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::header::HeaderValue;
-use http::{Request, Response, StatusCode, Uri};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 use super::forwarded::{add_forwarded, remove_hop_by_hop};
 use super::policy::RoutingPolicy;
+use super::pool::{self, Pool};
 use super::upstreams::{Upstream, Upstreams};
-use super::{ProxyRecord, ROUTE_HEADER, SERVED_BY_HEADER, ERROR_HEADER};
+use super::{ERROR_HEADER, ProxyRecord, ROUTE_HEADER, SERVED_BY_HEADER};
 use crate::cluster::replica::{Incarnation, ReplicaId};
 
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -27,44 +27,61 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 /// Shared by every connection of one balancer.
 pub struct ProxyState {
     pub upstreams: Arc<Upstreams>,
-    pub client: Client<HttpConnector, Incoming>,
     pub policy: RoutingPolicy,
     pub scheme: &'static str,
+    pub proxy_address: Option<IpAddr>,
     pub turn: AtomicUsize,
-    pub records: UnboundedSender<ProxyRecord>,
+    /// Where each request's record goes, when someone reads them.
+    pub records: Option<UnboundedSender<ProxyRecord>>,
     pub started: Instant,
 }
 
-pub async fn handle(state: Arc<ProxyState>, client: SocketAddr, mut request: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+pub async fn handle(
+    state: Arc<ProxyState>,
+    pool: Arc<Mutex<Pool>>,
+    client: SocketAddr,
+    mut request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let received = Instant::now();
     let planned = take_route(&mut request);
-    let method = request.method().to_string();
-    let path = request.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-    let mut record = ProxyRecord {
-        at_ms: received.duration_since(state.started).as_secs_f64() * 1000.0,
-        client,
-        planned,
-        served_by: None,
-        method,
-        path: path.clone(),
-        status: None,
-        error: None,
-        took_ms: 0.0,
-    };
-    let response = match pick(&state, planned) {
-        None => refuse(StatusCode::SERVICE_UNAVAILABLE, "no ready replica".into()),
+    let seen = state
+        .records
+        .is_some()
+        .then(|| (request.method().to_string(), path_of(request.uri())));
+    let (response, served_by) = match pick(&state, planned) {
+        None => (
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "no ready replica".into()),
+            None,
+        ),
         Some(upstream) => {
-            let (response, served_by) = forward(&state, &upstream, client, path, request).await;
-            record.served_by = Some(served_by);
-            response
+            let (response, served_by) = forward(&state, &pool, &upstream, client, request).await;
+            (response, Some(served_by))
         }
     };
-    record.status = Some(response.status().as_u16());
-    record.error = response.headers().get(ERROR_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    record.took_ms = received.elapsed().as_secs_f64() * 1000.0;
-    // The collector only goes away when the balancer does.
-    let _ = state.records.send(record);
+    if let (Some(records), Some((method, path))) = (&state.records, seen) {
+        // The collector only goes away when the balancer does.
+        let _ = records.send(ProxyRecord {
+            at_ms: received.duration_since(state.started).as_secs_f64() * 1000.0,
+            client,
+            planned,
+            served_by,
+            method,
+            path,
+            status: Some(response.status().as_u16()),
+            error: response
+                .headers()
+                .get(ERROR_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            took_ms: received.elapsed().as_secs_f64() * 1000.0,
+        });
+    }
     Ok(response)
+}
+
+fn path_of(uri: &Uri) -> String {
+    uri.path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned())
 }
 
 /// The planned replica, if the request carries one; every replicheck header is removed so
@@ -75,7 +92,12 @@ fn take_route(request: &mut Request<Incoming>) -> Option<ReplicaId> {
         .get(ROUTE_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let ours: Vec<_> = request.headers().keys().filter(|k| k.as_str().starts_with("x-replicheck-")).cloned().collect();
+    let ours: Vec<_> = request
+        .headers()
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-replicheck-"))
+        .cloned()
+        .collect();
     for name in ours {
         request.headers_mut().remove(name);
     }
@@ -88,7 +110,9 @@ fn pick(state: &ProxyState, planned: Option<ReplicaId>) -> Option<Arc<Upstream>>
         Some(id) => id,
         None => {
             let turn = state.turn.fetch_add(1, Ordering::Relaxed);
-            state.policy.choose(&state.upstreams.ready_ids(), None, turn, &mut rand::rng())?
+            state
+                .policy
+                .choose(&state.upstreams.ready_ids(), None, turn, &mut rand::rng())?
         }
     };
     state.upstreams.route(id)
@@ -97,20 +121,36 @@ fn pick(state: &ProxyState, planned: Option<ReplicaId>) -> Option<Arc<Upstream>>
 /// The upstream's answer, and the incarnation that served it.
 async fn forward(
     state: &ProxyState,
+    pool: &Mutex<Pool>,
     upstream: &Upstream,
     client: SocketAddr,
-    path: String,
     mut request: Request<Incoming>,
 ) -> (Response<ProxyBody>, Incarnation) {
-    let uri = match Uri::builder().scheme("http").authority(upstream.addr.to_string()).path_and_query(path).build() {
-        Ok(uri) => uri,
-        Err(err) => return (refuse(StatusCode::BAD_REQUEST, format!("bad request target: {err}")), upstream.replica),
-    };
-    *request.uri_mut() = uri;
+    // Replicas get the origin form (`/path?query`) whatever form the client sent.
+    if request.uri().authority().is_some() {
+        let path = path_of(request.uri());
+        match path.parse() {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(err) => {
+                return (
+                    refuse(
+                        StatusCode::BAD_REQUEST,
+                        format!("bad request target: {err}"),
+                    ),
+                    upstream.replica,
+                );
+            }
+        }
+    }
+    if !request.headers().contains_key(header::HOST)
+        && let Ok(host) = HeaderValue::from_str(&upstream.addr.to_string())
+    {
+        request.headers_mut().insert(header::HOST, host);
+    }
+    *request.version_mut() = Version::HTTP_11;
     add_forwarded(request.headers_mut(), client.ip(), state.scheme);
-    let served_by = HeaderValue::from_str(&upstream.replica.to_string()).ok();
     let _in_flight = upstream.start_request();
-    match state.client.request(request).await {
+    match send(pool, upstream, state.proxy_address, request).await {
         Ok(response) => {
             upstream.answered();
             let (mut parts, body) = response.into_parts();
@@ -118,11 +158,15 @@ async fn forward(
             // A relay in front of an instance behind someone else's load balancer knows
             // better which instance served; only relays send the header.
             let served = match parts.headers.get(SERVED_BY_HEADER) {
-                Some(relayed) => relayed.to_str().ok().and_then(|v| v.parse().ok()).unwrap_or(upstream.replica),
+                Some(relayed) => relayed
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(upstream.replica),
                 None => {
-                    if let Some(served_by) = served_by {
-                        parts.headers.insert(SERVED_BY_HEADER, served_by);
-                    }
+                    parts
+                        .headers
+                        .insert(SERVED_BY_HEADER, upstream.served_by.clone());
                     upstream.replica
                 }
             };
@@ -130,18 +174,62 @@ async fn forward(
         }
         Err(err) => {
             upstream.unanswered();
-            let chain = crate::errors::chain(&err);
-            let reason = match upstream_cause(&err) {
-                Some(cause) => format!("{} at {} {cause} ({chain})", upstream.replica, upstream.addr),
+            let chain = crate::errors::chain(err.as_ref());
+            let reason = match upstream_cause(err.as_ref()) {
+                Some(cause) => format!(
+                    "{} at {} {cause} ({chain})",
+                    upstream.replica, upstream.addr
+                ),
                 None => format!("{} at {}: {chain}", upstream.replica, upstream.addr),
             };
             let mut response = refuse(StatusCode::BAD_GATEWAY, reason);
-            if let Some(served_by) = served_by {
-                response.headers_mut().insert(SERVED_BY_HEADER, served_by);
-            }
+            response
+                .headers_mut()
+                .insert(SERVED_BY_HEADER, upstream.served_by.clone());
             (response, upstream.replica)
         }
     }
+}
+
+type SendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sends the request on the client connection's kept connection to the upstream, or a new
+/// one. A request that a kept connection closed before writing it is sent once more on a
+/// new connection: the replica never saw it.
+async fn send(
+    pool: &Mutex<Pool>,
+    upstream: &Upstream,
+    from: Option<IpAddr>,
+    request: Request<Incoming>,
+) -> Result<Response<Incoming>, SendError> {
+    let (replica, addr) = (upstream.replica, upstream.addr);
+    let kept = lock(pool).take(replica, addr);
+    let reused = kept.is_some();
+    let mut sender = match kept {
+        Some(sender) => sender,
+        None => pool::connect(addr, from).await?,
+    };
+    if reused && sender.ready().await.is_err() {
+        sender = pool::connect(addr, from).await?;
+    }
+    let response = match sender.try_send_request(request).await {
+        Ok(response) => response,
+        Err(mut failed) => match failed.take_message() {
+            Some(request) if reused => {
+                sender = pool::connect(addr, from).await?;
+                sender.send_request(request).await?
+            }
+            _ => return Err(failed.into_error().into()),
+        },
+    };
+    lock(pool).put(replica, addr, sender);
+    Ok(response)
+}
+
+/// The pool of one connection: never held across an await, so never poisoned by a
+/// panic elsewhere.
+fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
+    pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What went wrong with an upstream, as a person would say it.
@@ -151,7 +239,9 @@ fn upstream_cause(err: &(dyn std::error::Error + 'static)) -> Option<&'static st
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => return Some("refused the connection"),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => return Some("reset the connection"),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                    return Some("reset the connection");
+                }
                 std::io::ErrorKind::TimedOut => return Some("did not answer in time"),
                 _ => {}
             }
@@ -181,4 +271,3 @@ fn refuse(status: StatusCode, reason: String) -> Response<ProxyBody> {
     }
     response
 }
-

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use http::HeaderValue;
 
 use crate::cluster::Endpoint;
 use crate::cluster::replica::{Incarnation, ReplicaId};
@@ -21,6 +22,8 @@ use crate::cluster::replica::{Incarnation, ReplicaId};
 pub struct Upstream {
     pub replica: Incarnation,
     pub addr: SocketAddr,
+    /// The `x-replicheck-replica` value of its answers, made once rather than per request.
+    pub served_by: HeaderValue,
     ready: AtomicBool,
     held: AtomicBool,
     /// Readiness probes failed in a row.
@@ -56,6 +59,8 @@ impl Upstream {
         Self {
             replica: endpoint.replica,
             addr: endpoint.addr,
+            // A replica name (`r1#2`) is always a valid header value.
+            served_by: HeaderValue::from_str(&endpoint.replica.to_string()).unwrap_or(HeaderValue::from_static("unknown")),
             // The cluster waited for readiness before handing the endpoint over.
             ready: AtomicBool::new(true),
             held: AtomicBool::new(false),

@@ -632,7 +632,7 @@ async fn up_command(args: UpArgs) -> Result<Exit, CliError> {
     for endpoint in started.cluster.endpoints() {
         println!("{} http://{}", endpoint.replica, endpoint.addr);
     }
-    println!("balancer http://{}", started.balancer.addr());
+    println!("balancer {}", started.balancer.entrance().url(""));
     println!("logs {}", started.logs_dir.display());
     eprintln!("up until Ctrl-C");
     // Flushed, so a script reading the lines sees them while the cluster is up.

@@ -66,7 +66,7 @@ fn line(event: &Progress) -> String {
     match event {
         Progress::DependencyReady { name, url } => format!("  {name} ready at {url}"),
         Progress::ReplicaReady { replica, addr, took } => format!("  {replica} ready at {addr} ({:.2}s)", took.as_secs_f64()),
-        Progress::BalancerListening { addr } => format!("  balancer at http://{addr}"),
+        Progress::BalancerListening { url } => format!("  balancer at {url}"),
         Progress::NotServing { replica, page } => format!("  warning: {replica} says ready but does not serve GET {page}; starting anyway"),
         Progress::ScenarioSkipped { scenario, reason } => format!("  skipping {scenario}: {reason}"),
         Progress::VirtualUsersStarted { users, scenarios } => format!("  {users} virtual users running {scenarios} scenarios"),

@@ -73,6 +73,10 @@ pub fn outcome(report: &Report) -> String {
         report.requests,
         report.duration_ms as f64 / 1000.0
     );
+    if !report.timings.is_empty() {
+        let parts: Vec<String> = report.timings.iter().map(|t| format!("{} {:.1}s", t.part, t.took_ms / 1000.0)).collect();
+        out.push_str(&format!("time: {}\n", parts.join(" · ")));
+    }
     if let Some(interrupted) = &report.interrupted {
         out.push_str(&format!("incomplete: {interrupted}\n"));
     }

@@ -30,7 +30,7 @@ use crate::check::explored::{self, Confirmation, Fault, FaultKey};
 use crate::check::finding::{ChaosContext, Control, Finding};
 use crate::check::{self, ScenarioResult, ScenarioStatus, Tally, Verdict};
 use crate::cluster::{BackendKind, ClusterSpec};
-use crate::history::{History, Phase, ScheduleRun};
+use crate::history::{History, Phase, ScheduleRun, Timing};
 use crate::interrupt::{Interrupt, Interruption};
 use crate::plan::interleaving::{Disruption, Event, Schedule};
 use crate::plan::{Plan, seed};
@@ -174,16 +174,18 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
         external: None,
     };
     let mut interrupt = config.interrupt.clone();
+    let starting = Instant::now();
     let (mut cluster, balancer) = tokio::select! {
-        started = run::start_service(spec, observer) => started?,
+        started = run::start_service(spec, run::Edge::Https, observer) => started?,
         signal = interrupt.wait() => return Err(RunError::Interrupted(signal)),
     };
+    let mut timings = vec![Timing::since("start", started, starting)];
     let mut secrets = Secrets::default();
     for secret in target.secrets() {
         secrets.add(&secret);
     }
     let ctx = Arc::new(VuContext::new(
-        balancer.addr(),
+        balancer.entrance().clone(),
         target.balancer.client_address,
         &scenarios,
         config.seed,
@@ -200,6 +202,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
         interrupt: config.interrupt.clone(),
     };
     let mut lab = Lab::new(Arena::new(&mut cluster, &balancer, &ctx, &target, 1, u32::MAX / 2));
+    let searching = Instant::now();
     let search = match &config.schedule {
         Some(schedule) => replay(&bounds, &mut lab, schedule).await,
         None => {
@@ -210,9 +213,13 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
     let Lab { runs, secrets: seen, exits, .. } = lab;
     secrets.extend(&seen);
 
+    timings.push(Timing::since("search", started, searching));
+
     observer.progress(Progress::Stopping);
+    let stopping = Instant::now();
     drop(balancer);
     cluster.shutdown().await;
+    timings.push(Timing::since("stop", started, stopping));
     run::redact_logs(&report_dir, &secrets);
     run::write_json(&report_dir, "schedules.json", &runs)?;
 
@@ -240,6 +247,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
         replicas: config.replicas,
         routing: RoutingPolicy::Random,
         duration_ms: started.elapsed().as_millis() as u64,
+        timings,
         requests: history.requests(),
         preset: target.preset,
         scenarios: scenario_results,

@@ -29,6 +29,9 @@ pub struct Report {
     pub replicas: u16,
     pub routing: RoutingPolicy,
     pub duration_ms: u64,
+    /// Where the time went: each phase and each chaos experiment, in order.
+    #[serde(default)]
+    pub timings: Vec<crate::history::Timing>,
     /// Every request the virtual users sent, evidence runs included.
     pub requests: usize,
     /// The framework preset of the target, whose remedies the diagnoses lead with.

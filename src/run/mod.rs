@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::balancer::policy::RoutingPolicy;
+use crate::balancer::tls::RunCertificates;
 use crate::balancer::{Balancer, BalancerConfig};
 use crate::chaos::experiment::{self, Arena};
 use crate::chaos::{self, ExperimentKind};
@@ -38,7 +39,7 @@ use crate::cluster::backend::external::ExternalSpec;
 use crate::cluster::replica::Incarnation;
 use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, Vantage};
 use crate::file::FileError;
-use crate::history::{ExperimentRun, History, InspectionRun, Phase, ReplicaExit, VuRecord};
+use crate::history::{ExperimentRun, History, InspectionRun, Phase, ReplicaExit, Timing, VuRecord};
 use crate::interrupt::{Interrupt, Interruption};
 use crate::inspect::{self, InspectionKind, Inspector};
 use crate::plan::{self, Plan};
@@ -175,11 +176,13 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         external: config.external.clone(),
     };
     let mut interrupt = config.interrupt.clone();
+    let starting = Instant::now();
     let service = tokio::select! {
-        service = start_service(spec, observer) => Some(service?),
+        service = start_service(spec, Edge::Https, observer) => Some(service?),
         _ = interrupt.wait() => None,
     };
-    let asked = match service {
+    let mut timings = vec![Timing::since("start", started, starting)];
+    let mut asked = match service {
         Some((cluster, balancer)) => {
             let run = Questions {
                 config: &config,
@@ -194,6 +197,7 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         }
         None => Asked::nothing(&bound),
     };
+    timings.append(&mut asked.timings);
     let interrupted = interrupt.reason().map(|signal| Interruption {
         signal: signal.to_owned(),
         during: asked.during.to_owned(),
@@ -239,6 +243,7 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         replicas: config.replicas,
         routing: config.routing,
         duration_ms: started.elapsed().as_millis() as u64,
+        timings,
         requests: history.requests(),
         preset: target.preset,
         scenarios,
@@ -285,6 +290,7 @@ struct Asked {
     exits: Vec<ReplicaExit>,
     /// The phase under way when the run ended (an interrupt names it).
     during: &'static str,
+    timings: Vec<Timing>,
 }
 
 impl Asked {
@@ -307,6 +313,7 @@ impl Asked {
             experiments: Vec::new(),
             exits: Vec::new(),
             during: "the start of the replicas",
+            timings: Vec::new(),
         }
     }
 }
@@ -329,7 +336,7 @@ impl Questions<'_> {
         let mut known = bound.workload.clone();
         known.extend(experiment::own_scenarios(target));
         let ctx = Arc::new(VuContext::new(
-            balancer.addr(),
+            balancer.entrance().clone(),
             target.balancer.client_address,
             &known,
             config.seed,
@@ -348,7 +355,7 @@ impl Questions<'_> {
         let mut free_vu = plan::next_vu(plan);
         let inspector = Inspector {
             target,
-            balancer: balancer.addr(),
+            balancer: balancer.entrance().clone(),
             endpoints: cluster.endpoints(),
             vantage,
             origin: started,
@@ -360,6 +367,7 @@ impl Questions<'_> {
             observer,
             exits: Vec::new(),
             interrupt: interrupt.clone(),
+            timings: Vec::new(),
         };
 
         // Users: the plan, then controls and reproductions of whatever failed across replicas.
@@ -368,7 +376,7 @@ impl Questions<'_> {
             users: plan.vus.len(),
             scenarios: bound.users.len(),
         });
-        let main = watch.phase(&mut cluster, vu::execute(&ctx, plan.vus.clone(), Phase::Main, config.concurrency)).await;
+        let main = watch.phase("users", &mut cluster, vu::execute(&ctx, plan.vus.clone(), Phase::Main, config.concurrency)).await;
         let mut asked = None;
         if let Some(main) = main {
             observer.progress(Progress::VirtualUsersFinished {
@@ -381,21 +389,21 @@ impl Questions<'_> {
             secrets.extend(&main.secrets);
             during = "the controls of the users' failures";
             let asking = asking.ask(&ctx, &bound.users, &bound.scenario_roster, &plan.vus, main.history, &mut free_vu, &mut secrets);
-            asked = watch.phase(&mut cluster, asking).await;
+            asked = watch.phase("controls", &mut cluster, asking).await;
         }
         // Inspections: what each replica says when asked directly.
         let mut inspections = None;
         if let Some(asked) = &asked {
             during = "the inspections";
             let inspecting = run_inspections(bound, &inspector, &asked.record.users, observer, seed, &reproduce_for);
-            inspections = watch.phase(&mut cluster, inspecting).await;
+            inspections = watch.phase("inspections", &mut cluster, inspecting).await;
         }
         // A fault that fails browsers on one replica must not hide the others behind it.
         let mut adaptation = None;
         if let (Some(asked), Some(inspections)) = (&asked, &inspections) {
             during = "the users adapted to the origin the app believes";
             let adapting = asking.adapt(&ctx, bound, plan, asked, inspections, &mut free_vu, &mut secrets);
-            adaptation = watch.phase(&mut cluster, adapting).await;
+            adaptation = watch.phase("adapted users", &mut cluster, adapting).await;
         }
         let exits = std::mem::take(&mut watch.exits);
         if !exits.is_empty() && interrupt.reason().is_none() {
@@ -408,17 +416,22 @@ impl Questions<'_> {
         let chaos_ctx = adaptation.as_ref().and_then(|a| a.ctx.clone()).unwrap_or_else(|| ctx.clone());
         let mut arena = Arena::new(&mut cluster, &balancer, &chaos_ctx, target, config.concurrency, free_vu);
         let mut experiments = Vec::new();
+        let mut timings = std::mem::take(&mut watch.timings);
         if adaptation.is_some() {
             during = "the chaos experiments";
-            experiments = run_experiments(plan, bound, &mut arena, observer, seed, &reproduce_for, &mut interrupt).await;
+            let (runs, took) = run_experiments(plan, bound, &mut arena, observer, seed, &reproduce_for, &mut interrupt).await;
+            experiments = runs;
+            timings.extend(took);
         }
         secrets.extend(&arena.into_secrets());
 
         observer.progress(Progress::Stopping);
+        let stopping = Instant::now();
         let public = balancer.addr().to_string();
         drop(balancer);
         let relays = cluster.relays().cloned();
         cluster.shutdown().await;
+        timings.push(Timing::since("stop", started, stopping));
         redact_logs(self.report_dir, &secrets);
         if let Some(relays) = &relays {
             if let Some(limit) = relays.budget_spent() {
@@ -444,6 +457,7 @@ impl Questions<'_> {
             experiments,
             exits,
             during,
+            timings,
         })
     }
 }
@@ -583,7 +597,7 @@ async fn run_inspections(
     seed: u64,
     reproduce: &dyn Fn(&str) -> String,
 ) -> Vec<InspectionRun> {
-    let public = inspector.balancer.to_string();
+    let public = inspector.balancer.addr.to_string();
     let settings = &inspector.target.balancer;
     let vantage = inspector.vantage;
     let mut runs = Vec::new();
@@ -618,32 +632,37 @@ async fn run_experiments(
     seed: u64,
     reproduce: &dyn Fn(&str) -> String,
     interrupt: &mut Interrupt,
-) -> Vec<ExperimentRun> {
+) -> (Vec<ExperimentRun>, Vec<Timing>) {
     let platform = check::chaos::Platform::of(arena.target);
     let mut runs = Vec::new();
+    let mut timings = Vec::new();
     for (kind, _) in &bound.experiments {
         let name = kind.name();
         let Some(experiment_plan) = plan.experiments.iter().find(|e| e.kind == *kind) else { continue };
         observer.progress(Progress::CheckStarted { name });
+        let began = Instant::now();
         let first = tokio::select! {
             run = experiment::run(experiment_plan, arena, Phase::Main) => run,
             _ = interrupt.wait() => break,
         };
+        timings.push(Timing::since(format!("experiment {name}"), arena.ctx.origin, began));
         let first_assessment = check::chaos::assess(experiment_plan, &first, &bound.workload, &platform);
         runs.push(first);
         let mut second_assessment = None;
         if first_assessment.worth_repeating() {
             observer.progress(Progress::CheckRepeated { name });
+            let began = Instant::now();
             let second = tokio::select! {
                 run = experiment::run(experiment_plan, arena, Phase::Reproduce) => run,
                 _ = interrupt.wait() => break,
             };
+            timings.push(Timing::since(format!("experiment {name} again"), arena.ctx.origin, began));
             second_assessment = Some(check::chaos::assess(experiment_plan, &second, &bound.workload, &platform));
             runs.push(second);
         }
         finished(observer, name, &first_assessment, second_assessment.as_ref(), seed, reproduce);
     }
-    runs
+    (runs, timings)
 }
 
 /// Tells the observer how many findings a check's runs show; the run's verdict comes from
@@ -668,20 +687,24 @@ struct Watch<'a> {
     observer: &'a dyn Observer,
     exits: Vec<ReplicaExit>,
     interrupt: Interrupt,
+    /// How long each phase it watched took.
+    timings: Vec<Timing>,
 }
 
 impl Watch<'_> {
     /// Runs `phase` under watch; None when the run was interrupted first.
-    async fn phase<T>(&mut self, cluster: &mut Cluster, phase: impl Future<Output = T>) -> Option<T> {
+    async fn phase<T>(&mut self, name: &str, cluster: &mut Cluster, phase: impl Future<Output = T>) -> Option<T> {
         if self.interrupt.reason().is_some() {
             return None;
         }
+        let began = Instant::now();
         let mut phase = std::pin::pin!(phase);
         let mut tick = tokio::time::interval(EXIT_POLL);
         loop {
             tokio::select! {
                 done = &mut phase => {
                     self.exits.extend(notice_exits(cluster, self.balancer, self.origin, self.observer).await);
+                    self.timings.push(Timing::since(name, self.origin, began));
                     return Some(done);
                 }
                 _ = tick.tick() => self.exits.extend(notice_exits(cluster, self.balancer, self.origin, self.observer).await),
@@ -738,20 +761,32 @@ fn silent_replicas(cluster: &mut Cluster, balancer: &Balancer) -> Vec<(Incarnati
     silent
 }
 
+/// Whether the balancer terminates TLS: a run's users speak https to it, as browsers do to
+/// a TLS-terminating proxy; `up` is a plain local balancer for people and their tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Edge {
+    Https,
+    Http,
+}
+
 /// Starts the cluster, then the balancer in front of it, and waits (a bounded while) until
 /// every replica serves a page.
-pub(crate) async fn start_service(spec: ClusterSpec, observer: &dyn Observer) -> Result<(Cluster, Balancer), RunError> {
+pub(crate) async fn start_service(spec: ClusterSpec, edge: Edge, observer: &dyn Observer) -> Result<(Cluster, Balancer), RunError> {
     let target = spec.target.clone();
     let cluster = Cluster::start(spec, observer).await?;
     // Instances that run elsewhere are taken in and out by their own platform; probing
     // them would also spend the rate limit and the request budget the users need.
     let probe_interval = if cluster.relays().is_some() { Duration::ZERO } else { target.health.interval };
-    let config = BalancerConfig {
+    let mut config = BalancerConfig {
         proxy_address: cluster.vantage().local.then_some(target.balancer.proxy_address),
         ..BalancerConfig::local(&target.health.ready.0, probe_interval)
     };
+    if edge == Edge::Https {
+        let certificates = RunCertificates::generate(&[config.listen.ip()]).map_err(|e| RunError::Balancer(std::io::Error::other(e)))?;
+        config.tls = Some(Arc::new(certificates));
+    }
     let balancer = Balancer::start(config, &cluster.endpoints()).await.map_err(RunError::Balancer)?;
-    observer.progress(Progress::BalancerListening { addr: balancer.addr() });
+    observer.progress(Progress::BalancerListening { url: balancer.entrance().url("") });
     wait_until_serving(&cluster, &target, observer).await;
     Ok((cluster, balancer))
 }

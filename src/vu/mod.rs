@@ -12,7 +12,7 @@ pub mod capture;
 pub mod expect;
 pub mod form;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::balancer::{ALSO_REACHED_HEADER, ERROR_HEADER, ROUTE_HEADER, SERVED_BY_HEADER};
+use crate::balancer::{ALSO_REACHED_HEADER, ERROR_HEADER, Entrance, ROUTE_HEADER, SERVED_BY_HEADER};
 use crate::cluster::replica::{Incarnation, ReplicaId};
 use crate::history::{Captured, History, Observed, Outcome, Phase, RequestRecord, StepRecord, VuRecord};
 use crate::plan::{Load, VuPlan};
@@ -55,7 +55,7 @@ impl From<crate::target::Limits> for Limits {
 
 /// What every virtual user of a run shares.
 pub struct VuContext {
-    pub balancer: SocketAddr,
+    pub balancer: Entrance,
     pub scenarios: IndexMap<String, Arc<Scenario>>,
     pub seed: u64,
     /// The run's clock: request times are milliseconds since this instant.
@@ -73,8 +73,9 @@ pub struct VuContext {
 impl VuContext {
     /// Users connect to the balancer from `client_address`, so the app can tell the client
     /// from the proxy in X-Forwarded-For.
-    pub fn new(balancer: SocketAddr, client_address: IpAddr, scenarios: &[Scenario], seed: u64, origin: Instant, limits: Limits, secrets: Secrets) -> Self {
-        let http = crate::client::builder()
+    pub fn new(balancer: Entrance, client_address: IpAddr, scenarios: &[Scenario], seed: u64, origin: Instant, limits: Limits, secrets: Secrets) -> Self {
+        let http = balancer
+            .client(crate::client::builder())
             .local_address(client_address)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(limits.request_timeout)
@@ -98,7 +99,7 @@ impl VuContext {
     /// that one fault away so the cross-replica questions behind it can still be asked.
     pub fn adapted(&self, scheme: &'static str) -> Self {
         Self {
-            balancer: self.balancer,
+            balancer: self.balancer.clone(),
             scenarios: self.scenarios.clone(),
             seed: self.seed,
             origin: self.origin,
@@ -338,7 +339,7 @@ struct VirtualUser<'a> {
 
 impl<'a> VirtualUser<'a> {
     fn new(ctx: &'a VuContext, plan: &'a VuPlan) -> Self {
-        let origin = Url::parse(&format!("https://{}/", ctx.balancer)).expect("a socket address is a valid host");
+        let origin = Url::parse(&format!("https://{}/", ctx.balancer.addr)).expect("a socket address is a valid host");
         let mut vars = Vars::new();
         vars.insert("vu".into(), plan.vu.to_string());
         vars.insert("nonce".into(), plan.nonce.clone());
@@ -628,7 +629,7 @@ impl<'a> VirtualUser<'a> {
     }
 
     async fn send(&self, outgoing: &Outgoing, route: ReplicaId) -> Result<reqwest::Response, String> {
-        let url = format!("http://{}{}", self.ctx.balancer, outgoing.path);
+        let url = self.ctx.balancer.url(&outgoing.path);
         let mut request = self
             .ctx
             .http
