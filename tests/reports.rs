@@ -51,6 +51,18 @@ fn report_json_holds_every_request_and_chaos_action() {
         .collect();
     assert!(starts.windows(2).all(|w| w[0] <= w[1]), "events are in time order");
 
+    // Where the time went: every phase and experiment, in order, within the run.
+    let parts: Vec<&str> = report.timings.iter().map(|t| t.part.as_str()).collect();
+    for part in ["start", "users", "controls", "inspections", "experiment restart", "experiment sigterm", "stop"] {
+        assert!(parts.contains(&part), "{part} in {parts:?}");
+    }
+    assert_eq!(parts.first(), Some(&"start"));
+    assert_eq!(parts.last(), Some(&"stop"));
+    assert!(report.timings.windows(2).all(|w| w[0].started_ms + w[0].took_ms <= w[1].started_ms + 1.0), "{:?}", report.timings);
+    let spent: f64 = report.timings.iter().map(|t| t.took_ms).sum();
+    assert!(spent <= report.duration_ms as f64 + 1.0 && spent >= report.duration_ms as f64 * 0.5, "{spent} of {}", report.duration_ms);
+    assert!(broken_run().stdout.contains("time: start "), "the terminal says where the time went");
+
     // history.json holds every phase, the evidence, inspections and experiments: the
     // same requests the report counts.
     let bytes = std::fs::read(broken_run().report_dir.join("history.json")).unwrap();

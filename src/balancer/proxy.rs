@@ -12,7 +12,6 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 use super::forwarded::{add_forwarded, remove_hop_by_hop};
@@ -32,7 +31,7 @@ pub struct ProxyState {
     pub proxy_address: Option<IpAddr>,
     pub turn: AtomicUsize,
     /// Where each request's record goes, when someone reads them.
-    pub records: Option<UnboundedSender<ProxyRecord>>,
+    pub records: Option<Arc<Mutex<Vec<ProxyRecord>>>>,
     pub started: Instant,
 }
 
@@ -59,8 +58,7 @@ pub async fn handle(
         }
     };
     if let (Some(records), Some((method, path))) = (&state.records, seen) {
-        // The collector only goes away when the balancer does.
-        let _ = records.send(ProxyRecord {
+        let record = ProxyRecord {
             at_ms: received.duration_since(state.started).as_secs_f64() * 1000.0,
             client,
             planned,
@@ -74,7 +72,8 @@ pub async fn handle(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             took_ms: received.elapsed().as_secs_f64() * 1000.0,
-        });
+        };
+        lock(records).push(record);
     }
     Ok(response)
 }
@@ -226,10 +225,10 @@ async fn send(
     Ok(response)
 }
 
-/// The pool of one connection: never held across an await, so never poisoned by a
-/// panic elsewhere.
-fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
-    pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Locks held for a push or a take, never across an await: a poisoned lock still holds
+/// whole values.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What went wrong with an upstream, as a person would say it.
