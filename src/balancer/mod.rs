@@ -106,14 +106,6 @@ pub struct Entrance {
 }
 
 impl Entrance {
-    /// A plain HTTP entrance.
-    pub fn plain(addr: SocketAddr) -> Self {
-        Self {
-            addr,
-            authority: None,
-        }
-    }
-
     /// The URL of `path` through the balancer.
     pub fn url(&self, path: &str) -> String {
         let scheme = if self.authority.is_some() {
