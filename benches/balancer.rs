@@ -13,7 +13,8 @@
 //!
 //! `cargo bench --bench balancer` (needs wrk; nginx for its baseline:
 //! `apt-get install wrk nginx`). Env: BENCH_ROUNDS (3), BENCH_SECONDS (5),
-//! BENCH_CONNECTIONS (32), BENCH_USERS (1000,10000; empty skips).
+//! BENCH_CONNECTIONS (32), BENCH_THREADS (the balancer's threads and nginx's workers;
+//! default: the cores), BENCH_USERS (1000,10000; empty skips).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -239,9 +240,11 @@ async fn throughput(cluster: &Cluster, certificates: &Arc<RunCertificates>, scra
     let connections: usize = env_or("BENCH_CONNECTIONS", 32);
     let endpoints = cluster.endpoints();
     let replicas: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr).collect();
+    let defaults = BalancerConfig::local("/healthz/ready", Duration::ZERO);
     let local = BalancerConfig {
         policy: RoutingPolicy::Random,
-        ..BalancerConfig::local("/healthz/ready", Duration::ZERO)
+        threads: env_or("BENCH_THREADS", defaults.threads),
+        ..defaults
     };
     let threads = local.threads;
     let start = |config: BalancerConfig| Balancer::start(config, &endpoints);
