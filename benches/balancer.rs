@@ -134,15 +134,7 @@ fn nginx_binary() -> Option<PathBuf> {
     .iter()
     .map(PathBuf::from)
     .find(|p| p.exists())
-    .or_else(|| which_on_path("nginx"))
-}
-
-fn which_on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.exists())
-    })
+    .or_else(|| which::which("nginx").ok())
 }
 
 fn free_port() -> SocketAddr {
@@ -479,7 +471,7 @@ fn main() {
         );
         return;
     }
-    if which_on_path("wrk").is_none() {
+    if which::which("wrk").is_err() {
         eprintln!(
             "the benchmark needs wrk (and nginx for its baseline): apt-get install wrk nginx"
         );

@@ -222,7 +222,7 @@ impl Balancer {
     /// Every request proxied since the last call (none unless `record` was asked for).
     pub fn drain_records(&mut self) -> Vec<ProxyRecord> {
         match &self.records {
-            Some(records) => std::mem::take(&mut *records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())),
+            Some(records) => std::mem::take(&mut *proxy::lock(records)),
             None => Vec::new(),
         }
     }

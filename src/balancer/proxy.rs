@@ -227,7 +227,7 @@ async fn send(
 
 /// Locks held for a push or a take, never across an await: a poisoned lock still holds
 /// whole values.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
