@@ -10,7 +10,6 @@
 
 pub mod forwarded;
 pub mod policy;
-mod pool;
 mod proxy;
 pub mod tls;
 pub mod upstreams;
@@ -27,7 +26,9 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -39,7 +40,6 @@ use tokio_rustls::TlsAcceptor;
 use crate::cluster::Endpoint;
 use crate::cluster::replica::{Incarnation, ReplicaId};
 use policy::RoutingPolicy;
-use pool::Pool;
 use proxy::ProxyState;
 use tls::RunCertificates;
 use upstreams::Upstreams;
@@ -166,7 +166,7 @@ impl Balancer {
             upstreams: upstreams.clone(),
             policy: config.policy,
             scheme: config.scheme,
-            proxy_address: config.proxy_address,
+            client: upstream_client(config.proxy_address),
             turn: AtomicUsize::new(0),
             records: records.clone(),
             started: Instant::now(),
@@ -253,14 +253,28 @@ async fn serve_proxied<IO>(io: IO, state: Arc<ProxyState>, client: SocketAddr)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let pool = Arc::new(Mutex::new(Pool::default()));
-    let service =
-        service_fn(move |request| proxy::handle(state.clone(), pool.clone(), client, request));
+    let service = service_fn(move |request| proxy::handle(state.clone(), client, request));
     // A client that hangs up mid-request is the client's business.
-    let _ = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(io), service)
-        .await;
+    let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(io), service).await;
+}
+
+/// The connections to the replicas, pooled and kept alive across client connections.
+/// hyper's pool retries a request a kept connection closed before writing it, and
+/// checks a connection is still open before it lends it: kept connections of each client
+/// connection alone raced replicas that close idle connections when they stop (puma on
+/// SIGTERM) and turned correct apps into dropped in-flight requests.
+fn upstream_client(from: Option<IpAddr>) -> Client<HttpConnector, Incoming> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    connector.set_local_address(from);
+    Client::builder(TokioExecutor::new())
+        // Shorter than any common server's keep-alive timeout (gunicorn's is 2s): a
+        // request written on a connection the replica is closing as idle fails without
+        // the replica ever seeing it, and would be blamed on the replica.
+        .pool_idle_timeout(Duration::from_secs(1))
+        .pool_timer(TokioTimer::new())
+        .build(connector)
 }
 
 /// Serves HTTP/1.1 with keep-alive on `listener` until the task is aborted, answering each

@@ -1,22 +1,22 @@
 //! One proxied request: pick the upstream, rewrite headers, stream the request and the
-//! response through the client connection's own kept-alive connection to that replica,
-//! and record who served it.
+//! response through a pooled keep-alive connection, and record who served it.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::HeaderValue;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::time::Instant;
 
 use super::forwarded::{add_forwarded, remove_hop_by_hop};
 use super::policy::RoutingPolicy;
-use super::pool::{self, Pool};
 use super::upstreams::{Upstream, Upstreams};
 use super::{ERROR_HEADER, ProxyRecord, ROUTE_HEADER, SERVED_BY_HEADER};
 use crate::cluster::replica::{Incarnation, ReplicaId};
@@ -28,7 +28,7 @@ pub struct ProxyState {
     pub upstreams: Arc<Upstreams>,
     pub policy: RoutingPolicy,
     pub scheme: &'static str,
-    pub proxy_address: Option<IpAddr>,
+    pub client: Client<HttpConnector, Incoming>,
     pub turn: AtomicUsize,
     /// Where each request's record goes, when someone reads them.
     pub records: Option<Arc<Mutex<Vec<ProxyRecord>>>>,
@@ -37,7 +37,6 @@ pub struct ProxyState {
 
 pub async fn handle(
     state: Arc<ProxyState>,
-    pool: Arc<Mutex<Pool>>,
     client: SocketAddr,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
@@ -53,7 +52,7 @@ pub async fn handle(
             None,
         ),
         Some(upstream) => {
-            let (response, served_by) = forward(&state, &pool, &upstream, client, request).await;
+            let (response, served_by) = forward(&state, &upstream, client, request).await;
             (response, Some(served_by))
         }
     };
@@ -120,36 +119,20 @@ fn pick(state: &ProxyState, planned: Option<ReplicaId>) -> Option<Arc<Upstream>>
 /// The upstream's answer, and the incarnation that served it.
 async fn forward(
     state: &ProxyState,
-    pool: &Mutex<Pool>,
     upstream: &Upstream,
     client: SocketAddr,
     mut request: Request<Incoming>,
 ) -> (Response<ProxyBody>, Incarnation) {
-    // Replicas get the origin form (`/path?query`) whatever form the client sent.
-    if request.uri().authority().is_some() {
-        let path = path_of(request.uri());
-        match path.parse() {
-            Ok(uri) => *request.uri_mut() = uri,
-            Err(err) => {
-                return (
-                    refuse(
-                        StatusCode::BAD_REQUEST,
-                        format!("bad request target: {err}"),
-                    ),
-                    upstream.replica,
-                );
-            }
-        }
-    }
-    if !request.headers().contains_key(header::HOST)
-        && let Ok(host) = HeaderValue::from_str(&upstream.addr.to_string())
-    {
-        request.headers_mut().insert(header::HOST, host);
-    }
+    let path = path_of(request.uri());
+    let uri = match Uri::builder().scheme("http").authority(upstream.addr.to_string()).path_and_query(path).build() {
+        Ok(uri) => uri,
+        Err(err) => return (refuse(StatusCode::BAD_REQUEST, format!("bad request target: {err}")), upstream.replica),
+    };
+    *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     add_forwarded(request.headers_mut(), client.ip(), state.scheme);
     let _in_flight = upstream.start_request();
-    match send(pool, upstream, state.proxy_address, request).await {
+    match state.client.request(request).await {
         Ok(response) => {
             upstream.answered();
             let (mut parts, body) = response.into_parts();
@@ -173,8 +156,8 @@ async fn forward(
         }
         Err(err) => {
             upstream.unanswered();
-            let chain = crate::errors::chain(err.as_ref());
-            let reason = match upstream_cause(err.as_ref()) {
+            let chain = crate::errors::chain(&err);
+            let reason = match upstream_cause(&err) {
                 Some(cause) => format!(
                     "{} at {} {cause} ({chain})",
                     upstream.replica, upstream.addr
@@ -188,41 +171,6 @@ async fn forward(
             (response, upstream.replica)
         }
     }
-}
-
-type SendError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Sends the request on the client connection's kept connection to the upstream, or a new
-/// one. A request that a kept connection closed before writing it is sent once more on a
-/// new connection: the replica never saw it.
-async fn send(
-    pool: &Mutex<Pool>,
-    upstream: &Upstream,
-    from: Option<IpAddr>,
-    request: Request<Incoming>,
-) -> Result<Response<Incoming>, SendError> {
-    let (replica, addr) = (upstream.replica, upstream.addr);
-    let kept = lock(pool).take(replica, addr);
-    let reused = kept.is_some();
-    let mut sender = match kept {
-        Some(sender) => sender,
-        None => pool::connect(addr, from).await?,
-    };
-    if reused && sender.ready().await.is_err() {
-        sender = pool::connect(addr, from).await?;
-    }
-    let response = match sender.try_send_request(request).await {
-        Ok(response) => response,
-        Err(mut failed) => match failed.take_message() {
-            Some(request) if reused => {
-                sender = pool::connect(addr, from).await?;
-                sender.send_request(request).await?
-            }
-            _ => return Err(failed.into_error().into()),
-        },
-    };
-    lock(pool).put(replica, addr, sender);
-    Ok(response)
 }
 
 /// Locks held for a push or a take, never across an await: a poisoned lock still holds
