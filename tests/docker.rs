@@ -6,7 +6,6 @@ mod common;
 
 
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use replicheck::check::ScenarioStatus;
 
 #[test]
@@ -80,9 +79,10 @@ fn docker_host_names_the_engine() {
 
 fn interrupt_mid_run(signal: Signal) {
     let dir = tempfile::tempdir().unwrap();
-    let (child, run_id) = common::start_slow_docker_run(&common::tag("docker-interrupt"), dir.path());
-    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let run = common::start_slow_docker_run(&common::tag("docker-interrupt"), dir.path());
+    let run_id = run.run_id.clone();
+    kill(run.pid(), signal).unwrap();
+    let output = run.wait_with_output();
     common::assert_interrupted(&output, signal, &dir.path().join("report"));
     let left = common::docker_leftovers(&run_id);
     assert!(left.is_empty(), "left after {signal}: {left:?}");
@@ -108,9 +108,9 @@ fn a_container_killed_from_outside_mid_run_is_told_and_the_run_exits_3() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (child, run_id) = common::start_slow_docker_run(&common::tag("docker-oom"), dir.path());
-    // As an OOM killer or an operator would: the engine kills it, not replicheck. (On a
-    // busy machine r1 may still be starting.)
+    let run = common::start_slow_docker_run(&common::tag("docker-oom"), dir.path());
+    let run_id = run.run_id.clone();
+    // As an OOM killer or an operator would: the engine kills it, not replicheck.
     let running_r1 = || {
         let listed = std::process::Command::new("docker")
             .args(["ps", "-q", "--filter", &format!("label=replicheck={run_id}"), "--filter", "label=replicheck.role=r1"])
@@ -125,7 +125,7 @@ fn a_container_killed_from_outside_mid_run_is_told_and_the_run_exits_3() {
     });
     assert!(found, "no running r1 container");
     assert!(std::process::Command::new("docker").args(["kill", &container]).status().unwrap().success());
-    let output = child.wait_with_output().unwrap();
+    let output = run.wait_with_output();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     let report: replicheck::report::Report = serde_json::from_slice(&std::fs::read(dir.path().join("report/report.json")).unwrap()).unwrap();

@@ -8,7 +8,6 @@ mod common;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 #[test]
 fn a_sigkilled_run_leaves_nothing_on_the_engine_without_clean() {
@@ -17,10 +16,11 @@ fn a_sigkilled_run_leaves_nothing_on_the_engine_without_clean() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tag = common::tag("docker-sigkill");
-    let (mut child, run_id) = common::start_slow_docker_run(&tag, dir.path());
+    let run = common::start_slow_docker_run(&tag, dir.path());
+    let run_id = run.run_id.clone();
     assert!(!common::docker_leftovers(&run_id).is_empty());
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
-    child.wait().unwrap();
+    kill(run.pid(), Signal::SIGKILL).unwrap();
+    run.wait_with_output();
     let gone = common::wait_until(Duration::from_secs(30), || common::docker_leftovers(&run_id).is_empty());
     assert!(gone, "left 30 s after SIGKILL: {:?}", common::docker_leftovers(&run_id));
     common::assert_no_leftovers(&tag);
@@ -33,14 +33,15 @@ fn clean_with_another_tmpdir_leaves_a_live_run_alone() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tag = common::tag("docker-live");
-    let (child, run_id) = common::start_slow_docker_run(&tag, dir.path());
+    let run = common::start_slow_docker_run(&tag, dir.path());
+    let run_id = run.run_id.clone();
     let before = common::docker_leftovers(&run_id);
     let elsewhere = tempfile::tempdir().unwrap();
     let output = common::command(&common::tag("docker-clean"), &["clean"]).env("TMPDIR", elsewhere.path()).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(common::docker_leftovers(&run_id), before, "clean removed a live run's resources");
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let output = child.wait_with_output().unwrap();
+    kill(run.pid(), Signal::SIGINT).unwrap();
+    let output = run.wait_with_output();
     common::assert_interrupted(&output, Signal::SIGINT, &dir.path().join("report"));
     assert!(common::docker_leftovers(&run_id).is_empty());
 }

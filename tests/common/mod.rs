@@ -186,27 +186,63 @@ pub fn run_id_of_harness(pid: u32) -> Option<String> {
     })
 }
 
-/// Starts a docker run that stays busy for half a minute; returns it and its run id once
-/// its replicas and Redis run.
-pub fn start_slow_docker_run(tag: &str, dir: &Path) -> (Child, String) {
+/// Starts a docker run that stays busy for half a minute; returns it once its virtual
+/// users run.
+pub fn start_slow_docker_run(tag: &str, dir: &Path) -> SlowRun {
     demo_images();
     let demo = std::fs::read_to_string(root().join("examples/demo/fixed-docker.toml")).unwrap();
     let target = write(dir, "slow.toml", &format!("{demo}\n[limits]\nrequest_timeout = \"60s\"\n"));
     let scenario = write(dir, "wait.toml", "name = \"wait\"\n[[steps]]\nname = \"wait\"\nrequest = { url = \"/slow?ms=30000\" }\n");
     let report = dir.join("report");
-    let child = spawn(
+    let mut child = spawn(
         tag,
         &["run", target.to_str().unwrap(), "--scenarios", scenario.to_str().unwrap(), "--report-dir", report.to_str().unwrap()],
     );
-    let mut run_id = None;
-    let up = wait_until(Duration::from_secs(60), || {
-        run_id = run_id.take().or_else(|| run_id_of_harness(child.id()));
-        let containers = run_id.as_deref().map_or(0, |id| docker_leftovers(id).iter().filter(|l| l.starts_with("container")).count());
-        containers >= 3 && report.join("plan.json").exists()
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut pipe = child.stderr.take().expect("stderr is piped");
+    let reader = std::thread::spawn({
+        let stderr = stderr.clone();
+        move || {
+            use std::io::Read;
+            let mut chunk = [0; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                stderr.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        }
     });
-    assert!(up, "the run did not get going (run id {run_id:?})");
+    // Users running is the run's middle: replicas and balancer up, nothing reported yet.
+    // Containers alone are not: a replica may still be starting then.
+    let mut run_id = None;
+    let up = wait_until(Duration::from_secs(90), || {
+        run_id = run_id.take().or_else(|| run_id_of_harness(child.id()));
+        run_id.is_some() && String::from_utf8_lossy(&stderr.lock().unwrap()).contains("virtual users running")
+    });
+    let said = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+    assert!(up, "the run did not get going (run id {run_id:?}):\n{said}");
     std::thread::sleep(Duration::from_millis(500));
-    (child, run_id.unwrap())
+    SlowRun { child, run_id: run_id.unwrap(), stderr, reader }
+}
+
+/// A run in its users phase, its stderr collected as it goes.
+pub struct SlowRun {
+    pub child: Child,
+    pub run_id: String,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl SlowRun {
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Waits for the run to exit; the output holds all it wrote to stderr.
+    pub fn wait_with_output(self) -> Output {
+        let mut output = self.child.wait_with_output().expect("the run exits");
+        self.reader.join().expect("the stderr reader ends with the run");
+        output.stderr = std::mem::take(&mut *self.stderr.lock().unwrap());
+        output
+    }
 }
 
 /// `run`, after the demo images are built; checks the engine is left clean.
