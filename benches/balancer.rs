@@ -5,6 +5,9 @@
 //!   thread, the same forwarded headers, no access log), and through the balancer, over
 //!   http and over TLS, round after round in turn. Prints each case's median and its
 //!   ratio to the baselines.
+//! - **The floor any proxy pays here**: a TCP relay in the balancer's event-loop model
+//!   (one connection to a replica per client connection, bytes copied both ways, no
+//!   HTTP at all) shows how far any HTTP balancer could get past nginx on this machine.
 //! - **Virtual user memory**: a child process keeps N users alive at once, each with its
 //!   own cookie jar after signing in over https, at most 64 requests in flight (a run's
 //!   default concurrency), and prints its peak resident memory.
@@ -207,6 +210,41 @@ fn start_nginx(
     );
 }
 
+/// The least a proxy can do per request: one thread per balancer thread accepting from
+/// one listener, each client connection paired with its own connection to a replica
+/// (taken in turn), bytes copied both ways. Its threads end with the benchmark.
+fn start_relay(threads: usize, replicas: &[SocketAddr]) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("the relay binds");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let addr = listener.local_addr().expect("an address");
+    let turn = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..threads {
+        let listener = listener.try_clone().expect("the listener");
+        let (replicas, turn) = (replicas.to_vec(), turn.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("the listener");
+                while let Ok((mut client, _)) = listener.accept().await {
+                    let replica =
+                        replicas[turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % replicas.len()];
+                    tokio::spawn(async move {
+                        let Ok(mut upstream) = tokio::net::TcpStream::connect(replica).await else {
+                            return;
+                        };
+                        let _ = (client.set_nodelay(true), upstream.set_nodelay(true));
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    });
+                }
+            });
+        });
+    }
+    addr
+}
+
 fn print_row(label: &str, figures: Figures, against: &[(&str, Figures)]) {
     let ratios: Vec<String> = against
         .iter()
@@ -255,6 +293,7 @@ async fn throughput(cluster: &Cluster, certificates: &Arc<RunCertificates>, scra
     .expect("balancer starts");
     let nginx = nginx_binary()
         .map(|binary| start_nginx(&binary, scratch, threads, &replicas, certificates));
+    let relay = start_relay(threads, &replicas);
 
     let mut cases: Vec<(&str, String)> = vec![
         ("direct to r0", format!("http://{}{PATH}", replicas[0])),
@@ -264,6 +303,7 @@ async fn throughput(cluster: &Cluster, certificates: &Arc<RunCertificates>, scra
             recording.entrance().url(PATH),
         ),
         ("replicheck, https", tls.entrance().url(PATH)),
+        ("tcp relay (no http)", format!("http://{relay}{PATH}")),
     ];
     if let Some(nginx) = &nginx {
         cases.push(("nginx, http", format!("http://{}{PATH}", nginx.http)));
@@ -309,6 +349,7 @@ async fn throughput(cluster: &Cluster, certificates: &Arc<RunCertificates>, scra
         ("replicheck, http, recording", of("replicheck, http")),
         ("nginx, https", None),
         ("replicheck, https", of("nginx, https")),
+        ("tcp relay (no http)", of("nginx, http")),
     ] {
         let Some(measured) = of(label) else { continue };
         let mut against = vec![("direct", direct)];
