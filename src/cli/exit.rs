@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
-use crate::cluster::ClusterError;
-use crate::file::FileError;
-use crate::run::RunError;
-use crate::scenario::SelectError;
+use replicheck::cluster::ClusterError;
+use replicheck::file::FileError;
+use replicheck::run::RunError;
+use replicheck::scenario::SelectError;
 
 /// What replicheck's exit status means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

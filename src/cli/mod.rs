@@ -13,27 +13,27 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::balancer::policy::RoutingPolicy;
-use crate::chaos::ExperimentKind;
-use crate::inspect::InspectionKind;
-use crate::check::ScenarioStatus;
-use crate::cluster::backend::docker::{self, Engine};
-use crate::cluster::{BackendKind, reaper};
-use crate::demo::DemoArgs;
-use crate::file::SourceFile;
-use crate::plan::seed;
-use crate::policy::{self, Policy};
-use crate::check::finding::Finding;
-use crate::report::{self, Format, Report};
-use crate::cluster::backend::external::{Auth, ExternalSpec, Instance, Via};
-use crate::cluster::backend::relay::InstanceMark;
-use crate::run::{self, ReportDir, RunConfig, RunOutcome};
-use crate::explore::{self, ExploreConfig};
-use crate::interrupt::Interrupt;
-use crate::plan::interleaving::Schedule;
-use crate::up::{self, UpConfig};
-use crate::scenario::{self, ScenarioFile};
-use crate::target::Target;
+use replicheck::balancer::policy::RoutingPolicy;
+use replicheck::chaos::ExperimentKind;
+use replicheck::inspect::InspectionKind;
+use replicheck::check::ScenarioStatus;
+use replicheck::cluster::backend::docker::{self, Engine};
+use replicheck::cluster::{BackendKind, reaper};
+use replicheck_demo::DemoArgs;
+use replicheck::file::SourceFile;
+use replicheck::plan::seed;
+use replicheck::policy::{self, Policy};
+use replicheck::check::finding::Finding;
+use replicheck::report::{self, Format, Report};
+use replicheck::cluster::backend::external::{Auth, ExternalSpec, Instance, Via};
+use replicheck::cluster::backend::relay::InstanceMark;
+use replicheck::run::{self, ReportDir, RunConfig, RunOutcome};
+use replicheck::explore::{self, ExploreConfig};
+use replicheck::interrupt::Interrupt;
+use replicheck::plan::interleaving::Schedule;
+use replicheck::up::{self, UpConfig};
+use replicheck::scenario::{self, ScenarioFile};
+use replicheck::target::Target;
 use exit::{CliError, Exit};
 
 #[derive(Debug, Parser)]
@@ -406,10 +406,10 @@ async fn dispatch(command: Command) -> Result<Exit, CliError> {
             Ok(Exit::Consistent)
         }
         Command::Watchdog { run_id, docker } => {
-            crate::cluster::watchdog::watch(&run_id, docker).await;
+            replicheck::cluster::watchdog::watch(&run_id, docker).await;
             Ok(Exit::Consistent)
         }
-        Command::DemoService(args) => crate::demo::serve(args, shutdown_signal_unit())
+        Command::DemoService(args) => replicheck_demo::serve(args, shutdown_signal_unit())
             .await
             .map(|()| Exit::Consistent)
             .map_err(CliError::Io),
@@ -663,7 +663,7 @@ async fn run_one(mut config: RunConfig, label: &str, output: &Output) -> Result<
 /// Turns the first SIGINT or SIGTERM into an interrupt of the run: it stops, stops its
 /// replicas, and reports what it did.
 fn on_signal(interrupt: &mut Interrupt) -> tokio::task::JoinHandle<()> {
-    let (interrupter, fresh) = crate::interrupt::channel();
+    let (interrupter, fresh) = replicheck::interrupt::channel();
     *interrupt = fresh;
     tokio::spawn(async move {
         let signal = shutdown_signal().await;

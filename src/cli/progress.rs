@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::progress::{Observer, Progress};
+use replicheck::progress::{Observer, Progress};
 
 /// The observer that fits where stderr goes.
 pub fn observer() -> Box<dyn Observer> {

@@ -6,10 +6,10 @@ use std::io::IsTerminal;
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
 
 use super::exit::CliError;
-use crate::file::{FileError, Located};
-use crate::check::ScenarioStatus;
-use crate::check::finding::Finding;
-use crate::report::{self, Report, table};
+use replicheck::file::{FileError, Located};
+use replicheck::check::ScenarioStatus;
+use replicheck::check::finding::Finding;
+use replicheck::report::{self, Report, table};
 
 /// The error as it goes to stderr. File errors are shown with an excerpt of the file,
 /// headed by `FILE:LINE:COLUMN`, the spot marked, and a hint where there is one.
@@ -216,7 +216,7 @@ fn evidence(report: &Report, finding: &Finding) -> String {
     for note in &finding.notes {
         out.push_str(&format!("  note:     {note}\n"));
     }
-    if let Some(diagnosis) = crate::diagnose::of(&report.diagnoses, finding) {
+    if let Some(diagnosis) = replicheck::diagnose::of(&report.diagnoses, finding) {
         out.push_str(&format!("  cause:    {} {}: {}\n", diagnosis.id, diagnosis.cause, diagnosis.title));
     }
     if let Some(accepted) = &finding.accepted {
@@ -230,7 +230,7 @@ fn evidence(report: &Report, finding: &Finding) -> String {
 }
 
 /// A plan for `--dry-run`: every user's scenario and routes, and the experiments.
-pub fn plan(plan: &crate::plan::Plan) -> String {
+pub fn plan(plan: &replicheck::plan::Plan) -> String {
     let mut out = format!("plan for seed {}: {} replica(s), routing {}\n", plan.seed, plan.replicas, plan.routing);
     for user in &plan.vus {
         let routes: Vec<String> = user.routes.iter().map(ToString::to_string).collect();

@@ -417,7 +417,7 @@ pub(crate) mod fixtures {
     pub fn demo_target() -> Target {
         Target::from_source(&SourceFile::from_text(
             "examples/demo/broken.toml",
-            include_str!("../../examples/demo/broken.toml"),
+            include_str!("../../../../examples/demo/broken.toml"),
         ))
         .expect("the demo target is valid")
     }

@@ -142,13 +142,13 @@ mod tests {
 
     /// Each framework's login form, written from its documentation.
     const FIXTURES: [(Preset, &str, &str); 7] = [
-        (Preset::Aspnetcore, "aspnetcore", include_str!("../../tests/presets/aspnetcore.html")),
-        (Preset::Django, "django", include_str!("../../tests/presets/django.html")),
-        (Preset::Flask, "flask", include_str!("../../tests/presets/flask.html")),
-        (Preset::Rails, "rails", include_str!("../../tests/presets/rails.html")),
-        (Preset::Pyramid, "pyramid", include_str!("../../tests/presets/pyramid.html")),
-        (Preset::Spring, "spring", include_str!("../../tests/presets/spring.html")),
-        (Preset::Express, "express", include_str!("../../tests/presets/express.html")),
+        (Preset::Aspnetcore, "aspnetcore", include_str!("../../presets/aspnetcore.html")),
+        (Preset::Django, "django", include_str!("../../presets/django.html")),
+        (Preset::Flask, "flask", include_str!("../../presets/flask.html")),
+        (Preset::Rails, "rails", include_str!("../../presets/rails.html")),
+        (Preset::Pyramid, "pyramid", include_str!("../../presets/pyramid.html")),
+        (Preset::Spring, "spring", include_str!("../../presets/spring.html")),
+        (Preset::Express, "express", include_str!("../../presets/express.html")),
     ];
 
     fn target_with(preset: &str) -> Target {
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn rails_also_publishes_the_token_in_a_meta_tag_for_scripts() {
-        let html = include_str!("../../tests/presets/rails.html");
+        let html = include_str!("../../presets/rails.html");
         let regex = regex::Regex::new(r#"<meta name="csrf-token" content="([^"]+)""#).unwrap();
         assert_eq!(&regex.captures(html).unwrap()[1], "Xk2example-rails-meta-token");
         assert_eq!(Preset::Rails.defaults().antiforgery_header, Some("X-CSRF-Token"));

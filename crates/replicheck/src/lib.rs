@@ -16,20 +16,20 @@
 //!   [`policy`] marks the ones a team accepts for now.
 //! - [`report`]: renders the outcome (`report.json`, terminal tables).
 //!
-//! [`run`] strings the phases together ([`up`] only starts the cluster and its balancer);
-//! [`cli`] is the command line, the only place that prints or picks exit codes. Shared pieces: [`step`] (the request/capture/expectation
-//! vocabulary of target and scenario files), [`file`] (input files and located errors),
-//! [`redact`] (secrets out of everything written), [`progress`] (events for observers),
-//! [`errors`] (error chains in one line).
-//! [`demo`] is the bundled demo service.
+//! [`run`] strings the phases together ([`up`] only starts the cluster and its balancer).
+//! Shared pieces: [`step`] (the request/capture/expectation vocabulary of target and
+//! scenario files), [`file`] (input files and located errors), [`redact`] (secrets out of
+//! everything written), [`progress`] (events for observers), [`errors`] (error chains in
+//! one line).
+//!
+//! The command line (`replicheck-cli`, the only place that prints or picks exit codes) and
+//! the bundled demo service (`replicheck-demo`) are crates of their own.
 
 pub mod balancer;
 pub mod chaos;
 pub mod check;
-pub mod cli;
 pub mod client;
 pub mod cluster;
-pub mod demo;
 pub mod diagnose;
 pub mod errors;
 pub mod explore;
