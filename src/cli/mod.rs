@@ -16,7 +16,6 @@ use clap::{Args, Parser, Subcommand};
 use replicheck::balancer::policy::RoutingPolicy;
 use replicheck::chaos::ExperimentKind;
 use replicheck::inspect::InspectionKind;
-use replicheck::check::ScenarioStatus;
 use replicheck::cluster::backend::docker::{self, Engine};
 use replicheck::cluster::{BackendKind, reaper};
 use replicheck_demo::DemoArgs;
@@ -27,13 +26,14 @@ use replicheck::check::finding::Finding;
 use replicheck::report::{self, Format, Report};
 use replicheck::cluster::backend::external::{Auth, ExternalSpec, Instance, Via};
 use replicheck::cluster::backend::relay::InstanceMark;
-use replicheck::run::{self, ReportDir, RunConfig, RunOutcome};
+use replicheck::run::{self, ReportDir, RunConfig, RunOutcome, Selection};
 use replicheck::explore::{self, ExploreConfig};
 use replicheck::interrupt::Interrupt;
 use replicheck::plan::interleaving::Schedule;
 use replicheck::up::{self, UpConfig};
 use replicheck::scenario::{self, ScenarioFile};
 use replicheck::target::Target;
+use replicheck::verdict::Verdict;
 use exit::{CliError, Exit};
 
 #[derive(Debug, Parser)]
@@ -416,43 +416,6 @@ async fn dispatch(command: Command) -> Result<Exit, CliError> {
     }
 }
 
-/// What `--scenarios` asks for: scenarios, and inspections and chaos experiments by name.
-struct Selection {
-    scenarios: Vec<ScenarioFile>,
-    run_scenarios: bool,
-    inspections: Vec<InspectionKind>,
-    experiments: Vec<ExperimentKind>,
-}
-
-/// Names of inspections and experiments go to their phases, the rest to
-/// `scenario::select`. When only those are named, the built-in scenarios are the
-/// experiments' workload and run no users of their own.
-fn select(args: &[String]) -> Result<Selection, CliError> {
-    if args.is_empty() {
-        return Ok(Selection {
-            scenarios: scenario::builtin(),
-            run_scenarios: true,
-            inspections: InspectionKind::ALL.to_vec(),
-            experiments: ExperimentKind::ALL.to_vec(),
-        });
-    }
-    let inspections: Vec<InspectionKind> = args.iter().filter_map(|a| InspectionKind::from_name(a)).collect();
-    let experiments: Vec<ExperimentKind> = args.iter().filter_map(|a| ExperimentKind::from_name(a)).collect();
-    let rest: Vec<String> = args
-        .iter()
-        .filter(|a| InspectionKind::from_name(a).is_none() && ExperimentKind::from_name(a).is_none())
-        .cloned()
-        .collect();
-    let run_scenarios = !rest.is_empty();
-    let scenarios = if run_scenarios { scenario::select(&rest)? } else { scenario::builtin() };
-    Ok(Selection {
-        scenarios,
-        run_scenarios,
-        inspections,
-        experiments,
-    })
-}
-
 async fn run_command(args: RunArgs) -> Result<Exit, CliError> {
     let target = Target::load(&args.target)?;
     let backend = choose_backend(args.backend, &target, &args.target)?;
@@ -557,7 +520,7 @@ fn workload_config(
     external: Option<Arc<ExternalSpec>>,
     base: String,
 ) -> Result<RunConfig, CliError> {
-    let selection = select(&workload.scenarios)?;
+    let selection = Selection::of(&workload.scenarios)?;
     if let Some(path) = &workload.write_policy {
         // Said now, not after a run of minutes that could not write its result.
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -597,7 +560,7 @@ fn workload_config(
 async fn finish(config: RunConfig, target: &Path, workload: &Workload) -> Result<Exit, CliError> {
     if workload.dry_run {
         let plan = run::plan_only(&config, progress::observer().as_ref())?;
-        print!("{}", render::plan(&plan));
+        print!("{}", report::text::plan(&plan));
         return Ok(Exit::Consistent);
     }
     let report = run_one(config, &target.display().to_string(), &workload.output).await?;
@@ -684,7 +647,7 @@ fn present(outcome: RunOutcome, output: &Output) -> Result<Report, CliError> {
             .map_err(|e| CliError::Io(format!("cannot append to GITHUB_STEP_SUMMARY ({}): {e}", Path::new(&summary).display())))?;
     }
     if output.format.contains(&OutputFormat::Table) {
-        print!("{}", render::outcome(&outcome.report));
+        print!("{}", report::text::outcome(&outcome.report));
     }
     for file in written {
         println!("wrote {}", file.display());
@@ -692,28 +655,14 @@ fn present(outcome: RunOutcome, output: &Output) -> Result<Report, CliError> {
     Ok(outcome.report)
 }
 
-/// A replica that exited by itself makes the run exit 3. Otherwise findings win: a run
-/// with findings the policy does not accept exits 1 whatever else it could not test (its
-/// output lists that too). Without them, a check that errored or
-/// failed on one replica means nothing was proven (3); under `strict`, so does anything
-/// selected that did not run in full.
+/// A run's verdict as an exit status; see `Verdict::of`.
 fn exit_for(report: &Report, strict: bool) -> Exit {
-    // What shells expect of a command stopped by a signal, whatever it found before.
-    if let Some(interrupted) = &report.interrupted {
-        return Exit::interrupted_by(&interrupted.signal);
-    }
-    // A replica that died under the run: what it touched could not be tested.
-    if !report.exits.is_empty() {
-        return Exit::CouldNotRun;
-    }
-    let unsound = report.scenarios.iter().any(|s| s.status == ScenarioStatus::Error || s.status == ScenarioStatus::BaselineFailed);
-    let partial = !report.scenarios.iter().all(|s| s.fully_tested());
-    if report.findings.iter().any(|f| f.accepted.is_none()) {
-        Exit::Findings
-    } else if unsound || (strict && partial) {
-        Exit::CouldNotRun
-    } else {
-        Exit::Consistent
+    match Verdict::of(report, strict) {
+        Verdict::Consistent => Exit::Consistent,
+        Verdict::Findings => Exit::Findings,
+        Verdict::Interrupted { signal } => Exit::interrupted_by(&signal),
+        // Untested, and any verdict added later: nothing proven.
+        _ => Exit::CouldNotRun,
     }
 }
 
@@ -844,7 +793,7 @@ async fn explore_command(args: ExploreArgs) -> Result<Exit, CliError> {
         .map(str::parse::<Schedule>)
         .transpose()
         .map_err(|e| CliError::Usage(format!("--schedule: {e}")))?;
-    let selection = select(&args.scenarios)?;
+    let selection = Selection::of(&args.scenarios)?;
     let checks: Vec<&str> = selection.inspections.iter().map(|k| k.name()).chain(selection.experiments.iter().map(|k| k.name())).collect();
     if !args.scenarios.is_empty() && !checks.is_empty() {
         return Err(CliError::Usage(format!(
@@ -902,10 +851,10 @@ async fn explore_one(mut config: ExploreConfig, label: &str, output: &Output) ->
 fn check_command(args: &CheckArgs) -> Result<Exit, CliError> {
     let recorded = Report::read(&args.report_dir.join(report::json::FILE_NAME))
         .map_err(|e| CliError::Usage(format!("cannot read {} as a replicheck report directory: {e}", args.report_dir.display())))?;
-    let selection = select(&recorded.config.scenarios)?;
+    let selection = Selection::of(&recorded.config.scenarios)?;
     let policy = args.policy.as_deref().map(Policy::load).transpose()?;
     let judged = run::rejudge(&args.report_dir, recorded, &selection.scenarios, selection.run_scenarios, policy.as_ref())?;
-    print!("{}", render::outcome(&judged));
+    print!("{}", report::text::outcome(&judged));
     Ok(exit_for(&judged, false))
 }
 
@@ -938,7 +887,7 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
         let base = format!("replicheck replay {}", shell_word(&args.report.display().to_string()));
         let config = ExploreConfig {
             target,
-            scenarios: select(&recorded.config.scenarios)?.scenarios,
+            scenarios: Selection::of(&recorded.config.scenarios)?.scenarios,
             replicas: recorded.config.replicas,
             seed: recorded.seed,
             cases: 1,
@@ -964,7 +913,7 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
         Some(finding) => vec![finding.check.clone()],
         None => recorded.config.scenarios.clone(),
     };
-    let chosen = select(&selection)?;
+    let chosen = Selection::of(&selection)?;
     let base = format!("replicheck replay {}", shell_word(&args.report.display().to_string()));
     let config = RunConfig {
         target,

@@ -14,7 +14,8 @@
 //! - [`check`]: reads the history and the control runs, and decides the findings.
 //! - [`diagnose`]: groups findings by probable root cause, with remedies per framework;
 //!   [`policy`] marks the ones a team accepts for now.
-//! - [`report`]: renders the outcome (`report.json`, terminal tables).
+//! - [`report`]: renders the outcome (`report.json`, terminal tables); [`verdict`] says
+//!   what it amounts to.
 //!
 //! [`run`] strings the phases together ([`up`] only starts the cluster and its balancer).
 //! Shared pieces: [`step`] (the request/capture/expectation vocabulary of target and
@@ -47,4 +48,5 @@ pub mod scenario;
 pub mod step;
 pub mod target;
 pub mod up;
+pub mod verdict;
 pub mod vu;

@@ -9,6 +9,7 @@ pub mod json;
 pub mod junit;
 pub mod markdown;
 pub mod table;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,8 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 4] = [Format::Json, Format::Junit, Format::Markdown, Format::Html];
+
     pub fn file_name(self) -> &'static str {
         match self {
             Format::Json => json::FILE_NAME,

@@ -49,7 +49,7 @@ use crate::progress::{Observer, Progress};
 use crate::redact::Secrets;
 use crate::report::json::RunRecord;
 use crate::report::{self, Report};
-use crate::scenario::{Scenario, ScenarioFile};
+use crate::scenario::{self, Scenario, ScenarioFile, SelectError};
 use crate::target::Target;
 use crate::vu::{self, Limits, VuContext};
 use ask::Asking;
@@ -93,6 +93,95 @@ pub struct RunConfig {
     pub interrupt: Interrupt,
 }
 
+impl RunConfig {
+    /// A run of `target` as `replicheck run TARGET` would make it: two local replicas (the
+    /// process backend, or docker when the target names only an image), a fresh seed,
+    /// random routing, 8 users per scenario, every built-in scenario, inspection and
+    /// experiment, and the report under `reports/`. Change any field before running;
+    /// [`RunConfig::select`] chooses the workload by name.
+    pub fn new(target: Target) -> RunConfig {
+        let backend = if target.start.command.is_none() && target.start.image.is_some() { BackendKind::Docker } else { BackendKind::Process };
+        let file = target.path.display().to_string();
+        let all = Selection::everything();
+        RunConfig {
+            target,
+            scenarios: all.scenarios,
+            run_scenarios: all.run_scenarios,
+            experiments: all.experiments,
+            inspections: all.inspections,
+            replicas: 2,
+            seed: crate::plan::seed::fresh(),
+            routing: RoutingPolicy::Random,
+            vus: 8,
+            load_vus: 16,
+            concurrency: 64,
+            report_dir: ReportDir::Under(PathBuf::from("reports")),
+            // `{replicheck}` in a target names the bundled demo service's binary; a library
+            // user whose target uses it points this at one.
+            self_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("replicheck")),
+            backend,
+            external: None,
+            reproduce: Arc::new(move |seed, scenario| format!("replicheck run {file} --seed {seed} --scenarios {scenario}")),
+            selection: Vec::new(),
+            policy: None,
+            interrupt: Interrupt::never(),
+        }
+    }
+
+    /// Chooses what runs by name, as `--scenarios` does: built-in scenario names, scenario
+    /// files or directories, inspection and experiment names.
+    pub fn select<S: AsRef<str>>(mut self, names: &[S]) -> Result<RunConfig, SelectError> {
+        let names: Vec<String> = names.iter().map(|n| n.as_ref().to_owned()).collect();
+        let selection = Selection::of(&names)?;
+        self.scenarios = selection.scenarios;
+        self.run_scenarios = selection.run_scenarios;
+        self.inspections = selection.inspections;
+        self.experiments = selection.experiments;
+        self.selection = names;
+        Ok(self)
+    }
+}
+
+/// What a run runs: scenarios for its users, inspections, experiments.
+pub struct Selection {
+    pub scenarios: Vec<ScenarioFile>,
+    /// Whether the scenarios run as users of their own (see [`RunConfig::run_scenarios`]).
+    pub run_scenarios: bool,
+    pub inspections: Vec<InspectionKind>,
+    pub experiments: Vec<ExperimentKind>,
+}
+
+impl Selection {
+    /// Every built-in scenario, inspection and experiment.
+    pub fn everything() -> Selection {
+        Selection {
+            scenarios: scenario::builtin(),
+            run_scenarios: true,
+            inspections: InspectionKind::ALL.to_vec(),
+            experiments: ExperimentKind::ALL.to_vec(),
+        }
+    }
+
+    /// Names of inspections and experiments go to their phases, the rest to
+    /// `scenario::select`. When only those are named, the built-in scenarios are the
+    /// experiments' workload and run no users of their own. No names: everything.
+    pub fn of(names: &[String]) -> Result<Selection, SelectError> {
+        if names.is_empty() {
+            return Ok(Selection::everything());
+        }
+        let inspections: Vec<InspectionKind> = names.iter().filter_map(|a| InspectionKind::from_name(a)).collect();
+        let experiments: Vec<ExperimentKind> = names.iter().filter_map(|a| ExperimentKind::from_name(a)).collect();
+        let rest: Vec<String> = names
+            .iter()
+            .filter(|a| InspectionKind::from_name(a).is_none() && ExperimentKind::from_name(a).is_none())
+            .cloned()
+            .collect();
+        let run_scenarios = !rest.is_empty();
+        let scenarios = if run_scenarios { scenario::select(&rest)? } else { scenario::builtin() };
+        Ok(Selection { scenarios, run_scenarios, inspections, experiments })
+    }
+}
+
 /// Where the report goes.
 #[derive(Debug, Clone)]
 pub enum ReportDir {
@@ -123,6 +212,14 @@ pub enum RunError {
 pub struct RunOutcome {
     pub report: Report,
     pub report_dir: PathBuf,
+}
+
+impl RunOutcome {
+    /// Writes the report files (`report.json`, `junit.xml`, `summary.md`, `report.html`)
+    /// beside the plan and logs in the run's directory.
+    pub fn write_report(&self) -> std::io::Result<Vec<PathBuf>> {
+        report::write(&self.report, &self.report_dir, &report::Format::ALL)
+    }
 }
 
 /// The scenarios bound to the target, and the run's roster: every scenario and experiment

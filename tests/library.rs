@@ -1,0 +1,100 @@
+//! The library as a test uses it, against real demo replicas: a run configured in code
+//! whose verdict and assertion say what the command line would, and a cluster the test
+//! disrupts itself while the balancer follows.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use replicheck::balancer::SERVED_BY_HEADER;
+use replicheck::progress::Silent;
+use replicheck::run::{self, ReportDir, RunConfig};
+use replicheck::target::Target;
+use replicheck::up::{self, UpConfig};
+use replicheck::verdict::Verdict;
+
+fn demo(file: &str) -> Target {
+    Target::load(&common::root().join("examples/demo").join(file)).expect("the demo target loads")
+}
+
+async fn login_run(file: &str, report: &std::path::Path) -> replicheck::report::Report {
+    let config = RunConfig {
+        seed: 11,
+        self_exe: common::bin(),
+        report_dir: ReportDir::At(report.to_owned()),
+        ..RunConfig::new(demo(file))
+    };
+    let config = config.select(&["login"]).expect("login is a built-in scenario");
+    let outcome = run::run(config, &Silent).await.expect("the run runs");
+    outcome.write_report().expect("the report is written");
+    outcome.report
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_in_code_finds_the_misconfigured_demo_and_its_assertion_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = login_run("broken.toml", &dir.path().join("broken")).await;
+    assert_eq!(broken.verdict(), Verdict::Findings);
+    let kinds: BTreeSet<String> = broken.findings.iter().map(|f| f.kind.to_string()).collect();
+    assert_eq!(kinds, BTreeSet::from(["auth-cookie-rejected".to_owned()]));
+    for file in ["report.json", "junit.xml", "summary.md", "report.html", "r0.log"] {
+        assert!(dir.path().join("broken").join(file).exists(), "{file} is written");
+    }
+
+    let failed = std::panic::catch_unwind(|| broken.assert_consistent()).expect_err("findings fail the assertion");
+    let message = failed.downcast_ref::<String>().expect("a message");
+    assert!(message.contains("probable cause(s)"), "{message}");
+    assert!(message.contains("auth-cookie-rejected"), "{message}");
+    assert!(message.contains("control:"), "the evidence is in the message: {message}");
+    assert!(!message.contains("wonderland"), "the password leaked: {message}");
+
+    let fixed = login_run("fixed.toml", &dir.path().join("fixed")).await;
+    fixed.assert_consistent();
+}
+
+/// Which replicas served `requests` requests through the balancer; every one must succeed.
+async fn served_by(client: &reqwest::Client, balancer: &str, requests: usize) -> BTreeSet<String> {
+    let mut replicas = BTreeSet::new();
+    for _ in 0..requests {
+        let response = client.get(format!("{balancer}/healthz/live")).send().await.expect("the balancer answers");
+        assert!(response.status().is_success(), "{}", response.status());
+        let replica = response.headers().get(SERVED_BY_HEADER).expect("the balancer names the replica");
+        replicas.insert(replica.to_str().unwrap().to_owned());
+    }
+    replicas
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_test_disrupts_replicas_and_the_balancer_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = UpConfig {
+        self_exe: common::bin(),
+        report_dir: ReportDir::At(dir.path().to_owned()),
+        ..UpConfig::new(demo("fixed.toml"))
+    };
+    let mut cluster = up::start(config, &Silent).await.expect("the demo replicas start");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let balancer = cluster.balancer_url();
+    let replicas = cluster.replica_urls();
+    assert_eq!(replicas.len(), 2);
+    assert_eq!(served_by(&client, &balancer, 20).await.len(), 2, "random routing reaches both");
+
+    cluster.kill(1).await.unwrap();
+    assert!(client.get(format!("{}/healthz/live", replicas[1])).send().await.is_err(), "r1 is dead");
+    assert_eq!(served_by(&client, &balancer, 10).await.into_iter().collect::<Vec<_>>(), ["r0"]);
+
+    cluster.restart(1).await.unwrap();
+    let after = served_by(&client, &balancer, 30).await;
+    assert!(after.iter().any(|r| r.starts_with("r1")), "the restarted r1 serves again: {after:?}");
+
+    cluster.stop(0).await.unwrap();
+    assert!(served_by(&client, &balancer, 10).await.iter().all(|r| r.starts_with("r1")));
+
+    let urls = cluster.replica_urls();
+    drop(cluster);
+    for url in urls {
+        let gone = common::wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(url.trim_start_matches("http://")).is_err());
+        assert!(gone, "{url} still answers after the cluster was dropped");
+    }
+}
