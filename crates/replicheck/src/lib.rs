@@ -19,12 +19,74 @@
 //!
 //! [`run`] strings the phases together ([`up`] only starts the cluster and its balancer).
 //! Shared pieces: [`step`] (the request/capture/expectation vocabulary of target and
-//! scenario files), [`file`] (input files and located errors), [`redact`] (secrets out of
+//! scenario files), [`file`](mod@file) (input files and located errors), [`redact`] (secrets out of
 //! everything written), [`progress`] (events for observers), [`errors`] (error chains in
 //! one line).
 //!
 //! The command line (`replicheck-cli`, the only place that prints or picks exit codes) and
 //! the bundled demo service (`replicheck-demo`) are crates of their own.
+//!
+//! # Replicas in a test
+//!
+//! [`up::start`] runs a target's replicas behind replicheck's balancer until the returned
+//! [`up::Up`] is dropped; the test sends its own requests and disrupts replicas itself.
+//! Here the replicas are Python's static file server:
+//!
+//! ```
+//! use replicheck::file::SourceFile;
+//! use replicheck::progress::Silent;
+//! use replicheck::run::ReportDir;
+//! use replicheck::target::Target;
+//! use replicheck::up::{self, UpConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let target = Target::from_source(&SourceFile::from_text("static.toml", r#"
+//!     name = "static"
+//!     [start]
+//!     command = "python3"
+//!     args = ["-m", "http.server", "--bind", "{host}", "{port}"]
+//!     [health]
+//!     ready = "/"
+//! "#))?;
+//! let logs = tempfile::tempdir()?;
+//! let config = UpConfig { replicas: 3, report_dir: ReportDir::At(logs.path().into()), ..UpConfig::new(target) };
+//! let mut cluster = up::start(config, &Silent).await?;
+//! let client = replicheck::client::builder().build()?;
+//!
+//! cluster.kill(1).await?; // out of routing at once, as an OOM kill would leave it
+//! for _ in 0..10 {
+//!     let answer = client.get(cluster.balancer_url()).send().await?;
+//!     assert!(answer.status().is_success());
+//!     assert_ne!(answer.headers()[replicheck::balancer::SERVED_BY_HEADER], "r1");
+//! }
+//! cluster.restart(1).await?; // its next incarnation, routed to once ready
+//! cluster.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # A run in a test
+//!
+//! [`run::RunConfig::new`] makes a run as `replicheck run` would; [`run::run`] runs it and
+//! [`report::Report::assert_consistent`] fails the test with the probable causes, the
+//! findings and their evidence. A run's plan follows from its seed alone:
+//!
+//! ```
+//! use replicheck::progress::Silent;
+//! use replicheck::run::{self, RunConfig};
+//! use replicheck::target::Target;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let target = Target::load("../../examples/demo/fixed.toml".as_ref())?;
+//! let config = RunConfig { replicas: 3, seed: 7, ..RunConfig::new(target) }.select(&["login", "kill"])?;
+//! let plan = run::plan_only(&config, &Silent)?;
+//! assert_eq!(plan.replicas, 3);
+//! assert_eq!(plan.experiments.len(), 1);
+//! // With replicas to run: run::run(config, &Silent).await?.report.assert_consistent();
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod balancer;
 pub mod chaos;
