@@ -26,7 +26,7 @@ impl UpConfig {
     /// Two replicas of `target` (the process backend, or docker when the target names only
     /// an image), their logs under `reports/`.
     pub fn new(target: Target) -> UpConfig {
-        let backend = if target.start.command.is_none() && target.start.image.is_some() { BackendKind::Docker } else { BackendKind::Process };
+        let backend = BackendKind::choose(None, &target.start).unwrap_or(BackendKind::Process);
         UpConfig {
             target,
             replicas: 2,

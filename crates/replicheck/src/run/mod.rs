@@ -100,7 +100,7 @@ impl RunConfig {
     /// experiment, and the report under `reports/`. Change any field before running;
     /// [`RunConfig::select`] chooses the workload by name.
     pub fn new(target: Target) -> RunConfig {
-        let backend = if target.start.command.is_none() && target.start.image.is_some() { BackendKind::Docker } else { BackendKind::Process };
+        let backend = BackendKind::choose(None, &target.start).unwrap_or(BackendKind::Process);
         let file = target.path.display().to_string();
         let all = Selection::everything();
         RunConfig {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 
+use crate::cluster::backend::template::ContainerTemplate;
 use crate::file::{FileError, SourceFile};
 use crate::step::Template;
 
@@ -94,6 +95,10 @@ pub struct Start {
     /// How long a replica may take to exit after SIGTERM before it is killed.
     #[serde(default = "defaults::shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// A testcontainers image to start replicas from, in place of `image` (set in code:
+    /// [`Target::with_container`]).
+    #[serde(skip)]
+    pub container: Option<ContainerTemplate>,
 }
 
 /// Health endpoints. Readiness passes on a 2xx or 3xx answer.
@@ -336,6 +341,21 @@ pub const START_PLACEHOLDERS: &[(&str, &str)] = &[
 ];
 
 impl Target {
+    /// The same target with replicas started from a testcontainers image (see
+    /// [`ContainerTemplate::new`]) on the docker backend, in place of what `[start]` says
+    /// about an image, a command and a port; its `ready_timeout`, `shutdown_grace` and
+    /// the `[health]` probes still apply. Volumes shared by the replicas are at
+    /// `/replicheck-shared`, each replica's own at `/replicheck-replica`.
+    pub fn with_container(mut self, template: ContainerTemplate) -> Target {
+        self.start.port = template.port;
+        self.start.image = Some(template.image.clone());
+        self.start.command = None;
+        self.start.args.clear();
+        self.start.env.clear();
+        self.start.container = Some(template);
+        self
+    }
+
     pub fn load(path: &Path) -> Result<Self, FileError> {
         Self::from_source(&SourceFile::read(path)?)
     }

@@ -35,6 +35,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use super::process::{probe_client, wait_ready};
+use super::template::{ContainerTemplate, Placement, Started};
 use super::{Backend, Replica};
 use crate::cluster::child::{StopOutcome, log_tail};
 use crate::cluster::dependency::wait_for_pong;
@@ -466,17 +467,31 @@ pub async fn reap(engine: &Engine, live: &BTreeSet<String>) -> Removed {
 /// Replicas as containers of the target's image.
 pub struct DockerBackend {
     run: Arc<DockerRun>,
-    image: String,
+    image: Image,
     start: Start,
     health: Health,
     probe: reqwest::Client,
 }
 
+/// What a replica's container is made from.
+enum Image {
+    /// The target's `image`, with its `args` and `env`.
+    Named(String),
+    /// A testcontainers image, which testcontainers starts (and pulls if it must).
+    Template(ContainerTemplate),
+}
+
 impl DockerBackend {
     /// Makes sure the engine has the target's image (pulling it if not).
     pub async fn new(run: Arc<DockerRun>, target: &Target) -> Result<Self, ClusterError> {
-        let image = target.start.image.clone().ok_or(ClusterError::NoImage)?;
-        run.engine.ensure_image(&image).await?;
+        let image = match (&target.start.container, &target.start.image) {
+            (Some(template), _) => Image::Template(template.clone()),
+            (None, Some(image)) => {
+                run.engine.ensure_image(image).await?;
+                Image::Named(image.clone())
+            }
+            (None, None) => return Err(ClusterError::NoImage),
+        };
         Ok(Self {
             run,
             image,
@@ -486,7 +501,7 @@ impl DockerBackend {
         })
     }
 
-    fn container_body(&self, vars: &Vars) -> Result<ContainerCreateBody, ClusterError> {
+    fn container_body(&self, image: &str, vars: &Vars) -> Result<ContainerCreateBody, ClusterError> {
         let cmd: Vec<String> = self.start.args.iter().map(|a| a.render(vars)).collect::<Result<_, _>>()?;
         let env = self
             .start
@@ -495,7 +510,7 @@ impl DockerBackend {
             .map(|(k, v)| Ok(format!("{k}={}", v.render(vars)?)))
             .collect::<Result<_, ClusterError>>()?;
         Ok(ContainerCreateBody {
-            image: Some(self.image.clone()),
+            image: Some(image.to_owned()),
             // No args: the image's own command.
             cmd: (!cmd.is_empty()).then_some(cmd),
             env: Some(env),
@@ -514,17 +529,38 @@ impl Backend for DockerBackend {
         vars.insert("port".into(), self.start.port.to_string());
         vars.insert("shared_dir".into(), SHARED_MOUNT.into());
         vars.insert("replica_dir".into(), REPLICA_MOUNT.into());
-        let mut body = self.container_body(&vars)?;
         let shared = format!("replicheck-{}-shared", run.run_id);
         let own = run.volume(&incarnation.id.to_string()).await?;
-        body.host_config = Some(HostConfig {
-            binds: Some(vec![format!("{shared}:{SHARED_MOUNT}"), format!("{own}:{REPLICA_MOUNT}")]),
-            ..Default::default()
-        });
         let name = format!("replicheck-{}-{}-{}", run.run_id, incarnation.id, incarnation.generation);
         let role = incarnation.to_string();
         let log = run.logs_dir.join(format!("{role}.log"));
-        let addr = run.start_container(&name, &role, &incarnation.id.to_string(), self.start.port, &log, body).await?;
+        let mut started_by_testcontainers = None;
+        let addr = match &self.image {
+            Image::Named(image) => {
+                let mut body = self.container_body(image, &vars)?;
+                body.host_config = Some(HostConfig {
+                    binds: Some(vec![format!("{shared}:{SHARED_MOUNT}"), format!("{own}:{REPLICA_MOUNT}")]),
+                    ..Default::default()
+                });
+                run.start_container(&name, &role, &incarnation.id.to_string(), self.start.port, &log, body).await?
+            }
+            Image::Template(template) => {
+                let placement = Placement {
+                    name: name.clone(),
+                    labels: run.labels(&role),
+                    network: run.network.clone(),
+                    volumes: vec![(shared, SHARED_MOUNT.to_owned()), (own, REPLICA_MOUNT.to_owned())],
+                    publish_on: run.engine.publish_on,
+                };
+                let leftover = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+                let _ = run.engine.docker.remove_container(&name, Some(leftover)).await;
+                let container = template.launch(placement).await.map_err(|why| {
+                    ClusterError::Docker { what: format!("testcontainers could not start {role} from {}: {why}", template.image), source: None }
+                })?;
+                started_by_testcontainers = Some(container);
+                run.engine.published_port(&name, template.port).await?
+            }
+        };
         let url = format!("http://{addr}{}", self.health.ready);
         let engine = &run.engine;
         let ready = wait_ready(&self.probe, &url, self.start.ready_timeout, &role, &log, || engine.exit_report(&name, &log)).await;
@@ -539,6 +575,7 @@ impl Backend for DockerBackend {
             addr,
             started_in: started.elapsed(),
             log,
+            _testcontainers: started_by_testcontainers,
         })
     }
 }
@@ -550,6 +587,8 @@ pub struct DockerReplica {
     addr: SocketAddr,
     started_in: Duration,
     log: PathBuf,
+    /// Held while the replica runs when testcontainers started it.
+    _testcontainers: Option<Started>,
 }
 
 impl Replica for DockerReplica {

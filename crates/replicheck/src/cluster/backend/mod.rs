@@ -6,6 +6,7 @@ pub mod docker;
 pub mod external;
 pub mod process;
 pub mod relay;
+pub mod template;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -82,7 +83,7 @@ impl BackendKind {
         match asked {
             Some(BackendKind::External) => Ok(BackendKind::External),
             Some(BackendKind::Process) | None if start.command.is_some() => Ok(BackendKind::Process),
-            Some(BackendKind::Docker) | None if start.image.is_some() => Ok(BackendKind::Docker),
+            Some(BackendKind::Docker) | None if start.image.is_some() || start.container.is_some() => Ok(BackendKind::Docker),
             Some(BackendKind::Docker) => Err(ClusterError::NoImage),
             Some(BackendKind::Process) | None => Err(ClusterError::NoCommand),
         }

@@ -1,0 +1,89 @@
+//! The same demo as a container image, described as a testcontainers test describes it;
+//! replicheck starts its replicas from that description on the docker backend. Needs a
+//! Docker engine and the demo image (`examples/docker/build-images.sh`); without an
+//! engine the tests say they were skipped.
+
+use replicheck::cluster::backend::template::ContainerTemplate;
+use replicheck::file::SourceFile;
+use replicheck::progress::Silent;
+use replicheck::report::Report;
+use replicheck::run::{self, ReportDir, RunConfig};
+use replicheck::target::Target;
+use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::{GenericImage, ImageExt};
+
+/// The demo's login flow; where replicas come from is the image's business.
+const FLOWS: &str = r#"
+    name = "demo-image"
+    [start]
+    image = "replicheck-demo:local"
+    ready_timeout = "30s"
+    [health]
+    ready = "/healthz/ready"
+    [login]
+    form = "/login"
+    username = "alice"
+    password = "wonderland"
+    protected = "/account"
+    accepted = { status = 200, body_contains = "Signed in as alice" }
+    rejected = { location = "/login" }
+"#;
+
+fn docker_engine() -> bool {
+    let answered = std::process::Command::new("docker").args(["version"]).output().is_ok_and(|o| o.status.success());
+    if !answered {
+        eprintln!("SKIPPED: no Docker engine answers (`docker version` failed)");
+    }
+    answered
+}
+
+async fn login_run(keys_and_store: &'static [&'static str]) -> Report {
+    let template = ContainerTemplate::new(move || {
+        let mut cmd = vec!["demo-service", "--listen", "0.0.0.0:8080"];
+        cmd.extend_from_slice(keys_and_store);
+        GenericImage::new("replicheck-demo", "local")
+            .with_exposed_port(8080.tcp())
+            .with_wait_for(WaitFor::message_on_stdout("listening on"))
+            .with_cmd(cmd)
+    })
+    .expect("the image exposes one port");
+    let target = Target::from_source(&SourceFile::from_text("demo-image.toml", FLOWS)).expect("valid").with_container(template);
+    let reports = tempfile::tempdir().unwrap();
+    let config = RunConfig { seed: 5, report_dir: ReportDir::Under(reports.path().to_owned()), ..RunConfig::new(target) };
+    let report = run::run(config.select(&["login"]).expect("a built-in scenario"), &Silent).await.expect("the run runs").report;
+    assert_eq!(leftovers(&report.run_id), "", "the run left these on the engine");
+    report
+}
+
+/// The run's containers, volumes and networks still on the engine, by the run's label.
+fn leftovers(run_id: &str) -> String {
+    let label = format!("label=replicheck={run_id}");
+    let mut left = String::new();
+    for kind in [&["ps", "-aq"][..], &["volume", "ls", "-q"], &["network", "ls", "-q"]] {
+        let output = std::process::Command::new("docker").args(kind).args(["--filter", &label]).output().expect("docker runs");
+        left.push_str(String::from_utf8_lossy(&output.stdout).trim());
+    }
+    left
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_with_keys_of_their_own_reject_each_others_login_cookie() {
+    if !docker_engine() {
+        return;
+    }
+    let report = login_run(&["--keys", "memory", "--store", "memory"]).await;
+    assert!(!report.findings.is_empty(), "no findings");
+    for finding in &report.findings {
+        assert_eq!(finding.kind.to_string(), "auth-cookie-rejected");
+        assert!(finding.reproduced, "the control run saw it again");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_sharing_a_key_ring_pass() {
+    if !docker_engine() {
+        return;
+    }
+    let report = login_run(&["--keys", "/replicheck-shared/keys", "--store", "sqlite:/replicheck-shared/store.db"]).await;
+    report.assert_consistent();
+}
