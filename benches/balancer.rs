@@ -530,6 +530,7 @@ fn main() {
             run_id: format!("bench-{}", std::process::id()),
             logs_dir: scratch.path().to_owned(),
             self_exe: env!("CARGO_BIN_EXE_replicheck").into(),
+            watchdog: Some(env!("CARGO_BIN_EXE_replicheck").into()),
             backend: BackendKind::Process,
             external: None,
         };

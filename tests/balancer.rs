@@ -48,6 +48,7 @@ async fn fixture_with(name: &str, config: BalancerConfig) -> Fixture {
         run_id: common::tag("balancer"),
         logs_dir: logs.path().to_owned(),
         self_exe: common::bin(),
+        watchdog: Some(common::bin()),
         backend: BackendKind::Process,
         external: None,
     };

@@ -50,6 +50,7 @@ async fn start(target: Target, replicas: u16, name: &str) -> Result<Started, (Cl
         run_id: run_id.clone(),
         logs_dir: logs.path().to_owned(),
         self_exe: common::bin(),
+        watchdog: Some(common::bin()),
         backend: BackendKind::Docker,
         external: None,
     };

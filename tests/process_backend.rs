@@ -43,6 +43,7 @@ async fn start(target: Target, replicas: u16, logs: &Path) -> Result<Cluster, Cl
         run_id: common::tag("cluster"),
         logs_dir: logs.to_owned(),
         self_exe: common::bin(),
+        watchdog: Some(common::bin()),
         backend: BackendKind::Process,
         external: None,
     };

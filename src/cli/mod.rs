@@ -547,6 +547,7 @@ fn workload_config(
             None => ReportDir::Under(PathBuf::from("reports")),
         },
         self_exe: self_exe()?,
+        watchdog: Some(self_exe()?),
         backend,
         external,
         reproduce: Arc::new(move |seed, scenario| format!("{base} --seed {seed} --scenarios {scenario}")),
@@ -584,6 +585,7 @@ async fn up_command(args: UpArgs) -> Result<Exit, CliError> {
             None => ReportDir::Under(PathBuf::from("reports")),
         },
         self_exe: self_exe()?,
+        watchdog: Some(self_exe()?),
     };
     eprintln!("replicheck: {} · {} replica(s) · {}", args.target.display(), args.replicas, backend.name());
     let observer = progress::observer();
@@ -746,6 +748,7 @@ async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
             concurrency: 64,
             report_dir: ReportDir::Under(args.reports.clone()),
             self_exe: self_exe()?,
+            watchdog: Some(self_exe()?),
             backend: BackendKind::Process,
             external: None,
             reproduce: Arc::new(|seed, _| format!("replicheck demo --seed {seed}")),
@@ -824,6 +827,7 @@ async fn explore_command(args: ExploreArgs) -> Result<Exit, CliError> {
             None => ReportDir::Under(PathBuf::from("reports")),
         },
         self_exe: self_exe()?,
+        watchdog: Some(self_exe()?),
         backend,
         reproduce: Arc::new(move |schedule| format!("{base} --seed {seed} --schedule {}", shell_word(&schedule.to_string()))),
         selection: args.scenarios.clone(),
@@ -897,6 +901,7 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
             schedule: Some(schedule),
             report_dir,
             self_exe: self_exe()?,
+            watchdog: Some(self_exe()?),
             backend,
             reproduce: Arc::new(move |_| base.clone()),
             selection: recorded.config.scenarios.clone(),
@@ -929,6 +934,7 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
         concurrency: 64,
         report_dir,
         self_exe: self_exe()?,
+        watchdog: Some(self_exe()?),
         backend,
         external: None,
         reproduce: Arc::new(move |_, _| base.clone()),

@@ -20,6 +20,8 @@ pub struct UpConfig {
     pub report_dir: ReportDir,
     /// The running replicheck binary, for `{replicheck}`.
     pub self_exe: PathBuf,
+    /// A replicheck binary for the run's watchdog (see `ClusterSpec::watchdog`).
+    pub watchdog: Option<PathBuf>,
 }
 
 impl UpConfig {
@@ -33,6 +35,7 @@ impl UpConfig {
             backend,
             report_dir: ReportDir::Under(PathBuf::from("reports")),
             self_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("replicheck")),
+            watchdog: None,
         }
     }
 }
@@ -54,6 +57,7 @@ pub async fn start(config: UpConfig, observer: &dyn Observer) -> Result<Up, RunE
         run_id,
         logs_dir: logs_dir.clone(),
         self_exe: config.self_exe,
+        watchdog: config.watchdog,
         backend: config.backend,
         external: None,
     };

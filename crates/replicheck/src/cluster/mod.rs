@@ -104,6 +104,10 @@ pub struct ClusterSpec {
     pub logs_dir: PathBuf,
     /// The running replicheck binary, for `{replicheck}`.
     pub self_exe: PathBuf,
+    /// A replicheck binary to run as the run's watchdog, which removes what the run
+    /// started if this process dies without cleaning up. Without one (a library user's
+    /// test binary is not replicheck), the next run's reaping removes it instead.
+    pub watchdog: Option<PathBuf>,
     pub backend: BackendKind,
     /// The instances, for the external backend.
     pub external: Option<Arc<ExternalSpec>>,
@@ -224,10 +228,10 @@ impl Cluster {
         reaper::reap_stale();
         let workspace = Workspace::create(&spec.run_id)?;
         // Whatever happens to this process from here on, the run's leftovers go.
-        let watchdog = match spec.backend {
-            BackendKind::External => None,
-            backend => Some(
-                Watchdog::spawn(&spec.self_exe, &spec.run_id, backend == BackendKind::Docker)
+        let watchdog = match (&spec.watchdog, spec.backend) {
+            (None, _) | (_, BackendKind::External) => None,
+            (Some(binary), backend) => Some(
+                Watchdog::spawn(binary, &spec.run_id, backend == BackendKind::Docker)
                     .map_err(|source| ClusterError::Io { what: "cannot start the run's watchdog".into(), source })?,
             ),
         };

@@ -66,6 +66,8 @@ pub struct ExploreConfig {
     pub schedule: Option<Schedule>,
     pub report_dir: ReportDir,
     pub self_exe: PathBuf,
+    /// A replicheck binary for the run's watchdog (see `ClusterSpec::watchdog`).
+    pub watchdog: Option<PathBuf>,
     pub backend: BackendKind,
     pub reproduce: ReproduceSchedule,
     /// What `--scenarios` said.
@@ -170,6 +172,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
         run_id: run_id.clone(),
         logs_dir: report_dir.clone(),
         self_exe: config.self_exe.clone(),
+        watchdog: config.watchdog.clone(),
         backend: config.backend,
         external: None,
     };

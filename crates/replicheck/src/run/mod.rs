@@ -81,6 +81,8 @@ pub struct RunConfig {
     pub report_dir: ReportDir,
     /// The running replicheck binary, for `{replicheck}` (the bundled demo service).
     pub self_exe: PathBuf,
+    /// A replicheck binary for the run's watchdog (see `ClusterSpec::watchdog`).
+    pub watchdog: Option<PathBuf>,
     pub backend: BackendKind,
     /// The instances, for the external backend.
     pub external: Option<Arc<ExternalSpec>>,
@@ -119,6 +121,7 @@ impl RunConfig {
             // `{replicheck}` in a target names the bundled demo service's binary; a library
             // user whose target uses it points this at one.
             self_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("replicheck")),
+            watchdog: None,
             backend,
             external: None,
             reproduce: Arc::new(move |seed, scenario| format!("replicheck run {file} --seed {seed} --scenarios {scenario}")),
@@ -269,6 +272,7 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         run_id: run_id.clone(),
         logs_dir: report_dir.clone(),
         self_exe: config.self_exe.clone(),
+        watchdog: config.watchdog.clone(),
         backend: config.backend,
         external: config.external.clone(),
     };
