@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use replicheck::balancer::SERVED_BY_HEADER;
 use replicheck::progress::Silent;
+use replicheck::replay::{self, Replay, ReplayConfig};
 use replicheck::run::{self, ReportDir, RunConfig};
 use replicheck::target::Target;
 use replicheck::up::{self, UpConfig};
@@ -32,7 +33,7 @@ async fn login_run(file: &str, report: &std::path::Path) -> replicheck::report::
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_run_in_code_finds_the_misconfigured_demo_and_its_assertion_says_why() {
+async fn a_run_in_code_finds_the_misconfigured_demo_says_why_and_replays_it() {
     let dir = tempfile::tempdir().unwrap();
     let broken = login_run("broken.toml", &dir.path().join("broken")).await;
     assert_eq!(broken.verdict(), Verdict::Findings);
@@ -51,6 +52,37 @@ async fn a_run_in_code_finds_the_misconfigured_demo_and_its_assertion_says_why()
 
     let fixed = login_run("fixed.toml", &dir.path().join("fixed")).await;
     fixed.assert_consistent();
+
+    // What `replicheck replay --finding` does: only that finding's check, from the seed.
+    let first = broken.findings[0].id.clone();
+    let config = ReplayConfig {
+        target: demo("broken.toml"),
+        finding: Some(first.clone()),
+        report_dir: ReportDir::At(dir.path().join("replay")),
+        self_exe: common::bin(),
+        watchdog: None,
+        reproduce: "replicheck replay broken/report.json".into(),
+    };
+    let Replay::Run(config) = replay::plan(&broken, config).expect("a run replays") else { panic!("not an exploration") };
+    assert_eq!(config.seed, broken.seed);
+    let replayed = run::run(config, &Silent).await.expect("the replay runs").report;
+    let comparison = replay::compare(&broken, &replayed, replay::focus(&broken, Some(&first)).unwrap());
+    assert_eq!(comparison.recorded.len(), 1);
+    assert!(comparison.recorded[0].1, "the finding happened again");
+    assert!(comparison.new.is_empty());
+    let unknown = replay::plan(&broken, ReplayConfig { finding: Some("F99".into()), ..config_for(&broken) });
+    assert!(matches!(unknown, Err(replay::ReplayError::UnknownFinding { .. })));
+}
+
+fn config_for(report: &replicheck::report::Report) -> ReplayConfig {
+    ReplayConfig {
+        target: demo("broken.toml"),
+        finding: None,
+        report_dir: ReportDir::Under(std::env::temp_dir()),
+        self_exe: common::bin(),
+        watchdog: None,
+        reproduce: format!("replay of {}", report.run_id),
+    }
 }
 
 /// Which replicas served `requests` requests through the balancer; every one must succeed.

@@ -26,13 +26,15 @@ use replicheck::check::finding::Finding;
 use replicheck::report::{self, Format, Report};
 use replicheck::cluster::backend::external::{Auth, ExternalSpec, Instance, Via};
 use replicheck::cluster::backend::relay::InstanceMark;
+use replicheck::replay::{self, Replay, ReplayConfig, ReplayError};
 use replicheck::run::{self, ReportDir, RunConfig, RunOutcome, Selection};
 use replicheck::explore::{self, ExploreConfig};
 use replicheck::interrupt::Interrupt;
 use replicheck::plan::interleaving::Schedule;
 use replicheck::up::{self, UpConfig};
-use replicheck::scenario::{self, ScenarioFile};
+use replicheck::scenario;
 use replicheck::target::Target;
+use replicheck::validate::Valid;
 use replicheck::verdict::Verdict;
 use exit::{CliError, Exit};
 
@@ -863,89 +865,36 @@ fn check_command(args: &CheckArgs) -> Result<Exit, CliError> {
 }
 
 async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
-    let recorded = Report::read(&args.report).map_err(|e| CliError::Usage(format!("cannot read {} as a replicheck report: {e}", args.report.display())))?;
-    let focus = match &args.finding {
-        Some(id) => Some(recorded.findings.iter().find(|f| &f.id == id).ok_or_else(|| {
-            let ids: Vec<&str> = recorded.findings.iter().map(|f| f.id.as_str()).collect();
-            CliError::Usage(format!("{} has no finding {id}; its findings: {}", args.report.display(), if ids.is_empty() { "none".into() } else { ids.join(", ") }))
-        })?),
-        None => None,
+    let shown = args.report.display().to_string();
+    let recorded = Report::read(&args.report).map_err(|e| CliError::Usage(format!("cannot read {shown} as a replicheck report: {e}")))?;
+    let usage = |err: ReplayError| match err {
+        ReplayError::Select(err) => CliError::Select(err),
+        ReplayError::NeedsFinding => CliError::Usage(format!("{shown} is an exploration: replay one finding's smallest schedule with --finding ID")),
+        err => CliError::Usage(format!("{shown}: {err}")),
     };
-    let target = recorded_target(&recorded.target_file)?;
-    let backend = BackendKind::from_name(&recorded.backend)
-        .ok_or_else(|| CliError::Usage(format!("{} names an unknown backend `{}`", args.report.display(), recorded.backend)))?;
-    if backend == BackendKind::External {
-        return Err(CliError::Usage(format!(
-            "{} is a smoke test of instances replay cannot reach by itself; run a finding's reproduce command instead",
-            args.report.display()
-        )));
-    }
-    let report_dir = match args.report_dir {
-        Some(dir) => ReportDir::At(dir),
-        None => ReportDir::Under(PathBuf::from("reports")),
-    };
-    if recorded.exploration.is_some() {
-        let schedule = focus.and_then(|f| f.minimal_schedule.clone()).ok_or_else(|| {
-            CliError::Usage(format!("{} is an exploration: replay one finding's smallest schedule with --finding ID", args.report.display()))
-        })?;
-        let base = format!("replicheck replay {}", shell_word(&args.report.display().to_string()));
-        let config = ExploreConfig {
-            target,
-            scenarios: Selection::of(&recorded.config.scenarios)?.scenarios,
-            replicas: recorded.config.replicas,
-            seed: recorded.seed,
-            cases: 1,
-            max_steps: schedule.steps(),
-            time: Duration::from_secs(600),
-            max_shrink_iters: 0,
-            schedule: Some(schedule),
-            report_dir,
-            self_exe: self_exe()?,
-            watchdog: Some(self_exe()?),
-            backend,
-            reproduce: Arc::new(move |_| base.clone()),
-            selection: recorded.config.scenarios.clone(),
-            policy: None,
-            interrupt: Interrupt::never(),
-        };
-        let replayed = explore_one(config, &format!("replay of {}", args.report.display()), &args.output).await?;
-        tell_replayed(&args.report, &recorded, &replayed, focus);
-        return Ok(exit_for(&replayed, false));
-    }
-    // A finding needs only its own check, and the scenario whose users showed it.
-    let selection: Vec<String> = match focus {
-        Some(finding) if finding.check != finding.scenario => vec![finding.scenario.clone(), finding.check.clone()],
-        Some(finding) => vec![finding.check.clone()],
-        None => recorded.config.scenarios.clone(),
-    };
-    let chosen = Selection::of(&selection)?;
-    let base = format!("replicheck replay {}", shell_word(&args.report.display().to_string()));
-    let config = RunConfig {
-        target,
-        scenarios: chosen.scenarios,
-        run_scenarios: chosen.run_scenarios,
-        inspections: chosen.inspections,
-        experiments: chosen.experiments,
-        replicas: recorded.config.replicas,
-        seed: recorded.seed,
-        routing: recorded.config.routing,
-        vus: recorded.config.vus,
-        load_vus: recorded.config.load_vus,
-        concurrency: 64,
-        report_dir,
+    let config = ReplayConfig {
+        target: recorded_target(&recorded.target_file)?,
+        finding: args.finding.clone(),
+        report_dir: match args.report_dir {
+            Some(dir) => ReportDir::At(dir),
+            None => ReportDir::Under(PathBuf::from("reports")),
+        },
         self_exe: self_exe()?,
         watchdog: Some(self_exe()?),
-        backend,
-        external: None,
-        reproduce: Arc::new(move |_, _| base.clone()),
-        selection,
-        policy: None,
-        interrupt: Interrupt::never(),
+        reproduce: format!("replicheck replay {}", shell_word(&shown)),
     };
-    let replayed = run_one(config, &format!("replay of {}", args.report.display()), &args.output).await?;
-    if focus.is_none() && replayed.plan != recorded.plan {
-        println!("note: the plan differs from the recorded one: the target or scenario files changed since");
-    }
+    let label = format!("replay of {shown}");
+    let replayed = match replay::plan(&recorded, config).map_err(usage)? {
+        Replay::Schedule(config) => explore_one(config, &label, &args.output).await?,
+        Replay::Run(config) => {
+            let replayed = run_one(config, &label, &args.output).await?;
+            if args.finding.is_none() && replayed.plan != recorded.plan {
+                println!("note: the plan differs from the recorded one: the target or scenario files changed since");
+            }
+            replayed
+        }
+    };
+    let focus = replay::focus(&recorded, args.finding.as_deref()).map_err(usage)?;
     tell_replayed(&args.report, &recorded, &replayed, focus);
     Ok(exit_for(&replayed, false))
 }
@@ -953,25 +902,21 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
 /// Says, finding by finding, whether the replay saw again what the report recorded.
 fn tell_replayed(path: &Path, recorded: &Report, replayed: &Report, focus: Option<&Finding>) {
     println!("\nreplay of {} (seed {}):", path.display(), recorded.seed);
-    let same = |a: &Finding, b: &Finding| {
-        (a.kind, &a.check, &a.scenario, &a.step, a.producer.id, a.consumer.id) == (b.kind, &b.check, &b.scenario, &b.step, b.producer.id, b.consumer.id)
-    };
-    for finding in recorded.findings.iter().filter(|f| focus.is_none_or(|focus| focus.id == f.id)) {
-        let again = replayed.findings.iter().any(|r| same(r, finding));
+    let comparison = replay::compare(recorded, replayed, focus);
+    for (finding, again) in &comparison.recorded {
         println!(
             "  {} {} {} / {}: {}",
             finding.id,
             finding.kind,
             finding.scenario,
             finding.step,
-            if again { "reproduced" } else { "did not happen again" }
+            if *again { "reproduced" } else { "did not happen again" }
         );
     }
-    let new: Vec<&Finding> = replayed.findings.iter().filter(|r| !recorded.findings.iter().any(|f| same(r, f))).collect();
-    for finding in &new {
+    for finding in &comparison.new {
         println!("  new: {} {} / {}", finding.kind, finding.scenario, finding.step);
     }
-    if recorded.findings.is_empty() && new.is_empty() {
+    if comparison.recorded.is_empty() && comparison.new.is_empty() {
         println!("  no findings, as recorded");
     }
 }
@@ -990,39 +935,11 @@ fn recorded_target(path: &str) -> Result<Target, CliError> {
     Ok(target)
 }
 
-/// Tables only a target file has.
-const TARGET_TABLES: [&str; 11] = ["health", "limits", "balancer", "chaos", "login", "antiforgery", "session", "cache", "echo", "token", "dependencies"];
-
 fn validate(files: &[PathBuf]) -> Result<Exit, CliError> {
     for path in files {
-        let source = SourceFile::read(path)?;
-        // A target has a [start] table; a scenario has steps. A file with a target's tables
-        // but no [start] is a target that lacks it, not a scenario with odd fields.
-        let table: toml::Table = source.parse()?;
-        let target_like = table.keys().find(|key| TARGET_TABLES.contains(&key.as_str()));
-        if let (Some(key), false, false) = (target_like, table.contains_key("start"), table.contains_key("steps")) {
-            return Err(source
-                .error_at(source.table_span(key), format!("a target file needs a [start] table; this one has [{key}] but no [start]"))
-                .with_help(Some("add [start] with `command` (to run processes) or `image` (to run containers)".into()))
-                .into());
-        }
-        if table.contains_key("start") {
-            let target = Target::from_source(&source)?;
-            let flows: Vec<&str> = [
-                ("login", target.login.is_some()),
-                ("antiforgery", target.antiforgery.is_some()),
-                ("session", target.session.is_some()),
-                ("cache", target.cache.is_some()),
-                ("echo", target.echo.is_some()),
-            ]
-            .iter()
-            .filter(|(_, present)| *present)
-            .map(|(name, _)| *name)
-            .collect();
-            println!("ok: {} (target {}; flows: {})", path.display(), target.name, flows.join(", "));
-        } else {
-            let scenario = ScenarioFile::from_source(source)?;
-            println!("ok: {} (scenario {})", path.display(), scenario.name());
+        match replicheck::validate::file(path)? {
+            Valid::Target(target) => println!("ok: {} (target {}; flows: {})", path.display(), target.name, target.flows().join(", ")),
+            Valid::Scenario(scenario) => println!("ok: {} (scenario {})", path.display(), scenario.name()),
         }
     }
     Ok(Exit::Consistent)

@@ -17,9 +17,10 @@
 //! - [`report`]: renders the outcome (`report.json`, terminal tables); [`verdict`] says
 //!   what it amounts to.
 //!
-//! [`run`] strings the phases together ([`up`] only starts the cluster and its balancer).
-//! Shared pieces: [`step`] (the request/capture/expectation vocabulary of target and
-//! scenario files), [`file`](mod@file) (input files and located errors), [`redact`] (secrets out of
+//! [`run`] strings the phases together ([`up`] only starts the cluster and its balancer;
+//! [`replay`] reruns a recorded report; [`validate`] checks input files). Shared pieces:
+//! [`step`] (the request/capture/expectation vocabulary of target and scenario files),
+//! [`file`](mod@file) (input files and located errors), [`redact`] (secrets out of
 //! everything written), [`progress`] (events for observers), [`errors`] (error chains in
 //! one line).
 //!
@@ -104,11 +105,13 @@ pub mod plan;
 pub mod policy;
 pub mod progress;
 pub mod redact;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod step;
 pub mod target;
 pub mod up;
+pub mod validate;
 pub mod verdict;
 pub mod vu;

@@ -1,0 +1,53 @@
+//! `replicheck validate`: what an input file is (a target or a scenario) and whether it is
+//! valid, each error located in the file.
+
+use std::path::Path;
+
+use crate::file::{FileError, SourceFile};
+use crate::scenario::ScenarioFile;
+use crate::target::Target;
+
+/// A valid input file.
+#[allow(clippy::large_enum_variant)]
+pub enum Valid {
+    Target(Target),
+    Scenario(ScenarioFile),
+}
+
+/// Tables only a target file has.
+const TARGET_TABLES: [&str; 11] = ["health", "limits", "balancer", "chaos", "login", "antiforgery", "session", "cache", "echo", "token", "dependencies"];
+
+/// Reads and checks `path`: a target (it has `[start]`) or a scenario (it has steps).
+pub fn file(path: &Path) -> Result<Valid, FileError> {
+    let source = SourceFile::read(path)?;
+    // A file with a target's tables but no [start] is a target that lacks it, not a
+    // scenario with odd fields.
+    let table: toml::Table = source.parse()?;
+    let target_like = table.keys().find(|key| TARGET_TABLES.contains(&key.as_str()));
+    if let (Some(key), false, false) = (target_like, table.contains_key("start"), table.contains_key("steps")) {
+        return Err(source
+            .error_at(source.table_span(key), format!("a target file needs a [start] table; this one has [{key}] but no [start]"))
+            .with_help(Some("add [start] with `command` (to run processes) or `image` (to run containers)".into())));
+    }
+    if table.contains_key("start") {
+        Ok(Valid::Target(Target::from_source(&source)?))
+    } else {
+        Ok(Valid::Scenario(ScenarioFile::from_source(source)?))
+    }
+}
+
+impl Target {
+    /// The flows the target declares, by table name.
+    pub fn flows(&self) -> Vec<&'static str> {
+        [
+            ("login", self.login.is_some()),
+            ("antiforgery", self.antiforgery.is_some()),
+            ("session", self.session.is_some()),
+            ("cache", self.cache.is_some()),
+            ("echo", self.echo.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, present)| present.then_some(name))
+        .collect()
+    }
+}
