@@ -1,6 +1,6 @@
 //! The library as a test uses it, against real demo replicas: a run configured in code
-//! whose verdict and assertion say what the command line would, and a cluster the test
-//! disrupts itself while the balancer follows.
+//! whose verdict and assertion say what the command line would, a replay of one of its
+//! findings, and a cluster the test disrupts itself while the balancer follows.
 
 mod common;
 
