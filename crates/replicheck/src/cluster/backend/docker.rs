@@ -15,6 +15,10 @@
 //! surge, a second incarnation); a stop with the target's grace whose exit code and timing
 //! are the result under test; pause and unpause; and Redis restarted in place so its
 //! append-only file survives. Those are calls of the Docker API itself.
+//!
+//! A team that already describes its service as a testcontainers image can still make it
+//! the replica template (`template`): testcontainers starts each container from that
+//! description, and the run places, labels and handles it like its own.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
