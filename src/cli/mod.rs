@@ -14,8 +14,6 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use replicheck::balancer::policy::RoutingPolicy;
-use replicheck::chaos::ExperimentKind;
-use replicheck::inspect::InspectionKind;
 use replicheck::cluster::backend::docker::{self, Engine};
 use replicheck::cluster::{BackendKind, reaper};
 use replicheck_demo::DemoArgs;
@@ -32,7 +30,6 @@ use replicheck::explore::{self, ExploreConfig};
 use replicheck::interrupt::Interrupt;
 use replicheck::plan::interleaving::Schedule;
 use replicheck::up::{self, UpConfig};
-use replicheck::scenario;
 use replicheck::target::Target;
 use replicheck::validate::Valid;
 use replicheck::verdict::Verdict;
@@ -670,66 +667,17 @@ fn exit_for(report: &Report, strict: bool) -> Exit {
     }
 }
 
-/// One run of the demo: a built-in target file, and which experiments run against it.
-struct DemoRun {
-    label: &'static str,
-    path: &'static str,
-    text: &'static str,
-    /// `None`: every scenario and experiment; otherwise only these experiments.
-    only: Option<&'static [ExperimentKind]>,
-    needs_redis: bool,
-    misconfigured: bool,
-}
-
-const STORE_EXPERIMENTS: &[ExperimentKind] = &[ExperimentKind::StoreRestart, ExperimentKind::StoreOutage];
-
-const DEMO_RUNS: [DemoRun; 4] = [
-    DemoRun {
-        label: "misconfigured",
-        path: "examples/demo/broken.toml",
-        text: include_str!("../../examples/demo/broken.toml"),
-        only: None,
-        needs_redis: false,
-        misconfigured: true,
-    },
-    DemoRun {
-        label: "misconfigured, with Redis",
-        path: "examples/demo/broken-redis.toml",
-        text: include_str!("../../examples/demo/broken-redis.toml"),
-        only: Some(STORE_EXPERIMENTS),
-        needs_redis: true,
-        misconfigured: true,
-    },
-    DemoRun {
-        label: "configured correctly",
-        path: "examples/demo/fixed.toml",
-        text: include_str!("../../examples/demo/fixed.toml"),
-        only: None,
-        needs_redis: false,
-        misconfigured: false,
-    },
-    DemoRun {
-        label: "configured correctly, with Redis",
-        path: "examples/demo/fixed-redis.toml",
-        text: include_str!("../../examples/demo/fixed-redis.toml"),
-        only: Some(STORE_EXPERIMENTS),
-        needs_redis: true,
-        misconfigured: false,
-    },
-];
-
 async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
     let seed = args.seed.unwrap_or_else(seed::fresh);
     let cwd = std::env::current_dir().map_err(|e| CliError::Io(format!("cannot read the current directory: {e}")))?;
     let has_redis = which::which("redis-server").is_ok();
     let mut outcomes = Vec::new();
-    for demo in &DEMO_RUNS {
+    for demo in &replicheck_demo::RUNS {
         if demo.needs_redis && !has_redis {
-            let names: Vec<&str> = STORE_EXPERIMENTS.iter().map(|k| k.name()).collect();
             eprintln!(
                 "\n== the demo service, {}: skipped ==\n  {} need a Redis to restart, and redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)",
                 demo.label,
-                names.join(" and ")
+                demo.only.unwrap_or_default().join(" and ")
             );
             continue;
         }
@@ -737,27 +685,16 @@ async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
         // The files are built in: replicas start in the current directory, wherever it is.
         target.start.cwd = Some(cwd.clone());
         let config = RunConfig {
-            target,
-            scenarios: scenario::builtin(),
-            run_scenarios: demo.only.is_none(),
-            inspections: if demo.only.is_none() { InspectionKind::ALL.to_vec() } else { Vec::new() },
-            experiments: demo.only.map_or_else(|| ExperimentKind::ALL.to_vec(), <[_]>::to_vec),
             replicas: args.replicas,
             seed,
-            routing: RoutingPolicy::Random,
-            vus: 8,
-            load_vus: 16,
-            concurrency: 64,
             report_dir: ReportDir::Under(args.reports.clone()),
             self_exe: self_exe()?,
             watchdog: Some(self_exe()?),
             backend: BackendKind::Process,
-            external: None,
             reproduce: Arc::new(|seed, _| format!("replicheck demo --seed {seed}")),
-            selection: demo.only.map_or_else(Vec::new, |kinds| kinds.iter().map(|k| k.name().to_owned()).collect()),
-            policy: None,
-            interrupt: Interrupt::never(),
-        };
+            ..RunConfig::new(target)
+        }
+        .select(demo.only.unwrap_or_default())?;
         eprintln!("\n== the demo service, {} ==", demo.label);
         outcomes.push((demo, run_one(config, demo.path, &Output::all()).await?));
     }
@@ -927,7 +864,7 @@ fn recorded_target(path: &str) -> Result<Target, CliError> {
     if file.exists() {
         return Ok(Target::load(file)?);
     }
-    let demo = DEMO_RUNS.iter().find(|d| d.path == path).ok_or_else(|| {
+    let demo = replicheck_demo::RUNS.iter().find(|d| d.path == path).ok_or_else(|| {
         CliError::Usage(format!("the report's target file {path} is not here; run replay where the run was made"))
     })?;
     let mut target = Target::from_source(&SourceFile::from_text(demo.path, demo.text))?;

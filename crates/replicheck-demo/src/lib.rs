@@ -15,6 +15,59 @@ mod app;
 mod keyring;
 mod store;
 
+/// One run of `replicheck demo`: a built-in target file for this service, and what runs
+/// against it.
+pub struct DemoRun {
+    pub label: &'static str,
+    /// The file's path in replicheck's repository (reports and replay name it).
+    pub path: &'static str,
+    pub text: &'static str,
+    /// `None`: every scenario, inspection and experiment; otherwise only these, by name.
+    pub only: Option<&'static [&'static str]>,
+    pub needs_redis: bool,
+    /// Whether the run must show findings (or else none).
+    pub misconfigured: bool,
+}
+
+/// The store's experiments: the Redis runs do only these.
+const STORE_EXPERIMENTS: &[&str] = &["store-restart", "store-outage"];
+
+/// The demo, misconfigured and configured correctly, with SQLite and with Redis.
+pub const RUNS: [DemoRun; 4] = [
+    DemoRun {
+        label: "misconfigured",
+        path: "examples/demo/broken.toml",
+        text: include_str!("../../../examples/demo/broken.toml"),
+        only: None,
+        needs_redis: false,
+        misconfigured: true,
+    },
+    DemoRun {
+        label: "misconfigured, with Redis",
+        path: "examples/demo/broken-redis.toml",
+        text: include_str!("../../../examples/demo/broken-redis.toml"),
+        only: Some(STORE_EXPERIMENTS),
+        needs_redis: true,
+        misconfigured: true,
+    },
+    DemoRun {
+        label: "configured correctly",
+        path: "examples/demo/fixed.toml",
+        text: include_str!("../../../examples/demo/fixed.toml"),
+        only: None,
+        needs_redis: false,
+        misconfigured: false,
+    },
+    DemoRun {
+        label: "configured correctly, with Redis",
+        path: "examples/demo/fixed-redis.toml",
+        text: include_str!("../../../examples/demo/fixed-redis.toml"),
+        only: Some(STORE_EXPERIMENTS),
+        needs_redis: true,
+        misconfigured: false,
+    },
+];
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
