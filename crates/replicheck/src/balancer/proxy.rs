@@ -40,12 +40,12 @@ pub async fn handle(
     client: SocketAddr,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let received = Instant::now();
     let planned = take_route(&mut request);
+    // Only a recording balancer pays for the clock and the copies.
     let seen = state
         .records
         .is_some()
-        .then(|| (request.method().to_string(), path_of(request.uri())));
+        .then(|| (Instant::now(), request.method().to_string(), path_of(request.uri())));
     let (response, served_by) = match pick(&state, planned) {
         None => (
             refuse(StatusCode::SERVICE_UNAVAILABLE, "no ready replica".into()),
@@ -56,7 +56,7 @@ pub async fn handle(
             (response, Some(served_by))
         }
     };
-    if let (Some(records), Some((method, path))) = (&state.records, seen) {
+    if let (Some(records), Some((received, method, path))) = (&state.records, seen) {
         let record = ProxyRecord {
             at_ms: received.duration_since(state.started).as_secs_f64() * 1000.0,
             client,
@@ -124,7 +124,7 @@ async fn forward(
     mut request: Request<Incoming>,
 ) -> (Response<ProxyBody>, Incarnation) {
     let path = path_of(request.uri());
-    let uri = match Uri::builder().scheme("http").authority(upstream.addr.to_string()).path_and_query(path).build() {
+    let uri = match Uri::builder().scheme("http").authority(upstream.authority.clone()).path_and_query(path).build() {
         Ok(uri) => uri,
         Err(err) => return (refuse(StatusCode::BAD_REQUEST, format!("bad request target: {err}")), upstream.replica),
     };
