@@ -541,10 +541,7 @@ fn workload_config(
         vus: workload.vus,
         load_vus: workload.load_vus,
         concurrency: workload.concurrency,
-        report_dir: match &workload.report_dir {
-            Some(dir) => ReportDir::At(dir.clone()),
-            None => ReportDir::Under(PathBuf::from("reports")),
-        },
+        report_dir: ReportDir::at_or_default(workload.report_dir.clone()),
         self_exe: self_exe()?,
         watchdog: Some(self_exe()?),
         backend,
@@ -579,10 +576,7 @@ async fn up_command(args: UpArgs) -> Result<Exit, CliError> {
         target,
         replicas: args.replicas,
         backend,
-        report_dir: match args.report_dir {
-            Some(dir) => ReportDir::At(dir),
-            None => ReportDir::Under(PathBuf::from("reports")),
-        },
+        report_dir: ReportDir::at_or_default(args.report_dir),
         self_exe: self_exe()?,
         watchdog: Some(self_exe()?),
     };
@@ -761,10 +755,7 @@ async fn explore_command(args: ExploreArgs) -> Result<Exit, CliError> {
         time: args.time,
         max_shrink_iters: args.max_shrink_iters,
         schedule,
-        report_dir: match &args.report_dir {
-            Some(dir) => ReportDir::At(dir.clone()),
-            None => ReportDir::Under(PathBuf::from("reports")),
-        },
+        report_dir: ReportDir::at_or_default(args.report_dir.clone()),
         self_exe: self_exe()?,
         watchdog: Some(self_exe()?),
         backend,
@@ -812,10 +803,7 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
     let config = ReplayConfig {
         target: recorded_target(&recorded.target_file)?,
         finding: args.finding.clone(),
-        report_dir: match args.report_dir {
-            Some(dir) => ReportDir::At(dir),
-            None => ReportDir::Under(PathBuf::from("reports")),
-        },
+        report_dir: ReportDir::at_or_default(args.report_dir),
         self_exe: self_exe()?,
         watchdog: Some(self_exe()?),
         reproduce: format!("replicheck replay {}", shell_word(&shown)),

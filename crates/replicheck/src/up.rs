@@ -9,7 +9,7 @@ use crate::balancer::Balancer;
 use crate::cluster::replica::{Incarnation, ReplicaId};
 use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, StopOutcome};
 use crate::progress::Observer;
-use crate::run::{Edge, ReportDir, RunError, create_report_dir, run_id, start_service};
+use crate::run::{Edge, ReportDir, RunError, create_report_dir, run_id, running_binary, start_service};
 use crate::target::Target;
 
 pub struct UpConfig {
@@ -33,8 +33,8 @@ impl UpConfig {
             target,
             replicas: 2,
             backend,
-            report_dir: ReportDir::Under(PathBuf::from("reports")),
-            self_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("replicheck")),
+            report_dir: ReportDir::at_or_default(None),
+            self_exe: running_binary(),
             watchdog: None,
         }
     }

@@ -117,10 +117,10 @@ impl RunConfig {
             vus: 8,
             load_vus: 16,
             concurrency: 64,
-            report_dir: ReportDir::Under(PathBuf::from("reports")),
+            report_dir: ReportDir::at_or_default(None),
             // `{replicheck}` in a target names the bundled demo service's binary; a library
             // user whose target uses it points this at one.
-            self_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("replicheck")),
+            self_exe: running_binary(),
             watchdog: None,
             backend,
             external: None,
@@ -192,6 +192,18 @@ pub enum ReportDir {
     Under(PathBuf),
     /// Exactly this directory.
     At(PathBuf),
+}
+
+impl ReportDir {
+    /// Exactly `dir` if one is given, else a new directory under `reports/`.
+    pub fn at_or_default(dir: Option<PathBuf>) -> ReportDir {
+        dir.map_or_else(|| ReportDir::Under(PathBuf::from("reports")), ReportDir::At)
+    }
+}
+
+/// The binary running now, for `{replicheck}`: the command's own, or a test's.
+pub(crate) fn running_binary() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("replicheck"))
 }
 
 #[derive(Debug, thiserror::Error)]
