@@ -2,6 +2,8 @@
 //! replicas, misconfigured (each process with its own keys) and then configured
 //! correctly (one shared key ring and store). Only replicheck's public API is used.
 
+mod common;
+
 use replicheck::file::SourceFile;
 use replicheck::progress::Silent;
 use replicheck::report::Report;
@@ -17,17 +19,9 @@ fn target(keys_and_store: &str) -> Target {
         [start]
         command = "{binary}"
         args = ["--listen", "{{host}}:{{port}}", "--replica", "{{replica}}", {keys_and_store}]
-        [health]
-        ready = "/healthz/ready"
-        [login]
-        form = "/login"
-        username = "alice"
-        password = "wonderland"
-        protected = "/account"
-        accepted = {{ status = 200, body_contains = "Signed in as alice" }}
-        rejected = {{ location = "/login" }}
-        "#,
+        {flows}"#,
         binary = env!("CARGO_BIN_EXE_demo-service"),
+        flows = common::HEALTH_AND_LOGIN,
     );
     Target::from_source(&SourceFile::from_text("demo.toml", text)).expect("the target is valid")
 }

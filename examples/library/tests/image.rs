@@ -3,6 +3,8 @@
 //! Docker engine and the demo image (`examples/docker/build-images.sh`); without an
 //! engine the tests say they were skipped.
 
+mod common;
+
 use replicheck::cluster::backend::template::ContainerTemplate;
 use replicheck::file::SourceFile;
 use replicheck::progress::Silent;
@@ -12,22 +14,10 @@ use replicheck::target::Target;
 use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::{GenericImage, ImageExt};
 
-/// The demo's login flow; where replicas come from is the image's business.
-const FLOWS: &str = r#"
-    name = "demo-image"
-    [start]
-    image = "replicheck-demo:local"
-    ready_timeout = "30s"
-    [health]
-    ready = "/healthz/ready"
-    [login]
-    form = "/login"
-    username = "alice"
-    password = "wonderland"
-    protected = "/account"
-    accepted = { status = 200, body_contains = "Signed in as alice" }
-    rejected = { location = "/login" }
-"#;
+/// The demo's image and login flow; the template below says how its containers start.
+fn flows() -> String {
+    format!("name = \"demo-image\"\n[start]\nimage = \"replicheck-demo:local\"\nready_timeout = \"30s\"\n{}", common::HEALTH_AND_LOGIN)
+}
 
 fn docker_engine() -> bool {
     let answered = std::process::Command::new("docker").args(["version"]).output().is_ok_and(|o| o.status.success());
@@ -47,7 +37,7 @@ async fn login_run(keys_and_store: &'static [&'static str]) -> Report {
             .with_cmd(cmd)
     })
     .expect("the image exposes one port");
-    let target = Target::from_source(&SourceFile::from_text("demo-image.toml", FLOWS)).expect("valid").with_container(template);
+    let target = Target::from_source(&SourceFile::from_text("demo-image.toml", flows())).expect("valid").with_container(template);
     let reports = tempfile::tempdir().unwrap();
     let config = RunConfig { seed: 5, report_dir: ReportDir::Under(reports.path().to_owned()), ..RunConfig::new(target) };
     let report = run::run(config.select(&["login"]).expect("a built-in scenario"), &Silent).await.expect("the run runs").report;
