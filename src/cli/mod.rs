@@ -800,6 +800,8 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
         ReplayError::NeedsFinding => CliError::Usage(format!("{shown} is an exploration: replay one finding's smallest schedule with --finding ID")),
         err => CliError::Usage(format!("{shown}: {err}")),
     };
+    // An unknown finding is said before anything is loaded or started.
+    let focus = replay::focus(&recorded, args.finding.as_deref()).map_err(usage)?;
     let config = ReplayConfig {
         target: recorded_target(&recorded.target_file)?,
         finding: args.finding.clone(),
@@ -819,7 +821,6 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
             replayed
         }
     };
-    let focus = replay::focus(&recorded, args.finding.as_deref()).map_err(usage)?;
     tell_replayed(&args.report, &recorded, &replayed, focus);
     Ok(exit_for(&replayed, false))
 }
