@@ -217,6 +217,11 @@ pub fn start_slow_docker_run(tag: &str, dir: &Path) -> SlowRun {
         run_id = run_id.take().or_else(|| run_id_of_harness(child.id()));
         run_id.is_some() && String::from_utf8_lossy(&stderr.lock().unwrap()).contains("virtual users running")
     });
+    if !up {
+        // The run stops and removes what it started; its watchdog sees to the rest.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = child.wait();
+    }
     let said = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
     assert!(up, "the run did not get going (run id {run_id:?}):\n{said}");
     std::thread::sleep(Duration::from_millis(500));
