@@ -29,7 +29,7 @@ use std::time::Duration;
 use replicheck::balancer::policy::RoutingPolicy;
 use replicheck::balancer::tls::RunCertificates;
 use replicheck::balancer::{Balancer, BalancerConfig, Entrance};
-use replicheck::cluster::{BackendKind, Cluster, ClusterSpec};
+use replicheck::cluster::{Cluster, ClusterSpec};
 use replicheck::file::SourceFile;
 use replicheck::history::{Outcome, Phase};
 use replicheck::progress::Silent;
@@ -524,16 +524,8 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let scratch = tempfile::tempdir().expect("temp dir");
-        let spec = ClusterSpec {
-            target: Arc::new(demo_target()),
-            replicas: 2,
-            run_id: format!("bench-{}", std::process::id()),
-            logs_dir: scratch.path().to_owned(),
-            self_exe: env!("CARGO_BIN_EXE_replicheck").into(),
-            watchdog: Some(env!("CARGO_BIN_EXE_replicheck").into()),
-            backend: BackendKind::Process,
-            external: None,
-        };
+        let spec = ClusterSpec::new(Arc::new(demo_target()), format!("bench-{}", std::process::id()), scratch.path())
+            .replicheck(env!("CARGO_BIN_EXE_replicheck"));
         let cluster = Cluster::start(spec, &Silent)
             .await
             .expect("the demo replicas start");

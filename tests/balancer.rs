@@ -10,7 +10,7 @@ use replicheck::balancer::policy::RoutingPolicy;
 use replicheck::balancer::tls::RunCertificates;
 use replicheck::balancer::{Balancer, BalancerConfig, ERROR_HEADER, ROUTE_HEADER, SERVED_BY_HEADER};
 use replicheck::cluster::replica::ReplicaId;
-use replicheck::cluster::{BackendKind, Cluster, ClusterSpec};
+use replicheck::cluster::{Cluster, ClusterSpec};
 use replicheck::file::SourceFile;
 use replicheck::progress::Silent;
 use replicheck::step::Template;
@@ -42,16 +42,7 @@ async fn fixture_with(name: &str, config: BalancerConfig) -> Fixture {
     .unwrap();
     target.start.env.insert(common::TAG_VAR.into(), Template::literal(&tag));
     let logs = tempfile::tempdir().unwrap();
-    let spec = ClusterSpec {
-        target: Arc::new(target),
-        replicas: 2,
-        run_id: common::tag("balancer"),
-        logs_dir: logs.path().to_owned(),
-        self_exe: common::bin(),
-        watchdog: Some(common::bin()),
-        backend: BackendKind::Process,
-        external: None,
-    };
+    let spec = ClusterSpec::new(Arc::new(target), common::tag("balancer"), logs.path().to_owned()).replicheck(common::bin());
     let cluster = Cluster::start(spec, &Silent).await.unwrap();
     let balancer = Balancer::start(config, &cluster.endpoints()).await.unwrap();
     let http = replicheck::client::builder().timeout(Duration::from_secs(5)).build().unwrap();

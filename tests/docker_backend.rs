@@ -44,16 +44,10 @@ async fn start(target: Target, replicas: u16, name: &str) -> Result<Started, (Cl
     common::demo_images();
     let logs = tempfile::tempdir().unwrap();
     let run_id = common::tag(name);
-    let spec = ClusterSpec {
-        target: Arc::new(target),
-        replicas,
-        run_id: run_id.clone(),
-        logs_dir: logs.path().to_owned(),
-        self_exe: common::bin(),
-        watchdog: Some(common::bin()),
-        backend: BackendKind::Docker,
-        external: None,
-    };
+    let spec = ClusterSpec::new(Arc::new(target), run_id.clone(), logs.path())
+        .replicas(replicas)
+        .backend(BackendKind::Docker)
+        .replicheck(common::bin());
     match Cluster::start(spec, &Silent).await {
         Ok(cluster) => Ok(Started { cluster, run_id, logs }),
         Err(err) => Err((err, run_id)),

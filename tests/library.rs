@@ -1,6 +1,7 @@
 //! The library as a test uses it, against real demo replicas: a run configured in code
 //! whose verdict and assertion say what the command line would, a replay of one of its
-//! findings, and a cluster the test disrupts itself while the balancer follows.
+//! findings, a scenario written in code, and a cluster the test disrupts itself while the
+//! balancer follows.
 
 mod common;
 
@@ -8,9 +9,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use replicheck::balancer::SERVED_BY_HEADER;
+use replicheck::file::SourceFile;
 use replicheck::progress::Silent;
 use replicheck::replay::{self, Replay, ReplayConfig};
 use replicheck::run::{self, ReportDir, RunConfig};
+use replicheck::scenario::ScenarioFile;
 use replicheck::target::Target;
 use replicheck::up::{self, UpConfig};
 use replicheck::verdict::Verdict;
@@ -20,13 +23,12 @@ fn demo(file: &str) -> Target {
 }
 
 async fn login_run(file: &str, report: &std::path::Path) -> replicheck::report::Report {
-    let config = RunConfig {
-        seed: 11,
-        self_exe: common::bin(),
-        report_dir: ReportDir::At(report.to_owned()),
-        ..RunConfig::new(demo(file))
-    };
-    let config = config.select(&["login"]).expect("login is a built-in scenario");
+    let config = RunConfig::new(demo(file))
+        .seed(11)
+        .replicheck(common::bin())
+        .report_dir(ReportDir::At(report.to_owned()))
+        .select(&["login"])
+        .expect("login is a built-in scenario");
     let outcome = run::run(config, &Silent).await.expect("the run runs");
     outcome.write_report().expect("the report is written");
     outcome.report
@@ -55,14 +57,11 @@ async fn a_run_in_code_finds_the_misconfigured_demo_says_why_and_replays_it() {
 
     // What `replicheck replay --finding` does: only that finding's check, from the seed.
     let first = broken.findings[0].id.clone();
-    let config = ReplayConfig {
-        target: demo("broken.toml"),
-        finding: Some(first.clone()),
-        report_dir: ReportDir::At(dir.path().join("replay")),
-        self_exe: common::bin(),
-        watchdog: None,
-        reproduce: "replicheck replay broken/report.json".into(),
-    };
+    let config = ReplayConfig::new(demo("broken.toml"))
+        .finding(&first)
+        .report_dir(ReportDir::At(dir.path().join("replay")))
+        .replicheck(common::bin())
+        .reproduce("replicheck replay broken/report.json");
     let Replay::Run(config) = replay::plan(&broken, config).expect("a run replays") else { panic!("not an exploration") };
     assert_eq!(config.seed, broken.seed);
     let replayed = run::run(config, &Silent).await.expect("the replay runs").report;
@@ -70,19 +69,58 @@ async fn a_run_in_code_finds_the_misconfigured_demo_says_why_and_replays_it() {
     assert_eq!(comparison.recorded.len(), 1);
     assert!(comparison.recorded[0].1, "the finding happened again");
     assert!(comparison.new.is_empty());
-    let unknown = replay::plan(&broken, ReplayConfig { finding: Some("F99".into()), ..config_for(&broken) });
+    let unknown = replay::plan(&broken, ReplayConfig::new(demo("broken.toml")).finding("F99"));
     assert!(matches!(unknown, Err(replay::ReplayError::UnknownFinding { .. })));
 }
 
-fn config_for(report: &replicheck::report::Report) -> ReplayConfig {
-    ReplayConfig {
-        target: demo("broken.toml"),
-        finding: None,
-        report_dir: ReportDir::Under(std::env::temp_dir()),
-        self_exe: common::bin(),
-        watchdog: None,
-        reproduce: format!("replay of {}", report.run_id),
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scenario_written_in_code_runs_and_its_findings_name_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = ScenarioFile::from_source(SourceFile::from_text(
+        "account.toml",
+        r#"
+        name = "account"
+        [[steps]]
+        name = "form"
+        request = "login.form"
+        [[steps]]
+        name = "sign in"
+        request = "login.submit"
+        route = "same"
+        produces = "auth-cookie"
+        [[steps]]
+        name = "account page"
+        request = "login.protected"
+        consumes = "auth-cookie"
+        expect = "login.accepted"
+        reject = "login.rejected"
+        "#,
+    ))
+    .expect("the scenario is valid");
+    let config = RunConfig::new(demo("broken.toml"))
+        .seed(5)
+        .replicheck(common::bin())
+        .report_dir(ReportDir::At(dir.path().to_owned()))
+        .select(&["login"])
+        .expect("login is a built-in scenario")
+        .scenarios(vec![scenario]);
+    let report = run::run(config, &Silent).await.expect("the run runs").report;
+    assert_eq!(report.verdict(), Verdict::Findings);
+    for finding in &report.findings {
+        assert_eq!(finding.kind.to_string(), "auth-cookie-rejected");
+        assert_eq!(finding.scenario, "account", "only the scenario written in code ran");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_that_runs_replicheck_needs_a_replicheck_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    // The demo targets start `{replicheck} demo-service`; a test binary is not replicheck.
+    let config = RunConfig::new(demo("fixed.toml")).report_dir(ReportDir::At(dir.path().to_owned()));
+    let err = run::run(config, &Silent).await.err().expect("nothing to start the replicas with");
+    let message = replicheck::errors::chain(&err);
+    assert!(message.contains("`{replicheck}` has no value here"), "{message}");
+    assert!(message.contains("no replicheck binary"), "{message}");
 }
 
 /// Which replicas served `requests` requests through the balancer; every one must succeed.
@@ -100,11 +138,7 @@ async fn served_by(client: &reqwest::Client, balancer: &str, requests: usize) ->
 #[tokio::test(flavor = "multi_thread")]
 async fn a_test_disrupts_replicas_and_the_balancer_follows() {
     let dir = tempfile::tempdir().unwrap();
-    let config = UpConfig {
-        self_exe: common::bin(),
-        report_dir: ReportDir::At(dir.path().to_owned()),
-        ..UpConfig::new(demo("fixed.toml"))
-    };
+    let config = UpConfig::new(demo("fixed.toml")).replicheck(common::bin()).report_dir(ReportDir::At(dir.path().to_owned()));
     let mut cluster = up::start(config, &Silent).await.expect("the demo replicas start");
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let balancer = cluster.balancer_url();

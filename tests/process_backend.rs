@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use replicheck::cluster::replica::{Incarnation, ReplicaId};
-use replicheck::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, Endpoint, StopOutcome};
+use replicheck::cluster::{Cluster, ClusterError, ClusterSpec, Endpoint, StopOutcome};
 use replicheck::file::SourceFile;
 use replicheck::progress::Silent;
 use replicheck::target::Target;
@@ -37,16 +37,7 @@ ready = "/healthz/ready"
 }
 
 async fn start(target: Target, replicas: u16, logs: &Path) -> Result<Cluster, ClusterError> {
-    let spec = ClusterSpec {
-        target: Arc::new(target),
-        replicas,
-        run_id: common::tag("cluster"),
-        logs_dir: logs.to_owned(),
-        self_exe: common::bin(),
-        watchdog: Some(common::bin()),
-        backend: BackendKind::Process,
-        external: None,
-    };
+    let spec = ClusterSpec::new(Arc::new(target), common::tag("cluster"), logs).replicas(replicas).replicheck(common::bin());
     Cluster::start(spec, &Silent).await
 }
 

@@ -25,7 +25,7 @@ use replicheck::report::{self, Format, Report};
 use replicheck::cluster::backend::external::{Auth, ExternalSpec, Instance, Via};
 use replicheck::cluster::backend::relay::InstanceMark;
 use replicheck::replay::{self, Replay, ReplayConfig, ReplayError};
-use replicheck::run::{self, ReportDir, RunConfig, RunOutcome, Selection};
+use replicheck::run::{self, ReportDir, RunConfig, RunOutcome, Selection, shell_word};
 use replicheck::explore::{self, ExploreConfig};
 use replicheck::interrupt::Interrupt;
 use replicheck::plan::interleaving::Schedule;
@@ -519,7 +519,6 @@ fn workload_config(
     external: Option<Arc<ExternalSpec>>,
     base: String,
 ) -> Result<RunConfig, CliError> {
-    let selection = Selection::of(&workload.scenarios)?;
     if let Some(path) = &workload.write_policy {
         // Said now, not after a run of minutes that could not write its result.
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -529,28 +528,21 @@ fn workload_config(
         }
     }
     let base = format!("{base} --routing {} --vus {}", workload.routing, workload.vus);
-    Ok(RunConfig {
-        target,
-        scenarios: selection.scenarios,
-        run_scenarios: selection.run_scenarios,
-        inspections: selection.inspections,
-        experiments: selection.experiments,
-        replicas,
-        seed: workload.seed.unwrap_or_else(seed::fresh),
-        routing: workload.routing,
-        vus: workload.vus,
-        load_vus: workload.load_vus,
-        concurrency: workload.concurrency,
-        report_dir: ReportDir::at_or_default(workload.report_dir.clone()),
-        self_exe: self_exe()?,
-        watchdog: Some(self_exe()?),
-        backend,
-        external,
-        reproduce: Arc::new(move |seed, scenario| format!("{base} --seed {seed} --scenarios {scenario}")),
-        selection: workload.scenarios.clone(),
-        policy: workload.policy.as_deref().map(Policy::load).transpose()?,
-        interrupt: Interrupt::never(),
-    })
+    let mut config = RunConfig::new(target)
+        .select(&workload.scenarios)?
+        .replicas(replicas)
+        .seed(workload.seed.unwrap_or_else(seed::fresh))
+        .routing(workload.routing)
+        .vus(workload.vus)
+        .report_dir(ReportDir::at_or_default(workload.report_dir.clone()))
+        .replicheck(self_exe()?)
+        .backend(backend)
+        .reproduce(move |seed, scenario| format!("{base} --seed {seed} --scenarios {scenario}"));
+    config.load_vus = workload.load_vus;
+    config.concurrency = workload.concurrency;
+    config.external = external;
+    config.policy = workload.policy.as_deref().map(Policy::load).transpose()?;
+    Ok(config)
 }
 
 /// Runs the configuration, or prints its plan with `--dry-run`.
@@ -572,14 +564,11 @@ async fn finish(config: RunConfig, target: &Path, workload: &Workload) -> Result
 async fn up_command(args: UpArgs) -> Result<Exit, CliError> {
     let target = Target::load(&args.target)?;
     let backend = choose_backend(args.backend, &target, &args.target)?;
-    let config = UpConfig {
-        target,
-        replicas: args.replicas,
-        backend,
-        report_dir: ReportDir::at_or_default(args.report_dir),
-        self_exe: self_exe()?,
-        watchdog: Some(self_exe()?),
-    };
+    let config = UpConfig::new(target)
+        .replicas(args.replicas)
+        .backend(backend)
+        .report_dir(ReportDir::at_or_default(args.report_dir))
+        .replicheck(self_exe()?);
     eprintln!("replicheck: {} · {} replica(s) · {}", args.target.display(), args.replicas, backend.name());
     let observer = progress::observer();
     let started = tokio::select! {
@@ -678,17 +667,14 @@ async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
         let mut target = Target::from_source(&SourceFile::from_text(demo.path, demo.text))?;
         // The files are built in: replicas start in the current directory, wherever it is.
         target.start.cwd = Some(cwd.clone());
-        let config = RunConfig {
-            replicas: args.replicas,
-            seed,
-            report_dir: ReportDir::Under(args.reports.clone()),
-            self_exe: self_exe()?,
-            watchdog: Some(self_exe()?),
-            backend: BackendKind::Process,
-            reproduce: Arc::new(|seed, _| format!("replicheck demo --seed {seed}")),
-            ..RunConfig::new(target)
-        }
-        .select(demo.only.unwrap_or_default())?;
+        let config = RunConfig::new(target)
+            .select(demo.only.unwrap_or_default())?
+            .replicas(args.replicas)
+            .seed(seed)
+            .report_dir(ReportDir::Under(args.reports.clone()))
+            .replicheck(self_exe()?)
+            .backend(BackendKind::Process)
+            .reproduce(|seed, _| format!("replicheck demo --seed {seed}"));
         eprintln!("\n== the demo service, {} ==", demo.label);
         outcomes.push((demo, run_one(config, demo.path, &Output::all()).await?));
     }
@@ -745,25 +731,20 @@ async fn explore_command(args: ExploreArgs) -> Result<Exit, CliError> {
     if !args.scenarios.is_empty() {
         base.push_str(&format!(" --scenarios {}", shell_word(&args.scenarios.join(","))));
     }
-    let config = ExploreConfig {
-        target,
-        scenarios: selection.scenarios,
-        replicas: args.replicas,
-        seed,
-        cases: args.cases,
-        max_steps: args.max_steps as usize,
-        time: args.time,
-        max_shrink_iters: args.max_shrink_iters,
-        schedule,
-        report_dir: ReportDir::at_or_default(args.report_dir.clone()),
-        self_exe: self_exe()?,
-        watchdog: Some(self_exe()?),
-        backend,
-        reproduce: Arc::new(move |schedule| format!("{base} --seed {seed} --schedule {}", shell_word(&schedule.to_string()))),
-        selection: args.scenarios.clone(),
-        policy: args.policy.as_deref().map(Policy::load).transpose()?,
-        interrupt: Interrupt::never(),
-    };
+    let mut config = ExploreConfig::new(target)
+        .select(&args.scenarios)?
+        .replicas(args.replicas)
+        .seed(seed)
+        .cases(args.cases)
+        .max_steps(args.max_steps as usize)
+        .time(args.time)
+        .report_dir(ReportDir::at_or_default(args.report_dir.clone()))
+        .replicheck(self_exe()?)
+        .backend(backend)
+        .reproduce(move |schedule| format!("{base} --seed {seed} --schedule {}", shell_word(&schedule.to_string())));
+    config.max_shrink_iters = args.max_shrink_iters;
+    config.schedule = schedule;
+    config.policy = args.policy.as_deref().map(Policy::load).transpose()?;
     let report = explore_one(config, &args.target.display().to_string(), &args.output).await?;
     Ok(exit_for(&report, false))
 }
@@ -802,14 +783,11 @@ async fn replay_command(args: ReplayArgs) -> Result<Exit, CliError> {
     };
     // An unknown finding is said before anything is loaded or started.
     let focus = replay::focus(&recorded, args.finding.as_deref()).map_err(usage)?;
-    let config = ReplayConfig {
-        target: recorded_target(&recorded.target_file)?,
-        finding: args.finding.clone(),
-        report_dir: ReportDir::at_or_default(args.report_dir),
-        self_exe: self_exe()?,
-        watchdog: Some(self_exe()?),
-        reproduce: format!("replicheck replay {}", shell_word(&shown)),
-    };
+    let mut config = ReplayConfig::new(recorded_target(&recorded.target_file)?)
+        .report_dir(ReportDir::at_or_default(args.report_dir))
+        .replicheck(self_exe()?)
+        .reproduce(format!("replicheck replay {}", shell_word(&shown)));
+    config.finding = args.finding.clone();
     let label = format!("replay of {shown}");
     let replayed = match replay::plan(&recorded, config).map_err(usage)? {
         Replay::Schedule(config) => explore_one(config, &label, &args.output).await?,
@@ -866,6 +844,7 @@ fn validate(files: &[PathBuf]) -> Result<Exit, CliError> {
         match replicheck::validate::file(path)? {
             Valid::Target(target) => println!("ok: {} (target {}; flows: {})", path.display(), target.name, target.flows().join(", ")),
             Valid::Scenario(scenario) => println!("ok: {} (scenario {})", path.display(), scenario.name()),
+            _ => println!("ok: {}", path.display()),
         }
     }
     Ok(Exit::Consistent)
@@ -873,15 +852,6 @@ fn validate(files: &[PathBuf]) -> Result<Exit, CliError> {
 
 fn self_exe() -> Result<PathBuf, CliError> {
     std::env::current_exe().map_err(|e| CliError::Io(format!("cannot find the replicheck binary's path: {e}")))
-}
-
-/// Quotes a word for a shell command line when it needs it.
-fn shell_word(word: &str) -> String {
-    if word.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:=,@".contains(c)) {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }
 
 /// Completes on SIGINT or SIGTERM, naming it.
@@ -905,12 +875,6 @@ async fn shutdown_signal_unit() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shell_words_are_quoted_only_when_needed() {
-        assert_eq!(shell_word("examples/demo/broken.toml"), "examples/demo/broken.toml");
-        assert_eq!(shell_word("my target.toml"), "'my target.toml'");
-    }
 
     #[test]
     fn the_command_line_is_well_formed() {

@@ -91,5 +91,7 @@ fn line(event: &Progress) -> String {
             };
             format!("  instances behind the load balancer: {}{missed}", names.join(", "))
         }
+        // An event this command line does not know yet.
+        other => format!("  {other:?}"),
     }
 }

@@ -112,6 +112,7 @@ impl SourceFile {
 
 /// A problem with an input file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FileError {
     #[error("cannot read {}: {source}", path.display())]
     Io {

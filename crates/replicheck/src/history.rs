@@ -13,6 +13,7 @@ use crate::plan::interleaving::Schedule;
 /// Why a virtual user ran: the plan itself, or evidence for a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Phase {
     /// The planned run.
     Main,
@@ -81,6 +82,7 @@ pub struct Answer {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Question {
     /// The echo endpoint, asked by a stranger without forwarded headers (the control).
     EchoDirect,
@@ -207,6 +209,7 @@ pub struct ChaosEvent {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ChaosAction {
     /// SIGTERM, then the grace period; `killed` when it ran out and SIGKILL followed.
     Sigterm { replica: Incarnation, killed: bool },
@@ -276,6 +279,7 @@ impl Probe {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ProbePurpose {
     /// A real page, the moment the replica first said ready.
     FirstPage,
@@ -355,6 +359,7 @@ pub struct RequestRecord {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Outcome {
     Passed,
     /// The app answered, but not as the step expects.

@@ -35,6 +35,7 @@ pub const FORGED_SCHEME: &str = "https";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum InspectionKind {
     ForwardedHeaders,
     SigningKeys,

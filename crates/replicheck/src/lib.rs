@@ -51,7 +51,7 @@
 //!     ready = "/"
 //! "#))?;
 //! let logs = tempfile::tempdir()?;
-//! let config = UpConfig { replicas: 3, report_dir: ReportDir::At(logs.path().into()), ..UpConfig::new(target) };
+//! let config = UpConfig::new(target).replicas(3).report_dir(ReportDir::At(logs.path().into()));
 //! let mut cluster = up::start(config, &Silent).await?;
 //! let client = replicheck::client::builder().build()?;
 //!
@@ -80,7 +80,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let target = Target::load("../../examples/demo/fixed.toml".as_ref())?;
-//! let config = RunConfig { replicas: 3, seed: 7, ..RunConfig::new(target) }.select(&["login", "kill"])?;
+//! let config = RunConfig::new(target).replicas(3).seed(7).select(&["login", "kill"])?;
 //! let plan = run::plan_only(&config, &Silent)?;
 //! assert_eq!(plan.replicas, 3);
 //! assert_eq!(plan.experiments.len(), 1);

@@ -141,6 +141,7 @@ pub struct Acceptance {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum RuleState {
     /// It accepted at least one finding.
     Applied,

@@ -8,6 +8,7 @@ use crate::check::finding::FindingKind;
 use crate::cluster::replica::Incarnation;
 
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Progress {
     DependencyReady { name: &'static str, url: String },
     ReplicaReady { replica: Incarnation, addr: SocketAddr, took: Duration },

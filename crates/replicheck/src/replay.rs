@@ -38,18 +38,44 @@ pub enum ReplayError {
 }
 
 /// Where and how a replay runs, beside what the report recorded.
+#[non_exhaustive]
 pub struct ReplayConfig {
     /// The report's target (its file where the run was made).
     pub target: Target,
     /// Replay only this finding: its check, and the scenario whose users showed it.
     pub finding: Option<String>,
     pub report_dir: ReportDir,
-    /// The running replicheck binary, for `{replicheck}`.
-    pub self_exe: PathBuf,
-    /// A replicheck binary for the run's watchdog (see `ClusterSpec::watchdog`).
-    pub watchdog: Option<PathBuf>,
+    /// A replicheck binary, for `{replicheck}` in the target and the run's watchdog (see
+    /// [`ClusterSpec::replicheck`](crate::cluster::ClusterSpec#structfield.replicheck)).
+    pub replicheck: Option<PathBuf>,
     /// The command a finding of the replay reproduces with.
     pub reproduce: String,
+}
+
+impl ReplayConfig {
+    /// A replay of every finding, with the report under `reports/`.
+    pub fn new(target: Target) -> ReplayConfig {
+        let reproduce = format!("replicheck replay (a report of {})", target.path.display());
+        ReplayConfig { target, finding: None, report_dir: ReportDir::at_or_default(None), replicheck: None, reproduce }
+    }
+
+    /// Replays only this finding (its id, as `F1`).
+    pub fn finding(self, id: impl Into<String>) -> ReplayConfig {
+        ReplayConfig { finding: Some(id.into()), ..self }
+    }
+
+    pub fn report_dir(self, report_dir: ReportDir) -> ReplayConfig {
+        ReplayConfig { report_dir, ..self }
+    }
+
+    /// See [`ReplayConfig::replicheck`](#structfield.replicheck).
+    pub fn replicheck(self, binary: impl Into<PathBuf>) -> ReplayConfig {
+        ReplayConfig { replicheck: Some(binary.into()), ..self }
+    }
+
+    pub fn reproduce(self, command: impl Into<String>) -> ReplayConfig {
+        ReplayConfig { reproduce: command.into(), ..self }
+    }
 }
 
 /// The run or schedule that reruns `recorded`, with its seed and settings.
@@ -73,10 +99,9 @@ pub fn plan(recorded: &Report, config: ReplayConfig) -> Result<Replay, ReplayErr
             max_shrink_iters: 0,
             schedule: Some(schedule),
             report_dir: config.report_dir,
-            self_exe: config.self_exe,
-            watchdog: config.watchdog,
+            replicheck: config.replicheck,
             backend,
-            reproduce: Arc::new(move |_| reproduce.clone()),
+            reproduce: Some(Arc::new(move |_| reproduce.clone())),
             selection: recorded.config.scenarios.clone(),
             policy: None,
             interrupt: Interrupt::never(),
@@ -100,10 +125,9 @@ pub fn plan(recorded: &Report, config: ReplayConfig) -> Result<Replay, ReplayErr
         vus: recorded.config.vus,
         load_vus: recorded.config.load_vus,
         report_dir: config.report_dir,
-        self_exe: config.self_exe,
-        watchdog: config.watchdog,
+        replicheck: config.replicheck,
         backend,
-        reproduce: Arc::new(move |_, _| reproduce.clone()),
+        reproduce: Some(Arc::new(move |_, _| reproduce.clone())),
         selection,
         ..RunConfig::new(config.target)
     }))

@@ -9,19 +9,19 @@ use crate::balancer::Balancer;
 use crate::cluster::replica::{Incarnation, ReplicaId};
 use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, StopOutcome};
 use crate::progress::Observer;
-use crate::run::{Edge, ReportDir, RunError, create_report_dir, run_id, running_binary, start_service};
+use crate::run::{Edge, ReportDir, RunError, create_report_dir, run_id, start_service};
 use crate::target::Target;
 
+#[non_exhaustive]
 pub struct UpConfig {
     pub target: Target,
     pub replicas: u16,
     pub backend: BackendKind,
     /// Where replica and dependency logs go.
     pub report_dir: ReportDir,
-    /// The running replicheck binary, for `{replicheck}`.
-    pub self_exe: PathBuf,
-    /// A replicheck binary for the run's watchdog (see `ClusterSpec::watchdog`).
-    pub watchdog: Option<PathBuf>,
+    /// A replicheck binary, for `{replicheck}` in the target and the cluster's watchdog
+    /// (see [`ClusterSpec::replicheck`](crate::cluster::ClusterSpec#structfield.replicheck)).
+    pub replicheck: Option<PathBuf>,
 }
 
 impl UpConfig {
@@ -34,9 +34,25 @@ impl UpConfig {
             replicas: 2,
             backend,
             report_dir: ReportDir::at_or_default(None),
-            self_exe: running_binary(),
-            watchdog: None,
+            replicheck: None,
         }
+    }
+
+    pub fn replicas(self, replicas: u16) -> UpConfig {
+        UpConfig { replicas, ..self }
+    }
+
+    pub fn backend(self, backend: BackendKind) -> UpConfig {
+        UpConfig { backend, ..self }
+    }
+
+    pub fn report_dir(self, report_dir: ReportDir) -> UpConfig {
+        UpConfig { report_dir, ..self }
+    }
+
+    /// See [`UpConfig::replicheck`](#structfield.replicheck).
+    pub fn replicheck(self, binary: impl Into<PathBuf>) -> UpConfig {
+        UpConfig { replicheck: Some(binary.into()), ..self }
     }
 }
 
@@ -56,8 +72,7 @@ pub async fn start(config: UpConfig, observer: &dyn Observer) -> Result<Up, RunE
         replicas: config.replicas,
         run_id,
         logs_dir: logs_dir.clone(),
-        self_exe: config.self_exe,
-        watchdog: config.watchdog,
+        replicheck: config.replicheck,
         backend: config.backend,
         external: None,
     };

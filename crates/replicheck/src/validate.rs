@@ -9,6 +9,7 @@ use crate::target::Target;
 
 /// A valid input file.
 #[allow(clippy::large_enum_variant)]
+#[non_exhaustive]
 pub enum Valid {
     Target(Target),
     Scenario(ScenarioFile),

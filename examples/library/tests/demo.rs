@@ -27,7 +27,7 @@ fn target(keys_and_store: &str) -> Target {
 }
 
 async fn login_run(target: Target, reports: &std::path::Path) -> Report {
-    let config = RunConfig { seed: 3, report_dir: ReportDir::Under(reports.to_owned()), ..RunConfig::new(target) };
+    let config = RunConfig::new(target).seed(3).report_dir(ReportDir::Under(reports.to_owned()));
     let outcome = run::run(config.select(&["login"]).expect("a built-in scenario"), &Silent).await.expect("the run runs");
     outcome.write_report().expect("the report is written");
     outcome.report

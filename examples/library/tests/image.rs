@@ -39,7 +39,7 @@ async fn login_run(keys_and_store: &'static [&'static str]) -> Report {
     .expect("the image exposes one port");
     let target = Target::from_source(&SourceFile::from_text("demo-image.toml", flows())).expect("valid").with_container(template);
     let reports = tempfile::tempdir().unwrap();
-    let config = RunConfig { seed: 5, report_dir: ReportDir::Under(reports.path().to_owned()), ..RunConfig::new(target) };
+    let config = RunConfig::new(target).seed(5).report_dir(ReportDir::Under(reports.path().to_owned()));
     let report = run::run(config.select(&["login"]).expect("a built-in scenario"), &Silent).await.expect("the run runs").report;
     assert_eq!(leftovers(&report.run_id), "", "the run left these on the engine");
     report

@@ -29,6 +29,7 @@ use crate::target::{Deregistration, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ExperimentKind {
     Restart,
     Kill,

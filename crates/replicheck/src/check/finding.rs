@@ -13,6 +13,7 @@ use crate::policy::Acceptance;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum FindingKind {
     AuthCookieRejected,
     AntiforgeryRejected,
@@ -75,6 +76,7 @@ impl std::fmt::Display for FindingKind {
 
 /// One cross-instance inconsistency and the evidence for it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Finding {
     /// `F1`, `F2`, ... in report order.
     pub id: String,
@@ -144,6 +146,7 @@ pub struct ArtifactEvidence {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ControlResult {
     /// The same steps, all on the producer, passed.
     Passed,

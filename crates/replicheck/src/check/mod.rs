@@ -255,6 +255,7 @@ pub fn wanted(candidates: &[Candidate]) -> Vec<Wanted> {
 /// How each scenario ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ScenarioStatus {
     Passed,
     Failed,

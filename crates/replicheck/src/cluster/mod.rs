@@ -35,6 +35,7 @@ use replica::{Incarnation, ReplicaId};
 use watchdog::Watchdog;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClusterError {
     #[error("cannot start {label} (`{program}`): {source}")]
     Spawn {
@@ -82,7 +83,11 @@ pub enum ClusterError {
     NoCommand,
     #[error("[start] of the target has no `image`, which the docker backend runs; add one, or run its `command` with --backend process")]
     NoImage,
-    #[error("[start] of the target: {0}")]
+    #[error(
+        "[start] of the target: {missing}{hint}",
+        missing = .0,
+        hint = if .0.0 == "replicheck" { ": the run was given no replicheck binary (the `replicheck` field of its configuration)" } else { "" }
+    )]
     Template(#[from] crate::step::template::MissingVar),
     #[error("{0}")]
     External(String),
@@ -96,21 +101,54 @@ pub struct Endpoint {
 }
 
 /// What a cluster needs to start.
+#[non_exhaustive]
 pub struct ClusterSpec {
     pub target: Arc<Target>,
     pub replicas: u16,
     pub run_id: String,
     /// Replica and dependency logs go here (the run's report directory).
     pub logs_dir: PathBuf,
-    /// The running replicheck binary, for `{replicheck}`.
-    pub self_exe: PathBuf,
-    /// A replicheck binary to run as the run's watchdog, which removes what the run
-    /// started if this process dies without cleaning up. Without one (a library user's
-    /// test binary is not replicheck), the next run's reaping removes it instead.
-    pub watchdog: Option<PathBuf>,
+    /// A replicheck binary, if the caller has one (the command line passes itself). It is
+    /// what `{replicheck}` stands for in a target (the bundled demo service runs as
+    /// `{replicheck} demo-service`), and it runs as the cluster's watchdog, which removes
+    /// what the cluster started if this process dies without cleaning up. Without one (a
+    /// library user's test binary is not replicheck), the next start's reaping does that.
+    pub replicheck: Option<PathBuf>,
     pub backend: BackendKind,
     /// The instances, for the external backend.
     pub external: Option<Arc<ExternalSpec>>,
+}
+
+impl ClusterSpec {
+    /// Two local processes of `target`, their logs in `logs_dir`, no replicheck binary.
+    pub fn new(target: Arc<Target>, run_id: impl Into<String>, logs_dir: impl Into<PathBuf>) -> ClusterSpec {
+        ClusterSpec {
+            target,
+            replicas: 2,
+            run_id: run_id.into(),
+            logs_dir: logs_dir.into(),
+            replicheck: None,
+            backend: BackendKind::Process,
+            external: None,
+        }
+    }
+
+    pub fn replicas(self, replicas: u16) -> ClusterSpec {
+        ClusterSpec { replicas, ..self }
+    }
+
+    pub fn backend(self, backend: BackendKind) -> ClusterSpec {
+        ClusterSpec { backend, ..self }
+    }
+
+    /// See [`ClusterSpec::replicheck`](#structfield.replicheck).
+    pub fn replicheck(self, binary: impl Into<PathBuf>) -> ClusterSpec {
+        ClusterSpec { replicheck: Some(binary.into()), ..self }
+    }
+
+    pub fn external(self, instances: Arc<ExternalSpec>) -> ClusterSpec {
+        ClusterSpec { external: Some(instances), ..self }
+    }
 }
 
 /// How replicas see replicheck's own connections.
@@ -228,7 +266,7 @@ impl Cluster {
         reaper::reap_stale();
         let workspace = Workspace::create(&spec.run_id)?;
         // Whatever happens to this process from here on, the run's leftovers go.
-        let watchdog = match (&spec.watchdog, spec.backend) {
+        let watchdog = match (&spec.replicheck, spec.backend) {
             (None, _) | (_, BackendKind::External) => None,
             (Some(binary), backend) => Some(
                 Watchdog::spawn(binary, &spec.run_id, backend == BackendKind::Docker)
@@ -249,7 +287,9 @@ impl Cluster {
                     None => None,
                 };
                 vars.insert("target_dir".into(), absolute(&target.dir()).to_string_lossy().into_owned());
-                vars.insert("replicheck".into(), spec.self_exe.to_string_lossy().into_owned());
+                if let Some(binary) = &spec.replicheck {
+                    vars.insert("replicheck".into(), binary.to_string_lossy().into_owned());
+                }
                 let backend = ProcessBackend::new(target, &spec.logs_dir, &spec.run_id, workspace.path());
                 let vantage = Vantage {
                     local: true,

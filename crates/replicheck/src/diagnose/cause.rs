@@ -8,6 +8,7 @@ use crate::check::finding::{Finding, FindingKind};
 /// A probable root cause. The ids are stable, like the finding kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Cause {
     /// Each replica protects cookies and form tokens with keys of its own.
     KeysNotShared,

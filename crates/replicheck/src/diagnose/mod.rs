@@ -21,6 +21,7 @@ use crate::target::Preset;
 /// How sure a diagnosis is that its cause is the one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Confidence {
     Low,
     Medium,
@@ -46,6 +47,7 @@ pub struct Remedy {
 
 /// A probable root cause and the findings that point to it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Diagnosis {
     /// `D1`, `D2`, ... in the order of their first finding.
     pub id: String,

@@ -49,6 +49,7 @@ use strategy::Space;
 /// Builds the command that replays a schedule.
 pub type ReproduceSchedule = Arc<dyn Fn(&Schedule) -> String + Send + Sync>;
 
+#[non_exhaustive]
 pub struct ExploreConfig {
     pub target: Target,
     pub scenarios: Vec<ScenarioFile>,
@@ -65,16 +66,127 @@ pub struct ExploreConfig {
     /// Run exactly this schedule (a finding's reproduce command) instead of generating.
     pub schedule: Option<Schedule>,
     pub report_dir: ReportDir,
-    pub self_exe: PathBuf,
-    /// A replicheck binary for the run's watchdog (see `ClusterSpec::watchdog`).
-    pub watchdog: Option<PathBuf>,
+    /// A replicheck binary, for `{replicheck}` in the target and the run's watchdog (see
+    /// [`ClusterSpec::replicheck`](crate::cluster::ClusterSpec#structfield.replicheck)).
+    pub replicheck: Option<PathBuf>,
     pub backend: BackendKind,
-    pub reproduce: ReproduceSchedule,
+    /// The command a finding's reproduce line shows; `None`: the `replicheck explore`
+    /// command line of this configuration.
+    pub reproduce: Option<ReproduceSchedule>,
     /// What `--scenarios` said.
     pub selection: Vec<String>,
     pub policy: Option<Policy>,
     /// Stops the search early, with a report of what it found.
     pub interrupt: Interrupt,
+}
+
+impl ExploreConfig {
+    /// An exploration of `target` as `replicheck explore TARGET` would make it: two local
+    /// replicas (the process backend, or docker when the target names only an image), a
+    /// fresh seed, 32 schedules of at most 12 steps within 10 minutes, every built-in
+    /// scenario, and the report under `reports/`.
+    pub fn new(target: Target) -> ExploreConfig {
+        let backend = BackendKind::choose(None, &target.start).unwrap_or(BackendKind::Process);
+        ExploreConfig {
+            target,
+            scenarios: crate::scenario::builtin(),
+            replicas: 2,
+            seed: crate::plan::seed::fresh(),
+            cases: 32,
+            max_steps: 12,
+            time: Duration::from_secs(600),
+            max_shrink_iters: 256,
+            schedule: None,
+            report_dir: ReportDir::at_or_default(None),
+            replicheck: None,
+            backend,
+            reproduce: None,
+            selection: Vec::new(),
+            policy: None,
+            interrupt: Interrupt::never(),
+        }
+    }
+
+    /// Chooses the scenarios by name, as `--scenarios` does: built-in scenario names,
+    /// scenario files or directories. Exploration draws its own disruptions, so inspection
+    /// and experiment names are unknown here.
+    pub fn select<S: AsRef<str>>(self, names: &[S]) -> Result<ExploreConfig, crate::scenario::SelectError> {
+        let selection: Vec<String> = names.iter().map(|n| n.as_ref().to_owned()).collect();
+        let scenarios = if selection.is_empty() { crate::scenario::builtin() } else { crate::scenario::select(&selection)? };
+        Ok(ExploreConfig { scenarios, selection, ..self })
+    }
+
+    pub fn replicas(self, replicas: u16) -> ExploreConfig {
+        ExploreConfig { replicas, ..self }
+    }
+
+    pub fn seed(self, seed: u64) -> ExploreConfig {
+        ExploreConfig { seed, ..self }
+    }
+
+    /// Schedules to generate, at most.
+    pub fn cases(self, cases: u32) -> ExploreConfig {
+        ExploreConfig { cases, ..self }
+    }
+
+    /// Steps in one schedule, at most.
+    pub fn max_steps(self, max_steps: usize) -> ExploreConfig {
+        ExploreConfig { max_steps, ..self }
+    }
+
+    /// Wall time for generating and shrinking.
+    pub fn time(self, time: Duration) -> ExploreConfig {
+        ExploreConfig { time, ..self }
+    }
+
+    /// Runs exactly this schedule instead of generating.
+    pub fn schedule(self, schedule: Schedule) -> ExploreConfig {
+        ExploreConfig { schedule: Some(schedule), ..self }
+    }
+
+    pub fn report_dir(self, report_dir: ReportDir) -> ExploreConfig {
+        ExploreConfig { report_dir, ..self }
+    }
+
+    pub fn backend(self, backend: BackendKind) -> ExploreConfig {
+        ExploreConfig { backend, ..self }
+    }
+
+    /// See [`ExploreConfig::replicheck`](#structfield.replicheck).
+    pub fn replicheck(self, binary: impl Into<PathBuf>) -> ExploreConfig {
+        ExploreConfig { replicheck: Some(binary.into()), ..self }
+    }
+
+    pub fn policy(self, policy: Policy) -> ExploreConfig {
+        ExploreConfig { policy: Some(policy), ..self }
+    }
+
+    pub fn interrupt(self, interrupt: Interrupt) -> ExploreConfig {
+        ExploreConfig { interrupt, ..self }
+    }
+
+    pub fn reproduce(self, reproduce: impl Fn(&Schedule) -> String + Send + Sync + 'static) -> ExploreConfig {
+        ExploreConfig { reproduce: Some(Arc::new(reproduce)), ..self }
+    }
+
+    /// The command that runs a schedule again: the configured one, or this configuration's
+    /// `replicheck explore` command line.
+    fn reproducer(&self) -> ReproduceSchedule {
+        if let Some(reproduce) = &self.reproduce {
+            return reproduce.clone();
+        }
+        let mut base = format!(
+            "replicheck explore {} --replicas {} --backend {} --seed {}",
+            run::shell_word(&self.target.path.display().to_string()),
+            self.replicas,
+            self.backend.name(),
+            self.seed
+        );
+        if !self.selection.is_empty() {
+            base.push_str(&format!(" --scenarios {}", run::shell_word(&self.selection.join(","))));
+        }
+        Arc::new(move |schedule| format!("{base} --schedule {}", run::shell_word(&schedule.to_string())))
+    }
 }
 
 /// What the search did, for the report: enough to see that two explorations with one
@@ -163,6 +275,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
     if let Some(schedule) = &config.schedule {
         fits(schedule, &scenarios, config.replicas, store)?;
     }
+    let reproduce = config.reproducer();
     let run_id = run::run_id(&format!("explore{}", config.seed));
     let report_dir = run::create_report_dir(&config.report_dir, &run_id)?;
     let target = Arc::new(config.target);
@@ -171,8 +284,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
         replicas: config.replicas,
         run_id: run_id.clone(),
         logs_dir: report_dir.clone(),
-        self_exe: config.self_exe.clone(),
-        watchdog: config.watchdog.clone(),
+        replicheck: config.replicheck.clone(),
         backend: config.backend,
         external: None,
     };
@@ -226,7 +338,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
     run::redact_logs(&report_dir, &secrets);
     run::write_json(&report_dir, "schedules.json", &runs)?;
 
-    let mut verdict = verdict(&search, &runs, &scenarios, &roster, config.seed, &config.reproduce);
+    let mut verdict = verdict(&search, &runs, &scenarios, &roster, config.seed, &reproduce);
     // What an exited replica took part in proves nothing, and the search stopped there.
     verdict.findings.retain(|f| !exits.iter().any(|e| e.replica == f.producer || e.replica == f.consumer));
     if let Some(exit) = exits.first() {
@@ -614,4 +726,21 @@ fn history(runs: &[ScheduleRun]) -> History {
         }
     }
     history
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::fixtures::demo_target;
+
+    #[test]
+    fn the_default_reproduce_line_replays_the_schedule_with_the_configuration_as_set_last() {
+        let schedule: Schedule = "u0:login/0@r0 restart:r1 u0:login/1@r1".parse().unwrap();
+        let config = ExploreConfig::new(demo_target()).replicas(4).seed(9).select(&["login"]).unwrap();
+        assert_eq!(
+            config.reproducer()(&schedule),
+            "replicheck explore examples/demo/broken.toml --replicas 4 --backend process --seed 9 --scenarios login \
+             --schedule 'u0:login/0@r0 restart:r1 u0:login/1@r1'"
+        );
+    }
 }

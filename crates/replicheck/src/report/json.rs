@@ -17,6 +17,7 @@ use crate::target::Preset;
 pub const FILE_NAME: &str = "report.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Report {
     pub tool: String,
     pub version: String,

@@ -19,6 +19,7 @@ use crate::check::ScenarioStatus;
 
 /// The files a report can be written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Format {
     Json,
     Junit,

@@ -61,6 +61,7 @@ const BLURRED_RERUNS: u32 = 5;
 /// `--scenarios`.
 pub type Reproduce = Arc<dyn Fn(u64, &str) -> String + Send + Sync>;
 
+#[non_exhaustive]
 pub struct RunConfig {
     pub target: Target,
     pub scenarios: Vec<ScenarioFile>,
@@ -79,14 +80,15 @@ pub struct RunConfig {
     /// Virtual users running at once, at most.
     pub concurrency: usize,
     pub report_dir: ReportDir,
-    /// The running replicheck binary, for `{replicheck}` (the bundled demo service).
-    pub self_exe: PathBuf,
-    /// A replicheck binary for the run's watchdog (see `ClusterSpec::watchdog`).
-    pub watchdog: Option<PathBuf>,
+    /// A replicheck binary, for `{replicheck}` in the target and the run's watchdog (see
+    /// [`ClusterSpec::replicheck`](crate::cluster::ClusterSpec#structfield.replicheck)).
+    pub replicheck: Option<PathBuf>,
     pub backend: BackendKind,
     /// The instances, for the external backend.
     pub external: Option<Arc<ExternalSpec>>,
-    pub reproduce: Reproduce,
+    /// The command a finding's reproduce line shows; `None`: the `replicheck run` command
+    /// line of this configuration.
+    pub reproduce: Option<Reproduce>,
     /// What `--scenarios` said, recorded for `replay`.
     pub selection: Vec<String>,
     /// Known faults the team accepts for now.
@@ -103,7 +105,6 @@ impl RunConfig {
     /// [`RunConfig::select`] chooses the workload by name.
     pub fn new(target: Target) -> RunConfig {
         let backend = BackendKind::choose(None, &target.start).unwrap_or(BackendKind::Process);
-        let file = target.path.display().to_string();
         let all = Selection::everything();
         RunConfig {
             target,
@@ -118,13 +119,10 @@ impl RunConfig {
             load_vus: 16,
             concurrency: 64,
             report_dir: ReportDir::at_or_default(None),
-            // `{replicheck}` in a target names the bundled demo service's binary; a library
-            // user whose target uses it points this at one.
-            self_exe: running_binary(),
-            watchdog: None,
+            replicheck: None,
             backend,
             external: None,
-            reproduce: Arc::new(move |seed, scenario| format!("replicheck run {file} --seed {seed} --scenarios {scenario}")),
+            reproduce: None,
             selection: Vec::new(),
             policy: None,
             interrupt: Interrupt::never(),
@@ -142,6 +140,85 @@ impl RunConfig {
         self.experiments = selection.experiments;
         self.selection = names;
         Ok(self)
+    }
+
+    /// Runs these scenarios (loaded with `ScenarioFile::load` or written in code with
+    /// `ScenarioFile::from_source`) as the users' workload, in place of the selected ones;
+    /// the selected inspections and experiments stay.
+    pub fn scenarios(self, scenarios: Vec<ScenarioFile>) -> RunConfig {
+        RunConfig { scenarios, run_scenarios: true, ..self }
+    }
+
+    pub fn replicas(self, replicas: u16) -> RunConfig {
+        RunConfig { replicas, ..self }
+    }
+
+    pub fn seed(self, seed: u64) -> RunConfig {
+        RunConfig { seed, ..self }
+    }
+
+    pub fn routing(self, routing: RoutingPolicy) -> RunConfig {
+        RunConfig { routing, ..self }
+    }
+
+    /// Virtual users per scenario.
+    pub fn vus(self, vus: u32) -> RunConfig {
+        RunConfig { vus, ..self }
+    }
+
+    pub fn report_dir(self, report_dir: ReportDir) -> RunConfig {
+        RunConfig { report_dir, ..self }
+    }
+
+    pub fn backend(self, backend: BackendKind) -> RunConfig {
+        RunConfig { backend, ..self }
+    }
+
+    /// See [`RunConfig::replicheck`](#structfield.replicheck).
+    pub fn replicheck(self, binary: impl Into<PathBuf>) -> RunConfig {
+        RunConfig { replicheck: Some(binary.into()), ..self }
+    }
+
+    /// Instances that already run, for the external backend.
+    pub fn external(self, instances: Arc<ExternalSpec>) -> RunConfig {
+        RunConfig { backend: BackendKind::External, external: Some(instances), ..self }
+    }
+
+    /// The command a finding's reproduce line shows, from the seed and the names to pass
+    /// to `--scenarios`.
+    pub fn reproduce(self, reproduce: impl Fn(u64, &str) -> String + Send + Sync + 'static) -> RunConfig {
+        RunConfig { reproduce: Some(Arc::new(reproduce)), ..self }
+    }
+
+    pub fn policy(self, policy: Policy) -> RunConfig {
+        RunConfig { policy: Some(policy), ..self }
+    }
+
+    pub fn interrupt(self, interrupt: Interrupt) -> RunConfig {
+        RunConfig { interrupt, ..self }
+    }
+
+    /// The command that runs `names` again with `seed`.
+    fn reproduce_line(&self, seed: u64, names: &str) -> String {
+        match &self.reproduce {
+            Some(reproduce) => reproduce(seed, names),
+            None => format!(
+                "replicheck run {} --replicas {} --backend {} --seed {seed} --scenarios {}",
+                shell_word(&self.target.path.display().to_string()),
+                self.replicas,
+                self.backend.name(),
+                shell_word(names)
+            ),
+        }
+    }
+}
+
+/// `word` as one word of a shell command line, quoted only when it needs to be.
+pub fn shell_word(word: &str) -> String {
+    if word.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:=,@".contains(c)) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 
@@ -201,12 +278,8 @@ impl ReportDir {
     }
 }
 
-/// The binary running now, for `{replicheck}`: the command's own, or a test's.
-pub(crate) fn running_binary() -> PathBuf {
-    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("replicheck"))
-}
-
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
     #[error(transparent)]
     Scenario(#[from] FileError),
@@ -224,6 +297,7 @@ pub enum RunError {
     BudgetSpent(u64),
 }
 
+#[non_exhaustive]
 pub struct RunOutcome {
     pub report: Report,
     pub report_dir: PathBuf,
@@ -283,8 +357,7 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         replicas: config.replicas,
         run_id: run_id.clone(),
         logs_dir: report_dir.clone(),
-        self_exe: config.self_exe.clone(),
-        watchdog: config.watchdog.clone(),
+        replicheck: config.replicheck.clone(),
         backend: config.backend,
         external: config.external.clone(),
     };
@@ -320,7 +393,7 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
     let seed = config.seed;
     let record = Record {
         seed,
-        reproduce: (config.reproduce)(seed, recorded::NAMES),
+        reproduce: config.reproduce_line(seed, recorded::NAMES),
         vantage: asked.vantage,
         public: asked.public,
         roster: Roster {
@@ -458,7 +531,7 @@ impl Questions<'_> {
             secrets.clone(),
         ));
         let seed = config.seed;
-        let reproduce_for = |names: &str| (config.reproduce)(seed, names);
+        let reproduce_for = |names: &str| config.reproduce_line(seed, names);
         let asking = Asking {
             concurrency: config.concurrency,
             seed,
@@ -968,4 +1041,28 @@ pub(crate) fn redact_logs(dir: &Path, secrets: &Secrets) {
     let logs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|ext| ext == "log")).collect();
     // A log we cannot rewrite stays as the app wrote it; the run's result stands.
     let _ = secrets.redact_files(&logs);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::fixtures::demo_target;
+
+    #[test]
+    fn the_default_reproduce_line_is_the_configuration_as_set_last() {
+        let config = RunConfig::new(demo_target()).seed(1).replicas(3).seed(42);
+        assert_eq!(
+            config.reproduce_line(config.seed, "login"),
+            "replicheck run examples/demo/broken.toml --replicas 3 --backend process --seed 42 --scenarios login"
+        );
+        let told = config.reproduce(|seed, names| format!("make check SEED={seed} ONLY={names}"));
+        assert_eq!(told.reproduce_line(7, "cache,kill"), "make check SEED=7 ONLY=cache,kill");
+    }
+
+    #[test]
+    fn words_are_quoted_for_a_shell_only_when_needed() {
+        assert_eq!(shell_word("examples/demo/broken.toml"), "examples/demo/broken.toml");
+        assert_eq!(shell_word("my target.toml"), "'my target.toml'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
 }

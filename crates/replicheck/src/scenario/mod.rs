@@ -396,6 +396,7 @@ pub fn select(args: &[String]) -> Result<Vec<ScenarioFile>, SelectError> {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SelectError {
     #[error(transparent)]
     File(#[from] FileError),

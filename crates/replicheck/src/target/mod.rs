@@ -337,7 +337,7 @@ pub const START_PLACEHOLDERS: &[(&str, &str)] = &[
     ("run_id", "the run's id"),
     ("proxy_address", "the address the app sees replicheck's balancer connect from: the proxy to trust"),
     ("target_dir", "the directory of the target file"),
-    ("replicheck", "the path of the running replicheck binary (runs the bundled demo)"),
+    ("replicheck", "the path of a replicheck binary (runs the bundled demo): the command line's own, or the one a library run is given"),
 ];
 
 impl Target {

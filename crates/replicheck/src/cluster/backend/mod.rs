@@ -55,6 +55,7 @@ pub trait Replica: Send {
 
 /// Which backend a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BackendKind {
     Process,
     Docker,
