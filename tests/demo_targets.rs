@@ -137,9 +137,11 @@ fn the_demo_command_shows_the_difference() {
     // CI installs redis-server: the Redis runs happen and show the store's kinds.
     let with_redis = stdout.lines().find(|l| l.starts_with("misconfigured, with Redis: ")).expect("the Redis run");
     assert!(with_redis.contains("artifact-lost-after-store-restart") && with_redis.contains("readiness-stale"), "{with_redis}");
+    let race = stdout.lines().find(|l| l.starts_with("misconfigured key ring, made on first use: ")).expect("the key ring run");
+    assert!(race.contains("(keyring-race-on-start)"), "{race}");
     assert!(stdout.contains("configured correctly: 0 finding(s)"), "{stdout}");
     assert!(stdout.contains("configured correctly, with Redis: 0 finding(s)"), "{stdout}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4, "one report directory per run");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5, "one report directory per run");
     common::assert_no_leftovers(&tag);
 }
 
@@ -156,7 +158,7 @@ fn without_redis_the_demo_says_what_it_skipped_and_why() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("misconfigured, with Redis: skipped"), "{stderr}");
     assert!(stderr.contains("store-restart and store-outage need a Redis to restart, and redis-server is not installed"), "{stderr}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
     common::assert_no_leftovers(&tag);
 }
 

@@ -42,6 +42,22 @@ fn fixed_docker_finds_nothing_over_three_seeds() {
 }
 
 #[test]
+fn containers_started_together_on_a_fresh_shared_volume_race_for_the_key_ring() {
+    if !common::docker_engine("containers_started_together_on_a_fresh_shared_volume_race_for_the_key_ring") {
+        return;
+    }
+    // The configured image, but with its key ring made on first use in the shared volume.
+    let dir = tempfile::tempdir().unwrap();
+    let fixed = std::fs::read_to_string(common::root().join("examples/demo/fixed-docker.toml")).unwrap();
+    let racing = fixed.replace(r#""--keys", "{shared_dir}/keys""#, r#""--keys", "first-use:{shared_dir}/keys""#);
+    assert_ne!(racing, fixed);
+    let target = common::write(dir.path(), "race-docker.toml", &racing);
+    let run = common::run_docker(target.to_str().unwrap(), &["--seed", "8", "--scenarios", "login,cold-start"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.kinds(), ["keyring-race-on-start"], "{}", run.stdout);
+}
+
+#[test]
 fn a_volatile_redis_container_loses_sessions_when_it_restarts() {
     if !common::docker_engine("a_volatile_redis_container_loses_sessions_when_it_restarts") {
         return;

@@ -16,12 +16,12 @@ use axum::routing::get;
 use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
-use super::keyring::KeyRing;
+use super::keyring::Keys;
 use super::store::Store;
 
 pub struct App {
     pub replica: String,
-    pub keys: KeyRing,
+    pub keys: Keys,
     pub store: Store,
     pub username: String,
     pub password: String,
@@ -216,22 +216,22 @@ fn set_cookie(app: &App, headers: &HeaderMap, peer: SocketAddr, name: &str, valu
 /// An antiforgery pair: the cookie and the form token carry the same random id, each
 /// protected under its own purpose. The cookie is reused while it is readable.
 fn antiforgery_pair(app: &App, headers: &HeaderMap) -> (Option<String>, String) {
-    let existing = cookie_value(headers, ANTIFORGERY_COOKIE).and_then(|c| app.keys.unprotect("antiforgery-cookie", &c));
+    let existing = cookie_value(headers, ANTIFORGERY_COOKIE).and_then(|c| app.keys.ring().unprotect("antiforgery-cookie", &c));
     let (id, new_cookie) = match existing {
         Some(id) => (id, None),
         None => {
             let id: [u8; 16] = rand::random();
-            (id.to_vec(), Some(app.keys.protect("antiforgery-cookie", &id)))
+            (id.to_vec(), Some(app.keys.ring().protect("antiforgery-cookie", &id)))
         }
     };
-    let token = app.keys.protect("antiforgery-form", &id);
+    let token = app.keys.ring().protect("antiforgery-form", &id);
     app.leak("antiforgery token", &token);
     (new_cookie, token)
 }
 
 fn antiforgery_valid(app: &App, headers: &HeaderMap, token: &str) -> bool {
-    let cookie = cookie_value(headers, ANTIFORGERY_COOKIE).and_then(|c| app.keys.unprotect("antiforgery-cookie", &c));
-    let form = app.keys.unprotect("antiforgery-form", token);
+    let cookie = cookie_value(headers, ANTIFORGERY_COOKIE).and_then(|c| app.keys.ring().unprotect("antiforgery-cookie", &c));
+    let form = app.keys.ring().unprotect("antiforgery-form", token);
     matches!((cookie, form), (Some(a), Some(b)) if a == b)
 }
 
@@ -269,7 +269,7 @@ async fn login(State(app): Shared, ConnectInfo(peer): ConnectInfo<SocketAddr>, h
     if form.username != app.username || form.password != app.password {
         return page(&app, "Sign in", "<p>Invalid user name or password.</p>").into_response();
     }
-    let ticket = app.keys.protect("auth", form.username.as_bytes());
+    let ticket = app.keys.ring().protect("auth", form.username.as_bytes());
     // An absolute URL, as many frameworks build them: the scheme the app believes shows.
     let seen = seen(&app, peer, &headers);
     let account = format!("{}://{}/account", seen.scheme, seen.host);
@@ -278,7 +278,7 @@ async fn login(State(app): Shared, ConnectInfo(peer): ConnectInfo<SocketAddr>, h
 
 async fn account(State(app): Shared, headers: HeaderMap) -> Response {
     let user = cookie_value(&headers, AUTH_COOKIE)
-        .and_then(|c| app.keys.unprotect("auth", &c))
+        .and_then(|c| app.keys.ring().unprotect("auth", &c))
         .and_then(|u| String::from_utf8(u).ok());
     match user {
         Some(user) => page(&app, "Account", &format!("<p>Signed in as {user}</p>")).into_response(),
@@ -312,12 +312,12 @@ struct NoteForm {
 }
 
 async fn session_set(State(app): Shared, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(form): Form<NoteForm>) -> Response {
-    let existing = cookie_value(&headers, SESSION_COOKIE).and_then(|c| app.keys.unprotect("session", &c));
+    let existing = cookie_value(&headers, SESSION_COOKIE).and_then(|c| app.keys.ring().unprotect("session", &c));
     let (id, cookie) = match existing {
         Some(id) => (String::from_utf8_lossy(&id).into_owned(), None),
         None => {
             let id = format!("{:032x}", rand::random::<u128>());
-            let cookie = app.keys.protect("session", id.as_bytes());
+            let cookie = app.keys.ring().protect("session", id.as_bytes());
             (id, Some(cookie))
         }
     };
@@ -333,7 +333,7 @@ async fn session_set(State(app): Shared, ConnectInfo(peer): ConnectInfo<SocketAd
 
 async fn session_get(State(app): Shared, headers: HeaderMap) -> Response {
     let id = cookie_value(&headers, SESSION_COOKIE)
-        .and_then(|c| app.keys.unprotect("session", &c))
+        .and_then(|c| app.keys.ring().unprotect("session", &c))
         .map(|id| String::from_utf8_lossy(&id).into_owned());
     let note = match id {
         Some(id) => match app.store.get(&format!("session:{id}")).await {
@@ -382,7 +382,7 @@ async fn token(State(app): Shared, Form(form): Form<Credentials>) -> Response {
     if form.username != app.username || form.password != app.password {
         return (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({ "error": "invalid credentials" }))).into_response();
     }
-    let token = app.keys.sign_token(&form.username, unix_now());
+    let token = app.keys.ring().sign_token(&form.username, unix_now());
     app.leak("access token", &token);
     axum::Json(serde_json::json!({ "access_token": token, "token_type": "Bearer" })).into_response()
 }
@@ -390,14 +390,14 @@ async fn token(State(app): Shared, Form(form): Form<Credentials>) -> Response {
 /// An API that needs a bearer token signed by this replica's key.
 async fn api_me(State(app): Shared, headers: HeaderMap) -> Response {
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match bearer.and_then(|token| app.keys.verify_token(token, unix_now())) {
+    match bearer.and_then(|token| app.keys.ring().verify_token(token, unix_now())) {
         Some(subject) => axum::Json(serde_json::json!({ "sub": subject })).into_response(),
         None => (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({ "error": "invalid token" }))).into_response(),
     }
 }
 
 async fn jwks(State(app): Shared) -> Response {
-    axum::Json(app.keys.jwks()).into_response()
+    axum::Json(app.keys.ring().jwks()).into_response()
 }
 
 #[derive(Deserialize)]

@@ -2,11 +2,14 @@
 //! tokens, each use under its own purpose (as ASP.NET Core Data Protection does), so a
 //! value minted for one purpose is refused for another.
 //!
-//! Misconfigured, every process makes its own key; configured, all share a ring in one
+//! Misconfigured, every process makes its own key, or (`first-use:`) each replica that
+//! finds no ring on its first use makes one; configured, all share a ring in one
 //! directory, created once by whichever replica starts first.
 
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -21,12 +24,25 @@ pub struct KeyRing {
     keys: Vec<(u32, Aes256Gcm)>,
     /// Signs tokens (Ed25519), published in the key set.
     signing: (String, SigningKey),
+    /// Read from a directory, not made by this process alone.
+    shared: bool,
 }
 
 #[derive(Serialize, Deserialize)]
 struct RingFile {
     keys: Vec<KeyFile>,
     signing: SigningFile,
+}
+
+impl RingFile {
+    fn fresh() -> Self {
+        let (id, key) = fresh_key();
+        let (kid, seed) = fresh_signing();
+        RingFile {
+            keys: vec![KeyFile { id, key: STANDARD.encode(key) }],
+            signing: SigningFile { kid, seed: STANDARD.encode(seed) },
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -43,6 +59,42 @@ struct KeyFile {
 
 const FILE_NAME: &str = "keyring.json";
 
+/// The app's keys: a ring it holds from the start, or one it makes on first use.
+pub enum Keys {
+    Ready(KeyRing),
+    /// Misconfigured (`--keys first-use:DIR`): on its first use the replica looks for a
+    /// ring in `dir`; finding none, it makes one under a name of its own, and it reads the
+    /// directory only that once. Replicas whose first uses come together each find none
+    /// and each make their own, as frameworks that create their first key lazily do
+    /// against an empty store; a replica that starts after another used its ring shares it.
+    FirstUse { dir: PathBuf, ring: OnceLock<KeyRing> },
+}
+
+/// How long a first use takes between finding no ring and writing its own.
+const FIRST_USE_WINDOW: Duration = Duration::from_millis(400);
+
+impl Keys {
+    pub fn ring(&self) -> &KeyRing {
+        match self {
+            Keys::Ready(ring) => ring,
+            Keys::FirstUse { dir, ring } => ring.get_or_init(|| {
+                KeyRing::first_use(dir).unwrap_or_else(|err| {
+                    println!("key ring in {}: {err}; keys of this process only", dir.display());
+                    KeyRing::in_memory()
+                })
+            }),
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Keys::Ready(ring) if ring.shared => "shared directory",
+            Keys::Ready(_) => "this process only",
+            Keys::FirstUse { .. } => "made on first use in a shared directory",
+        }
+    }
+}
+
 impl KeyRing {
     /// A ring of one fresh key, held only by this process.
     pub fn in_memory() -> Self {
@@ -51,6 +103,7 @@ impl KeyRing {
         Self {
             keys: vec![(id, cipher(&key))],
             signing: (kid, SigningKey::from_bytes(&seed)),
+            shared: false,
         }
     }
 
@@ -59,21 +112,9 @@ impl KeyRing {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(FILE_NAME);
         if !path.exists() {
-            let (id, key) = fresh_key();
-            let (kid, seed) = fresh_signing();
-            let ring = RingFile {
-                keys: vec![KeyFile {
-                    id,
-                    key: STANDARD.encode(key),
-                }],
-                signing: SigningFile {
-                    kid,
-                    seed: STANDARD.encode(seed),
-                },
-            };
             // A random name, not the pid: replicas in containers are all pid 1.
             let tmp = dir.join(format!(".{FILE_NAME}.{:016x}", rand::rng().random::<u64>()));
-            std::fs::write(&tmp, serde_json::to_vec(&ring)?)?;
+            std::fs::write(&tmp, serde_json::to_vec(&RingFile::fresh())?)?;
             // Linking fails if another replica won the race; theirs is complete, use it.
             match std::fs::hard_link(&tmp, &path) {
                 Ok(()) => {}
@@ -82,7 +123,30 @@ impl KeyRing {
             }
             let _ = std::fs::remove_file(&tmp);
         }
-        let ring: RingFile = serde_json::from_slice(&std::fs::read(&path)?)?;
+        Self::read(&path)
+    }
+
+    /// The first ring found in `dir`, or, when there is none, a ring of this replica's
+    /// own written there after the window a real first use takes (see `Keys::FirstUse`).
+    fn first_use(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("ring-")))
+            .collect();
+        found.sort();
+        if let Some(first) = found.first() {
+            return Self::read(first);
+        }
+        std::thread::sleep(FIRST_USE_WINDOW);
+        let path = dir.join(format!("ring-{:016x}.json", rand::rng().random::<u64>()));
+        std::fs::write(&path, serde_json::to_vec(&RingFile::fresh())?)?;
+        Self::read(&path)
+    }
+
+    fn read(path: &Path) -> std::io::Result<Self> {
+        let ring: RingFile = serde_json::from_slice(&std::fs::read(path)?)?;
         let mut keys = Vec::new();
         for key in ring.keys {
             let bytes = STANDARD.decode(&key.key).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
@@ -100,6 +164,7 @@ impl KeyRing {
         Ok(Self {
             keys,
             signing: (ring.signing.kid, SigningKey::from_bytes(&seed)),
+            shared: true,
         })
     }
 
@@ -183,6 +248,27 @@ fn cipher(key: &[u8; 32]) -> Aes256Gcm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn first_use(dir: &Path) -> Keys {
+        Keys::FirstUse { dir: dir.to_owned(), ring: OnceLock::new() }
+    }
+
+    #[test]
+    fn first_uses_together_make_two_rings_and_one_after_another_shares_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (first_use(dir.path()), first_use(dir.path()));
+        std::thread::scope(|s| {
+            s.spawn(|| a.ring());
+            s.spawn(|| b.ring());
+        });
+        let token = a.ring().protect("auth", b"alice");
+        assert_eq!(b.ring().unprotect("auth", &token), None, "each made its own ring");
+
+        let later = tempfile::tempdir().unwrap();
+        let (first, second) = (first_use(later.path()), first_use(later.path()));
+        let token = first.ring().protect("auth", b"alice");
+        assert_eq!(second.ring().unprotect("auth", &token).as_deref(), Some(&b"alice"[..]), "the second found the first's ring");
+    }
 
     #[test]
     fn protects_per_purpose_and_refuses_tampering() {

@@ -2,7 +2,9 @@
 //! encrypted cookies and tokens, so that `replicheck demo` needs nothing but this binary.
 //!
 //! Misconfigured (`--keys memory --store memory`), each process makes its own keys and
-//! keeps sessions and cache in its own memory: the classic single-instance app.
+//! keeps sessions and cache in its own memory: the classic single-instance app. With
+//! `--keys first-use:DIR`, each replica that finds no key ring on its first use makes one,
+//! which replicas started together all do.
 //! Configured (`--keys DIR --store sqlite:PATH|redis://...`), replicas share a key ring in
 //! a directory and keep sessions and cache in a shared store.
 //!
@@ -32,8 +34,11 @@ pub struct DemoRun {
 /// The store's experiments: the Redis runs do only these.
 const STORE_EXPERIMENTS: &[&str] = &["store-restart", "store-outage"];
 
+/// A new deployment, with the users whose artifacts the keys protect.
+const COLD_START: &[&str] = &["login", "antiforgery", "cold-start"];
+
 /// The demo, misconfigured and configured correctly, with SQLite and with Redis.
-pub const RUNS: [DemoRun; 4] = [
+pub const RUNS: [DemoRun; 5] = [
     DemoRun {
         label: "misconfigured",
         path: "examples/demo/broken.toml",
@@ -48,6 +53,14 @@ pub const RUNS: [DemoRun; 4] = [
         text: include_str!("../../../examples/demo/broken-redis.toml"),
         only: Some(STORE_EXPERIMENTS),
         needs_redis: true,
+        misconfigured: true,
+    },
+    DemoRun {
+        label: "misconfigured key ring, made on first use",
+        path: "examples/demo/broken-keyring-race.toml",
+        text: include_str!("../../../examples/demo/broken-keyring-race.toml"),
+        only: Some(COLD_START),
+        needs_redis: false,
         misconfigured: true,
     },
     DemoRun {
@@ -76,7 +89,7 @@ use std::time::{Duration, Instant};
 
 pub use app::Forwarded;
 use app::{App, Leak, ReadinessFlaws};
-use keyring::KeyRing;
+use keyring::{KeyRing, Keys};
 use store::Store;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -87,7 +100,9 @@ pub struct DemoArgs {
     /// The replica's name, shown on every page.
     #[arg(long, default_value = "r0")]
     pub replica: String,
-    /// `memory` (a key of this process's own) or a directory holding the shared key ring.
+    /// `memory` (a key of this process's own), a directory holding the shared key ring,
+    /// or `first-use:DIR` (misconfigured: a ring made on first use by each replica that
+    /// finds none in DIR, which replicas started together all do).
     #[arg(long, default_value = "memory")]
     pub keys: String,
     /// `memory`, `sqlite:PATH` or a `redis://` URL.
@@ -150,8 +165,12 @@ pub enum Shutdown {
 /// Serves until `terminate` completes, then shuts down as `--shutdown` says.
 pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
     let keys = match args.keys.as_str() {
-        "memory" => KeyRing::in_memory(),
-        dir => KeyRing::shared(&PathBuf::from(dir)).map_err(|e| format!("key ring in {dir}: {e}"))?,
+        "memory" => Keys::Ready(KeyRing::in_memory()),
+        lazy if lazy.starts_with("first-use:") => Keys::FirstUse {
+            dir: PathBuf::from(&lazy["first-use:".len()..]),
+            ring: std::sync::OnceLock::new(),
+        },
+        dir => Keys::Ready(KeyRing::shared(&PathBuf::from(dir)).map_err(|e| format!("key ring in {dir}: {e}"))?),
     };
     let store = Store::open(&args.store).await?;
     let (username, password) = args.user.split_once(':').ok_or("--user must be name:password")?;
@@ -160,7 +179,7 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         "demo {} listening on {} (keys: {}, store: {}, on SIGTERM: {:?})",
         args.replica,
         args.listen,
-        if args.keys == "memory" { "this process only" } else { "shared directory" },
+        keys.describe(),
         store.describe(),
         args.shutdown,
     );

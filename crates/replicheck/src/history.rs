@@ -222,6 +222,8 @@ pub enum ChaosAction {
     Deregister { replica: Incarnation },
     StoreStop,
     StoreStart,
+    /// The directory every replica shares was emptied, every replica being stopped.
+    SharedEmptied,
 }
 
 impl std::fmt::Display for ChaosAction {
@@ -236,6 +238,7 @@ impl std::fmt::Display for ChaosAction {
             ChaosAction::Deregister { replica } => write!(f, "deregistration of {replica}"),
             ChaosAction::StoreStop => f.write_str("stop of the store"),
             ChaosAction::StoreStart => f.write_str("start of the store"),
+            ChaosAction::SharedEmptied => f.write_str("the shared directory emptied"),
         }
     }
 }

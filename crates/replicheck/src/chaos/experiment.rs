@@ -149,6 +149,7 @@ pub async fn run(plan: &ExperimentPlan, arena: &mut Arena<'_>, phase: Phase) -> 
     let result = match plan.kind {
         ExperimentKind::Sigterm => sigterm(plan.victim, arena, &mut run).await,
         ExperimentKind::StoreOutage => store_outage(arena, &mut run).await,
+        ExperimentKind::ColdStart => cold_start(plan, arena, &mut run).await,
         _ => handoffs(plan, arena, &mut run).await,
     };
     if let Err(err) = result {
@@ -205,7 +206,7 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
         ExperimentKind::RollingRestart => rolling_restart(arena, run).await,
         ExperimentKind::ScaleOut => scale_out(arena, run).await.map(|endpoint| added = Some(endpoint)),
         ExperimentKind::StoreRestart => store_restart(arena, run).await,
-        ExperimentKind::Sigterm | ExperimentKind::StoreOutage => Ok(()),
+        ExperimentKind::Sigterm | ExperimentKind::StoreOutage | ExperimentKind::ColdStart => Ok(()),
     };
     if let (Some(stop), Some(load)) = (stop_load, load) {
         let _ = stop.send(true);
@@ -221,6 +222,66 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
         scale_in(arena, run, added).await?;
     }
     disrupted
+}
+
+/// A new deployment, twice: every replica stopped and the shared directory emptied, then
+/// users hand artifacts from one replica to another at once. The control starts one
+/// replica and uses it before the others start, so they find what it made; the trial
+/// starts them all at the same instant. Only the simultaneity differs.
+async fn cold_start(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
+    let users: Vec<VuPlan> = plan.handoffs.iter().map(|h| h.user.clone()).collect();
+    let ids: Vec<ReplicaId> = arena.cluster.endpoints().iter().map(|e| e.replica.id).collect();
+    let (Some((&first, rest)), Some(handoff)) = (ids.split_first(), plan.handoffs.first()) else { return Ok(()) };
+
+    anew(arena, run).await?;
+    start_together(arena, run, &[first]).await?;
+    // The first use of the first replica, on it alone: a user of the first handoff's scenario.
+    arena.extra_vu += 1;
+    let first_use = VuPlan {
+        vu: arena.extra_vu,
+        nonce: format!("{:012x}", arena.extra_vu),
+        ..handoff.user.pinned(first)
+    };
+    run.control = arena.users(vec![first_use], Phase::Control).await;
+    start_together(arena, run, rest).await?;
+    let control = arena.users(users.clone(), Phase::Control).await;
+    run.control.extend(control);
+
+    anew(arena, run).await?;
+    start_together(arena, run, &ids).await?;
+    run.disrupted = arena.users(users, run.phase).await;
+    Ok(())
+}
+
+/// Every replica killed and out of routing, then the shared directory emptied.
+async fn anew(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
+    for endpoint in arena.cluster.endpoints() {
+        let start_ms = arena.now_ms();
+        arena.cluster.kill(endpoint.replica.id).await?;
+        push(arena, run, ChaosAction::Kill { replica: endpoint.replica }, start_ms);
+        arena.balancer.upstreams().remove(endpoint.replica);
+    }
+    let start_ms = arena.now_ms();
+    arena.cluster.empty_shared().await?;
+    push(arena, run, ChaosAction::SharedEmptied, start_ms);
+    Ok(())
+}
+
+/// The next incarnations of `ids`, launched at the same instant and asked for their first
+/// pages at the same instant, as traffic reaches a new deployment; each takes traffic once
+/// it serves.
+async fn start_together(arena: &mut Arena<'_>, run: &mut ExperimentRun, ids: &[ReplicaId]) -> Result<(), ClusterError> {
+    let start_ms = arena.now_ms();
+    let fresh = arena.cluster.start_next_together(ids).await?;
+    for endpoint in &fresh {
+        push(arena, run, ChaosAction::Start { replica: endpoint.replica }, start_ms);
+    }
+    let probes = futures_util::future::join_all(fresh.iter().map(|&endpoint| until_served(arena, endpoint))).await;
+    run.probes.extend(probes.into_iter().flatten());
+    for endpoint in &fresh {
+        arena.balancer.upstreams().insert(endpoint);
+    }
+    Ok(())
 }
 
 /// Stops one replica (terminated as the platform would, or SIGKILLed) and starts its
@@ -457,23 +518,31 @@ async fn heal(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), Clus
 /// does; only then does it take traffic.
 async fn started(arena: &mut Arena<'_>, run: &mut ExperimentRun, endpoint: Endpoint, start_ms: f64) {
     push(arena, run, ChaosAction::Start { replica: endpoint.replica }, start_ms);
-    let (page, ready) = (arena.target.chaos.page.0.clone(), arena.target.health.ready.0.clone());
-    let first = arena.probe(ProbePurpose::FirstPage, endpoint, &page).await;
+    let probes = until_served(arena, endpoint).await;
+    run.probes.extend(probes);
+    arena.balancer.upstreams().insert(&endpoint);
+}
+
+/// Asks a new incarnation for a real page, then its readiness and the page in turn until
+/// it serves (within the ready timeout); the probes are the evidence.
+async fn until_served(arena: &Arena<'_>, endpoint: Endpoint) -> Vec<Probe> {
+    let (page, ready) = (&arena.target.chaos.page.0, &arena.target.health.ready.0);
+    let first = arena.probe(ProbePurpose::FirstPage, endpoint, page).await;
     let mut served = first.served();
-    run.probes.push(first);
+    let mut probes = vec![first];
     let deadline = Instant::now() + arena.target.start.ready_timeout;
     let mut samples = 0;
     while !served && Instant::now() < deadline {
         sleep(SAMPLE_EVERY).await;
-        let readiness = arena.probe(ProbePurpose::ReadyStarting, endpoint, &ready).await;
-        let later = arena.probe(ProbePurpose::LaterPage, endpoint, &page).await;
+        let readiness = arena.probe(ProbePurpose::ReadyStarting, endpoint, ready).await;
+        let later = arena.probe(ProbePurpose::LaterPage, endpoint, page).await;
         served = later.served();
         samples += 1;
         if samples <= MAX_SAMPLES || served {
-            run.probes.extend([readiness, later]);
+            probes.extend([readiness, later]);
         }
     }
-    arena.balancer.upstreams().insert(&endpoint);
+    probes
 }
 
 /// Waits (within the ready timeout) until every replica says ready again, and tells the

@@ -15,6 +15,7 @@
 //! | `sigterm` | SIGTERM with requests in flight and arriving | dropped, refused, stale readiness, overrun grace |
 //! | `store-restart` | Redis stopped and started | artifacts lost with the store |
 //! | `store-outage` | Redis stopped for a while | readiness that ignores the store |
+//! | `cold-start` | every replica stopped, the shared directory emptied, all started at once | key rings each replica makes for itself |
 
 pub mod experiment;
 
@@ -39,10 +40,11 @@ pub enum ExperimentKind {
     Sigterm,
     StoreRestart,
     StoreOutage,
+    ColdStart,
 }
 
 impl ExperimentKind {
-    pub const ALL: [ExperimentKind; 8] = [
+    pub const ALL: [ExperimentKind; 9] = [
         ExperimentKind::Restart,
         ExperimentKind::Kill,
         ExperimentKind::Pause,
@@ -51,6 +53,7 @@ impl ExperimentKind {
         ExperimentKind::Sigterm,
         ExperimentKind::StoreRestart,
         ExperimentKind::StoreOutage,
+        ExperimentKind::ColdStart,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +66,7 @@ impl ExperimentKind {
             ExperimentKind::Sigterm => "sigterm",
             ExperimentKind::StoreRestart => "store-restart",
             ExperimentKind::StoreOutage => "store-outage",
+            ExperimentKind::ColdStart => "cold-start",
         }
     }
 
@@ -88,6 +92,7 @@ impl ExperimentKind {
             ExperimentKind::Sigterm => vec![InflightDropped, RefusedDuringDeregistration, ShutdownOverranGrace, ReadinessStale],
             ExperimentKind::StoreRestart => vec![ArtifactLostAfterStoreRestart],
             ExperimentKind::StoreOutage => vec![ReadinessStale],
+            ExperimentKind::ColdStart => vec![KeyringRaceOnStart, ReadinessPremature],
         }
     }
 
@@ -189,6 +194,12 @@ pub fn plan(kind: ExperimentKind, seed: u64, replicas: u16, scenarios: &[Scenari
                 let (before, after) = match kind {
                     ExperimentKind::Restart | ExperimentKind::Kill | ExperimentKind::Pause => (victim, victim),
                     ExperimentKind::ScaleOut => (*all.choose(&mut rng).unwrap_or(&victim), ReplicaId(replicas)),
+                    // Across replicas: what replicas started together must agree on.
+                    ExperimentKind::ColdStart => {
+                        let home = *all.choose(&mut rng).unwrap_or(&victim);
+                        let others: Vec<ReplicaId> = all.iter().copied().filter(|r| *r != home).collect();
+                        (home, *others.choose(&mut rng).unwrap_or(&home))
+                    }
                     _ => {
                         let home = *all.choose(&mut rng).unwrap_or(&victim);
                         (home, home)
@@ -249,6 +260,9 @@ mod tests {
         let rolling = plan(ExperimentKind::RollingRestart, 7, 3, &scenarios, 0, 8);
         assert_eq!(rolling.load.as_ref().map(|l| l.vus), Some(8));
         assert!(plan(ExperimentKind::Sigterm, 7, 3, &scenarios, 0, 8).handoffs.is_empty());
+        let cold = plan(ExperimentKind::ColdStart, 7, 3, &scenarios, 0, 0);
+        assert!(!cold.handoffs.is_empty());
+        assert!(cold.handoffs.iter().all(|h| h.user.routes[0] != h.user.routes[h.gate]), "every artifact crosses replicas");
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub enum FindingKind {
     InflightDropped,
     RefusedDuringDeregistration,
     ShutdownOverranGrace,
+    KeyringRaceOnStart,
     ExpectationFailed,
 }
 
@@ -63,6 +64,7 @@ impl FindingKind {
             FindingKind::InflightDropped => "inflight-dropped",
             FindingKind::RefusedDuringDeregistration => "refused-during-deregistration",
             FindingKind::ShutdownOverranGrace => "shutdown-overran-grace",
+            FindingKind::KeyringRaceOnStart => "keyring-race-on-start",
             FindingKind::ExpectationFailed => "expectation-failed",
         }
     }

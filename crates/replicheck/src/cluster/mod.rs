@@ -91,6 +91,8 @@ pub enum ClusterError {
     Template(#[from] crate::step::template::MissingVar),
     #[error("{0}")]
     External(String),
+    #[error("the {backend} backend cannot {what}")]
+    Unsupported { backend: &'static str, what: &'static str },
 }
 
 /// Where a replica can be reached.
@@ -226,7 +228,7 @@ pub struct Cluster<B: Backend = AnyBackend> {
     /// have been dropped.
     docker: Option<Arc<DockerRun>>,
     // Declared last: dropped after the processes above are gone.
-    _workspace: Workspace,
+    workspace: Workspace,
     /// Closing its pipe (at drop, or when this process dies) has it remove what is left.
     _watchdog: Option<Watchdog>,
 }
@@ -344,7 +346,7 @@ impl Cluster {
             told: BTreeSet::new(),
             vantage,
             docker,
-            _workspace: workspace,
+            workspace,
             _watchdog: watchdog,
         };
         let ids: Vec<ReplicaId> = (0..spec.replicas).map(ReplicaId).collect();
@@ -375,6 +377,27 @@ impl Cluster {
         match &self.backend {
             AnyBackend::External(backend) => Some(backend.shared()),
             _ => None,
+        }
+    }
+
+    /// Gives the replicas started from now on an empty shared directory (`{shared_dir}`),
+    /// as a new deployment's volume starts empty; call it while no replica runs.
+    pub async fn empty_shared(&mut self) -> Result<(), ClusterError> {
+        match &self.backend {
+            AnyBackend::Process(_) => {
+                let shared = self.workspace.path().join("shared");
+                let io = |what: &str| {
+                    let what = format!("{what} {}", shared.display());
+                    move |source| ClusterError::Io { what, source }
+                };
+                std::fs::remove_dir_all(&shared).map_err(io("cannot empty the shared directory"))?;
+                std::fs::create_dir_all(&shared).map_err(io("cannot create the shared directory"))
+            }
+            AnyBackend::Docker(_) => match &self.docker {
+                Some(run) => run.fresh_shared().await,
+                None => Err(ClusterError::Unsupported { backend: "docker", what: "empty the replicas' shared volume" }),
+            },
+            AnyBackend::External(_) => Err(ClusterError::Unsupported { backend: "external", what: "empty the replicas' shared store" }),
         }
     }
 }
@@ -468,6 +491,28 @@ impl<B: Backend> Cluster<B> {
         let endpoint = endpoint_of(&replica);
         self.replicas.insert(id, replica);
         Ok(endpoint)
+    }
+
+    /// Starts the next incarnations of these replicas at the same instant (their current
+    /// ones stopped or killed), as a new deployment starts its pods. Returns them, ready.
+    pub async fn start_next_together(&mut self, ids: &[ReplicaId]) -> Result<Vec<Endpoint>, ClusterError> {
+        let mut nexts = Vec::new();
+        for &id in ids {
+            nexts.push(self.replica_mut(id)?.incarnation().next());
+        }
+        let launched = join_all(nexts.into_iter().map(|next| self.launch(next))).await;
+        let mut started = Vec::new();
+        let mut failure = None;
+        for result in launched {
+            match result {
+                Ok(replica) => {
+                    started.push(endpoint_of(&replica));
+                    self.replicas.insert(replica.incarnation().id, replica);
+                }
+                Err(err) => failure = failure.or(Some(err)),
+            }
+        }
+        failure.map_or(Ok(started), Err)
     }
 
     /// Starts the replica's next incarnation beside the current one, which keeps running

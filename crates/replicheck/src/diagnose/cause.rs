@@ -14,6 +14,8 @@ pub enum Cause {
     KeysNotShared,
     /// The keys that protect cookies and form tokens do not outlive the process.
     KeysNotPersisted,
+    /// Replicas that start together against an empty key store each create a key ring.
+    KeyringRace,
     /// Sessions live in one process: another replica, or a restarted one, cannot read them.
     SessionPerProcess,
     /// The cache lives in one process.
@@ -42,9 +44,10 @@ pub enum Cause {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 14] = [
+    pub const ALL: [Cause; 15] = [
         Cause::KeysNotShared,
         Cause::KeysNotPersisted,
+        Cause::KeyringRace,
         Cause::SessionPerProcess,
         Cause::CachePerProcess,
         Cause::SigningKeysNotShared,
@@ -83,6 +86,7 @@ impl Cause {
             FindingKind::InflightDropped => Cause::InflightCut,
             FindingKind::RefusedDuringDeregistration => Cause::RefusesWhileRouted,
             FindingKind::ShutdownOverranGrace => Cause::ShutdownOverGrace,
+            FindingKind::KeyringRaceOnStart => Cause::KeyringRace,
             FindingKind::ExpectationFailed => Cause::StatePerReplica,
         }
     }
@@ -91,6 +95,7 @@ impl Cause {
         match self {
             Cause::KeysNotShared => "keys-not-shared",
             Cause::KeysNotPersisted => "keys-not-persisted",
+            Cause::KeyringRace => "keyring-race",
             Cause::SessionPerProcess => "session-per-process",
             Cause::CachePerProcess => "cache-per-process",
             Cause::SigningKeysNotShared => "signing-keys-not-shared",
@@ -111,6 +116,7 @@ impl Cause {
         match self {
             Cause::KeysNotShared => "keys that protect cookies and form tokens are not shared across replicas",
             Cause::KeysNotPersisted => "keys that protect cookies and form tokens are lost when a replica restarts",
+            Cause::KeyringRace => "replicas that start together each create a key ring of their own",
             Cause::SessionPerProcess => "sessions are kept in each process",
             Cause::CachePerProcess => "the cache is kept in each process",
             Cause::SigningKeysNotShared => "token signing keys are not shared across replicas or kept across restarts",
@@ -129,7 +135,7 @@ impl Cause {
     /// The topic of the multi-instance checklist the cause comes from.
     pub fn topic(self) -> &'static str {
         match self {
-            Cause::KeysNotShared | Cause::KeysNotPersisted => "key sharing (data protection)",
+            Cause::KeysNotShared | Cause::KeysNotPersisted | Cause::KeyringRace => "key sharing (data protection)",
             Cause::SigningKeysNotShared => "key sharing (signing keys)",
             Cause::StoreNotDurable => "key sharing (a volatile store)",
             Cause::SessionPerProcess | Cause::CachePerProcess | Cause::StatePerReplica => "distributed caching and sessions",

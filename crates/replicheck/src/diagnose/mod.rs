@@ -139,12 +139,17 @@ fn judge(cause: Cause, supporting: &[&Finding], causes: &[Cause]) -> (Confidence
     match cause {
         Cause::KeysNotShared => {
             why.push("cookies or form tokens one replica issued were refused by another, while the same steps on one replica passed".into());
-            if has(FindingKind::AntiforgeryRejected) && has(FindingKind::AuthCookieRejected) {
+            if causes.contains(&Cause::KeyringRace) {
+                rival = Some("the replicas started together and each created a key ring (keyring-race): that explains these failures too");
+            } else if has(FindingKind::AntiforgeryRejected) && has(FindingKind::AuthCookieRejected) {
                 why.push("both the auth cookie and the form token failed, and both are protected by the app's keys".into());
             } else if causes.contains(&Cause::SessionPerProcess) {
                 rival = Some("the login or form token may rest on a server-side session, which is kept per process too");
             }
         }
+        Cause::KeyringRace => why.push(
+            "after every replica was stopped and the shared directory emptied, replicas started together refused each other's artifacts, while the same users on the same routes passed when one replica started and was used before the others".into(),
+        ),
         Cause::KeysNotPersisted => {
             why.push("cookies or form tokens stopped working once the replica that issued them restarted, while the same steps without the restart passed".into());
             if causes.contains(&Cause::KeysNotShared) {

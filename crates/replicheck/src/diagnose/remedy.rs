@@ -15,6 +15,7 @@ pub fn remedy(cause: Cause, preset: Preset) -> &'static str {
     match cause {
         Cause::KeysNotShared => keys_not_shared(preset),
         Cause::KeysNotPersisted => keys_not_persisted(preset),
+        Cause::KeyringRace => keyring_race(preset),
         Cause::SessionPerProcess => session_per_process(preset),
         Cause::CachePerProcess => cache_per_process(preset),
         Cause::SigningKeysNotShared => signing_keys_not_shared(preset),
@@ -70,6 +71,48 @@ fn keys_not_shared(preset: Preset) -> &'static str {
         Preset::Generic => {
             "Give every replica the same keys for signing and encrypting cookies and form tokens, from one secret or a \
              shared key store, instead of keys each process makes for itself."
+        }
+    }
+}
+
+fn keyring_race(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Create the key ring once before the replicas start: a deploy step or init job that runs Data Protection \
+             against the shared store (PersistKeysToStackExchangeRedis, PersistKeysToDbContext) creates the first key, \
+             and the replicas run with KeyManagementOptions.AutoGenerateKeys = false so none makes a key of its own on \
+             first use."
+        }
+        Preset::Django => {
+            "Make SECRET_KEY a deploy-time secret every replica reads from the environment, not one settings.py writes \
+             to a shared file when it finds none there: replicas that start together each write their own."
+        }
+        Preset::Flask => {
+            "Make SECRET_KEY a deploy-time secret (FLASK_SECRET_KEY through app.config.from_prefixed_env()), not one \
+             the app writes to a shared instance-folder file when it finds none: replicas that start together each \
+             write their own."
+        }
+        Preset::Rails => {
+            "Set SECRET_KEY_BASE or RAILS_MASTER_KEY for every replica. A secret Rails generates on first use into \
+             tmp/ (local_secret.txt) is made by each replica that starts before the file exists, even when tmp/ is \
+             shared."
+        }
+        Preset::Pyramid => {
+            "Read the session and auth secrets from the .ini settings filled from the environment at deploy time, not \
+             from a shared file main() writes when it finds none: replicas that start together each write their own."
+        }
+        Preset::Spring => {
+            "Configure the remember-me key and any token signing keys from configuration at deploy time; if a key is \
+             kept in a shared table, create it in a migration or an init job, not on first use in each instance."
+        }
+        Preset::Express => {
+            "Give session and cookie secrets from the environment at deploy time, not a secret the app writes to a \
+             shared file or key on first start when it finds none: replicas that start together each write their own."
+        }
+        Preset::Generic => {
+            "Create the keys once before the replicas start (a deploy step or init job), or make their creation \
+             atomic (create only if absent, under a lock or a compare-and-set, then read back what the store holds), \
+             and have replicas reload the key ring when they meet a key id they do not know."
         }
     }
 }

@@ -24,7 +24,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -207,6 +207,10 @@ pub struct DockerRun {
     gateway: IpAddr,
     logs_dir: PathBuf,
     torn_down: AtomicBool,
+    /// The volume replicas start with at `{shared_dir}`: the first, or an empty one made
+    /// for a new start since (a volume in use cannot be emptied).
+    shared: std::sync::Mutex<String>,
+    fresh_shared: AtomicU32,
 }
 
 impl DockerRun {
@@ -220,6 +224,8 @@ impl DockerRun {
             gateway: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             logs_dir: logs_dir.to_owned(),
             torn_down: AtomicBool::new(false),
+            shared: std::sync::Mutex::new(String::new()),
+            fresh_shared: AtomicU32::new(0),
         };
         // From here on, a failure drops `run`, which removes whatever was created.
         let docker = &run.engine.docker;
@@ -244,8 +250,22 @@ impl DockerRun {
                 what: format!("the network {network} has no IPv4 gateway"),
                 source: None,
             })?;
-        run.volume("shared").await?;
+        let shared = run.volume("shared").await?;
+        *run.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = shared;
         Ok(run)
+    }
+
+    /// Makes an empty shared volume for the replicas started from now on, as a new
+    /// deployment's; the old one goes with the run's other volumes.
+    pub async fn fresh_shared(&self) -> Result<(), ClusterError> {
+        let n = self.fresh_shared.fetch_add(1, Ordering::Relaxed) + 1;
+        let volume = self.volume(&format!("shared-{n}")).await?;
+        *self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = volume;
+        Ok(())
+    }
+
+    fn shared_volume(&self) -> String {
+        self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -533,7 +553,7 @@ impl Backend for DockerBackend {
         vars.insert("port".into(), self.start.port.to_string());
         vars.insert("shared_dir".into(), SHARED_MOUNT.into());
         vars.insert("replica_dir".into(), REPLICA_MOUNT.into());
-        let shared = format!("replicheck-{}-shared", run.run_id);
+        let shared = run.shared_volume();
         let own = run.volume(&incarnation.id.to_string()).await?;
         let name = format!("replicheck-{}-{}-{}", run.run_id, incarnation.id, incarnation.generation);
         let role = incarnation.to_string();
