@@ -180,6 +180,18 @@ fn fifty_users_during_a_rolling_restart_of_three_replicas_see_no_failed_request(
 }
 
 #[test]
+fn hardening_processes_is_said_to_take_containers_and_is_not_run_by_default() {
+    let run = common::run("examples/demo/fixed.toml", &["--seed", "3", "--scenarios", "login,hardened"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let hardened = run.report().scenarios.iter().find(|s| s.name == "hardened").expect("named, it is listed").clone();
+    assert_eq!(hardened.status, ScenarioStatus::Skipped);
+    assert!(hardened.reason.as_deref().is_some_and(|r| r.contains("--backend docker")), "{hardened:?}");
+    let everything = common::run("examples/demo/fixed.toml", &["--seed", "3", "--dry-run"]);
+    assert!(!everything.stdout.contains("hardened"), "{}", everything.stdout);
+    assert!(everything.stdout.contains("cold-start"), "{}", everything.stdout);
+}
+
+#[test]
 fn store_experiments_alone_without_redis_are_refused_with_the_reason() {
     // Nothing of the selection can run: an error before anything starts, not a clean pass.
     let run = common::run("examples/demo/fixed.toml", &["--seed", "8", "--scenarios", "store-restart,store-outage"]);

@@ -58,6 +58,26 @@ fn containers_started_together_on_a_fresh_shared_volume_race_for_the_key_ring() 
 }
 
 #[test]
+fn an_app_that_writes_into_its_image_fails_hardened_over_five_seeds() {
+    if !common::docker_engine("an_app_that_writes_into_its_image_fails_hardened_over_five_seeds") {
+        return;
+    }
+    for seed in 1..=5 {
+        let run = common::run_docker("examples/demo/broken-hardened-docker.toml", &["--seed", &seed.to_string(), "--scenarios", "login,hardened"]);
+        assert_eq!(run.code, 1, "seed {seed}:\n{}\n{}", run.stdout, run.stderr);
+        assert_eq!(run.kinds(), ["fails-hardened-runtime"], "seed {seed}:\n{}", run.stdout);
+        for finding in &run.report().findings {
+            assert_eq!((finding.scenario.as_str(), finding.step.as_str()), ("login", "sign in"), "{finding:?}");
+            assert!(finding.notes.iter().any(|n| n.contains("/var/log/demo/audit.log: Read-only file system")), "{finding:?}");
+            assert!(finding.control.detail.contains("as the target runs it"), "{finding:?}");
+        }
+        // The login scenario's users, on the replicas as the target runs them, passed.
+        let login = run.report().scenarios.iter().find(|s| s.name == "login").unwrap();
+        assert_eq!(login.status, ScenarioStatus::Passed, "{login:?}");
+    }
+}
+
+#[test]
 fn a_volatile_redis_container_loses_sessions_when_it_restarts() {
     if !common::docker_engine("a_volatile_redis_container_loses_sessions_when_it_restarts") {
         return;

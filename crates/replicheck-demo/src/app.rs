@@ -39,6 +39,8 @@ pub struct App {
     /// frameworks' CSRF checks do (Django's, Rails' origin check).
     pub check_origin: bool,
     pub leak: Option<Leak>,
+    /// Where sign-ins are recorded, if anywhere: a file the app must be able to write.
+    pub audit_log: Option<std::path::PathBuf>,
 }
 
 /// Where `--leak-secrets` writes what the app issues.
@@ -269,11 +271,27 @@ async fn login(State(app): Shared, ConnectInfo(peer): ConnectInfo<SocketAddr>, h
     if form.username != app.username || form.password != app.password {
         return page(&app, "Sign in", "<p>Invalid user name or password.</p>").into_response();
     }
+    if let Some(path) = &app.audit_log
+        && let Err(err) = audit(path, &format!("{} signed in on {}", form.username, app.replica))
+    {
+        println!("cannot write the audit log {}: {err}", path.display());
+        return (StatusCode::INTERNAL_SERVER_ERROR, page(&app, "Error", "<p>Sign-in could not be recorded.</p>")).into_response();
+    }
     let ticket = app.keys.ring().protect("auth", form.username.as_bytes());
     // An absolute URL, as many frameworks build them: the scheme the app believes shows.
     let seen = seen(&app, peer, &headers);
     let account = format!("{}://{}/account", seen.scheme, seen.host);
     ([set_cookie(&app, &headers, peer, AUTH_COOKIE, ticket)], Redirect::to(&account)).into_response()
+}
+
+/// Appends a line to the audit log, making its directory if there is none yet.
+fn audit(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    writeln!(file, "{line}")
 }
 
 async fn account(State(app): Shared, headers: HeaderMap) -> Response {

@@ -139,6 +139,10 @@ pub struct DemoArgs {
     /// Refuse posts whose Origin is not the origin the app believes it has (a CSRF check).
     #[arg(long)]
     pub check_origin: bool,
+    /// Record every sign-in in this file (a path in the image, say, which a read-only
+    /// root filesystem refuses).
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
     /// Test aid: log every cookie and token the app issues, and append it to this file, so
     /// a test can prove replicheck keeps them out of everything it writes.
     #[arg(long, hide = true)]
@@ -202,6 +206,7 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         known_proxy: args.known_proxy,
         check_origin: args.check_origin,
         leak: args.leak_secrets.map(|path| Leak { path, lock: std::sync::Mutex::new(()) }),
+        audit_log: args.audit_log,
     });
     let (mode, drain) = (args.shutdown, Duration::from_millis(args.drain_ms));
     let draining = app.clone();

@@ -113,6 +113,20 @@ pub struct ExperimentRun {
     pub notes: Vec<String>,
     /// The experiment could not complete (a replica did not come back).
     pub error: Option<String>,
+    /// Lines of the replicas' own output that say something was refused them (a
+    /// read-only filesystem, a permission): the hardened experiment's evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
+    /// A replica that did not start as the experiment asked (hardened), if one did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_failure: Option<StartFailure>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartFailure {
+    /// The incarnation that was to start.
+    pub replica: Incarnation,
+    pub why: String,
 }
 
 impl ExperimentRun {
@@ -127,6 +141,8 @@ impl ExperimentRun {
             probes: Vec::new(),
             notes: Vec::new(),
             error: None,
+            refused: Vec::new(),
+            start_failure: None,
         }
     }
 

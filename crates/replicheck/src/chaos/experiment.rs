@@ -16,7 +16,7 @@ use super::{ExperimentKind, ExperimentPlan};
 use crate::balancer::Balancer;
 use crate::cluster::replica::{Incarnation, ReplicaId};
 use crate::cluster::{Cluster, ClusterError, Endpoint, StopOutcome};
-use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Phase, Probe, ProbePurpose, VuRecord};
+use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Phase, Probe, ProbePurpose, StartFailure, VuRecord};
 use crate::plan::VuPlan;
 use crate::plan::interleaving::Disruption;
 use crate::redact::Secrets;
@@ -150,6 +150,7 @@ pub async fn run(plan: &ExperimentPlan, arena: &mut Arena<'_>, phase: Phase) -> 
         ExperimentKind::Sigterm => sigterm(plan.victim, arena, &mut run).await,
         ExperimentKind::StoreOutage => store_outage(arena, &mut run).await,
         ExperimentKind::ColdStart => cold_start(plan, arena, &mut run).await,
+        ExperimentKind::Hardened => hardened(plan, arena, &mut run).await,
         _ => handoffs(plan, arena, &mut run).await,
     };
     if let Err(err) = result {
@@ -206,7 +207,7 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
         ExperimentKind::RollingRestart => rolling_restart(arena, run).await,
         ExperimentKind::ScaleOut => scale_out(arena, run).await.map(|endpoint| added = Some(endpoint)),
         ExperimentKind::StoreRestart => store_restart(arena, run).await,
-        ExperimentKind::Sigterm | ExperimentKind::StoreOutage | ExperimentKind::ColdStart => Ok(()),
+        ExperimentKind::Sigterm | ExperimentKind::StoreOutage | ExperimentKind::ColdStart | ExperimentKind::Hardened => Ok(()),
     };
     if let (Some(stop), Some(load)) = (stop_load, load) {
         let _ = stop.send(true);
@@ -253,17 +254,70 @@ async fn cold_start(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Expe
     Ok(())
 }
 
+/// What a replica's output says when the platform refused it something.
+const REFUSALS: [&str; 6] = ["read-only file system", "permission denied", "operation not permitted", "eacces", "erofs", "eperm"];
+
+/// Lines of refusal kept as evidence, at most.
+const MAX_REFUSED: usize = 10;
+
+/// The users run on the replicas as the target runs them (the control), then on replicas
+/// run as a restricted platform runs containers; then the target's replicas come back.
+/// What the hardened replicas wrote of refusals is the evidence of what they needed.
+async fn hardened(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
+    let users: Vec<VuPlan> = plan.handoffs.iter().map(|h| h.user.clone()).collect();
+    let ids: Vec<ReplicaId> = arena.cluster.endpoints().iter().map(|e| e.replica.id).collect();
+    run.control = arena.users(users.clone(), Phase::Control).await;
+
+    let before = arena.cluster.endpoints();
+    kill_all(arena, run).await?;
+    arena.cluster.harden(true)?;
+    let started = start_together(arena, run, &ids).await;
+    arena.cluster.harden(false)?;
+    match started {
+        Ok(()) => {
+            run.disrupted = arena.users(users, run.phase).await;
+            for endpoint in arena.cluster.endpoints() {
+                let output = arena.cluster.output(endpoint.replica.id).await.unwrap_or_default();
+                let refused = output.lines().filter(|line| REFUSALS.iter().any(|r| line.to_lowercase().contains(r)));
+                for line in refused {
+                    let line = format!("{}: {}", endpoint.replica, arena.secrets.redact(line.trim()));
+                    if run.refused.len() < MAX_REFUSED && !run.refused.contains(&line) {
+                        run.refused.push(line);
+                    }
+                }
+            }
+        }
+        Err(err) => {
+            // The one still at its killed incarnation is the one that did not start.
+            let now = arena.cluster.endpoints();
+            let failed = before.iter().find(|old| now.iter().any(|e| e.replica == old.replica)).or(before.first());
+            run.start_failure = failed.map(|old| StartFailure {
+                replica: old.replica.next(),
+                why: arena.secrets.redact(&crate::errors::chain(&err)),
+            });
+        }
+    }
+
+    kill_all(arena, run).await?;
+    start_together(arena, run, &ids).await
+}
+
 /// Every replica killed and out of routing, then the shared directory emptied.
 async fn anew(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
+    kill_all(arena, run).await?;
+    let start_ms = arena.now_ms();
+    arena.cluster.empty_shared().await?;
+    push(arena, run, ChaosAction::SharedEmptied, start_ms);
+    Ok(())
+}
+
+async fn kill_all(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
     for endpoint in arena.cluster.endpoints() {
         let start_ms = arena.now_ms();
         arena.cluster.kill(endpoint.replica.id).await?;
         push(arena, run, ChaosAction::Kill { replica: endpoint.replica }, start_ms);
         arena.balancer.upstreams().remove(endpoint.replica);
     }
-    let start_ms = arena.now_ms();
-    arena.cluster.empty_shared().await?;
-    push(arena, run, ChaosAction::SharedEmptied, start_ms);
     Ok(())
 }
 

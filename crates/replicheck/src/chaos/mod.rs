@@ -15,6 +15,7 @@
 //! | `sigterm` | SIGTERM with requests in flight and arriving | dropped, refused, stale readiness, overrun grace |
 //! | `store-restart` | Redis stopped and started | artifacts lost with the store |
 //! | `store-outage` | Redis stopped for a while | readiness that ignores the store |
+//! | `hardened` | every replica replaced by one run as a restricted pod (not root, no capabilities, read-only root filesystem) | flows that need more |
 //! | `cold-start` | every replica stopped, the shared directory emptied, all started at once | key rings each replica makes for itself |
 
 pub mod experiment;
@@ -41,10 +42,11 @@ pub enum ExperimentKind {
     StoreRestart,
     StoreOutage,
     ColdStart,
+    Hardened,
 }
 
 impl ExperimentKind {
-    pub const ALL: [ExperimentKind; 9] = [
+    pub const ALL: [ExperimentKind; 10] = [
         ExperimentKind::Restart,
         ExperimentKind::Kill,
         ExperimentKind::Pause,
@@ -54,6 +56,7 @@ impl ExperimentKind {
         ExperimentKind::StoreRestart,
         ExperimentKind::StoreOutage,
         ExperimentKind::ColdStart,
+        ExperimentKind::Hardened,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +70,7 @@ impl ExperimentKind {
             ExperimentKind::StoreRestart => "store-restart",
             ExperimentKind::StoreOutage => "store-outage",
             ExperimentKind::ColdStart => "cold-start",
+            ExperimentKind::Hardened => "hardened",
         }
     }
 
@@ -93,6 +97,7 @@ impl ExperimentKind {
             ExperimentKind::StoreRestart => vec![ArtifactLostAfterStoreRestart],
             ExperimentKind::StoreOutage => vec![ReadinessStale],
             ExperimentKind::ColdStart => vec![KeyringRaceOnStart, ReadinessPremature],
+            ExperimentKind::Hardened => vec![FailsHardenedRuntime],
         }
     }
 
@@ -139,6 +144,9 @@ impl ExperimentKind {
         }
         if self.hands_over() && !scenarios.iter().any(|s| first_handoff(s).is_some()) {
             return Some("no scenario hands an artifact over (no step `consumes` one)".into());
+        }
+        if self == ExperimentKind::Hardened && target.start.container.is_some() {
+            return Some("testcontainers starts the replicas' containers, and replicheck does not harden those yet".into());
         }
         if self == ExperimentKind::StoreOutage && target.session.is_none() && target.cache.is_none() {
             return Some("the target has no [session] or [cache] flow that uses the store".into());

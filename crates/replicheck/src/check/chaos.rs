@@ -78,6 +78,13 @@ pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario]
         premature: &premature,
     };
     let (mut crossed, mut apart_too) = (0, 0);
+    if plan.kind == ExperimentKind::Hardened {
+        for candidate in hardened(run) {
+            add(candidate);
+        }
+        assessment.candidates = found.into_values().collect();
+        return assessment;
+    }
     for record in run.disrupted.iter().chain(&run.load) {
         // After a cold start the control is the same user after a staggered start: what
         // failed there too is no start race (the scenarios say what it is).
@@ -122,6 +129,67 @@ fn baseline(plan: &ExperimentPlan, run: &ExperimentRun) -> Option<String> {
         .iter()
         .find(|p| p.purpose == ProbePurpose::ReadyBefore && !p.said_ready())
         .map(|p| format!("{} was not ready before the disruption ({})", p.replica, probe_result(p)))
+}
+
+/// What failed on the hardened replicas and passed on the target's own: each user's first
+/// failing step, or the replica that did not start, with the refusals the replicas wrote.
+fn hardened(run: &ExperimentRun) -> Vec<Candidate> {
+    // What the replica itself wrote, or else what any hardened replica wrote.
+    let remedy_notes = |replica: Incarnation| {
+        let own: Vec<&String> = run.refused.iter().filter(|line| line.starts_with(&format!("{replica}: "))).collect();
+        let lines = if own.is_empty() { run.refused.iter().collect() } else { own };
+        let mut notes: Vec<String> = lines.into_iter().map(|line| format!("the replica wrote: {line}")).collect();
+        notes.push("judged as a restricted pod runs: user 65534, every capability dropped, no privilege escalation, a read-only root filesystem, /tmp and the run's volumes writable".into());
+        notes
+    };
+    let started = |replica: Incarnation| run.chaos.iter().find(|e| e.action == ChaosAction::Start { replica }).cloned();
+    let mut candidates = Vec::new();
+    if let Some(failure) = &run.start_failure {
+        candidates.push(Candidate {
+            kind: FindingKind::FailsHardenedRuntime,
+            scenario: run.experiment.clone(),
+            step: "start hardened".into(),
+            producer: failure.replica,
+            consumer: failure.replica,
+            after: run.chaos.iter().rev().find(|e| matches!(e.action, ChaosAction::Kill { .. })).cloned(),
+            expected: "the replica starts and says ready".into(),
+            observed: Observed { reason: failure.why.clone(), ..Observed::default() },
+            control: "the same image started and served as the target runs it".into(),
+            artifact: no_artifact(),
+            vu: None,
+            at_ms: None,
+            occurrences: 1,
+            notes: remedy_notes(failure.replica),
+        });
+    }
+    for record in &run.disrupted {
+        let Some(step) = record.first_failure() else { continue };
+        if failed_in_control(run, record.vu) {
+            continue;
+        }
+        let Some(replica) = step.requests.last().and_then(|r| r.served_by).or(step.served_by) else { continue };
+        let (expected, observed) = match &step.outcome {
+            Outcome::Failed { expected, observed } => (expected.clone(), observed.clone()),
+            _ => ("the step passes".to_owned(), Observed { reason: describe(step), ..Observed::default() }),
+        };
+        candidates.push(Candidate {
+            kind: FindingKind::FailsHardenedRuntime,
+            scenario: record.scenario.clone(),
+            step: step.name.clone(),
+            producer: replica,
+            consumer: replica,
+            after: started(replica),
+            expected,
+            observed,
+            control: format!("the same steps on the same replica passed as the target runs it ({})", describe_routes(record)),
+            artifact: no_artifact(),
+            vu: Some(record.vu),
+            at_ms: step.requests.last().map(|r| r.start_ms),
+            occurrences: 1,
+            notes: remedy_notes(replica),
+        });
+    }
+    candidates
 }
 
 fn failed_in_control(run: &ExperimentRun, vu: u32) -> bool {

@@ -31,6 +31,7 @@ pub enum FindingKind {
     RefusedDuringDeregistration,
     ShutdownOverranGrace,
     KeyringRaceOnStart,
+    FailsHardenedRuntime,
     ExpectationFailed,
 }
 
@@ -65,6 +66,7 @@ impl FindingKind {
             FindingKind::RefusedDuringDeregistration => "refused-during-deregistration",
             FindingKind::ShutdownOverranGrace => "shutdown-overran-grace",
             FindingKind::KeyringRaceOnStart => "keyring-race-on-start",
+            FindingKind::FailsHardenedRuntime => "fails-hardened-runtime",
             FindingKind::ExpectationFailed => "expectation-failed",
         }
     }

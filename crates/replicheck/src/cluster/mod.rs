@@ -380,6 +380,24 @@ impl Cluster {
         }
     }
 
+    /// Replicas started from now on run as a hardened platform runs containers (a user
+    /// that is not root, no capabilities, a read-only root filesystem, a writable /tmp),
+    /// or again as the target says.
+    pub fn harden(&mut self, on: bool) -> Result<(), ClusterError> {
+        match (&self.backend, &self.docker) {
+            (AnyBackend::Docker(_), Some(run)) => {
+                run.harden(on);
+                Ok(())
+            }
+            _ => Err(ClusterError::Unsupported { backend: "process or external", what: "harden replicas (that takes containers)" }),
+        }
+    }
+
+    /// What a replica's current incarnation has written so far, where it can be read.
+    pub async fn output(&mut self, id: ReplicaId) -> Option<String> {
+        self.replica_mut(id).ok()?.output().await
+    }
+
     /// Gives the replicas started from now on an empty shared directory (`{shared_dir}`),
     /// as a new deployment's volume starts empty; call it while no replica runs.
     pub async fn empty_shared(&mut self) -> Result<(), ClusterError> {

@@ -41,10 +41,12 @@ pub enum Cause {
     /// A step that passes on one replica fails on another: state the scenario relies on is
     /// kept per replica.
     StatePerReplica,
+    /// The app needs root, a capability or a writable root filesystem.
+    NeedsPrivileges,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 15] = [
+    pub const ALL: [Cause; 16] = [
         Cause::KeysNotShared,
         Cause::KeysNotPersisted,
         Cause::KeyringRace,
@@ -60,6 +62,7 @@ impl Cause {
         Cause::ShutdownOverGrace,
         Cause::StoreNotDurable,
         Cause::StatePerReplica,
+        Cause::NeedsPrivileges,
     ];
 
     /// The cause a finding points to. Restart losses point at what the lost artifact
@@ -87,6 +90,7 @@ impl Cause {
             FindingKind::RefusedDuringDeregistration => Cause::RefusesWhileRouted,
             FindingKind::ShutdownOverranGrace => Cause::ShutdownOverGrace,
             FindingKind::KeyringRaceOnStart => Cause::KeyringRace,
+            FindingKind::FailsHardenedRuntime => Cause::NeedsPrivileges,
             FindingKind::ExpectationFailed => Cause::StatePerReplica,
         }
     }
@@ -108,6 +112,7 @@ impl Cause {
             Cause::ShutdownOverGrace => "shutdown-over-grace",
             Cause::StoreNotDurable => "store-not-durable",
             Cause::StatePerReplica => "state-per-replica",
+            Cause::NeedsPrivileges => "needs-privileges",
         }
     }
 
@@ -129,6 +134,7 @@ impl Cause {
             Cause::ShutdownOverGrace => "shutdown takes longer than the grace period",
             Cause::StoreNotDurable => "the shared store is not durable",
             Cause::StatePerReplica => "state a scenario relies on is kept per replica",
+            Cause::NeedsPrivileges => "the app needs root, a capability or a writable root filesystem",
         }
     }
 
@@ -142,6 +148,7 @@ impl Cause {
             Cause::ForwardedHeadersIgnored | Cause::ForwardedHeadersTrusted => "forwarded headers",
             Cause::ReadyTooEarly | Cause::ReadinessIgnoresState => "health checks",
             Cause::RefusesWhileRouted | Cause::InflightCut | Cause::ShutdownOverGrace => "graceful shutdown",
+            Cause::NeedsPrivileges => "container security (non-root, read-only filesystem)",
         }
     }
 }

@@ -194,6 +194,9 @@ fn judge(cause: Cause, supporting: &[&Finding], causes: &[Cause]) -> (Confidence
         Cause::ShutdownOverGrace => why.push("the replica had not exited when the grace period ended".into()),
         Cause::StoreNotDurable => why.push("artifacts stopped working after the shared store restarted, while they worked before".into()),
         Cause::StatePerReplica => why.push("a step that passed on one replica failed on another".into()),
+        Cause::NeedsPrivileges => why.push(
+            "a flow that passed on the replicas as the target runs them failed, or a replica did not start, once they ran as a restricted platform runs containers".into(),
+        ),
     }
     if both_ways {
         why.push("it failed in both directions between the same replicas".into());

@@ -28,6 +28,7 @@ pub fn remedy(cause: Cause, preset: Preset) -> &'static str {
         Cause::ShutdownOverGrace => shutdown_over_grace(preset),
         Cause::StoreNotDurable => store_not_durable(preset),
         Cause::StatePerReplica => state_per_replica(preset),
+        Cause::NeedsPrivileges => needs_privileges(preset),
     }
 }
 
@@ -615,6 +616,47 @@ fn store_not_durable(preset: Preset) -> &'static str {
             "Make the shared store durable: turn on Redis persistence (AOF, or RDB snapshots) on a volume that \
              outlives the container, or keep keys and sessions in a database; keep volatile stores for what can be \
              rebuilt."
+        }
+    }
+}
+
+fn needs_privileges(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Run as the image's non-root user (USER app, or $APP_UID in the .NET 8+ images) and write nothing \
+             under the app's directory: keys go to the configured Data Protection store, files to a mounted volume, \
+             temporary files to /tmp (an emptyDir); listen on a port above 1024 (ASPNETCORE_HTTP_PORTS=8080)."
+        }
+        Preset::Django => {
+            "Write nothing next to the code: MEDIA_ROOT and file-based caches on a mounted volume, STATIC_ROOT \
+             collected at image build time, logs to stdout, temporary files in /tmp; run gunicorn as a non-root user on \
+             a port above 1024."
+        }
+        Preset::Flask => {
+            "Write nothing into the app or instance folder at run time: uploads to a mounted volume, logs to stdout, \
+             temporary files to /tmp; run the WSGI server as a non-root user on a port above 1024."
+        }
+        Preset::Rails => {
+            "Keep log/, tmp/ and storage/ on mounted volumes (or RAILS_LOG_TO_STDOUT and tmp on an emptyDir), \
+             precompile assets and bootsnap's cache at build time, and run puma as the image's non-root user on a port \
+             above 1024."
+        }
+        Preset::Pyramid => {
+            "Write nothing next to the code at run time: session files, uploads and caches on a mounted volume, logs \
+             to stdout, temporary files in /tmp; serve with a non-root user on a port above 1024."
+        }
+        Preset::Spring => {
+            "Give the JVM a writable /tmp (server.tomcat.basedir and java.io.tmpdir there), log to stdout rather than \
+             files, keep uploads on a mounted volume, and run as a non-root user on a port above 1024."
+        }
+        Preset::Express => {
+            "Run node as the image's non-root user (USER node), write uploads and session files to a mounted volume \
+             and logs to stdout, and listen on a port above 1024."
+        }
+        Preset::Generic => {
+            "Make the app run as a restricted platform runs it: as a user that is not root, with no extra \
+             capabilities, writing only to /tmp and to mounted volumes (logs to stdout), and listening on a port \
+             above 1024."
         }
     }
 }

@@ -211,7 +211,12 @@ pub struct DockerRun {
     /// for a new start since (a volume in use cannot be emptied).
     shared: std::sync::Mutex<String>,
     fresh_shared: AtomicU32,
+    /// Containers started from now on run as a hardened platform runs them (`HARDENED`).
+    hardened: AtomicBool,
 }
+
+/// The unprivileged user hardened containers run as (`nobody`).
+const HARDENED_USER: u32 = 65534;
 
 impl DockerRun {
     /// Creates the run's network and shared volume.
@@ -226,6 +231,7 @@ impl DockerRun {
             torn_down: AtomicBool::new(false),
             shared: std::sync::Mutex::new(String::new()),
             fresh_shared: AtomicU32::new(0),
+            hardened: AtomicBool::new(false),
         };
         // From here on, a failure drops `run`, which removes whatever was created.
         let docker = &run.engine.docker;
@@ -266,6 +272,43 @@ impl DockerRun {
 
     fn shared_volume(&self) -> String {
         self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Containers started from now on run hardened, or again as the target says.
+    pub fn harden(&self, on: bool) {
+        self.hardened.store(on, Ordering::Relaxed);
+    }
+
+    /// The volumes a replica starts with at `{shared_dir}` and `{replica_dir}`. Hardened
+    /// replicas get volumes of their own that their unprivileged user owns, as a
+    /// platform's fsGroup makes a pod's volumes writable for it.
+    async fn volumes_for(&self, replica: &str) -> Result<(String, String), ClusterError> {
+        if !self.hardened.load(Ordering::Relaxed) {
+            return Ok((self.shared_volume(), self.volume(replica).await?));
+        }
+        Ok((self.owned_volume("shared-hardened").await?, self.owned_volume(&format!("{replica}-hardened")).await?))
+    }
+
+    /// A volume (memory-backed) the hardened user owns.
+    async fn owned_volume(&self, name: &str) -> Result<String, ClusterError> {
+        let full = format!("replicheck-{}-{name}", self.run_id);
+        let request = VolumeCreateRequest {
+            name: Some(full.clone()),
+            labels: Some(self.labels("volume")),
+            driver: Some("local".into()),
+            driver_opts: Some(HashMap::from([
+                ("type".to_owned(), "tmpfs".to_owned()),
+                ("device".to_owned(), "tmpfs".to_owned()),
+                ("o".to_owned(), format!("uid={HARDENED_USER},gid={HARDENED_USER},mode=0770")),
+            ])),
+            ..Default::default()
+        };
+        self.engine
+            .docker
+            .create_volume(request)
+            .await
+            .map_err(docker_error(format!("cannot create the volume {full}")))?;
+        Ok(full)
     }
 
     pub fn engine(&self) -> &Engine {
@@ -553,8 +596,8 @@ impl Backend for DockerBackend {
         vars.insert("port".into(), self.start.port.to_string());
         vars.insert("shared_dir".into(), SHARED_MOUNT.into());
         vars.insert("replica_dir".into(), REPLICA_MOUNT.into());
-        let shared = run.shared_volume();
-        let own = run.volume(&incarnation.id.to_string()).await?;
+        let (shared, own) = run.volumes_for(&incarnation.id.to_string()).await?;
+        let hardened = run.hardened.load(Ordering::Relaxed);
         let name = format!("replicheck-{}-{}-{}", run.run_id, incarnation.id, incarnation.generation);
         let role = incarnation.to_string();
         let log = run.logs_dir.join(format!("{role}.log"));
@@ -562,11 +605,24 @@ impl Backend for DockerBackend {
         let addr = match &self.image {
             Image::Named(image) => {
                 let mut body = self.container_body(image, &vars)?;
-                body.host_config = Some(HostConfig {
+                let mut host = HostConfig {
                     binds: Some(vec![format!("{shared}:{SHARED_MOUNT}"), format!("{own}:{REPLICA_MOUNT}")]),
                     ..Default::default()
-                });
+                };
+                if hardened {
+                    // As a restricted pod runs: not root, no capabilities, no privilege
+                    // escalation, a read-only root filesystem and a writable /tmp.
+                    body.user = Some(format!("{HARDENED_USER}:{HARDENED_USER}"));
+                    host.readonly_rootfs = Some(true);
+                    host.cap_drop = Some(vec!["ALL".into()]);
+                    host.security_opt = Some(vec!["no-new-privileges".into()]);
+                    host.tmpfs = Some(HashMap::from([("/tmp".to_owned(), "rw,nosuid,nodev,mode=1777".to_owned())]));
+                }
+                body.host_config = Some(host);
                 run.start_container(&name, &role, &incarnation.id.to_string(), self.start.port, &log, body).await?
+            }
+            Image::Template(_) if hardened => {
+                return Err(ClusterError::Unsupported { backend: "docker", what: "harden a testcontainers template's container" });
             }
             Image::Template(template) => {
                 let placement = Placement {
@@ -656,6 +712,11 @@ impl Replica for DockerReplica {
         while self.engine.stopped(&self.container).await.is_none() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    async fn output(&mut self) -> Option<String> {
+        save_logs(&self.engine.docker, &self.container, &self.log).await;
+        tokio::fs::read_to_string(&self.log).await.ok()
     }
 
     async fn pause(&self) -> Result<(), ClusterError> {

@@ -181,6 +181,7 @@ fn what_it_needs(kind: ExperimentKind) -> &'static str {
         ExperimentKind::Sigterm => "send one SIGTERM",
         ExperimentKind::StoreRestart | ExperimentKind::StoreOutage => "stop their store",
         ExperimentKind::ColdStart => "start them anew on an empty shared store",
+        ExperimentKind::Hardened => "run them hardened",
     }
 }
 

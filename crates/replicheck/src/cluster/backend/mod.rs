@@ -45,6 +45,10 @@ pub trait Replica: Send {
     fn kill(&mut self) -> impl Future<Output = ()> + Send;
     fn pause(&self) -> impl Future<Output = Result<(), ClusterError>> + Send;
     fn resume(&self) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// What the replica has written so far (its log), where replicheck can read it.
+    fn output(&mut self) -> impl Future<Output = Option<String>> + Send {
+        async { None }
+    }
     /// Ends the replica's part in the run: stops what replicheck started.
     fn release(&mut self, grace: Duration) -> impl Future<Output = ()> + Send {
         async move {
@@ -160,6 +164,10 @@ impl Replica for AnyReplica {
 
     async fn resume(&self) -> Result<(), ClusterError> {
         each!(self, r => r.resume().await)
+    }
+
+    async fn output(&mut self) -> Option<String> {
+        each!(self, r => r.output().await)
     }
 
     async fn release(&mut self, grace: Duration) {
