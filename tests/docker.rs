@@ -78,6 +78,20 @@ fn an_app_that_writes_into_its_image_fails_hardened_over_five_seeds() {
 }
 
 #[test]
+fn the_configured_image_runs_hardened_and_starts_cold_over_five_seeds() {
+    if !common::docker_engine("the_configured_image_runs_hardened_and_starts_cold_over_five_seeds") {
+        return;
+    }
+    for seed in 1..=5 {
+        let run = common::run_docker("examples/demo/fixed-docker.toml", &["--seed", &seed.to_string(), "--scenarios", "login,antiforgery,session,hardened,cold-start"]);
+        assert_eq!(run.code, 0, "seed {seed}:\n{}\n{}", run.stdout, run.stderr);
+        for scenario in &run.report().scenarios {
+            assert_eq!(scenario.status, ScenarioStatus::Passed, "seed {seed}: {scenario:?}");
+        }
+    }
+}
+
+#[test]
 fn a_volatile_redis_container_loses_sessions_when_it_restarts() {
     if !common::docker_engine("a_volatile_redis_container_loses_sessions_when_it_restarts") {
         return;

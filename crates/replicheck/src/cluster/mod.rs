@@ -384,13 +384,15 @@ impl Cluster {
     /// that is not root, no capabilities, a read-only root filesystem, a writable /tmp),
     /// or again as the target says.
     pub fn harden(&mut self, on: bool) -> Result<(), ClusterError> {
-        match (&self.backend, &self.docker) {
+        let backend = match (&self.backend, &self.docker) {
             (AnyBackend::Docker(_), Some(run)) => {
                 run.harden(on);
-                Ok(())
+                return Ok(());
             }
-            _ => Err(ClusterError::Unsupported { backend: "process or external", what: "harden replicas (that takes containers)" }),
-        }
+            (AnyBackend::Process(_), _) => "process",
+            _ => "external",
+        };
+        Err(ClusterError::Unsupported { backend, what: "harden replicas: that takes containers" })
     }
 
     /// What a replica's current incarnation has written so far, where it can be read.

@@ -211,7 +211,8 @@ pub struct DockerRun {
     /// for a new start since (a volume in use cannot be emptied).
     shared: std::sync::Mutex<String>,
     fresh_shared: AtomicU32,
-    /// Containers started from now on run as a hardened platform runs them (`HARDENED`).
+    /// Containers started from now on run as a restricted pod runs: as `HARDENED_USER`,
+    /// without capabilities, on a read-only root filesystem (see `launch`).
     hardened: AtomicBool,
 }
 
