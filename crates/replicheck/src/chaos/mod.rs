@@ -131,6 +131,12 @@ impl ExperimentKind {
         untested
     }
 
+    /// Whether the disruption hits one replica (the plan's victim) rather than all of
+    /// them or the store.
+    pub fn hits_one(self) -> bool {
+        matches!(self, ExperimentKind::Restart | ExperimentKind::Kill | ExperimentKind::Pause | ExperimentKind::Sigterm)
+    }
+
     /// Whether the workload is users handing artifacts over the disruption.
     fn hands_over(self) -> bool {
         !matches!(self, ExperimentKind::Sigterm | ExperimentKind::StoreOutage)

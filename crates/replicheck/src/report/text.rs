@@ -183,12 +183,8 @@ pub fn plan(plan: &crate::plan::Plan) -> String {
         out.push_str(&format!("  vu {:<4} {:<14} {}\n", user.vu, user.scenario, routes.join(" ")));
     }
     for experiment in &plan.experiments {
-        out.push_str(&format!(
-            "  experiment {} on {}: {} user(s) hand artifacts over it\n",
-            experiment.kind.name(),
-            experiment.victim,
-            experiment.handoffs.len()
-        ));
+        let on = if experiment.kind.hits_one() { format!(" on {}", experiment.victim) } else { String::new() };
+        out.push_str(&format!("  experiment {}{on}: {} user(s) hand artifacts over it\n", experiment.kind.name(), experiment.handoffs.len()));
     }
     let requests: usize = plan.vus.iter().map(|u| u.routes.len()).sum();
     out.push_str(&format!(

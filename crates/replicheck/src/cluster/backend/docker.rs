@@ -292,24 +292,12 @@ impl DockerRun {
 
     /// A volume (memory-backed) the hardened user owns.
     async fn owned_volume(&self, name: &str) -> Result<String, ClusterError> {
-        let full = format!("replicheck-{}-{name}", self.run_id);
-        let request = VolumeCreateRequest {
-            name: Some(full.clone()),
-            labels: Some(self.labels("volume")),
-            driver: Some("local".into()),
-            driver_opts: Some(HashMap::from([
-                ("type".to_owned(), "tmpfs".to_owned()),
-                ("device".to_owned(), "tmpfs".to_owned()),
-                ("o".to_owned(), format!("uid={HARDENED_USER},gid={HARDENED_USER},mode=0770")),
-            ])),
-            ..Default::default()
-        };
-        self.engine
-            .docker
-            .create_volume(request)
-            .await
-            .map_err(docker_error(format!("cannot create the volume {full}")))?;
-        Ok(full)
+        let options = HashMap::from([
+            ("type".to_owned(), "tmpfs".to_owned()),
+            ("device".to_owned(), "tmpfs".to_owned()),
+            ("o".to_owned(), format!("uid={HARDENED_USER},gid={HARDENED_USER},mode=0770")),
+        ]);
+        self.create_volume(name, Some(options)).await
     }
 
     pub fn engine(&self) -> &Engine {
@@ -333,10 +321,17 @@ impl DockerRun {
 
     /// Creates (or finds) the run's volume `name`; returns its engine-wide name.
     async fn volume(&self, name: &str) -> Result<String, ClusterError> {
+        self.create_volume(name, None).await
+    }
+
+    /// Creates (or finds) the run's volume `name`, of the local driver with `options`.
+    async fn create_volume(&self, name: &str, options: Option<HashMap<String, String>>) -> Result<String, ClusterError> {
         let full = format!("replicheck-{}-{name}", self.run_id);
         let request = VolumeCreateRequest {
             name: Some(full.clone()),
             labels: Some(self.labels("volume")),
+            driver: options.is_some().then(|| "local".to_owned()),
+            driver_opts: options,
             ..Default::default()
         };
         self.engine
