@@ -139,7 +139,7 @@ fn hardened(run: &ExperimentRun) -> Vec<Candidate> {
         let own: Vec<&String> = run.refused.iter().filter(|line| line.starts_with(&format!("{replica}: "))).collect();
         let lines = if own.is_empty() { run.refused.iter().collect() } else { own };
         let mut notes: Vec<String> = lines.into_iter().map(|line| format!("the replica wrote: {line}")).collect();
-        notes.push("judged as a restricted pod runs: user 65534, every capability dropped, no privilege escalation, a read-only root filesystem, /tmp and the run's volumes writable".into());
+        notes.push("judged as a restricted pod runs: not as root (the image's own user, or 65534), every capability dropped, no privilege escalation, a read-only root filesystem, /tmp and the run's volumes writable".into());
         notes
     };
     let started = |replica: Incarnation| run.chaos.iter().find(|e| e.action == ChaosAction::Start { replica }).cloned();

@@ -211,13 +211,14 @@ pub struct DockerRun {
     /// for a new start since (a volume in use cannot be emptied).
     shared: std::sync::Mutex<String>,
     fresh_shared: AtomicU32,
-    /// Containers started from now on run as a restricted pod runs: as `HARDENED_USER`,
-    /// without capabilities, on a read-only root filesystem (see `launch`).
+    /// Containers started from now on run as a restricted pod runs: not as root, without
+    /// capabilities, on a read-only root filesystem (see `launch`).
     hardened: AtomicBool,
 }
 
-/// The unprivileged user hardened containers run as (`nobody`).
-const HARDENED_USER: u32 = 65534;
+/// The user a hardened container runs as when its image says root or nobody (`nobody`);
+/// an image that names a user of its own runs as that one, as `runAsNonRoot` lets it.
+const HARDENED_USER: &str = "65534:65534";
 
 impl DockerRun {
     /// Creates the run's network and shared volume.
@@ -281,7 +282,7 @@ impl DockerRun {
     }
 
     /// The volumes a replica starts with at `{shared_dir}` and `{replica_dir}`. Hardened
-    /// replicas get volumes of their own that their unprivileged user owns, as a
+    /// replicas get volumes of their own that their unprivileged user can write, as a
     /// platform's fsGroup makes a pod's volumes writable for it.
     async fn volumes_for(&self, replica: &str) -> Result<(String, String), ClusterError> {
         if !self.hardened.load(Ordering::Relaxed) {
@@ -290,14 +291,22 @@ impl DockerRun {
         Ok((self.owned_volume("shared-hardened").await?, self.owned_volume(&format!("{replica}-hardened")).await?))
     }
 
-    /// A volume (memory-backed) the hardened user owns.
+    /// A volume (memory-backed) any user may write, whichever user the image runs as.
     async fn owned_volume(&self, name: &str) -> Result<String, ClusterError> {
         let options = HashMap::from([
             ("type".to_owned(), "tmpfs".to_owned()),
             ("device".to_owned(), "tmpfs".to_owned()),
-            ("o".to_owned(), format!("uid={HARDENED_USER},gid={HARDENED_USER},mode=0770")),
+            ("o".to_owned(), "mode=1777".to_owned()),
         ]);
         self.create_volume(name, Some(options)).await
+    }
+
+    /// The user a hardened container of `image` runs as: the image's own, unless that is
+    /// root (or unset, which is root).
+    async fn hardened_user(&self, image: &str) -> String {
+        let declared = self.engine.docker.inspect_image(image).await.ok().and_then(|i| i.config).and_then(|c| c.user).unwrap_or_default();
+        let user = declared.split(':').next().unwrap_or_default();
+        if matches!(user, "" | "root" | "0") { HARDENED_USER.to_owned() } else { declared }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -608,7 +617,7 @@ impl Backend for DockerBackend {
                 if hardened {
                     // As a restricted pod runs: not root, no capabilities, no privilege
                     // escalation, a read-only root filesystem and a writable /tmp.
-                    body.user = Some(format!("{HARDENED_USER}:{HARDENED_USER}"));
+                    body.user = Some(run.hardened_user(image).await);
                     host.readonly_rootfs = Some(true);
                     host.cap_drop = Some(vec!["ALL".into()]);
                     host.security_opt = Some(vec!["no-new-privileges".into()]);
