@@ -189,6 +189,12 @@ fn hardening_processes_is_said_to_take_containers_and_is_not_run_by_default() {
     let everything = common::run("examples/demo/fixed.toml", &["--seed", "3", "--dry-run"]);
     assert!(!everything.stdout.contains("hardened"), "{}", everything.stdout);
     assert!(everything.stdout.contains("cold-start"), "{}", everything.stdout);
+    // A victim is named only where the disruption hits one replica; users, only where some
+    // hand artifacts over it.
+    let line = |name: &str| everything.stdout.lines().find(|l| l.trim_start().starts_with(&format!("experiment {name}"))).unwrap_or_default().to_owned();
+    assert!(line("cold-start").starts_with("  experiment cold-start: "), "{}", everything.stdout);
+    assert!(line("restart").starts_with("  experiment restart on r"), "{}", everything.stdout);
+    assert!(line("sigterm").starts_with("  experiment sigterm on r") && !line("sigterm").contains("user(s)"), "{}", everything.stdout);
 }
 
 #[test]

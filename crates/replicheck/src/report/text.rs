@@ -184,7 +184,11 @@ pub fn plan(plan: &crate::plan::Plan) -> String {
     }
     for experiment in &plan.experiments {
         let on = if experiment.kind.hits_one() { format!(" on {}", experiment.victim) } else { String::new() };
-        out.push_str(&format!("  experiment {}{on}: {} user(s) hand artifacts over it\n", experiment.kind.name(), experiment.handoffs.len()));
+        let users = match experiment.handoffs.len() {
+            0 => String::new(),
+            n => format!(": {n} user(s) hand artifacts over it"),
+        };
+        out.push_str(&format!("  experiment {}{on}{users}\n", experiment.kind.name()));
     }
     let requests: usize = plan.vus.iter().map(|u| u.routes.len()).sum();
     out.push_str(&format!(
