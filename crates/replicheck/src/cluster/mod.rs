@@ -349,21 +349,11 @@ impl Cluster {
             workspace,
             _watchdog: watchdog,
         };
-        let ids: Vec<ReplicaId> = (0..spec.replicas).map(ReplicaId).collect();
-        let launches = ids.iter().map(|&id| cluster.launch(Incarnation::first(id)));
-        let mut failure = None;
-        for result in join_all(launches).await {
-            match result {
-                Ok(replica) => {
-                    observer.progress(Progress::ReplicaReady {
-                        replica: replica.incarnation(),
-                        addr: replica.addr(),
-                        took: replica.started_in(),
-                    });
-                    cluster.replicas.insert(replica.incarnation().id, replica);
-                }
-                Err(err) => failure = failure.or(Some(err)),
-            }
+        let firsts = (0..spec.replicas).map(|id| Incarnation::first(ReplicaId(id))).collect();
+        let (started, failure) = cluster.launch_together(firsts).await;
+        for endpoint in started {
+            let took = cluster.replicas.get(&endpoint.replica.id).map(|r| r.started_in()).unwrap_or_default();
+            observer.progress(Progress::ReplicaReady { replica: endpoint.replica, addr: endpoint.addr, took });
         }
         match failure {
             // Replicas that did start are dropped with `cluster`, which kills them.
@@ -520,7 +510,14 @@ impl<B: Backend> Cluster<B> {
         for &id in ids {
             nexts.push(self.replica_mut(id)?.incarnation().next());
         }
-        let launched = join_all(nexts.into_iter().map(|next| self.launch(next))).await;
+        let (started, failure) = self.launch_together(nexts).await;
+        failure.map_or(Ok(started), Err)
+    }
+
+    /// Launches these incarnations at once and keeps those that got ready; returns them,
+    /// and the first failure if any did not.
+    async fn launch_together(&mut self, incarnations: Vec<Incarnation>) -> (Vec<Endpoint>, Option<ClusterError>) {
+        let launched = join_all(incarnations.into_iter().map(|incarnation| self.launch(incarnation))).await;
         let mut started = Vec::new();
         let mut failure = None;
         for result in launched {
@@ -532,7 +529,7 @@ impl<B: Backend> Cluster<B> {
                 Err(err) => failure = failure.or(Some(err)),
             }
         }
-        failure.map_or(Ok(started), Err)
+        (started, failure)
     }
 
     /// Starts the replica's next incarnation beside the current one, which keeps running
