@@ -116,10 +116,16 @@ pub struct ExperimentRun {
     /// Lines of the replicas' own output that say something was refused them (a
     /// read-only filesystem, a permission): the hardened experiment's evidence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub refused: Vec<String>,
+    pub refused: Vec<Refusal>,
     /// A replica that did not start as the experiment asked (hardened), if one did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_failure: Option<StartFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub replica: Incarnation,
+    pub line: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

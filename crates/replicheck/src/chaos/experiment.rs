@@ -16,7 +16,7 @@ use super::{ExperimentKind, ExperimentPlan};
 use crate::balancer::Balancer;
 use crate::cluster::replica::{Incarnation, ReplicaId};
 use crate::cluster::{Cluster, ClusterError, Endpoint, StopOutcome};
-use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Phase, Probe, ProbePurpose, StartFailure, VuRecord};
+use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Phase, Probe, ProbePurpose, Refusal, StartFailure, VuRecord};
 use crate::plan::VuPlan;
 use crate::plan::interleaving::Disruption;
 use crate::redact::Secrets;
@@ -280,9 +280,9 @@ async fn hardened(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
                 let output = arena.cluster.output(endpoint.replica.id).await.unwrap_or_default();
                 let refused = output.lines().filter(|line| REFUSALS.iter().any(|r| line.to_lowercase().contains(r)));
                 for line in refused {
-                    let line = format!("{}: {}", endpoint.replica, arena.secrets.redact(line.trim()));
-                    if run.refused.len() < MAX_REFUSED && !run.refused.contains(&line) {
-                        run.refused.push(line);
+                    let refusal = Refusal { replica: endpoint.replica, line: arena.secrets.redact(line.trim()) };
+                    if run.refused.len() < MAX_REFUSED && !run.refused.contains(&refusal) {
+                        run.refused.push(refusal);
                     }
                 }
             }
@@ -290,11 +290,12 @@ async fn hardened(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
         Err(err) => {
             // The one still at its killed incarnation is the one that did not start.
             let now = arena.cluster.endpoints();
-            let failed = before.iter().find(|old| now.iter().any(|e| e.replica == old.replica)).or(before.first());
-            run.start_failure = failed.map(|old| StartFailure {
-                replica: old.replica.next(),
-                why: arena.secrets.redact(&crate::errors::chain(&err)),
-            });
+            let why = arena.secrets.redact(&crate::errors::chain(&err));
+            match before.iter().find(|old| now.iter().any(|e| e.replica == old.replica)) {
+                Some(old) => run.start_failure = Some(StartFailure { replica: old.replica.next(), why }),
+                // No replica to blame: the experiment failed, not the app.
+                None => run.error = Some(why),
+            }
         }
     }
 

@@ -18,7 +18,7 @@ use super::twice::{Assessment, Candidate};
 use crate::chaos::experiment::{PAGE_SCENARIO, SLOW_SCENARIO, STALE_SAMPLES, STORE_SCENARIO, stale_window};
 use crate::chaos::{ExperimentKind, ExperimentPlan};
 use crate::cluster::replica::Incarnation;
-use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Observed, Outcome, Probe, ProbePurpose, RequestRecord, StepRecord, VuRecord};
+use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Observed, Outcome, Probe, ProbePurpose, Refusal, RequestRecord, StepRecord, VuRecord};
 use crate::scenario::Scenario;
 use crate::target::{BalancerSettings, Target};
 
@@ -135,10 +135,10 @@ fn baseline(plan: &ExperimentPlan, run: &ExperimentRun) -> Option<String> {
 /// failing step, or the replica that did not start, with the refusals the replicas wrote.
 fn hardened(run: &ExperimentRun) -> Vec<Candidate> {
     // What the replica itself wrote, or else what any hardened replica wrote.
-    let remedy_notes = |replica: Incarnation| {
-        let own: Vec<&String> = run.refused.iter().filter(|line| line.starts_with(&format!("{replica}: "))).collect();
-        let lines = if own.is_empty() { run.refused.iter().collect() } else { own };
-        let mut notes: Vec<String> = lines.into_iter().map(|line| format!("the replica wrote: {line}")).collect();
+    let evidence_notes = |replica: Incarnation| {
+        let own: Vec<&Refusal> = run.refused.iter().filter(|r| r.replica == replica).collect();
+        let refusals = if own.is_empty() { run.refused.iter().collect() } else { own };
+        let mut notes: Vec<String> = refusals.into_iter().map(|r| format!("the replica wrote: {}: {}", r.replica, r.line)).collect();
         notes.push("judged as a restricted pod runs: not as root (the image's own user, or 65534), every capability dropped, no privilege escalation, a read-only root filesystem, /tmp and the run's volumes writable".into());
         notes
     };
@@ -159,7 +159,7 @@ fn hardened(run: &ExperimentRun) -> Vec<Candidate> {
             vu: None,
             at_ms: None,
             occurrences: 1,
-            notes: remedy_notes(failure.replica),
+            notes: evidence_notes(failure.replica),
         });
     }
     for record in &run.disrupted {
@@ -186,7 +186,7 @@ fn hardened(run: &ExperimentRun) -> Vec<Candidate> {
             vu: Some(record.vu),
             at_ms: step.requests.last().map(|r| r.start_ms),
             occurrences: 1,
-            notes: remedy_notes(replica),
+            notes: evidence_notes(replica),
         });
     }
     candidates
