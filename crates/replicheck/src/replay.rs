@@ -4,12 +4,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::check::finding::Finding;
 use crate::cluster::BackendKind;
 use crate::explore::ExploreConfig;
-use crate::interrupt::Interrupt;
 use crate::report::Report;
 use crate::run::{ReportDir, RunConfig, Selection};
 use crate::scenario::SelectError;
@@ -89,13 +87,11 @@ pub fn plan(recorded: &Report, config: ReplayConfig) -> Result<Replay, ReplayErr
     if recorded.exploration.is_some() {
         let schedule = focus.and_then(|f| f.minimal_schedule.clone()).ok_or(ReplayError::NeedsFinding)?;
         return Ok(Replay::Schedule(ExploreConfig {
-            target: config.target,
             scenarios: Selection::of(&recorded.config.scenarios)?.scenarios,
             replicas: recorded.config.replicas,
             seed: recorded.seed,
             cases: 1,
             max_steps: schedule.steps(),
-            time: Duration::from_secs(600),
             max_shrink_iters: 0,
             schedule: Some(schedule),
             report_dir: config.report_dir,
@@ -103,8 +99,7 @@ pub fn plan(recorded: &Report, config: ReplayConfig) -> Result<Replay, ReplayErr
             backend,
             reproduce: Some(Arc::new(move |_| reproduce.clone())),
             selection: recorded.config.scenarios.clone(),
-            policy: None,
-            interrupt: Interrupt::never(),
+            ..ExploreConfig::new(config.target)
         }));
     }
     // A finding needs only its own check, and the scenario whose users showed it.

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::Untested;
 use crate::check::finding::FindingKind;
+use crate::cluster::BackendKind;
 use crate::cluster::replica::ReplicaId;
 use crate::plan::{Load, VuPlan, seed};
 use crate::scenario::Scenario;
@@ -140,6 +141,19 @@ impl ExperimentKind {
     /// Whether the workload is users handing artifacts over the disruption.
     fn hands_over(self) -> bool {
         !matches!(self, ExperimentKind::Sigterm | ExperimentKind::StoreOutage)
+    }
+
+    /// Whether a run that names no experiments runs this one on `backend`: hardening takes
+    /// containers, so elsewhere it runs only when named, to say why it cannot.
+    pub fn runs_by_default_on(self, backend: BackendKind) -> bool {
+        self != ExperimentKind::Hardened || backend == BackendKind::Docker
+    }
+
+    /// Why this experiment cannot run on replicas of `backend` replicheck starts itself (the
+    /// external backend's instances say for themselves).
+    pub fn backend_skip_reason(self, backend: BackendKind) -> Option<String> {
+        (self == ExperimentKind::Hardened && backend == BackendKind::Process)
+            .then(|| "hardening takes containers: run the target's image with --backend docker".to_owned())
     }
 
     /// Why this experiment cannot run against the target, if it cannot.

@@ -690,14 +690,10 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
     let experiments: Vec<(ExperimentKind, Option<String>)> = config
         .experiments
         .iter()
-        // Hardening takes containers: other backends run it only when it is named, to say so.
-        .filter(|&&kind| kind != ExperimentKind::Hardened || config.backend == BackendKind::Docker || config.selection.iter().any(|n| n == kind.name()))
+        .filter(|&&kind| kind.runs_by_default_on(config.backend) || config.selection.iter().any(|n| n == kind.name()))
         .map(|&kind| {
             let reason = config.external.as_ref().and_then(|external| external.skip_reason(kind));
-            let reason = reason.or_else(|| {
-                (kind == ExperimentKind::Hardened && config.backend == BackendKind::Process)
-                    .then(|| "hardening takes containers: run the target's image with --backend docker".to_owned())
-            });
+            let reason = reason.or_else(|| kind.backend_skip_reason(config.backend));
             (kind, skipped(kind.name(), reason.or_else(|| kind.skip_reason(&config.target, &bound))))
         })
         .collect();
