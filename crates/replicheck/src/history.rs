@@ -58,6 +58,14 @@ pub struct InspectionRun {
     pub inspection: String,
     pub phase: Phase,
     pub answers: Vec<Answer>,
+    /// What the replicas exported while the telemetry inspection waited (since the run's
+    /// start, for its first run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exported: Option<crate::telemetry::Exported>,
+    /// What they exported over the whole run, their shutdown included: filled in once
+    /// the replicas have stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exported_in_run: Option<crate::telemetry::Exported>,
     pub error: Option<String>,
 }
 
@@ -78,6 +86,12 @@ pub struct Answer {
     pub client: Option<String>,
     /// Fingerprints of the keys of a key set.
     pub keys: Option<Vec<String>>,
+    /// The trace a traced request was sent in (the telemetry inspection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// When its answer had arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +106,8 @@ pub enum Question {
     EchoForged,
     /// The published signing key set.
     KeySet,
+    /// A page through the balancer, in a trace of replicheck's own (telemetry).
+    TracedRequest,
 }
 
 /// One run of a chaos experiment: the same workload without the disruption (the

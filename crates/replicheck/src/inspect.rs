@@ -6,6 +6,10 @@
 //! X-Forwarded-* (does the app believe anyone?). `signing-keys` fetches every replica's
 //! key set twice (the control: each replica answers the same each time).
 //!
+//! `telemetry` sends each replica requests in traces of replicheck's own, through the
+//! balancer, then reads what the replicas exported to the run's OTLP receiver: their
+//! resources and the spans of those requests (judged in `check::telemetry`).
+//!
 //! Like experiments, an inspection that shows something runs again.
 
 use std::net::IpAddr;
@@ -19,12 +23,14 @@ use url::Url;
 use crate::balancer::{Entrance, ROUTE_HEADER, SERVED_BY_HEADER};
 use crate::check::Untested;
 use crate::check::finding::FindingKind;
-use crate::cluster::{Endpoint, Vantage};
-use crate::cluster::replica::Incarnation;
+use crate::cluster::{BackendKind, Endpoint, Vantage};
+use crate::cluster::replica::{Incarnation, ReplicaId};
 use crate::history::{Answer, InspectionRun, Phase, Question};
 use crate::redact::fingerprint;
 use crate::step::CaptureSource;
 use crate::target::Target;
+use crate::telemetry::tracecontext::{TRACEPARENT, TraceParent};
+use crate::telemetry::{Exported, Exports, Probe, otlp};
 use crate::vu::capture;
 use crate::vu::expect::Response;
 use crate::vu::form::Page;
@@ -39,15 +45,17 @@ pub const FORGED_SCHEME: &str = "https";
 pub enum InspectionKind {
     ForwardedHeaders,
     SigningKeys,
+    Telemetry,
 }
 
 impl InspectionKind {
-    pub const ALL: [InspectionKind; 2] = [InspectionKind::ForwardedHeaders, InspectionKind::SigningKeys];
+    pub const ALL: [InspectionKind; 3] = [InspectionKind::ForwardedHeaders, InspectionKind::SigningKeys, InspectionKind::Telemetry];
 
     pub fn name(self) -> &'static str {
         match self {
             InspectionKind::ForwardedHeaders => "forwarded-headers",
             InspectionKind::SigningKeys => "signing-keys",
+            InspectionKind::Telemetry => "telemetry",
         }
     }
 
@@ -61,6 +69,7 @@ impl InspectionKind {
                 vec![FindingKind::ForwardedProtoIgnored, FindingKind::ForwardedForIgnored, FindingKind::ForwardedHeadersSpoofable]
             }
             InspectionKind::SigningKeys => vec![FindingKind::SigningKeysDivergent],
+            InspectionKind::Telemetry => vec![FindingKind::TelemetryUnattributed],
         }
     }
 
@@ -93,8 +102,15 @@ impl InspectionKind {
         untested
     }
 
-    pub fn skip_reason(self, target: &Target) -> Option<String> {
+    pub fn skip_reason(self, target: &Target, backend: BackendKind) -> Option<String> {
         match self {
+            InspectionKind::Telemetry if target.telemetry.is_none() => {
+                Some("the target declares no [telemetry]: it does not say the app exports OpenTelemetry".into())
+            }
+            InspectionKind::Telemetry if backend == BackendKind::External => {
+                Some("instances that already run were not given replicheck's OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT)".into())
+            }
+            InspectionKind::Telemetry => None,
             // Redirects can show an ignored X-Forwarded-Proto without an echo endpoint.
             InspectionKind::ForwardedHeaders => None,
             InspectionKind::SigningKeys => match &target.token {
@@ -112,6 +128,8 @@ pub struct Inspector<'a> {
     pub endpoints: Vec<Endpoint>,
     /// How the replicas see the inspector's connections.
     pub vantage: Vantage,
+    /// What the replicas exported, when the run receives their telemetry.
+    pub telemetry: Option<Exports>,
     pub origin: Instant,
 }
 
@@ -120,11 +138,14 @@ pub async fn run(kind: InspectionKind, inspector: &Inspector<'_>, phase: Phase) 
         inspection: kind.name().to_owned(),
         phase,
         answers: Vec::new(),
+        exported: None,
+        exported_in_run: None,
         error: None,
     };
     let result = match kind {
         InspectionKind::ForwardedHeaders => forwarded_headers(inspector, &mut run).await,
         InspectionKind::SigningKeys => signing_keys(inspector, &mut run).await,
+        InspectionKind::Telemetry => telemetry(inspector, &mut run).await,
     };
     if let Err(err) = result {
         run.error = Some(err);
@@ -182,6 +203,68 @@ async fn signing_keys(inspector: &Inspector<'_>, run: &mut InspectionRun) -> Res
     Ok(())
 }
 
+/// Requests in traces of replicheck's own, sent to each replica through the balancer.
+const TRACED_REQUESTS: usize = 3;
+
+/// Sends each replica requests in traces of replicheck's own (the balancer continues
+/// each with its span as the parent, and marks nothing), each URL marked with its trace
+/// id, then reads what the replicas exported until each replica's span of its last
+/// request has arrived, or `[telemetry] wait` has passed. A first run reads everything
+/// exported since the start; a second only what arrived after it began.
+async fn telemetry(inspector: &Inspector<'_>, run: &mut InspectionRun) -> Result<(), String> {
+    let Some(settings) = &inspector.target.telemetry else { return Ok(()) };
+    let exports = inspector
+        .telemetry
+        .as_ref()
+        .ok_or("the replicas run where replicheck's OTLP receiver cannot be reached (a remote Docker engine), so they were given no endpoint")?;
+    let since = (run.phase != Phase::Main).then(Instant::now);
+    let client_address = inspector.target.balancer.client_address;
+    let client = inspector
+        .balancer
+        .client(client_builder(Some(client_address)))
+        .build()
+        .map_err(|e| format!("cannot make a client on {client_address}: {e}"))?;
+    let page = settings.page.as_ref().unwrap_or(&inspector.target.chaos.page);
+    let mut probes = Vec::new();
+    for endpoint in &inspector.endpoints {
+        for _ in 0..TRACED_REQUESTS {
+            let trace = TraceParent::start();
+            let trace_id = trace.trace_hex();
+            let separator = if page.0.contains('?') { '&' } else { '?' };
+            let path = format!("{}{separator}{}={trace_id}", page.0, otlp::MARKER);
+            let request = client
+                .get(inspector.balancer.url(&path))
+                .header(ROUTE_HEADER, endpoint.replica.id.to_string())
+                .header(TRACEPARENT, trace.header());
+            let mut answer = ask(inspector, Question::TracedRequest, endpoint.replica, Some(client_address), &path, request).await;
+            let end_ms = inspector.origin.elapsed().as_secs_f64() * 1000.0;
+            probes.push(Probe { replica: answer.replica.id, trace_id: trace_id.clone(), start_ms: answer.at_ms, end_ms });
+            answer.trace_id = Some(trace_id);
+            answer.end_ms = Some(end_ms);
+            run.answers.push(answer);
+        }
+    }
+    let replicas: Vec<ReplicaId> = inspector.endpoints.iter().map(|e| e.replica.id).collect();
+    let deadline = Instant::now() + settings.wait;
+    loop {
+        let seen = exports.seen(since, inspector.origin, &replicas, &probes);
+        if Instant::now() >= deadline || last_spans_arrived(&seen, &probes) {
+            run.exported = Some(seen);
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether every replica's span of its last traced request has arrived: one in its trace,
+/// marked by it, or a server span while it was at the replica. Exporters send in order.
+fn last_spans_arrived(seen: &Exported, probes: &[Probe]) -> bool {
+    seen.replicas.iter().all(|replica| {
+        let Some(last) = probes.iter().rfind(|p| p.replica == replica.replica) else { return true };
+        replica.about_probes.iter().any(|span| last.told_by(span))
+    })
+}
+
 /// The scheme the app believes it is served with behind the balancer, when the
 /// forwarded-headers inspection asked and every replica answered alike.
 pub fn believed_scheme(runs: &[InspectionRun]) -> Option<&str> {
@@ -221,6 +304,8 @@ async fn ask(inspector: &Inspector<'_>, question: Question, replica: Incarnation
         scheme: None,
         client: None,
         keys: None,
+        trace_id: None,
+        end_ms: None,
     };
     let response = match request.send().await {
         Ok(response) => response,
@@ -243,7 +328,7 @@ async fn ask(inspector: &Inspector<'_>, question: Question, replica: Incarnation
     };
     if question == Question::KeySet {
         answer.keys = Some(key_fingerprints(&body));
-    } else if let Some(echo) = &inspector.target.echo {
+    } else if let (Some(echo), Question::EchoDirect | Question::EchoThroughBalancer | Question::EchoForged) = (&inspector.target.echo, question) {
         answer.scheme = echo.scheme.as_ref().and_then(|source| read(source, answer.status.unwrap_or(0), &headers, &body));
         answer.client = echo.client.as_ref().and_then(|source| read(source, answer.status.unwrap_or(0), &headers, &body));
     }

@@ -6,7 +6,8 @@
 //! - [`scenario`]: scenario files (steps, captures, expectations), bound to the target.
 //! - [`plan`]: seed + scenarios -> every virtual user's steps and the replica of each request.
 //! - [`cluster`]: the replicas and their dependencies, started and stopped through a backend.
-//! - [`balancer`]: replicheck's own load balancer in front of the replicas.
+//! - [`balancer`]: replicheck's own load balancer in front of the replicas; [`telemetry`]
+//!   receives what they export over OTLP.
 //! - [`vu`]: virtual users running the plan through the balancer, each with its own cookie jar.
 //! - [`inspect`]: questions asked of each replica directly (forwarded headers, signing keys).
 //! - [`chaos`]: experiments that disrupt the cluster (restarts, SIGTERM, store outages) under load.
@@ -111,6 +112,7 @@ pub mod run;
 pub mod scenario;
 pub mod step;
 pub mod target;
+pub mod telemetry;
 pub mod up;
 pub mod validate;
 pub mod verdict;

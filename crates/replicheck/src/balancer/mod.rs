@@ -2,7 +2,8 @@
 //!
 //! Virtual users name the replica each request must reach (the plan decided it); other
 //! traffic is routed by a policy. Requests get the forwarded headers of a TLS-terminating
-//! proxy (and a run's balancer does terminate TLS, with certificates made for the run),
+//! proxy (and a run's balancer does terminate TLS, with certificates made for the run)
+//! and a `traceparent` naming the balancer's span in the request's trace,
 //! unready replicas are skipped, and every answer says which replica served it. It sits
 //! on the hot path of every run: one event loop per core serves each client connection
 //! from start to end, through connections to the replicas that it keeps alive, and

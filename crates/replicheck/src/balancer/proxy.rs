@@ -20,6 +20,7 @@ use super::policy::RoutingPolicy;
 use super::upstreams::{Upstream, Upstreams};
 use super::{ERROR_HEADER, ProxyRecord, ROUTE_HEADER, SERVED_BY_HEADER};
 use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::telemetry::tracecontext::continue_trace;
 
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
@@ -131,6 +132,8 @@ async fn forward(
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     add_forwarded(request.headers_mut(), client.ip(), state.scheme);
+    // As a proxy with tracing does: the replica's spans must continue this trace.
+    continue_trace(request.headers_mut());
     let _in_flight = upstream.start_request();
     match state.client.request(request).await {
         Ok(response) => {

@@ -32,6 +32,7 @@ pub enum FindingKind {
     ShutdownOverranGrace,
     KeyringRaceOnStart,
     FailsHardenedRuntime,
+    TelemetryUnattributed,
     ExpectationFailed,
 }
 
@@ -67,6 +68,7 @@ impl FindingKind {
             FindingKind::ShutdownOverranGrace => "shutdown-overran-grace",
             FindingKind::KeyringRaceOnStart => "keyring-race-on-start",
             FindingKind::FailsHardenedRuntime => "fails-hardened-runtime",
+            FindingKind::TelemetryUnattributed => "telemetry-unattributed",
             FindingKind::ExpectationFailed => "expectation-failed",
         }
     }

@@ -1,5 +1,5 @@
 //! Inspection findings: what the replicas' own answers show about forwarded headers and
-//! signing keys.
+//! signing keys (telemetry has its own module).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -35,6 +35,7 @@ pub fn assess(run: &InspectionRun, settings: &BalancerSettings, vantage: Vantage
                 add(candidate);
             }
         }
+        "telemetry" => return super::telemetry::assess(run),
         "signing-keys" => {
             assessment.baseline = keys_baseline(run);
             if let Some(candidate) = divergent_keys(run) {
@@ -129,7 +130,7 @@ fn forwarded(run: &InspectionRun, settings: &BalancerSettings, vantage: Vantage)
                     ));
                 }
             }
-            Question::EchoDirect | Question::KeySet => {}
+            Question::EchoDirect | Question::KeySet | Question::TracedRequest => {}
         }
     }
     found

@@ -20,6 +20,7 @@ pub mod finding;
 pub mod inspect;
 pub mod merge;
 pub mod recorded;
+pub mod telemetry;
 pub mod twice;
 
 use std::collections::BTreeMap;

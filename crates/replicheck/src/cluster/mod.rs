@@ -24,6 +24,7 @@ use futures_util::future::join_all;
 use crate::progress::{Observer, Progress};
 use crate::step::Vars;
 use crate::target::Target;
+use crate::telemetry::{Exports, Receiver};
 use backend::docker::{DockerBackend, DockerRedis, DockerRun, Engine};
 use backend::external::{ExternalBackend, ExternalSpec};
 use backend::relay::Shared;
@@ -176,6 +177,26 @@ impl Vantage {
     }
 }
 
+/// The run's OTLP receiver, for a target that exports telemetry.
+async fn receive_telemetry(target: &Target, ip: IpAddr, run_id: &str) -> Result<Option<Receiver>, ClusterError> {
+    let Some(settings) = &target.telemetry else { return Ok(None) };
+    let service_name = settings.platform_resource.then(|| settings.service_name(target));
+    let receiver = Receiver::start(ip, run_id, service_name)
+        .await
+        .map_err(|source| ClusterError::Io { what: format!("cannot listen for the replicas' telemetry on {ip}"), source })?;
+    Ok(Some(receiver))
+}
+
+/// The target as its replicas are launched: with the platform's telemetry settings when
+/// the run receives their telemetry.
+fn launching(target: &Target, telemetry: &Option<Receiver>) -> Target {
+    let mut target = target.clone();
+    if telemetry.is_some() {
+        target.start.env = crate::telemetry::platform_env(&target);
+    }
+    target
+}
+
 /// The run's Redis, run by the same backend as the replicas.
 enum Store {
     Process(Box<Redis>),
@@ -224,6 +245,9 @@ pub struct Cluster<B: Backend = AnyBackend> {
     /// Incarnations whose unexpected exit was already told.
     told: BTreeSet<Incarnation>,
     vantage: Vantage,
+    /// The run's OTLP receiver, when the target exports telemetry and the replicas can
+    /// reach this host.
+    telemetry: Option<Receiver>,
     /// What the docker backend created on the engine: removed once the replicas above
     /// have been dropped.
     docker: Option<Arc<DockerRun>>,
@@ -279,6 +303,7 @@ impl Cluster {
         let settings = &target.balancer;
         let mut vars = Vars::new();
         vars.insert("run_id".into(), spec.run_id.clone());
+        let mut telemetry = None;
         let (backend, store, vantage, docker) = match spec.backend {
             BackendKind::Process => {
                 let store = match &target.dependencies.redis {
@@ -292,7 +317,8 @@ impl Cluster {
                 if let Some(binary) = &spec.replicheck {
                     vars.insert("replicheck".into(), binary.to_string_lossy().into_owned());
                 }
-                let backend = ProcessBackend::new(target, &spec.logs_dir, &spec.run_id, workspace.path());
+                telemetry = receive_telemetry(target, IpAddr::from([127, 0, 0, 1]), &spec.run_id).await?;
+                let backend = ProcessBackend::new(&launching(target, &telemetry), &spec.logs_dir, &spec.run_id, workspace.path());
                 let vantage = Vantage {
                     local: true,
                     proxy: Some(settings.proxy_address),
@@ -309,7 +335,12 @@ impl Cluster {
                     Some(redis) => Some(Store::Docker(DockerRedis::start(run.clone(), redis).await?)),
                     None => None,
                 };
-                let backend = DockerBackend::new(run.clone(), target).await?;
+                // Containers reach the host at their network's gateway; a remote engine's
+                // containers cannot reach this host at all.
+                if run.engine().is_local() {
+                    telemetry = receive_telemetry(target, run.gateway(), &spec.run_id).await?;
+                }
+                let backend = DockerBackend::new(run.clone(), &launching(target, &telemetry)).await?;
                 let vantage = Vantage {
                     local: run.engine().is_local(),
                     proxy: Some(run.gateway()),
@@ -345,6 +376,7 @@ impl Cluster {
             grace: target.start.shutdown_grace,
             told: BTreeSet::new(),
             vantage,
+            telemetry,
             docker,
             workspace,
             _watchdog: watchdog,
@@ -420,6 +452,9 @@ impl<B: Backend> Cluster<B> {
         vars.insert("replica".into(), incarnation.id.to_string());
         vars.insert("replica_index".into(), incarnation.id.0.to_string());
         vars.insert("generation".into(), incarnation.generation.to_string());
+        if let Some(receiver) = &self.telemetry {
+            vars.insert("otlp_endpoint".into(), receiver.endpoint(incarnation.id));
+        }
         self.backend.launch(incarnation, vars)
     }
 
@@ -448,6 +483,11 @@ impl<B: Backend> Cluster<B> {
     /// How the replicas see replicheck's connections.
     pub fn vantage(&self) -> Vantage {
         self.vantage
+    }
+
+    /// What the replicas have exported, when the run receives their telemetry.
+    pub fn telemetry(&self) -> Option<Exports> {
+        self.telemetry.as_ref().map(Receiver::exports)
     }
 
     fn replica_mut(&mut self, id: ReplicaId) -> Result<&mut B::Replica, ClusterError> {

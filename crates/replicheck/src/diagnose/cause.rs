@@ -43,10 +43,16 @@ pub enum Cause {
     StatePerReplica,
     /// The app needs root, a capability or a writable root filesystem.
     NeedsPrivileges,
+    /// Replicas' telemetry does not name one service and each replica apart.
+    TelemetryResource,
+    /// Replicas start traces of their own instead of continuing the caller's.
+    TraceContextDropped,
+    /// A replica exports nothing to the endpoint it was given.
+    TelemetryNotExported,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 16] = [
+    pub const ALL: [Cause; 19] = [
         Cause::KeysNotShared,
         Cause::KeysNotPersisted,
         Cause::KeyringRace,
@@ -63,6 +69,9 @@ impl Cause {
         Cause::StoreNotDurable,
         Cause::StatePerReplica,
         Cause::NeedsPrivileges,
+        Cause::TelemetryResource,
+        Cause::TraceContextDropped,
+        Cause::TelemetryNotExported,
     ];
 
     /// The cause a finding points to. Restart losses point at what the lost artifact
@@ -91,6 +100,11 @@ impl Cause {
             FindingKind::ShutdownOverranGrace => Cause::ShutdownOverGrace,
             FindingKind::KeyringRaceOnStart => Cause::KeyringRace,
             FindingKind::FailsHardenedRuntime => Cause::NeedsPrivileges,
+            FindingKind::TelemetryUnattributed => match finding.step.as_str() {
+                crate::check::telemetry::TRACEPARENT => Cause::TraceContextDropped,
+                crate::check::telemetry::EXPORTS => Cause::TelemetryNotExported,
+                _ => Cause::TelemetryResource,
+            },
             FindingKind::ExpectationFailed => Cause::StatePerReplica,
         }
     }
@@ -113,6 +127,9 @@ impl Cause {
             Cause::StoreNotDurable => "store-not-durable",
             Cause::StatePerReplica => "state-per-replica",
             Cause::NeedsPrivileges => "needs-privileges",
+            Cause::TelemetryResource => "telemetry-resource",
+            Cause::TraceContextDropped => "trace-context-dropped",
+            Cause::TelemetryNotExported => "telemetry-not-exported",
         }
     }
 
@@ -135,6 +152,9 @@ impl Cause {
             Cause::StoreNotDurable => "the shared store is not durable",
             Cause::StatePerReplica => "state a scenario relies on is kept per replica",
             Cause::NeedsPrivileges => "the app needs root, a capability or a writable root filesystem",
+            Cause::TelemetryResource => "telemetry does not name one service and each replica apart",
+            Cause::TraceContextDropped => "replicas start traces of their own instead of continuing the caller's",
+            Cause::TelemetryNotExported => "a replica's telemetry does not reach the endpoint it was given",
         }
     }
 
@@ -149,6 +169,7 @@ impl Cause {
             Cause::ReadyTooEarly | Cause::ReadinessIgnoresState => "health checks",
             Cause::RefusesWhileRouted | Cause::InflightCut | Cause::ShutdownOverGrace => "graceful shutdown",
             Cause::NeedsPrivileges => "container security (non-root, read-only filesystem)",
+            Cause::TelemetryResource | Cause::TraceContextDropped | Cause::TelemetryNotExported => "observability (OpenTelemetry)",
         }
     }
 }

@@ -197,6 +197,13 @@ fn judge(cause: Cause, supporting: &[&Finding], causes: &[Cause]) -> (Confidence
         Cause::NeedsPrivileges => why.push(
             "a flow that passed on the replicas as the target runs them failed, or a replica did not start, once they ran as a restricted platform runs containers".into(),
         ),
+        Cause::TelemetryResource => why.push(
+            "the resources the replicas' exports named did not give one service.name to all and a service.instance.id to each, though every replica was given the same settings".into(),
+        ),
+        Cause::TraceContextDropped => why.push(
+            "a replica's span of a request the balancer sent with a traceparent was in a trace of its own, while the request's own trace never reached it".into(),
+        ),
+        Cause::TelemetryNotExported => why.push("nothing arrived from a replica at the endpoint it was given, while the others' exports did".into()),
     }
     if both_ways {
         why.push("it failed in both directions between the same replicas".into());

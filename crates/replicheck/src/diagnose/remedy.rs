@@ -29,6 +29,9 @@ pub fn remedy(cause: Cause, preset: Preset) -> &'static str {
         Cause::StoreNotDurable => store_not_durable(preset),
         Cause::StatePerReplica => state_per_replica(preset),
         Cause::NeedsPrivileges => needs_privileges(preset),
+        Cause::TelemetryResource => telemetry_resource(preset),
+        Cause::TraceContextDropped => trace_context_dropped(preset),
+        Cause::TelemetryNotExported => telemetry_not_exported(preset),
     }
 }
 
@@ -657,6 +660,106 @@ fn needs_privileges(preset: Preset) -> &'static str {
             "Make the app run as a restricted platform runs it: as a user that is not root, with no extra \
              capabilities, writing only to /tmp and to mounted volumes (logs to stdout), and listening on a port \
              above 1024."
+        }
+    }
+}
+
+fn telemetry_resource(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Call ConfigureResource(r => r.AddService(serviceName: \"...\")) with one name for every replica and \
+             leave autoGenerateServiceInstanceId on (or take the instance id from OTEL_RESOURCE_ATTRIBUTES, which \
+             AddEnvironmentVariableDetector reads); never derive the service name from Environment.MachineName."
+        }
+        Preset::Django | Preset::Flask | Preset::Pyramid => {
+            "Build the TracerProvider's resource with Resource.create({...}), which merges OTEL_SERVICE_NAME and \
+             OTEL_RESOURCE_ATTRIBUTES, not with Resource(attributes=...), which ignores them; name the service once \
+             (not after the host or the pid) and leave service.instance.id to the platform, or set it from the pod \
+             name or a uuid4() made at start."
+        }
+        Preset::Rails => {
+            "In OpenTelemetry::SDK.configure, set c.service_name once for every replica (or leave it to \
+             OTEL_SERVICE_NAME), and keep OTEL_RESOURCE_ATTRIBUTES' service.instance.id: do not replace the resource \
+             with one built from a constant."
+        }
+        Preset::Spring => {
+            "Set otel.service.name (or spring.application.name) the same on every replica, and let the Java agent or \
+             the starter read service.instance.id from OTEL_RESOURCE_ATTRIBUTES; never put a fixed \
+             otel.resource.attributes=service.instance.id=... in application.properties."
+        }
+        Preset::Express => {
+            "Give NodeSDK one serviceName and let it read OTEL_RESOURCE_ATTRIBUTES (envDetector), or add \
+             service.instance.id from the pod name or randomUUID() at start; do not name the service after \
+             os.hostname()."
+        }
+        Preset::Generic => {
+            "Report one service.name from every replica and a service.instance.id of each replica's own: take both \
+             from OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES as the platform sets them, or make the id at start \
+             (the pod name, a UUID); never a constant, never the host name as the service name."
+        }
+    }
+}
+
+fn trace_context_dropped(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Add AddAspNetCoreInstrumentation() to the tracer provider and keep the default propagator (W3C trace \
+             context): it makes the request's span a child of the incoming traceparent. A middleware that starts an \
+             Activity of its own must take the parent from the request."
+        }
+        Preset::Django | Preset::Flask | Preset::Pyramid => {
+            "Instrument the app with its opentelemetry-instrumentation package (DjangoInstrumentor, FlaskInstrumentor, \
+             the WSGI OpenTelemetryMiddleware), which extracts the incoming traceparent; code that starts spans itself \
+             must pass context=extract(request.headers). Keep OTEL_PROPAGATORS at tracecontext."
+        }
+        Preset::Rails => {
+            "Use OpenTelemetry::Instrumentation::Rack (c.use_all in OpenTelemetry::SDK.configure): it extracts the \
+             incoming traceparent; spans started by hand must take their parent from \
+             OpenTelemetry.propagation.extract(request.env)."
+        }
+        Preset::Spring => {
+            "Run the OpenTelemetry Java agent or the Spring Boot starter, whose server instrumentation continues the \
+             incoming traceparent; with Micrometer Tracing, set management.tracing.propagation.type=w3c."
+        }
+        Preset::Express => {
+            "Register @opentelemetry/instrumentation-http (and -express) before the app is required, with the \
+             W3CTraceContextPropagator (NodeSDK's default), so each request's span continues the incoming traceparent."
+        }
+        Preset::Generic => {
+            "Continue the caller's trace: extract the W3C traceparent header of each incoming request (the \
+             framework's OpenTelemetry instrumentation does) and make the request's span its child, instead of \
+             starting a new trace."
+        }
+    }
+}
+
+fn telemetry_not_exported(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Call AddOtlpExporter() without a hard-coded Endpoint so it reads OTEL_EXPORTER_OTLP_ENDPOINT and \
+             OTEL_EXPORTER_OTLP_PROTOCOL, and keep the tracer provider alive for the app's lifetime."
+        }
+        Preset::Django | Preset::Flask | Preset::Pyramid => {
+            "Create OTLPSpanExporter() without an endpoint argument (it reads OTEL_EXPORTER_OTLP_ENDPOINT), and with \
+             a pre-fork server (gunicorn, uWSGI) set the TracerProvider up in each worker after the fork (post_fork), \
+             since the batch processor's thread does not survive it."
+        }
+        Preset::Rails => {
+            "Let the OTLP exporter read OTEL_EXPORTER_OTLP_ENDPOINT (no endpoint: in code), and with puma's cluster \
+             mode configure the SDK in on_worker_boot, since the batch processor's thread does not survive the fork."
+        }
+        Preset::Spring => {
+            "Let the agent or starter read OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_PROTOCOL; do not fix \
+             otel.exporter.otlp.endpoint in application.properties."
+        }
+        Preset::Express => {
+            "Create OTLPTraceExporter() without a url (it reads OTEL_EXPORTER_OTLP_ENDPOINT), start the NodeSDK \
+             before the app, and with cluster mode start it in every worker."
+        }
+        Preset::Generic => {
+            "Export to the endpoint the platform gives (OTEL_EXPORTER_OTLP_ENDPOINT, over OTEL_EXPORTER_OTLP_PROTOCOL), \
+             not to one fixed in code, and set the SDK up in every process that serves requests (after a pre-fork \
+             server's fork)."
         }
     }
 }

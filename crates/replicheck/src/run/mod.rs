@@ -544,6 +544,7 @@ impl Questions<'_> {
             balancer: balancer.entrance().clone(),
             endpoints: cluster.endpoints(),
             vantage,
+            telemetry: cluster.telemetry(),
             origin: started,
         };
         let mut interrupt = config.interrupt.clone();
@@ -617,6 +618,16 @@ impl Questions<'_> {
         drop(balancer);
         let relays = cluster.relays().cloned();
         cluster.shutdown().await;
+        // What SDKs flushed as their replicas stopped counts too: a replica that sent
+        // nothing sent nothing over the whole run.
+        let mut inspections = inspections;
+        if let (Some(exports), Some(runs)) = (&inspector.telemetry, &mut inspections) {
+            let replicas: Vec<_> = inspector.endpoints.iter().map(|e| e.replica.id).collect();
+            let whole = exports.seen(None, started, &replicas, &[]);
+            for run in runs.iter_mut().filter(|r| r.exported.is_some()) {
+                run.exported_in_run = Some(whole.clone());
+            }
+        }
         timings.push(Timing::since("stop", started, stopping));
         redact_logs(self.report_dir, &secrets);
         if let Some(relays) = &relays {
@@ -686,7 +697,7 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
         }
         reason
     };
-    let inspections: Vec<(InspectionKind, Option<String>)> = config.inspections.iter().map(|&kind| (kind, skipped(kind.name(), kind.skip_reason(&config.target)))).collect();
+    let inspections: Vec<(InspectionKind, Option<String>)> = config.inspections.iter().map(|&kind| (kind, skipped(kind.name(), kind.skip_reason(&config.target, config.backend)))).collect();
     let experiments: Vec<(ExperimentKind, Option<String>)> = config
         .experiments
         .iter()

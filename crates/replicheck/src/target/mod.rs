@@ -47,6 +47,7 @@ struct TargetFile {
     cache: Option<StoreFlow>,
     echo: Option<Echo>,
     token: Option<Token>,
+    telemetry: Option<Telemetry>,
 }
 
 /// A validated target file, with its preset's defaults filled in.
@@ -67,6 +68,8 @@ pub struct Target {
     pub cache: Option<StoreFlow>,
     pub echo: Option<Echo>,
     pub token: Option<Token>,
+    /// The app exports OpenTelemetry over OTLP: the telemetry inspection asks what arrives.
+    pub telemetry: Option<Telemetry>,
     /// Where the file was read from (for reproduce commands and relative paths).
     pub path: PathBuf,
 }
@@ -274,6 +277,30 @@ impl Default for ChaosSettings {
     }
 }
 
+/// How the app exports OpenTelemetry. Each replica is given an OTLP/HTTP endpoint of its
+/// own, and, unless `platform_resource` is false, `OTEL_SERVICE_NAME` and a
+/// `service.instance.id` of its own, as a platform that runs a collector gives them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    /// The service name every replica must report; defaults to the target's name.
+    pub service_name: Option<String>,
+    /// Whether the platform names the service and each instance (true), or the app must.
+    #[serde(default = "defaults::yes")]
+    pub platform_resource: bool,
+    /// The page asked with a `traceparent` (default: `[chaos] page`).
+    pub page: Option<UrlPath>,
+    /// How long spans may take to arrive after their request.
+    #[serde(default = "defaults::telemetry_wait", with = "humantime_serde")]
+    pub wait: Duration,
+}
+
+impl Telemetry {
+    pub fn service_name(&self, target: &Target) -> String {
+        self.service_name.clone().unwrap_or_else(|| target.name.clone())
+    }
+}
+
 /// Shared infrastructure replicheck starts for the run.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -337,6 +364,7 @@ pub const START_PLACEHOLDERS: &[(&str, &str)] = &[
     ("run_id", "the run's id"),
     ("proxy_address", "the address the app sees replicheck's balancer connect from: the proxy to trust"),
     ("target_dir", "the directory of the target file"),
+    ("otlp_endpoint", "the replica's own OTLP/HTTP endpoint, when [telemetry] is declared (also given as OTEL_EXPORTER_OTLP_ENDPOINT)"),
     ("replicheck", "the path of a replicheck binary (runs the bundled demo): the command line's own, or the one a library run is given"),
 ];
 
@@ -387,6 +415,7 @@ impl Target {
             cache: raw.cache,
             echo: raw.echo,
             token: raw.token,
+            telemetry: raw.telemetry,
             path: file.path.clone(),
         };
         target.validate(file)?;
@@ -450,6 +479,11 @@ impl Target {
                     file.error_at(template.span(), format!("unknown placeholder `{{{unknown}}}` in [start]"))
                         .with_help(Some(help))
                 })?;
+            if self.telemetry.is_none() && template.vars().any(|name| name == "otlp_endpoint") {
+                return Err(file
+                    .error_at(template.span(), "`{otlp_endpoint}` is used but the target declares no [telemetry]")
+                    .with_help(Some("add `[telemetry]` so replicheck receives what the replicas export".into())));
+            }
             if !has_redis && template.vars().any(|name| name == "redis_url") {
                 return Err(file
                     .error_at(template.span(), "`{redis_url}` is used but the target declares no Redis")
@@ -511,6 +545,14 @@ mod defaults {
     use std::time::Duration;
 
     use super::UrlPath;
+
+    pub fn yes() -> bool {
+        true
+    }
+
+    pub fn telemetry_wait() -> Duration {
+        Duration::from_secs(10)
+    }
 
     pub fn ready_timeout() -> Duration {
         Duration::from_secs(30)

@@ -1,0 +1,439 @@
+//! The run's OTLP/HTTP receiver, and the settings a platform gives each replica to export
+//! to it.
+//!
+//! Each replica is given an endpoint of its own (`OTEL_EXPORTER_OTLP_ENDPOINT=
+//! http://HOST:PORT/r1`), so what arrives is attributed by where it was sent, never by
+//! what the app says about itself. The receiver keeps, per replica, each export's signal
+//! and the resources it named (`service.name`, `service.instance.id`), and a summary of
+//! each span; the telemetry inspection reads a window of it (see `check::telemetry`).
+
+pub mod otlp;
+pub mod tracecontext;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::cluster::replica::ReplicaId;
+use crate::step::Template;
+use crate::target::Target;
+use otlp::{Encoding, Named, Signal, SpanSummary};
+
+/// The largest export body read; a batch of a few thousand spans is well under it.
+pub const MAX_BODY: usize = 16 << 20;
+/// Spans kept per replica; more are counted, not kept.
+const MAX_SPANS: usize = 50_000;
+/// How long a client may take to send one export.
+const READ_WITHIN: Duration = Duration::from_secs(10);
+
+/// The environment a platform that runs an OpenTelemetry collector gives each replica:
+/// where to export (over HTTP, often: a short batch delay, so that spans arrive while the
+/// run waits), and, unless the target says the app names itself, the service name and the
+/// replica's own `service.instance.id`. What the target's own `env` says wins, except the
+/// endpoints: they are how exports are attributed. `{otlp_endpoint}` is set per replica.
+pub fn platform_env(target: &Target) -> IndexMap<String, Template> {
+    let Some(telemetry) = &target.telemetry else { return target.start.env.clone() };
+    let mut given: Vec<(String, String)> = [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_TRACES_EXPORTER", "otlp"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "200"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "2000"),
+    ]
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .into();
+    let mut resource = None;
+    if telemetry.platform_resource {
+        given.push(("OTEL_SERVICE_NAME".into(), Template::literal(&telemetry.service_name(target)).raw().to_owned()));
+        resource = Some("service.instance.id={run_id}.{replica}".to_owned());
+    }
+    let mut env: IndexMap<String, Template> = given.into_iter().map(|(name, value)| (name, template(&value))).collect();
+    for (name, value) in &target.start.env {
+        match &mut resource {
+            // Later entries win in SDKs' parsing: the app's own settings stay.
+            Some(resource) if name == "OTEL_RESOURCE_ATTRIBUTES" => *resource = format!("{resource},{}", value.raw()),
+            _ => {
+                env.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    if let Some(resource) = resource {
+        env.insert("OTEL_RESOURCE_ATTRIBUTES".into(), template(&resource));
+    }
+    env.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), template("{otlp_endpoint}"));
+    for signal in ["traces", "metrics", "logs"] {
+        env.insert(format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT", signal.to_uppercase()), template(&format!("{{otlp_endpoint}}/v1/{signal}")));
+    }
+    env
+}
+
+fn template(text: &str) -> Template {
+    Template::parse(text).expect("the platform's settings are valid templates")
+}
+
+/// The `service.instance.id` the platform gives a replica.
+pub fn given_instance_id(run_id: &str, replica: ReplicaId) -> String {
+    format!("{run_id}.{replica}")
+}
+
+/// The receiver, listening while it lives.
+pub struct Receiver {
+    exports: Exports,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self._server.abort();
+    }
+}
+
+impl Receiver {
+    /// Listens on a free port of `ip`, where the replicas can reach it.
+    /// Listens on a free port of `ip`, where the replicas can reach it. `service_name` is
+    /// what the platform names them, if it does.
+    pub async fn start(ip: IpAddr, run_id: &str, service_name: Option<String>) -> std::io::Result<Receiver> {
+        let listener = TcpListener::bind((ip, 0)).await?;
+        let addr = listener.local_addr()?;
+        let given = Given {
+            run_id: run_id.to_owned(),
+            service_name,
+            base: format!("http://{addr}"),
+        };
+        let exports = Exports {
+            state: Arc::new(Mutex::new(State::default())),
+            given: Arc::new(given),
+        };
+        let server = tokio::spawn(serve(listener, exports.clone()));
+        Ok(Receiver { exports, _server: server })
+    }
+
+    /// The base endpoint of one replica's exports.
+    pub fn endpoint(&self, replica: ReplicaId) -> String {
+        format!("{}/{replica}", self.exports.given.base)
+    }
+
+    pub fn exports(&self) -> Exports {
+        self.exports.clone()
+    }
+}
+
+/// What the platform told the replicas.
+#[derive(Debug)]
+struct Given {
+    run_id: String,
+    /// Set when the platform gave `OTEL_SERVICE_NAME` and a `service.instance.id`.
+    service_name: Option<String>,
+    /// The receiver's base URL as the replicas were given it.
+    base: String,
+}
+
+async fn serve(listener: TcpListener, exports: Exports) {
+    // Aborting this task drops the set, which ends every connection with it.
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        while connections.try_join_next().is_some() {}
+        let exports = exports.clone();
+        connections.spawn(async move {
+            let service = service_fn(move |request| receive(exports.clone(), request));
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(READ_WITHIN)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn receive(exports: Exports, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = request.uri().path().to_owned();
+    // `/r1/v1/traces`; an export to the bare `/v1/traces` names no replica: the app
+    // dropped the path of the endpoint it was given, or was given another.
+    let routed = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .filter(|(replica, _)| *replica != "v1")
+        .and_then(|(replica, rest)| Some((replica.to_owned(), Signal::of_path(&format!("/{rest}"))?)));
+    let Some((replica, signal)) = routed.filter(|_| request.method() == http::Method::POST) else {
+        exports.stray(&path);
+        return Ok(answer(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not a replica's OTLP/HTTP export path")));
+    };
+    let header = |name: http::header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let encoding = Encoding::of_content_type(header(http::header::CONTENT_TYPE).as_deref());
+    let gzipped = header(http::header::CONTENT_ENCODING).is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
+    let body = tokio::time::timeout(READ_WITHIN, Limited::new(request.into_body(), MAX_BODY).collect()).await;
+    let read = match body {
+        Ok(Ok(body)) => otlp::read(signal, encoding, gzipped, &body.to_bytes()),
+        Ok(Err(err)) => Err(format!("a body that could not be read: {err}")),
+        Err(_) => Err(format!("a body not sent within {}s", READ_WITHIN.as_secs())),
+    };
+    match read {
+        Ok(export) => {
+            exports.arrived(&replica, signal, export);
+            let (content_type, body) = encoding.success();
+            Ok(answer(StatusCode::OK, content_type, Bytes::from_static(body)))
+        }
+        Err(why) => {
+            exports.undecodable(&replica, signal, &why);
+            Ok(answer(StatusCode::BAD_REQUEST, "text/plain", Bytes::from(why)))
+        }
+    }
+}
+
+fn answer(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    response
+}
+
+/// What has arrived so far, shared by the receiver and whoever reads it.
+#[derive(Clone)]
+pub struct Exports {
+    state: Arc<Mutex<State>>,
+    given: Arc<Given>,
+}
+
+#[derive(Default)]
+struct State {
+    replicas: BTreeMap<String, Tally>,
+    /// Exports to paths that name no replica, by path.
+    stray: BTreeMap<String, u32>,
+}
+
+#[derive(Default)]
+struct Tally {
+    arrivals: Vec<Arrival>,
+    spans: Vec<(Instant, SpanSummary)>,
+    dropped_spans: u64,
+    undecodable: Vec<(Instant, String)>,
+}
+
+struct Arrival {
+    at: Instant,
+    signal: Signal,
+    resources: Vec<Named>,
+    spans: usize,
+}
+
+/// A request the telemetry inspection sent with a `traceparent`, to find its spans.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub replica: ReplicaId,
+    pub trace_id: String,
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+/// How far apart the replica's clock and the run's may put a span and its request.
+const SLACK_MS: f64 = 50.0;
+
+impl Probe {
+    /// Whether a server span of the probe's replica lies within the probe's request.
+    pub fn covers(&self, span: &SpanSeen) -> bool {
+        span.server && span.start_ms >= self.start_ms - SLACK_MS && span.end_ms <= self.end_ms + SLACK_MS
+    }
+
+    /// Whether the span is in the probe's trace, or recorded its marked URL.
+    pub fn named_in(&self, span: &SpanSeen) -> bool {
+        span.trace_id == self.trace_id || span.marker.as_ref() == Some(&self.trace_id)
+    }
+
+    /// Whether the span tells anything about the probe (see `Exports::seen`).
+    pub fn told_by(&self, span: &SpanSeen) -> bool {
+        self.named_in(span) || self.covers(span)
+    }
+}
+
+impl Exports {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn arrived(&self, replica: &str, signal: Signal, export: otlp::Export) {
+        let at = Instant::now();
+        let mut state = self.state();
+        let tally = state.replicas.entry(replica.to_owned()).or_default();
+        tally.arrivals.push(Arrival { at, signal, resources: export.resources, spans: export.spans.len() });
+        for span in export.spans {
+            if tally.spans.len() < MAX_SPANS {
+                tally.spans.push((at, span));
+            } else {
+                tally.dropped_spans += 1;
+            }
+        }
+    }
+
+    fn undecodable(&self, replica: &str, signal: Signal, why: &str) {
+        let mut state = self.state();
+        let tally = state.replicas.entry(replica.to_owned()).or_default();
+        tally.undecodable.push((Instant::now(), format!("{why} (to /v1/{signal:?})").to_lowercase()));
+    }
+
+    fn stray(&self, path: &str) {
+        let path: String = path.chars().take(100).collect();
+        *self.state().stray.entry(path).or_default() += 1;
+    }
+
+    /// What arrived since `since` (the run's start when `None`) from `replicas`, with the
+    /// spans that tell about `probes`: those in a probe's trace, those that recorded a
+    /// probe's marker, and the server spans of a replica while a probe was at it. Times
+    /// are milliseconds since `origin`.
+    pub fn seen(&self, since: Option<Instant>, origin: Instant, replicas: &[ReplicaId], probes: &[Probe]) -> Exported {
+        let origin_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as f64 - origin.elapsed().as_nanos() as f64;
+        let ms = |unix_ns: u64| (unix_ns as f64 - origin_unix_ns) / 1e6;
+        let in_window = |at: &Instant| since.is_none_or(|since| *at >= since);
+        let state = self.state();
+        let mut seen = Exported {
+            since_ms: since.map_or(0.0, |since| since.duration_since(origin).as_secs_f64() * 1000.0),
+            until_ms: origin.elapsed().as_secs_f64() * 1000.0,
+            given_service_name: self.given.service_name.clone(),
+            stray: state.stray.iter().map(|(path, count)| StrayExports { path: path.clone(), count: *count }).collect(),
+            replicas: Vec::new(),
+        };
+        for &replica in replicas {
+            let name = replica.to_string();
+            let mut one = ReplicaSeen {
+                replica,
+                endpoint: format!("{}/{name}", self.given.base),
+                given_instance_id: self.given.service_name.as_ref().map(|_| given_instance_id(&self.given.run_id, replica)),
+                ..ReplicaSeen::default()
+            };
+            if let Some(tally) = state.replicas.get(&name) {
+                let mut resources: BTreeMap<Named, u32> = BTreeMap::new();
+                for arrival in tally.arrivals.iter().filter(|a| in_window(&a.at)) {
+                    *match arrival.signal {
+                        Signal::Traces => &mut one.traces,
+                        Signal::Metrics => &mut one.metrics,
+                        Signal::Logs => &mut one.logs,
+                    } += 1;
+                    one.spans += arrival.spans as u64;
+                    for named in &arrival.resources {
+                        *resources.entry(named.clone()).or_default() += 1;
+                    }
+                }
+                one.resources = resources.into_iter().map(|(named, exports)| ResourceSeen { named, exports }).collect();
+                let undecodable: Vec<_> = tally.undecodable.iter().filter(|(at, _)| in_window(at)).collect();
+                one.undecodable = undecodable.len() as u32;
+                one.undecodable_why = undecodable.first().map(|(_, why)| why.clone());
+                one.spans_not_kept = tally.dropped_spans;
+                let mine: Vec<&Probe> = probes.iter().filter(|p| p.replica == replica).collect();
+                for (_, span) in tally.spans.iter().filter(|(at, _)| in_window(at)) {
+                    let seen = SpanSeen {
+                        trace_id: span.trace_id.clone(),
+                        parent_span_id: (!span.parent_span_id.is_empty()).then(|| span.parent_span_id.clone()),
+                        server: span.server,
+                        name: span.name.clone(),
+                        start_ms: ms(span.start_unix_ns),
+                        end_ms: ms(span.end_unix_ns),
+                        marker: span.marker.clone(),
+                    };
+                    let tells = probes.iter().any(|p| p.named_in(&seen)) || mine.iter().any(|p| p.covers(&seen));
+                    if tells {
+                        one.about_probes.push(seen);
+                    }
+                }
+            }
+            seen.replicas.push(one);
+        }
+        seen
+    }
+}
+
+/// What the replicas exported in a window of the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Exported {
+    pub since_ms: f64,
+    pub until_ms: f64,
+    /// The `OTEL_SERVICE_NAME` every replica was given, if the platform named them.
+    pub given_service_name: Option<String>,
+    pub replicas: Vec<ReplicaSeen>,
+    /// Exports to paths that name no replica (over the whole run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stray: Vec<StrayExports>,
+}
+
+impl Exported {
+    pub fn replica(&self, replica: ReplicaId) -> Option<&ReplicaSeen> {
+        self.replicas.iter().find(|r| r.replica == replica)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReplicaSeen {
+    pub replica: ReplicaId,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` as the replica was given it.
+    pub endpoint: String,
+    /// The `service.instance.id` the platform gave it, if it named the replicas.
+    pub given_instance_id: Option<String>,
+    /// Export requests, by signal.
+    pub traces: u32,
+    pub metrics: u32,
+    pub logs: u32,
+    pub spans: u64,
+    /// Spans received but not kept (over the receiver's bound).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub spans_not_kept: u64,
+    /// Bodies that were not OTLP, and why the first was not.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub undecodable: u32,
+    pub undecodable_why: Option<String>,
+    /// Each distinct resource its exports named, with how many exports named it.
+    pub resources: Vec<ResourceSeen>,
+    /// The spans that tell whether it continued the probes' traces.
+    pub about_probes: Vec<SpanSeen>,
+}
+
+impl ReplicaSeen {
+    pub fn exports(&self) -> u32 {
+        self.traces + self.metrics + self.logs
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceSeen {
+    #[serde(flatten)]
+    pub named: Named,
+    pub exports: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpanSeen {
+    pub trace_id: String,
+    pub parent_span_id: Option<String>,
+    pub server: bool,
+    pub name: String,
+    pub start_ms: f64,
+    pub end_ms: f64,
+    pub marker: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StrayExports {
+    pub path: String,
+    pub count: u32,
+}
