@@ -2,6 +2,7 @@
 //! antiforgery token, session and cache endpoints, an echo of what the app believes about
 //! the request, health endpoints and a slow endpoint.
 
+use crate::telemetry::Telemetry;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,15 +126,19 @@ const TOKEN_FIELD: &str = "__csrf";
 /// Cache values may be large: the balancer is tested by streaming them through.
 const CACHE_VALUE_LIMIT: usize = 16 * 1024 * 1024;
 
-pub fn router(app: Arc<App>) -> Router {
+pub fn router(app: Arc<App>, telemetry: Option<Arc<Telemetry>>) -> Router {
     let health = Router::new()
         .route("/healthz/live", get(|| async { "live" }))
         .route("/healthz/ready", get(ready));
-    pages()
+    let router = pages()
         .route_layer(middleware::from_fn_with_state(app.clone(), same_origin))
         .route_layer(middleware::from_fn_with_state(app.clone(), unavailable))
         .merge(health)
-        .with_state(app)
+        .with_state(app);
+    match telemetry {
+        Some(telemetry) => router.layer(middleware::from_fn_with_state(telemetry, crate::telemetry::traced)),
+        None => router,
+    }
 }
 
 fn pages() -> Router<Arc<App>> {

@@ -11,11 +11,13 @@
 //! Shutdown and readiness are configurable too, from correct (drain after SIGTERM, honest
 //! readiness) to the usual mistakes (close at once, drop in-flight requests, ignore
 //! SIGTERM, refuse pages at once, say ready while warming up, while the store is down, or
-//! while draining).
+//! while draining). Its telemetry (`--telemetry`) is exported over OTLP as the platform's
+//! environment says, or with a service name, an instance id or a trace of its own.
 
 mod app;
 mod keyring;
 mod store;
+mod telemetry;
 
 /// One run of `replicheck demo`: a built-in target file for this service, and what runs
 /// against it.
@@ -91,6 +93,7 @@ pub use app::Forwarded;
 use app::{App, Leak, ReadinessFlaws};
 use keyring::{KeyRing, Keys};
 use store::Store;
+use telemetry::{Telemetry, TelemetryArgs};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -147,6 +150,8 @@ pub struct DemoArgs {
     /// a test can prove replicheck keeps them out of everything it writes.
     #[arg(long, hide = true)]
     pub leak_secrets: Option<PathBuf>,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 /// What the demo does on SIGTERM.
@@ -177,6 +182,7 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         dir => Keys::Ready(KeyRing::shared(&PathBuf::from(dir)).map_err(|e| format!("key ring in {dir}: {e}"))?),
     };
     let store = Store::open(&args.store).await?;
+    let telemetry = Telemetry::start(&args.telemetry)?;
     let (username, password) = args.user.split_once(':').ok_or("--user must be name:password")?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     println!(
@@ -235,8 +241,12 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
             }
         }
     };
-    axum::serve(listener, app::router(app).into_make_service_with_connect_info::<SocketAddr>())
+    let served = axum::serve(listener, app::router(app, telemetry.clone()).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(stop_accepting)
         .await
-        .map_err(|e| format!("server failed: {e}"))
+        .map_err(|e| format!("server failed: {e}"));
+    if let Some(telemetry) = telemetry {
+        telemetry.flush();
+    }
+    served
 }

@@ -14,7 +14,9 @@ Misconfigured (broken.toml: no APP_SECRET, TRUSTED_PROXY, DRAIN_MS; APP_CACHE=me
   http and sees the proxy's address. Posts still pass: Pyramid checks Origin only when
   request.scheme is https, so a browser's https Origin is never compared;
 - waitress installs no SIGTERM handler: Python's default ends the process at once, the
-  listener with it and the requests in flight are cut.
+  listener with it and the requests in flight are cut;
+- its OpenTelemetry resource is built by hand (APP_TELEMETRY_NAME=host): the service is
+  named after the host and the process, and no service.instance.id is reported.
 
 Configured (fixed.toml): APP_SECRET from the deployment; the cache in a SQLite file all
 replicas share; waitress `trusted_proxy` is exactly the proxy (TRUSTED_PROXY) with
@@ -22,6 +24,7 @@ replicas share; waitress `trusted_proxy` is exactly the proxy (TRUSTED_PROXY) wi
 anyone else those headers are stripped); at SIGTERM readiness answers 503 and the server
 keeps serving DRAIN_MS, then closes its listener, finishes the requests in flight and
 exits 0. Waitress has no graceful stop of its own, so serve_draining runs its event loop.
+Its OpenTelemetry resource comes from the environment the platform sets (see traced).
 
 /whoami answers request.remote_addr, which waitress rewrites from the proxy's last
 X-Forwarded-For hop; WebOb's request.client_addr would take the first hop, which the
@@ -29,10 +32,12 @@ client writes.
 
     python3 app.py PORT
 """
+import atexit
 import html
 import os
 import secrets
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -183,6 +188,35 @@ def make_app():
         return config.make_wsgi_app()
 
 
+def traced(app):
+    """OpenTelemetry for the WSGI app, when the platform gives an OTLP endpoint.
+
+    Configured: the SDK's resource from the environment (Resource.create merges
+    OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, where the platform puts each replica's
+    service.instance.id), a batch exporter that reads OTEL_EXPORTER_OTLP_ENDPOINT, and the
+    WSGI middleware, which continues each request's traceparent.
+    Misconfigured (APP_TELEMETRY_NAME=host): the resource built by hand, naming the service
+    after the host and the process and ignoring what the environment says."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return app
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    if os.environ.get("APP_TELEMETRY_NAME") == "host":
+        resource = Resource({"service.name": f"pyramid-{socket.gethostname()}-{os.getpid()}"})
+    else:
+        resource = Resource.create()
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    atexit.register(provider.shutdown)  # flushes what is buffered at a clean exit
+    return OpenTelemetryMiddleware(app)
+
+
 def serve_draining(app, drain_ms, **adjustments):
     """waitress's event loop, run one poll at a time so that SIGTERM can drain: readiness
     fails at once, the listener stays open drain_ms, then closes, and the loop goes on
@@ -224,6 +258,6 @@ if __name__ == "__main__":
                        trusted_proxy_headers="x-forwarded-for x-forwarded-proto x-forwarded-host")
     print(f"notes (pyramid) on 127.0.0.1:{port}", flush=True)
     if os.environ.get("DRAIN_MS"):
-        serve_draining(make_app(), int(os.environ["DRAIN_MS"]), **options)
+        serve_draining(traced(make_app()), int(os.environ["DRAIN_MS"]), **options)
     else:
-        serve(make_app(), _quiet=True, **options)
+        serve(traced(make_app()), _quiet=True, **options)

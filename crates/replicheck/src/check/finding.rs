@@ -74,6 +74,14 @@ impl FindingKind {
     }
 }
 
+impl FindingKind {
+    /// Whether its findings are about something one replica handed out and another did
+    /// not honour, rather than about the replicas side by side.
+    pub fn hands_over(self) -> bool {
+        self != FindingKind::TelemetryUnattributed
+    }
+}
+
 impl std::fmt::Display for FindingKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.id())

@@ -39,9 +39,17 @@ pub fn assess(run: &InspectionRun) -> Assessment {
         return assessment;
     }
     assessment.notes.extend(stray_notes(whole));
+    // One finding per attribute, naming every replica it shows on.
     let mut found: BTreeMap<_, Candidate> = BTreeMap::new();
-    let mut add = |candidate: Candidate| {
-        found.entry(candidate.key()).and_modify(|c| c.occurrences += 1).or_insert(candidate);
+    let mut add = |candidate: Candidate| match found.get_mut(&candidate.key()) {
+        Some(seen) => {
+            seen.occurrences += 1;
+            seen.consumer = candidate.consumer;
+            seen.observed.reason = format!("{}; {}", seen.observed.reason, candidate.observed.reason);
+        }
+        None => {
+            found.insert(candidate.key(), candidate);
+        }
     };
     let control = "the other replicas, given the same settings and the same requests, exported";
     for quiet in silent {
@@ -211,8 +219,9 @@ fn candidate(step: &str, (producer, consumer): (Incarnation, Incarnation), expec
         expected,
         observed: Observed { reason, ..Observed::default() },
         control,
+        // The attribute is the artifact: findings about different ones stay apart.
         artifact: ArtifactEvidence {
-            kind: "telemetry".into(),
+            kind: step.into(),
             cookies: Vec::new(),
             captured: Vec::new(),
         },

@@ -130,7 +130,9 @@ pub fn outcome(report: &Report) -> String {
 /// One finding's evidence, as a block of lines.
 fn evidence(report: &Report, finding: &Finding) -> String {
     let mut out = format!("\n{} {}: {} / {}\n", finding.id, finding.kind, finding.scenario, finding.step);
-    if finding.artifact.kind != "none" || finding.producer != finding.consumer {
+    if !finding.kind.hands_over() {
+        out.push_str(&if finding.producer == finding.consumer { format!("  on {}\n", finding.producer) } else { format!("  on {} and {}\n", finding.producer, finding.consumer) });
+    } else if finding.artifact.kind != "none" || finding.producer != finding.consumer {
         let handed = if finding.artifact.cookies.is_empty() {
             finding.artifact.kind.clone()
         } else {

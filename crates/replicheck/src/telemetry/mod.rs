@@ -241,8 +241,9 @@ pub struct Probe {
     pub end_ms: f64,
 }
 
-/// How far apart the replica's clock and the run's may put a span and its request.
-const SLACK_MS: f64 = 50.0;
+/// How far a span may lie outside its request as the run timed it: replicas read the same
+/// clock, so only rounding, never another request's span.
+const SLACK_MS: f64 = 2.0;
 
 impl Probe {
     /// Whether a server span of the probe's replica lies within the probe's request.

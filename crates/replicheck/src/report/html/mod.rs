@@ -202,7 +202,13 @@ fn findings(page: &mut String, report: &Report) {
     }
     page.push_str("<h2>Evidence</h2>");
     for f in &report.findings {
-        let replicas = if f.producer == f.consumer { format!("on {}", f.producer) } else { format!("{} handed out, {} did not honour", f.producer, f.consumer) };
+        let replicas = if f.producer == f.consumer {
+            format!("on {}", f.producer)
+        } else if !f.kind.hands_over() {
+            format!("on {} and {}", f.producer, f.consumer)
+        } else {
+            format!("{} handed out, {} did not honour", f.producer, f.consumer)
+        };
         let _ = write!(
             page,
             "<article class=\"finding\" id=\"{}\"><h3>{} <code>{}</code> {} / {}</h3><dl><dt>replicas</dt><dd>{}</dd><dt>artifact</dt><dd>{}{}</dd><dt>expected</dt><dd>{}</dd><dt>observed</dt><dd>{}</dd>",
