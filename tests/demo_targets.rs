@@ -139,9 +139,11 @@ fn the_demo_command_shows_the_difference() {
     assert!(with_redis.contains("artifact-lost-after-store-restart") && with_redis.contains("readiness-stale"), "{with_redis}");
     let race = stdout.lines().find(|l| l.starts_with("misconfigured key ring, made on first use: ")).expect("the key ring run");
     assert!(race.contains("(keyring-race-on-start)"), "{race}");
+    let telemetry = stdout.lines().find(|l| l.starts_with("misconfigured telemetry: ")).expect("the telemetry run");
+    assert!(telemetry.contains("(telemetry-unattributed)"), "{telemetry}");
     assert!(stdout.contains("configured correctly: 0 finding(s)"), "{stdout}");
     assert!(stdout.contains("configured correctly, with Redis: 0 finding(s)"), "{stdout}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5, "one report directory per run");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 6, "one report directory per run");
     common::assert_no_leftovers(&tag);
 }
 

@@ -78,12 +78,13 @@ fn an_app_that_writes_into_its_image_fails_hardened_over_five_seeds() {
 }
 
 #[test]
-fn the_configured_image_runs_hardened_and_starts_cold_over_five_seeds() {
-    if !common::docker_engine("the_configured_image_runs_hardened_and_starts_cold_over_five_seeds") {
+fn the_configured_image_runs_hardened_starts_cold_and_exports_its_telemetry_over_five_seeds() {
+    if !common::docker_engine("the_configured_image_runs_hardened_starts_cold_and_exports_its_telemetry_over_five_seeds") {
         return;
     }
+    // Containers export to the run's receiver at their network's gateway.
     for seed in 1..=5 {
-        let run = common::run_docker("examples/demo/fixed-docker.toml", &["--seed", &seed.to_string(), "--scenarios", "login,antiforgery,session,hardened,cold-start"]);
+        let run = common::run_docker("examples/demo/fixed-docker.toml", &["--seed", &seed.to_string(), "--scenarios", "login,antiforgery,session,telemetry,hardened,cold-start"]);
         assert_eq!(run.code, 0, "seed {seed}:\n{}\n{}", run.stdout, run.stderr);
         for scenario in &run.report().scenarios {
             assert_eq!(scenario.status, ScenarioStatus::Passed, "seed {seed}: {scenario:?}");

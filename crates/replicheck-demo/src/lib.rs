@@ -39,8 +39,11 @@ const STORE_EXPERIMENTS: &[&str] = &["store-restart", "store-outage"];
 /// A new deployment, with the users whose artifacts the keys protect.
 const COLD_START: &[&str] = &["login", "antiforgery", "cold-start"];
 
+/// What the demo exports, asked of each replica.
+const TELEMETRY: &[&str] = &["telemetry"];
+
 /// The demo, misconfigured and configured correctly, with SQLite and with Redis.
-pub const RUNS: [DemoRun; 5] = [
+pub const RUNS: [DemoRun; 6] = [
     DemoRun {
         label: "misconfigured",
         path: "examples/demo/broken.toml",
@@ -62,6 +65,14 @@ pub const RUNS: [DemoRun; 5] = [
         path: "examples/demo/broken-keyring-race.toml",
         text: include_str!("../../../examples/demo/broken-keyring-race.toml"),
         only: Some(COLD_START),
+        needs_redis: false,
+        misconfigured: true,
+    },
+    DemoRun {
+        label: "misconfigured telemetry",
+        path: "examples/demo/broken-telemetry.toml",
+        text: include_str!("../../../examples/demo/broken-telemetry.toml"),
+        only: Some(TELEMETRY),
         needs_redis: false,
         misconfigured: true,
     },

@@ -12,7 +12,7 @@ use axum::response::Response;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
@@ -49,9 +49,17 @@ impl Telemetry {
         }
         // Fails only when a provider was chosen first, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // The demo exports over plain http to the collector beside it, and its image has no
+        // CA store for a default client to load. Built off the async runtime, as blocking
+        // clients must be.
+        let client = std::thread::spawn(|| reqwest::blocking::Client::builder().tls_certs_only([]).build())
+            .join()
+            .map_err(|_| "the thread building the OTLP client panicked".to_owned())?
+            .map_err(|e| format!("cannot make the OTLP client: {e}"))?;
         // No endpoint here: the exporter reads OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT.
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
+            .with_http_client(client)
             .with_protocol(Protocol::HttpBinary)
             .build()
             .map_err(|e| format!("cannot make the OTLP exporter: {e}"))?;

@@ -438,3 +438,55 @@ pub struct StrayExports {
     pub path: String,
     pub count: u32,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+    use prost::Message;
+
+    #[tokio::test]
+    async fn exports_are_told_apart_by_the_path_they_came_to_and_what_is_not_otlp_is_counted() {
+        let receiver = Receiver::start(IpAddr::from([127, 0, 0, 1]), "run", Some("shop".into())).await.unwrap();
+        let origin = Instant::now();
+        let client = crate::client::builder().build().unwrap();
+        let post = |url: String, body: Vec<u8>| client.post(url).header("content-type", "application/x-protobuf").body(body).send();
+        let export = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: Some(AnyValue { value: Some(any_value::Value::StringValue("shop".into())) }),
+                        ..KeyValue::default()
+                    }],
+                    ..Resource::default()
+                }),
+                ..ResourceSpans::default()
+            }],
+        };
+        let r1 = receiver.endpoint(ReplicaId(1));
+        assert_eq!(post(format!("{r1}/v1/traces"), export.encode_to_vec()).await.unwrap().status(), 200);
+        let r0 = receiver.endpoint(ReplicaId(0));
+        assert_eq!(post(format!("{r0}/v1/metrics"), b"\xff\xff garbage".to_vec()).await.unwrap().status(), 400);
+        assert_eq!(post(format!("{r0}/v1/logs"), vec![0; MAX_BODY + 1]).await.unwrap().status(), 400);
+        let base = r0.trim_end_matches("/r0");
+        assert_eq!(post(format!("{base}/v1/traces"), export.encode_to_vec()).await.unwrap().status(), 404);
+
+        let seen = receiver.exports().seen(None, origin, &[ReplicaId(0), ReplicaId(1), ReplicaId(2)], &[]);
+        let [r0, r1, r2] = &seen.replicas[..] else { panic!("{seen:?}") };
+        assert_eq!((r1.traces, r1.exports()), (1, 1));
+        assert_eq!(r1.resources[0].named.service_name.as_deref(), Some("shop"));
+        assert_eq!(r1.given_instance_id.as_deref(), Some("run.r1"));
+        assert_eq!((r0.exports(), r0.undecodable), (0, 2));
+        assert!(r0.undecodable_why.as_deref().unwrap().contains("not otlp"), "{r0:?}");
+        assert_eq!(r2.exports(), 0);
+        assert_eq!(seen.stray.len(), 1);
+        assert_eq!((seen.stray[0].path.as_str(), seen.stray[0].count), ("/v1/traces", 1));
+        // A later window sees none of it.
+        let later = receiver.exports().seen(Some(Instant::now()), origin, &[ReplicaId(1)], &[]);
+        assert_eq!(later.replicas[0].exports(), 0);
+    }
+}
