@@ -160,7 +160,7 @@ fn without_redis_the_demo_says_what_it_skipped_and_why() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("misconfigured, with Redis: skipped"), "{stderr}");
     assert!(stderr.contains("store-restart and store-outage need a Redis to restart, and redis-server is not installed"), "{stderr}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
     common::assert_no_leftovers(&tag);
 }
 

@@ -206,9 +206,8 @@ async fn signing_keys(inspector: &Inspector<'_>, run: &mut InspectionRun) -> Res
 /// Requests in traces of replicheck's own, sent to each replica through the balancer.
 const TRACED_REQUESTS: usize = 3;
 
-/// Sends each replica requests in traces of replicheck's own (the balancer continues
-/// each with its span as the parent, and marks nothing), each URL marked with its trace
-/// id, then reads what the replicas exported until each replica's span of its last
+/// Sends each replica requests in traces of replicheck's own (the balancer continues each
+/// with its span as the parent), each URL marked with its trace id, then reads what the replicas exported until each replica's span of its last
 /// request has arrived, or `[telemetry] wait` has passed. A first run reads everything
 /// exported since the start; a second only what arrived after it began.
 async fn telemetry(inspector: &Inspector<'_>, run: &mut InspectionRun) -> Result<(), String> {

@@ -5,6 +5,7 @@
 
 mod common;
 
+use replicheck::check::ScenarioStatus;
 use replicheck::cluster::backend::template::ContainerTemplate;
 use replicheck::file::SourceFile;
 use replicheck::progress::Silent;
@@ -28,19 +29,25 @@ fn docker_engine() -> bool {
 }
 
 async fn login_run(keys_and_store: &'static [&'static str]) -> Report {
+    template_run(keys_and_store, "", "login").await
+}
+
+/// A run of `check` against replicas of the demo image started with `args`, the target's
+/// flows followed by `more` of the target file.
+async fn template_run(args: &'static [&'static str], more: &str, check: &str) -> Report {
     let template = ContainerTemplate::new(move || {
         let mut cmd = vec!["demo-service", "--listen", "0.0.0.0:8080"];
-        cmd.extend_from_slice(keys_and_store);
+        cmd.extend_from_slice(args);
         GenericImage::new("replicheck-demo", "local")
             .with_exposed_port(8080.tcp())
             .with_wait_for(WaitFor::message_on_stdout("listening on"))
             .with_cmd(cmd)
     })
     .expect("the image exposes one port");
-    let target = Target::from_source(&SourceFile::from_text("demo-image.toml", flows())).expect("valid").with_container(template);
+    let target = Target::from_source(&SourceFile::from_text("demo-image.toml", flows() + more)).expect("valid").with_container(template);
     let reports = tempfile::tempdir().unwrap();
     let config = RunConfig::new(target).seed(5).report_dir(ReportDir::Under(reports.path().to_owned()));
-    let report = run::run(config.select(&["login"]).expect("a built-in scenario"), &Silent).await.expect("the run runs").report;
+    let report = run::run(config.select(&[check]).expect("a built-in check"), &Silent).await.expect("the run runs").report;
     assert_eq!(leftovers(&report.run_id), "", "the run left these on the engine");
     report
 }
@@ -75,5 +82,17 @@ async fn containers_sharing_a_key_ring_pass() {
         return;
     }
     let report = login_run(&["--keys", "/replicheck-shared/keys", "--store", "sqlite:/replicheck-shared/store.db"]).await;
+    report.assert_consistent();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_from_a_template_are_given_the_platforms_telemetry_settings() {
+    if !docker_engine() {
+        return;
+    }
+    // The image's own command, plus the SDK; the run adds where and as what to export.
+    let report = template_run(&["--telemetry"], "\n[telemetry]\nservice_name = \"demo\"\n", "telemetry").await;
+    let telemetry = report.scenarios.iter().find(|s| s.name == "telemetry").expect("the telemetry inspection ran");
+    assert_eq!(telemetry.status, ScenarioStatus::Passed, "{telemetry:?}");
     report.assert_consistent();
 }

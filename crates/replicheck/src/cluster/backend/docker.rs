@@ -636,6 +636,7 @@ impl Backend for DockerBackend {
                     network: run.network.clone(),
                     volumes: vec![(shared, SHARED_MOUNT.to_owned()), (own, REPLICA_MOUNT.to_owned())],
                     publish_on: run.engine.publish_on,
+                    env: self.start.env.iter().map(|(k, v)| Ok((k.clone(), v.render(&vars)?))).collect::<Result<_, ClusterError>>()?,
                 };
                 let leftover = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
                 let _ = run.engine.docker.remove_container(&name, Some(leftover)).await;

@@ -22,6 +22,8 @@ pub struct Placement {
     pub volumes: Vec<(String, String)>,
     /// The host address the app's port is published on.
     pub publish_on: IpAddr,
+    /// Environment the run adds to the image's (the platform's telemetry settings).
+    pub env: Vec<(String, String)>,
 }
 
 /// A started container, held while its replica runs; dropping it lets testcontainers
@@ -120,6 +122,9 @@ mod with_testcontainers {
                     .with_labels(placement.labels);
                 for (volume, path) in placement.volumes {
                     request = request.with_mount(Mount::volume_mount(volume, path));
+                }
+                for (name, value) in placement.env {
+                    request = request.with_env_var(name, value);
                 }
                 // Only the app's port, and on loopback: testcontainers would publish every
                 // exposed port on every interface.
