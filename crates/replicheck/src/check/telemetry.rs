@@ -66,7 +66,9 @@ pub fn assess(run: &InspectionRun) -> Assessment {
             control.into(),
         ));
     }
-    for candidate_found in named_alike(window, &incarnation).into_iter().chain(traces_continued(run, window, &incarnation, &mut assessment.notes)) {
+    let named = named_alike(window, &incarnation, &mut assessment.notes);
+    let traced = traces_continued(run, window, &incarnation, &mut assessment.notes);
+    for candidate_found in named.into_iter().chain(traced) {
         add(candidate_found);
     }
     assessment.candidates = found.into_values().collect();
@@ -74,7 +76,7 @@ pub fn assess(run: &InspectionRun) -> Assessment {
 }
 
 /// Every replica names the service alike and itself apart.
-fn named_alike(window: &Exported, incarnation: &dyn Fn(ReplicaId) -> Incarnation) -> Vec<Candidate> {
+fn named_alike(window: &Exported, incarnation: &dyn Fn(ReplicaId) -> Incarnation, notes: &mut Vec<String>) -> Vec<Candidate> {
     let mut found = Vec::new();
     let given = window.given_service_name.as_deref();
     let expected_name = match given {
@@ -86,34 +88,47 @@ fn named_alike(window: &Exported, incarnation: &dyn Fn(ReplicaId) -> Incarnation
         None => "every replica was given the same settings (the platform names no service or instance: the target says the app does)",
     };
     let reporting: Vec<&ReplicaSeen> = window.replicas.iter().filter(|r| !r.resources.is_empty()).collect();
-    let names = |r: &ReplicaSeen| -> BTreeSet<Option<String>> {
-        r.resources.iter().map(|res| res.named.service_name.clone().filter(|n| !n.starts_with("unknown_service"))).collect()
+    // A process may export under more than one name (a worker beside the web app): what
+    // must hold is that every replica reports the same names.
+    let names_of = |r: &ReplicaSeen| -> BTreeSet<String> {
+        r.resources.iter().filter_map(|res| res.named.service_name.clone()).filter(|n| !n.starts_with("unknown_service")).collect()
     };
-    let mut first_named: Option<(&ReplicaSeen, String)> = None;
+    let mut first: Option<(&ReplicaSeen, BTreeSet<String>)> = None;
     for replica in &reporting {
-        let own = names(replica);
         let at = (incarnation(replica.replica), incarnation(replica.replica));
-        if own.contains(&None) {
-            let said = replica.resources.iter().find_map(|r| r.named.service_name.clone());
-            let reason = match said {
+        if replica.resources.iter().any(|r| r.named.service_name.as_ref().is_none_or(|n| n.starts_with("unknown_service"))) {
+            let reason = match replica.resources.iter().find_map(|r| r.named.service_name.clone()) {
                 Some(default) => format!("{} reports service.name \"{default}\", an SDK's default: its telemetry is tied to no service", replica.replica),
                 None => format!("{}'s exports carry no service.name", replica.replica),
             };
             found.push(candidate(SERVICE_NAME, at, expected_name.clone(), reason, control.into()));
         }
-        for name in own.into_iter().flatten() {
-            match &first_named {
-                None => first_named = Some((replica, name)),
-                Some((other, other_name)) if *other_name != name => {
-                    let reason = format!(
-                        "{} reports service.name \"{other_name}\" and {} \"{name}\": a backend shows them as different services",
-                        other.replica, replica.replica
-                    );
-                    found.push(candidate(SERVICE_NAME, (incarnation(other.replica), incarnation(replica.replica)), expected_name.clone(), reason, control.into()));
-                }
-                Some(_) => {}
+        let names = names_of(replica);
+        match &first {
+            None => first = Some((replica, names)),
+            Some((other, other_names)) if *other_names != names && !names.is_empty() && !other_names.is_empty() => {
+                let list = |names: &BTreeSet<String>| names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
+                let reason = format!(
+                    "{} reports service.name {} and {} {}: a backend shows them as different services",
+                    other.replica,
+                    list(other_names),
+                    replica.replica,
+                    list(&names)
+                );
+                found.push(candidate(SERVICE_NAME, (incarnation(other.replica), incarnation(replica.replica)), expected_name.clone(), reason, control.into()));
             }
+            Some(_) => {}
         }
+    }
+    if let (Some(given), Some((_, names))) = (given, &first)
+        && !names.is_empty()
+        && !names.contains(given)
+        && reporting.iter().all(|r| names_of(r) == *names)
+    {
+        notes.push(format!(
+            "every replica reports service.name {}, not the OTEL_SERVICE_NAME \"{given}\" it was given: the app names the service itself",
+            names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+        ));
     }
     let expected_id = "each replica reports a service.instance.id of its own".to_owned();
     let mut owner: BTreeMap<String, ReplicaId> = BTreeMap::new();
@@ -153,6 +168,7 @@ fn traces_continued(run: &InspectionRun, window: &Exported, incarnation: &dyn Fn
             Some(Probe {
                 replica: a.replica.id,
                 trace_id: a.trace_id.clone()?,
+                path: crate::inspect::page_path(&a.path),
                 start_ms: a.at_ms,
                 end_ms: a.end_ms?,
             })
@@ -301,6 +317,7 @@ mod tests {
             start_ms,
             end_ms: start_ms + 1.0,
             marker: marker.map(Into::into),
+            path: Some("/".into()),
         }
     }
 
@@ -370,6 +387,18 @@ mod tests {
         assert!(assess(&flushed).candidates.is_empty());
         let none = assess(&run(vec![replica(0, "shop", None, 0), replica(1, "shop", None, 0)], Vec::new()));
         assert!(none.baseline.unwrap().contains("no replica sent OTLP/HTTP telemetry"));
+    }
+
+    #[test]
+    fn the_same_names_on_every_replica_pass_and_a_name_of_the_apps_own_is_a_note() {
+        let with_worker = |id: u16| {
+            let mut r = replica(id, "web", Some(&format!("run.r{id}")), 2);
+            r.resources.push(ResourceSeen { named: Named { service_name: Some("worker".into()), instance_id: Some(format!("run.r{id}")) }, exports: 1 });
+            r
+        };
+        let mut assessment = assess(&run(vec![with_worker(0), with_worker(1)], Vec::new()));
+        assert!(assessment.candidates.is_empty(), "{:?}", assessment.candidates);
+        assert!(assessment.notes.pop().unwrap().contains("not the OTEL_SERVICE_NAME \"shop\""));
     }
 
     #[test]

@@ -237,6 +237,8 @@ struct Arrival {
 pub struct Probe {
     pub replica: ReplicaId,
     pub trace_id: String,
+    /// The page's path, without the query that marks it.
+    pub path: String,
     pub start_ms: f64,
     pub end_ms: f64,
 }
@@ -246,9 +248,13 @@ pub struct Probe {
 const SLACK_MS: f64 = 2.0;
 
 impl Probe {
-    /// Whether a server span of the probe's replica lies within the probe's request.
+    /// Whether a server span of the probe's replica lies within the probe's request, for
+    /// the same page when it says which (a readiness probe's span does not count).
     pub fn covers(&self, span: &SpanSeen) -> bool {
-        span.server && span.start_ms >= self.start_ms - SLACK_MS && span.end_ms <= self.end_ms + SLACK_MS
+        span.server
+            && span.path.as_ref().is_none_or(|path| *path == self.path)
+            && span.start_ms >= self.start_ms - SLACK_MS
+            && span.end_ms <= self.end_ms + SLACK_MS
     }
 
     /// Whether the span is in the probe's trace, or recorded its marked URL.
@@ -344,6 +350,7 @@ impl Exports {
                         start_ms: ms(span.start_unix_ns),
                         end_ms: ms(span.end_unix_ns),
                         marker: span.marker.clone(),
+                        path: span.path.clone(),
                     };
                     let tells = probes.iter().any(|p| p.named_in(&seen)) || mine.iter().any(|p| p.covers(&seen));
                     if tells {
@@ -431,6 +438,8 @@ pub struct SpanSeen {
     pub start_ms: f64,
     pub end_ms: f64,
     pub marker: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

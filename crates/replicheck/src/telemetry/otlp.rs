@@ -80,6 +80,8 @@ pub struct SpanSummary {
     pub end_unix_ns: u64,
     /// The trace id a marked request carried in its URL, when the span recorded it.
     pub marker: Option<String>,
+    /// The request's path, when the span recorded it.
+    pub path: Option<String>,
 }
 
 /// One export request, read.
@@ -119,6 +121,7 @@ pub fn read(signal: Signal, encoding: Encoding, gzipped: bool, body: &[u8]) -> R
                         parent_span_id: hex(&span.parent_span_id),
                         server: span.kind == SpanKind::Server as i32,
                         marker: marker(&span.attributes),
+                        path: path(&span.attributes),
                         name: span.name.chars().take(120).collect(),
                         start_unix_ns: span.start_time_unix_nano,
                         end_unix_ns: span.end_time_unix_nano,
@@ -179,6 +182,19 @@ fn marker(attributes: &[KeyValue]) -> Option<String> {
         }
         _ => None,
     })
+}
+
+/// The request's path, under the names instrumentations have given it.
+fn path(attributes: &[KeyValue]) -> Option<String> {
+    let of = |key: &str| string_attribute(attributes, key);
+    if let Some(path) = of("url.path") {
+        return Some(path);
+    }
+    if let Some(target) = of("http.target") {
+        return target.split('?').next().map(str::to_owned);
+    }
+    let url = of("url.full").or_else(|| of("http.url"))?;
+    url::Url::parse(&url).ok().map(|url| url.path().to_owned())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -247,6 +263,7 @@ mod tests {
         assert_eq!(span.parent_span_id, "eee19b7ec3c1b173");
         assert_eq!(span.start_unix_ns, 1_544_712_660_000_000_000);
         assert_eq!(span.marker.as_deref(), Some("5b8efff798038103d269b633813fc60c"));
+        assert_eq!(span.path.as_deref(), Some("/"));
     }
 
     #[test]
