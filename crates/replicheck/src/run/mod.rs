@@ -620,7 +620,6 @@ impl Questions<'_> {
         cluster.shutdown().await;
         // What SDKs flushed as their replicas stopped counts too: a replica that sent
         // nothing sent nothing over the whole run.
-        let mut inspections = inspections;
         if let (Some(exports), Some(runs)) = (&inspector.telemetry, &mut inspections) {
             let replicas: Vec<_> = inspector.endpoints.iter().map(|e| e.replica.id).collect();
             let whole = exports.seen(None, started, &replicas, &[]);

@@ -450,6 +450,9 @@ impl Target {
         if self.limits.request_timeout.is_zero() {
             return zero("limits", "request_timeout", "every request would time out at once");
         }
+        if self.telemetry.as_ref().is_some_and(|t| t.wait.is_zero()) {
+            return zero("telemetry", "wait", "spans take a moment to reach replicheck after their request");
+        }
         if self.limits.max_body == 0 {
             return zero("limits", "max_body", "no response body could be read");
         }
@@ -629,6 +632,17 @@ mod tests {
         assert!(err.contains("declares no Redis"), "{err}");
         let ok = load("[start]\ncommand = \"app\"\nenv = { REDIS = \"{redis_url}\" }\n[dependencies.redis]\n");
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn the_otlp_endpoint_needs_telemetry_and_the_wait_cannot_be_zero() {
+        let err = load("[start]\ncommand = \"app\"\nenv = { OTLP = \"{otlp_endpoint}\" }\n").unwrap_err();
+        assert!(err.contains("declares no [telemetry]"), "{err}");
+        let ok = load("[start]\ncommand = \"app\"\nenv = { OTLP = \"{otlp_endpoint}\" }\n[telemetry]\n").unwrap();
+        let telemetry = ok.telemetry.unwrap();
+        assert!(telemetry.platform_resource && telemetry.wait.as_secs() == 10);
+        let err = load("[start]\ncommand = \"app\"\n[telemetry]\nwait = \"0s\"\n").unwrap_err();
+        assert!(err.contains("[telemetry] wait cannot be zero"), "{err}");
     }
 
     #[test]
