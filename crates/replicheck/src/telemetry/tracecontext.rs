@@ -51,9 +51,19 @@ impl TraceParent {
         format!("{:032x}", self.trace_id)
     }
 
+    /// `00-<trace>-<span>-<flags>`, written without a formatter: the balancer adds one to
+    /// every request.
     pub fn header(self) -> HeaderValue {
-        let value = format!("00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, u8::from(self.sampled));
-        HeaderValue::from_str(&value).expect("hex digits and dashes are a valid header value")
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        for (i, at) in (3..35).rev().enumerate() {
+            value[at] = HEX[(self.trace_id >> (4 * i)) as usize & 0xf];
+        }
+        for (i, at) in (36..52).rev().enumerate() {
+            value[at] = HEX[(self.span_id >> (4 * i)) as usize & 0xf];
+        }
+        value[54] = if self.sampled { b'1' } else { b'0' };
+        HeaderValue::from_bytes(&value).expect("hex digits and dashes are a valid header value")
     }
 }
 
@@ -106,6 +116,13 @@ mod tests {
             assert!(ours.sampled, "{sent:?}");
             assert_ne!(ours.trace_hex(), "4bf92f3577b34da6a3ce929d0e0e4736", "{sent:?}");
         }
+    }
+
+    #[test]
+    fn the_header_is_written_as_the_specification_shows_it() {
+        let parent = TraceParent { trace_id: 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736, span_id: 0x00f0_67aa_0ba9_02b7, sampled: true };
+        assert_eq!(parent.header(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(TraceParent { sampled: false, ..parent }.header(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
     }
 
     #[test]
