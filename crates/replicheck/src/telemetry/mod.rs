@@ -38,6 +38,9 @@ use otlp::{Encoding, Named, Signal, SpanSummary};
 pub const MAX_BODY: usize = 16 << 20;
 /// Spans kept per replica; more are counted, not kept.
 const MAX_SPANS: usize = 50_000;
+/// Refused bodies and paths of stray exports kept; more are not, so that a hostile
+/// replica cannot fill the memory.
+const MAX_KEPT: usize = 1_000;
 /// How long a client may take to send one export.
 const READ_WITHIN: Duration = Duration::from_secs(10);
 
@@ -60,7 +63,7 @@ pub fn platform_env(target: &Target) -> IndexMap<String, Template> {
     let mut resource = None;
     if telemetry.platform_resource {
         given.push(("OTEL_SERVICE_NAME".into(), Template::literal(&telemetry.service_name(target)).raw().to_owned()));
-        resource = Some("service.instance.id={run_id}.{replica}".to_owned());
+        resource = Some(format!("service.instance.id={}", given_instance_id("{run_id}", "{replica}")));
     }
     let mut env: IndexMap<String, Template> = given.into_iter().map(|(name, value)| (name, template(&value))).collect();
     for (name, value) in &target.start.env {
@@ -86,25 +89,25 @@ fn template(text: &str) -> Template {
     Template::parse(text).expect("the platform's settings are valid templates")
 }
 
-/// The `service.instance.id` the platform gives a replica.
-pub fn given_instance_id(run_id: &str, replica: ReplicaId) -> String {
+/// The `service.instance.id` the platform gives a replica: the same for its restarts, as
+/// a pod's name is for its container's.
+pub fn given_instance_id(run_id: &str, replica: impl std::fmt::Display) -> String {
     format!("{run_id}.{replica}")
 }
 
 /// The receiver, listening while it lives.
 pub struct Receiver {
     exports: Exports,
-    _server: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self._server.abort();
+        self.server.abort();
     }
 }
 
 impl Receiver {
-    /// Listens on a free port of `ip`, where the replicas can reach it.
     /// Listens on a free port of `ip`, where the replicas can reach it. `service_name` is
     /// what the platform names them, if it does.
     pub async fn start(ip: IpAddr, run_id: &str, service_name: Option<String>) -> std::io::Result<Receiver> {
@@ -120,7 +123,7 @@ impl Receiver {
             given: Arc::new(given),
         };
         let server = tokio::spawn(serve(listener, exports.clone()));
-        Ok(Receiver { exports, _server: server })
+        Ok(Receiver { exports, server })
     }
 
     /// The base endpoint of one replica's exports.
@@ -147,7 +150,11 @@ async fn serve(listener: TcpListener, exports: Exports) {
     // Aborting this task drops the set, which ends every connection with it.
     let mut connections = JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: let connections end before the next accept.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
         while connections.try_join_next().is_some() {}
         let exports = exports.clone();
         connections.spawn(async move {
@@ -168,8 +175,7 @@ async fn receive(exports: Exports, request: Request<Incoming>) -> Result<Respons
     let routed = path
         .strip_prefix('/')
         .and_then(|p| p.split_once('/'))
-        .filter(|(replica, _)| *replica != "v1")
-        .and_then(|(replica, rest)| Some((replica.to_owned(), Signal::of_path(&format!("/{rest}"))?)));
+        .and_then(|(replica, rest)| Some((replica.parse::<ReplicaId>().ok()?, Signal::of_path(&format!("/{rest}"))?)));
     let Some((replica, signal)) = routed.filter(|_| request.method() == http::Method::POST) else {
         exports.stray(&path);
         return Ok(answer(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not a replica's OTLP/HTTP export path")));
@@ -185,12 +191,12 @@ async fn receive(exports: Exports, request: Request<Incoming>) -> Result<Respons
     };
     match read {
         Ok(export) => {
-            exports.arrived(&replica, signal, export);
+            exports.arrived(replica, signal, export);
             let (content_type, body) = encoding.success();
             Ok(answer(StatusCode::OK, content_type, Bytes::from_static(body)))
         }
         Err(why) => {
-            exports.undecodable(&replica, signal, &why);
+            exports.undecodable(replica, signal, &why);
             Ok(answer(StatusCode::BAD_REQUEST, "text/plain", Bytes::from(why)))
         }
     }
@@ -212,7 +218,7 @@ pub struct Exports {
 
 #[derive(Default)]
 struct State {
-    replicas: BTreeMap<String, Tally>,
+    replicas: BTreeMap<ReplicaId, Tally>,
     /// Exports to paths that name no replica, by path.
     stray: BTreeMap<String, u32>,
 }
@@ -273,10 +279,10 @@ impl Exports {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn arrived(&self, replica: &str, signal: Signal, export: otlp::Export) {
+    fn arrived(&self, replica: ReplicaId, signal: Signal, export: otlp::Export) {
         let at = Instant::now();
         let mut state = self.state();
-        let tally = state.replicas.entry(replica.to_owned()).or_default();
+        let tally = state.replicas.entry(replica).or_default();
         tally.arrivals.push(Arrival { at, signal, resources: export.resources, spans: export.spans.len() });
         for span in export.spans {
             if tally.spans.len() < MAX_SPANS {
@@ -287,15 +293,20 @@ impl Exports {
         }
     }
 
-    fn undecodable(&self, replica: &str, signal: Signal, why: &str) {
+    fn undecodable(&self, replica: ReplicaId, signal: Signal, why: &str) {
         let mut state = self.state();
-        let tally = state.replicas.entry(replica.to_owned()).or_default();
-        tally.undecodable.push((Instant::now(), format!("{why} (to /v1/{signal:?})").to_lowercase()));
+        let tally = state.replicas.entry(replica).or_default();
+        if tally.undecodable.len() < MAX_KEPT {
+            tally.undecodable.push((Instant::now(), format!("{why} (to /v1/{signal:?})").to_lowercase()));
+        }
     }
 
     fn stray(&self, path: &str) {
+        let mut state = self.state();
         let path: String = path.chars().take(100).collect();
-        *self.state().stray.entry(path).or_default() += 1;
+        if state.stray.len() < MAX_KEPT || state.stray.contains_key(&path) {
+            *state.stray.entry(path).or_default() += 1;
+        }
     }
 
     /// What arrived since `since` (the run's start when `None`) from `replicas`, with the
@@ -315,14 +326,13 @@ impl Exports {
             replicas: Vec::new(),
         };
         for &replica in replicas {
-            let name = replica.to_string();
             let mut one = ReplicaSeen {
                 replica,
-                endpoint: format!("{}/{name}", self.given.base),
+                endpoint: format!("{}/{replica}", self.given.base),
                 given_instance_id: self.given.service_name.as_ref().map(|_| given_instance_id(&self.given.run_id, replica)),
                 ..ReplicaSeen::default()
             };
-            if let Some(tally) = state.replicas.get(&name) {
+            if let Some(tally) = state.replicas.get(&replica) {
                 let mut resources: BTreeMap<Named, u32> = BTreeMap::new();
                 for arrival in tally.arrivals.iter().filter(|a| in_window(&a.at)) {
                     *match arrival.signal {
