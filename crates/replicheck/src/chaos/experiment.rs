@@ -260,6 +260,22 @@ const REFUSALS: [&str; 6] = ["read-only file system", "permission denied", "oper
 /// Lines of refusal kept as evidence, at most.
 const MAX_REFUSED: usize = 10;
 
+/// The lines of refusal the replicas have written so far.
+async fn refusals(arena: &mut Arena<'_>) -> Vec<Refusal> {
+    let mut found = Vec::new();
+    for endpoint in arena.cluster.endpoints() {
+        let output = arena.cluster.output(endpoint.replica.id).await.unwrap_or_default();
+        let refused = output.lines().filter(|line| REFUSALS.iter().any(|r| line.to_lowercase().contains(r)));
+        for line in refused {
+            let refusal = Refusal { replica: endpoint.replica, line: arena.secrets.redact(line.trim()) };
+            if found.len() < MAX_REFUSED && !found.contains(&refusal) {
+                found.push(refusal);
+            }
+        }
+    }
+    found
+}
+
 /// The users run on the replicas as the target runs them (the control), then on replicas
 /// run as a restricted platform runs containers; then the target's replicas come back.
 /// What the hardened replicas wrote of refusals is the evidence of what they needed.
@@ -276,15 +292,13 @@ async fn hardened(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
     match started {
         Ok(()) => {
             run.disrupted = arena.users(users, run.phase).await;
-            for endpoint in arena.cluster.endpoints() {
-                let output = arena.cluster.output(endpoint.replica.id).await.unwrap_or_default();
-                let refused = output.lines().filter(|line| REFUSALS.iter().any(|r| line.to_lowercase().contains(r)));
-                for line in refused {
-                    let refusal = Refusal { replica: endpoint.replica, line: arena.secrets.redact(line.trim()) };
-                    if run.refused.len() < MAX_REFUSED && !run.refused.contains(&refusal) {
-                        run.refused.push(refusal);
-                    }
+            // A container's output reaches the engine's log a moment after it is written.
+            for _ in 0..10 {
+                run.refused = refusals(arena).await;
+                if !run.refused.is_empty() {
+                    break;
                 }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         Err(err) => {

@@ -66,7 +66,9 @@ pub fn assess(run: &InspectionRun) -> Assessment {
             control.into(),
         ));
     }
-    let named = named_alike(window, &incarnation, &mut assessment.notes);
+    // What replicas call themselves does not change while they run: the whole run says it
+    // best, a worker that exports now and then included.
+    let named = named_alike(whole, &incarnation, &mut assessment.notes);
     let traced = traces_continued(run, window, &incarnation, &mut assessment.notes);
     for candidate_found in named.into_iter().chain(traced) {
         add(candidate_found);
@@ -88,8 +90,8 @@ fn named_alike(window: &Exported, incarnation: &dyn Fn(ReplicaId) -> Incarnation
         None => "every replica was given the same settings (the platform names no service or instance: the target says the app does)",
     };
     let reporting: Vec<&ReplicaSeen> = window.replicas.iter().filter(|r| !r.resources.is_empty()).collect();
-    // A process may export under more than one name (a worker beside the web app): what
-    // must hold is that every replica reports the same names.
+    // A process may export under more than one name (a worker beside the web app, which
+    // may not have exported yet on every replica): replicas diverge when they share none.
     let names_of = |r: &ReplicaSeen| -> BTreeSet<String> {
         r.resources.iter().filter_map(|res| res.named.service_name.clone()).filter(|n| !n.starts_with("unknown_service")).collect()
     };
@@ -106,7 +108,7 @@ fn named_alike(window: &Exported, incarnation: &dyn Fn(ReplicaId) -> Incarnation
         let names = names_of(replica);
         match &first {
             None => first = Some((replica, names)),
-            Some((other, other_names)) if *other_names != names && !names.is_empty() && !other_names.is_empty() => {
+            Some((other, other_names)) if other_names.is_disjoint(&names) && !names.is_empty() && !other_names.is_empty() => {
                 let list = |names: &BTreeSet<String>| names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
                 let reason = format!(
                     "{} reports service.name {} and {} {}: a backend shows them as different services",
@@ -123,7 +125,7 @@ fn named_alike(window: &Exported, incarnation: &dyn Fn(ReplicaId) -> Incarnation
     if let (Some(given), Some((_, names))) = (given, &first)
         && !names.is_empty()
         && !names.contains(given)
-        && reporting.iter().all(|r| names_of(r) == *names)
+        && reporting.iter().all(|r| names_of(r).iter().all(|n| n != given))
     {
         notes.push(format!(
             "every replica reports service.name {}, not the OTEL_SERVICE_NAME \"{given}\" it was given: the app names the service itself",
@@ -390,13 +392,13 @@ mod tests {
     }
 
     #[test]
-    fn the_same_names_on_every_replica_pass_and_a_name_of_the_apps_own_is_a_note() {
+    fn a_worker_not_yet_exported_everywhere_is_no_divergence_and_a_name_of_the_apps_own_is_a_note() {
         let with_worker = |id: u16| {
             let mut r = replica(id, "web", Some(&format!("run.r{id}")), 2);
             r.resources.push(ResourceSeen { named: Named { service_name: Some("worker".into()), instance_id: Some(format!("run.r{id}")) }, exports: 1 });
             r
         };
-        let mut assessment = assess(&run(vec![with_worker(0), with_worker(1)], Vec::new()));
+        let mut assessment = assess(&run(vec![with_worker(0), replica(1, "web", Some("run.r1"), 2)], Vec::new()));
         assert!(assessment.candidates.is_empty(), "{:?}", assessment.candidates);
         assert!(assessment.notes.pop().unwrap().contains("not the OTEL_SERVICE_NAME \"shop\""));
     }
