@@ -237,3 +237,47 @@ fn the_timeline_records_every_chaos_action_with_its_time() {
     let text = std::fs::read_to_string(run.report_dir.join("report.json")).unwrap();
     let _: replicheck::report::Report = serde_json::from_str(&text).unwrap();
 }
+
+/// A demo target whose replicas exit by themselves (status 1) once they have served two
+/// pages, in every incarnation: whatever an experiment does, a replica goes under it.
+fn crashing(target: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(common::root().join(target)).unwrap();
+    let text = text.replace(r#""--replica", "{replica}","#, r#""--replica", "{replica}", "--quit-after", "r0,r1:2","#);
+    assert!(text.contains("--quit-after"), "{target} names no --replica to add to");
+    let path = dir.join("crashing.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every exit replicheck did not cause is told with the experiment it went in, makes that
+/// experiment an error instead of a pass or a finding, and the run exits 3.
+fn assert_every_experiment_met_an_exit(target: &str, experiments: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let target = crashing(target, dir.path());
+    let run = common::run(target.to_str().unwrap(), &["--seed", "1", "--replicas", "2", "--scenarios", experiments]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let report = run.report();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    for experiment in experiments.split(',') {
+        let result = report.scenarios.iter().find(|s| s.name == experiment).unwrap();
+        assert_eq!(result.status, ScenarioStatus::Error, "{result:?}\n{}", run.stdout);
+        let exits: Vec<_> = report.exits.iter().filter(|e| e.during.as_deref() == Some(experiment)).collect();
+        assert!(!exits.is_empty(), "no exit told during {experiment}: {:?}", report.exits);
+        for exit in &exits {
+            assert!(exit.how.contains("exit status 1") && exit.how.contains("quitting by itself"), "{}", exit.how);
+        }
+        let reason = result.reason.clone().unwrap_or_default();
+        assert!(exits.iter().any(|exit| reason.starts_with(&exit.summary())), "{result:?}");
+        assert!(run.stdout.contains(&format!("during the {experiment} experiment")), "{}", run.stdout);
+    }
+}
+
+#[test]
+fn a_replica_that_exits_by_itself_during_any_experiment_is_told_and_spoils_it() {
+    assert_every_experiment_met_an_exit("examples/demo/fixed.toml", "restart,kill,pause,rolling-restart,scale-out,sigterm,cold-start");
+}
+
+#[test]
+fn a_replica_that_exits_by_itself_during_a_store_experiment_is_told_and_spoils_it() {
+    assert_every_experiment_met_an_exit("examples/demo/fixed-redis.toml", "store-restart,store-outage");
+}

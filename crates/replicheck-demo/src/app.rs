@@ -42,6 +42,11 @@ pub struct App {
     pub leak: Option<Leak>,
     /// Where sign-ins are recorded, if anywhere: a file the app must be able to write.
     pub audit_log: Option<std::path::PathBuf>,
+    /// Test aid: every page redirects to itself, as a replica broken on its own does.
+    pub loops: bool,
+    /// Test aid: the process exits by itself once it has served this many pages.
+    pub quits_after: Option<u64>,
+    pub pages_served: std::sync::atomic::AtomicU64,
 }
 
 /// Where `--leak-secrets` writes what the app issues.
@@ -133,6 +138,7 @@ pub fn router(app: Arc<App>, telemetry: Option<Arc<Telemetry>>) -> Router {
     let router = pages()
         .route_layer(middleware::from_fn_with_state(app.clone(), same_origin))
         .route_layer(middleware::from_fn_with_state(app.clone(), unavailable))
+        .route_layer(middleware::from_fn_with_state(app.clone(), looping))
         .merge(health)
         .with_state(app);
     match telemetry {
@@ -156,7 +162,23 @@ fn pages() -> Router<Arc<App>> {
         .route("/slow", get(slow))
 }
 
-/// While warming up, pages are not served yet.
+/// Test aids for replicas that fail by themselves. A replica broken on its own
+/// (`--redirect-loop`): every page sends the browser back to itself, so no flow works on it
+/// even alone. A replica that crashes under traffic (`--quit-after`): it exits instead of
+/// serving one page more than it may.
+async fn looping(State(app): Shared, request: Request, next: Next) -> Response {
+    let served = app.pages_served.fetch_add(1, Ordering::AcqRel) + 1;
+    if app.quits_after.is_some_and(|limit| served > limit) {
+        eprintln!("quitting by itself after serving {} pages", served - 1);
+        std::process::exit(1);
+    }
+    if !app.loops {
+        return next.run(request).await;
+    }
+    let here = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    (StatusCode::FOUND, [(header::LOCATION, here)]).into_response()
+}
+
 /// Pages answer 503 while the app warms up, and after SIGTERM when it shuts down by
 /// refusing them.
 async fn unavailable(State(app): Shared, request: Request, next: Next) -> Response {

@@ -161,6 +161,14 @@ pub struct DemoArgs {
     /// a test can prove replicheck keeps them out of everything it writes.
     #[arg(long, hide = true)]
     pub leak_secrets: Option<PathBuf>,
+    /// Test aid: the replica so named answers every page with a redirect to itself.
+    #[arg(long, hide = true, value_name = "REPLICA")]
+    pub redirect_loop: Option<String>,
+    /// Test aid: `REPLICA[,REPLICA...]:N`: the replicas so named exit by themselves
+    /// (status 1) once they have served N pages, in every incarnation, as an app that
+    /// crashes under traffic does.
+    #[arg(long, hide = true, value_name = "REPLICAS:N")]
+    pub quit_after: Option<String>,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }
@@ -204,6 +212,14 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         store.describe(),
         args.shutdown,
     );
+    let quits_after = match args.quit_after.as_deref().and_then(|q| q.split_once(':')) {
+        Some((replicas, pages)) => {
+            let pages: u64 = pages.parse().map_err(|_| format!("--quit-after {replicas}:{pages}: not a number of pages"))?;
+            replicas.split(',').any(|r| r == args.replica).then_some(pages)
+        }
+        None => None,
+    };
+    let loops = args.redirect_loop.as_deref() == Some(args.replica.as_str());
     let app = Arc::new(App {
         replica: args.replica,
         keys,
@@ -224,6 +240,9 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         check_origin: args.check_origin,
         leak: args.leak_secrets.map(|path| Leak { path, lock: std::sync::Mutex::new(()) }),
         audit_log: args.audit_log,
+        loops,
+        quits_after,
+        pages_served: std::sync::atomic::AtomicU64::new(0),
     });
     let (mode, drain) = (args.shutdown, Duration::from_millis(args.drain_ms));
     let draining = app.clone();

@@ -205,6 +205,10 @@ pub struct ReplicaExit {
     /// It still runs, but answered nothing for a long while (a hang, a closed listener).
     #[serde(default)]
     pub silent: bool,
+    /// The experiment under way (or whose healing started the incarnation) when it went:
+    /// what that experiment saw proves nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during: Option<String>,
 }
 
 impl ReplicaExit {
@@ -212,7 +216,12 @@ impl ReplicaExit {
     pub fn summary(&self) -> String {
         let how = self.how.split(';').next().unwrap_or(&self.how);
         let what = if self.silent { "stopped answering" } else { "exited" };
-        format!("{} {what} at {:.2}s without replicheck stopping it ({how})", self.replica, self.at_ms / 1000.0)
+        // An experiment comes upon an exit when it next acts on the replica: by then, not at.
+        let (at, during) = match &self.during {
+            Some(during) => ("by", format!(" during the {during} experiment")),
+            None => ("at", String::new()),
+        };
+        format!("{} {what} {at} {:.2}s{during} without replicheck stopping it ({how})", self.replica, self.at_ms / 1000.0)
     }
 }
 

@@ -625,6 +625,10 @@ async fn wait_all_ready(arena: &mut Arena<'_>, run: &mut ExperimentRun) {
                 arena.balancer.upstreams().mark_ready(endpoint.replica);
                 break;
             }
+            // One that exited by itself will never be ready: the run tells its exit.
+            if arena.cluster.exited(endpoint.replica.id).await {
+                break;
+            }
             if Instant::now() >= deadline {
                 run.notes.push(format!("{} was not ready again within the ready timeout", endpoint.replica));
                 break;

@@ -217,8 +217,9 @@ fn not_run(verdict: &mut Verdict, record: &Record, interruption: &Interruption) 
 const EXIT_SLACK_MS: f64 = 250.0;
 
 /// What a replica's unexpected exit touched proves nothing: every scenario or inspection
-/// that sent it a request from shortly before the exit on, or found something of it,
-/// becomes `error` with the exit as its cause, and its findings go.
+/// that sent it a request from shortly before the exit on, or found something of it, and
+/// the experiment it went during, becomes `error` with the exit as its cause, and its
+/// findings go.
 fn touched_by_exits(verdict: &mut Verdict, record: &Record) {
     let users = record.users.users.vus.iter().chain(&record.users.evidence.vus);
     let adapted = record.adapted.iter().flat_map(|a| a.users.vus.iter().chain(&a.evidence.vus));
@@ -233,6 +234,7 @@ fn touched_by_exits(verdict: &mut Verdict, record: &Record) {
             .collect();
         let asked = record.inspections.iter().filter(|run| run.answers.iter().any(|a| a.replica == exit.replica && a.at_ms >= since));
         touched.extend(asked.map(|run| run.inspection.as_str()));
+        touched.extend(exit.during.as_deref());
         let found = verdict.findings.iter().filter(|f| f.producer == exit.replica || f.consumer == exit.replica);
         let found: Vec<String> = found.flat_map(|f| [f.check.clone(), f.scenario.clone()]).collect();
         touched.extend(found.iter().map(String::as_str));

@@ -242,8 +242,7 @@ pub struct Cluster<B: Backend = AnyBackend> {
     store: Option<Store>,
     vars: Vars,
     grace: Duration,
-    /// Incarnations whose unexpected exit was already told.
-    told: BTreeSet<Incarnation>,
+    exits: ExitLedger,
     vantage: Vantage,
     /// The run's OTLP receiver, when the target exports telemetry and the replicas can
     /// reach this host.
@@ -374,7 +373,7 @@ impl Cluster {
             store,
             vars,
             grace: target.start.shutdown_grace,
-            told: BTreeSet::new(),
+            exits: ExitLedger::default(),
             vantage,
             telemetry,
             docker,
@@ -505,17 +504,21 @@ impl<B: Backend> Cluster<B> {
     pub async fn stop(&mut self, incarnation: Incarnation, grace: Duration) -> Result<StopOutcome, ClusterError> {
         if let Some(index) = self.retiring.iter().position(|r| r.incarnation() == incarnation) {
             let mut old = self.retiring.swap_remove(index);
+            self.exits.end(&mut old).await;
             return Ok(old.stop(grace).await);
         }
-        let replica = self.replica_mut(incarnation.id)?;
+        let replica = self.replicas.get_mut(&incarnation.id).ok_or(ClusterError::UnknownReplica(incarnation.id))?;
         if replica.incarnation() != incarnation {
             return Err(ClusterError::UnknownReplica(incarnation.id));
         }
+        self.exits.end(replica).await;
         Ok(replica.stop(grace).await)
     }
 
     pub async fn kill(&mut self, id: ReplicaId) -> Result<(), ClusterError> {
-        self.replica_mut(id)?.kill().await;
+        let replica = self.replicas.get_mut(&id).ok_or(ClusterError::UnknownReplica(id))?;
+        self.exits.end(replica).await;
+        replica.kill().await;
         Ok(())
     }
 
@@ -593,27 +596,28 @@ impl<B: Backend> Cluster<B> {
         Ok(endpoint)
     }
 
-    /// Current incarnations that exited without replicheck stopping them, each told once,
-    /// with how they exited.
+    /// Incarnations that exited without replicheck stopping them, each told once, with how
+    /// they exited: the current and retiring ones, and those it came upon while acting.
     pub async fn unexpected_exits(&mut self) -> Vec<(Incarnation, String)> {
-        let mut exits = Vec::new();
-        for replica in self.replicas.values_mut() {
-            let incarnation = replica.incarnation();
-            if self.told.contains(&incarnation) {
-                continue;
-            }
-            if let Some(how) = replica.exit().await {
-                self.told.insert(incarnation);
-                exits.push((incarnation, how));
-            }
+        let mut exits = std::mem::take(&mut self.exits.come_upon);
+        for replica in self.replicas.values_mut().chain(self.retiring.iter_mut()) {
+            exits.extend(self.exits.news(replica).await);
         }
         exits
+    }
+
+    /// Whether the replica's current incarnation has exited.
+    pub async fn exited(&mut self, id: ReplicaId) -> bool {
+        match self.replicas.get_mut(&id) {
+            Some(replica) => replica.exited().await,
+            None => true,
+        }
     }
 
     /// Marks an incarnation as told about (one that stopped answering); false when it
     /// already was.
     pub fn tell(&mut self, incarnation: Incarnation) -> bool {
-        self.told.insert(incarnation)
+        self.exits.told.insert(incarnation)
     }
 
     /// Forgets a stopped replica for good (scaling in).
@@ -633,10 +637,12 @@ impl<B: Backend> Cluster<B> {
         let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
         let mut started = Vec::new();
         for id in ids {
-            let replica = self.replica_mut(id)?;
+            let replica = self.replicas.get_mut(&id).ok_or(ClusterError::UnknownReplica(id))?;
             // Resuming a running replica does nothing (or fails harmlessly).
             let _ = replica.resume().await;
             if replica.exited().await {
+                // Started over, but not in silence when it went by itself.
+                self.exits.end(replica).await;
                 let next = replica.incarnation().next();
                 let fresh = self.launch(next).await?;
                 started.push(endpoint_of(&fresh));
@@ -669,6 +675,42 @@ impl<B: Backend> Cluster<B> {
         if let Some(docker) = &self.docker {
             docker.teardown().await;
         }
+    }
+}
+
+/// Which exits are news: replicheck tells an exit it did not cause once, and never one it
+/// caused.
+#[derive(Default)]
+struct ExitLedger {
+    /// Incarnations whose unexpected exit was already told.
+    told: BTreeSet<Incarnation>,
+    /// Incarnations replicheck stopped or killed.
+    ended: BTreeSet<Incarnation>,
+    /// Exits replicheck did not cause, come upon while it acted on a replica that had
+    /// already gone (stopping it, replacing it, healing the cluster): the next
+    /// `unexpected_exits` tells them, so no such exit is started over in silence.
+    come_upon: Vec<(Incarnation, String)>,
+}
+
+impl ExitLedger {
+    /// How the replica exited, if it did by itself and that was not told yet; it is told now.
+    async fn news(&mut self, replica: &mut impl Replica) -> Option<(Incarnation, String)> {
+        let incarnation = replica.incarnation();
+        if self.told.contains(&incarnation) || self.ended.contains(&incarnation) {
+            return None;
+        }
+        let how = replica.exit().await?;
+        self.told.insert(incarnation);
+        Some((incarnation, how))
+    }
+
+    /// Replicheck ends the incarnation from now on; an exit of its own before that is kept
+    /// to be told.
+    async fn end(&mut self, replica: &mut impl Replica) {
+        if let Some(exit) = self.news(replica).await {
+            self.come_upon.push(exit);
+        }
+        self.ended.insert(replica.incarnation());
     }
 }
 

@@ -58,6 +58,8 @@ impl<'a> Lab<'a> {
                 }
             }
         }
+        // What the disruptions' healing came upon is told now, not after the next run began.
+        self.notice_exits().await;
         let mut records = Vec::with_capacity(steppers.len());
         for (_, stepper) in steppers {
             let (record, seen) = stepper.finish();
@@ -78,7 +80,7 @@ impl<'a> Lab<'a> {
     /// out of routing at once.
     async fn notice_exits(&mut self) {
         let arena = &mut self.arena;
-        let exits = crate::run::notice_exits(arena.cluster, arena.balancer, arena.ctx.origin, &crate::progress::Silent).await;
+        let exits = crate::run::notice_exits(arena.cluster, arena.balancer, arena.ctx.origin, &crate::progress::Silent, None).await;
         self.exits.extend(exits);
     }
 }

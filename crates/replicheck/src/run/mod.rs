@@ -603,12 +603,14 @@ impl Questions<'_> {
         let chaos_ctx = adaptation.as_ref().and_then(|a| a.ctx.clone()).unwrap_or_else(|| ctx.clone());
         let mut arena = Arena::new(&mut cluster, &balancer, &chaos_ctx, target, config.concurrency, free_vu);
         let mut experiments = Vec::new();
+        let mut exits = exits;
         let mut timings = std::mem::take(&mut watch.timings);
         if adaptation.is_some() {
             during = "the chaos experiments";
-            let (runs, took) = run_experiments(plan, bound, &mut arena, observer, seed, &reproduce_for, &mut interrupt).await;
-            experiments = runs;
-            timings.extend(took);
+            let done = run_experiments(plan, bound, &mut arena, observer, seed, &reproduce_for, &mut interrupt).await;
+            experiments = done.runs;
+            timings.extend(done.timings);
+            exits.extend(done.exits);
         }
         secrets.extend(&arena.into_secrets());
 
@@ -821,7 +823,9 @@ async fn run_inspections(
 }
 
 /// Runs each experiment, and again when it showed something; the record is judged later.
-/// An experiment cut by an interrupt is not recorded: what it did proves nothing.
+/// An experiment cut by an interrupt is not recorded: what it did proves nothing. A
+/// replica that exits by itself meanwhile is told with the experiment it spoiled, and the
+/// next experiment starts from a whole cluster.
 async fn run_experiments(
     plan: &Plan,
     bound: &Bound,
@@ -830,22 +834,36 @@ async fn run_experiments(
     seed: u64,
     reproduce: &dyn Fn(&str) -> String,
     interrupt: &mut Interrupt,
-) -> (Vec<ExperimentRun>, Vec<Timing>) {
+) -> Experimented {
     let platform = check::chaos::Platform::of(arena.target);
-    let mut runs = Vec::new();
-    let mut timings = Vec::new();
+    let mut done = Experimented::default();
+    let mut previous = None;
     for (kind, _) in &bound.experiments {
         let name = kind.name();
         let Some(experiment_plan) = plan.experiments.iter().find(|e| e.kind == *kind) else { continue };
+        // What went between two experiments went on the incarnation the last one's
+        // healing started; the next starts whole.
+        if done.notice(arena, observer, previous.unwrap_or(name)).await {
+            let healed = arena.cluster.heal().await;
+            arena.balancer.upstreams().replace(&arena.cluster.endpoints());
+            if let Err(err) = healed {
+                let mut run = ExperimentRun::new(name, Phase::Main);
+                run.error = Some(format!("the cluster could not be made whole before it: {err}"));
+                done.runs.push(run);
+                continue;
+            }
+        }
+        previous = Some(name);
         observer.progress(Progress::CheckStarted { name });
         let began = Instant::now();
         let first = tokio::select! {
             run = experiment::run(experiment_plan, arena, Phase::Main) => run,
             _ = interrupt.wait() => break,
         };
-        timings.push(Timing::since(format!("experiment {name}"), arena.ctx.origin, began));
+        done.timings.push(Timing::since(format!("experiment {name}"), arena.ctx.origin, began));
+        done.notice(arena, observer, name).await;
         let first_assessment = check::chaos::assess(experiment_plan, &first, &bound.workload, &platform);
-        runs.push(first);
+        done.runs.push(first);
         let mut second_assessment = None;
         if first_assessment.worth_repeating() {
             observer.progress(Progress::CheckRepeated { name });
@@ -854,13 +872,33 @@ async fn run_experiments(
                 run = experiment::run(experiment_plan, arena, Phase::Reproduce) => run,
                 _ = interrupt.wait() => break,
             };
-            timings.push(Timing::since(format!("experiment {name} again"), arena.ctx.origin, began));
+            done.timings.push(Timing::since(format!("experiment {name} again"), arena.ctx.origin, began));
+            done.notice(arena, observer, name).await;
             second_assessment = Some(check::chaos::assess(experiment_plan, &second, &bound.workload, &platform));
-            runs.push(second);
+            done.runs.push(second);
         }
         finished(observer, name, &first_assessment, second_assessment.as_ref(), seed, reproduce);
     }
-    (runs, timings)
+    done
+}
+
+/// What the experiments did, and the exits they met.
+#[derive(Default)]
+struct Experimented {
+    runs: Vec<ExperimentRun>,
+    timings: Vec<Timing>,
+    exits: Vec<ReplicaExit>,
+}
+
+impl Experimented {
+    /// Tells the exits since the last look, each as spoiling experiment `during`; true when
+    /// there were any.
+    async fn notice(&mut self, arena: &mut Arena<'_>, observer: &dyn Observer, during: &str) -> bool {
+        let exits = notice_exits(arena.cluster, arena.balancer, arena.ctx.origin, observer, Some(during)).await;
+        let any = !exits.is_empty();
+        self.exits.extend(exits);
+        any
+    }
 }
 
 /// Tells the observer how many findings a check's runs show; the run's verdict comes from
@@ -901,11 +939,11 @@ impl Watch<'_> {
         loop {
             tokio::select! {
                 done = &mut phase => {
-                    self.exits.extend(notice_exits(cluster, self.balancer, self.origin, self.observer).await);
+                    self.exits.extend(notice_exits(cluster, self.balancer, self.origin, self.observer, None).await);
                     self.timings.push(Timing::since(name, self.origin, began));
                     return Some(done);
                 }
-                _ = tick.tick() => self.exits.extend(notice_exits(cluster, self.balancer, self.origin, self.observer).await),
+                _ = tick.tick() => self.exits.extend(notice_exits(cluster, self.balancer, self.origin, self.observer, None).await),
                 _ = self.interrupt.wait() => return None,
             }
         }
@@ -913,8 +951,8 @@ impl Watch<'_> {
 }
 
 /// Replicas that exited by themselves, or stopped answering, since the last look: each
-/// taken out of routing at once and told.
-pub(crate) async fn notice_exits(cluster: &mut Cluster, balancer: &Balancer, origin: Instant, observer: &dyn Observer) -> Vec<ReplicaExit> {
+/// taken out of routing at once and told, with the experiment they went `during`.
+pub(crate) async fn notice_exits(cluster: &mut Cluster, balancer: &Balancer, origin: Instant, observer: &dyn Observer, during: Option<&str>) -> Vec<ReplicaExit> {
     let mut exits = Vec::new();
     let now_ms = origin.elapsed().as_secs_f64() * 1000.0;
     let exited = cluster.unexpected_exits().await.into_iter().map(|(replica, how)| (replica, how, None));
@@ -927,6 +965,7 @@ pub(crate) async fn notice_exits(cluster: &mut Cluster, balancer: &Balancer, ori
             at_ms: now_ms - quiet.map_or(0.0, |q| q.as_secs_f64() * 1000.0),
             how,
             silent: quiet.is_some(),
+            during: during.map(str::to_owned),
         };
         observer.progress(Progress::ReplicaExited { exit: exit.clone() });
         exits.push(exit);
