@@ -210,3 +210,31 @@ fn a_scenario_that_fails_on_every_replica_is_baseline_failed_not_a_finding() {
     assert_eq!(run.report().scenarios[0].status, ScenarioStatus::BaselineFailed);
     assert!(run.stdout.contains("did not run cleanly"), "{}", run.stdout);
 }
+
+/// The configured demo, with replica r1 answering every page with a redirect to itself: a
+/// replica that fails every flow even alone, which is never a cross-replica fault. Users
+/// switch replicas at every request, so most failures cross and only the consumer's own
+/// control can tell.
+#[test]
+fn a_replica_that_fails_every_flow_alone_is_baseline_failed_never_a_cross_replica_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::root().join("examples/demo/fixed.toml")).unwrap();
+    let text = text.replace(r#""--replica", "{replica}","#, r#""--replica", "{replica}", "--redirect-loop", "r1","#);
+    let target = common::write(dir.path(), "r1-loops.toml", &text);
+    let mut consumers_told = Vec::new();
+    for seed in ["1", "2"] {
+        let run = common::run(target.to_str().unwrap(), &["--replicas", "2", "--seed", seed, "--routing", "switch", "--scenarios", "login,antiforgery,session,cache,token"]);
+        assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+        let report = run.report();
+        assert!(report.findings.is_empty(), "seed {seed}: {:?}", report.findings);
+        for result in &report.scenarios {
+            assert_eq!(result.status, ScenarioStatus::BaselineFailed, "seed {seed}: {result:?}");
+            let reason = result.reason.as_deref().unwrap_or_default();
+            assert!(reason.contains("on r1"), "seed {seed}: the reason names the replica that fails alone: {reason}");
+            if reason.contains("the consumer's control run (every step on r1) failed") {
+                consumers_told.push(result.name.clone());
+            }
+        }
+    }
+    assert!(!consumers_told.is_empty(), "no failure crossed to r1 and was judged by the consumer's control");
+}

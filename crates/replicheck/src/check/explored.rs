@@ -41,6 +41,16 @@ pub struct Fault {
 }
 
 impl Fault {
+    /// The controls that must pass for the fault to be one: its own, and for a crossing,
+    /// the same user with every step on the replica that refused, since a replica that
+    /// fails the flow alone shows no cross-replica fault.
+    pub fn controls(&self) -> Vec<ControlPlan> {
+        match self.control {
+            ControlPlan::Pinned(producer) if self.candidate.consumer.id != producer => vec![self.control, ControlPlan::Pinned(self.candidate.consumer.id)],
+            control => vec![control],
+        }
+    }
+
     /// The same failure, blamed on a disruption instead of the crossing: for when the
     /// crossing's control failed too, and the store restarted, or the producing replica
     /// restarted, between the artifact's making and its refusal.
@@ -208,21 +218,27 @@ pub enum Confirmation {
     Unexplained(String),
 }
 
-/// Judges a fault by its control run and its reproduction (the same schedule again).
-pub fn confirm(fault: &Fault, scenarios: &[Scenario], control: &ScheduleRun, reproduction: &ScheduleRun) -> Confirmation {
-    if let Some(error) = control.disruptions.error.as_ref().or(reproduction.disruptions.error.as_ref()) {
+/// Judges a fault by its control runs and its reproduction (the same schedule again). The
+/// controls are `fault.controls()`, in that order, each with its run.
+pub fn confirm(fault: &Fault, scenarios: &[Scenario], controls: &[(ControlPlan, &ScheduleRun)], reproduction: &ScheduleRun) -> Confirmation {
+    let runs = controls.iter().map(|(_, run)| *run).chain([reproduction]);
+    if let Some(error) = runs.into_iter().find_map(|run| run.disruptions.error.as_ref()) {
         return Confirmation::Error(error.clone());
     }
-    let Some(user) = control.user(fault.user) else { return Confirmation::Error("the control's user did not run".into()) };
-    if let Some(message) = first_error(user) {
-        return Confirmation::Error(format!("control run: {message}"));
-    }
-    if let Some(failed) = user.first_failure().filter(|f| f.index <= fault.key.step) {
-        let observed = match &failed.outcome {
-            Outcome::Failed { observed, .. } => observed.to_string(),
-            _ => String::new(),
-        };
-        return Confirmation::ControlFailed(format!("the control ({}) failed step `{}` too: {observed}", describe(fault.control, fault.user), failed.name));
+    let mut first_user = None;
+    for (plan, control) in controls {
+        let Some(user) = control.user(fault.user) else { return Confirmation::Error("the control's user did not run".into()) };
+        if let Some(message) = first_error(user) {
+            return Confirmation::Error(format!("control run ({}): {message}", describe(*plan, fault.user)));
+        }
+        if let Some(failed) = user.first_failure().filter(|f| f.index <= fault.key.step) {
+            let observed = match &failed.outcome {
+                Outcome::Failed { observed, .. } => observed.to_string(),
+                _ => String::new(),
+            };
+            return Confirmation::ControlFailed(format!("the control ({}) failed step `{}` too: {observed}", describe(*plan, fault.user), failed.name));
+        }
+        first_user.get_or_insert(user.vu);
     }
     let again = find(scenarios, reproduction, &fault.key)
         .is_some_and(|f| f.candidate.consumer.id == fault.candidate.consumer.id && f.candidate.observed.status == fault.candidate.observed.status);
@@ -236,7 +252,7 @@ pub fn confirm(fault: &Fault, scenarios: &[Scenario], control: &ScheduleRun, rep
             ControlPlan::Pinned(replica) => Some(replica),
             ControlPlan::Undisturbed => None,
         },
-        vu: Some(user.vu),
+        vu: first_user,
     })
 }
 
@@ -335,11 +351,20 @@ mod tests {
         assert_eq!((fault.user, fault.control), (0, ControlPlan::Pinned(ReplicaId(0))));
         assert_eq!(fault.control.schedule(&case.schedule, 0).to_string(), "u0:login/0@r0 u0:login/1@r0 u0:login/2@r0");
 
+        assert_eq!(fault.controls(), [ControlPlan::Pinned(ReplicaId(0)), ControlPlan::Pinned(ReplicaId(1))]);
         let control = run("u0:login/0@r0 u0:login/1@r0 u0:login/2@r0", &[r(0, 1); 3], Outcome::Passed);
-        assert!(matches!(confirm(fault, &demo_scenarios(), &control, &case), Confirmation::Confirmed(_)));
+        let consumer = run("u0:login/0@r1 u0:login/1@r1 u0:login/2@r1", &[r(1, 1); 3], Outcome::Passed);
+        let controls = |producer, consumer| [(ControlPlan::Pinned(ReplicaId(0)), producer), (ControlPlan::Pinned(ReplicaId(1)), consumer)];
+        assert!(matches!(confirm(fault, &demo_scenarios(), &controls(&control, &consumer), &case), Confirmation::Confirmed(_)));
         let failing_control = run("u0:login/0@r0 u0:login/1@r0 u0:login/2@r0", &[r(0, 1); 3], refused());
-        assert!(matches!(confirm(fault, &demo_scenarios(), &failing_control, &case), Confirmation::ControlFailed(_)));
-        assert_eq!(confirm(fault, &demo_scenarios(), &control, &control), Confirmation::NotReproduced);
+        assert!(matches!(confirm(fault, &demo_scenarios(), &controls(&failing_control, &consumer), &case), Confirmation::ControlFailed(_)));
+        // r1 refuses the flow even alone: no cross-replica fault, whatever r0 does.
+        let failing_consumer = run("u0:login/0@r1 u0:login/1@r1 u0:login/2@r1", &[r(1, 1); 3], refused());
+        match confirm(fault, &demo_scenarios(), &controls(&control, &failing_consumer), &case) {
+            Confirmation::ControlFailed(why) => assert!(why.contains("every step of u0 on r1"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(confirm(fault, &demo_scenarios(), &controls(&control, &consumer), &control), Confirmation::NotReproduced);
     }
 
     #[test]

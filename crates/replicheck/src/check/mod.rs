@@ -380,27 +380,28 @@ pub fn judge(
     let mut baseline: BTreeMap<&str, String> = BTreeMap::new();
     let mut errors: BTreeMap<&str, String> = BTreeMap::new();
     let mut unconfirmed: BTreeMap<&str, u32> = BTreeMap::new();
-    for (candidate, (control_plan, reproduction_plan)) in triage.candidates.iter().zip(plans.controls.iter().zip(&plans.reproductions)) {
+    for (index, (candidate, (control_plan, reproduction_plan))) in triage.candidates.iter().zip(plans.controls.iter().zip(&plans.reproductions)).enumerate() {
         let scenario = candidate.scenario.as_str();
         let (Some(control), Some(reproduction)) = (record(control_plan.vu), record(reproduction_plan.vu)) else {
             errors.entry(scenario).or_insert_with(|| "an evidence run did not finish".into());
             continue;
         };
-        match control.first_failure().map(|s| (s, &s.outcome)) {
-            Some((step, Outcome::Error { message })) => {
-                errors.entry(scenario).or_insert_with(|| format!("control run, step `{}`: {message}", step.name));
+        // Each side must serve the flow by itself: the producer's replica, then the
+        // consumer's. A replica that fails alone shows no cross-replica fault.
+        let mut sides = vec![(Some(control), candidate.producer.id, "the control run")];
+        if let Some(plan) = plans.consumer_controls.get(index) {
+            sides.push((record(plan.vu), candidate.consumer.id, "the consumer's control run"));
+        }
+        match sides.into_iter().find_map(|(record, replica, which)| alone(record, replica, which)) {
+            Some(Alone::Error(why)) => {
+                errors.entry(scenario).or_insert(why);
                 continue;
             }
-            Some((step, Outcome::Failed { observed, .. })) => {
-                baseline.entry(scenario).or_insert_with(|| {
-                    format!(
-                        "the control run (every step on {}) failed step `{}` too: {observed}",
-                        candidate.producer.id, step.name
-                    )
-                });
+            Some(Alone::Failed(why)) => {
+                baseline.entry(scenario).or_insert(why);
                 continue;
             }
-            _ => {}
+            None => {}
         }
         // The same step, on the same consumer, answering the same status: a different
         // failure (an overloaded replica's 503) is not this one happening again.
@@ -456,6 +457,26 @@ pub fn judge(
         findings,
         scenarios: results,
     }
+}
+
+/// How a control with every step on one replica went wrong.
+enum Alone {
+    /// It failed a step: the replica cannot serve the flow by itself.
+    Failed(String),
+    /// It got no answer to judge, or did not run.
+    Error(String),
+}
+
+/// What `which` control, every step on `replica`, says against a cross-replica finding;
+/// None when it passed.
+fn alone(record: Option<&VuRecord>, replica: crate::cluster::replica::ReplicaId, which: &str) -> Option<Alone> {
+    let Some(record) = record else { return Some(Alone::Error(format!("{which} (every step on {replica}) did not finish"))) };
+    let step = record.first_failure()?;
+    Some(match &step.outcome {
+        Outcome::Error { message } => Alone::Error(format!("{which} (every step on {replica}), step `{}`: {message}", step.name)),
+        Outcome::Failed { observed, .. } => Alone::Failed(format!("{which} (every step on {replica}) failed step `{}` too: {observed}", step.name)),
+        Outcome::Passed => return None,
+    })
 }
 
 #[cfg(test)]
@@ -541,17 +562,39 @@ mod tests {
         vec![("login".into(), None), ("session".into(), Some("the target has no [session] section".into()))]
     }
 
-    fn verdict(main: Vec<VuRecord>, evidence: impl Fn(u32, u32) -> Vec<VuRecord>) -> (Triage, Verdict) {
+    /// The verdict on `main`, with `evidence` giving the records of each candidate's
+    /// control and reproduction; the consumer's control passes unless `consumer` says how
+    /// it ended.
+    fn verdict_with(main: Vec<VuRecord>, evidence: impl Fn(u32, u32) -> Vec<VuRecord>, consumer: Outcome) -> (Triage, Verdict) {
         let scenarios = scenarios();
         let plan = plan(&main.iter().map(|v| (v.vu, [0, 0, 1])).collect::<Vec<_>>());
         let triage = triage(&scenarios, &History { vus: main, ..History::default() });
         let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &wanted(&triage.candidates));
-        let evidence = History {
-            vus: plans.controls.iter().zip(&plans.reproductions).flat_map(|(c, r)| evidence(c.vu, r.vu)).collect(),
-            ..History::default()
-        };
+        let mut vus: Vec<VuRecord> = plans.controls.iter().zip(&plans.reproductions).flat_map(|(c, r)| evidence(c.vu, r.vu)).collect();
+        vus.extend(plans.consumer_controls.iter().map(|c| login(Phase::Control, c.vu, 1, 1, consumer.clone())));
+        let evidence = History { vus, ..History::default() };
         let verdict = judge(&roster(), &triage, &plans, &evidence, 1, &|s| format!("replicheck run t.toml --scenarios {s}"));
         (triage, verdict)
+    }
+
+    fn verdict(main: Vec<VuRecord>, evidence: impl Fn(u32, u32) -> Vec<VuRecord>) -> (Triage, Verdict) {
+        verdict_with(main, evidence, Outcome::Passed)
+    }
+
+    #[test]
+    fn a_replica_that_fails_the_flow_alone_shows_no_cross_replica_fault() {
+        let main = vec![login(Phase::Main, 0, 0, 1, failed())];
+        let evidence = |control, reproduce| vec![login(Phase::Control, control, 0, 0, Outcome::Passed), login(Phase::Reproduce, reproduce, 0, 1, failed())];
+        let (_, judged) = verdict_with(main.clone(), evidence, failed());
+        assert!(judged.findings.is_empty(), "{:?}", judged.findings);
+        assert_eq!(judged.scenarios[0].status, ScenarioStatus::BaselineFailed);
+        let reason = judged.scenarios[0].reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("consumer's control run (every step on r1) failed step `step 2`"), "{reason}");
+
+        let error = Outcome::Error { message: "no answer within 1s".into() };
+        let (_, judged) = verdict_with(main, evidence, error);
+        assert!(judged.findings.is_empty());
+        assert_eq!(judged.scenarios[0].status, ScenarioStatus::Error);
     }
 
     #[test]

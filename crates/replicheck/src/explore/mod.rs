@@ -649,9 +649,13 @@ async fn settle(bounds: &Bounds<'_>, lab: &mut Lab<'_>, fault: Fault, minimal: S
 }
 
 async fn confirm(bounds: &Bounds<'_>, lab: &mut Lab<'_>, fault: &Fault, minimal: &Schedule) -> Confirmation {
-    let control = run_index(lab, &fault.control.schedule(minimal, fault.user), Phase::Control).await;
+    let mut controls = Vec::new();
+    for plan in fault.controls() {
+        controls.push((plan, run_index(lab, &plan.schedule(minimal, fault.user), Phase::Control).await));
+    }
     let reproduction = run_index(lab, minimal, Phase::Reproduce).await;
-    explored::confirm(fault, bounds.scenarios, &lab.runs[control], &lab.runs[reproduction])
+    let controls: Vec<_> = controls.into_iter().map(|(plan, index)| (plan, &lab.runs[index])).collect();
+    explored::confirm(fault, bounds.scenarios, &controls, &lab.runs[reproduction])
 }
 
 /// Findings and scenario results from what the search settled and the cases it ran.

@@ -47,14 +47,15 @@ impl Asking<'_> {
         let triage = check::triage(scenarios, &users);
         let wanted = check::wanted(&triage.candidates);
         let evidence_plans = plan::evidence::evidence_plans(planned, *free_vu, &wanted);
-        *free_vu += 2 * triage.candidates.len() as u32;
+        *free_vu += plan::evidence::USERS_PER_WANTED * triage.candidates.len() as u32;
         let mut evidence = History::default();
         if !triage.candidates.is_empty() {
             self.observer.progress(Progress::ControlsStarted {
                 candidates: triage.candidates.len(),
             });
-            for (users, phase) in [(&evidence_plans.controls, Phase::Control), (&evidence_plans.reproductions, Phase::Reproduce)] {
-                let executed = vu::execute(ctx, users.clone(), phase, self.concurrency).await;
+            let controls = evidence_plans.controls.iter().chain(&evidence_plans.consumer_controls).cloned().collect();
+            for (users, phase) in [(controls, Phase::Control), (evidence_plans.reproductions.clone(), Phase::Reproduce)] {
+                let executed = vu::execute(ctx, users, phase, self.concurrency).await;
                 secrets.extend(&executed.secrets);
                 evidence.extend(executed.history);
             }
