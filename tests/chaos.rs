@@ -281,3 +281,13 @@ fn a_replica_that_exits_by_itself_during_any_experiment_is_told_and_spoils_it() 
 fn a_replica_that_exits_by_itself_during_a_store_experiment_is_told_and_spoils_it() {
     assert_every_experiment_met_an_exit("examples/demo/fixed-redis.toml", "store-restart,store-outage");
 }
+
+#[test]
+fn a_rolling_restart_without_looping_users_is_not_tested_and_fails_strict() {
+    let run = common::run("examples/demo/fixed.toml", &["--seed", "1", "--scenarios", "rolling-restart,kill", "--load-vus", "0", "--strict"]);
+    assert_eq!(run.code, 3, "--strict fails what did not run in full\n{}\n{}", run.stdout, run.stderr);
+    let rolling = run.report().scenarios.iter().find(|s| s.name == "rolling-restart").unwrap();
+    assert_eq!(rolling.status, ScenarioStatus::Skipped);
+    assert!(rolling.reason.as_deref().unwrap_or_default().contains("--load-vus 0"), "{rolling:?}");
+    assert!(run.stdout.contains("rolling-restart: skipped: --load-vus 0"), "{}", run.stdout);
+}

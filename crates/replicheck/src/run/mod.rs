@@ -706,6 +706,10 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
         .map(|&kind| {
             let reason = config.external.as_ref().and_then(|external| external.skip_reason(kind));
             let reason = reason.or_else(|| kind.backend_skip_reason(config.backend));
+            let reason = reason.or_else(|| {
+                (kind == ExperimentKind::RollingRestart && config.load_vus == 0)
+                    .then(|| "--load-vus 0: no user loops through the rolling restart to meet a replica going".to_owned())
+            });
             (kind, skipped(kind.name(), reason.or_else(|| kind.skip_reason(&config.target, &bound))))
         })
         .collect();
