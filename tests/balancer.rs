@@ -184,3 +184,22 @@ async fn large_bodies_stream_through_both_ways() {
     assert!(got.text().await.unwrap() == body, "the body came back changed");
     f.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_silent_past_the_timeout_is_named_even_when_the_request_was_rerouted_to_it() {
+    let config = BalancerConfig {
+        answer_within: Some(Duration::from_secs(1)),
+        ..BalancerConfig::local("/healthz/ready", Duration::ZERO)
+    };
+    let f = fixture_with("silent", config).await;
+    // r0 is deregistered: what was planned for it goes to r1, which takes 3 s to answer.
+    let r0 = f.cluster.endpoint(ReplicaId(0)).unwrap();
+    let r1 = f.cluster.endpoint(ReplicaId(1)).unwrap();
+    f.balancer.upstreams().remove(r0.replica);
+    let response = f.http.get(f.url("/slow?ms=3000")).header(ROUTE_HEADER, "r0").send().await.unwrap();
+    assert_eq!(response.status(), 504);
+    assert_eq!(response.headers()[SERVED_BY_HEADER], "r1");
+    let reason = response.headers()[ERROR_HEADER].to_str().unwrap().to_owned();
+    assert_eq!(reason, format!("r1 at {} gave no answer within 1s", r1.addr));
+    f.finish().await;
+}

@@ -79,6 +79,11 @@ pub struct BalancerConfig {
     /// Keeps a `ProxyRecord` of every request for `drain_records`. Answers say who served
     /// them either way; the records are for whoever watches the balancer itself.
     pub record: bool,
+    /// How long a replica may take to answer (the target's request timeout). A replica
+    /// silent that long gets a 504 naming it, a little before a client with the same
+    /// timeout gives up, so the client learns which replica held its request (it may not
+    /// be the one planned, when that one was draining). None: no limit of the balancer's.
+    pub answer_within: Option<Duration>,
 }
 
 impl BalancerConfig {
@@ -93,6 +98,7 @@ impl BalancerConfig {
             proxy_address: Some(IpAddr::from([127, 0, 0, 1])),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             record: false,
+            answer_within: None,
         }
     }
 }
@@ -171,6 +177,7 @@ impl Balancer {
             turn: AtomicUsize::new(0),
             records: records.clone(),
             started: Instant::now(),
+            answer_within: config.answer_within,
         });
         let entrance = Entrance {
             addr,

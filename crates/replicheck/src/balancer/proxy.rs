@@ -13,6 +13,8 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use super::forwarded::{add_forwarded, remove_hop_by_hop};
@@ -34,6 +36,8 @@ pub struct ProxyState {
     /// Where each request's record goes, when someone reads them.
     pub records: Option<Arc<Mutex<Vec<ProxyRecord>>>>,
     pub started: Instant,
+    /// See `BalancerConfig::answer_within`.
+    pub answer_within: Option<Duration>,
 }
 
 pub async fn handle(
@@ -135,7 +139,21 @@ async fn forward(
     // As a proxy with tracing does: the replica's spans must continue this trace.
     continue_trace(request.headers_mut());
     let _in_flight = upstream.start_request();
-    match state.client.request(request).await {
+    let answer = state.client.request(request);
+    let answered = match state.answer_within {
+        Some(limit) => match tokio::time::timeout(limit.saturating_sub(answer_margin(limit)), answer).await {
+            Ok(answered) => answered,
+            Err(_) => {
+                upstream.unanswered();
+                let reason = format!("{} at {} gave no answer within {}", upstream.replica, upstream.addr, humantime::format_duration(limit));
+                let mut response = refuse(StatusCode::GATEWAY_TIMEOUT, reason);
+                response.headers_mut().insert(SERVED_BY_HEADER, upstream.served_by.clone());
+                return (response, upstream.replica);
+            }
+        },
+        None => answer.await,
+    };
+    match answered {
         Ok(response) => {
             upstream.answered();
             let (mut parts, body) = response.into_parts();
@@ -174,6 +192,12 @@ async fn forward(
             (response, upstream.replica)
         }
     }
+}
+
+/// How much sooner than a client with the same timeout the balancer gives up on a
+/// replica, so its answer naming the replica arrives first.
+fn answer_margin(limit: Duration) -> Duration {
+    (limit / 4).min(Duration::from_millis(250))
 }
 
 /// Locks held for a push or a take, never across an await: a poisoned lock still holds

@@ -1020,6 +1020,7 @@ pub(crate) async fn start_service(spec: ClusterSpec, edge: Edge, observer: &dyn 
     let probe_interval = if cluster.relays().is_some() { Duration::ZERO } else { target.health.interval };
     let mut config = BalancerConfig {
         proxy_address: cluster.vantage().local.then_some(target.balancer.proxy_address),
+        answer_within: Some(target.limits.request_timeout),
         ..BalancerConfig::local(&target.health.ready.0, probe_interval)
     };
     if edge == Edge::Https {
