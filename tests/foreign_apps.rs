@@ -82,6 +82,17 @@ fn a_replica_that_cannot_bind_its_port_is_reported_with_its_log() {
     assert_eq!(run.code, 3);
     assert!(run.stderr.contains("r0 exited (exit status 1) before it was ready"), "{}", run.stderr);
     assert!(run.stderr.contains("Address already in use"), "{}", run.stderr);
+    // CI still gets every report, with the start failure as the run's error.
+    let error = run.report().error.clone().unwrap_or_default();
+    assert!(error.contains("the replicas did not start") && error.contains("r0 exited (exit status 1) before it was ready"), "{error}");
+    assert!(run.report().scenarios.iter().all(|s| matches!(s.status, ScenarioStatus::Error | ScenarioStatus::Skipped)), "{:?}", run.report().scenarios);
+    let junit = std::fs::read_to_string(run.report_dir.join("junit.xml")).unwrap();
+    assert!(junit.contains(r#"type="not-started""#) && junit.contains("before it was ready"), "{junit}");
+    for file in ["summary.md", "report.html"] {
+        let text = std::fs::read_to_string(run.report_dir.join(file)).unwrap();
+        assert!(text.contains("the replicas did not start"), "{file}: {text}");
+    }
+    assert!(run.stdout.contains("error: the replicas did not start"), "{}", run.stdout);
 }
 
 #[test]

@@ -25,7 +25,7 @@ use replicheck::report::{self, Format, Report};
 use replicheck::cluster::backend::external::{Auth, ExternalSpec, Instance, Via};
 use replicheck::cluster::backend::relay::InstanceMark;
 use replicheck::replay::{self, Replay, ReplayConfig, ReplayError};
-use replicheck::run::{self, ReportDir, RunConfig, RunOutcome, Selection, shell_word};
+use replicheck::run::{self, ReportDir, RunConfig, RunError, RunOutcome, Selection, shell_word};
 use replicheck::explore::{self, ExploreConfig};
 use replicheck::interrupt::Interrupt;
 use replicheck::plan::interleaving::Schedule;
@@ -604,7 +604,14 @@ async fn run_one(mut config: RunConfig, label: &str, output: &Output) -> Result<
     signals.abort();
     // Clears the spinner before the outcome is printed.
     drop(observer);
-    present(outcome?, output)
+    match outcome {
+        // CI shows the report of a run that never started too; the error decides the exit.
+        Err(RunError::NotStarted { source, outcome }) => {
+            present(*outcome, output)?;
+            Err(CliError::Run(*source))
+        }
+        outcome => present(outcome?, output),
+    }
 }
 
 /// Turns the first SIGINT or SIGTERM into an interrupt of the run: it stops, stops its

@@ -12,7 +12,7 @@ pub enum Verdict {
     Consistent,
     /// At least one finding the policy does not accept.
     Findings,
-    /// Nothing proven either way: a replica exited by itself, a check errored or its
+    /// Nothing proven either way: the replicas did not start, a replica exited by itself, a check errored or its
     /// baseline failed, or (strictly judged) something selected did not run in full.
     Untested,
     /// Stopped by this signal, after what ran so far was judged.
@@ -30,7 +30,7 @@ impl Verdict {
         if let Some(interrupted) = &report.interrupted {
             return Verdict::Interrupted { signal: interrupted.signal.clone() };
         }
-        if !report.exits.is_empty() {
+        if !report.exits.is_empty() || report.error.is_some() {
             return Verdict::Untested;
         }
         let unsound = report.scenarios.iter().any(|s| matches!(s.status, ScenarioStatus::Error | ScenarioStatus::BaselineFailed));

@@ -390,6 +390,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
             signal: signal.to_owned(),
             during: "the search".into(),
         }),
+        error: None,
     };
     Ok(RunOutcome { report, report_dir })
 }

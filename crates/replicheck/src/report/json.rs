@@ -61,6 +61,9 @@ pub struct Report {
     /// Set when the run was interrupted: the report holds what ran before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<crate::interrupt::Interruption>,
+    /// What kept the run from asking anything (the replicas did not start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The settings of a run that `replay` reruns: with the same target file and seed they

@@ -55,9 +55,11 @@ pub fn render(report: &Report) -> Result<String, quick_junit::SerializeError> {
         }
         junit.add_test_suite(suite);
     }
-    // A run that stopped early or lost a replica says so as an error of its own, so a CI
+    // A run that stopped early, never started or lost a replica says so as an error of its own, so a CI
     // tab never shows the rest as a clean pass.
-    let incidents = report.interrupted.iter().map(|i| ("incomplete", i.to_string())).chain(report.exits.iter().map(|e| ("replica-exited", e.summary())));
+    let incidents = report.interrupted.iter().map(|i| ("incomplete", i.to_string()));
+    let incidents = incidents.chain(report.error.iter().map(|e| ("not-started", e.clone())));
+    let incidents = incidents.chain(report.exits.iter().map(|e| ("replica-exited", e.summary())));
     let incidents: Vec<(&str, String)> = incidents.collect();
     if !incidents.is_empty() {
         let mut suite = TestSuite::new("run");

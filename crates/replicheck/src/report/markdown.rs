@@ -48,6 +48,9 @@ pub fn render(report: &Report) -> String {
     if let Some(interrupted) = &report.interrupted {
         let _ = writeln!(md, "**incomplete**: {}\n", cell(&interrupted.to_string()));
     }
+    if let Some(error) = &report.error {
+        let _ = writeln!(md, "**error**: {}\n", cell(error));
+    }
     for exit in &report.exits {
         let _ = writeln!(md, "**error**: {}; what it touched was not tested\n", cell(&exit.summary()));
     }

@@ -26,6 +26,9 @@ pub fn outcome(report: &Report) -> String {
     if let Some(interrupted) = &report.interrupted {
         out.push_str(&format!("incomplete: {interrupted}\n"));
     }
+    if let Some(error) = &report.error {
+        out.push_str(&format!("error: {error}\n"));
+    }
     for exit in &report.exits {
         out.push_str(&format!("error: {}\n", exit.summary()));
         for line in exit.how.lines().skip(1) {
@@ -115,6 +118,8 @@ pub fn outcome(report: &Report) -> String {
         out.push_str(&format!("{accepted} finding(s), every one accepted by the policy\n"));
     } else if report.interrupted.is_some() {
         out.push_str("no findings in what ran before the interrupt\n");
+    } else if report.error.is_some() {
+        out.push_str("nothing was asked: the replicas did not start\n");
     } else if !report.exits.is_empty() {
         out.push_str("no findings, but a replica exited or stopped answering by itself: what it touched proves nothing either way\n");
     } else if unsound > 0 {

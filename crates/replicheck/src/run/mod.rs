@@ -295,8 +295,14 @@ pub enum RunError {
     Interrupted(&'static str),
     #[error("the request budget of {0} (--max-requests) ran out before the run ended; its findings would rest on refused requests, so none are reported")]
     BudgetSpent(u64),
+    /// The replicas or the balancer did not start. The report of the run that could not
+    /// ask anything is made all the same (`outcome`, with the failure as its error), so CI
+    /// has a JUnit file and a summary to show.
+    #[error("{source}")]
+    NotStarted { source: Box<RunError>, outcome: Box<RunOutcome> },
 }
 
+#[derive(Debug)]
 #[non_exhaustive]
 pub struct RunOutcome {
     pub report: Report,
@@ -364,12 +370,19 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
     let mut interrupt = config.interrupt.clone();
     let starting = Instant::now();
     let service = tokio::select! {
-        service = start_service(spec, Edge::Https, observer) => Some(service?),
+        service = start_service(spec, Edge::Https, observer) => Some(service),
         _ = interrupt.wait() => None,
     };
     let mut timings = vec![Timing::since("start", started, starting)];
+    let mut start_failure = None;
     let mut asked = match service {
-        Some((cluster, balancer)) => {
+        // A template that does not render is the target's mistake, said as such.
+        Some(Err(err @ RunError::Cluster(ClusterError::Template(_)))) => return Err(err),
+        Some(Err(err)) => {
+            start_failure = Some(err);
+            Asked::nothing(&bound)
+        }
+        Some(Ok((cluster, balancer))) => {
             let run = Questions {
                 config: &config,
                 bound: &bound,
@@ -448,8 +461,33 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         exploration: None,
         exits: asked.exits,
         interrupted,
+        error: None,
     };
-    Ok(RunOutcome { report, report_dir })
+    let outcome = RunOutcome { report, report_dir };
+    match start_failure {
+        Some(failure) => {
+            let mut secrets = Secrets::default();
+            for secret in target.secrets() {
+                secrets.add(&secret);
+            }
+            let outcome = not_started(outcome, &failure, &secrets);
+            Err(RunError::NotStarted { outcome: Box::new(outcome), source: Box::new(failure) })
+        }
+        None => Ok(outcome),
+    }
+}
+
+/// The report of a run whose replicas did not start: every check it would have run is an
+/// error, for that reason.
+fn not_started(mut outcome: RunOutcome, failure: &RunError, secrets: &Secrets) -> RunOutcome {
+    let why = secrets.redact(&format!("the replicas did not start: {}", crate::errors::chain(failure)));
+    for result in outcome.report.scenarios.iter_mut().filter(|r| r.status != check::ScenarioStatus::Skipped) {
+        result.status = check::ScenarioStatus::Error;
+        result.reason = Some(why.clone());
+        result.untested.clear();
+    }
+    outcome.report.error = Some(why);
+    outcome
 }
 
 /// What a run asks of the replicas, once they are up.

@@ -63,6 +63,9 @@ pub fn render(report: &Report) -> String {
     if let Some(interrupted) = &report.interrupted {
         let _ = write!(page, "<p><strong>incomplete</strong>: {}.</p>", escape(&interrupted.to_string()));
     }
+    if let Some(error) = &report.error {
+        let _ = write!(page, "<p><strong>error</strong>: nothing was asked.</p><pre>{}</pre>", escape(error));
+    }
     for exit in &report.exits {
         let _ = write!(page, "<p><strong>error</strong>: {}; what it touched was not tested.</p><pre>{}</pre>", escape(&exit.summary()), escape(&exit.how));
     }
