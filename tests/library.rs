@@ -117,7 +117,7 @@ async fn a_target_that_runs_replicheck_needs_a_replicheck_binary() {
     let dir = tempfile::tempdir().unwrap();
     // The demo targets start `{replicheck} demo-service`; a test binary is not replicheck.
     let config = RunConfig::new(demo("fixed.toml")).report_dir(ReportDir::At(dir.path().to_owned()));
-    let err = run::run(config, &Silent).await.err().expect("nothing to start the replicas with");
+    let err = run::run(config, &Silent).await.expect_err("nothing to start the replicas with");
     let message = replicheck::errors::chain(&err);
     assert!(message.contains("`{replicheck}` has no value here"), "{message}");
     assert!(message.contains("no replicheck binary"), "{message}");
