@@ -164,3 +164,29 @@ async fn a_test_disrupts_replicas_and_the_balancer_follows() {
         assert!(gone, "{url} still answers after the cluster was dropped");
     }
 }
+
+/// A replica whose second incarnation cannot start: the next try is its third, with a log
+/// of its own, and the failed one's log is kept as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incarnation_that_failed_to_start_keeps_its_name_and_log() {
+    let target = Target::from_source(&SourceFile::from_text(
+        "second-fails.toml",
+        r#"
+        [start]
+        command = "sh"
+        args = ["-c", "if [ {generation} = 2 ]; then echo 'generation 2 refuses'; exit 4; fi; exec python3 -m http.server --bind {host} {port}"]
+        "#,
+    ))
+    .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let config = UpConfig::new(target).replicas(1).report_dir(ReportDir::At(logs.path().into()));
+    let mut cluster = up::start(config, &Silent).await.unwrap();
+    let failed = cluster.restart(0).await.expect_err("generation 2 refuses to start");
+    assert!(replicheck::errors::chain(&failed).contains("r0#2 exited"), "{failed}");
+    cluster.restart(0).await.unwrap();
+    assert_eq!(cluster.replica_urls().len(), 1);
+    let second = std::fs::read_to_string(logs.path().join("r0#2.log")).unwrap();
+    assert!(second.contains("generation 2 refuses"), "{second}");
+    assert!(logs.path().join("r0#3.log").exists(), "the third try has a log of its own");
+    cluster.shutdown().await;
+}

@@ -243,6 +243,9 @@ pub struct Cluster<B: Backend = AnyBackend> {
     vars: Vars,
     grace: Duration,
     exits: ExitLedger,
+    /// The newest generation launched of each replica, whether it got ready or not: a
+    /// name (and its log) is never given twice in a run.
+    launched: BTreeMap<ReplicaId, u32>,
     vantage: Vantage,
     /// The run's OTLP receiver, when the target exports telemetry and the replicas can
     /// reach this host.
@@ -374,13 +377,14 @@ impl Cluster {
             vars,
             grace: target.start.shutdown_grace,
             exits: ExitLedger::default(),
+            launched: BTreeMap::new(),
             vantage,
             telemetry,
             docker,
             workspace,
             _watchdog: watchdog,
         };
-        let firsts = (0..spec.replicas).map(|id| Incarnation::first(ReplicaId(id))).collect();
+        let firsts = (0..spec.replicas).map(|id| cluster.next_of(ReplicaId(id))).collect();
         let (started, failure) = cluster.launch_together(firsts).await;
         for endpoint in started {
             let took = cluster.replicas.get(&endpoint.replica.id).map(|r| r.started_in()).unwrap_or_default();
@@ -455,6 +459,13 @@ impl<B: Backend> Cluster<B> {
             vars.insert("otlp_endpoint".into(), receiver.endpoint(incarnation.id));
         }
         self.backend.launch(incarnation, vars)
+    }
+
+    /// The replica's next incarnation, taken now: a launch that fails still used its name.
+    fn next_of(&mut self, id: ReplicaId) -> Incarnation {
+        let generation = self.launched.get(&id).map_or(1, |last| last + 1);
+        self.launched.insert(id, generation);
+        Incarnation { id, generation }
     }
 
     /// Every replica's current incarnation and address, in name order.
@@ -539,7 +550,8 @@ impl<B: Backend> Cluster<B> {
 
     /// Starts the next incarnation of a replica whose current one is stopped or killed.
     pub async fn start_next(&mut self, id: ReplicaId) -> Result<Endpoint, ClusterError> {
-        let next = self.replica_mut(id)?.incarnation().next();
+        self.replica_mut(id)?;
+        let next = self.next_of(id);
         let replica = self.launch(next).await?;
         let endpoint = endpoint_of(&replica);
         self.replicas.insert(id, replica);
@@ -551,7 +563,8 @@ impl<B: Backend> Cluster<B> {
     pub async fn start_next_together(&mut self, ids: &[ReplicaId]) -> Result<Vec<Endpoint>, ClusterError> {
         let mut nexts = Vec::new();
         for &id in ids {
-            nexts.push(self.replica_mut(id)?.incarnation().next());
+            self.replica_mut(id)?;
+            nexts.push(self.next_of(id));
         }
         let (started, failure) = self.launch_together(nexts).await;
         failure.map_or(Ok(started), Err)
@@ -578,7 +591,8 @@ impl<B: Backend> Cluster<B> {
     /// Starts the replica's next incarnation beside the current one, which keeps running
     /// (as a rolling update's surge) until `retire`d. Returns the new one, ready.
     pub async fn surge(&mut self, id: ReplicaId) -> Result<Endpoint, ClusterError> {
-        let next = self.replica_mut(id)?.incarnation().next();
+        self.replica_mut(id)?;
+        let next = self.next_of(id);
         let replica = self.launch(next).await?;
         let endpoint = endpoint_of(&replica);
         if let Some(old) = self.replicas.insert(id, replica) {
@@ -590,7 +604,8 @@ impl<B: Backend> Cluster<B> {
     /// Adds a replica with the next free name, ready.
     pub async fn scale_out(&mut self) -> Result<Endpoint, ClusterError> {
         let id = ReplicaId(self.replicas.keys().next_back().map_or(0, |last| last.0 + 1));
-        let replica = self.launch(Incarnation::first(id)).await?;
+        let first = self.next_of(id);
+        let replica = self.launch(first).await?;
         let endpoint = endpoint_of(&replica);
         self.replicas.insert(id, replica);
         Ok(endpoint)
@@ -643,7 +658,7 @@ impl<B: Backend> Cluster<B> {
             if replica.exited().await {
                 // Started over, but not in silence when it went by itself.
                 self.exits.end(replica).await;
-                let next = replica.incarnation().next();
+                let next = self.next_of(id);
                 let fresh = self.launch(next).await?;
                 started.push(endpoint_of(&fresh));
                 self.replicas.insert(id, fresh);

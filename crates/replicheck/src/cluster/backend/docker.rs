@@ -375,8 +375,8 @@ impl DockerRun {
         body.networking_config = Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(self.network.clone(), endpoint)])),
         });
-        // A replica removed by scaling in and added again reuses its name (and its log
-        // file, as with processes): the old, stopped container goes.
+        // Names are never given twice in a run; one still there is a leftover of this
+        // run's, and goes.
         let leftover = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         let _ = docker.remove_container(name, Some(leftover)).await;
         let options = CreateContainerOptionsBuilder::new().name(name).build();
