@@ -187,3 +187,27 @@ fn a_container_killed_from_outside_mid_run_is_told_and_the_run_exits_3() {
     let left = common::docker_leftovers(&run_id);
     assert!(left.is_empty(), "left: {left:?}");
 }
+
+/// Containers see every connection from this host come from their network's gateway, the
+/// proxy's address; a stranger's forged headers come from a second network's gateway.
+#[test]
+fn forged_forwarded_headers_are_asked_of_containers_from_a_network_of_their_own() {
+    if !common::docker_engine("forged_forwarded_headers_are_asked_of_containers_from_a_network_of_their_own") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fixed = std::fs::read_to_string(common::root().join("examples/demo/fixed-docker.toml")).unwrap();
+    let trusting = fixed.replace(r#""--known-proxy", "{proxy_address}""#, r#""--forwarded", "trust-all""#);
+    assert_ne!(trusting, fixed);
+    let trusting = common::write(dir.path(), "trusting-docker.toml", &trusting);
+    for seed in ["1", "2"] {
+        let run = common::run_docker(trusting.to_str().unwrap(), &["--seed", seed, "--scenarios", "forwarded-headers"]);
+        assert_eq!(run.code, 1, "seed {seed}:\n{}\n{}", run.stdout, run.stderr);
+        assert_eq!(run.kinds(), ["forwarded-headers-spoofable"], "seed {seed}:\n{}", run.stdout);
+    }
+    let run = common::run_docker("examples/demo/fixed-docker.toml", &["--seed", "1", "--scenarios", "forwarded-headers", "--strict"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let inspection = run.report().scenarios.iter().find(|s| s.name == "forwarded-headers").unwrap();
+    assert!(inspection.checks.iter().any(|k| k.to_string() == "forwarded-headers-spoofable"), "{inspection:?}");
+    assert!(inspection.untested.is_empty(), "{inspection:?}");
+}

@@ -84,7 +84,11 @@ async fn replicas_run_on_the_runs_network_named_by_replica_and_logged() {
         assert!(endpoint.addr.ip().is_loopback(), "published on loopback: {}", endpoint.addr);
         let container = format!("replicheck-{run_id}-{}-1", endpoint.replica.id);
         assert_eq!(inspect(&container, "{{.Config.Hostname}}"), endpoint.replica.id.to_string());
-        assert_eq!(inspect(&container, "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}"), format!("replicheck-{run_id}"));
+        // The run's network, and a second one from which strangers' connections come.
+        assert_eq!(
+            inspect(&container, "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}"),
+            format!("replicheck-{run_id} replicheck-{run_id}-stranger")
+        );
         assert_eq!(inspect(&container, "{{index .Config.Labels \"replicheck\"}}"), run_id);
     }
     // The balancer's connections reach the apps from the network's gateway.
@@ -175,10 +179,11 @@ async fn surge_scale_out_twice_and_heal() {
     assert!(matches!(outcome, StopOutcome::Exited { status: Some(0), .. }), "{outcome:?}");
     assert!(whoami(&old, Duration::from_secs(1)).await.is_err());
 
-    // Scaling in and out again reuses the name r2.
-    for _ in 0..2 {
+    // Scaling in and out again takes the next slot, r2, in a new incarnation each time: a
+    // name (and its log) is never given twice in a run.
+    for name in ["r2", "r2#2"] {
         let added = cluster.scale_out().await.unwrap();
-        assert_eq!(added.replica.to_string(), "r2");
+        assert_eq!(added.replica.to_string(), name);
         assert_eq!(whoami(&added, Duration::from_secs(5)).await.unwrap(), "r2");
         cluster.stop(added.replica, cluster.grace()).await.unwrap();
         cluster.forget(ReplicaId(2));

@@ -126,6 +126,8 @@ pub struct Inspector<'a> {
     pub target: &'a Target,
     pub balancer: Entrance,
     pub endpoints: Vec<Endpoint>,
+    /// Where a stranger reaches each replica (`Cluster::stranger_endpoints`).
+    pub strangers: Vec<Endpoint>,
     /// How the replicas see the inspector's connections.
     pub vantage: Vantage,
     /// What the replicas exported, when the run receives their telemetry.
@@ -160,20 +162,25 @@ async fn forwarded_headers(inspector: &Inspector<'_>, run: &mut InspectionRun) -
     }
     let settings = &inspector.target.balancer;
     let vantage = inspector.vantage;
-    let stranger = client_from(vantage.local.then_some(settings.untrusted_address))?;
+    // A stranger on this host connects from the untrusted address; one that comes from
+    // another network (containers) connects as the host routes it there.
+    let from_here = client_from(vantage.local.then_some(settings.untrusted_address))?;
+    let from_elsewhere = client_from(None)?;
     let client = inspector
         .balancer
         .client(client_builder(Some(settings.client_address)))
         .build()
         .map_err(|e| format!("cannot make a client on {}: {e}", settings.client_address))?;
     for endpoint in &inspector.endpoints {
-        let direct = stranger.get(format!("http://{}{}", endpoint.addr, echo.url));
+        let to = inspector.strangers.iter().find(|s| s.replica == endpoint.replica).map_or(endpoint.addr, |s| s.addr);
+        let stranger = if to.ip().is_loopback() { &from_here } else { &from_elsewhere };
+        let direct = stranger.get(format!("http://{to}{}", echo.url));
         run.answers.push(ask(inspector, Question::EchoDirect, endpoint.replica, vantage.stranger, &echo.url.0, direct).await);
         // Forged headers from an address the app cannot tell from its proxy are headers
         // from the proxy, which it should believe: nothing to ask.
         if vantage.tells_strangers_apart() {
             let forged = stranger
-                .get(format!("http://{}{}", endpoint.addr, echo.url))
+                .get(format!("http://{to}{}", echo.url))
                 .header("x-forwarded-for", FORGED_CLIENT)
                 .header("x-forwarded-proto", FORGED_SCHEME)
                 .header("x-forwarded-host", "forged.example");

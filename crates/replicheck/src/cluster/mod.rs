@@ -346,7 +346,7 @@ impl Cluster {
                 let vantage = Vantage {
                     local: run.engine().is_local(),
                     proxy: Some(run.gateway()),
-                    stranger: Some(run.gateway()),
+                    stranger: Some(run.stranger_gateway()),
                 };
                 (AnyBackend::Docker(backend), store, vantage, Some(run))
             }
@@ -471,6 +471,16 @@ impl<B: Backend> Cluster<B> {
     /// Every replica's current incarnation and address, in name order.
     pub fn endpoints(&self) -> Vec<Endpoint> {
         self.replicas.values().map(endpoint_of).collect()
+    }
+
+    /// Where a stranger reaches each replica's current incarnation, in name order: its
+    /// address, or another route to it where the backend has one (see
+    /// `Replica::stranger_addr`).
+    pub fn stranger_endpoints(&self) -> Vec<Endpoint> {
+        self.replicas
+            .values()
+            .map(|r| Endpoint { replica: r.incarnation(), addr: r.stranger_addr().unwrap_or_else(|| r.addr()) })
+            .collect()
     }
 
     /// The current incarnation of a replica and where it listens.

@@ -581,6 +581,7 @@ impl Questions<'_> {
             target,
             balancer: balancer.entrance().clone(),
             endpoints: cluster.endpoints(),
+            strangers: cluster.stranger_endpoints(),
             vantage,
             telemetry: cluster.telemetry(),
             origin: started,

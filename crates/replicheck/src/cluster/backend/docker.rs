@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest};
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
@@ -205,6 +205,10 @@ pub struct DockerRun {
     network: String,
     /// The network's gateway: the address containers see the host's connections come from.
     gateway: IpAddr,
+    /// A second network every replica is also on, reached straight from this host (a local
+    /// engine only): connections that way come from its gateway, not the proxy's address,
+    /// as a stranger's would. Its name and gateway.
+    stranger: Option<(String, IpAddr)>,
     logs_dir: PathBuf,
     torn_down: AtomicBool,
     /// The volume replicas start with at `{shared_dir}`: the first, or an empty one made
@@ -229,6 +233,7 @@ impl DockerRun {
             run_id: run_id.to_owned(),
             network: network.clone(),
             gateway: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            stranger: None,
             logs_dir: logs_dir.to_owned(),
             torn_down: AtomicBool::new(false),
             shared: std::sync::Mutex::new(String::new()),
@@ -236,28 +241,12 @@ impl DockerRun {
             hardened: AtomicBool::new(false),
         };
         // From here on, a failure drops `run`, which removes whatever was created.
-        let docker = &run.engine.docker;
-        let request = NetworkCreateRequest {
-            name: network.clone(),
-            driver: Some("bridge".into()),
-            labels: Some(run.labels("network")),
-            ..Default::default()
-        };
-        docker.create_network(request).await.map_err(docker_error(format!("cannot create the network {network}")))?;
-        let inspected = docker
-            .inspect_network(&network, None)
-            .await
-            .map_err(docker_error(format!("cannot inspect the network {network}")))?;
-        run.gateway = inspected
-            .ipam
-            .and_then(|ipam| ipam.config)
-            .into_iter()
-            .flatten()
-            .find_map(|config| config.gateway?.parse().ok())
-            .ok_or_else(|| ClusterError::Docker {
-                what: format!("the network {network} has no IPv4 gateway"),
-                source: None,
-            })?;
+        run.gateway = run.create_network(&network).await?;
+        if run.engine.is_local() {
+            let stranger = format!("{network}-stranger");
+            let gateway = run.create_network(&stranger).await?;
+            run.stranger = Some((stranger, gateway));
+        }
         let shared = run.volume("shared").await?;
         *run.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = shared;
         Ok(run)
@@ -318,6 +307,12 @@ impl DockerRun {
         self.gateway
     }
 
+    /// The address the replicas see a stranger's connections come from: the stranger's
+    /// network's gateway, or the run network's when there is none (a remote engine).
+    pub fn stranger_gateway(&self) -> IpAddr {
+        self.stranger.as_ref().map_or(self.gateway, |(_, gateway)| *gateway)
+    }
+
     fn labels(&self, role: &str) -> HashMap<String, String> {
         let (pid, started) = reaper::this_harness();
         HashMap::from([
@@ -349,6 +344,52 @@ impl DockerRun {
             .await
             .map_err(docker_error(format!("cannot create the volume {full}")))?;
         Ok(full)
+    }
+
+    /// Creates one of the run's networks; returns its gateway.
+    async fn create_network(&self, network: &str) -> Result<IpAddr, ClusterError> {
+        let docker = &self.engine.docker;
+        let request = NetworkCreateRequest {
+            name: network.to_owned(),
+            driver: Some("bridge".into()),
+            labels: Some(self.labels("network")),
+            ..Default::default()
+        };
+        docker.create_network(request).await.map_err(docker_error(format!("cannot create the network {network}")))?;
+        let inspected = docker
+            .inspect_network(network, None)
+            .await
+            .map_err(docker_error(format!("cannot inspect the network {network}")))?;
+        inspected
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .into_iter()
+            .flatten()
+            .find_map(|config| config.gateway?.parse().ok())
+            .ok_or_else(|| ClusterError::Docker {
+                what: format!("the network {network} has no IPv4 gateway"),
+                source: None,
+            })
+    }
+
+    /// Puts a replica's container on the stranger's network too; returns where a stranger
+    /// reaches its `port` there (None without that network).
+    async fn admit_strangers(&self, container: &str, port: u16) -> Result<Option<SocketAddr>, ClusterError> {
+        let Some((network, _)) = &self.stranger else { return Ok(None) };
+        let docker = &self.engine.docker;
+        let request = NetworkConnectRequest { container: container.to_owned(), endpoint_config: None };
+        docker
+            .connect_network(network, request)
+            .await
+            .map_err(docker_error(format!("cannot connect {container} to {network}")))?;
+        let inspected = docker.inspect_container(container, None).await.map_err(docker_error(format!("cannot inspect {container}")))?;
+        let ip = inspected
+            .network_settings
+            .and_then(|settings| settings.networks)
+            .and_then(|mut networks| networks.remove(network))
+            .and_then(|endpoint| endpoint.ip_address)
+            .and_then(|ip| ip.parse::<IpAddr>().ok());
+        Ok(ip.map(|ip| SocketAddr::new(ip, port)))
     }
 
     /// Creates and starts a container on the run's network, reachable there as `alias`,
@@ -647,6 +688,11 @@ impl Backend for DockerBackend {
                 run.engine.published_port(&name, template.port).await?
             }
         };
+        let port = match &self.image {
+            Image::Named(_) => self.start.port,
+            Image::Template(template) => template.port,
+        };
+        let stranger = run.admit_strangers(&name, port).await?;
         let url = format!("http://{addr}{}", self.health.ready);
         let engine = &run.engine;
         let ready = wait_ready(&self.probe, &url, self.start.ready_timeout, &role, &log, || engine.exit_report(&name, &log)).await;
@@ -659,6 +705,7 @@ impl Backend for DockerBackend {
             engine: engine.clone(),
             container: name,
             addr,
+            stranger,
             started_in: started.elapsed(),
             log,
             _testcontainers: started_by_testcontainers,
@@ -671,6 +718,8 @@ pub struct DockerReplica {
     engine: Engine,
     container: String,
     addr: SocketAddr,
+    /// Where a stranger reaches it: on the stranger's network.
+    stranger: Option<SocketAddr>,
     started_in: Duration,
     log: PathBuf,
     /// Held while the replica runs when testcontainers started it.
@@ -684,6 +733,10 @@ impl Replica for DockerReplica {
 
     fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    fn stranger_addr(&self) -> Option<SocketAddr> {
+        self.stranger
     }
 
     fn started_in(&self) -> Duration {

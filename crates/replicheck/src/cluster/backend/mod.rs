@@ -33,6 +33,11 @@ pub trait Replica: Send {
     fn incarnation(&self) -> Incarnation;
     /// Where the balancer reaches it.
     fn addr(&self) -> SocketAddr;
+    /// Where a stranger (not the proxy) reaches it, when that is not `addr` from another
+    /// local address: containers are reached from another network.
+    fn stranger_addr(&self) -> Option<SocketAddr> {
+        None
+    }
     /// How long it took from start to ready.
     fn started_in(&self) -> Duration;
     /// Whether the process (or container) has exited.
@@ -136,6 +141,10 @@ impl Replica for AnyReplica {
 
     fn addr(&self) -> SocketAddr {
         each!(self, r => r.addr())
+    }
+
+    fn stranger_addr(&self) -> Option<SocketAddr> {
+        each!(self, r => r.stranger_addr())
     }
 
     fn started_in(&self) -> Duration {
