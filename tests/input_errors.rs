@@ -85,3 +85,20 @@ fn bad_command_lines_exit_2_naming_the_offending_value() {
         assert!(error.contains(&format!("{path} is a file")), "{command}: {error}");
     }
 }
+
+/// `replicheck ARGS` run from `dir`: its status and stderr.
+fn in_dir(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let output = common::command(&common::tag("input"), args).current_dir(dir).output().unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn a_line_of_megabytes_gets_a_short_excerpt_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!("command = \"{}", "x".repeat(4_000_000));
+    common::write(dir.path(), "long.toml", &format!("[start]\n{line}\n"));
+    let (code, stderr) = in_dir(dir.path(), &["validate", "long.toml"]);
+    assert_eq!(code, Some(2), "{}", &stderr[..stderr.len().min(2000)]);
+    assert!(stderr.contains(&format!("[long.toml:2:{}]", line.len() + 1)), "{stderr}");
+    assert!(stderr.len() < 2000 && stderr.lines().all(|l| l.chars().count() <= 120), "{stderr}");
+}

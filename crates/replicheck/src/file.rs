@@ -10,6 +10,10 @@ use std::sync::{Arc, LazyLock};
 use regex::Regex;
 use serde::de::DeserializeOwned;
 
+/// The longest message about a file: one that quotes a huge value is cut to this many
+/// characters, so an error stays readable and bounded whatever the file holds.
+pub const MAX_MESSAGE: usize = 400;
+
 /// The text of one input file and the path it was read from.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
@@ -43,13 +47,25 @@ impl SourceFile {
         })
     }
 
+    /// An error about `span`, kept inside the file and on character boundaries whatever
+    /// the span given; its message is cut to [`MAX_MESSAGE`] characters.
     pub fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> FileError {
+        let start = self.floor_char_boundary(span.start);
+        let end = self.floor_char_boundary(span.end).max(start);
         FileError::Invalid(Box::new(Located {
             file: self.clone(),
-            span,
-            message: message.into(),
+            span: start..end,
+            message: cut(&message.into(), MAX_MESSAGE),
             help: None,
         }))
+    }
+
+    fn floor_char_boundary(&self, offset: usize) -> usize {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        offset
     }
 
     /// The span of a table's header line (`[start]`), for errors about what the table
@@ -93,7 +109,7 @@ impl SourceFile {
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
+        let offset = self.floor_char_boundary(offset);
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -127,7 +143,7 @@ impl FileError {
     pub fn with_help(self, help: Option<String>) -> Self {
         match self {
             FileError::Invalid(mut located) => {
-                located.help = help.or(located.help);
+                located.help = help.map(|help| cut(&help, MAX_MESSAGE)).or(located.help);
                 FileError::Invalid(located)
             }
             other => other,
@@ -148,6 +164,14 @@ impl std::fmt::Display for Located {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (line, column) = self.file.line_col(self.span.start);
         write!(f, "{}:{line}:{column}: {}", self.file.path.display(), self.message)
+    }
+}
+
+/// `text` cut to `max` characters, saying how much was left out.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}… ({} more characters)", &text[..end], text[end..].chars().count()),
     }
 }
 
@@ -191,5 +215,14 @@ mod tests {
         let help = did_you_mean("unknown field `usrname_field`, expected one of `username_field`, `password_field`");
         assert_eq!(help.as_deref(), Some("did you mean `username_field`?"));
         assert_eq!(did_you_mean("unknown field `zzz`, expected `form`"), None);
+    }
+
+    #[test]
+    fn messages_are_cut_and_spans_kept_inside_the_file() {
+        let file = SourceFile::from_text("t.toml", "é");
+        let FileError::Invalid(located) = file.error_at(1..99, "x".repeat(1000)) else { panic!("located") };
+        assert_eq!(located.span, 0..2, "inside the file, on character boundaries");
+        assert!(located.message.ends_with("… (600 more characters)") && located.message.len() < 450, "{}", located.message);
+        assert_eq!(cut("short", 400), "short");
     }
 }
