@@ -93,6 +93,32 @@ fn in_dir(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
 }
 
 #[test]
+fn files_too_large_to_be_inputs_are_refused_with_their_size_without_reading_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "big.toml", &"# padding\n".repeat(500_000));
+    let (code, stderr) = in_dir(dir.path(), &["validate", "big.toml"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr, "error: big.toml: 5000000 bytes; input files may be 4 MiB at most\n");
+
+    // Endless inputs: a device, and a pipe whose writer never stops.
+    let (code, stderr) = in_dir(dir.path(), &["run", "/dev/zero"]);
+    assert_eq!((code, stderr.as_str()), (Some(2), "error: /dev/zero: holds more than 4 MiB; input files may be 4 MiB at most\n"));
+    let fifo = dir.path().join("endless.toml");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let writer = fifo.clone();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut pipe = std::fs::OpenOptions::new().write(true).open(writer).unwrap();
+        // Ends when the reader closes the pipe (EPIPE; Rust ignores SIGPIPE).
+        while pipe.write_all(&[b'#'; 65536]).is_ok() {}
+    });
+    let policy = format!("--policy={}", fifo.display());
+    let (code, stderr) = in_dir(&common::root(), &["run", "examples/demo/fixed.toml", &policy, "--dry-run"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("endless.toml: holds more than 4 MiB"), "{stderr}");
+}
+
+#[test]
 fn a_line_of_megabytes_gets_a_short_excerpt_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let line = format!("command = \"{}", "x".repeat(4_000_000));
@@ -101,4 +127,19 @@ fn a_line_of_megabytes_gets_a_short_excerpt_and_exit_2() {
     assert_eq!(code, Some(2), "{}", &stderr[..stderr.len().min(2000)]);
     assert!(stderr.contains(&format!("[long.toml:2:{}]", line.len() + 1)), "{stderr}");
     assert!(stderr.len() < 2000 && stderr.lines().all(|l| l.chars().count() <= 120), "{stderr}");
+}
+
+#[test]
+fn empty_scenario_and_policy_files_are_said_to_be_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = common::write(dir.path(), "empty.toml", "# nothing yet\n");
+    let empty = empty.to_str().unwrap();
+    for args in [
+        vec!["run", "examples/demo/fixed.toml", "--dry-run", "--scenarios", empty],
+        vec!["run", "examples/demo/fixed.toml", "--dry-run", "--policy", empty],
+        vec!["run", empty],
+    ] {
+        let error = usage_error(&args);
+        assert_eq!(error, format!("error: {empty}: the file is empty (nothing but blank lines and comments)\n"), "{args:?}");
+    }
 }

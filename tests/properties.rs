@@ -70,17 +70,21 @@ fn apply(text: &str, edits: &[Edit]) -> String {
     chars.into_iter().collect()
 }
 
-/// An error about a file's content names a place inside that file, and says something.
+/// An error about a file's content names a place inside that file and says something
+/// short; a file with nothing in it is said to be empty.
 fn located_in(err: &FileError, text: &str) -> Result<(), TestCaseError> {
+    let name = "mutated.toml";
     match err {
         FileError::Invalid(located) => {
             prop_assert!(located.span.start <= located.span.end && located.span.end <= text.len(), "span {:?} of {} bytes", located.span, text.len());
             prop_assert!(text.is_char_boundary(located.span.start), "span starts inside a character");
             prop_assert!(!located.message.trim().is_empty());
+            prop_assert!(located.message.chars().count() <= 450, "a message quoting a huge value is cut");
             let rendered = err.to_string();
-            prop_assert!(rendered.starts_with("mutated.toml:"), "{rendered}");
+            prop_assert!(rendered.starts_with(&format!("{name}:")), "{}", &rendered[..rendered.len().min(500)]);
             Ok(())
         }
+        FileError::Empty { .. } if text.lines().all(|l| l.trim_start().is_empty() || l.trim_start().starts_with('#')) => Ok(()),
         _ => Err(TestCaseError::fail(format!("an in-memory file fails only for its content: {err}"))),
     }
 }
