@@ -294,7 +294,7 @@ struct ExploreArgs {
     max_steps: u32,
     /// Wall time for drawing and shrinking schedules (`90s`, `10m`); the controls of what
     /// was found still run after it.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = wall_time)]
     time: Duration,
     /// Simpler schedules tried per fault while shrinking, at most.
     #[arg(long, default_value_t = 256)]
@@ -314,6 +314,15 @@ struct ExploreArgs {
     policy: Option<PathBuf>,
     #[command(flatten)]
     output: Output,
+}
+
+/// `--time`: a duration from a second to 24 hours, as the target file's durations are bounded.
+fn wall_time(text: &str) -> Result<Duration, String> {
+    let time = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if time < Duration::from_secs(1) || time > replicheck::target::MAX_DURATION {
+        return Err(format!("{text} is not between 1s and 24h"));
+    }
+    Ok(time)
 }
 
 #[derive(Debug, Args)]

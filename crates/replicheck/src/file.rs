@@ -146,6 +146,11 @@ impl SourceFile {
                 && let Some(value) = rest.trim_start().strip_prefix('=')
             {
                 let value = value.trim();
+                // A basic string ends at its closing quote, before any comment after it.
+                let value = match value.strip_prefix('"').and_then(|rest| rest.find('"')) {
+                    Some(close) => &value[..close + 2],
+                    None => value,
+                };
                 let start = offset + line.find(value).unwrap_or(0);
                 return start..start + value.len();
             }

@@ -312,7 +312,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
         scenarios: &scenarios,
         seed: config.seed,
         max_shrink_iters: config.max_shrink_iters,
-        deadline: started + config.time,
+        deadline: crate::clock::after(started, config.time),
         observer,
         interrupt: config.interrupt.clone(),
     };

@@ -144,7 +144,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<(String, String)>>,
 {
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::clock::deadline(timeout);
     let mut last = "never answered".to_owned();
     let mut pause = Duration::from_millis(20);
     loop {
