@@ -143,3 +143,31 @@ fn empty_scenario_and_policy_files_are_said_to_be_empty() {
         assert_eq!(error, format!("error: {empty}: the file is empty (nothing but blank lines and comments)\n"), "{args:?}");
     }
 }
+
+#[test]
+fn addresses_this_machine_lacks_are_refused_at_their_place_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "hello.toml", "name = \"hello\"\n[[steps]]\nname = \"home\"\nrequest = { url = \"/\" }\n");
+    let target = |key: &str, address: &str| {
+        let text = format!("[start]\ncommand = \"python3\"\nargs = [\"-m\", \"http.server\", \"--bind\", \"{{host}}\", \"{{port}}\"]\n\n[balancer]\n{key} = \"{address}\"\n");
+        common::write(dir.path(), "app.toml", &text);
+    };
+    let logs = dir.path().join("logs");
+    let logs = logs.to_str().unwrap();
+    for (command, key) in [("run", "proxy_address"), ("explore", "client_address"), ("up", "untrusted_address")] {
+        target(key, "192.0.2.1");
+        let mut args = vec![command, "app.toml", "--report-dir", logs];
+        if command != "up" {
+            args.extend(["--scenarios", "hello.toml"]);
+        }
+        let (code, stderr) = in_dir(dir.path(), &args);
+        assert_eq!(code, Some(2), "{command}: {stderr}");
+        let column = key.len() + 4;
+        assert!(stderr.contains(&format!("[app.toml:6:{column}]")) && stderr.contains(&format!("[balancer] {key} = \"192.0.2.1\" is not an address of this machine")), "{command}: {stderr}");
+        assert!(!std::path::Path::new(logs).exists(), "{command} started nothing");
+    }
+    // Every loopback address is this machine's.
+    target("untrusted_address", "127.0.0.2");
+    let target = replicheck::target::Target::load(&dir.path().join("app.toml")).unwrap();
+    assert!(target.check_local_addresses().is_ok());
+}

@@ -349,6 +349,9 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
     let started = Instant::now();
     let bound = bind(&config, observer)?;
     check_routing(&config)?;
+    if config.backend == BackendKind::Process {
+        config.target.check_local_addresses()?;
+    }
     let mut plan = plan_run(&config, &bound);
     let run_id = run_id(&format!("seed{}", config.seed));
     if config.backend == BackendKind::External {

@@ -80,6 +80,8 @@ pub struct Target {
     pub telemetry: Option<Telemetry>,
     /// Where the file was read from (for reproduce commands and relative paths).
     pub path: PathBuf,
+    /// The file's text, for errors found once the backend is known.
+    source: SourceFile,
 }
 
 /// How to start one replica: a command (the process backend) or an image (the docker
@@ -425,6 +427,7 @@ impl Target {
             token: raw.token,
             telemetry: raw.telemetry,
             path: file.path.clone(),
+            source: file.clone(),
         };
         target.validate(file)?;
         Ok(target)
@@ -436,6 +439,26 @@ impl Target {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
             _ => PathBuf::from("."),
         }
+    }
+
+    /// Refuses a `[balancer]` address this machine does not have, at its place in the
+    /// file: the process backend's balancer, users and probes connect from them, and a
+    /// run that found out only then would blame the first replica it reached.
+    pub fn check_local_addresses(&self) -> Result<(), FileError> {
+        let settings = &self.balancer;
+        for (key, address) in [
+            ("proxy_address", settings.proxy_address),
+            ("client_address", settings.client_address),
+            ("untrusted_address", settings.untrusted_address),
+        ] {
+            if let Err(err) = std::net::TcpListener::bind((address, 0)) {
+                let file = &self.source;
+                return Err(file
+                    .error_at(file.key_span("balancer", key), format!("[balancer] {key} = \"{address}\" is not an address of this machine ({err})"))
+                    .with_help(Some("replicheck connects from it to run replicas as processes; every 127.x.y.z address is this machine's on Linux".into())));
+            }
+        }
+        Ok(())
     }
 
     /// Values that must never appear in a report or log.
@@ -721,6 +744,15 @@ mod tests {
         assert!(day.starts_with("t.toml:4:18: [start] shutdown_grace"), "24h itself is allowed: {day}");
         let body = load("[start]\ncommand = \"app\"\n[limits]\nmax_body = 9223372036854775807\n").unwrap_err();
         assert!(body.starts_with("t.toml:4:12: [limits] max_body = 9223372036854775807 is more than 1 GiB"), "{body}");
+    }
+
+    #[test]
+    fn addresses_are_checked_on_this_machine_and_loopback_ones_are_local() {
+        let local = load(&format!("{MINIMAL}[balancer]\nuntrusted_address = \"127.0.0.2\"\nclient_address = \"127.1.2.3\"\n")).unwrap();
+        assert!(local.check_local_addresses().is_ok());
+        let foreign = load(&format!("{MINIMAL}[balancer]\nproxy_address = \"192.0.2.1\"\n")).unwrap();
+        let err = foreign.check_local_addresses().unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:5:17: [balancer] proxy_address = \"192.0.2.1\" is not an address of this machine"), "{err}");
     }
 
     #[test]
