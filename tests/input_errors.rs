@@ -171,3 +171,20 @@ fn addresses_this_machine_lacks_are_refused_at_their_place_before_anything_start
     let target = replicheck::target::Target::load(&dir.path().join("app.toml")).unwrap();
     assert!(target.check_local_addresses().is_ok());
 }
+
+#[test]
+fn absurd_numbers_and_an_empty_scenario_directory_exit_2_naming_them() {
+    let concurrency = usage_error(&["run", "examples/demo/fixed.toml", "--concurrency", "0"]);
+    assert!(concurrency.contains("'0'") && concurrency.contains("--concurrency"), "{concurrency}");
+    assert!(usage_error(&["run", "examples/demo/fixed.toml", "--concurrency", "1000000"]).contains("1000000"));
+    assert!(usage_error(&["smoke", "examples/demo/fixed.toml", "--instance", "http://a", "--instance", "http://b", "--max-requests", "0"]).contains("--max-requests"));
+    assert!(usage_error(&["explore", "examples/demo/fixed.toml", "--max-shrink-iters", "4000000000"]).contains("--max-shrink-iters"));
+    for time in ["25h", "0s", "18446744073709551615s"] {
+        let error = usage_error(&["explore", "examples/demo/fixed.toml", "--time", time]);
+        assert!(error.contains("--time") && error.contains(time), "{error}");
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let shown = empty.path().display().to_string();
+    let error = usage_error(&["run", "examples/demo/fixed.toml", "--dry-run", "--scenarios", &shown]);
+    assert_eq!(error, format!("error: the directory {shown} holds no scenario files (*.toml)\n"));
+}

@@ -159,7 +159,7 @@ struct SmokeArgs {
     #[arg(long, value_name = "N")]
     max_rps: Option<std::num::NonZeroU32>,
     /// Requests to the instances, at most, over the whole run (probes included).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_requests: Option<u64>,
     #[command(flatten)]
     workload: Workload,
@@ -199,7 +199,7 @@ struct Workload {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     load_vus: u32,
     /// Virtual users running at once, at most.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     concurrency: usize,
     /// Where the report goes (default: reports/<run-id>/).
     #[arg(long)]
@@ -297,7 +297,7 @@ struct ExploreArgs {
     #[arg(long, default_value = "10m", value_parser = wall_time)]
     time: Duration,
     /// Simpler schedules tried per fault while shrinking, at most.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     max_shrink_iters: u32,
     /// Runs exactly this schedule instead of drawing any (a finding's reproduce command):
     /// `u0:login/0@r0 u0:login/1@r0 restart:r0 u0:login/2@r1`.
