@@ -66,8 +66,8 @@ enum Command {
     /// Explores generated schedules: users' steps interleaved, routed and disrupted at
     /// random from the seed; each fault is shrunk to the smallest schedule that shows it.
     Explore(ExploreArgs),
-    /// Judges a stored run again from its record (REPORT_DIR/record.json), starting
-    /// nothing: the same checker, the same findings.
+    /// Judges a stored run again from its record (REPORT_DIR/record.json, with plan.json
+    /// beside it), starting nothing: the same checker, the same findings.
     Check(CheckArgs),
     /// Removes what runs that were killed left behind (processes, temporary directories).
     Clean,
@@ -780,11 +780,10 @@ async fn explore_one(mut config: ExploreConfig, label: &str, output: &Output) ->
 /// Judges a stored run again and shows the outcome as the run did; the exit status is the
 /// run's, judged again.
 fn check_command(args: &CheckArgs) -> Result<Exit, CliError> {
-    let recorded = Report::read(&args.report_dir.join(report::json::FILE_NAME))
-        .map_err(|e| CliError::Usage(format!("cannot read {} as a replicheck report directory: {e}", args.report_dir.display())))?;
+    let (recorded, record) = run::stored::read(&args.report_dir)?;
     let selection = Selection::of(&recorded.config.scenarios)?;
     let policy = args.policy.as_deref().map(Policy::load).transpose()?;
-    let judged = run::rejudge(&args.report_dir, recorded, &selection.scenarios, selection.run_scenarios, policy.as_ref())?;
+    let judged = run::stored::rejudge(recorded, &record, &selection.scenarios, selection.run_scenarios, policy.as_ref())?;
     print!("{}", report::text::outcome(&judged));
     Ok(exit_for(&judged, false))
 }
