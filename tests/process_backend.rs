@@ -230,3 +230,32 @@ async fn healing_restarts_what_is_down_and_resumes_what_is_paused() {
     cluster.shutdown().await;
     common::assert_no_leftovers(&tag);
 }
+
+/// `cwd = ".."` and `command = "./app/serve.sh"` in `holdout/targets/app.toml`, run from the
+/// directory above `holdout`: the command is found from the cwd once, wherever the run is
+/// started from.
+#[test]
+fn a_relative_command_starts_from_a_relative_cwd_whatever_the_working_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let holdout = dir.path().join("holdout");
+    std::fs::create_dir_all(holdout.join("targets")).unwrap();
+    std::fs::create_dir_all(holdout.join("app")).unwrap();
+    let serve = common::write(&holdout.join("app"), "serve.sh", "#!/bin/sh\nexec python3 -m http.server --bind \"$1\" \"$2\"\n");
+    std::fs::set_permissions(&serve, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let target = "[start]\ncwd = \"..\"\ncommand = \"./app/serve.sh\"\nargs = [\"{host}\", \"{port}\"]\n";
+    common::write(&holdout.join("targets"), "app.toml", target);
+    common::write(&holdout, "marker.txt", "served from holdout/\n");
+    common::write(dir.path(), "home.toml", "name = \"home\"\n[[steps]]\nname = \"marker\"\nrequest = { url = \"/marker.txt\" }\nexpect = { status = 200, body_contains = \"served from holdout/\" }\n");
+    let tag = common::tag("relative-cwd");
+    let output = common::command(&tag, &["run", "holdout/targets/app.toml", "--replicas", "1", "--vus", "1", "--scenarios", "home.toml", "--report-dir", "report", "--format", "json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}\n{}", String::from_utf8_lossy(&output.stdout));
+    // The app served its cwd, `holdout/`.
+    let log = std::fs::read_to_string(dir.path().join("report/r0.log")).unwrap();
+    assert!(log.contains("\"GET /marker.txt HTTP/1.1\" 200"), "{log}");
+    common::assert_no_leftovers(&tag);
+}

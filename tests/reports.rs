@@ -383,9 +383,10 @@ fn a_stored_run_judged_again_gives_the_same_findings() {
         assert!(stdout.contains(&header), "{header} missing:\n{stdout}");
     }
 
-    // Without the users' controls and reproductions, their failures prove nothing.
+    // The record and the plan are all it needs; without the users' controls and
+    // reproductions, their failures prove nothing.
     let copy = tempfile::tempdir().unwrap();
-    for file in ["report.json", "record.json"] {
+    for file in ["record.json", "plan.json"] {
         std::fs::copy(run.report_dir.join(file), copy.path().join(file)).unwrap();
     }
     let path = copy.path().join("record.json");
@@ -394,4 +395,49 @@ fn a_stored_run_judged_again_gives_the_same_findings() {
     std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
     let stripped = String::from_utf8_lossy(&check(copy.path()).stdout).into_owned();
     assert!(!stripped.contains(&verdict) && stripped.contains("an evidence run did not finish"), "{stripped}");
+}
+
+/// `check` needs only record.json and plan.json; whatever it cannot read, it names. A record
+/// written before it said what was run is judged with its report.json.
+#[test]
+fn check_reads_the_record_and_plan_alone_and_names_a_file_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = common::write(dir.path(), "never.toml", "[start]\ncommand = \"false\"\n");
+    let scenario = common::write(dir.path(), "home.toml", "name = \"home\"\n[[steps]]\nname = \"home\"\nrequest = { url = \"/\" }\n");
+    let run = common::run(target.to_str().unwrap(), &["--scenarios", scenario.to_str().unwrap()]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let check = |dir: &Path| {
+        let output = common::command(&common::tag("check"), &["check", dir.to_str().unwrap()]).output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let stored = tempfile::tempdir().unwrap();
+    for file in ["record.json", "plan.json"] {
+        std::fs::copy(run.report_dir.join(file), stored.path().join(file)).unwrap();
+    }
+    let (code, stdout, stderr) = check(stored.path());
+    assert_eq!(code, Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("\nnever · 2 replica(s) · seed ") && stdout.contains("error: the replicas did not start"), "{stdout}");
+    assert_eq!(run.report().scenarios[0].status, replicheck::check::ScenarioStatus::Error);
+
+    let record = stored.path().join("record.json");
+    std::fs::write(stored.path().join("plan.json"), "{").unwrap();
+    let (code, _, stderr) = check(stored.path());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{} is not a run's plan", stored.path().join("plan.json").display())), "{stderr}");
+
+    // A record from before `run` was kept: its report.json is read, and named when corrupt.
+    let mut old: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("run");
+    std::fs::write(&record, serde_json::to_vec(&old).unwrap()).unwrap();
+    std::fs::write(stored.path().join("report.json"), "{\"tool\": \"replicheck\"").unwrap();
+    let (code, _, stderr) = check(stored.path());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{} is not a replicheck report", stored.path().join("report.json").display())), "{stderr}");
+    std::fs::copy(run.report_dir.join("report.json"), stored.path().join("report.json")).unwrap();
+    assert_eq!(check(stored.path()).0, Some(3));
+
+    std::fs::write(&record, "not json").unwrap();
+    let (code, _, stderr) = check(stored.path());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{} is not a run's record", record.display())), "{stderr}");
 }

@@ -66,8 +66,8 @@ enum Command {
     /// Explores generated schedules: users' steps interleaved, routed and disrupted at
     /// random from the seed; each fault is shrunk to the smallest schedule that shows it.
     Explore(ExploreArgs),
-    /// Judges a stored run again from its record (REPORT_DIR/record.json), starting
-    /// nothing: the same checker, the same findings.
+    /// Judges a stored run again from its record (REPORT_DIR/record.json, with plan.json
+    /// beside it), starting nothing: the same checker, the same findings.
     Check(CheckArgs),
     /// Removes what runs that were killed left behind (processes, temporary directories).
     Clean,
@@ -159,7 +159,7 @@ struct SmokeArgs {
     #[arg(long, value_name = "N")]
     max_rps: Option<std::num::NonZeroU32>,
     /// Requests to the instances, at most, over the whole run (probes included).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_requests: Option<u64>,
     #[command(flatten)]
     workload: Workload,
@@ -199,7 +199,7 @@ struct Workload {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     load_vus: u32,
     /// Virtual users running at once, at most.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     concurrency: usize,
     /// Where the report goes (default: reports/<run-id>/).
     #[arg(long)]
@@ -294,10 +294,10 @@ struct ExploreArgs {
     max_steps: u32,
     /// Wall time for drawing and shrinking schedules (`90s`, `10m`); the controls of what
     /// was found still run after it.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = wall_time)]
     time: Duration,
     /// Simpler schedules tried per fault while shrinking, at most.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     max_shrink_iters: u32,
     /// Runs exactly this schedule instead of drawing any (a finding's reproduce command):
     /// `u0:login/0@r0 u0:login/1@r0 restart:r0 u0:login/2@r1`.
@@ -314,6 +314,15 @@ struct ExploreArgs {
     policy: Option<PathBuf>,
     #[command(flatten)]
     output: Output,
+}
+
+/// `--time`: a duration from a second to 24 hours, as the target file's durations are bounded.
+fn wall_time(text: &str) -> Result<Duration, String> {
+    let time = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if time < Duration::from_secs(1) || time > replicheck::target::MAX_DURATION {
+        return Err(format!("{text} is not between 1s and 24h"));
+    }
+    Ok(time)
 }
 
 #[derive(Debug, Args)]
@@ -771,11 +780,10 @@ async fn explore_one(mut config: ExploreConfig, label: &str, output: &Output) ->
 /// Judges a stored run again and shows the outcome as the run did; the exit status is the
 /// run's, judged again.
 fn check_command(args: &CheckArgs) -> Result<Exit, CliError> {
-    let recorded = Report::read(&args.report_dir.join(report::json::FILE_NAME))
-        .map_err(|e| CliError::Usage(format!("cannot read {} as a replicheck report directory: {e}", args.report_dir.display())))?;
+    let (recorded, record) = run::stored::read(&args.report_dir)?;
     let selection = Selection::of(&recorded.config.scenarios)?;
     let policy = args.policy.as_deref().map(Policy::load).transpose()?;
-    let judged = run::rejudge(&args.report_dir, recorded, &selection.scenarios, selection.run_scenarios, policy.as_ref())?;
+    let judged = run::stored::rejudge(recorded, &record, &selection.scenarios, selection.run_scenarios, policy.as_ref())?;
     print!("{}", report::text::outcome(&judged));
     Ok(exit_for(&judged, false))
 }

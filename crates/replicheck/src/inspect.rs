@@ -257,7 +257,7 @@ async fn telemetry(inspector: &Inspector<'_>, run: &mut InspectionRun) -> Result
         }
     }
     let replicas: Vec<ReplicaId> = inspector.endpoints.iter().map(|e| e.replica.id).collect();
-    let deadline = Instant::now() + settings.wait;
+    let deadline = crate::clock::deadline(settings.wait);
     loop {
         let seen = exports.seen(since, inspector.origin, &replicas, &probes);
         if Instant::now() >= deadline || last_spans_arrived(&seen, &probes) {

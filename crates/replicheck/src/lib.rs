@@ -23,7 +23,7 @@
 //! [`step`] (the request/capture/expectation vocabulary of target and scenario files),
 //! [`file`](mod@file) (input files and located errors), [`redact`] (secrets out of
 //! everything written), [`progress`] (events for observers), [`errors`] (error chains in
-//! one line).
+//! one line), [`clock`] (deadlines that cannot overflow).
 //!
 //! The command line (`replicheck-cli`, the only place that prints or picks exit codes) and
 //! the bundled demo service (`replicheck-demo`) are crates of their own.
@@ -94,6 +94,7 @@ pub mod balancer;
 pub mod chaos;
 pub mod check;
 pub mod client;
+pub mod clock;
 pub mod cluster;
 pub mod diagnose;
 pub mod errors;

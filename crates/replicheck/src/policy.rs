@@ -93,7 +93,10 @@ pub struct Policy {
 
 impl Policy {
     pub fn load(path: &Path) -> Result<Self, FileError> {
-        let source = SourceFile::read(path)?;
+        Self::from_source(&SourceFile::read(path)?)
+    }
+
+    pub fn from_source(source: &SourceFile) -> Result<Self, FileError> {
         let parsed: PolicyFile = source.parse()?;
         let mut rules = Vec::new();
         for (index, spanned) in parsed.accept.into_iter().enumerate() {
@@ -123,7 +126,7 @@ impl Policy {
             });
         }
         Ok(Self {
-            file: path.display().to_string(),
+            file: source.path.display().to_string(),
             rules,
         })
     }

@@ -65,6 +65,9 @@ pub struct Up {
 }
 
 pub async fn start(config: UpConfig, observer: &dyn Observer) -> Result<Up, RunError> {
+    if config.backend == BackendKind::Process {
+        config.target.check_local_addresses()?;
+    }
     let run_id = run_id("up");
     let logs_dir = create_report_dir(&config.report_dir, &run_id)?;
     let spec = ClusterSpec {

@@ -563,7 +563,7 @@ pub const STALE_SAMPLES: usize = 4;
 /// How long readiness must go on saying ready after a failure to count as stale: two
 /// probe intervals of the balancer, and at least a second.
 pub fn stale_window(interval: Duration) -> Duration {
-    (interval * 2).max(Duration::from_secs(1))
+    interval.saturating_mul(2).max(Duration::from_secs(1))
 }
 
 /// Restarts whatever is down, and makes the balancer's table the cluster's again.
@@ -599,7 +599,7 @@ async fn until_served(arena: &Arena<'_>, endpoint: Endpoint) -> Vec<Probe> {
     let first = arena.probe(ProbePurpose::FirstPage, endpoint, page).await;
     let mut served = first.served();
     let mut probes = vec![first];
-    let deadline = Instant::now() + arena.target.start.ready_timeout;
+    let deadline = crate::clock::deadline(arena.target.start.ready_timeout);
     let mut samples = 0;
     while !served && Instant::now() < deadline {
         sleep(SAMPLE_EVERY).await;
@@ -617,7 +617,7 @@ async fn until_served(arena: &Arena<'_>, endpoint: Endpoint) -> Vec<Probe> {
 /// Waits (within the ready timeout) until every replica says ready again, and tells the
 /// balancer, whose own probes may not have caught up yet.
 async fn wait_all_ready(arena: &mut Arena<'_>, run: &mut ExperimentRun) {
-    let deadline = Instant::now() + arena.target.start.ready_timeout;
+    let deadline = crate::clock::deadline(arena.target.start.ready_timeout);
     let ready = arena.target.health.ready.0.clone();
     for endpoint in arena.cluster.endpoints() {
         loop {
@@ -684,7 +684,7 @@ async fn terminate(arena: &mut Arena<'_>, replica: Incarnation) -> Result<Termin
             let upstream = balancer.upstreams().incarnation(replica);
             balancer.upstreams().remove(replica);
             let deregistered_ms = ms_since(origin);
-            let drained = Instant::now() + settings.deregistration_delay;
+            let drained = crate::clock::deadline(settings.deregistration_delay);
             while upstream.as_ref().is_some_and(|u| u.in_flight() > 0) && Instant::now() < drained {
                 sleep(Duration::from_millis(10)).await;
             }

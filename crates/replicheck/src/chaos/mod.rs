@@ -115,11 +115,11 @@ impl ExperimentKind {
         let sent = settings.sigterm_after().min(settings.routed_for()).saturating_sub(experiment::IN_FLIGHT_LEAD);
         let reason = match (&target.chaos.slow, settings.deregistration) {
             (None, _) => Some("no request was in flight at SIGTERM: the target has no [chaos] slow request".to_owned()),
-            (Some(_), Deregistration::BeforeSigterm) if target.chaos.slow_for <= settings.deregistration_delay + experiment::IN_FLIGHT_LEAD => Some(format!(
+            (Some(_), Deregistration::BeforeSigterm) if target.chaos.slow_for <= settings.deregistration_delay.saturating_add(experiment::IN_FLIGHT_LEAD) => Some(format!(
                 "no request was in flight at SIGTERM: the balancer lets requests finish for up to the deregistration delay ({}) before SIGTERM, and the slow request takes {slow_for}; raise [chaos] slow_for above the delay",
                 humantime::format_duration(settings.deregistration_delay)
             )),
-            (Some(_), Deregistration::Kubernetes) if sent + target.chaos.slow_for <= settings.sigterm_after() => Some(format!(
+            (Some(_), Deregistration::Kubernetes) if sent.saturating_add(target.chaos.slow_for) <= settings.sigterm_after() => Some(format!(
                 "no request was in flight at SIGTERM: the slow request ({slow_for} long) ends before SIGTERM, which comes {} after the balancer stopped routing; raise [chaos] slow_for",
                 humantime::format_duration(settings.sigterm_after().saturating_sub(settings.routed_for()))
             )),

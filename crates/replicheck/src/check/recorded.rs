@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::finding::{Finding, FindingKind};
 use super::twice::Assessment;
 use super::{ScenarioResult, ScenarioStatus, Untested, Verdict};
+use crate::balancer::policy::RoutingPolicy;
 use crate::chaos::ExperimentKind;
 use crate::cluster::Vantage;
-use crate::history::{ExperimentRun, History, InspectionRun, Phase, ReplicaExit, VuRecord};
+use crate::history::{ExperimentRun, History, InspectionRun, Phase, ReplicaExit, Timing, VuRecord};
 use crate::inspect::InspectionKind;
 use crate::interrupt::Interruption;
 use crate::plan::Plan;
@@ -50,6 +51,34 @@ pub struct Record {
     /// Why the run stopped before it was done.
     #[serde(default)]
     pub interrupted: Option<Interruption>,
+    /// What was run and how it was asked for. Records written before it was kept lack it;
+    /// `check` reads their report.json instead.
+    #[serde(default)]
+    pub run: Option<RunInfo>,
+}
+
+/// What a run was and how it was asked for, beyond what its verdict rests on: with the
+/// plan beside it, enough to make the run's report again from the record alone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The version of replicheck that ran it.
+    pub version: String,
+    pub run_id: String,
+    pub backend: String,
+    /// The target's name, and the file it came from.
+    pub target: String,
+    pub target_file: String,
+    pub replicas: u16,
+    pub routing: RoutingPolicy,
+    pub vus: u32,
+    pub load_vus: u32,
+    /// What `--scenarios` said; empty for everything.
+    pub selection: Vec<String>,
+    /// From the start until the record was written.
+    pub duration_ms: u64,
+    pub timings: Vec<Timing>,
+    /// What kept the run from asking anything (the replicas did not start), secrets out.
+    pub error: Option<String>,
 }
 
 /// Every scenario, inspection and experiment of the run in report order, with the reason

@@ -271,6 +271,9 @@ impl Bounds<'_> {
 pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let (scenarios, roster) = bind(&config, observer)?;
+    if config.backend == BackendKind::Process {
+        config.target.check_local_addresses()?;
+    }
     let store = ExperimentKind::StoreRestart.skip_reason(&config.target, &scenarios).is_none();
     if let Some(schedule) = &config.schedule {
         fits(schedule, &scenarios, config.replicas, store)?;
@@ -312,7 +315,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
         scenarios: &scenarios,
         seed: config.seed,
         max_shrink_iters: config.max_shrink_iters,
-        deadline: started + config.time,
+        deadline: crate::clock::after(started, config.time),
         observer,
         interrupt: config.interrupt.clone(),
     };

@@ -16,6 +16,7 @@
 
 mod adapt;
 mod ask;
+pub mod stored;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use crate::balancer::{Balancer, BalancerConfig};
 use crate::chaos::experiment::{self, Arena};
 use crate::chaos::{self, ExperimentKind};
 use crate::check::finding::Finding;
-use crate::check::recorded::{self, AskRecord, Record, Roster};
+use crate::check::recorded::{self, AskRecord, Record, Roster, RunInfo};
 use crate::check::twice::Assessment;
 use crate::check::{self, ScenarioResult, Verdict};
 use crate::diagnose::Diagnosis;
@@ -47,7 +48,6 @@ use crate::policy::{self, Policy};
 use crate::diagnose;
 use crate::progress::{Observer, Progress};
 use crate::redact::Secrets;
-use crate::report::json::RunRecord;
 use crate::report::{self, Report};
 use crate::scenario::{self, Scenario, ScenarioFile, SelectError};
 use crate::target::Target;
@@ -349,13 +349,16 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
     let started = Instant::now();
     let bound = bind(&config, observer)?;
     check_routing(&config)?;
+    if config.backend == BackendKind::Process {
+        config.target.check_local_addresses()?;
+    }
     let mut plan = plan_run(&config, &bound);
     let run_id = run_id(&format!("seed{}", config.seed));
     if config.backend == BackendKind::External {
         plan::salt(&mut plan, &format!("-{:04x}", rand::random::<u16>()));
     }
     let report_dir = create_report_dir(&config.report_dir, &run_id)?;
-    write_json(&report_dir, "plan.json", &plan)?;
+    write_json(&report_dir, stored::PLAN_FILE, &plan)?;
 
     let target = Arc::new(config.target.clone());
     let spec = ClusterSpec {
@@ -404,6 +407,21 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
 
     // Everything the run did is on disk before it is judged, once, from that record.
     let seed = config.seed;
+    let info = RunInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        run_id,
+        backend: config.backend.name().into(),
+        target: target.name.clone(),
+        target_file: target.path.display().to_string(),
+        replicas: config.replicas,
+        routing: config.routing,
+        vus: config.vus,
+        load_vus: config.load_vus,
+        selection: config.selection.clone(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        timings,
+        error: start_failure.as_ref().map(|failure| not_started(failure, &target)),
+    };
     let record = Record {
         seed,
         reproduce: config.reproduce_line(seed, recorded::NAMES),
@@ -419,8 +437,9 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         trial: asked.trial,
         adapted: asked.adapted,
         experiments: asked.experiments,
-        exits: asked.exits.clone(),
-        interrupted: interrupted.clone(),
+        exits: asked.exits,
+        interrupted,
+        run: Some(info.clone()),
     };
     write_json(&report_dir, recorded::FILE_NAME, &record)?;
     let history = record.history();
@@ -430,64 +449,26 @@ pub async fn run(config: RunConfig, observer: &dyn Observer) -> Result<RunOutcom
         workload: &bound.workload,
     };
     let verdict = recorded::judge(&record, &scenarios, &target, &plan);
-    let (scenarios, findings, diagnoses, policy) = conclude(verdict, target.preset, config.policy.as_ref());
     let report = Report {
-        tool: "replicheck".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        run_id,
-        seed,
-        backend: config.backend.name().into(),
-        target: target.name.clone(),
-        target_file: target.path.display().to_string(),
-        replicas: config.replicas,
-        routing: config.routing,
         duration_ms: started.elapsed().as_millis() as u64,
-        timings,
-        requests: history.requests(),
-        preset: target.preset,
-        scenarios,
-        diagnoses,
-        findings,
-        policy,
-        events: report::json::events(&history),
-        plan,
-        config: RunRecord {
-            replicas: config.replicas,
-            routing: config.routing,
-            vus: config.vus,
-            load_vus: config.load_vus,
-            scenarios: config.selection,
-        },
-        exploration: None,
-        exits: asked.exits,
-        interrupted,
-        error: None,
+        ..stored::report(&record, &info, plan, &history)
     };
+    let report = stored::with_verdict(report, verdict, target.preset, config.policy.as_ref());
     let outcome = RunOutcome { report, report_dir };
     match start_failure {
-        Some(failure) => {
-            let mut secrets = Secrets::default();
-            for secret in target.secrets() {
-                secrets.add(&secret);
-            }
-            let outcome = not_started(outcome, &failure, &secrets);
-            Err(RunError::NotStarted { outcome: Box::new(outcome), source: Box::new(failure) })
-        }
+        Some(failure) => Err(RunError::NotStarted { outcome: Box::new(outcome), source: Box::new(failure) }),
         None => Ok(outcome),
     }
 }
 
-/// The report of a run whose replicas did not start: every check it would have run is an
-/// error, for that reason.
-fn not_started(mut outcome: RunOutcome, failure: &RunError, secrets: &Secrets) -> RunOutcome {
-    let why = secrets.redact(&format!("the replicas did not start: {}", crate::errors::chain(failure)));
-    for result in outcome.report.scenarios.iter_mut().filter(|r| r.status != check::ScenarioStatus::Skipped) {
-        result.status = check::ScenarioStatus::Error;
-        result.reason = Some(why.clone());
-        result.untested.clear();
+/// Why a run whose replicas did not start asked nothing, secrets out: every check it
+/// would have run is an error for this reason.
+fn not_started(failure: &RunError, target: &Target) -> String {
+    let mut secrets = Secrets::default();
+    for secret in target.secrets() {
+        secrets.add(&secret);
     }
-    outcome.report.error = Some(why);
-    outcome
+    secrets.redact(&format!("the replicas did not start: {}", crate::errors::chain(failure)))
 }
 
 /// What a run asks of the replicas, once they are up.
@@ -788,35 +769,6 @@ fn plan_run(config: &RunConfig, bound: &Bound) -> Plan {
         }
     }
     plan
-}
-
-/// Judges a stored run again: the record it wrote, read back, through the same checker,
-/// with the target and scenarios it ran; nothing starts. `recorded` is its report.
-pub fn rejudge(dir: &Path, recorded: Report, files: &[ScenarioFile], run_scenarios: bool, policy: Option<&Policy>) -> Result<Report, RunError> {
-    let path = dir.join(recorded::FILE_NAME);
-    let bytes = std::fs::read(&path).map_err(|e| RunError::Usage(format!("cannot read {}: {e}", path.display())))?;
-    let record: Record = serde_json::from_slice(&bytes).map_err(|e| RunError::Usage(format!("{} is not a run's record: {e}", path.display())))?;
-    let target = Target::load(Path::new(&recorded.target_file))?;
-    let mut workload = Vec::new();
-    for file in files {
-        if let Ok(scenario) = file.bind(&target)? {
-            workload.push(scenario);
-        }
-    }
-    let users = if run_scenarios { workload.clone() } else { Vec::new() };
-    let scenarios = recorded::Scenarios {
-        users: &users,
-        workload: &workload,
-    };
-    let verdict = recorded::judge(&record, &scenarios, &target, &recorded.plan);
-    let (scenarios, findings, diagnoses, policy) = conclude(verdict, target.preset, policy);
-    Ok(Report {
-        scenarios,
-        findings,
-        diagnoses,
-        policy,
-        ..recorded
-    })
 }
 
 /// The verdict made final: one finding per fault, numbered, grouped into probable causes,

@@ -372,6 +372,9 @@ pub fn select(args: &[String]) -> Result<Vec<ScenarioFile>, SelectError> {
                 .filter(|p| p.extension().is_some_and(|ext| ext == "toml"))
                 .collect();
             files.sort();
+            if files.is_empty() {
+                return Err(SelectError::EmptyDir(path));
+            }
             for file in files {
                 chosen.push(ScenarioFile::load(&file)?);
             }
@@ -408,6 +411,9 @@ pub enum SelectError {
     },
     #[error("two scenarios are named `{0}`; scenario names must be unique in a run")]
     Duplicate(String),
+    /// A directory given for its scenarios that has none: a wrong path, not "run nothing".
+    #[error("the directory {} holds no scenario files (*.toml)", .0.display())]
+    EmptyDir(PathBuf),
 }
 
 /// The misconfigured demo's target and the built-in scenarios bound to it, for unit tests.

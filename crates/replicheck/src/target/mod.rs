@@ -22,6 +22,14 @@ use crate::step::Template;
 pub use flows::{Antiforgery, Echo, Login, StoreFlow, Token};
 pub use preset::Preset;
 
+/// The longest any duration of a target file may be (`ready_timeout`, `request_timeout`,
+/// `deregistration_delay`, ...): the run waits it out, so a longer one is a typo that would
+/// hang a CI job, and deadlines computed from it stay far from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The largest `[limits] max_body`: the memory one response may take.
+pub const MAX_BODY: usize = 1024 * 1024 * 1024;
+
 /// A target file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +80,8 @@ pub struct Target {
     pub telemetry: Option<Telemetry>,
     /// Where the file was read from (for reproduce commands and relative paths).
     pub path: PathBuf,
+    /// The file's text, for errors found once the backend is known.
+    source: SourceFile,
 }
 
 /// How to start one replica: a command (the process backend) or an image (the docker
@@ -417,6 +427,7 @@ impl Target {
             token: raw.token,
             telemetry: raw.telemetry,
             path: file.path.clone(),
+            source: file.clone(),
         };
         target.validate(file)?;
         Ok(target)
@@ -430,13 +441,64 @@ impl Target {
         }
     }
 
+    /// Refuses a `[balancer]` address this machine does not have, at its place in the
+    /// file: the process backend's balancer, users and probes connect from them, and a
+    /// run that found out only then would blame the first replica it reached.
+    pub fn check_local_addresses(&self) -> Result<(), FileError> {
+        let settings = &self.balancer;
+        for (key, address) in [
+            ("proxy_address", settings.proxy_address),
+            ("client_address", settings.client_address),
+            ("untrusted_address", settings.untrusted_address),
+        ] {
+            if let Err(err) = std::net::TcpListener::bind((address, 0)) {
+                let file = &self.source;
+                return Err(file
+                    .error_at(file.key_span("balancer", key), format!("[balancer] {key} = \"{address}\" is not an address of this machine ({err})"))
+                    .with_help(Some("replicheck connects from it to run replicas as processes; every 127.x.y.z address is this machine's on Linux".into())));
+            }
+        }
+        Ok(())
+    }
+
     /// Values that must never appear in a report or log.
     pub fn secrets(&self) -> Vec<String> {
         self.login.iter().map(|login| login.password.clone()).collect()
     }
 
+    /// Every duration of the file, by table and key.
+    fn durations(&self) -> Vec<(&'static str, &'static str, Duration)> {
+        let mut durations = vec![
+            ("start", "ready_timeout", self.start.ready_timeout),
+            ("start", "shutdown_grace", self.start.shutdown_grace),
+            ("health", "interval", self.health.interval),
+            ("limits", "request_timeout", self.limits.request_timeout),
+            ("balancer", "deregistration_delay", self.balancer.deregistration_delay),
+            ("balancer", "pre_stop", self.balancer.pre_stop),
+            ("chaos", "slow_for", self.chaos.slow_for),
+        ];
+        durations.extend(self.telemetry.as_ref().map(|t| ("telemetry", "wait", t.wait)));
+        durations
+    }
+
     /// Values that parse but cannot work, said at their place before anything starts.
     fn check_values(&self, file: &SourceFile) -> Result<(), FileError> {
+        for (table, key, duration) in self.durations() {
+            if duration > MAX_DURATION {
+                let span = file.key_span(table, key);
+                let written = &file.text[span.clone()];
+                // The value as written, unless the key was not found where it is looked for.
+                let value = if written.starts_with('"') { written.to_owned() } else { format!("\"{}\"", humantime::format_duration(duration)) };
+                return Err(file
+                    .error_at(span, format!("[{table}] {key} = {value} is longer than 24h"))
+                    .with_help(Some("durations in a target file are 24h at most: a run waits each one out".into())));
+            }
+        }
+        if self.limits.max_body > MAX_BODY {
+            return Err(file
+                .error_at(file.key_span("limits", "max_body"), format!("[limits] max_body = {} is more than 1 GiB", self.limits.max_body))
+                .with_help(Some("max_body bounds the memory one response may take; 1073741824 bytes at most".into())));
+        }
         let zero = |table: &str, key: &str, why: &str| Err(file.error_at(file.key_span(table, key), format!("[{table}] {key} cannot be zero: {why}")));
         if self.start.port == 0 {
             return zero("start", "port", "it is the port the app listens on inside its container (1-65535)");
@@ -658,6 +720,39 @@ mod tests {
         assert!(err.starts_with("t.toml:5:12:") && err.contains("shutdown_grace"), "{err}");
         let err = load(&format!("{MINIMAL}[balancer]\nderegistration = \"k8s\"\n")).unwrap_err();
         assert!(err.contains("kubernetes") && err.contains("before-sigterm"), "{err}");
+    }
+
+    #[test]
+    fn every_duration_is_24h_at_most_and_a_longer_one_is_named_where_written() {
+        let keys = [
+            ("start", "ready_timeout"),
+            ("start", "shutdown_grace"),
+            ("health", "interval"),
+            ("limits", "request_timeout"),
+            ("balancer", "deregistration_delay"),
+            ("balancer", "pre_stop"),
+            ("chaos", "slow_for"),
+            ("telemetry", "wait"),
+        ];
+        for (table, key) in keys {
+            let table_line = if table == "start" { String::new() } else { format!("[{table}]\n") };
+            let err = load(&format!("[start]\ncommand = \"app\"\n{table_line}{key} = \"1000h\"\n")).unwrap_err();
+            let line = if table == "start" { 3 } else { 4 };
+            assert_eq!(err, format!("t.toml:{line}:{}: [{table}] {key} = \"1000h\" is longer than 24h", key.len() + 4));
+        }
+        let day = load("[start]\ncommand = \"app\"\nready_timeout = \"24h\"\nshutdown_grace = \"25h\"\n").unwrap_err();
+        assert!(day.starts_with("t.toml:4:18: [start] shutdown_grace"), "24h itself is allowed: {day}");
+        let body = load("[start]\ncommand = \"app\"\n[limits]\nmax_body = 9223372036854775807\n").unwrap_err();
+        assert!(body.starts_with("t.toml:4:12: [limits] max_body = 9223372036854775807 is more than 1 GiB"), "{body}");
+    }
+
+    #[test]
+    fn addresses_are_checked_on_this_machine_and_loopback_ones_are_local() {
+        let local = load(&format!("{MINIMAL}[balancer]\nuntrusted_address = \"127.0.0.2\"\nclient_address = \"127.1.2.3\"\n")).unwrap();
+        assert!(local.check_local_addresses().is_ok());
+        let foreign = load(&format!("{MINIMAL}[balancer]\nproxy_address = \"192.0.2.1\"\n")).unwrap();
+        let err = foreign.check_local_addresses().unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:5:17: [balancer] proxy_address = \"192.0.2.1\" is not an address of this machine"), "{err}");
     }
 
     #[test]

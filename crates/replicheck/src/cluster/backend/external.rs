@@ -296,7 +296,7 @@ impl ExternalReplica {
         append_log(&self.log, &format!("$ {command}\n"));
         let output = tokio::process::Command::new("sh").arg("-c").arg(&command).kill_on_drop(true).output();
         // The command's own work is bounded like a stop: the grace and a minute to spare.
-        let status = match tokio::time::timeout(grace + Duration::from_secs(60), output).await {
+        let status = match tokio::time::timeout(grace.saturating_add(Duration::from_secs(60)), output).await {
             Ok(Ok(output)) => {
                 append_log(&self.log, &String::from_utf8_lossy(&output.stdout));
                 append_log(&self.log, &String::from_utf8_lossy(&output.stderr));

@@ -33,6 +33,9 @@ impl ProcessBackend {
             Some(cwd) => dir.join(cwd),
             None => dir,
         };
+        // Absolute once and for all: a relative command is then found from it alone, not
+        // resolved against a relative cwd and again inside it by the spawned child.
+        let cwd = std::fs::canonicalize(&cwd).or_else(|_| std::path::absolute(&cwd)).unwrap_or(cwd);
         Self {
             start: target.start.clone(),
             health: target.health.clone(),
@@ -53,8 +56,9 @@ impl ProcessBackend {
             .iter()
             .map(|(k, v)| Ok((k.clone(), v.render(vars)?)))
             .collect::<Result<_, ClusterError>>()?;
-        // A bare name is looked up on the PATH; a relative path is taken from `cwd`, which
-        // std leaves to the platform when the child's directory is set.
+        // A bare name is looked up on the PATH; a relative path is taken from `cwd` (made
+        // absolute here, since std leaves a relative one to the platform when the child's
+        // directory is set).
         let program = PathBuf::from(program);
         let program = if program.is_relative() && program.components().count() > 1 { self.cwd.join(program) } else { program };
         Ok(Launch {
@@ -144,7 +148,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<(String, String)>>,
 {
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::clock::deadline(timeout);
     let mut last = "never answered".to_owned();
     let mut pause = Duration::from_millis(20);
     loop {
