@@ -313,6 +313,7 @@ fn user(vu: u32, scenario: &Scenario, served: Incarnation, fails_at: usize, how:
             }],
             outcome,
             set_cookies: Vec::new(),
+            cookie_shapes: Default::default(),
             captured: Vec::new(),
         });
     }

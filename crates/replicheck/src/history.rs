@@ -3,12 +3,15 @@
 //! times. The checker reads this and nothing else; reports render it.
 //!
 //! Values of cookies, tokens and captures never enter the history: only names and
-//! fingerprints.
+//! fingerprints, and the shape of each value.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::replica::{Incarnation, ReplicaId};
 use crate::plan::interleaving::Schedule;
+use crate::shape::Shape;
 
 /// Why a virtual user ran: the plan itself, or evidence for a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -381,6 +384,9 @@ pub struct StepRecord {
     pub outcome: Outcome,
     /// Names of the cookies this step's responses set.
     pub set_cookies: Vec<String>,
+    /// The shape of each cookie's value as it was set (`shape.rs`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cookie_shapes: BTreeMap<String, Shape>,
     /// Variables captured by this step, with a fingerprint of each value.
     pub captured: Vec<Captured>,
 }
@@ -389,6 +395,9 @@ pub struct StepRecord {
 pub struct Captured {
     pub name: String,
     pub fingerprint: String,
+    /// The value's shape: an id, or data under a signature or encryption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Shape>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -111,6 +111,7 @@ pub mod replay;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod shape;
 pub mod step;
 pub mod target;
 pub mod telemetry;

@@ -213,7 +213,8 @@ pub fn apply(policy: &Policy, findings: &mut [Finding], diagnoses: &mut [Diagnos
         }
     }
     for diagnosis in diagnoses.iter_mut() {
-        diagnosis.accepted = diagnosis.findings.iter().all(|id| findings.iter().any(|f| &f.id == id && f.accepted.is_some()));
+        let accepted = diagnosis.named().all(|id| findings.iter().any(|f| &f.id == id && f.accepted.is_some()));
+        diagnosis.accepted = accepted;
     }
     PolicyOutcome {
         file: policy.file.clone(),
@@ -228,7 +229,8 @@ pub fn written_from(diagnoses: &[Diagnosis], findings: &[Finding], run_id: &str)
         "# Known faults this build accepts for now (replicheck --policy).\n\
          # Written from run {run_id}: say why each is accepted, and until when.\n"
     );
-    for diagnosis in diagnoses {
+    // A diagnosis that only may explain findings is accepted with the one that leads them.
+    for diagnosis in diagnoses.iter().filter(|d| !d.findings.is_empty()) {
         let mut kinds: Vec<String> = Vec::new();
         for finding in findings.iter().filter(|f| diagnosis.findings.contains(&f.id)) {
             if !kinds.contains(&finding.kind.to_string()) {

@@ -68,11 +68,7 @@ pub fn finding(browser: &VuRecord, adapted: &VuRecord, observed: &Observed, step
         step: refused.name.clone(),
         producer: replica,
         consumer: replica,
-        artifact: ArtifactEvidence {
-            kind: "none".into(),
-            cookies: Vec::new(),
-            captured: Vec::new(),
-        },
+        artifact: ArtifactEvidence::named("none"),
         expected: format!("a post with Origin https://{public} is accepted: the balancer sends X-Forwarded-Proto: https"),
         observed: Observed {
             reason: format!("{}; the app compared it with the http it believes", observed.reason),
@@ -134,6 +130,7 @@ mod tests {
                     }],
                     outcome: outcome.clone(),
                     set_cookies: Vec::new(),
+                    cookie_shapes: Default::default(),
                     captured: Vec::new(),
                 })
                 .collect(),

@@ -573,7 +573,6 @@ impl Disruption<'_> {
             }
             _ => return None,
         };
-        let produced = record.steps.get(producer_step)?;
         Some(Explained::Candidate(Box::new(Candidate {
             kind,
             scenario: record.scenario.clone(),
@@ -590,11 +589,7 @@ impl Disruption<'_> {
                 ),
                 _ => format!("the same steps on the same routes, without the disruption, passed ({})", describe_routes(record)),
             },
-            artifact: ArtifactEvidence {
-                kind: artifact.map_or_else(|| "none".to_owned(), |a| a.0.clone()),
-                cookies: produced.set_cookies.clone(),
-                captured: produced.captured.clone(),
-            },
+            artifact: super::evidence(record, producer_step, step.index, artifact),
             vu: Some(record.vu),
             at_ms: step.requests.last().map(|r| r.start_ms),
             occurrences: 1,
@@ -650,11 +645,7 @@ fn probe_result(probe: &Probe) -> String {
 }
 
 fn no_artifact() -> ArtifactEvidence {
-    ArtifactEvidence {
-        kind: "none".into(),
-        cookies: Vec::new(),
-        captured: Vec::new(),
-    }
+    ArtifactEvidence::named("none")
 }
 
 #[cfg(test)]
@@ -749,6 +740,7 @@ mod tests {
                 requests: vec![request],
                 outcome,
                 set_cookies: Vec::new(),
+                cookie_shapes: Default::default(),
                 captured: Vec::new(),
             }],
         }

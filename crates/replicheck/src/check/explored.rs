@@ -160,7 +160,7 @@ pub fn judge(scenarios: &[Scenario], run: &ScheduleRun) -> CaseVerdict {
                 step_name: failed.name.clone(),
                 producer,
                 consumer,
-                evidence: super::evidence(record, producer_step, artifact.as_ref()),
+                evidence: super::evidence(record, producer_step, failed.index, artifact.as_ref()),
                 artifact,
                 expected: expected.clone(),
                 observed: observed.clone(),
@@ -298,6 +298,7 @@ mod tests {
             }],
             outcome,
             set_cookies: Vec::new(),
+            cookie_shapes: Default::default(),
             captured: Vec::new(),
         }
     }

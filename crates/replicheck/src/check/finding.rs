@@ -1,12 +1,15 @@
 //! Findings: cross-instance inconsistencies, each with its evidence. The kind ids are
 //! stable: the same in every report format and across versions.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::replica::{Incarnation, ReplicaId};
 use crate::history::{Captured, Observed};
 use crate::plan::interleaving::Schedule;
 use crate::scenario::Artifact;
+use crate::shape::Shape;
 
 use super::merge::Observation;
 use crate::policy::Acceptance;
@@ -156,6 +159,26 @@ pub struct ArtifactEvidence {
     pub cookies: Vec<String>,
     /// Values the producing step captured, as fingerprints.
     pub captured: Vec<Captured>,
+    /// The shape of each cookie the artifact may rest on: those the producing step set,
+    /// or when it set none, those the user was given before it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shapes: BTreeMap<String, Shape>,
+    /// Those cookies the consumer set anew in its refusal, as to a visitor it never saw.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reissued: Vec<String>,
+}
+
+impl ArtifactEvidence {
+    /// Evidence that names what was handed over (`none`, an attribute) and holds nothing.
+    pub fn named(kind: impl Into<String>) -> Self {
+        ArtifactEvidence {
+            kind: kind.into(),
+            cookies: Vec::new(),
+            captured: Vec::new(),
+            shapes: BTreeMap::new(),
+            reissued: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,7 +218,7 @@ pub(crate) mod tests {
             step: "a step".into(),
             producer: incarnation(producer),
             consumer: incarnation(consumer),
-            artifact: ArtifactEvidence { kind: artifact.into(), cookies: Vec::new(), captured: Vec::new() },
+            artifact: ArtifactEvidence::named(artifact),
             expected: String::new(),
             observed: Observed::default(),
             control: Control { result: ControlResult::Passed, detail: String::new(), pinned_to: None, vu: None },

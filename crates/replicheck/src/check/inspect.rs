@@ -250,11 +250,7 @@ fn divergent_keys(run: &InspectionRun) -> Option<Candidate> {
             ..Observed::default()
         },
         control: "each replica published the same key set every time it was asked".into(),
-        artifact: ArtifactEvidence {
-            kind: "signing-keys".into(),
-            cookies: Vec::new(),
-            captured: Vec::new(),
-        },
+        artifact: ArtifactEvidence::named("signing-keys"),
         vu: None,
         at_ms: None,
         occurrences: 1,
@@ -263,9 +259,5 @@ fn divergent_keys(run: &InspectionRun) -> Option<Candidate> {
 }
 
 fn no_artifact() -> ArtifactEvidence {
-    ArtifactEvidence {
-        kind: "none".into(),
-        cookies: Vec::new(),
-        captured: Vec::new(),
-    }
+    ArtifactEvidence::named("none")
 }

@@ -137,7 +137,7 @@ pub fn triage(scenarios: &[Scenario], history: &History) -> Triage {
                             step_name: failed.name.clone(),
                             producer,
                             consumer,
-                            evidence: evidence(record, producer_step, artifact.as_ref()),
+                            evidence: evidence(record, producer_step, failed.index, artifact.as_ref()),
                             artifact,
                             expected: expected.clone(),
                             observed: observed.clone(),
@@ -215,13 +215,28 @@ pub(crate) fn locate(scenario: &Scenario, record: &VuRecord, failed: &StepRecord
     }
 }
 
-/// What the producing step handed out: the cookies it set and the values it captured.
-pub(crate) fn evidence(record: &VuRecord, producer_step: usize, artifact: Option<&Artifact>) -> ArtifactEvidence {
+/// What the producing step handed out: the cookies it set and the values it captured,
+/// with their shapes, and which of those cookies the failed step was handed anew.
+pub(crate) fn evidence(record: &VuRecord, producer_step: usize, failed_step: usize, artifact: Option<&Artifact>) -> ArtifactEvidence {
     let produced = &record.steps[producer_step];
+    // A step that set no cookie leans on those the user already held.
+    let shapes = if produced.cookie_shapes.is_empty() {
+        record.steps[..producer_step].iter().flat_map(|s| s.cookie_shapes.clone()).collect()
+    } else {
+        produced.cookie_shapes.clone()
+    };
+    let reissued = record
+        .steps
+        .iter()
+        .find(|s| s.index == failed_step)
+        .map(|failed| failed.set_cookies.iter().filter(|name| shapes.contains_key(*name)).cloned().collect())
+        .unwrap_or_default();
     ArtifactEvidence {
         kind: artifact.map_or_else(|| "none".to_owned(), |a| a.0.clone()),
         cookies: produced.set_cookies.clone(),
         captured: produced.captured.clone(),
+        shapes,
+        reissued,
     }
 }
 
@@ -514,6 +529,7 @@ mod tests {
             }],
             outcome,
             set_cookies: vec!["demo.auth".into()],
+            cookie_shapes: Default::default(),
             captured: Vec::new(),
         }
     }

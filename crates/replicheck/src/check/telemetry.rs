@@ -238,11 +238,7 @@ fn candidate(step: &str, (producer, consumer): (Incarnation, Incarnation), expec
         observed: Observed { reason, ..Observed::default() },
         control,
         // The attribute is the artifact: findings about different ones stay apart.
-        artifact: ArtifactEvidence {
-            kind: step.into(),
-            cookies: Vec::new(),
-            captured: Vec::new(),
-        },
+        artifact: ArtifactEvidence::named(step),
         vu: None,
         at_ms: None,
         occurrences: 1,

@@ -91,7 +91,7 @@ pub fn render(report: &Report) -> String {
             d.id,
             d.cause,
             cell(&d.title),
-            d.findings.join(", "),
+            d.listed(str::to_owned),
             replicas.join(" "),
             d.confidence.name(),
             cell(&d.remedy)

@@ -49,7 +49,10 @@ pub fn diagnoses(report: &Report) -> String {
         builder.push_record([
             d.id.clone(),
             cause,
-            d.findings.len().to_string(),
+            match d.also.len() {
+                0 => d.findings.len().to_string(),
+                also => format!("{} (+{also} maybe)", d.findings.len()),
+            },
             replicas.join(" "),
             d.confidence.name().to_owned(),
             d.remedy.clone(),

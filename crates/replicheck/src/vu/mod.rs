@@ -12,6 +12,7 @@ pub mod capture;
 pub mod expect;
 pub mod form;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ use crate::history::{Captured, History, Observed, Outcome, Phase, RequestRecord,
 use crate::plan::{Load, VuPlan};
 use crate::redact::{Secrets, fingerprint};
 use crate::scenario::{Scenario, Step};
+use crate::shape::Shape;
 use crate::step::Vars;
 use expect::Response;
 use form::Page;
@@ -420,6 +422,7 @@ impl<'a> VirtualUser<'a> {
             requests: Vec::new(),
             outcome: Outcome::Passed,
             set_cookies: Vec::new(),
+            cookie_shapes: BTreeMap::new(),
             captured: Vec::new(),
         };
         let outgoing = match self.prepare(step) {
@@ -576,7 +579,7 @@ impl<'a> VirtualUser<'a> {
                 .get(SERVED_BY_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<Incarnation>().ok());
-            request_record.set_cookies = self.store_cookies(&headers, &outgoing.path);
+            request_record.set_cookies = self.store_cookies(&headers, &outgoing.path, &mut record.cookie_shapes);
             let also_reached = headers.get(ALSO_REACHED_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
             for id in also_reached.split(',').filter_map(|id| id.parse::<ReplicaId>().ok()) {
                 if !record.also_reached.contains(&id) {
@@ -672,7 +675,8 @@ impl<'a> VirtualUser<'a> {
     }
 
     /// Stores the response's cookies in the jar; returns their names.
-    fn store_cookies(&mut self, headers: &HeaderMap, path: &str) -> Vec<String> {
+    /// Keeps the cookies a response set; returns their names and notes their shapes.
+    fn store_cookies(&mut self, headers: &HeaderMap, path: &str, shapes: &mut BTreeMap<String, Shape>) -> Vec<String> {
         let url = self.public_url(path);
         let cookies: Vec<RawCookie<'static>> = headers
             .get_all(header::SET_COOKIE)
@@ -683,6 +687,7 @@ impl<'a> VirtualUser<'a> {
         let names = cookies.iter().map(|c| c.name().to_owned()).collect();
         for cookie in &cookies {
             self.secrets.add(cookie.value());
+            shapes.insert(cookie.name().to_owned(), Shape::of(cookie.value()));
         }
         self.jar.store_response_cookies(cookies.into_iter(), &url);
         names
@@ -711,6 +716,7 @@ impl<'a> VirtualUser<'a> {
                     captured.push(Captured {
                         name: capture.name.clone(),
                         fingerprint: fingerprint(&value),
+                        shape: Some(Shape::of(&value)),
                     });
                     self.vars.insert(capture.name.clone(), value);
                 }

@@ -96,11 +96,7 @@ fn diagnoses(page: &mut String, report: &Report) {
         report.preset.id()
     );
     for d in &report.diagnoses {
-        let findings: Vec<String> = d
-            .findings
-            .iter()
-            .map(|id| format!("<a href=\"#{0}\">{0}</a>", escape(id)))
-            .collect();
+        let findings = d.listed(|id| format!("<a href=\"#{0}\">{0}</a>", escape(id)));
         let replicas: Vec<String> = d.replicas.iter().map(ToString::to_string).collect();
         let others: Vec<String> = d
             .remedies
@@ -115,8 +111,7 @@ fn diagnoses(page: &mut String, report: &Report) {
             cause = d.cause,
             accepted = if d.accepted { " <span class=\"skipped\">accepted</span>" } else { "" },
             topic = escape(&d.topic),
-            findings = findings.join(", "),
-            first = escape(d.findings.first().map_or("", String::as_str)),
+            first = escape(d.named().next().map_or("", String::as_str)),
             replicas = replicas.join(" "),
             why = escape(&d.why),
             confidence = d.confidence.name(),
