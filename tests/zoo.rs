@@ -30,11 +30,17 @@ fn require(programs: &[&str]) {
 
 /// The kinds a target file says it plants: its `# planted: a, b` line.
 fn planted(target: &str) -> Vec<String> {
+    listed(target, "planted")
+}
+
+/// The items of a target file's `# NAME: a, b` line, sorted (`none` is none).
+fn listed(target: &str, name: &str) -> Vec<String> {
     let text = std::fs::read_to_string(common::root().join(target)).unwrap_or_else(|e| panic!("{target}: {e}"));
-    let line = text.lines().find_map(|l| l.strip_prefix("# planted:")).unwrap_or_else(|| panic!("{target} has no `# planted:` line"));
-    let mut kinds: Vec<String> = line.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty() && k != "none").collect();
-    kinds.sort();
-    kinds
+    let prefix = format!("# {name}:");
+    let line = text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("{target} has no `{prefix}` line"));
+    let mut items: Vec<String> = line.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty() && k != "none").collect();
+    items.sort();
+    items
 }
 
 fn run(target: &str, seed: u64, replicas: u16) -> common::Finished {
@@ -62,10 +68,16 @@ fn misconfigured_shows_exactly_what_it_plants(app: &str, runs: &[(u64, u16)]) {
     let target = format!("tests/apps/{app}/broken.toml");
     let expected = planted(&target);
     assert!(!expected.is_empty(), "{target} plants something");
+    // The probable causes that lead (explain a finding first): a change in the rules that
+    // blame a cause shows here as a changed cause.
+    let causes = listed(&target, "causes");
     for &(seed, replicas) in runs {
         let run = run(&target, seed, replicas);
         assert_eq!(run.code, 1, "{app} seed {seed}, {replicas} replicas:\n{}\n{}", run.stdout, run.stderr);
         assert_eq!(run.kinds(), expected, "{app} seed {seed}, {replicas} replicas:\n{}", run.stdout);
+        let mut leading: Vec<String> = run.report().diagnoses.iter().filter(|d| !d.findings.is_empty()).map(|d| d.cause.to_string()).collect();
+        leading.sort();
+        assert_eq!(leading, causes, "{app} seed {seed}, {replicas} replicas:\n{:#?}", run.report().diagnoses);
         for finding in &run.report().findings {
             assert_eq!(finding.control.result, ControlResult::Passed, "{finding:?}");
             assert!(finding.reproduced, "{finding:?}");
@@ -134,6 +146,7 @@ zoo!(tornado, ["python3"]);
 zoo!(starlette, ["gunicorn", "redis-server"]);
 zoo!(rails, ["ruby"]);
 zoo!(pyramid, ["python3"]);
+zoo!(django, ["python3"]);
 
 /// Express ignores X-Forwarded-Proto by default and its same-origin check then refuses
 /// every browser's post, on one replica as on two: the per-process keys behind it must
