@@ -11,3 +11,15 @@ pub fn builder() -> reqwest::ClientBuilder {
     });
     reqwest::Client::builder().no_proxy()
 }
+
+/// A short-timeout client for readiness probes, never through a proxy. Each probe opens
+/// a connection of its own, as the kubelet's do: a probe that kept one alive would keep a
+/// draining server from ever seeing its connections idle, and from exiting.
+pub fn probe_client() -> reqwest::Client {
+    builder()
+        .pool_max_idle_per_host(0)
+        .timeout(std::time::Duration::from_secs(1))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}

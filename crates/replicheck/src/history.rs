@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::plan::interleaving::Schedule;
 use crate::shape::Shape;
 

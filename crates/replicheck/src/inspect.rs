@@ -24,7 +24,7 @@ use crate::balancer::{Entrance, ROUTE_HEADER, SERVED_BY_HEADER};
 use crate::check::Untested;
 use crate::check::finding::FindingKind;
 use crate::cluster::{BackendKind, Endpoint, Vantage};
-use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::history::{Answer, InspectionRun, Phase, Question};
 use crate::redact::fingerprint;
 use crate::step::CaptureSource;

@@ -28,6 +28,25 @@
 //! The command line (`replicheck-cli`, the only place that prints or picks exit codes) and
 //! the bundled demo service (`replicheck-demo`) are crates of their own.
 //!
+//! # Layers
+//!
+//! Each module belongs to one layer and imports only from layers below its own, or from
+//! its own layer without closing a circle. `tests/layers.rs` reads this table and every
+//! `crate::` path outside test modules, and fails on an import that breaks the rule.
+//!
+//! | layer | modules | owns |
+//! | --- | --- | --- |
+//! | 0 words | `vocab`, `shape`, `step`, `clock`, `errors`, `file`, `redact`, `interrupt`, `client` | names, kinds and small types every layer speaks; input files; HTTP clients |
+//! | 1 inputs | `target`, `scenario` | what the user wrote, validated |
+//! | 2 records | `history`, `progress` | what a run produced, and events as it goes |
+//! | 3 plans | `plan` | every user's steps and routes, from the seed |
+//! | 4 runtime | `telemetry`, `balancer`, `cluster` | the replicas, their balancer and what they export |
+//! | 5 drivers | `vu`, `chaos`, `inspect` | what acts on the cluster and records it |
+//! | 6 judgement | `check`, `diagnose` | findings from the history, and their causes |
+//! | 7 policy | `policy` | which findings a team accepts |
+//! | 8 reports | `report`, `verdict` | the outcome in every format, and what it amounts to |
+//! | 9 commands | `run`, `explore`, `replay`, `up`, `validate` | the phases strung together |
+//!
 //! # Replicas in a test
 //!
 //! [`up::start`] runs a target's replicas behind replicheck's balancer until the returned
@@ -118,4 +137,5 @@ pub mod telemetry;
 pub mod up;
 pub mod validate;
 pub mod verdict;
+pub mod vocab;
 pub mod vu;

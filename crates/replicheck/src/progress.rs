@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::check::finding::FindingKind;
-use crate::cluster::replica::Incarnation;
+use crate::vocab::replica::Incarnation;
 
 #[derive(Debug, Clone)]
 #[non_exhaustive]

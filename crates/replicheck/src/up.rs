@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::balancer::Balancer;
-use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, StopOutcome};
 use crate::progress::Observer;
 use crate::run::{Edge, ReportDir, RunError, create_report_dir, run_id, start_service};

@@ -10,7 +10,8 @@
 //! routing takes no lock.
 
 pub mod forwarded;
-pub mod policy;
+/// Routing policies live in the bottom layer; this path stays for the library's users.
+pub use crate::vocab::routing as policy;
 mod proxy;
 pub mod tls;
 pub mod upstreams;
@@ -38,9 +39,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::cluster::Endpoint;
-use crate::cluster::replica::{Incarnation, ReplicaId};
-use policy::RoutingPolicy;
+use crate::vocab::replica::Endpoint;
+use crate::vocab::replica::{Incarnation, ReplicaId};
+use crate::vocab::routing::RoutingPolicy;
 use proxy::ProxyState;
 use tls::RunCertificates;
 use upstreams::Upstreams;

@@ -18,10 +18,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::forwarded::{add_forwarded, remove_hop_by_hop};
-use super::policy::RoutingPolicy;
+use crate::vocab::routing::RoutingPolicy;
 use super::upstreams::{Upstream, Upstreams};
 use super::{ERROR_HEADER, ProxyRecord, ROUTE_HEADER, SERVED_BY_HEADER};
-use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::telemetry::tracecontext::continue_trace;
 
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;

@@ -16,8 +16,8 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use http::uri::Authority;
 
-use crate::cluster::Endpoint;
-use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::vocab::replica::Endpoint;
+use crate::vocab::replica::{Incarnation, ReplicaId};
 
 #[derive(Debug)]
 pub struct Upstream {
@@ -244,7 +244,7 @@ impl Upstreams {
 /// Probes every upstream's readiness endpoint forever, as an orchestrator's readiness
 /// probe does, and marks the upstream ready or not after each answer.
 pub async fn probe_forever(upstreams: Arc<Upstreams>, ready_path: String, interval: Duration) {
-    let client = crate::cluster::backend::process::probe_client();
+    let client = crate::client::probe_client();
     loop {
         tokio::time::sleep(interval).await;
         let table = upstreams.snapshot();

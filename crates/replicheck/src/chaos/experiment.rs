@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep};
 
 use super::{ExperimentKind, ExperimentPlan};
 use crate::balancer::Balancer;
-use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::cluster::{Cluster, ClusterError, Endpoint, StopOutcome};
 use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Phase, Probe, ProbePurpose, Refusal, StartFailure, VuRecord};
 use crate::plan::VuPlan;
@@ -107,7 +107,7 @@ impl<'a> Arena<'a> {
             target,
             concurrency,
             extra_vu,
-            probe: crate::cluster::backend::process::probe_client(),
+            probe: crate::client::probe_client(),
             secrets: Secrets::default(),
         }
     }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::Untested;
 use crate::check::finding::FindingKind;
 use crate::cluster::BackendKind;
-use crate::cluster::replica::ReplicaId;
+use crate::vocab::replica::ReplicaId;
 use crate::plan::{Load, VuPlan, seed};
 use crate::scenario::Scenario;
 use crate::target::{Deregistration, Target};

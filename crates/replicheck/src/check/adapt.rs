@@ -97,7 +97,7 @@ pub fn finding(browser: &VuRecord, adapted: &VuRecord, observed: &Observed, step
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::replica::{Incarnation, ReplicaId};
+    use crate::vocab::replica::{Incarnation, ReplicaId};
     use crate::history::{Phase, RequestRecord, StepRecord};
 
     fn user(vu: u32, steps: &[(&str, Outcome)]) -> VuRecord {

@@ -17,7 +17,7 @@ use super::finding::{ArtifactEvidence, FindingKind};
 use super::twice::{Assessment, Candidate};
 use crate::chaos::experiment::{PAGE_SCENARIO, SLOW_SCENARIO, STALE_SAMPLES, STORE_SCENARIO, stale_window};
 use crate::chaos::{ExperimentKind, ExperimentPlan};
-use crate::cluster::replica::Incarnation;
+use crate::vocab::replica::Incarnation;
 use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Observed, Outcome, Probe, ProbePurpose, Refusal, RequestRecord, StepRecord, VuRecord};
 use crate::scenario::Scenario;
 use crate::target::{BalancerSettings, Target};
@@ -654,7 +654,7 @@ mod tests {
     use crate::chaos::{ExperimentKind, ExperimentPlan};
     use crate::check::ScenarioStatus;
     use crate::check::twice::judge;
-    use crate::cluster::replica::ReplicaId;
+    use crate::vocab::replica::ReplicaId;
     use crate::history::Phase;
 
     const DELAY: Duration = Duration::from_millis(500);

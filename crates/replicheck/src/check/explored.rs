@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::finding::{Control, ControlResult, FindingKind};
 use super::{Candidate, Locus};
-use crate::cluster::replica::ReplicaId;
+use crate::vocab::replica::ReplicaId;
 use crate::history::{Outcome, ScheduleRun, VuRecord};
 use crate::plan::interleaving::{Disruption, Event, Schedule};
 use crate::scenario::Scenario;
@@ -273,7 +273,7 @@ fn first_error(record: &VuRecord) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::replica::Incarnation;
+    use crate::vocab::replica::Incarnation;
     use crate::history::{ExperimentRun, Observed, Phase, RequestRecord, StepRecord};
     use crate::scenario::fixtures::demo_scenarios;
 

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::replica::Incarnation;
+use crate::vocab::replica::Incarnation;
 use crate::history::{History, Observed, Outcome, Phase, StepRecord, VuRecord};
 use crate::plan::evidence::{EvidencePlans, Wanted};
 use crate::scenario::{Artifact, Scenario};
@@ -484,7 +484,7 @@ enum Alone {
 
 /// What `which` control, every step on `replica`, says against a cross-replica finding;
 /// None when it passed.
-fn alone(record: Option<&VuRecord>, replica: crate::cluster::replica::ReplicaId, which: &str) -> Option<Alone> {
+fn alone(record: Option<&VuRecord>, replica: crate::vocab::replica::ReplicaId, which: &str) -> Option<Alone> {
     let Some(record) = record else { return Some(Alone::Error(format!("{which} (every step on {replica}) did not finish"))) };
     let step = record.first_failure()?;
     Some(match &step.outcome {
@@ -497,8 +497,8 @@ fn alone(record: Option<&VuRecord>, replica: crate::cluster::replica::ReplicaId,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balancer::policy::RoutingPolicy;
-    use crate::cluster::replica::ReplicaId;
+    use crate::vocab::routing::RoutingPolicy;
+    use crate::vocab::replica::ReplicaId;
     use crate::plan::evidence::{blurred_reproductions, evidence_plans};
     use crate::plan::Plan;
     use crate::history::RequestRecord;

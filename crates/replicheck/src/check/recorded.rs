@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::finding::{Finding, FindingKind};
 use super::twice::Assessment;
 use super::{ScenarioResult, ScenarioStatus, Untested, Verdict};
-use crate::balancer::policy::RoutingPolicy;
+use crate::vocab::routing::RoutingPolicy;
 use crate::chaos::ExperimentKind;
 use crate::cluster::Vantage;
 use crate::history::{ExperimentRun, History, InspectionRun, Phase, ReplicaExit, Timing, VuRecord};

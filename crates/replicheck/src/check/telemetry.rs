@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::finding::{ArtifactEvidence, FindingKind};
 use super::twice::{Assessment, Candidate};
-use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::history::{InspectionRun, Observed, Question};
 use crate::telemetry::{Exported, Probe, ReplicaSeen};
 

@@ -4,7 +4,7 @@
 
 use super::finding::{ArtifactEvidence, ChaosContext, Control, ControlResult, Finding, FindingKind};
 use super::{ScenarioResult, ScenarioStatus};
-use crate::cluster::replica::Incarnation;
+use crate::vocab::replica::Incarnation;
 use crate::history::{ChaosEvent, Observed};
 
 /// Something a check run showed, before the second run confirms it.

@@ -10,11 +10,12 @@ pub mod backend;
 pub mod child;
 pub mod dependency;
 pub mod reaper;
-pub mod replica;
+/// Replica names live in the bottom layer; this path stays for the library's users.
+pub use crate::vocab::replica;
 pub mod watchdog;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,7 @@ use backend::process::ProcessBackend;
 pub use backend::{AnyBackend, Backend, BackendKind, Replica};
 pub use child::StopOutcome;
 use dependency::Redis;
-use replica::{Incarnation, ReplicaId};
+use crate::vocab::replica::{Incarnation, ReplicaId};
 use watchdog::Watchdog;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,12 +97,7 @@ pub enum ClusterError {
     Unsupported { backend: &'static str, what: &'static str },
 }
 
-/// Where a replica can be reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Endpoint {
-    pub replica: Incarnation,
-    pub addr: SocketAddr,
-}
+pub use crate::vocab::replica::Endpoint;
 
 /// What a cluster needs to start.
 #[non_exhaustive]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use cause::Cause;
 
 use crate::check::finding::{Finding, FindingKind};
-use crate::cluster::replica::ReplicaId;
+use crate::vocab::replica::ReplicaId;
 use crate::target::Preset;
 use basis::{Basis, Rests};
 

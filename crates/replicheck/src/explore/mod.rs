@@ -23,7 +23,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::balancer::policy::RoutingPolicy;
+use crate::vocab::routing::RoutingPolicy;
 use crate::chaos::ExperimentKind;
 use crate::chaos::experiment::Arena;
 use crate::check::explored::{self, Confirmation, Fault, FaultKey};

@@ -10,7 +10,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use crate::cluster::replica::ReplicaId;
+use crate::vocab::replica::ReplicaId;
 use crate::plan::interleaving::{Disruption, Event, Schedule};
 use crate::scenario::{RouteHint, Scenario};
 

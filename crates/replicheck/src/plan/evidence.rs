@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::VuPlan;
-use crate::cluster::replica::ReplicaId;
+use crate::vocab::replica::ReplicaId;
 use crate::history::History;
 
 /// What the checker wants evidence about: a user's failure at `step`, on `consumer`, of

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::VuPlan;
-use crate::cluster::replica::ReplicaId;
+use crate::vocab::replica::ReplicaId;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Schedule {

@@ -10,8 +10,8 @@ pub mod seed;
 
 use serde::{Deserialize, Serialize};
 
-use crate::balancer::policy::RoutingPolicy;
-use crate::cluster::replica::ReplicaId;
+use crate::vocab::routing::RoutingPolicy;
+use crate::vocab::replica::ReplicaId;
 
 pub use schedule::schedule;
 

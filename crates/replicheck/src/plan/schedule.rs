@@ -8,8 +8,8 @@
 use rand_chacha::ChaCha8Rng;
 
 use super::{Plan, VuPlan, seed};
-use crate::balancer::policy::RoutingPolicy;
-use crate::cluster::replica::ReplicaId;
+use crate::vocab::routing::RoutingPolicy;
+use crate::vocab::replica::ReplicaId;
 use crate::scenario::{RouteHint, Scenario};
 
 pub fn schedule(seed: u64, replicas: u16, routing: RoutingPolicy, scenarios: &[Scenario], vus_per_scenario: u32) -> Plan {

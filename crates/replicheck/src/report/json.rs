@@ -4,10 +4,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::balancer::policy::RoutingPolicy;
+use crate::vocab::routing::RoutingPolicy;
 use crate::check::ScenarioResult;
 use crate::check::finding::Finding;
-use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::history::{Answer, ChaosEvent, History, Phase, Probe, VuRecord};
 use crate::diagnose::Diagnosis;
 use crate::plan::Plan;

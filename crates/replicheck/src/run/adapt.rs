@@ -11,7 +11,7 @@ use super::Bound;
 use super::ask::{Asked, Asking};
 use crate::check::recorded::AskRecord;
 use crate::check::{self, ScenarioStatus};
-use crate::cluster::replica::ReplicaId;
+use crate::vocab::replica::ReplicaId;
 use crate::history::{InspectionRun, Phase, VuRecord};
 use crate::inspect;
 use crate::plan::{self, Plan};

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::balancer::policy::RoutingPolicy;
+use crate::vocab::routing::RoutingPolicy;
 use crate::balancer::tls::RunCertificates;
 use crate::balancer::{Balancer, BalancerConfig};
 use crate::chaos::experiment::{self, Arena};
@@ -37,7 +37,7 @@ use crate::diagnose::Diagnosis;
 use crate::policy::PolicyOutcome;
 use crate::target::Preset;
 use crate::cluster::backend::external::ExternalSpec;
-use crate::cluster::replica::Incarnation;
+use crate::vocab::replica::Incarnation;
 use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, Vantage};
 use crate::file::FileError;
 use crate::history::{ExperimentRun, History, InspectionRun, Phase, ReplicaExit, Timing, VuRecord};
@@ -1030,7 +1030,7 @@ const WARM_UP_WAIT: Duration = Duration::from_secs(10);
 /// Waits until every replica serves a real page (a bounded while): users start on warm
 /// replicas even when readiness says ready too early (the chaos experiments report that).
 async fn wait_until_serving(cluster: &Cluster, target: &Target, observer: &dyn Observer) {
-    let client = crate::cluster::backend::process::probe_client();
+    let client = crate::client::probe_client();
     let deadline = Instant::now() + WARM_UP_WAIT.min(target.start.ready_timeout);
     for endpoint in cluster.endpoints() {
         let url = format!("http://{}{}", endpoint.addr, target.chaos.page);

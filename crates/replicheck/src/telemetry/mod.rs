@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::cluster::replica::ReplicaId;
+use crate::vocab::replica::ReplicaId;
 use crate::step::Template;
 use crate::target::Target;
 use otlp::{Encoding, Named, Signal, SpanSummary};

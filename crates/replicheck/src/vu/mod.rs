@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::balancer::{ALSO_REACHED_HEADER, ERROR_HEADER, Entrance, ROUTE_HEADER, SERVED_BY_HEADER};
-use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::history::{Captured, History, Observed, Outcome, Phase, RequestRecord, StepRecord, VuRecord};
 use crate::plan::{Load, VuPlan};
 use crate::redact::{Secrets, fingerprint};

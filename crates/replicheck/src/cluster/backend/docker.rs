@@ -44,7 +44,7 @@ use super::{Backend, Replica};
 use crate::cluster::child::{StopOutcome, log_tail};
 use crate::cluster::dependency::wait_for_pong;
 use crate::cluster::reaper;
-use crate::cluster::replica::Incarnation;
+use crate::vocab::replica::Incarnation;
 use crate::cluster::ClusterError;
 use crate::step::Vars;
 use crate::target::{Health, Persistence, RedisDependency, Start, Target};

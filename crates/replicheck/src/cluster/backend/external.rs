@@ -23,7 +23,7 @@ use super::{Backend, Replica};
 use crate::chaos::ExperimentKind;
 use crate::cluster::ClusterError;
 use crate::cluster::child::StopOutcome;
-use crate::cluster::replica::Incarnation;
+use crate::vocab::replica::Incarnation;
 use crate::step::Vars;
 use crate::target::Target;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::ClusterError;
 use super::child::StopOutcome;
-use super::replica::Incarnation;
+use crate::vocab::replica::Incarnation;
 use crate::step::Vars;
 use crate::target::Start;
 use docker::{DockerBackend, DockerReplica};

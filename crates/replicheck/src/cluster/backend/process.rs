@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{Backend, Replica};
 use crate::cluster::child::{Launch, ManagedChild, StopOutcome, describe_exit, log_tail};
-use crate::cluster::replica::Incarnation;
+use crate::vocab::replica::Incarnation;
 use crate::cluster::{ClusterError, free_port};
 use crate::step::Vars;
 use crate::target::{Health, Start, Target};
@@ -72,17 +72,7 @@ impl ProcessBackend {
     }
 }
 
-/// A short-timeout client for readiness probes, never through a proxy. Each probe opens
-/// a connection of its own, as the kubelet's do: a probe that kept one alive would keep a
-/// draining server from ever seeing its connections idle, and from exiting.
-pub fn probe_client() -> reqwest::Client {
-    crate::client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(1))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default()
-}
+pub use crate::client::probe_client;
 
 impl Backend for ProcessBackend {
     type Replica = ProcessReplica;

@@ -32,7 +32,7 @@ use url::Url;
 
 use crate::balancer::forwarded::remove_hop_by_hop;
 use crate::balancer::{ALSO_REACHED_HEADER, ERROR_HEADER, SERVED_BY_HEADER, serve_http1};
-use crate::cluster::replica::{Incarnation, ReplicaId};
+use crate::vocab::replica::{Incarnation, ReplicaId};
 
 /// Requests are buffered (a request sent again must be sent whole); forms and API calls
 /// of a flow are far smaller than this.

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use super::escape;
-use crate::cluster::replica::ReplicaId;
+use crate::vocab::replica::ReplicaId;
 use crate::history::Phase;
 use crate::report::{Event, Report};
 

@@ -9,7 +9,7 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::cluster::replica::ReplicaId;
+use crate::vocab::replica::ReplicaId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

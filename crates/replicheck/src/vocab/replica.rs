@@ -1,4 +1,5 @@
-//! Replica names: `r0..r{N-1}`, and generations, which count restarts (`r1#2`).
+//! Replica names: `r0..r{N-1}`, generations, which count restarts (`r1#2`), and where
+//! an incarnation listens.
 
 use std::fmt;
 use std::str::FromStr;
@@ -89,6 +90,13 @@ macro_rules! serde_as_string {
 
 serde_as_string!(ReplicaId);
 serde_as_string!(Incarnation);
+
+/// Where a replica can be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub replica: Incarnation,
+    pub addr: std::net::SocketAddr,
+}
 
 #[cfg(test)]
 mod tests {
