@@ -21,8 +21,8 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::balancer::{Entrance, ROUTE_HEADER, SERVED_BY_HEADER};
-use crate::check::Untested;
-use crate::check::finding::FindingKind;
+use crate::vocab::finding::Untested;
+use crate::vocab::finding::FindingKind;
 use crate::cluster::{BackendKind, Endpoint, Vantage};
 use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::history::{Answer, InspectionRun, Phase, Question};

@@ -38,8 +38,8 @@
 //! | --- | --- | --- |
 //! | 0 words | `vocab`, `shape`, `step`, `clock`, `errors`, `file`, `redact`, `interrupt`, `client` | names, kinds and small types every layer speaks; input files; HTTP clients |
 //! | 1 inputs | `target`, `scenario` | what the user wrote, validated |
-//! | 2 records | `history`, `progress` | what a run produced, and events as it goes |
-//! | 3 plans | `plan` | every user's steps and routes, from the seed |
+//! | 2 plans | `plan` | every user's steps and routes, from the seed |
+//! | 3 records | `history`, `progress` | what a run produced, and events as it goes |
 //! | 4 runtime | `telemetry`, `balancer`, `cluster` | the replicas, their balancer and what they export |
 //! | 5 drivers | `vu`, `chaos`, `inspect` | what acts on the cluster and records it |
 //! | 6 judgement | `check`, `diagnose` | findings from the history, and their causes |

@@ -16,6 +16,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::check::finding::Acceptance;
 use crate::check::finding::{Finding, FindingKind};
 use crate::diagnose::{self, Cause, Diagnosis};
 use crate::file::{FileError, SourceFile};
@@ -130,16 +131,6 @@ impl Policy {
             rules,
         })
     }
-}
-
-/// Which finding a rule accepted, as recorded on the finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Acceptance {
-    /// The rule's place in the policy file, from 1.
-    pub rule: usize,
-    pub reason: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::check::finding::FindingKind;
+use crate::vocab::finding::FindingKind;
 use crate::vocab::replica::Incarnation;
 
 #[derive(Debug, Clone)]

@@ -20,88 +20,16 @@
 
 pub mod experiment;
 
-use serde::{Deserialize, Serialize};
 
-use crate::check::Untested;
-use crate::check::finding::FindingKind;
-use crate::cluster::BackendKind;
-use crate::vocab::replica::ReplicaId;
-use crate::plan::{Load, VuPlan, seed};
+use crate::vocab::finding::Untested;
+use crate::vocab::finding::FindingKind;
 use crate::scenario::Scenario;
 use crate::target::{Deregistration, Target};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum ExperimentKind {
-    Restart,
-    Kill,
-    Pause,
-    RollingRestart,
-    ScaleOut,
-    Sigterm,
-    StoreRestart,
-    StoreOutage,
-    ColdStart,
-    Hardened,
-}
+pub use crate::vocab::experiment::ExperimentKind;
 
+/// What an experiment needs of the target and its scenarios.
 impl ExperimentKind {
-    pub const ALL: [ExperimentKind; 10] = [
-        ExperimentKind::Restart,
-        ExperimentKind::Kill,
-        ExperimentKind::Pause,
-        ExperimentKind::RollingRestart,
-        ExperimentKind::ScaleOut,
-        ExperimentKind::Sigterm,
-        ExperimentKind::StoreRestart,
-        ExperimentKind::StoreOutage,
-        ExperimentKind::ColdStart,
-        ExperimentKind::Hardened,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ExperimentKind::Restart => "restart",
-            ExperimentKind::Kill => "kill",
-            ExperimentKind::Pause => "pause",
-            ExperimentKind::RollingRestart => "rolling-restart",
-            ExperimentKind::ScaleOut => "scale-out",
-            ExperimentKind::Sigterm => "sigterm",
-            ExperimentKind::StoreRestart => "store-restart",
-            ExperimentKind::StoreOutage => "store-outage",
-            ExperimentKind::ColdStart => "cold-start",
-            ExperimentKind::Hardened => "hardened",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// The kinds this experiment looks for (a scale-out also finds the workload's own kinds).
-    pub fn checks(self) -> Vec<FindingKind> {
-        use FindingKind::*;
-        match self {
-            ExperimentKind::Restart => vec![ArtifactLostAfterRestart, ReadinessPremature, ShutdownOverranGrace],
-            ExperimentKind::Kill => vec![ArtifactLostAfterRestart, ReadinessPremature],
-            ExperimentKind::Pause => vec![ArtifactLostAfterRestart],
-            ExperimentKind::RollingRestart => vec![
-                ArtifactLostAfterRestart,
-                InflightDropped,
-                RefusedDuringDeregistration,
-                ShutdownOverranGrace,
-                ReadinessPremature,
-            ],
-            ExperimentKind::ScaleOut => vec![ReadinessPremature],
-            ExperimentKind::Sigterm => vec![InflightDropped, RefusedDuringDeregistration, ShutdownOverranGrace, ReadinessStale],
-            ExperimentKind::StoreRestart => vec![ArtifactLostAfterStoreRestart],
-            ExperimentKind::StoreOutage => vec![ReadinessStale],
-            ExperimentKind::ColdStart => vec![KeyringRaceOnStart, ReadinessPremature],
-            ExperimentKind::Hardened => vec![FailsHardenedRuntime],
-        }
-    }
-
     /// Kinds this experiment looks for that it cannot exercise against the target.
     pub fn untested(self, target: &Target) -> Vec<Untested> {
         let mut untested = Vec::new();
@@ -132,30 +60,6 @@ impl ExperimentKind {
         untested
     }
 
-    /// Whether the disruption hits one replica (the plan's victim) rather than all of
-    /// them or the store.
-    pub fn hits_one(self) -> bool {
-        matches!(self, ExperimentKind::Restart | ExperimentKind::Kill | ExperimentKind::Pause | ExperimentKind::Sigterm)
-    }
-
-    /// Whether the workload is users handing artifacts over the disruption.
-    fn hands_over(self) -> bool {
-        !matches!(self, ExperimentKind::Sigterm | ExperimentKind::StoreOutage)
-    }
-
-    /// Whether a run that names no experiments runs this one on `backend`: hardening takes
-    /// containers, so elsewhere it runs only when named, to say why it cannot.
-    pub fn runs_by_default_on(self, backend: BackendKind) -> bool {
-        self != ExperimentKind::Hardened || backend == BackendKind::Docker
-    }
-
-    /// Why this experiment cannot run on replicas of `backend` replicheck starts itself (the
-    /// external backend's instances say for themselves).
-    pub fn backend_skip_reason(self, backend: BackendKind) -> Option<String> {
-        (self == ExperimentKind::Hardened && backend == BackendKind::Process)
-            .then(|| "hardening takes containers: run the target's image with --backend docker".to_owned())
-    }
-
     /// Why this experiment cannot run against the target, if it cannot.
     pub fn skip_reason(self, target: &Target, scenarios: &[Scenario]) -> Option<String> {
         let needs_store = matches!(self, ExperimentKind::StoreRestart | ExperimentKind::StoreOutage);
@@ -175,123 +79,12 @@ impl ExperimentKind {
     }
 }
 
-/// One experiment of the plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExperimentPlan {
-    pub kind: ExperimentKind,
-    /// The replica the disruption hits, for experiments that hit one.
-    pub victim: ReplicaId,
-    /// Users that produce an artifact before the disruption and consume it after.
-    pub handoffs: Vec<Handoff>,
-    /// Users that loop whole scenarios while the disruption goes on.
-    pub load: Option<Load>,
-}
-
-/// A user that runs up to step `gate` (its first consuming step), waits for the
-/// disruption, then goes on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Handoff {
-    pub user: VuPlan,
-    pub gate: usize,
-}
-
-/// Users per scenario that hand an artifact over each disruption.
-const HANDOFFS_PER_SCENARIO: usize = 2;
-
-/// The first step that consumes an artifact: where a handoff waits for the disruption.
-pub fn first_handoff(scenario: &Scenario) -> Option<usize> {
-    scenario.steps.iter().position(|s| s.consumes.is_some())
-}
-
-/// Plans one experiment from the seed. Users are numbered from `first_vu`; a rolling
-/// restart adds `load_vus` looping users.
-pub fn plan(kind: ExperimentKind, seed: u64, replicas: u16, scenarios: &[Scenario], first_vu: u32, load_vus: u32) -> ExperimentPlan {
-    use rand::seq::IndexedRandom;
-    let all: Vec<ReplicaId> = (0..replicas).map(ReplicaId).collect();
-    let mut rng = seed::stream(seed, &format!("chaos/{}", kind.name()));
-    let victim = *all.choose(&mut rng).unwrap_or(&ReplicaId(0));
-    let mut handoffs = Vec::new();
-    if kind.hands_over() {
-        for scenario in scenarios {
-            let Some(gate) = first_handoff(scenario) else { continue };
-            for _ in 0..HANDOFFS_PER_SCENARIO {
-                // An artifact crosses the disruption and nothing else: produced and consumed
-                // on one replica, so a failure is not one the scenarios already test across
-                // replicas. Only a scale-out hands over to another, the one it adds (which
-                // takes the name after the last).
-                let (before, after) = match kind {
-                    ExperimentKind::Restart | ExperimentKind::Kill | ExperimentKind::Pause => (victim, victim),
-                    ExperimentKind::ScaleOut => (*all.choose(&mut rng).unwrap_or(&victim), ReplicaId(replicas)),
-                    // Across replicas: what replicas started together must agree on.
-                    ExperimentKind::ColdStart => {
-                        let home = *all.choose(&mut rng).unwrap_or(&victim);
-                        let others: Vec<ReplicaId> = all.iter().copied().filter(|r| *r != home).collect();
-                        (home, *others.choose(&mut rng).unwrap_or(&home))
-                    }
-                    _ => {
-                        let home = *all.choose(&mut rng).unwrap_or(&victim);
-                        (home, home)
-                    }
-                };
-                let routes = (0..scenario.steps.len()).map(|i| if i < gate { before } else { after }).collect();
-                handoffs.push(Handoff {
-                    user: VuPlan {
-                        vu: first_vu + handoffs.len() as u32,
-                        scenario: scenario.name.clone(),
-                        nonce: seed::nonce(&mut rng),
-                        routes,
-                    },
-                    gate,
-                });
-            }
-        }
-    }
-    let load = (kind == ExperimentKind::RollingRestart && load_vus > 0).then(|| Load {
-        vus: load_vus,
-        first_vu: first_vu + handoffs.len() as u32,
-        scenarios: scenarios.iter().map(|s| s.name.clone()).collect(),
-        replicas: all.clone(),
-        seed: rand::RngExt::random(&mut rng),
-    });
-    ExperimentPlan {
-        kind,
-        victim,
-        handoffs,
-        load,
-    }
-}
-
-/// How many user numbers an experiment plan takes.
-pub fn users(plan: &ExperimentPlan) -> u32 {
-    plan.handoffs.len() as u32 + plan.load.as_ref().map_or(0, |l| l.vus)
-}
+pub use crate::plan::experiment::{ExperimentPlan, Handoff, first_handoff, plan, users};
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::scenario::fixtures::{demo_scenarios, demo_target};
-
-    #[test]
-    fn experiments_plan_from_the_seed() {
-        let scenarios = demo_scenarios();
-        for kind in ExperimentKind::ALL {
-            let a = plan(kind, 7, 3, &scenarios, 100, 8);
-            assert_eq!(a, plan(kind, 7, 3, &scenarios, 100, 8));
-            assert!(a.victim.0 < 3);
-        }
-        let restart = plan(ExperimentKind::Restart, 7, 3, &scenarios, 100, 8);
-        assert_eq!(restart.handoffs.len(), scenarios.len() * HANDOFFS_PER_SCENARIO);
-        assert!(restart.handoffs.iter().all(|h| h.user.routes.iter().all(|r| *r == restart.victim)));
-        assert_eq!(restart.handoffs[0].user.vu, 100);
-        let scale = plan(ExperimentKind::ScaleOut, 7, 3, &scenarios, 0, 0);
-        assert!(scale.handoffs.iter().all(|h| h.user.routes[h.gate] == ReplicaId(3)));
-        let rolling = plan(ExperimentKind::RollingRestart, 7, 3, &scenarios, 0, 8);
-        assert_eq!(rolling.load.as_ref().map(|l| l.vus), Some(8));
-        assert!(plan(ExperimentKind::Sigterm, 7, 3, &scenarios, 0, 8).handoffs.is_empty());
-        let cold = plan(ExperimentKind::ColdStart, 7, 3, &scenarios, 0, 0);
-        assert!(!cold.handoffs.is_empty());
-        assert!(cold.handoffs.iter().all(|h| h.user.routes[0] != h.user.routes[h.gate]), "every artifact crosses replicas");
-    }
 
     #[test]
     fn store_experiments_need_redis() {

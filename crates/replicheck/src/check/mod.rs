@@ -29,9 +29,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::vocab::replica::Incarnation;
 use crate::history::{History, Observed, Outcome, Phase, StepRecord, VuRecord};
+use crate::plan::VuPlan;
 use crate::plan::evidence::{EvidencePlans, Wanted};
 use crate::scenario::{Artifact, Scenario};
 use finding::{ArtifactEvidence, Control, ControlResult, Finding, FindingKind};
+pub use crate::vocab::finding::Untested;
 
 /// A cross-replica failure that may be a finding, waiting for its evidence.
 #[derive(Debug, Clone)]
@@ -255,6 +257,22 @@ pub(crate) fn count_handoffs(scenario: &Scenario, record: &VuRecord, tally: &mut
     }
 }
 
+/// Reproductions that prove nothing: a write before the wanted step also reached its
+/// consumer (behind a load balancer replicheck cannot steer), which can make the step pass
+/// there. They are to run again, with values of their own, before judging.
+pub fn blurred_reproductions<'p>(wanted: &[Wanted], plans: &'p EvidencePlans, evidence: &History) -> Vec<&'p VuPlan> {
+    wanted
+        .iter()
+        .zip(&plans.reproductions)
+        .filter(|(wanted, plan)| {
+            evidence.vus.iter().find(|v| v.vu == plan.vu).is_some_and(|record| {
+                record.steps.iter().take(wanted.step).any(|step| step.also_reached.contains(&wanted.consumer))
+            })
+        })
+        .map(|(_, plan)| plan)
+        .collect()
+}
+
 /// What the evidence plans are to test, one per candidate, in order.
 pub fn wanted(candidates: &[Candidate]) -> Vec<Wanted> {
     candidates
@@ -314,12 +332,6 @@ pub struct ScenarioResult {
     pub notes: Vec<String>,
 }
 
-/// A kind a check looks for that this run could not exercise.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Untested {
-    pub kind: FindingKind,
-    pub reason: String,
-}
 
 impl ScenarioResult {
     /// Whether it ran in full: not skipped, not stopped by a failing baseline or an
@@ -499,7 +511,7 @@ mod tests {
     use super::*;
     use crate::vocab::routing::RoutingPolicy;
     use crate::vocab::replica::ReplicaId;
-    use crate::plan::evidence::{blurred_reproductions, evidence_plans};
+    use crate::plan::evidence::evidence_plans;
     use crate::plan::Plan;
     use crate::history::RequestRecord;
     use crate::scenario::fixtures::demo_scenarios as scenarios;

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::VuPlan;
 use crate::vocab::replica::ReplicaId;
-use crate::history::History;
 
 /// What the checker wants evidence about: a user's failure at `step`, on `consumer`, of
 /// an artifact `producer` handed out.
@@ -58,20 +57,4 @@ pub fn evidence_plans(users: &[VuPlan], first_id: u32, wanted: &[Wanted]) -> Evi
         });
     }
     plans
-}
-
-/// Reproductions that prove nothing: a write before the wanted step also reached its
-/// consumer (behind a load balancer replicheck cannot steer), which can make the step pass
-/// there. They are to run again, with values of their own, before judging.
-pub fn blurred_reproductions<'p>(wanted: &[Wanted], plans: &'p EvidencePlans, evidence: &History) -> Vec<&'p VuPlan> {
-    wanted
-        .iter()
-        .zip(&plans.reproductions)
-        .filter(|(wanted, plan)| {
-            evidence.vus.iter().find(|v| v.vu == plan.vu).is_some_and(|record| {
-                record.steps.iter().take(wanted.step).any(|step| step.also_reached.contains(&wanted.consumer))
-            })
-        })
-        .map(|(_, plan)| plan)
-        .collect()
 }

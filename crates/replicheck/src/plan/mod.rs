@@ -4,6 +4,7 @@
 //! runs are plans derived from it, and exploration generates and shrinks them.
 
 pub mod evidence;
+pub mod experiment;
 pub mod interleaving;
 pub mod schedule;
 pub mod seed;
@@ -23,7 +24,7 @@ pub struct Plan {
     pub vus: Vec<VuPlan>,
     /// Chaos experiments, run one after another once the users above are done.
     #[serde(default)]
-    pub experiments: Vec<crate::chaos::ExperimentPlan>,
+    pub experiments: Vec<experiment::ExperimentPlan>,
 }
 
 /// One virtual user: a fresh client with its own cookie jar, running one scenario.

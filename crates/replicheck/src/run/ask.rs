@@ -62,7 +62,7 @@ impl Asking<'_> {
             // A write that also reached the consumer on its way left the value there; the
             // same user's values again would find it, so the rerun gets values of its own.
             for round in 1..=BLURRED_RERUNS {
-                let blurred = plan::evidence::blurred_reproductions(&wanted, &evidence_plans, &evidence);
+                let blurred = check::blurred_reproductions(&wanted, &evidence_plans, &evidence);
                 if blurred.is_empty() {
                     break;
                 }

@@ -54,7 +54,7 @@ use crate::target::Target;
 use crate::vu::{self, Limits, VuContext};
 use ask::Asking;
 
-/// Times a reproduction that proves nothing (see `plan::evidence::blurred_reproductions`) runs again.
+/// Times a reproduction that proves nothing (see `check::blurred_reproductions`) runs again.
 const BLURRED_RERUNS: u32 = 5;
 
 /// Builds the command that reproduces a finding, from the seed and the names to pass to

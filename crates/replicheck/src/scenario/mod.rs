@@ -17,6 +17,7 @@ use crate::file::{FileError, SourceFile};
 use crate::step::{Capture, Expect, NamedOr, RequestSpec, Template};
 use crate::target::Target;
 use catalog::Lookup;
+pub use crate::vocab::finding::Artifact;
 
 /// Variables every virtual user has.
 pub const VU_VARS: &[(&str, &str)] = &[
@@ -70,11 +71,6 @@ pub enum RouteHint {
     Same,
 }
 
-/// What one replica hands out that another must honour. The well-known kinds name the
-/// finding a cross-replica failure is; any other name is a user's own artifact.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Artifact(pub String);
 
 /// A scenario bound to a target: every request, capture and expectation is concrete.
 #[derive(Debug, Clone, Serialize)]

@@ -20,7 +20,7 @@ use url::Url;
 
 use super::relay::{Destination, InstanceMark, Relay, Shared};
 use super::{Backend, Replica};
-use crate::chaos::ExperimentKind;
+use crate::vocab::experiment::ExperimentKind;
 use crate::cluster::ClusterError;
 use crate::cluster::child::StopOutcome;
 use crate::vocab::replica::Incarnation;

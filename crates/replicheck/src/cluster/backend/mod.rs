@@ -62,30 +62,9 @@ pub trait Replica: Send {
     }
 }
 
-/// Which backend a run uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BackendKind {
-    Process,
-    Docker,
-    External,
-}
+pub use crate::vocab::backend::BackendKind;
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 3] = [BackendKind::Process, BackendKind::Docker, BackendKind::External];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Process => "process",
-            BackendKind::Docker => "docker",
-            BackendKind::External => "external",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-
     /// The backend that runs `start`: the one asked for, if `start` gives it what it runs,
     /// or else by what `start` declares (a command runs as processes, an image alone as
     /// containers). Instances that already run need nothing from `start`.
