@@ -20,7 +20,8 @@
 //!
 //! [`run`] strings the phases together ([`up`] only starts the cluster and its balancer;
 //! [`replay`] reruns a recorded report; [`validate`] checks input files). Shared pieces:
-//! [`step`] (the request/capture/expectation vocabulary of target and scenario files),
+//! [`vocab`] (replica names, the kinds of findings, experiments and backends), [`shape`]
+//! (the form of a cookie or token value), [`step`] (the request/capture/expectation vocabulary of target and scenario files),
 //! [`file`](mod@file) (input files and located errors), [`redact`] (secrets out of
 //! everything written), [`progress`] (events for observers), [`errors`] (error chains in
 //! one line), [`clock`] (deadlines that cannot overflow).

@@ -1,20 +1,11 @@
 //! The crate's layers (the table in `src/lib.rs`): every module imports only from layers
-//! below its own, or from its own layer without closing a circle. Test modules are left
-//! out: a test may reach anywhere.
+//! below its own, or from its own layer without closing a circle, so the module graph has
+//! no circle at all. Test modules are left out: a test may reach anywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
-
-/// Imports that still point upward, each to be moved out of the way (a word into `vocab`,
-/// a record type into `history`) and then struck from this list. The test fails on one
-/// that no longer exists, so the list only shrinks.
-const NOT_YET_LAYERED: &[(&str, &str)] = &[
-    ("history", "telemetry"),
-    ("report", "explore"),
-    ("target", "cluster"),
-];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -103,8 +94,7 @@ fn every_module_imports_only_downward() {
             broken.push(format!("{from} -> {to}: a module in no layer of the table in src/lib.rs ({files:?})"));
             continue;
         };
-        let known = NOT_YET_LAYERED.contains(&(from.as_str(), to.as_str()));
-        if below > above && !known {
+        if below > above {
             broken.push(format!("{files:?}: `{from}` (layer {above}) imports `crate::{to}` (layer {below}), which lies above it"));
         }
         if below == above {
@@ -113,12 +103,6 @@ fn every_module_imports_only_downward() {
     }
     for circle in circles(&within) {
         broken.push(format!("a circle within one layer: {circle:?}"));
-    }
-    for (from, to) in NOT_YET_LAYERED {
-        let upward = layers.get(*to) > layers.get(*from);
-        if !upward || !imports.contains_key(&((*from).to_owned(), (*to).to_owned())) {
-            broken.push(format!("`{from}` no longer imports `{to}` from above: strike it from NOT_YET_LAYERED"));
-        }
     }
     assert!(broken.is_empty(), "imports against the layers:\n{}", broken.join("\n"));
 }

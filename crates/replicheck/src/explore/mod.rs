@@ -20,7 +20,6 @@ use std::time::Duration;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rand::RngExt;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::vocab::routing::RoutingPolicy;
@@ -189,31 +188,7 @@ impl ExploreConfig {
     }
 }
 
-/// What the search did, for the report: enough to see that two explorations with one
-/// seed drew the same schedules.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Exploration {
-    /// Generated schedules run (a replayed schedule counts as one).
-    pub cases: u32,
-    /// Simplified schedules tried while shrinking.
-    pub shrink_steps: u32,
-    /// Each case's schedule, in the order run.
-    pub schedules: Vec<String>,
-    /// Faults whose control failed too, or that did not happen again: no findings.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dismissed: Vec<Dismissed>,
-    /// Why the search ended before its cases were done (the time budget).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Dismissed {
-    #[serde(flatten)]
-    pub key: FaultKey,
-    pub schedule: Schedule,
-    pub why: String,
-}
+pub use crate::check::explored::{Dismissed, Exploration};
 
 /// One fault the search settled: its smallest schedule, the run that showed it there, and
 /// what its control and second run said.

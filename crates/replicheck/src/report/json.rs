@@ -53,7 +53,7 @@ pub struct Report {
     pub config: RunRecord,
     /// For `replicheck explore`: the cases it drew and what shrinking did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exploration: Option<crate::explore::Exploration>,
+    pub exploration: Option<crate::check::explored::Exploration>,
     /// Replicas that exited without replicheck stopping them: the run could not test what
     /// they touched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

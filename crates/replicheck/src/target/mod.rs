@@ -5,6 +5,7 @@
 //! Loading validates everything that can be known without running anything, and every
 //! error points at its place in the file.
 
+pub mod container;
 pub mod flows;
 pub mod preset;
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 
-use crate::cluster::backend::template::ContainerTemplate;
+use container::ContainerTemplate;
 use crate::file::{FileError, SourceFile};
 use crate::step::Template;
 

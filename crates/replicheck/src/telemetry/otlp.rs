@@ -60,12 +60,7 @@ impl Encoding {
     }
 }
 
-/// What a resource says about which service and which instance it is.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Named {
-    pub service_name: Option<String>,
-    pub instance_id: Option<String>,
-}
+pub use crate::history::exported::Named;
 
 /// A span, as much of it as the checks read.
 #[derive(Debug, Clone, PartialEq, Eq)]

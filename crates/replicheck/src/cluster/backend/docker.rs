@@ -39,7 +39,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use super::process::{probe_client, wait_ready};
-use super::template::{ContainerTemplate, Placement, Started};
+use crate::target::container::{ContainerTemplate, Placement, Started};
 use super::{Backend, Replica};
 use crate::cluster::child::{StopOutcome, log_tail};
 use crate::cluster::dependency::wait_for_pong;

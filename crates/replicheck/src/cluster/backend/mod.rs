@@ -6,7 +6,8 @@ pub mod docker;
 pub mod external;
 pub mod process;
 pub mod relay;
-pub mod template;
+/// Container templates are part of the target; this path stays for the library's users.
+pub use crate::target::container as template;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -5,6 +5,8 @@
 //! Values of cookies, tokens and captures never enter the history: only names and
 //! fingerprints, and the shape of each value.
 
+pub mod exported;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -64,11 +66,11 @@ pub struct InspectionRun {
     /// What the replicas exported while the telemetry inspection waited (since the run's
     /// start, for its first run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exported: Option<crate::telemetry::Exported>,
+    pub exported: Option<exported::Exported>,
     /// What they exported over the whole run, their shutdown included: filled in once
     /// the replicas have stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exported_in_run: Option<crate::telemetry::Exported>,
+    pub exported_in_run: Option<exported::Exported>,
     pub error: Option<String>,
 }
 
