@@ -231,7 +231,7 @@ impl Balancer {
     /// Every request proxied since the last call (none unless `record` was asked for).
     pub fn drain_records(&mut self) -> Vec<ProxyRecord> {
         match &self.records {
-            Some(records) => std::mem::take(&mut *proxy::lock(records)),
+            Some(records) => std::mem::take(&mut *crate::sync::locked(records)),
             None => Vec::new(),
         }
     }

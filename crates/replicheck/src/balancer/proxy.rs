@@ -77,7 +77,7 @@ pub async fn handle(
                 .map(str::to_owned),
             took_ms: received.elapsed().as_secs_f64() * 1000.0,
         };
-        lock(records).push(record);
+        crate::sync::locked(records).push(record);
     }
     Ok(response)
 }
@@ -198,12 +198,6 @@ async fn forward(
 /// replica, so its answer naming the replica arrives first.
 fn answer_margin(limit: Duration) -> Duration {
     (limit / 4).min(Duration::from_millis(250))
-}
-
-/// Locks held for a push or a take, never across an await: a poisoned lock still holds
-/// whole values.
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What went wrong with an upstream, as a person would say it.

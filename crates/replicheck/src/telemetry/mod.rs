@@ -275,7 +275,7 @@ impl Probe {
 
 impl Exports {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::locked(&self.state)
     }
 
     fn arrived(&self, replica: ReplicaId, signal: Signal, export: otlp::Export) {

@@ -248,7 +248,7 @@ impl DockerRun {
             run.stranger = Some((stranger, gateway));
         }
         let shared = run.volume("shared").await?;
-        *run.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = shared;
+        *crate::sync::locked(&run.shared) = shared;
         Ok(run)
     }
 
@@ -257,12 +257,12 @@ impl DockerRun {
     pub async fn fresh_shared(&self) -> Result<(), ClusterError> {
         let n = self.fresh_shared.fetch_add(1, Ordering::Relaxed) + 1;
         let volume = self.volume(&format!("shared-{n}")).await?;
-        *self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = volume;
+        *crate::sync::locked(&self.shared) = volume;
         Ok(())
     }
 
     fn shared_volume(&self) -> String {
-        self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        crate::sync::locked(&self.shared).clone()
     }
 
     /// Containers started from now on run hardened, or again as the target says.

@@ -94,7 +94,7 @@ impl Attribution {
     /// The replica an instance name stands for; `None` for a name beyond the instances
     /// expected (the deployment has more than `--replicas`).
     fn replica(&self, name: &str) -> Option<ReplicaId> {
-        let mut names = self.names.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut names = crate::sync::locked(&self.names);
         if let Some(index) = names.iter().position(|n| n == name) {
             return Some(ReplicaId(index as u16));
         }
@@ -105,7 +105,7 @@ impl Attribution {
     }
 
     fn name_of(&self, id: ReplicaId) -> Option<String> {
-        self.names.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(usize::from(id.0)).cloned()
+        crate::sync::locked(&self.names).get(usize::from(id.0)).cloned()
     }
 
     /// With a sticky cookie, sets it to the instance `id` stands for, once known; returns
@@ -157,7 +157,7 @@ impl Attribution {
 
     /// Instance names by replica, as seen so far.
     pub fn names(&self) -> Vec<String> {
-        self.names.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        crate::sync::locked(&self.names).clone()
     }
 }
 
