@@ -243,16 +243,9 @@ async fn telemetry(inspector: &Inspector<'_>, run: &mut InspectionRun) -> Result
                 .header(ROUTE_HEADER, endpoint.replica.id.to_string())
                 .header(TRACEPARENT, trace.header());
             let mut answer = ask(inspector, Question::TracedRequest, endpoint.replica, Some(client_address), &path, request).await;
-            let end_ms = inspector.origin.elapsed().as_secs_f64() * 1000.0;
-            probes.push(Probe {
-                replica: answer.replica.id,
-                trace_id: trace_id.clone(),
-                path: page_path(&page.0),
-                start_ms: answer.at_ms,
-                end_ms,
-            });
             answer.trace_id = Some(trace_id);
-            answer.end_ms = Some(end_ms);
+            answer.end_ms = Some(inspector.origin.elapsed().as_secs_f64() * 1000.0);
+            probes.extend(Probe::of(&answer));
             run.answers.push(answer);
         }
     }
@@ -266,11 +259,6 @@ async fn telemetry(inspector: &Inspector<'_>, run: &mut InspectionRun) -> Result
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-}
-
-/// A path without its query.
-pub fn page_path(path: &str) -> String {
-    path.split('?').next().unwrap_or(path).to_owned()
 }
 
 /// Whether every replica's span of its last traced request has arrived: one in its trace,

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::finding::{ArtifactEvidence, FindingKind};
 use super::twice::{Assessment, Candidate};
 use crate::vocab::replica::{Incarnation, ReplicaId};
-use crate::history::{InspectionRun, Observed, Question};
+use crate::history::{InspectionRun, Observed};
 use crate::telemetry::{Exported, Probe, ReplicaSeen};
 
 /// The steps a telemetry finding can be about.
@@ -162,20 +162,7 @@ fn named_alike(window: &Exported, incarnation: &dyn Fn(ReplicaId) -> Incarnation
 
 /// Each replica's span of a traced request is in that request's trace.
 fn traces_continued(run: &InspectionRun, window: &Exported, incarnation: &dyn Fn(ReplicaId) -> Incarnation, notes: &mut Vec<String>) -> Vec<Candidate> {
-    let probes: Vec<Probe> = run
-        .answers
-        .iter()
-        .filter(|a| a.question == Question::TracedRequest)
-        .filter_map(|a| {
-            Some(Probe {
-                replica: a.replica.id,
-                trace_id: a.trace_id.clone()?,
-                path: crate::inspect::page_path(&a.path),
-                start_ms: a.at_ms,
-                end_ms: a.end_ms?,
-            })
-        })
-        .collect();
+    let probes: Vec<Probe> = run.answers.iter().filter_map(Probe::of).collect();
     let traced: BTreeSet<&str> = probes.iter().map(|p| p.trace_id.as_str()).collect();
     let mut found = Vec::new();
     for replica in &window.replicas {
@@ -271,7 +258,7 @@ fn stray_notes(whole: &Exported) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Answer, Phase};
+    use crate::history::{Answer, Phase, Question};
     use crate::telemetry::otlp::Named;
     use crate::telemetry::{ResourceSeen, SpanSeen};
 

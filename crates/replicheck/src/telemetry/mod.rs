@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::history::{Answer, Question};
 use crate::vocab::replica::ReplicaId;
 use crate::step::Template;
 use crate::target::Target;
@@ -253,6 +254,21 @@ pub struct Probe {
 const SLACK_MS: f64 = 2.0;
 
 impl Probe {
+    /// The probe a traced request's answer stands for, as the inspection recorded it
+    /// (None for an answer to any other question); the inspection and the checker both
+    /// read probes this way.
+    pub fn of(answer: &Answer) -> Option<Probe> {
+        (answer.question == Question::TracedRequest).then_some(())?;
+        Some(Probe {
+            replica: answer.replica.id,
+            trace_id: answer.trace_id.clone()?,
+            // The page without its query, which carries the marker.
+            path: answer.path.split('?').next().unwrap_or(&answer.path).to_owned(),
+            start_ms: answer.at_ms,
+            end_ms: answer.end_ms?,
+        })
+    }
+
     /// Whether a server span of the probe's replica lies within the probe's request, for
     /// the same page when it says which (a readiness probe's span does not count).
     pub fn covers(&self, span: &SpanSeen) -> bool {
