@@ -12,6 +12,14 @@
 //! `recorded` judges a whole run (users, inspections, the origin trial, experiments) from
 //! its record, once everything has run; a stored record is judged again the same way.
 //! `explored` judges the schedules exploration runs, with the same placing of failures.
+//!
+//! Findings are built two ways, because their evidence comes two ways: a user's failure
+//! (`Candidate` here, for planned users and explored schedules) waits for control and
+//! reproduction runs planned from it, and is placed by step index and declared artifact;
+//! an experiment's or inspection's (`twice::Candidate`) carries its control inside the
+//! run that showed it (the same workload without the disruption, or the question asked
+//! otherwise) and is confirmed by running the whole check again, matched by kind,
+//! scenario and step name.
 
 pub mod adapt;
 pub mod chaos;
