@@ -34,49 +34,44 @@ pub struct Basis {
 impl Basis {
     pub fn of(finding: &Finding, preset: Preset) -> Basis {
         let artifact = &finding.artifact;
-        let mut values: Vec<(String, Shape)> = artifact
+        // A framework's session cookie is an id whatever its value looks like, unless the
+        // value itself carries data.
+        let mut values: Vec<Value> = artifact
             .shapes
             .iter()
-            .map(|(name, shape)| (format!("the cookie `{name}`"), *shape))
+            .map(|(name, shape)| Value {
+                label: format!("the cookie `{name}`"),
+                known: shape::session_cookie(name).is_some(),
+                shape: *shape,
+            })
             .collect();
         // A token in the page is evidence of keys only when it carries data; otherwise it
         // rests on whatever the cookies rest on (a token kept in the session).
-        values.extend(
-            artifact
-                .captured
-                .iter()
-                .filter_map(|c| Some((format!("the captured `{}`", c.name), c.shape?)))
-                .filter(|(_, shape)| shape.is_self_contained()),
-        );
+        values.extend(artifact.captured.iter().filter_map(|c| {
+            let shape = c.shape.filter(|shape| shape.is_self_contained())?;
+            Some(Value { label: format!("the captured `{}`", c.name), known: false, shape })
+        }));
         if values.is_empty() {
             return Basis {
                 rests: Rests::Untold,
                 evidence: String::new(),
             };
         }
-        // A framework's session cookie is an id whatever its value looks like, unless the
-        // value itself carries data.
         let known: Vec<(&String, &'static str)> = artifact
             .shapes
             .keys()
             .filter_map(|name| Some((name, shape::session_cookie(name)?)))
             .collect();
-        let is_known = |label: &str| {
-            known
-                .iter()
-                .any(|(name, _)| label == format!("the cookie `{name}`"))
-        };
-        let named = |wanted: &dyn Fn(&str, Shape) -> bool| -> Vec<String> {
+        let named = |wanted: &dyn Fn(&Value) -> bool| -> Vec<String> {
             values
                 .iter()
-                .filter(|(label, shape)| wanted(label, *shape))
-                .map(|(label, shape)| format!("{label} ({shape})"))
+                .filter(|v| wanted(v))
+                .map(|v| format!("{} ({})", v.label, v.shape))
                 .collect()
         };
-        let signed = named(&|_, s| s == Shape::Signed);
-        let sealed = named(&|label, s| s == Shape::Sealed && !is_known(label));
-        let doubtful =
-            named(&|label, s| s == Shape::SignedId || (s == Shape::Unknown && !is_known(label)));
+        let signed = named(&|v| v.shape == Shape::Signed);
+        let sealed = named(&|v| v.shape == Shape::Sealed && !v.known);
+        let doubtful = named(&|v| v.shape == Shape::SignedId || (v.shape == Shape::Unknown && !v.known));
         let reissued = if artifact.reissued.is_empty() {
             String::new()
         } else {
@@ -135,7 +130,7 @@ impl Basis {
                 ),
             };
         }
-        let ids = named(&|_, _| true);
+        let ids = named(&|_| true);
         Basis {
             rests: Rests::Store,
             evidence: format!(
@@ -145,6 +140,14 @@ impl Basis {
             ),
         }
     }
+}
+
+/// One value the artifact rests on, as the evidence names it.
+struct Value {
+    label: String,
+    /// A framework's session cookie, known by its name.
+    known: bool,
+    shape: Shape,
 }
 
 fn quoted(names: &[String]) -> String {
