@@ -21,10 +21,18 @@ pub const MAX_SIZE: u64 = 4 * 1024 * 1024;
 pub const MAX_MESSAGE: usize = 400;
 
 /// The text of one input file and the path it was read from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SourceFile {
     pub path: PathBuf,
     pub text: Arc<str>,
+}
+
+/// The path and the size, never the text: whatever holds a file (a target, a run's
+/// outcome) is printed with `{:?}` in test failures, and a file may be megabytes.
+impl std::fmt::Debug for SourceFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceFile").field("path", &self.path).field("bytes", &self.text.len()).finish()
+    }
 }
 
 impl SourceFile {
