@@ -75,6 +75,17 @@ fn apply(text: &str, edits: &[Edit]) -> String {
 
 /// An error about a file's content names a place inside that file and says something
 /// short; a file with nothing in it is said to be empty.
+/// A scenario file's text loads and binds to the demo's target, or its error says where.
+fn scenario_binds_or_is_located(text: &str) -> Result<(), TestCaseError> {
+    match ScenarioFile::from_source(SourceFile::from_text("mutated.toml", text)) {
+        Ok(file) => match file.bind(&demo_target()) {
+            Ok(_) => Ok(()),
+            Err(err) => located_in(&err, text),
+        },
+        Err(err) => located_in(&err, text),
+    }
+}
+
 fn located_in(err: &FileError, text: &str) -> Result<(), TestCaseError> {
     let name = "mutated.toml";
     match err {
@@ -224,14 +235,7 @@ proptest! {
     #[test]
     fn a_mutated_scenario_file_loads_and_binds_or_says_where_it_is_wrong(which in 0..SCENARIOS.len(), edits in edits()) {
         let text = apply(SCENARIOS[which], &edits);
-        match ScenarioFile::from_source(SourceFile::from_text("mutated.toml", text.as_str())) {
-            Ok(file) => {
-                if let Err(err) = file.bind(&demo_target()) {
-                    located_in(&err, &text)?;
-                }
-            }
-            Err(err) => located_in(&err, &text)?,
-        }
+        scenario_binds_or_is_located(&text)?;
     }
 
     /// The planned user count, routes and nonces depend on the seed alone: asking again
@@ -352,14 +356,7 @@ proptest! {
     #[test]
     fn extreme_values_in_a_scenario_load_or_say_where_they_are_wrong(extremes in extremes(SCENARIO_SHAPE)) {
         let text = document(SCENARIO_SHAPE, &extremes);
-        match ScenarioFile::from_source(SourceFile::from_text("mutated.toml", text.as_str())) {
-            Ok(file) => {
-                if let Err(err) = file.bind(&demo_target()) {
-                    located_in(&err, &text)?;
-                }
-            }
-            Err(err) => located_in(&err, &text)?,
-        }
+        scenario_binds_or_is_located(&text)?;
     }
 
     #[test]

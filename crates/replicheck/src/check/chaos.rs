@@ -155,7 +155,7 @@ fn hardened(run: &ExperimentRun) -> Vec<Candidate> {
             expected: "the replica starts and says ready".into(),
             observed: Observed { reason: failure.why.clone(), ..Observed::default() },
             control: "the same image started and served as the target runs it".into(),
-            artifact: no_artifact(),
+            artifact: ArtifactEvidence::named("none"),
             vu: None,
             at_ms: None,
             occurrences: 1,
@@ -182,7 +182,7 @@ fn hardened(run: &ExperimentRun) -> Vec<Candidate> {
             expected,
             observed,
             control: format!("the same steps on the same replica passed as the target runs it ({})", describe_routes(record)),
-            artifact: no_artifact(),
+            artifact: ArtifactEvidence::named("none"),
             vu: Some(record.vu),
             at_ms: step.requests.last().map(|r| r.start_ms),
             occurrences: 1,
@@ -215,7 +215,7 @@ fn overran_grace(run: &ExperimentRun, replica: Incarnation, event: &ChaosEvent, 
             ..Observed::default()
         },
         control: format!("{replica} had started and said ready before SIGTERM"),
-        artifact: no_artifact(),
+        artifact: ArtifactEvidence::named("none"),
         vu: None,
         at_ms: None,
         occurrences: 1,
@@ -258,7 +258,7 @@ impl Premature<'_> {
                 ..Observed::default()
             },
             control: format!("the same page was served {:.0} ms later", self.served.at_ms - self.failed.at_ms),
-            artifact: no_artifact(),
+            artifact: ArtifactEvidence::named("none"),
             vu: None,
             at_ms: Some(self.failed.at_ms),
             occurrences: 1,
@@ -332,7 +332,7 @@ fn stale_while_draining(run: &ExperimentRun) -> Vec<Candidate> {
                 ..Observed::default()
             },
             control: format!("before SIGTERM, {replica} said ready and served GET {}", failed.path),
-            artifact: no_artifact(),
+            artifact: ArtifactEvidence::named("none"),
             vu: None,
             at_ms: Some(failed.at_ms),
             occurrences: 1,
@@ -388,7 +388,7 @@ fn stale_while_store_down(run: &ExperimentRun, platform: &Platform) -> Vec<Candi
                 ..Observed::default()
             },
             control: "with the store up, readiness said ready and the same request passed".into(),
-            artifact: no_artifact(),
+            artifact: ArtifactEvidence::named("none"),
             vu: Some(user.vu),
             at_ms: Some(request.start_ms),
             occurrences: 1,
@@ -503,7 +503,7 @@ impl Disruption<'_> {
                 ..Observed::default()
             },
             control: format!("{replica} served vu {served_before} before SIGTERM"),
-            artifact: no_artifact(),
+            artifact: ArtifactEvidence::named("none"),
             vu: Some(record.vu),
             at_ms: Some(request.start_ms),
             occurrences: 1,
@@ -642,10 +642,6 @@ fn probe_result(probe: &Probe) -> String {
         (None, Some(error)) => error.clone(),
         (None, None) => "nothing".into(),
     }
-}
-
-fn no_artifact() -> ArtifactEvidence {
-    ArtifactEvidence::named("none")
 }
 
 #[cfg(test)]

@@ -150,7 +150,7 @@ fn candidate(kind: FindingKind, answer: &Answer, expected: &str, reason: String,
             ..Observed::default()
         },
         control,
-        artifact: no_artifact(),
+        artifact: ArtifactEvidence::named("none"),
         vu: None,
         at_ms: None,
         occurrences: 1,
@@ -204,7 +204,7 @@ fn http_redirects(users: &History, public_authority: &str) -> Vec<Candidate> {
             ..Observed::default()
         },
         control: format!("{} other user(s) were redirected to http:// the same way", others),
-        artifact: no_artifact(),
+        artifact: ArtifactEvidence::named("none"),
         vu: Some(user.vu),
         at_ms: Some(request.start_ms),
         occurrences: 1 + others as u32,
@@ -256,8 +256,4 @@ fn divergent_keys(run: &InspectionRun) -> Option<Candidate> {
         occurrences: 1,
         notes: vec!["remedy: sign with keys from one shared store (or distribute one key set to every replica), so every replica publishes and accepts the same keys".into()],
     })
-}
-
-fn no_artifact() -> ArtifactEvidence {
-    ArtifactEvidence::named("none")
 }
