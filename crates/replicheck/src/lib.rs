@@ -18,7 +18,7 @@
 //! - [`report`]: renders the outcome (`report.json`, terminal tables); [`verdict`] says
 //!   what it amounts to.
 //!
-//! [`run`] strings the phases together ([`up`] only starts the cluster and its balancer;
+//! [`run`] strings the phases together on the [`driver`] it shares with [`explore`] ([`up`] only starts the cluster and its balancer;
 //! [`replay`] reruns a recorded report; [`validate`] checks input files). Shared pieces:
 //! [`vocab`] (replica names, the kinds of findings, experiments and backends), [`shape`]
 //! (the form of a cookie or token value), [`step`] (the request/capture/expectation vocabulary of target and scenario files),
@@ -42,11 +42,12 @@
 //! | 2 plans | `plan` | every user's steps and routes, from the seed |
 //! | 3 records | `history`, `progress` | what a run produced, and events as it goes |
 //! | 4 runtime | `telemetry`, `balancer`, `cluster` | the replicas, their balancer and what they export |
-//! | 5 drivers | `vu`, `chaos`, `inspect` | what acts on the cluster and records it |
+//! | 5 actors | `vu`, `chaos`, `inspect` | what acts on the cluster and records it |
 //! | 6 judgement | `check`, `diagnose` | findings from the history, and their causes |
 //! | 7 policy | `policy` | which findings a team accepts |
 //! | 8 reports | `report`, `verdict` | the outcome in every format, and what it amounts to |
-//! | 9 commands | `run`, `explore`, `replay`, `up`, `validate` | the phases strung together |
+//! | 9 driver | `driver` | what every command that runs a cluster shares: starting it, watching it, its report directory and errors |
+//! | 10 commands | `run`, `explore`, `replay`, `up`, `validate` | the phases strung together |
 //!
 //! # Replicas in a test
 //!
@@ -117,6 +118,7 @@ pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod diagnose;
+pub mod driver;
 pub mod errors;
 pub mod explore;
 pub mod file;

@@ -9,7 +9,7 @@ use crate::balancer::Balancer;
 use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::cluster::{BackendKind, Cluster, ClusterError, ClusterSpec, StopOutcome};
 use crate::progress::Observer;
-use crate::run::{Edge, ReportDir, RunError, create_report_dir, run_id, start_service};
+use crate::driver::{Edge, ReportDir, RunError, create_report_dir, run_id, start_service};
 use crate::target::Target;
 
 #[non_exhaustive]

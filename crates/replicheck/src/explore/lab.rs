@@ -80,7 +80,7 @@ impl<'a> Lab<'a> {
     /// out of routing at once.
     async fn notice_exits(&mut self) {
         let arena = &mut self.arena;
-        let exits = crate::run::notice_exits(arena.cluster, arena.balancer, arena.ctx.origin, &crate::progress::Silent, None).await;
+        let exits = crate::driver::notice_exits(arena.cluster, arena.balancer, arena.ctx.origin, &crate::progress::Silent, None).await;
         self.exits.extend(exits);
     }
 }

@@ -38,7 +38,7 @@ use crate::progress::{Observer, Progress};
 use crate::redact::Secrets;
 use crate::report::json::RunRecord;
 use crate::report::{self, Report};
-use crate::run::{self, ReportDir, RunError, RunOutcome, ScenarioRoster};
+use crate::driver::{self, ReportDir, RunError, RunOutcome, ScenarioRoster};
 use crate::scenario::{Scenario, ScenarioFile};
 use crate::target::Target;
 use crate::vu::{Limits, VuContext};
@@ -176,15 +176,15 @@ impl ExploreConfig {
         }
         let mut base = format!(
             "replicheck explore {} --replicas {} --backend {} --seed {}",
-            run::shell_word(&self.target.path.display().to_string()),
+            driver::shell_word(&self.target.path.display().to_string()),
             self.replicas,
             self.backend.name(),
             self.seed
         );
         if !self.selection.is_empty() {
-            base.push_str(&format!(" --scenarios {}", run::shell_word(&self.selection.join(","))));
+            base.push_str(&format!(" --scenarios {}", driver::shell_word(&self.selection.join(","))));
         }
-        Arc::new(move |schedule| format!("{base} --schedule {}", run::shell_word(&schedule.to_string())))
+        Arc::new(move |schedule| format!("{base} --schedule {}", driver::shell_word(&schedule.to_string())))
     }
 }
 
@@ -254,8 +254,8 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
         fits(schedule, &scenarios, config.replicas, store)?;
     }
     let reproduce = config.reproducer();
-    let run_id = run::run_id(&format!("explore{}", config.seed));
-    let report_dir = run::create_report_dir(&config.report_dir, &run_id)?;
+    let run_id = driver::run_id(&format!("explore{}", config.seed));
+    let report_dir = driver::create_report_dir(&config.report_dir, &run_id)?;
     let target = Arc::new(config.target);
     let spec = ClusterSpec {
         target: target.clone(),
@@ -269,7 +269,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
     let mut interrupt = config.interrupt.clone();
     let starting = Instant::now();
     let (mut cluster, balancer) = tokio::select! {
-        started = run::start_service(spec, run::Edge::Https, observer) => started?,
+        started = driver::start_service(spec, driver::Edge::Https, observer) => started?,
         signal = interrupt.wait() => return Err(RunError::Interrupted(signal)),
     };
     let mut timings = vec![Timing::since("start", started, starting)];
@@ -313,8 +313,8 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
     drop(balancer);
     cluster.shutdown().await;
     timings.push(Timing::since("stop", started, stopping));
-    run::redact_logs(&report_dir, &secrets);
-    run::write_json(&report_dir, "schedules.json", &runs)?;
+    driver::redact_logs(&report_dir, &secrets);
+    driver::write_json(&report_dir, "schedules.json", &runs)?;
 
     let mut verdict = verdict(&search, &runs, &scenarios, &roster, config.seed, &reproduce);
     // What an exited replica took part in proves nothing, and the search stopped there.
@@ -327,7 +327,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
     }
     let mut exploration = search.exploration;
     exploration.dismissed = search.settled.iter().filter_map(Settled::dismissed).collect();
-    let (scenario_results, findings, diagnoses, policy) = run::conclude(verdict, target.preset, config.policy.as_ref());
+    let (scenario_results, findings, diagnoses, policy) = driver::conclude(verdict, target.preset, config.policy.as_ref());
     let history = history(&runs);
     let report = Report {
         tool: "replicheck".into(),
@@ -375,7 +375,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
 
 /// Binds the scenario files to the target; exploration runs scenarios only.
 fn bind(config: &ExploreConfig, observer: &dyn Observer) -> Result<(Vec<Scenario>, ScenarioRoster), RunError> {
-    let (scenarios, roster) = run::bind_scenarios(&config.scenarios, &config.target, observer)?;
+    let (scenarios, roster) = driver::bind_scenarios(&config.scenarios, &config.target, observer)?;
     if scenarios.is_empty() {
         return Err(RunError::Usage(format!("{}: no scenario it can run, so nothing to explore", config.target.path.display())));
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::{RunError, conclude};
+use crate::driver::{RunError, conclude};
 use crate::check::recorded::{self, Record, RunInfo};
 use crate::check::{self, Verdict};
 use crate::history::History;

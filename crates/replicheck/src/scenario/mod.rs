@@ -1,5 +1,7 @@
-//! Scenarios: the steps a virtual user takes, as files. Built-in ones live in `scenarios/`
-//! (embedded in the binary); users add their own in the same format.
+//! Scenarios: the steps a virtual user takes, as files. Built-in ones live in the
+//! repository's top-level `scenarios/` (the crate's `scenarios` links there, so that they
+//! are packaged with it) and are embedded in the binary; users add their own in the same
+//! format.
 //!
 //! A scenario file is read and checked on its own (`ScenarioFile`), then bound to a target
 //! (`ScenarioFile::bind`): names such as `login.submit` become this app's requests, or the
