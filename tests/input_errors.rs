@@ -45,14 +45,14 @@ fn every_bad_file_gets_its_located_error_and_exit_2() {
 fn valid_files_pass_and_say_what_they_are() {
     let output = common::command(
         &common::tag("validate"),
-        &["validate", "examples/demo/broken.toml", "examples/demo/fixed-redis.toml", "crates/replicheck/scenarios/login.toml"],
+        &["validate", "examples/demo/broken.toml", "examples/demo/fixed-redis.toml", "scenarios/login.toml"],
     )
     .output()
     .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("ok: examples/demo/broken.toml (target demo-broken; flows: login, antiforgery, session, cache, echo)"), "{stdout}");
-    assert!(stdout.contains("ok: crates/replicheck/scenarios/login.toml (scenario login)"), "{stdout}");
+    assert!(stdout.contains("ok: scenarios/login.toml (scenario login)"), "{stdout}");
 }
 
 fn usage_error(args: &[&str]) -> String {

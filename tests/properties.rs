@@ -20,11 +20,11 @@ use replicheck::target::{MAX_BODY, MAX_DURATION, Target};
 
 const TARGET: &str = include_str!("../examples/demo/broken.toml");
 const SCENARIOS: [&str; 5] = [
-    include_str!("../crates/replicheck/scenarios/login.toml"),
-    include_str!("../crates/replicheck/scenarios/antiforgery.toml"),
-    include_str!("../crates/replicheck/scenarios/session.toml"),
-    include_str!("../crates/replicheck/scenarios/cache.toml"),
-    include_str!("../crates/replicheck/scenarios/token.toml"),
+    include_str!("../scenarios/login.toml"),
+    include_str!("../scenarios/antiforgery.toml"),
+    include_str!("../scenarios/session.toml"),
+    include_str!("../scenarios/cache.toml"),
+    include_str!("../scenarios/token.toml"),
 ];
 
 /// One edit of a file: what to do, where (a fraction of its length), and with what.
