@@ -41,7 +41,7 @@
 //! | 1 inputs | `target`, `scenario` | what the user wrote, validated |
 //! | 2 plans | `plan` | every user's steps and routes, from the seed |
 //! | 3 records | `history`, `progress` | what a run produced, and events as it goes |
-//! | 4 runtime | `telemetry`, `balancer`, `cluster` | the replicas, their balancer and what they export |
+//! | 4 runtime | `telemetry`, `sink`, `balancer`, `cluster` | the replicas, their balancer, and what they export and send out of band |
 //! | 5 actors | `vu`, `chaos`, `inspect` | what acts on the cluster and records it |
 //! | 6 judgement | `check`, `diagnose` | findings from the history, and their causes |
 //! | 7 policy | `policy` | which findings a team accepts |
@@ -134,6 +134,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod shape;
+pub mod sink;
 pub mod step;
 pub mod sync;
 pub mod target;

@@ -25,6 +25,7 @@ use futures_util::future::join_all;
 use crate::progress::{Observer, Progress};
 use crate::step::Vars;
 use crate::target::Target;
+use crate::sink::{Inbox, Sink};
 use crate::telemetry::{Exports, Receiver};
 use backend::docker::{DockerBackend, DockerRedis, DockerRun, Engine};
 use backend::external::{ExternalBackend, ExternalSpec};
@@ -183,6 +184,15 @@ async fn receive_telemetry(target: &Target, ip: IpAddr, run_id: &str) -> Result<
     Ok(Some(receiver))
 }
 
+/// The run's side-effect sink, for a target whose replicas send work out of band.
+async fn receive_deliveries(target: &Target, ip: IpAddr) -> Result<Option<Sink>, ClusterError> {
+    if !target.uses_sink() {
+        return Ok(None);
+    }
+    let sink = Sink::start(ip).await.map_err(|source| ClusterError::Io { what: format!("cannot listen for the replicas' webhooks and mail on {ip}"), source })?;
+    Ok(Some(sink))
+}
+
 /// The target as its replicas are launched: with the platform's telemetry settings when
 /// the run receives their telemetry.
 fn launching(target: &Target, telemetry: &Option<Receiver>) -> Target {
@@ -246,6 +256,9 @@ pub struct Cluster<B: Backend = AnyBackend> {
     /// The run's OTLP receiver, when the target exports telemetry and the replicas can
     /// reach this host.
     telemetry: Option<Receiver>,
+    /// The run's side-effect sink, when the target's replicas send work out of band and
+    /// can reach this host.
+    sink: Option<Sink>,
     /// What the docker backend created on the engine: removed once the replicas above
     /// have been dropped.
     docker: Option<Arc<DockerRun>>,
@@ -302,6 +315,7 @@ impl Cluster {
         let mut vars = Vars::new();
         vars.insert("run_id".into(), spec.run_id.clone());
         let mut telemetry = None;
+        let mut sink = None;
         let (backend, store, vantage, docker) = match spec.backend {
             BackendKind::Process => {
                 let store = match &target.dependencies.redis {
@@ -316,6 +330,7 @@ impl Cluster {
                     vars.insert("replicheck".into(), binary.to_string_lossy().into_owned());
                 }
                 telemetry = receive_telemetry(target, IpAddr::from([127, 0, 0, 1]), &spec.run_id).await?;
+                sink = receive_deliveries(target, IpAddr::from([127, 0, 0, 1])).await?;
                 let backend = ProcessBackend::new(&launching(target, &telemetry), &spec.logs_dir, &spec.run_id, workspace.path());
                 let vantage = Vantage {
                     local: true,
@@ -337,6 +352,7 @@ impl Cluster {
                 // containers cannot reach this host at all.
                 if run.engine().is_local() {
                     telemetry = receive_telemetry(target, run.gateway(), &spec.run_id).await?;
+                    sink = receive_deliveries(target, run.gateway()).await?;
                 }
                 let backend = DockerBackend::new(run.clone(), &launching(target, &telemetry)).await?;
                 let vantage = Vantage {
@@ -376,6 +392,7 @@ impl Cluster {
             launched: BTreeMap::new(),
             vantage,
             telemetry,
+            sink,
             docker,
             workspace,
             _watchdog: watchdog,
@@ -454,7 +471,18 @@ impl<B: Backend> Cluster<B> {
         if let Some(receiver) = &self.telemetry {
             vars.insert("otlp_endpoint".into(), receiver.endpoint(incarnation.id));
         }
-        self.backend.launch(incarnation, vars)
+        let sink_port = self.sink.as_ref().map(|sink| {
+            vars.insert("sink_url".into(), sink.url(incarnation.id));
+            vars.insert("smtp_host".into(), sink.host());
+            sink.smtp_port(incarnation.id)
+        });
+        async move {
+            if let Some(port) = sink_port {
+                let port = port.map_err(|source| ClusterError::Io { what: format!("cannot listen for {}'s mail", incarnation.id), source })?;
+                vars.insert("smtp_port".into(), port.to_string());
+            }
+            self.backend.launch(incarnation, vars).await
+        }
     }
 
     /// The replica's next incarnation, taken now: a launch that fails still used its name.
@@ -499,6 +527,11 @@ impl<B: Backend> Cluster<B> {
     /// How the replicas see replicheck's connections.
     pub fn vantage(&self) -> Vantage {
         self.vantage
+    }
+
+    /// What the replicas have sent out of band, when the run receives it.
+    pub fn deliveries(&self) -> Option<Inbox> {
+        self.sink.as_ref().map(Sink::inbox)
     }
 
     /// What the replicas have exported, when the run receives their telemetry.

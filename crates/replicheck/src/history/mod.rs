@@ -5,6 +5,7 @@
 //! Values of cookies, tokens and captures never enter the history: only names and
 //! fingerprints, and the shape of each value.
 
+pub mod delivered;
 pub mod exported;
 
 use std::collections::BTreeMap;

@@ -5,6 +5,7 @@
 //! Loading validates everything that can be known without running anything, and every
 //! error points at its place in the file.
 
+pub mod background;
 pub mod container;
 pub mod flows;
 pub mod preset;
@@ -20,6 +21,7 @@ use container::ContainerTemplate;
 use crate::file::{FileError, SourceFile};
 use crate::step::Template;
 
+pub use background::{Occurrence, Recogniser, Scheduled, Triggered};
 pub use flows::{Antiforgery, Echo, Login, StoreFlow, Token};
 pub use preset::Preset;
 
@@ -57,6 +59,10 @@ struct TargetFile {
     echo: Option<Echo>,
     token: Option<Token>,
     telemetry: Option<Telemetry>,
+    #[serde(default)]
+    scheduled: IndexMap<String, background::ScheduledFile>,
+    #[serde(default)]
+    triggered: IndexMap<String, background::TriggeredFile>,
 }
 
 /// A validated target file, with its preset's defaults filled in.
@@ -79,6 +85,10 @@ pub struct Target {
     pub token: Option<Token>,
     /// The app exports OpenTelemetry over OTLP: the telemetry inspection asks what arrives.
     pub telemetry: Option<Telemetry>,
+    /// Jobs that run on a schedule, recognised in what the replicas send the run's sink.
+    pub scheduled: Vec<Scheduled>,
+    /// Work requests trigger, recognised in what the replicas send the run's sink.
+    pub triggered: Vec<Triggered>,
     /// Where the file was read from (for reproduce commands and relative paths).
     pub path: PathBuf,
     /// The file's text, for errors found once the backend is known.
@@ -362,6 +372,9 @@ impl std::fmt::Display for UrlPath {
     }
 }
 
+/// The placeholders that point a replica at the run's side-effect sink.
+pub const SINK_PLACEHOLDERS: [&str; 3] = ["sink_url", "smtp_host", "smtp_port"];
+
 /// Placeholders every replica's command, args and env may use.
 pub const START_PLACEHOLDERS: &[(&str, &str)] = &[
     ("port", "the port the replica must listen on"),
@@ -376,6 +389,9 @@ pub const START_PLACEHOLDERS: &[(&str, &str)] = &[
     ("proxy_address", "the address the app sees replicheck's balancer connect from: the proxy to trust"),
     ("target_dir", "the directory of the target file"),
     ("otlp_endpoint", "the replica's own OTLP/HTTP endpoint, when [telemetry] is declared (also given as OTEL_EXPORTER_OTLP_ENDPOINT)"),
+    ("sink_url", "the replica's own base URL for webhooks, at the run's side-effect sink"),
+    ("smtp_host", "the host of the run's side-effect sink, for mail"),
+    ("smtp_port", "the replica's own SMTP port at the run's side-effect sink"),
     ("replicheck", "the path of a replicheck binary (runs the bundled demo): the command line's own, or the one a library run is given"),
 ];
 
@@ -427,6 +443,8 @@ impl Target {
             echo: raw.echo,
             token: raw.token,
             telemetry: raw.telemetry,
+            scheduled: raw.scheduled.into_iter().map(|(name, job)| job.resolve(&name, file)).collect::<Result<_, _>>()?,
+            triggered: raw.triggered.into_iter().map(|(name, work)| work.resolve(&name, file)).collect::<Result<_, _>>()?,
             path: file.path.clone(),
             source: file.clone(),
         };
@@ -460,6 +478,13 @@ impl Target {
             }
         }
         Ok(())
+    }
+
+    /// Whether the run receives what the replicas send out of band: the target's background
+    /// work is recognised there, or its replicas are pointed at it.
+    pub fn uses_sink(&self) -> bool {
+        let templates = self.start.command.iter().chain(&self.start.args).chain(self.start.env.values());
+        !self.scheduled.is_empty() || !self.triggered.is_empty() || templates.flat_map(|t| t.vars()).any(|name| SINK_PLACEHOLDERS.contains(&name))
     }
 
     /// Values that must never appear in a report or log.
@@ -695,6 +720,41 @@ mod tests {
         assert!(err.contains("declares no Redis"), "{err}");
         let ok = load("[start]\ncommand = \"app\"\nenv = { REDIS = \"{redis_url}\" }\n[dependencies.redis]\n");
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn background_work_is_read_with_its_defaults_and_its_mistakes_are_located() {
+        let jobs = "[scheduled.digest]\ndeliveries = { path = \"/digest?x=1\" }\noccurrence = { json = \"/slot\" }\n\
+                    [triggered.receipt]\nrequest = { method = \"POST\", url = \"/orders\", form = { order = \"{value}\" } }\ndeliveries = { subject = \"^Your order\" }\n";
+        let target = load(&format!("{MINIMAL}{jobs}")).unwrap();
+        assert!(target.uses_sink());
+        let digest = &target.scheduled[0];
+        assert_eq!((digest.name.as_str(), digest.watch.as_secs()), ("digest", 10));
+        assert!(matches!(&digest.deliveries, Recogniser::Path(path) if path == "/digest"));
+        assert!(matches!(&digest.occurrence, Occurrence::Json(pointer) if pointer == "/slot"));
+        assert_eq!((target.triggered[0].name.as_str(), target.triggered[0].within.as_secs()), ("receipt", 5));
+        assert!(!load(MINIMAL).unwrap().uses_sink());
+        assert!(load(&format!("{MINIMAL}env = {{ SMTP = \"{{smtp_host}}:{{smtp_port}}\" }}\n")).unwrap().uses_sink());
+
+        let job = |deliveries: &str, occurrence: &str, rest: &str| load(&format!("{MINIMAL}[scheduled.digest]\ndeliveries = {deliveries}\noccurrence = {occurrence}\n{rest}")).unwrap_err();
+        let err = job("{ subject = \"(unclosed\" }", "{ json = \"/slot\" }", "");
+        assert!(err.contains("t.toml:5:") && err.contains("is not a regular expression"), "{err}");
+        let err = job("{ path = \"/digest\" }", "{ json = \"slot\" }", "");
+        assert!(err.contains("t.toml:6:") && err.contains("not a JSON pointer"), "{err}");
+        let err = job("{ path = \"/digest\" }", "{ json = \"/slot\", header = \"x\" }", "");
+        assert!(err.contains("occurrence needs one of"), "{err}");
+        let err = job("{ path = \"digest\" }", "{ header = \"x-slot\" }", "");
+        assert!(err.contains("is not a path"), "{err}");
+        let err = job("{ path = \"/digest\" }", "{ header = \"x-slot\" }", "watch = \"0s\"\n");
+        assert!(err.contains("t.toml:7:") && err.contains("[scheduled.digest] watch cannot be zero"), "{err}");
+        let err = job("{ path = \"/digest\" }", "{ header = \"x-slot\" }", "watch = \"25h\"\n");
+        assert!(err.contains("longer than 24h"), "{err}");
+
+        let work = |request: &str| load(&format!("{MINIMAL}[triggered.receipt]\nrequest = {request}\ndeliveries = {{ path = \"/r\" }}\n")).unwrap_err();
+        let err = work("{ method = \"POST\", url = \"/orders\" }");
+        assert!(err.contains("t.toml:5:") && err.contains("never sends `{value}`"), "{err}");
+        let err = work("{ url = \"/orders/{id}\" }");
+        assert!(err.contains("unknown placeholder `{id}`"), "{err}");
     }
 
     #[test]
