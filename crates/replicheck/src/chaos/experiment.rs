@@ -16,7 +16,7 @@ use super::{ExperimentKind, ExperimentPlan};
 use crate::balancer::Balancer;
 use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::cluster::{Cluster, ClusterError, Endpoint, StopOutcome};
-use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Phase, Probe, ProbePurpose, Refusal, StartFailure, VuRecord};
+use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Phase, Probe, ProbePurpose, Refusal, StartFailure, Trigger, VuRecord, Window};
 use crate::plan::VuPlan;
 use crate::plan::interleaving::Disruption;
 use crate::redact::Secrets;
@@ -29,6 +29,24 @@ use crate::vu::{self, Gated, VuContext};
 pub const PAGE_SCENARIO: &str = "chaos:page";
 pub const SLOW_SCENARIO: &str = "chaos:slow";
 pub const STORE_SCENARIO: &str = "chaos:store";
+
+/// The scenario of a `[triggered.NAME]` flow's triggers.
+pub fn trigger_scenario(flow: &str) -> String {
+    format!("triggered:{flow}")
+}
+
+/// The value a trigger sends, from its user's nonce: letters, digits and dashes, which no
+/// form, URL or mail encoding changes, so its delivery carries it as sent.
+fn trigger_value(nonce: &str) -> String {
+    format!("replicheck-{nonce}")
+}
+
+/// Triggers each replica accepts per flow, with every replica running and alone.
+const TRIGGERS_PER_REPLICA: usize = 2;
+/// Triggers per flow the victim accepts right before it is terminated.
+const TRIGGERS_BEFORE_SIGTERM: usize = 3;
+/// Why background work cannot be watched.
+const NO_SINK: &str = "the run has no sink the replicas can reach (containers on a remote engine cannot reach this host)";
 
 /// How long in-flight requests run before SIGTERM arrives.
 pub const IN_FLIGHT_LEAD: Duration = Duration::from_millis(300);
@@ -80,7 +98,11 @@ pub fn own_scenarios(target: &Target) -> Vec<Scenario> {
             ("key".to_owned(), Template::parse("replicheck-store-{nonce}").expect("static template")),
             ("value".to_owned(), Template::parse("value-{nonce}").expect("static template")),
         ]);
-        scenarios.push(one_step(STORE_SCENARIO, request, success, vars));
+        scenarios.push(one_step(STORE_SCENARIO, request, success.clone(), vars));
+    }
+    for flow in &target.triggered {
+        let vars = IndexMap::from([("value".to_owned(), Template::parse(&trigger_value("{nonce}")).expect("static template"))]);
+        scenarios.push(one_step(&trigger_scenario(&flow.name), flow.request.clone(), success.clone(), vars));
     }
     scenarios
 }
@@ -138,6 +160,13 @@ impl<'a> Arena<'a> {
         }
     }
 
+    /// A user that triggers `flow`'s work on `replica`, and the value its delivery carries.
+    fn trigger(&mut self, flow: &str, replica: ReplicaId, before_sigterm: bool) -> (VuPlan, Trigger) {
+        let user = self.own_user(&trigger_scenario(flow), replica);
+        let trigger = Trigger { vu: user.vu, flow: flow.to_owned(), value: trigger_value(&user.nonce), before_sigterm };
+        (user, trigger)
+    }
+
     async fn probe(&self, purpose: ProbePurpose, endpoint: Endpoint, path: &str) -> Probe {
         probe(&self.probe, self.ctx.origin, purpose, endpoint, path).await
     }
@@ -151,6 +180,8 @@ pub async fn run(plan: &ExperimentPlan, arena: &mut Arena<'_>, phase: Phase) -> 
         ExperimentKind::StoreOutage => store_outage(arena, &mut run).await,
         ExperimentKind::ColdStart => cold_start(plan, arena, &mut run).await,
         ExperimentKind::Hardened => hardened(plan, arena, &mut run).await,
+        ExperimentKind::ScheduledJobs => scheduled_jobs(arena, &mut run).await,
+        ExperimentKind::TriggeredWork => triggered_work(plan, arena, &mut run).await,
         _ => handoffs(plan, arena, &mut run).await,
     };
     if let Err(err) = result {
@@ -207,7 +238,12 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
         ExperimentKind::RollingRestart => rolling_restart(arena, run).await,
         ExperimentKind::ScaleOut => scale_out(arena, run).await.map(|endpoint| added = Some(endpoint)),
         ExperimentKind::StoreRestart => store_restart(arena, run).await,
-        ExperimentKind::Sigterm | ExperimentKind::StoreOutage | ExperimentKind::ColdStart | ExperimentKind::Hardened => Ok(()),
+        ExperimentKind::Sigterm
+        | ExperimentKind::StoreOutage
+        | ExperimentKind::ColdStart
+        | ExperimentKind::Hardened
+        | ExperimentKind::ScheduledJobs
+        | ExperimentKind::TriggeredWork => Ok(()),
     };
     if let (Some(stop), Some(load)) = (stop_load, load) {
         let _ = stop.send(true);
@@ -252,6 +288,98 @@ async fn cold_start(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Expe
     start_together(arena, run, &ids).await?;
     run.disrupted = arena.users(users, run.phase).await;
     Ok(())
+}
+
+/// Every replica runs the target's scheduled jobs for a while (the trial), then one
+/// alone, the others terminated as the platform terminates them (the control): a job that
+/// runs once per occurrence delivers each occurrence once either way.
+async fn scheduled_jobs(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
+    let Some(inbox) = arena.cluster.deliveries() else {
+        run.error = Some(NO_SINK.into());
+        return Ok(());
+    };
+    let watch = arena.target.scheduled.iter().map(|job| job.watch).max().unwrap_or_default();
+    let from = Instant::now();
+    let everyone: Vec<Incarnation> = arena.cluster.endpoints().iter().map(|e| e.replica).collect();
+    watch_window(arena, run, run.phase, everyone, watch).await;
+    let alone = alone(arena, run, None).await?;
+    watch_window(arena, run, Phase::Control, vec![alone], watch).await;
+    run.deliveries = Some(inbox.since(arena.ctx.origin, from));
+    Ok(())
+}
+
+/// Work triggered through every replica in turn (the trial); then work the victim accepts
+/// right before it is terminated as the platform terminates it; then work triggered
+/// through one replica alone, the others terminated (the control). Each trigger sends a
+/// value of its own, which its delivery carries; every part waits the flows' bound.
+async fn triggered_work(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
+    let Some(inbox) = arena.cluster.deliveries() else {
+        run.error = Some(NO_SINK.into());
+        return Ok(());
+    };
+    let flows: Vec<String> = arena.target.triggered.iter().map(|flow| flow.name.clone()).collect();
+    let within = arena.target.triggered.iter().map(|flow| flow.within).max().unwrap_or_default();
+    let from = Instant::now();
+    let everyone: Vec<Incarnation> = arena.cluster.endpoints().iter().map(|e| e.replica).collect();
+
+    let spread: Vec<(ReplicaId, bool)> = (0..TRIGGERS_PER_REPLICA * everyone.len()).map(|k| (everyone[k % everyone.len()].id, false)).collect();
+    let start_ms = arena.now_ms();
+    run.disrupted = triggers(arena, run, &flows, &spread, run.phase).await;
+    sleep(within).await;
+    push_window(arena, run, run.phase, everyone.clone(), start_ms);
+
+    let victim = arena.cluster.endpoint(plan.victim).ok_or(ClusterError::UnknownReplica(plan.victim))?.replica;
+    let start_ms = arena.now_ms();
+    let accepted = triggers(arena, run, &flows, &[(victim.id, true); TRIGGERS_BEFORE_SIGTERM], run.phase).await;
+    run.disrupted.extend(accepted);
+    terminate(arena, victim).await?.record(run);
+    // The bound counts again once the victim is gone: work it handed back has all of it.
+    sleep(within).await;
+    let running = everyone.iter().copied().filter(|r| *r != victim).collect();
+    push_window(arena, run, run.phase, running, start_ms);
+
+    let alone = alone(arena, run, Some(victim.id)).await?;
+    let start_ms = arena.now_ms();
+    let only: Vec<(ReplicaId, bool)> = vec![(alone.id, false); TRIGGERS_PER_REPLICA * everyone.len()];
+    run.control = triggers(arena, run, &flows, &only, Phase::Control).await;
+    sleep(within).await;
+    push_window(arena, run, Phase::Control, vec![alone], start_ms);
+    run.deliveries = Some(inbox.since(arena.ctx.origin, from));
+    Ok(())
+}
+
+/// One trigger of each flow per `(replica, before_sigterm)`, sent at once.
+async fn triggers(arena: &mut Arena<'_>, run: &mut ExperimentRun, flows: &[String], to: &[(ReplicaId, bool)], phase: Phase) -> Vec<VuRecord> {
+    let mut users = Vec::new();
+    for flow in flows {
+        for &(replica, before_sigterm) in to {
+            let (user, trigger) = arena.trigger(flow, replica, before_sigterm);
+            users.push(user);
+            run.triggers.push(trigger);
+        }
+    }
+    arena.users(users, phase).await
+}
+
+/// Every running replica but one terminated as the platform terminates them (and `gone`,
+/// already stopped, left alone); the one left, never `gone`.
+async fn alone(arena: &mut Arena<'_>, run: &mut ExperimentRun, gone: Option<ReplicaId>) -> Result<Incarnation, ClusterError> {
+    let endpoints: Vec<Endpoint> = arena.cluster.endpoints().into_iter().filter(|e| Some(e.replica.id) != gone).collect();
+    let (kept, others) = endpoints.split_first().ok_or(ClusterError::UnknownReplica(ReplicaId(0)))?;
+    for other in others {
+        terminate(arena, other.replica).await?.record(run);
+    }
+    Ok(kept.replica)
+}
+
+async fn watch_window(arena: &mut Arena<'_>, run: &mut ExperimentRun, phase: Phase, replicas: Vec<Incarnation>, watch: Duration) {
+    let start_ms = arena.now_ms();
+    sleep(watch).await;
+    push_window(arena, run, phase, replicas, start_ms);
+}
+
+fn push_window(arena: &Arena<'_>, run: &mut ExperimentRun, phase: Phase, replicas: Vec<Incarnation>, start_ms: f64) {
+    run.windows.push(Window { phase, start_ms, end_ms: arena.now_ms(), replicas });
 }
 
 /// What a replica's output says when the platform refused it something.

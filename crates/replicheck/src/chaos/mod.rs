@@ -17,6 +17,8 @@
 //! | `store-outage` | Redis stopped for a while | readiness that ignores the store |
 //! | `hardened` | every replica replaced by one run as a restricted pod (not root, no capabilities, read-only root filesystem) | flows that need more |
 //! | `cold-start` | every replica stopped, the shared directory emptied, all started at once | key rings each replica makes for itself |
+//! | `scheduled-jobs` | every replica runs for a while, then one alone | a scheduled job delivered once per replica |
+//! | `triggered-work` | work triggered through every replica, through one terminated right after, and through one alone | work delivered twice, work lost at shutdown |
 
 pub mod experiment;
 
@@ -60,8 +62,22 @@ impl ExperimentKind {
         untested
     }
 
+    /// Whether a run that names no experiments runs this one against the target: background
+    /// work is watched only for a target that says what it looks like.
+    pub fn concerns(self, target: &Target) -> bool {
+        match self {
+            ExperimentKind::ScheduledJobs => !target.scheduled.is_empty(),
+            ExperimentKind::TriggeredWork => !target.triggered.is_empty(),
+            _ => true,
+        }
+    }
+
     /// Why this experiment cannot run against the target, if it cannot.
     pub fn skip_reason(self, target: &Target, scenarios: &[Scenario]) -> Option<String> {
+        if !self.concerns(target) {
+            let table = if self == ExperimentKind::ScheduledJobs { "[scheduled.NAME] job" } else { "[triggered.NAME] work" };
+            return Some(format!("the target declares no {table} to watch for"));
+        }
         let needs_store = matches!(self, ExperimentKind::StoreRestart | ExperimentKind::StoreOutage);
         if needs_store && target.dependencies.redis.is_none() {
             return Some("the target has no Redis ([dependencies.redis]) for replicheck to disrupt".into());

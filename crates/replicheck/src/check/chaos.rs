@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::background::{self, Work};
 use super::finding::{ArtifactEvidence, FindingKind};
 use super::twice::{Assessment, Candidate};
 use crate::chaos::experiment::{PAGE_SCENARIO, SLOW_SCENARIO, STALE_SAMPLES, STORE_SCENARIO, stale_window};
@@ -22,12 +23,14 @@ use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Observed, Outcome, 
 use crate::scenario::Scenario;
 use crate::target::{BalancerSettings, Target};
 
-/// What the target says about its platform: the experiments are judged under it.
-#[derive(Debug, Clone, Copy)]
+/// What the target says about its platform, and its background work: the experiments are
+/// judged under it.
+#[derive(Debug, Clone)]
 pub struct Platform {
     pub balancer: BalancerSettings,
     pub grace: Duration,
     pub health_interval: Duration,
+    pub work: Work,
 }
 
 impl Platform {
@@ -36,6 +39,7 @@ impl Platform {
             balancer: target.balancer,
             grace: target.start.shutdown_grace,
             health_interval: target.health.interval,
+            work: Work { scheduled: target.scheduled.clone(), triggered: target.triggered.clone() },
         }
     }
 
@@ -45,6 +49,19 @@ impl Platform {
 }
 
 pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario], platform: &Platform) -> Assessment {
+    match plan.kind {
+        ExperimentKind::ScheduledJobs => return background::assess_scheduled(run, &platform.work.scheduled),
+        ExperimentKind::TriggeredWork => {
+            let mut assessment = background::assess_triggered(run, &platform.work.triggered);
+            for candidate in &mut assessment.candidates {
+                if candidate.kind == FindingKind::WorkLostAtShutdown {
+                    candidate.notes.insert(0, platform.model());
+                }
+            }
+            return assessment;
+        }
+        _ => {}
+    }
     let mut assessment = Assessment {
         error: run.error.clone(),
         users: run.users().count() as u32,
@@ -645,7 +662,7 @@ fn probe_result(probe: &Probe) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::chaos::{ExperimentKind, ExperimentPlan};
     use crate::check::ScenarioStatus;
@@ -663,10 +680,11 @@ mod tests {
             },
             grace: Duration::from_secs(5),
             health_interval: Duration::from_millis(200),
+            work: Work::default(),
         }
     }
 
-    fn r(id: u16, generation: u32) -> Incarnation {
+    pub(crate) fn r(id: u16, generation: u32) -> Incarnation {
         Incarnation { id: ReplicaId(id), generation }
     }
 
@@ -679,7 +697,7 @@ mod tests {
         }
     }
 
-    fn event(action: ChaosAction, start_ms: f64, end_ms: f64) -> ChaosEvent {
+    pub(crate) fn event(action: ChaosAction, start_ms: f64, end_ms: f64) -> ChaosEvent {
         ChaosEvent { action, start_ms, end_ms }
     }
 
@@ -697,7 +715,7 @@ mod tests {
     }
 
     /// A one-request user of `scenario`, served by `replica`.
-    fn user(scenario: &str, vu: u32, replica: Incarnation, start_ms: f64, status: Option<u16>, error: Option<&str>) -> VuRecord {
+    pub(crate) fn user(scenario: &str, vu: u32, replica: Incarnation, start_ms: f64, status: Option<u16>, error: Option<&str>) -> VuRecord {
         let request = RequestRecord {
             method: "GET".into(),
             path: "/".into(),

@@ -22,6 +22,7 @@
 //! scenario and step name.
 
 pub mod adapt;
+pub mod background;
 pub mod chaos;
 pub mod explored;
 pub mod finding;

@@ -49,10 +49,16 @@ pub enum Cause {
     TraceContextDropped,
     /// A replica exports nothing to the endpoint it was given.
     TelemetryNotExported,
+    /// A scheduled job runs in every replica, each on its own timer.
+    ScheduledJobPerReplica,
+    /// Accepted work waits in a process's memory, and goes with the process.
+    InProcessQueue,
+    /// Every replica's worker sends what a shared outbox or queue holds without claiming it.
+    UnclaimedOutbox,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 19] = [
+    pub const ALL: [Cause; 22] = [
         Cause::KeysNotShared,
         Cause::KeysNotPersisted,
         Cause::KeyringRace,
@@ -72,6 +78,9 @@ impl Cause {
         Cause::TelemetryResource,
         Cause::TraceContextDropped,
         Cause::TelemetryNotExported,
+        Cause::ScheduledJobPerReplica,
+        Cause::InProcessQueue,
+        Cause::UnclaimedOutbox,
     ];
 
     /// The cause a finding points to. Restart losses point at what the lost artifact
@@ -105,6 +114,9 @@ impl Cause {
                 crate::check::telemetry::EXPORTS => Cause::TelemetryNotExported,
                 _ => Cause::TelemetryResource,
             },
+            FindingKind::JobRunsOnEveryReplica => Cause::ScheduledJobPerReplica,
+            FindingKind::WorkLostAtShutdown => Cause::InProcessQueue,
+            FindingKind::SideEffectDuplicated => Cause::UnclaimedOutbox,
             FindingKind::ExpectationFailed => Cause::StatePerReplica,
         }
     }
@@ -130,6 +142,9 @@ impl Cause {
             Cause::TelemetryResource => "telemetry-resource",
             Cause::TraceContextDropped => "trace-context-dropped",
             Cause::TelemetryNotExported => "telemetry-not-exported",
+            Cause::ScheduledJobPerReplica => "scheduled-job-per-replica",
+            Cause::InProcessQueue => "in-process-queue",
+            Cause::UnclaimedOutbox => "unclaimed-outbox",
         }
     }
 
@@ -155,6 +170,9 @@ impl Cause {
             Cause::TelemetryResource => "telemetry does not name one service and each replica apart",
             Cause::TraceContextDropped => "replicas start traces of their own instead of continuing the caller's",
             Cause::TelemetryNotExported => "a replica's telemetry does not reach the endpoint it was given",
+            Cause::ScheduledJobPerReplica => "a scheduled job runs in every replica, once per replica",
+            Cause::InProcessQueue => "accepted work waits in a process's memory and is lost when the process stops",
+            Cause::UnclaimedOutbox => "work in a shared outbox or queue is sent by every replica that sees it, unclaimed",
         }
     }
 
@@ -170,6 +188,7 @@ impl Cause {
             Cause::RefusesWhileRouted | Cause::InflightCut | Cause::ShutdownOverGrace => "graceful shutdown",
             Cause::NeedsPrivileges => "container security (non-root, read-only filesystem)",
             Cause::TelemetryResource | Cause::TraceContextDropped | Cause::TelemetryNotExported => "observability (OpenTelemetry)",
+            Cause::ScheduledJobPerReplica | Cause::InProcessQueue | Cause::UnclaimedOutbox => "background jobs",
         }
     }
 }

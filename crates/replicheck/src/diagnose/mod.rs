@@ -284,6 +284,15 @@ fn judge(cause: Cause, readings: &[&Reading], also: &[&Reading], causes: &[Cause
             "a replica's span of a request the balancer sent with a traceparent was in a trace of its own, while the request's own trace never reached it".into(),
         ),
         Cause::TelemetryNotExported => why.push("nothing arrived from a replica at the endpoint it was given, while the others' exports did".into()),
+        Cause::ScheduledJobPerReplica => {
+            why.push("one occurrence of the job was delivered by several replicas, while one replica alone delivered each occurrence once".into())
+        }
+        Cause::InProcessQueue => why.push(
+            "work a replica had accepted was never delivered by any replica once it was terminated, while the same work was delivered without the termination".into(),
+        ),
+        Cause::UnclaimedOutbox => {
+            why.push("one trigger was delivered more than once across the replicas, while one replica alone delivered each trigger once".into())
+        }
     }
     why.extend(evidence_of(readings));
     if both_ways {

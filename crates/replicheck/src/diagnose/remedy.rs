@@ -32,6 +32,9 @@ pub fn remedy(cause: Cause, preset: Preset) -> &'static str {
         Cause::TelemetryResource => telemetry_resource(preset),
         Cause::TraceContextDropped => trace_context_dropped(preset),
         Cause::TelemetryNotExported => telemetry_not_exported(preset),
+        Cause::ScheduledJobPerReplica => scheduled_job_per_replica(preset),
+        Cause::InProcessQueue => in_process_queue(preset),
+        Cause::UnclaimedOutbox => unclaimed_outbox(preset),
     }
 }
 
@@ -826,6 +829,108 @@ mod tests {
                     assert_ne!(text, generic, "{cause} {preset:?} repeats the generic remedy");
                 }
             }
+        }
+    }
+}
+
+fn scheduled_job_per_replica(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Run the schedule in one place: Quartz.NET with a clustered JDBC/ADO job store, Hangfire's RecurringJob with \
+             shared storage, or a lock per occurrence in the shared store (a Redis SET NX PX, DistributedLock), instead \
+             of a PeriodicTimer in a BackgroundService that every replica runs; or move it to a Kubernetes CronJob."
+        }
+        Preset::Django | Preset::Flask | Preset::Pyramid => {
+            "Run the schedule once for the deployment: celery beat (django-celery-beat) as a single process beside the \
+             workers, APScheduler with a lock in Redis per occurrence, or a Kubernetes CronJob, instead of a scheduler \
+             thread started in every replica (and in every gunicorn worker)."
+        }
+        Preset::Rails => {
+            "Declare the job as a recurring task of a real queue (solid_queue's recurring.yml, sidekiq-cron or \
+             good_job's cron), which enqueues each occurrence once, instead of rufus-scheduler or a thread in an \
+             initializer that every puma process runs; or use a Kubernetes CronJob."
+        }
+        Preset::Spring => {
+            "Guard @Scheduled methods with ShedLock (@SchedulerLock on a JDBC or Redis lock provider), or use Quartz with \
+             a clustered JDBC job store, so one instance runs each occurrence; or move the job to a Kubernetes CronJob."
+        }
+        Preset::Express => {
+            "Give each occurrence a lock in the shared store before it runs (SET key NX PX, or BullMQ's repeatable jobs, \
+             which enqueue each occurrence once), instead of node-cron or setInterval in every replica and every \
+             cluster worker; or use a Kubernetes CronJob."
+        }
+        Preset::Generic => {
+            "Make one runner own each occurrence: a lease or lock in the shared store taken before the job runs, a \
+             scheduler with clustered storage, or a platform cron job (a Kubernetes CronJob) instead of a timer in \
+             every replica."
+        }
+    }
+}
+
+fn in_process_queue(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Put accepted work in a durable queue (a database table, Azure Service Bus, RabbitMQ, Hangfire with shared \
+             storage) instead of a Channel<T> read by a BackgroundService, and honour the stopping token: finish the \
+             item in hand within HostOptions.ShutdownTimeout and leave the rest queued for another replica."
+        }
+        Preset::Django | Preset::Flask | Preset::Pyramid => {
+            "Enqueue accepted work in a broker (Celery or RQ with Redis, or a database table) instead of a thread or \
+             ThreadPoolExecutor in the web process, and let workers acknowledge an item only once it is done \
+             (Celery's acks_late), so a stopped worker's item is taken again."
+        }
+        Preset::Rails => {
+            "Use a durable Active Job adapter (solid_queue, sidekiq, good_job) instead of :async or :inline, whose jobs \
+             live in the puma process and end with it; let the queue's workers finish or hand back their jobs on TERM."
+        }
+        Preset::Spring => {
+            "Hand accepted work to a durable queue (a JMS or RabbitMQ listener, Spring Batch, or a table polled with \
+             claiming) instead of @Async or an in-memory executor, and on shutdown let the executor finish in-hand \
+             work within spring.lifecycle.timeout-per-shutdown-phase."
+        }
+        Preset::Express => {
+            "Put accepted work in a durable queue (BullMQ or bee-queue on Redis, or a table) instead of an in-memory \
+             array or setImmediate, and on SIGTERM stop taking new jobs, finish the current one (worker.close()) and \
+             leave the rest queued."
+        }
+        Preset::Generic => {
+            "Keep accepted work in a durable queue outside the process, acknowledge an item only once it is done, and \
+             on SIGTERM finish or hand back the item in hand within the grace period, leaving the rest for another \
+             replica."
+        }
+    }
+}
+
+fn unclaimed_outbox(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Claim each outbox row before sending it (UPDATE ... SET claimed_by = @me WHERE id = @id AND claimed_by IS \
+             NULL, or SELECT ... FOR UPDATE SKIP LOCKED in a transaction), or let one relay own the outbox (MassTransit's \
+             or Wolverine's transactional outbox), and send with an idempotency key the receiver honours."
+        }
+        Preset::Django | Preset::Flask | Preset::Pyramid => {
+            "Claim rows before sending them: select_for_update(skip_locked=True) in a transaction (SQLAlchemy's \
+             with_for_update(skip_locked=True)), or an atomic claim in Redis, instead of every replica reading the \
+             unsent rows and marking them afterwards; send with an idempotency key."
+        }
+        Preset::Rails => {
+            "Claim rows before sending them (lock(\"FOR UPDATE SKIP LOCKED\") in a transaction), or move the work to a \
+             queue whose jobs run once (solid_queue, sidekiq), instead of every replica scanning the outbox and \
+             marking rows after sending; send with an idempotency key."
+        }
+        Preset::Spring => {
+            "Claim rows before sending them (SELECT ... FOR UPDATE SKIP LOCKED, or a ShedLock around the poller so one \
+             instance relays), instead of every instance polling the same unsent rows; send with an idempotency key."
+        }
+        Preset::Express => {
+            "Claim each row or item atomically before sending it (UPDATE ... RETURNING with SKIP LOCKED, or a Redis \
+             LMOVE or HDEL whose answer says who won), instead of every replica reading the outbox and deleting rows \
+             after sending; send with an idempotency key."
+        }
+        Preset::Generic => {
+            "Claim each item before sending it (FOR UPDATE SKIP LOCKED, or an atomic move or delete in the shared store \
+             whose answer names one winner), or let one relay own the outbox; send with an idempotency key the \
+             receiver honours."
         }
     }
 }

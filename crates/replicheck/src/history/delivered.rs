@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::target::{Occurrence, Recogniser};
 use crate::vocab::replica::ReplicaId;
 
 /// One delivery.
@@ -63,6 +64,52 @@ impl Delivered {
     pub fn header(&self, name: &str) -> Option<&str> {
         let (Delivered::Webhook { headers, .. } | Delivered::Mail { headers, .. }) = self;
         headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    /// Whether this is one of the deliveries a flow recognises.
+    pub fn is(&self, recogniser: &Recogniser) -> bool {
+        match (recogniser, self) {
+            (Recogniser::Path(wanted), Delivered::Webhook { path, .. }) => {
+                let path = path.split('?').next().unwrap_or(path);
+                path == wanted || path.strip_prefix(wanted.as_str()).is_some_and(|rest| rest.starts_with('/'))
+            }
+            (Recogniser::Subject(subject), Delivered::Mail { subject: got, .. }) => subject.is_match(got),
+            _ => false,
+        }
+    }
+
+    /// The occurrence of a scheduled job this delivery names, if it names one.
+    pub fn occurrence(&self, occurrence: &Occurrence) -> Option<String> {
+        match occurrence {
+            Occurrence::Json(pointer) => {
+                let body: serde_json::Value = serde_json::from_str(self.body()).ok()?;
+                match body.pointer(pointer)? {
+                    serde_json::Value::String(text) => Some(text.clone()),
+                    other => Some(other.to_string()),
+                }
+            }
+            Occurrence::Header(name) => self.header(name).map(str::to_owned),
+            Occurrence::Regex(regex) => {
+                let text = match self {
+                    Delivered::Mail { subject, body, .. } => format!("{subject}\n{body}"),
+                    Delivered::Webhook { body, .. } => body.clone(),
+                };
+                let found = regex.captures(&text)?;
+                found.get(1).or_else(|| found.get(0)).map(|m| m.as_str().to_owned())
+            }
+        }
+    }
+
+    /// Whether a trigger's value appears anywhere in the delivery: its body, its path, its
+    /// subject or a header. Values are letters, digits and dashes, which no encoding of a
+    /// form, a URL or a mail changes.
+    pub fn carries(&self, value: &str) -> bool {
+        let (Delivered::Webhook { headers, .. } | Delivered::Mail { headers, .. }) = self;
+        let elsewhere = match self {
+            Delivered::Webhook { path, .. } => path.contains(value),
+            Delivered::Mail { subject, to, .. } => subject.contains(value) || to.iter().any(|t| t.contains(value)),
+        };
+        self.body().contains(value) || elsewhere || headers.values().any(|v| v.contains(value))
     }
 }
 

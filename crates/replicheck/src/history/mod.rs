@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::plan::interleaving::Schedule;
 use crate::shape::Shape;
+use delivered::Deliveries;
 
 /// Why a virtual user ran: the plan itself, or evidence for a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -142,6 +143,38 @@ pub struct ExperimentRun {
     /// A replica that did not start as the experiment asked (hardened), if one did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_failure: Option<StartFailure>,
+    /// What the replicas sent the run's sink from the experiment's start on (background
+    /// work), when the run has a sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<Deliveries>,
+    /// The stretches of time deliveries are judged in, and which replicas ran in each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+    /// The values the experiment's triggers sent, by user: their deliveries carry them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
+}
+
+/// A stretch of an experiment in which deliveries are counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    /// `control` with one replica alone, else every replica running.
+    pub phase: Phase,
+    pub start_ms: f64,
+    pub end_ms: f64,
+    pub replicas: Vec<Incarnation>,
+}
+
+/// One request that hands work to the app, and the value its delivery must carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub vu: u32,
+    /// The target's `[triggered.NAME]`.
+    pub flow: String,
+    pub value: String,
+    /// Sent to the replica that was terminated right after accepting it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub before_sigterm: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +204,9 @@ impl ExperimentRun {
             error: None,
             refused: Vec::new(),
             start_failure: None,
+            deliveries: None,
+            windows: Vec::new(),
+            triggers: Vec::new(),
         }
     }
 

@@ -627,10 +627,14 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
     let experiments: Vec<(ExperimentKind, Option<String>)> = config
         .experiments
         .iter()
-        .filter(|&&kind| kind.runs_by_default_on(config.backend) || config.selection.iter().any(|n| n == kind.name()))
+        .filter(|&&kind| (kind.runs_by_default_on(config.backend) && kind.concerns(&config.target)) || config.selection.iter().any(|n| n == kind.name()))
         .map(|&kind| {
             let reason = config.external.as_ref().and_then(|external| external.skip_reason(kind));
             let reason = reason.or_else(|| kind.backend_skip_reason(config.backend));
+            let reason = reason.or_else(|| {
+                (matches!(kind, ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork) && config.replicas < 2)
+                    .then(|| "one replica: nothing to compare it alone with".to_owned())
+            });
             let reason = reason.or_else(|| {
                 (kind == ExperimentKind::RollingRestart && config.load_vus == 0)
                     .then(|| "--load-vus 0: no user loops through the rolling restart to meet a replica going".to_owned())

@@ -20,10 +20,12 @@ pub enum ExperimentKind {
     StoreOutage,
     ColdStart,
     Hardened,
+    ScheduledJobs,
+    TriggeredWork,
 }
 
 impl ExperimentKind {
-    pub const ALL: [ExperimentKind; 10] = [
+    pub const ALL: [ExperimentKind; 12] = [
         ExperimentKind::Restart,
         ExperimentKind::Kill,
         ExperimentKind::Pause,
@@ -34,6 +36,8 @@ impl ExperimentKind {
         ExperimentKind::StoreOutage,
         ExperimentKind::ColdStart,
         ExperimentKind::Hardened,
+        ExperimentKind::ScheduledJobs,
+        ExperimentKind::TriggeredWork,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +52,8 @@ impl ExperimentKind {
             ExperimentKind::StoreOutage => "store-outage",
             ExperimentKind::ColdStart => "cold-start",
             ExperimentKind::Hardened => "hardened",
+            ExperimentKind::ScheduledJobs => "scheduled-jobs",
+            ExperimentKind::TriggeredWork => "triggered-work",
         }
     }
 
@@ -75,6 +81,8 @@ impl ExperimentKind {
             ExperimentKind::StoreOutage => vec![ReadinessStale],
             ExperimentKind::ColdStart => vec![KeyringRaceOnStart, ReadinessPremature],
             ExperimentKind::Hardened => vec![FailsHardenedRuntime],
+            ExperimentKind::ScheduledJobs => vec![JobRunsOnEveryReplica],
+            ExperimentKind::TriggeredWork => vec![SideEffectDuplicated, WorkLostAtShutdown],
         }
     }
 
@@ -86,7 +94,7 @@ impl ExperimentKind {
 
     /// Whether the workload is users handing artifacts over the disruption.
     pub fn hands_over(self) -> bool {
-        !matches!(self, ExperimentKind::Sigterm | ExperimentKind::StoreOutage)
+        !matches!(self, ExperimentKind::Sigterm | ExperimentKind::StoreOutage | ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork)
     }
 
     /// Whether a run that names no experiments runs this one on `backend`: hardening takes
@@ -98,7 +106,12 @@ impl ExperimentKind {
     /// Why this experiment cannot run on replicas of `backend` replicheck starts itself (the
     /// external backend's instances say for themselves).
     pub fn backend_skip_reason(self, backend: BackendKind) -> Option<String> {
-        (self == ExperimentKind::Hardened && backend == BackendKind::Process)
-            .then(|| "hardening takes containers: run the target's image with --backend docker".to_owned())
+        match (self, backend) {
+            (ExperimentKind::Hardened, BackendKind::Process) => Some("hardening takes containers: run the target's image with --backend docker".to_owned()),
+            (ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork, BackendKind::External) => {
+                Some("instances that already run send their work elsewhere, not to the run's sink, and cannot be stopped to compare with one alone".to_owned())
+            }
+            _ => None,
+        }
     }
 }

@@ -32,6 +32,9 @@ pub enum FindingKind {
     KeyringRaceOnStart,
     FailsHardenedRuntime,
     TelemetryUnattributed,
+    JobRunsOnEveryReplica,
+    SideEffectDuplicated,
+    WorkLostAtShutdown,
     ExpectationFailed,
 }
 
@@ -68,6 +71,9 @@ impl FindingKind {
             FindingKind::KeyringRaceOnStart => "keyring-race-on-start",
             FindingKind::FailsHardenedRuntime => "fails-hardened-runtime",
             FindingKind::TelemetryUnattributed => "telemetry-unattributed",
+            FindingKind::JobRunsOnEveryReplica => "job-runs-on-every-replica",
+            FindingKind::SideEffectDuplicated => "side-effect-duplicated",
+            FindingKind::WorkLostAtShutdown => "work-lost-at-shutdown",
             FindingKind::ExpectationFailed => "expectation-failed",
         }
     }
@@ -77,7 +83,10 @@ impl FindingKind {
     /// Whether its findings are about something one replica handed out and another did
     /// not honour, rather than about the replicas side by side.
     pub fn hands_over(self) -> bool {
-        self != FindingKind::TelemetryUnattributed
+        !matches!(
+            self,
+            FindingKind::TelemetryUnattributed | FindingKind::JobRunsOnEveryReplica | FindingKind::SideEffectDuplicated | FindingKind::WorkLostAtShutdown
+        )
     }
 }
 

@@ -182,6 +182,7 @@ fn what_it_needs(kind: ExperimentKind) -> &'static str {
         ExperimentKind::StoreRestart | ExperimentKind::StoreOutage => "stop their store",
         ExperimentKind::ColdStart => "start them anew on an empty shared store",
         ExperimentKind::Hardened => "run them hardened",
+        ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork => "receive their work and stop all but one",
     }
 }
 
