@@ -185,6 +185,25 @@ async fn large_bodies_stream_through_both_ways() {
     f.finish().await;
 }
 
+/// A balancer that drains a replica before it stops waits for what it relays to end: a
+/// response is in flight until its body has passed whole, not once its headers have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_is_in_flight_until_its_body_has_passed() {
+    let f = fixture("in-flight", RoutingPolicy::RoundRobin, Duration::ZERO).await;
+    let body: String = (0..8 * 1024 * 1024).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let put = f.http.put(f.url("/cache/big")).header(ROUTE_HEADER, "r0").body(body.clone()).send().await.unwrap();
+    assert_eq!(put.status(), 204);
+    let r0 = f.cluster.endpoints()[0].replica;
+    let in_flight = || f.balancer.upstreams().incarnation(r0).map(|u| u.in_flight());
+    let got = f.http.get(f.url("/cache/big")).header(ROUTE_HEADER, "r0").send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    // The headers are here; the body waits for the client to read it.
+    assert_eq!(in_flight(), Some(1));
+    assert_eq!(got.text().await.unwrap().len(), body.len());
+    assert!(common::wait_until(Duration::from_secs(2), || in_flight() == Some(0)), "{:?}", in_flight());
+    f.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_silent_past_the_timeout_is_named_even_when_the_request_was_rerouted_to_it() {
     let config = BalancerConfig {

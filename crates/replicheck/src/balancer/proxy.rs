@@ -4,13 +4,15 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use std::time::Duration;
@@ -19,12 +21,36 @@ use tokio::time::Instant;
 
 use super::forwarded::{add_forwarded, remove_hop_by_hop};
 use crate::vocab::routing::RoutingPolicy;
-use super::upstreams::{Upstream, Upstreams};
+use super::upstreams::{InFlight, Upstream, Upstreams};
 use super::{ERROR_HEADER, ProxyRecord, ROUTE_HEADER, SERVED_BY_HEADER};
 use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::telemetry::tracecontext::continue_trace;
 
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<Relayed, Full<Bytes>>;
+
+/// A replica's response body on its way to the client, counted in flight to the replica
+/// until it has passed whole (or the client is gone).
+pub struct Relayed {
+    body: Incoming,
+    _in_flight: InFlight,
+}
+
+impl Body for Relayed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// Shared by every connection of one balancer.
 pub struct ProxyState {
@@ -124,7 +150,7 @@ fn pick(state: &ProxyState, planned: Option<ReplicaId>) -> Option<Arc<Upstream>>
 /// The upstream's answer, and the incarnation that served it.
 async fn forward(
     state: &ProxyState,
-    upstream: &Upstream,
+    upstream: &Arc<Upstream>,
     client: SocketAddr,
     mut request: Request<Incoming>,
 ) -> (Response<ProxyBody>, Incarnation) {
@@ -138,7 +164,7 @@ async fn forward(
     add_forwarded(request.headers_mut(), client.ip(), state.scheme);
     // As a proxy with tracing does: the replica's spans must continue this trace.
     continue_trace(request.headers_mut());
-    let _in_flight = upstream.start_request();
+    let in_flight = upstream.start_request();
     let answer = state.client.request(request);
     let answered = match state.answer_within {
         Some(limit) => match tokio::time::timeout(limit.saturating_sub(answer_margin(limit)), answer).await {
@@ -173,7 +199,7 @@ async fn forward(
                     upstream.replica
                 }
             };
-            (Response::from_parts(parts, Either::Left(body)), served)
+            (Response::from_parts(parts, Either::Left(Relayed { body, _in_flight: in_flight })), served)
         }
         Err(err) => {
             upstream.unanswered();

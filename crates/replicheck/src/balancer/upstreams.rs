@@ -44,10 +44,12 @@ pub struct Upstream {
     created: std::time::Instant,
 }
 
-/// Counts one request in flight to an upstream until its answer (or failure) arrives.
-pub struct InFlight<'a>(&'a Upstream);
+/// Counts one request in flight to an upstream until its answer (or failure) has been
+/// relayed whole: a balancer that drains a replica waits for the body too, as a load
+/// balancer's connection draining does.
+pub struct InFlight(Arc<Upstream>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
@@ -99,9 +101,9 @@ impl Upstream {
         (tries > 0).then(|| (self.created.elapsed().saturating_sub(Duration::from_millis(since)), tries))
     }
 
-    pub fn start_request(&self) -> InFlight<'_> {
+    pub fn start_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(self)
+        InFlight(self.clone())
     }
 
     /// Requests sent to it still waiting for their answer.

@@ -30,6 +30,8 @@ pub struct Platform {
     pub balancer: BalancerSettings,
     pub grace: Duration,
     pub health_interval: Duration,
+    /// How long the `[chaos] slow` request takes, as planned.
+    pub slow_for: Duration,
     pub work: Work,
 }
 
@@ -39,6 +41,7 @@ impl Platform {
             balancer: target.balancer,
             grace: target.start.shutdown_grace,
             health_interval: target.health.interval,
+            slow_for: target.chaos.slow_for,
             work: Work { scheduled: target.scheduled.clone(), triggered: target.triggered.clone() },
         }
     }
@@ -113,6 +116,7 @@ pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario]
             Explained::Candidate(candidate) => add(*candidate),
             Explained::Expected | Explained::Passed => {}
             Explained::CrossedReplicas => crossed += 1,
+            Explained::Overran(note) => assessment.notes.push(note),
             Explained::Unexplained(why) => assessment.unexplained.push(why),
         }
     }
@@ -428,6 +432,9 @@ enum Explained {
     /// The artifact crossed to another replica as well as the disruption: whether it works
     /// across replicas is the scenarios' question.
     CrossedReplicas,
+    /// A slow request that ran past the instant it was planned to end, and so met a
+    /// disruption it was never meant to: the machine was slower than planned.
+    Overran(String),
     Unexplained(String),
 }
 
@@ -483,6 +490,17 @@ impl Disruption<'_> {
         let (kind, expected, remedy) = if request.start_ms < sigterm.start_ms && !(raced && routed_after_sigterm) {
             if raced {
                 return Some(Explained::Expected);
+            }
+            // Planned to end before SIGTERM (the drain the deployment model gives it was
+            // to be long enough), it met SIGTERM only by running slow: judging it would
+            // make the machine's load a finding.
+            let planned_end = request.start_ms + self.platform.slow_for.as_secs_f64() * 1000.0;
+            if record.scenario == SLOW_SCENARIO && planned_end + SIGTERM_RACE_MS <= sigterm.start_ms {
+                return Some(Explained::Overran(format!(
+                    "vu {}'s slow request, planned to end {:.0} ms before SIGTERM to {replica}, ran past it and was cut: the machine was slower than planned, so in-flight requests are not judged by it (set [chaos] slow_for above the deregistration delay to judge them)",
+                    record.vu,
+                    sigterm.start_ms - planned_end
+                )));
             }
             (
                 FindingKind::InflightDropped,
@@ -680,6 +698,7 @@ pub(crate) mod tests {
             },
             grace: Duration::from_secs(5),
             health_interval: Duration::from_millis(200),
+            slow_for: Duration::from_millis(1500),
             work: Work::default(),
         }
     }
@@ -792,6 +811,18 @@ pub(crate) mod tests {
 
     fn assess_sigterm(run: &ExperimentRun) -> Assessment {
         assess(&plan(ExperimentKind::Sigterm), run, &[], &platform())
+    }
+
+    #[test]
+    fn a_slow_request_that_overran_its_planned_end_into_sigterm_is_told_not_judged() {
+        let slow = |vu: u32, start_ms: f64| user(SLOW_SCENARIO, vu, r(0, 1), start_ms, Some(502), Some("the balancer answered 502: r0: connection reset"));
+        // Planned to take 1500 ms: sent 1000 ms before SIGTERM it was meant to be in flight;
+        // sent 1700 ms before, it was meant to be done 200 ms before SIGTERM.
+        let assessment = assess_sigterm(&sigterm_run(vec![slow(2, 0.0), slow(3, -700.0)]));
+        assert_eq!(kinds(&assessment), [FindingKind::InflightDropped]);
+        assert_eq!(assessment.candidates[0].vu, Some(2));
+        assert!(assessment.notes.iter().any(|n| n.contains("vu 3's slow request, planned to end 200 ms before SIGTERM to r0, ran past it")), "{:?}", assessment.notes);
+        assert!(assessment.unexplained.is_empty());
     }
 
     #[test]
