@@ -1,6 +1,7 @@
 //! The demo's pages and endpoints: a login form and a protected page, a form with an
 //! antiforgery token, session and cache endpoints, an echo of what the app believes about
-//! the request, health endpoints and a slow endpoint.
+//! the request, health endpoints and a slow endpoint; with background work, endpoints
+//! that accept orders and invites for it.
 
 use crate::telemetry::Telemetry;
 use std::net::{IpAddr, SocketAddr};
@@ -9,14 +10,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, FromRequest, Json, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use cookie::{Cookie, SameSite};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
+use super::jobs::Intake;
 use super::keyring::Keys;
 use super::store::Store;
 
@@ -47,6 +50,8 @@ pub struct App {
     /// Test aid: the process exits by itself once it has served this many pages.
     pub quits_after: Option<u64>,
     pub pages_served: std::sync::atomic::AtomicU64,
+    /// Where orders and invites go for the background work, when it is on.
+    pub intake: Intake,
 }
 
 /// Where `--leak-secrets` writes what the app issues.
@@ -135,7 +140,14 @@ pub fn router(app: Arc<App>, telemetry: Option<Arc<Telemetry>>) -> Router {
     let health = Router::new()
         .route("/healthz/live", get(|| async { "live" }))
         .route("/healthz/ready", get(ready));
-    let router = pages()
+    let mut pages = pages();
+    if app.intake.orders.is_some() {
+        pages = pages.route("/orders", post(accept_order));
+    }
+    if app.intake.invites.is_some() {
+        pages = pages.route("/invites", post(accept_invite));
+    }
+    let router = pages
         .route_layer(middleware::from_fn_with_state(app.clone(), same_origin))
         .route_layer(middleware::from_fn_with_state(app.clone(), unavailable))
         .route_layer(middleware::from_fn_with_state(app.clone(), looping))
@@ -453,6 +465,56 @@ struct SlowQuery {
 async fn slow(Query(query): Query<SlowQuery>) -> &'static str {
     tokio::time::sleep(Duration::from_millis(query.ms.unwrap_or(1000).min(60_000))).await;
     "slow done"
+}
+
+#[derive(Deserialize)]
+struct OrderForm {
+    order: String,
+}
+
+/// Accepts an order: its receipt is delivered later, by the worker (`--receipts`).
+async fn accept_order(State(app): Shared, request: Request) -> Response {
+    let form = match posted::<OrderForm>(request).await {
+        Ok(form) => form,
+        Err(rejection) => return rejection,
+    };
+    let Some(orders) = &app.intake.orders else { return StatusCode::NOT_FOUND.into_response() };
+    match orders.accept(&form.order).await {
+        Ok(()) => (StatusCode::ACCEPTED, format!("order accepted by {}", app.replica)).into_response(),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("order not accepted: {err}")).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct InviteForm {
+    invite: String,
+}
+
+/// Accepts an invite into the outbox: a poller sends it later (`--invites`).
+async fn accept_invite(State(app): Shared, request: Request) -> Response {
+    let form = match posted::<InviteForm>(request).await {
+        Ok(form) => form,
+        Err(rejection) => return rejection,
+    };
+    let Some(outbox) = &app.intake.invites else { return StatusCode::NOT_FOUND.into_response() };
+    match outbox.accept(&form.invite).await {
+        Ok(()) => (StatusCode::ACCEPTED, format!("invite accepted by {}", app.replica)).into_response(),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("invite not accepted: {err}")).into_response(),
+    }
+}
+
+/// A body posted as JSON or as a form, as APIs that serve both browsers and clients take it.
+async fn posted<T: DeserializeOwned>(request: Request) -> Result<T, Response> {
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        Json::<T>::from_request(request, &()).await.map(|Json(body)| body).map_err(IntoResponse::into_response)
+    } else {
+        Form::<T>::from_request(request, &()).await.map(|Form(body)| body).map_err(IntoResponse::into_response)
+    }
 }
 
 /// Ready means: warmed up, not draining, and the store answers (unless a flaw says otherwise).

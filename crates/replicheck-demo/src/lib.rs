@@ -13,8 +13,15 @@
 //! SIGTERM, refuse pages at once, say ready while warming up, while the store is down, or
 //! while draining). Its telemetry (`--telemetry`) is exported over OTLP as the platform's
 //! environment says, or with a service name, an instance id or a trace of its own.
+//!
+//! Background work (`--sink` and the flags after it) delivers webhooks to the URL replicheck
+//! gives each replica: a digest on a schedule, receipts for orders through a queue and
+//! invites through an outbox, each misconfigured as apps often are (every replica runs the
+//! schedule, the queue is in the process, the outbox is scanned without claiming rows) or
+//! correct (a lease, a queue in Redis, rows claimed before they are sent).
 
 mod app;
+mod jobs;
 mod keyring;
 mod store;
 mod telemetry;
@@ -42,8 +49,11 @@ const COLD_START: &[&str] = &["login", "antiforgery", "cold-start"];
 /// What the demo exports, asked of each replica.
 const TELEMETRY: &[&str] = &["telemetry"];
 
+/// What the demo does out of band, watched at the run's sink.
+const BACKGROUND_WORK: &[&str] = &["scheduled-jobs", "triggered-work"];
+
 /// The demo, misconfigured and configured correctly, with SQLite and with Redis.
-pub const RUNS: [DemoRun; 6] = [
+pub const RUNS: [DemoRun; 8] = [
     DemoRun {
         label: "misconfigured",
         path: "examples/demo/broken.toml",
@@ -77,6 +87,14 @@ pub const RUNS: [DemoRun; 6] = [
         misconfigured: true,
     },
     DemoRun {
+        label: "misconfigured background work",
+        path: "examples/demo/broken-jobs.toml",
+        text: include_str!("../../../examples/demo/broken-jobs.toml"),
+        only: Some(BACKGROUND_WORK),
+        needs_redis: true,
+        misconfigured: true,
+    },
+    DemoRun {
         label: "configured correctly",
         path: "examples/demo/fixed.toml",
         text: include_str!("../../../examples/demo/fixed.toml"),
@@ -92,6 +110,14 @@ pub const RUNS: [DemoRun; 6] = [
         needs_redis: true,
         misconfigured: false,
     },
+    DemoRun {
+        label: "background work configured correctly",
+        path: "examples/demo/fixed-jobs.toml",
+        text: include_str!("../../../examples/demo/fixed-jobs.toml"),
+        only: Some(BACKGROUND_WORK),
+        needs_redis: true,
+        misconfigured: false,
+    },
 ];
 
 use std::net::SocketAddr;
@@ -102,6 +128,7 @@ use std::time::{Duration, Instant};
 
 pub use app::Forwarded;
 use app::{App, Leak, ReadinessFlaws};
+use jobs::JobsArgs;
 use keyring::{KeyRing, Keys};
 use store::Store;
 use telemetry::{Telemetry, TelemetryArgs};
@@ -171,6 +198,8 @@ pub struct DemoArgs {
     pub quit_after: Option<String>,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub jobs: JobsArgs,
 }
 
 /// What the demo does on SIGTERM.
@@ -192,6 +221,7 @@ pub enum Shutdown {
 
 /// Serves until `terminate` completes, then shuts down as `--shutdown` says.
 pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+    let jobs = jobs::Plan::from_args(&args.jobs, &args.store)?;
     let keys = match args.keys.as_str() {
         "memory" => Keys::Ready(KeyRing::in_memory()),
         lazy if lazy.starts_with("first-use:") => Keys::FirstUse {
@@ -212,6 +242,9 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         store.describe(),
         args.shutdown,
     );
+    if let Some(jobs) = &jobs {
+        println!("background work: {}", jobs.describe());
+    }
     let quits_after = match args.quit_after.as_deref().and_then(|q| q.split_once(':')) {
         Some((replicas, pages)) => {
             let pages: u64 = pages.parse().map_err(|_| format!("--quit-after {replicas}:{pages}: not a number of pages"))?;
@@ -220,6 +253,12 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         None => None,
     };
     let loops = args.redirect_loop.as_deref() == Some(args.replica.as_str());
+    // Started last, once nothing else can refuse to start.
+    let (stop, stopping) = jobs::stop_signal();
+    let (intake, workers) = match &jobs {
+        Some(plan) => jobs::start(plan, &args.replica, store.redis(), &stopping)?,
+        None => Default::default(),
+    };
     let app = Arc::new(App {
         replica: args.replica,
         keys,
@@ -243,11 +282,18 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         loops,
         quits_after,
         pages_served: std::sync::atomic::AtomicU64::new(0),
+        intake,
     });
     let (mode, drain) = (args.shutdown, Duration::from_millis(args.drain_ms));
     let draining = app.clone();
+    let stop_background = stop.clone();
     let stop_accepting = async move {
         terminate.await;
+        // Background work stops at the signal, not after the drain: a worker that stops
+        // takes nothing new, a misconfigured one drops what it holds.
+        if mode != Shutdown::Ignore {
+            stop_background.stop();
+        }
         match mode {
             Shutdown::Graceful => {
                 draining.draining.store(true, Ordering::Release);
@@ -275,6 +321,8 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         .with_graceful_shutdown(stop_accepting)
         .await
         .map_err(|e| format!("server failed: {e}"));
+    stop.stop();
+    workers.finish().await;
     if let Some(telemetry) = telemetry {
         telemetry.flush();
     }

@@ -92,6 +92,14 @@ impl Store {
         }
     }
 
+    /// The Redis connection, for the background work that keeps its queues there.
+    pub fn redis(&self) -> Option<redis::aio::ConnectionManager> {
+        match self {
+            Store::Redis(manager) => Some(manager.clone()),
+            _ => None,
+        }
+    }
+
     /// Whether the store answers now: what honest readiness checks.
     pub async fn ping(&self) -> bool {
         match self {
@@ -107,8 +115,8 @@ impl Store {
 
 /// Runs a command, once more if the connection had dropped: after Redis restarts, the
 /// first command finds the old connection dead while the manager reconnects, as clients
-/// such as StackExchange.Redis retry.
-async fn redis_retrying<T: redis::FromRedisValue>(manager: &redis::aio::ConnectionManager, command: &redis::Cmd) -> StoreResult<T> {
+/// such as StackExchange.Redis retry. Only for commands that may safely run twice.
+pub async fn redis_retrying<T: redis::FromRedisValue>(manager: &redis::aio::ConnectionManager, command: &redis::Cmd) -> StoreResult<T> {
     let mut conn = manager.clone();
     match command.query_async(&mut conn).await {
         Err(err) if err.is_connection_dropped() || err.is_io_error() => {
