@@ -143,7 +143,10 @@ fn the_demo_command_shows_the_difference() {
     assert!(telemetry.contains("(telemetry-unattributed)"), "{telemetry}");
     assert!(stdout.contains("configured correctly: 0 finding(s)"), "{stdout}");
     assert!(stdout.contains("configured correctly, with Redis: 0 finding(s)"), "{stdout}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 6, "one report directory per run");
+    let jobs = stdout.lines().find(|l| l.starts_with("misconfigured background work: ")).expect("the background work run");
+    assert!(jobs.ends_with("(job-runs-on-every-replica, side-effect-duplicated, work-lost-at-shutdown)"), "{jobs}");
+    assert!(stdout.contains("background work configured correctly: 0 finding(s)"), "{stdout}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 8, "one report directory per run");
     common::assert_no_leftovers(&tag);
 }
 
@@ -159,7 +162,8 @@ fn without_redis_the_demo_says_what_it_skipped_and_why() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("misconfigured, with Redis: skipped"), "{stderr}");
-    assert!(stderr.contains("store-restart and store-outage need a Redis to restart, and redis-server is not installed"), "{stderr}");
+    assert!(stderr.contains("store-restart and store-outage need the demo's Redis, and redis-server is not installed"), "{stderr}");
+    assert!(stderr.contains("misconfigured background work: skipped"), "{stderr}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
     common::assert_no_leftovers(&tag);
 }

@@ -51,7 +51,7 @@ fn valid_files_pass_and_say_what_they_are() {
     .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("ok: examples/demo/broken.toml (target demo-broken; flows: login, antiforgery, session, cache, echo)"), "{stdout}");
+    assert!(stdout.contains("ok: examples/demo/broken.toml (target demo-broken; flows: login, antiforgery, session, cache, echo, token)"), "{stdout}");
     assert!(stdout.contains("ok: scenarios/login.toml (scenario login)"), "{stdout}");
 }
 

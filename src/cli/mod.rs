@@ -674,7 +674,7 @@ async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
     for demo in &replicheck_demo::RUNS {
         if demo.needs_redis && !has_redis {
             eprintln!(
-                "\n== the demo service, {}: skipped ==\n  {} need a Redis to restart, and redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)",
+                "\n== the demo service, {}: skipped ==\n  {} need the demo's Redis, and redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)",
                 demo.label,
                 demo.only.unwrap_or_default().join(" and ")
             );
@@ -714,7 +714,7 @@ async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
         if demo.misconfigured { !report.findings.is_empty() } else { exit_for(report, false) == Exit::Consistent }
     });
     if as_expected {
-        println!("the same app fails on several instances until its keys, sessions, cache, shutdown and readiness are right");
+        println!("the same app fails on several instances until its keys, sessions, cache, shutdown, readiness and background work are right");
         Ok(Exit::Consistent)
     } else {
         println!("unexpected: the demo should find problems only in its misconfigured runs");

@@ -39,16 +39,19 @@ pub fn file(path: &Path) -> Result<Valid, FileError> {
 
 impl Target {
     /// The flows the target declares, by table name.
-    pub fn flows(&self) -> Vec<&'static str> {
-        [
+    pub fn flows(&self) -> Vec<String> {
+        let tables = [
             ("login", self.login.is_some()),
             ("antiforgery", self.antiforgery.is_some()),
             ("session", self.session.is_some()),
             ("cache", self.cache.is_some()),
             ("echo", self.echo.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, present)| present.then_some(name))
-        .collect()
+            ("token", self.token.is_some()),
+            ("telemetry", self.telemetry.is_some()),
+        ];
+        let named = tables.into_iter().filter_map(|(name, present)| present.then(|| name.to_owned()));
+        let jobs = self.scheduled.iter().map(|job| format!("scheduled.{}", job.name));
+        let work = self.triggered.iter().map(|work| format!("triggered.{}", work.name));
+        named.chain(jobs).chain(work).collect()
     }
 }

@@ -24,12 +24,23 @@ pub struct Work {
     pub triggered: Vec<Triggered>,
 }
 
+/// The assessment's frame, with what the sink refused or could not attribute told: a
+/// replica that floods the sink is named, and what it sent past the bounds is not judged.
 fn start(run: &ExperimentRun) -> Assessment {
+    let mut notes = run.notes.clone();
+    if let Some(deliveries) = &run.deliveries {
+        for (replica, refused) in &deliveries.refused {
+            notes.push(format!("the sink refused {} deliveries of {replica}: {}", refused.count, refused.why));
+        }
+        if deliveries.stray > 0 {
+            notes.push(format!("{} deliveries reached the sink without a replica's path (the app dropped the path of its {{sink_url}}): not attributed, not judged", deliveries.stray));
+        }
+    }
     Assessment {
         error: run.error.clone(),
         users: run.users().count() as u32,
         requests: run.users().flat_map(|u| &u.steps).map(|s| s.requests.len()).sum(),
-        notes: run.notes.clone(),
+        notes,
         ..Assessment::default()
     }
 }
@@ -57,7 +68,7 @@ pub fn assess_scheduled(run: &ExperimentRun, jobs: &[Scheduled]) -> Assessment {
         let alone = control.replicas.first().map_or_else(|| "one replica".to_owned(), |r| r.to_string());
         let seen = |window: &Window| occurrences(&deliveries.kept, job, window);
         let (in_control, unnamed) = seen(control);
-        let watched = humantime::format_duration(std::time::Duration::from_millis((control.end_ms - control.start_ms) as u64));
+        let watched = format!("{:.1}s", (control.end_ms - control.start_ms) / 1000.0);
         if in_control.is_empty() {
             let unnamed = if unnamed > 0 { format!("; {unnamed} of its deliveries named no occurrence ({})", job.occurrence) } else { String::new() };
             assessment.baseline = Some(format!("with {alone} alone, no occurrence of job `{}` ({}) arrived in {watched}{unnamed}", job.name, job.deliveries));
@@ -169,7 +180,7 @@ pub fn assess_triggered(run: &ExperimentRun, flows: &[Triggered]) -> Assessment 
                 scenario: run.experiment.clone(),
                 step: flow.name.clone(),
                 producer: accepter,
-                consumer: Incarnation { id: other, generation: accepter_generation(run, other) },
+                consumer: run.windows.first().map_or(Incarnation { id: other, generation: 1 }, |trial| incarnation(trial, other)),
                 after: None,
                 expected: format!("one delivery of `{}` per trigger, whatever the number of replicas", flow.name),
                 observed: Observed {
@@ -243,11 +254,6 @@ pub fn assess_triggered(run: &ExperimentRun, flows: &[Triggered]) -> Assessment 
         });
     }
     assessment
-}
-
-/// The generation of `id` that ran last in the experiment's windows.
-fn accepter_generation(run: &ExperimentRun, id: ReplicaId) -> u32 {
-    run.windows.iter().flat_map(|w| &w.replicas).filter(|r| r.id == id).map(|r| r.generation).max().unwrap_or(1)
 }
 
 fn sent_of<'a>(run: &'a ExperimentRun, records: &'a [VuRecord], scenario: &str, flow: &Triggered, deliveries: &'a [Delivery]) -> Vec<Sent<'a>> {
@@ -330,7 +336,7 @@ mod tests {
         assert_eq!((candidate.kind, candidate.step.as_str(), candidate.occurrences), (FindingKind::JobRunsOnEveryReplica, "digest", 2));
         assert_eq!((candidate.producer, candidate.consumer), (r(0, 1), r(1, 1)));
         assert!(candidate.observed.reason.contains("occurrence 1 (JSON /slot) was delivered 2 times: by r0 at 110 ms, r1 at 110 ms"), "{}", candidate.observed.reason);
-        assert!(candidate.control.contains("with r0 alone for 4s") && candidate.control.contains("each of 2 occurrences was delivered once"), "{}", candidate.control);
+        assert!(candidate.control.contains("with r0 alone for 4.0s") && candidate.control.contains("each of 2 occurrences was delivered once"), "{}", candidate.control);
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl std::fmt::Display for Occurrence {
 fn regex(text: &str, what: &str, span: Range<usize>, file: &SourceFile) -> Result<Regex, FileError> {
     Regex::new(text).map_err(|err| {
         let why = match err {
-            regex::Error::Syntax(why) => why.lines().last().unwrap_or_default().trim().to_owned(),
+            regex::Error::Syntax(why) => why.lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_owned(),
             other => other.to_string(),
         };
         file.error_at(span, format!("{what} `{text}` is not a regular expression: {why}"))

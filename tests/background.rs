@@ -1,0 +1,92 @@
+//! Background work across replicas, through the real binary: replicas deliver webhooks
+//! and mail to the run's sink, and the scheduled-jobs and triggered-work experiments judge
+//! them against one replica alone. The demo (webhooks, Redis) and a standard-library
+//! Python app (SMTP, a shared directory) each in a misconfigured and a correct mode.
+
+mod common;
+
+use replicheck::check::ScenarioStatus;
+use replicheck::check::finding::ControlResult;
+
+const EXPERIMENTS: &str = "scheduled-jobs,triggered-work";
+
+fn planted(run: &common::Finished, kinds: &[&str], context: &str) {
+    assert_eq!(run.code, 1, "{context}: {}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.kinds(), kinds, "{context}: {}", run.stdout);
+    for finding in &run.report().findings {
+        assert_eq!(finding.control.result, ControlResult::Passed, "{context}: {finding:?}");
+        assert!(finding.control.detail.contains("alone") || finding.control.detail.contains("without the termination"), "{context}: {finding:?}");
+        assert!(finding.reproduced, "{context}: {finding:?}");
+        assert!(finding.reproduce.contains(&format!("--scenarios {}", finding.check)), "{context}: {}", finding.reproduce);
+    }
+}
+
+fn consistent(run: &common::Finished, context: &str) {
+    assert_eq!(run.code, 0, "{context}: {}\n{}", run.stdout, run.stderr);
+    for experiment in ["scheduled-jobs", "triggered-work"] {
+        let result = run.report().scenarios.iter().find(|s| s.name == experiment).expect("the experiment ran");
+        assert_eq!(result.status, ScenarioStatus::Passed, "{context}: {result:?}");
+    }
+}
+
+#[test]
+fn the_demos_misconfigured_background_work_shows_its_three_kinds() {
+    for (seed, replicas) in [("1", "2"), ("2", "3")] {
+        let run = common::run("examples/demo/broken-jobs.toml", &["--seed", seed, "--replicas", replicas, "--scenarios", EXPERIMENTS]);
+        let context = format!("seed {seed}, {replicas} replicas");
+        planted(&run, &["job-runs-on-every-replica", "side-effect-duplicated", "work-lost-at-shutdown"], &context);
+        let report = run.report();
+        let job = report.findings.iter().find(|f| f.kind.id() == "job-runs-on-every-replica").unwrap();
+        assert_ne!(job.producer.id, job.consumer.id, "two replicas delivered one occurrence: {job:?}");
+        assert!(job.observed.reason.contains("(JSON /slot) was delivered"), "{}", job.observed.reason);
+        let lost = report.findings.iter().find(|f| f.kind.id() == "work-lost-at-shutdown").unwrap();
+        assert!(lost.after.as_ref().is_some_and(|a| a.action.starts_with("SIGTERM to")), "{lost:?}");
+        assert!(lost.notes.iter().any(|n| n.starts_with("judged under deregistration")), "{lost:?}");
+        let causes: Vec<&str> = report.diagnoses.iter().map(|d| d.cause.id()).collect();
+        assert_eq!(causes, ["scheduled-job-per-replica", "unclaimed-outbox", "in-process-queue"], "{context}");
+    }
+}
+
+#[test]
+fn the_demos_background_work_configured_correctly_finds_nothing() {
+    for (seed, replicas) in [("1", "2"), ("2", "3")] {
+        let run = common::run("examples/demo/fixed-jobs.toml", &["--seed", seed, "--replicas", replicas, "--scenarios", EXPERIMENTS]);
+        consistent(&run, &format!("seed {seed}, {replicas} replicas"));
+    }
+}
+
+#[test]
+fn an_app_that_mails_every_digest_from_every_replica_and_an_outbox_from_each_is_found_over_smtp() {
+    let run = common::run("tests/apps/mailer/broken.toml", &["--seed", "3", "--scenarios", EXPERIMENTS]);
+    planted(&run, &["job-runs-on-every-replica", "side-effect-duplicated"], "mailer");
+    let report = run.report();
+    let digest = report.findings.iter().find(|f| f.step == "digest").unwrap();
+    assert!(digest.notes.iter().any(|n| n.contains("mail whose subject matches `^Daily digest`")), "{digest:?}");
+    // The app logs in to send; its password never reaches the report.
+    let json = std::fs::read_to_string(run.report_dir.join("report.json")).unwrap();
+    assert!(!json.contains("mail-password"));
+}
+
+#[test]
+fn the_app_that_locks_its_digest_and_claims_its_outbox_finds_nothing() {
+    let run = common::run("tests/apps/mailer/fixed.toml", &["--seed", "3", "--replicas", "3", "--scenarios", EXPERIMENTS]);
+    consistent(&run, "mailer, 3 replicas");
+}
+
+#[test]
+fn background_work_is_not_watched_without_flows_and_says_why_when_named() {
+    let run = common::run("examples/demo/fixed.toml", &["--seed", "1", "--scenarios", "login,scheduled-jobs"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let scheduled = run.report().scenarios.iter().find(|s| s.name == "scheduled-jobs").expect("named, it is in the roster");
+    assert_eq!(scheduled.status, ScenarioStatus::Skipped);
+    assert_eq!(scheduled.reason.as_deref(), Some("the target declares no [scheduled.NAME] job to watch for"));
+    // Unnamed, they are in the plan of a target with flows only.
+    let plan = |target: &str| {
+        let output = common::command(&common::tag("background-plan"), &["run", target, "--seed", "1", "--dry-run"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(!plan("examples/demo/fixed.toml").contains("scheduled-jobs"));
+    let with_flows = plan("examples/demo/fixed-jobs.toml");
+    assert!(with_flows.contains("experiment scheduled-jobs") && with_flows.contains("experiment triggered-work"), "{with_flows}");
+}
