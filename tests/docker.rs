@@ -211,3 +211,28 @@ fn forged_forwarded_headers_are_asked_of_containers_from_a_network_of_their_own(
     assert!(inspection.checks.iter().any(|k| k.to_string() == "forwarded-headers-spoofable"), "{inspection:?}");
     assert!(inspection.untested.is_empty(), "{inspection:?}");
 }
+
+/// The demo's background work as containers: each reaches the run's sink at its network's
+/// gateway, and the same kinds show as with processes; configured correctly, none.
+#[test]
+fn containers_deliver_their_background_work_to_the_sink_at_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = |name: &str, flags: &str| {
+        let flows = std::fs::read_to_string(common::root().join("examples/demo/broken-jobs.toml")).unwrap();
+        let flows = &flows[flows.find("[scheduled.digest]").expect("the demo's flows")..];
+        let text = format!(
+            "name = \"{name}\"\n[start]\nimage = \"replicheck-demo:local\"\nport = 8080\n\
+             args = [\"demo-service\", \"--listen\", \"{{host}}:{{port}}\", \"--replica\", \"{{replica}}\", \"--drain-ms\", \"1000\", \"--keys\", \"{{shared_dir}}/keys\", \"--store\", \"{{redis_url}}\", \"--sink\", \"{{sink_url}}\", \"--digest-every\", \"1000\", {flags}]\n\
+             ready_timeout = \"30s\"\n[health]\nready = \"/healthz/ready\"\ninterval = \"200ms\"\n[balancer]\nderegistration_delay = \"500ms\"\n\
+             [dependencies.redis]\nimage = \"replicheck-redis:local\"\n{flows}"
+        );
+        common::write(dir.path(), &format!("{name}.toml"), &text)
+    };
+    let broken = target("jobs-broken-docker", "\"--receipts\", \"in-process\", \"--invites\", \"unclaimed\"");
+    let run = common::run_docker(broken.to_str().unwrap(), &["--seed", "4", "--scenarios", "scheduled-jobs,triggered-work"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.kinds(), ["job-runs-on-every-replica", "side-effect-duplicated", "work-lost-at-shutdown"]);
+    let fixed = target("jobs-fixed-docker", "\"--digest-lease\", \"--receipts\", \"redis\", \"--invites\", \"claimed\"");
+    let run = common::run_docker(fixed.to_str().unwrap(), &["--seed", "4", "--scenarios", "scheduled-jobs,triggered-work"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+}
