@@ -49,7 +49,7 @@ impl Target {
             ("token", self.token.is_some()),
             ("telemetry", self.telemetry.is_some()),
         ];
-        let named = tables.into_iter().filter_map(|(name, present)| present.then(|| name.to_owned()));
+        let named = tables.into_iter().filter(|(_, present)| *present).map(|(name, _)| name.to_owned());
         let jobs = self.scheduled.iter().map(|job| format!("scheduled.{}", job.name));
         let work = self.triggered.iter().map(|work| format!("triggered.{}", work.name));
         named.chain(jobs).chain(work).collect()

@@ -362,10 +362,13 @@ async fn triggers(arena: &mut Arena<'_>, run: &mut ExperimentRun, flows: &[Strin
 }
 
 /// Every running replica but one terminated as the platform terminates them (and `gone`,
-/// already stopped, left alone); the one left, never `gone`.
+/// already stopped, left alone); the one left, never `gone`. Runs of one replica skip the
+/// experiments that ask this, so there is always one left.
 async fn alone(arena: &mut Arena<'_>, run: &mut ExperimentRun, gone: Option<ReplicaId>) -> Result<Incarnation, ClusterError> {
     let endpoints: Vec<Endpoint> = arena.cluster.endpoints().into_iter().filter(|e| Some(e.replica.id) != gone).collect();
-    let (kept, others) = endpoints.split_first().ok_or(ClusterError::UnknownReplica(ReplicaId(0)))?;
+    let Some((kept, others)) = endpoints.split_first() else {
+        return Err(ClusterError::UnknownReplica(gone.unwrap_or(ReplicaId(0))));
+    };
     for other in others {
         terminate(arena, other.replica).await?.record(run);
     }

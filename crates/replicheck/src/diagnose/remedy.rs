@@ -811,28 +811,6 @@ fn state_per_replica(preset: Preset) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_framework_has_a_short_remedy_of_its_own_for_every_cause() {
-        for cause in Cause::ALL {
-            let generic = remedy(cause, Preset::Generic);
-            for preset in Preset::ALL {
-                let text = remedy(cause, preset);
-                let chars = text.chars().count();
-                assert!(chars > 0 && chars <= 400, "{cause} {preset:?}: {chars} chars");
-                // A line continuation that lost its space, or gained one, shows here.
-                assert!(text.trim() == text && !text.contains("  "), "{cause} {preset:?}: {text:?}");
-                if preset != Preset::Generic {
-                    assert_ne!(text, generic, "{cause} {preset:?} repeats the generic remedy");
-                }
-            }
-        }
-    }
-}
-
 fn scheduled_job_per_replica(preset: Preset) -> &'static str {
     match preset {
         Preset::Aspnetcore => {
@@ -931,6 +909,28 @@ fn unclaimed_outbox(preset: Preset) -> &'static str {
             "Claim each item before sending it (FOR UPDATE SKIP LOCKED, or an atomic move or delete in the shared store \
              whose answer names one winner), or let one relay own the outbox; send with an idempotency key the \
              receiver honours."
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_framework_has_a_short_remedy_of_its_own_for_every_cause() {
+        for cause in Cause::ALL {
+            let generic = remedy(cause, Preset::Generic);
+            for preset in Preset::ALL {
+                let text = remedy(cause, preset);
+                let chars = text.chars().count();
+                assert!(chars > 0 && chars <= 400, "{cause} {preset:?}: {chars} chars");
+                // A line continuation that lost its space, or gained one, shows here.
+                assert!(text.trim() == text && !text.contains("  "), "{cause} {preset:?}: {text:?}");
+                if preset != Preset::Generic {
+                    assert_ne!(text, generic, "{cause} {preset:?} repeats the generic remedy");
+                }
+            }
         }
     }
 }
