@@ -116,7 +116,7 @@ pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario]
             Explained::Candidate(candidate) => add(*candidate),
             Explained::Expected | Explained::Passed => {}
             Explained::CrossedReplicas => crossed += 1,
-            Explained::Overran(note) => assessment.notes.push(note),
+            Explained::NotJudged(note) => assessment.notes.push(note),
             Explained::Unexplained(why) => assessment.unexplained.push(why),
         }
     }
@@ -140,6 +140,11 @@ pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario]
 fn baseline(plan: &ExperimentPlan, run: &ExperimentRun) -> Option<String> {
     for record in &run.control {
         if plan.kind == ExperimentKind::ColdStart && crosses_replicas(record) {
+            continue;
+        }
+        // Routed around a replica that was not ready, it was no control: its own users'
+        // failures are not judged (see `Disruption::lost_artifact`).
+        if rerouted(record) {
             continue;
         }
         if let Some(step) = record.first_failure() {
@@ -211,6 +216,13 @@ fn hardened(run: &ExperimentRun) -> Vec<Candidate> {
         });
     }
     candidates
+}
+
+/// Whether a request of the user was answered by another replica than its step's planned
+/// one: the balancer routed it around a replica that was not ready (a busy machine's slow
+/// probes), so the user did not take the routes a control must take.
+fn rerouted(record: &VuRecord) -> bool {
+    record.steps.iter().any(|step| step.requests.iter().any(|r| r.served_by.is_some_and(|served| served.id != step.planned)))
 }
 
 fn failed_in_control(run: &ExperimentRun, vu: u32) -> bool {
@@ -432,9 +444,10 @@ enum Explained {
     /// The artifact crossed to another replica as well as the disruption: whether it works
     /// across replicas is the scenarios' question.
     CrossedReplicas,
-    /// A slow request that ran past the instant it was planned to end, and so met a
-    /// disruption it was never meant to: the machine was slower than planned.
-    Overran(String),
+    /// A failure the experiment did not set up, told in a note and not judged: a slow
+    /// request that ran past its planned end into SIGTERM (the machine was slower than
+    /// planned), or a user whose control did not stay on one replica.
+    NotJudged(String),
     Unexplained(String),
 }
 
@@ -496,7 +509,7 @@ impl Disruption<'_> {
             // make the machine's load a finding.
             let planned_end = request.start_ms + self.platform.slow_for.as_secs_f64() * 1000.0;
             if record.scenario == SLOW_SCENARIO && planned_end + SIGTERM_RACE_MS <= sigterm.start_ms {
-                return Some(Explained::Overran(format!(
+                return Some(Explained::NotJudged(format!(
                     "vu {}'s slow request, planned to end {:.0} ms before SIGTERM to {replica}, ran past it and was cut: the machine was slower than planned, so in-flight requests are not judged by it (set [chaos] slow_for above the deregistration delay to judge them)",
                     record.vu,
                     sigterm.start_ms - planned_end
@@ -570,6 +583,14 @@ impl Disruption<'_> {
     /// another incarnation left (a redirect can cross incarnations within a step).
     fn lost_artifact(&self, plan: &ExperimentPlan, record: &VuRecord, step: &StepRecord, scenarios: &[Scenario]) -> Option<Explained> {
         let Outcome::Failed { expected, observed } = &step.outcome else { return None };
+        // The same user without the disruption is its control: one that did not stay on
+        // its replica shows nothing, and neither does this failure.
+        if self.run.control.iter().any(|c| c.vu == record.vu && rerouted(c)) {
+            return Some(Explained::NotJudged(format!(
+                "vu {}'s control was answered by another replica than planned (routed around one that was not ready), so its failure of step `{}` is not judged",
+                record.vu, step.name
+            )));
+        }
         let scenario = scenarios.iter().find(|s| s.name == record.scenario)?;
         let requests: Vec<(usize, &RequestRecord)> = record.steps[..=step.index].iter().flat_map(|s| s.requests.iter().map(move |r| (s.index, r))).collect();
         let consumer = requests.iter().rev().find_map(|(_, r)| r.served_by)?;
@@ -1004,6 +1025,17 @@ pub(crate) mod tests {
         let crossed = assess(&plan(ExperimentKind::RollingRestart), &run, &scenarios, &platform());
         assert!(crossed.candidates.is_empty() && crossed.unexplained.is_empty());
         assert_eq!(crossed.notes.len(), 1);
+
+        // The control routed around r0 (not ready on a busy machine) to r1 and failed
+        // there: no control at all, neither a baseline failure nor a finding's evidence.
+        let mut control = handoff(r(1, 1));
+        control.phase = Phase::Control;
+        run.control = vec![control];
+        run.disrupted = vec![handoff(r(0, 2))];
+        let uncontrolled = assess(&plan(ExperimentKind::RollingRestart), &run, &scenarios, &platform());
+        assert_eq!(uncontrolled.baseline, None);
+        assert!(uncontrolled.candidates.is_empty(), "{:?}", uncontrolled.candidates);
+        assert!(uncontrolled.notes.iter().any(|n| n.contains("vu 7's control was answered by another replica than planned")), "{:?}", uncontrolled.notes);
     }
 
     #[test]
