@@ -37,11 +37,16 @@ pub(super) async fn serve(listener: TcpListener, replica: ReplicaId, inbox: Inbo
     }
 }
 
+/// A login the sink gives a client that sends without one: mailin offers AUTH only as a
+/// requirement, and an app pointed at a mail catcher may well not log in.
+const ANONYMOUS_LOGIN: &[u8] = b"AUTH PLAIN AHNpbmsAc2luaw==\r\n";
+
 async fn session(stream: TcpStream, peer: IpAddr, replica: ReplicaId, inbox: Inbox) -> std::io::Result<()> {
     let mut builder = SessionBuilder::new("replicheck-sink");
     // Apps configured with a user and password log in before sending; any will do.
     builder.enable_auth(AuthMechanism::Plain).enable_auth(AuthMechanism::Login).insecure_enable_plaintext_auth();
-    let mut smtp = builder.build(peer, Receiving::new(replica, inbox));
+    let mut smtp = builder.build(peer, Receiving::new(replica, inbox.clone()));
+    let mut logged_in = false;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     write.write_all(&smtp.greeting().buffer()?).await?;
@@ -62,7 +67,18 @@ async fn session(stream: TcpStream, peer: IpAddr, replica: ReplicaId, inbox: Inb
             line.pop();
             line.extend_from_slice(b"\r\n");
         }
+        let command = line.get(..10).unwrap_or(&line).to_ascii_uppercase();
+        if command.starts_with(b"HELO") {
+            // Plain SMTP has no AUTH: a session that does not require it.
+            smtp = SessionBuilder::new("replicheck-sink").build(peer, Receiving::new(replica, inbox.clone()));
+            logged_in = true;
+        } else if command.starts_with(b"MAIL FROM") && !logged_in {
+            logged_in = smtp.process(ANONYMOUS_LOGIN).code == 235;
+        }
         let answer = smtp.process(&line);
+        if command.starts_with(b"AUTH") && answer.code == 235 {
+            logged_in = true;
+        }
         match answer.action {
             Action::NoReply => {}
             Action::Close => {
@@ -228,5 +244,18 @@ mod tests {
         assert_eq!(subject, "Your order ✓");
         assert!(body.contains("Order ord-42 is on its way.a dotted line"), "{body:?}");
         assert!(!serde_json::to_string(&got).unwrap().contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_log_in_sends_all_the_same_with_ehlo_or_helo() {
+        let origin = Instant::now();
+        let sink = Sink::start(IpAddr::from([127, 0, 0, 1])).await.unwrap();
+        let port = sink.smtp_port(ReplicaId(0)).unwrap();
+        for hello in ["EHLO app", "HELO app"] {
+            let answers = send(port, &[hello, "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>", "DATA", &format!("Subject: after {hello}"), "", "hi", ".", "QUIT"]).await;
+            assert!(answers.iter().all(|a| !a.starts_with('5')), "{hello}: {answers:?}");
+        }
+        let subjects: Vec<String> = sink.inbox().since(origin, origin).kept.iter().map(|d| d.what.label()).collect();
+        assert_eq!(subjects, ["mail to b@example.com: after EHLO app", "mail to b@example.com: after HELO app"]);
     }
 }
