@@ -14,15 +14,34 @@ new sessionid once it stores anything), and a restart forgets them all.
 Configured (fixed.toml: APP_STORE=DIR on the shared volume): sessions in Django's file
 backend and the cache in its FileBasedCache, both in DIR, which every replica shares.
 
-Shutdown: waitress has no graceful stop and Python's default SIGTERM ends the process at
-once, so both targets declare a balancer that drains before SIGTERM, as the deployment's
-would.
+Background work, with Django's mailer pointed at the deployment's SMTP server
+(EMAIL_HOST, EMAIL_PORT, and a login when EMAIL_HOST_USER is set) and the jobs' tables in
+a SQLite database every replica shares (APP_DATABASE), as a "scheduler in the web process"
+does it: each process starts a digest thread, which mails "Daily digest #SLOT" at each
+second of the wall clock, and an outbox poller, which every 500 ms mails "Welcome" to each
+invite `POST /invites` queued.
+
+Misconfigured (APP_DIGEST=every-replica, APP_OUTBOX=unclaimed): every replica mails every
+digest, and every poller reads the unsent invites, mails them and then marks them sent, so
+the pollers of two replicas both mail what they read at the same tick.
+
+Configured (APP_DIGEST=locked, APP_OUTBOX=claimed): a digest is mailed by the replica
+whose INSERT of the slot into a table with a unique key succeeds, and a poller claims each
+invite with an atomic UPDATE before mailing it, and only when the UPDATE changed the row.
+At SIGTERM waitress stops serving and finishes its requests, and the poller finishes the
+invite in hand before the process exits; what it has not claimed stays for the others.
+
+Shutdown: waitress has no graceful stop of its own and Python's default SIGTERM ends the
+process at once (the configured mode handles SIGTERM for its outbox only), so both
+targets declare a balancer that drains before SIGTERM, as the deployment's would.
 
     python3 app.py PORT
 """
 import html
 import os
+import signal
 import sys
+import threading
 import time
 
 import django
@@ -30,6 +49,10 @@ from django.conf import settings
 
 USERS = {"carol": "correct-horse"}
 STORE = os.environ.get("APP_STORE", "memory")
+DIGEST = os.environ.get("APP_DIGEST", "every-replica")
+OUTBOX = os.environ.get("APP_OUTBOX", "unclaimed")
+DIGEST_EVERY = 1.0
+POLL_EVERY = 0.5
 
 if STORE == "memory":
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -51,16 +74,59 @@ settings.configure(
     ],
     CSRF_USE_SESSIONS=True,
     CACHES=CACHES,
+    # The jobs' tables; the busy timeout lets replicas wait their turn to write.
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["APP_DATABASE"], "OPTIONS": {"timeout": 10}}},
+    EMAIL_HOST=os.environ["EMAIL_HOST"],
+    EMAIL_PORT=int(os.environ["EMAIL_PORT"]),
+    EMAIL_HOST_USER=os.environ.get("EMAIL_HOST_USER", ""),
+    EMAIL_HOST_PASSWORD=os.environ.get("EMAIL_HOST_PASSWORD", ""),
+    EMAIL_TIMEOUT=5,
+    DEFAULT_FROM_EMAIL="ledger@example.com",
     **SESSIONS,
 )
 django.setup()
 
 from django.core.cache import cache  # noqa: E402 (needs the settings above)
+from django.core.mail import send_mail  # noqa: E402
+from django.db import IntegrityError, connection, models  # noqa: E402
 from django.http import HttpResponse, HttpResponseNotFound, HttpResponseRedirect, JsonResponse  # noqa: E402
 from django.middleware.csrf import get_token  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views.decorators.csrf import csrf_exempt  # noqa: E402
-from django.views.decorators.http import require_http_methods  # noqa: E402
+from django.views.decorators.http import require_http_methods, require_POST  # noqa: E402
+
+
+class Invite(models.Model):
+    """The outbox: an invite to mail, and who is mailing it."""
+
+    email = models.CharField(max_length=254)
+    created = models.FloatField()
+    claimed_by = models.CharField(max_length=64, null=True)
+    sent = models.BooleanField(default=False)
+
+    class Meta:
+        app_label = "ledger"
+        db_table = "outbox"
+
+
+class DigestLock(models.Model):
+    """One row per digest slot: the replica whose insert succeeds mails it."""
+
+    slot = models.BigIntegerField(unique=True)
+
+    class Meta:
+        app_label = "ledger"
+        db_table = "digest_lock"
+
+
+def create_tables():
+    # What a migration would create; replicas started together create them at once.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS outbox (id integer PRIMARY KEY AUTOINCREMENT, email varchar(254) NOT NULL,"
+            " created real NOT NULL, claimed_by varchar(64) NULL, sent bool NOT NULL DEFAULT 0)"
+        )
+        cursor.execute("CREATE TABLE IF NOT EXISTS digest_lock (id integer PRIMARY KEY AUTOINCREMENT, slot bigint NOT NULL UNIQUE)")
 
 
 def page(title, body):
@@ -136,6 +202,14 @@ def cached(request, key):
     return HttpResponse(value) if value is not None else HttpResponseNotFound("not cached")
 
 
+# An API endpoint: no form, no token.
+@csrf_exempt
+@require_POST
+def invite(request):
+    Invite.objects.create(email=request.POST.get("email", ""), created=time.time())
+    return HttpResponse("invite queued", status=202)
+
+
 urlpatterns = [
     path("", index),
     path("up", up),
@@ -146,13 +220,92 @@ urlpatterns = [
     path("transfer", transfer),
     path("session", session_note),
     path("cache/<str:key>", cached),
+    path("invites", invite),
 ]
+
+# Who claims invites: one process of one replica (a restarted replica is another).
+WORKER = f"{os.environ.get('APP_REPLICA', 'ledger')}:{os.getpid()}"
+stopping = threading.Event()
+
+
+def ticks(every):
+    """The scheduled instants, each multiple of `every` of the wall clock, as cron fires;
+    the instant itself names the run, however late the thread wakes."""
+    due = (time.time() // every + 1) * every
+    while not stopping.wait(max(due - time.time(), 0)):
+        yield due
+        due = max(due + every, (time.time() // every + 1) * every)
+
+
+def digest():
+    for due in ticks(DIGEST_EVERY):
+        slot = int(due)
+        if DIGEST == "locked":
+            try:
+                DigestLock.objects.create(slot=slot)
+            except IntegrityError:
+                continue
+        try:
+            send_mail(f"Daily digest #{slot}", f"Here is what happened in the ledger (slot {slot}).", None, ["team@example.com"])
+        except Exception as err:  # noqa: BLE001 (a failed send must not end the scheduler)
+            print(f"{WORKER}: digest {slot} not sent: {err}", file=sys.stderr, flush=True)
+
+
+def welcome(invite):
+    # Rendering the mail takes a moment.
+    time.sleep(0.05)
+    send_mail("Welcome to the ledger", f"Hello {invite.email}, your account is ready.", None, [invite.email])
+
+
+def poll_unclaimed(due):
+    # What was queued by the tick's scheduled instant, as every replica's poller reads it.
+    for invite in list(Invite.objects.filter(sent=False, created__lt=due)):
+        welcome(invite)
+        Invite.objects.filter(id=invite.id).update(sent=True)
+
+
+def poll_claimed(due):
+    for invite in list(Invite.objects.filter(claimed_by__isnull=True)):
+        if stopping.is_set():
+            return
+        if Invite.objects.filter(id=invite.id, claimed_by__isnull=True).update(claimed_by=WORKER) != 1:
+            continue
+        try:
+            welcome(invite)
+        except Exception:
+            # Handed back for the next tick, of this replica or another.
+            Invite.objects.filter(id=invite.id).update(claimed_by=None)
+            raise
+        Invite.objects.filter(id=invite.id).update(sent=True)
+
+
+def poll():
+    scan = poll_claimed if OUTBOX == "claimed" else poll_unclaimed
+    for due in ticks(POLL_EVERY):
+        try:
+            scan(due)
+        except Exception as err:  # noqa: BLE001 (a failed send must not end the poller)
+            print(f"{WORKER}: welcome not sent: {err}", file=sys.stderr, flush=True)
+
+
+def stop(signum, frame):
+    stopping.set()
+    # waitress's loop ends on SystemExit: it stops serving and waits for its requests.
+    raise SystemExit(0)
+
 
 if __name__ == "__main__":
     from django.core.wsgi import get_wsgi_application
     from waitress import serve
 
     port = int(sys.argv[1])
+    create_tables()
+    workers = [threading.Thread(target=job, daemon=True) for job in (digest, poll)]
+    for worker in workers:
+        worker.start()
+    if OUTBOX == "claimed":
+        # A claimed invite is this process's alone: it is mailed before the process exits.
+        signal.signal(signal.SIGTERM, stop)
     print(f"ledger (django) on 127.0.0.1:{port}", flush=True)
     serve(
         get_wsgi_application(),
@@ -162,3 +315,5 @@ if __name__ == "__main__":
         trusted_proxy_headers="x-forwarded-for x-forwarded-proto x-forwarded-host",
         _quiet=True,
     )
+    for worker in workers:
+        worker.join(timeout=5)

@@ -31,8 +31,21 @@
 # Both: readiness answers 503 once puma is shutting down. Puma closes its listener at
 # SIGTERM and finishes the requests in flight; the deployment (fixed.toml) gives it a
 # preStop sleep so that the balancer has stopped routing by then.
+#
+# Orders: `POST /orders` (form `order`) answers 202 and hands the order to a worker, which
+# takes one at a time, prepares its receipt (~300 ms) and POSTs it to SINK_URL/receipts as
+# JSON {"order": ...}.
+# - Misconfigured (no REDIS_URL): a Queue and a Thread in the puma worker that took the
+#   request, as Rails' :async adapter keeps its jobs. At SIGTERM puma finishes the requests
+#   and the worker process exits: the orders it held, queued or in hand, die with it.
+# - Configured (REDIS_URL): a durable queue in Redis. Every puma worker of every replica
+#   claims one order at a time with LMOVE into a list of its own, posts the receipt, then
+#   LREMs it; at shutdown (puma's on_worker_shutdown, after the requests) it finishes the
+#   order in hand and claims no more, and when it starts it hands its list back to the
+#   queue (what it held when it was killed).
 require "sinatra/base"
 require "json"
+require "net/http"
 require "pstore"
 require "tmpdir"
 
@@ -106,6 +119,119 @@ class LocalDiskCache
   def describe = "local file #{@store.path}"
 end
 
+# A receipt for an order, posted to the deployment's webhook endpoint.
+module Receipts
+  def self.deliver(sink, order)
+    # Preparing the receipt takes a while.
+    sleep 0.3
+    uri = URI("#{sink}/receipts")
+    Net::HTTP.start(uri.host, uri.port, open_timeout: 2, read_timeout: 5) do |http|
+      answer = http.post(uri.path, JSON.generate(order: order), "Content-Type" => "application/json")
+      raise "the receipt of #{order} was refused: #{answer.code}" unless answer.is_a?(Net::HTTPSuccess)
+    end
+  end
+end
+
+# The misconfigured queue: in the memory of the puma worker that took the request, with a
+# thread of its own started by the first order (a thread does not cross fork).
+class InProcessOrders
+  def initialize(sink)
+    @sink = sink
+    @lock = Mutex.new
+  end
+
+  def push(order)
+    @lock.synchronize do
+      unless @pid == Process.pid
+        @pid = Process.pid
+        @queue = Queue.new
+        Thread.new { work }
+      end
+    end
+    @queue << order
+  end
+
+  private
+
+  def work
+    loop do
+      order = @queue.pop
+      begin
+        Receipts.deliver(@sink, order)
+      rescue StandardError => e
+        warn "receipt not sent: #{e.message}"
+      end
+    end
+  end
+end
+
+# The configured queue: a list in Redis, from which each puma worker claims one order at a
+# time into a list of its own, named after the replica and the worker as a StatefulSet
+# names its pods, so that the same worker started again finds what it held.
+class RedisOrders
+  QUEUE = "orders:queue"
+
+  def initialize(url, sink, replica)
+    require "redis"
+    @url = url
+    @sink = sink
+    @replica = replica
+    @lock = Mutex.new
+  end
+
+  def push(order)
+    @lock.synchronize do
+      @client = nil unless @pid == Process.pid
+      @pid = Process.pid
+      @client ||= Redis.new(url: @url, connect_timeout: 0.5, read_timeout: 1, write_timeout: 1)
+    end
+    @client.lpush(QUEUE, order)
+  end
+
+  # In a puma worker, after the fork.
+  def start(index)
+    @claimed = "orders:claimed:#{@replica}:#{index}"
+    @stopping = false
+    @worker = Thread.new { work }
+  end
+
+  # In a puma worker, once it has finished its requests: the order in hand is delivered.
+  def stop
+    @stopping = true
+    @worker&.join(5)
+  end
+
+  private
+
+  def work
+    redis = Redis.new(url: @url, connect_timeout: 0.5, read_timeout: 1, write_timeout: 1)
+    handed_back = false
+    until @stopping
+      begin
+        unless handed_back
+          nil while redis.lmove(@claimed, QUEUE, "LEFT", "RIGHT")
+          handed_back = true
+        end
+        # Blocks briefly, so that a stop is noticed between orders.
+        order = redis.blmove(QUEUE, @claimed, "RIGHT", "LEFT", timeout: 0.5)
+        next unless order
+
+        begin
+          Receipts.deliver(@sink, order)
+        rescue StandardError
+          # Back to the queue, for this worker or another.
+          redis.multi { |tx| tx.lrem(@claimed, 1, order); tx.rpush(QUEUE, order) }
+          raise
+        end
+        redis.lrem(@claimed, 1, order)
+      rescue StandardError => e
+        warn "receipt not sent: #{e.message}"
+        sleep 0.2
+      end
+    end
+  end
+end
+
 class NotesApp < Sinatra::Base
   USERS = { "bob" => "hunter22" }.freeze
 
@@ -113,11 +239,13 @@ class NotesApp < Sinatra::Base
   enable :sessions
   set :session_secret, ENV["SESSION_SECRET"] if ENV["SESSION_SECRET"]
   # Refuses (403) an unsafe request whose authenticity_token does not match the session's.
-  # The note and cache endpoints stand for an API: no form, no token.
+  # The note, cache and order endpoints stand for an API: no form, no token.
   use Rack::Protection::AuthenticityToken,
-      allow_if: ->(env) { env["PATH_INFO"] == "/session" || env["PATH_INFO"].start_with?("/cache/") }
+      allow_if: ->(env) { %w[/session /orders].include?(env["PATH_INFO"]) || env["PATH_INFO"].start_with?("/cache/") }
 
   set :cache, (ENV["REDIS_URL"] ? RedisCache.new(ENV["REDIS_URL"]) : LocalDiskCache.new(ENV.fetch("LOCAL_CACHE_DIR") { Dir.mktmpdir("notes-cache") }))
+
+  set :orders, (ENV["REDIS_URL"] ? RedisOrders.new(ENV["REDIS_URL"], ENV.fetch("SINK_URL"), ENV.fetch("REPLICA")) : InProcessOrders.new(ENV.fetch("SINK_URL")))
 
   error(Redis::BaseError) { status 503; "cache unavailable" } if defined?(Redis)
 
@@ -212,6 +340,12 @@ class NotesApp < Sinatra::Base
   put "/cache/:key" do
     settings.cache.write(params["key"], request.body.read)
     204
+  end
+
+  post "/orders" do
+    settings.orders.push(params["order"].to_s)
+    status 202
+    "order accepted"
   end
 
   get "/cache/:key" do

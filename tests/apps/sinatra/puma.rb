@@ -16,4 +16,10 @@ preload_app!
 # At SIGTERM the master closes the listener, the workers stop accepting and finish the
 # requests they hold. They get this long for it before being killed.
 worker_shutdown_timeout 8
+
+# A durable order queue's worker runs in each puma worker: started after the fork (threads
+# do not cross it), and stopped once the worker has finished its requests, the order in
+# hand delivered. (The in-process queue has no such hooks: its thread dies with the worker.)
+on_worker_boot { |index| NotesApp.settings.orders.start(index) if NotesApp.settings.orders.respond_to?(:start) }
+on_worker_shutdown { NotesApp.settings.orders.stop if NotesApp.settings.orders.respond_to?(:stop) }
 quiet
