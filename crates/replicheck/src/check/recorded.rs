@@ -207,10 +207,12 @@ pub fn judge(record: &Record, scenarios: &Scenarios<'_>, target: &Target, plan: 
         chaos.scenarios.push(result);
     }
     if let Some(note) = &note {
-        for result in chaos.scenarios.iter_mut().filter(|r| r.status != ScenarioStatus::Skipped) {
+        // Scheduled jobs are watched, with no users to post anything.
+        let posted = |name: &str| name != ExperimentKind::ScheduledJobs.name();
+        for result in chaos.scenarios.iter_mut().filter(|r| r.status != ScenarioStatus::Skipped && posted(&r.name)) {
             result.notes.push(format!("the workload {note}"));
         }
-        for finding in &mut chaos.findings {
+        for finding in chaos.findings.iter_mut().filter(|f| posted(&f.check)) {
             finding.notes.push(format!("the workload {note}"));
         }
     }
