@@ -15,9 +15,33 @@
 //                  load balancers still route to it), then closes and finishes in-flight
 //                  requests. Unset: no handler, Node's default, the process dies at once.
 //
+// Background work, delivered as webhooks (JSON posted with Node's http module):
+//   SINK_URL       the base URL the deliveries go below. Unset: no background work, and no
+//                  /orders or /invites. Set, the app runs
+//                  - a digest at each wall-clock second (as node-cron or setInterval would),
+//                    POSTed to SINK_URL/digest as {"job":"digest","slot":N};
+//                  - receipts: POST /orders (form `order`) answers 202, a worker takes one
+//                    order at a time, spends 300 ms on it and POSTs SINK_URL/receipts;
+//                  - an outbox: POST /invites (form `invite`) answers 202 and writes a row into
+//                    a Redis hash, which every replica's poller scans each 500 ms of wall-clock
+//                    time, POSTing each row to SINK_URL/invites.
+//   JOBS_REDIS     the redis:// URL the outbox, the digest's lease and the durable queue live in.
+//   REPLICA        this replica's name, the same across its restarts: the lease's holder, and
+//                  the name of its list of claimed orders.
+//   DIGEST_LEASE   set: a digest runs on the replica that wins the slot's key in Redis
+//                  (SET NX PX). Unset (misconfigured): every replica runs every digest.
+//   ORDER_QUEUE    "memory" (misconfigured, the default): an array in this process, drained by a
+//                  timer, gone with the process; or "redis": a list every replica's worker
+//                  claims from into a list of its own, which finishes the order in hand at
+//                  SIGTERM, takes no new one, and hands back at start what it died holding.
+//   OUTBOX_CLAIM   set: a poller claims a row (HDEL answering 1) before sending it. Unset
+//                  (misconfigured): each poller sends every row it read, then deletes it, so
+//                  pollers scanning at once all send it.
+//
 //     NODE_PATH=/usr/share/nodejs node app.js PORT
 'use strict';
 const crypto = require('crypto');
+const http = require('http');
 const express = require('express');
 const cookieParser = require('cookie-parser');
 
@@ -26,7 +50,7 @@ const SESSION_TTL = 3600; // seconds
 const port = Number(process.argv[2] || process.env.PORT || 3000);
 const secret = process.env.COOKIE_SECRET || crypto.randomBytes(32).toString('hex');
 const storeSpec = process.env.STORE || 'memory';
-let draining = false; // SIGTERM received: readiness fails
+let draining = false; // SIGTERM received: readiness fails, background work takes nothing new
 let closing = false; // the listener is closed: connections must end
 const inFlight = new Set(); // responses not yet finished
 
@@ -59,6 +83,212 @@ class RedisStore {
 }
 
 const store = storeSpec === 'memory' ? new MemoryStore() : new RedisStore(storeSpec);
+
+// ---- background work: the digest, receipts for orders, the invites outbox ---------------
+const sinkUrl = process.env.SINK_URL ? process.env.SINK_URL.replace(/\/+$/, '') : null;
+const replica = process.env.REPLICA || `pid-${process.pid}`;
+const orderQueue = process.env.ORDER_QUEUE || 'memory';
+const DIGEST_EVERY_MS = 1000;
+const SCAN_EVERY_MS = 500;
+const WORK_MS = 300; // what fulfilling an order takes
+// An invite is rendered before it is sent, as a mail template is. It also makes each
+// unclaimed poller's reading outlast the gap between the pollers' timers, so they send
+// every row twice, not by luck.
+const RENDER_MS = 100;
+const ORDERS = 'express-zoo:orders';
+const OUTBOX = 'express-zoo:outbox';
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function jobsRedisOrExit() {
+  const needs = [
+    [sinkUrl, 'the invites outbox'],
+    [sinkUrl && process.env.DIGEST_LEASE, 'DIGEST_LEASE'],
+    [sinkUrl && orderQueue === 'redis', 'ORDER_QUEUE=redis'],
+  ].find(([on]) => on);
+  if (!['memory', 'redis'].includes(orderQueue)) {
+    console.error(`ORDER_QUEUE=${orderQueue}: "memory" or "redis"`);
+    process.exit(2);
+  }
+  if (!process.env.JOBS_REDIS) {
+    if (!needs) return null;
+    console.error(`${needs[1]} keeps its state in Redis: set JOBS_REDIS to a redis:// URL`);
+    process.exit(2);
+  }
+  // The same Redis as the store: one client, whose readiness the store's already answers.
+  return process.env.JOBS_REDIS === storeSpec ? store : new RedisStore(process.env.JOBS_REDIS);
+}
+const jobs = jobsRedisOrExit();
+
+// What a worker holds in hand: awaited before the process exits after SIGTERM.
+const inHand = new Set();
+function track(promise) {
+  inHand.add(promise);
+  promise.finally(() => inHand.delete(promise)).catch(() => {});
+  return promise;
+}
+
+// POSTs `body` as JSON to `path` below the sink; resolves whether it was taken, never rejects,
+// so a receiver that is gone cannot hold a worker (2 s at most).
+function deliver(path, body) {
+  const url = `${sinkUrl}${path}`;
+  const payload = JSON.stringify(body);
+  return new Promise((resolve) => {
+    const request = http.request(url, {
+      method: 'POST',
+      timeout: 2000,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+    }, (response) => {
+      response.resume();
+      response.on('end', () => {
+        if (response.statusCode >= 300) console.error(`delivery of ${payload} to ${url} refused: ${response.statusCode}`);
+        resolve(response.statusCode < 300);
+      });
+    });
+    request.on('timeout', () => request.destroy(new Error('timed out')));
+    request.on('error', (err) => {
+      console.error(`delivery of ${payload} to ${url} failed: ${err.message}`);
+      resolve(false);
+    });
+    request.on('close', () => resolve(false)); // settled already, unless cut without an error
+    request.end(payload);
+  });
+}
+
+// Calls `run(slot)` at each multiple of `everyMs` of Unix time, as cron fires, so every
+// replica fires at the same instant and names the occurrence alike. The slot is chosen
+// before sleeping, not read from the clock on waking, so a timer that wakes a hair early by
+// the wall clock still fires the slot it waited for. The next slot waits for `run` to
+// finish, skipping boundaries missed meanwhile; nothing new starts after SIGTERM.
+function atEachBoundary(everyMs, run) {
+  const wait = (slot) => setTimeout(() => fire(slot), Math.max(0, slot * everyMs - Date.now()));
+  const fire = async (slot) => {
+    if (draining) return;
+    try {
+      await track(run(slot));
+    } catch (err) {
+      console.error(`${run.name} slot ${slot}: ${err.message}`);
+    }
+    if (!draining) wait(Math.max(Math.floor(Date.now() / everyMs) + 1, slot + 1));
+  };
+  wait(Math.floor(Date.now() / everyMs) + 1);
+}
+
+// The digest. Its delivery is not awaited: a slow receiver must not shift the schedule.
+async function digest(slot) {
+  if (process.env.DIGEST_LEASE) {
+    // The lease outlives the slot, so a replica whose clock lags cannot take it again.
+    const won = await jobs.timed(jobs.client.set(`express-zoo:digest:${slot}`, replica, { NX: true, PX: 2 * DIGEST_EVERY_MS }));
+    if (won !== 'OK') return;
+  }
+  track(deliver('/digest', { job: 'digest', slot }));
+}
+
+// Whether the receipt was delivered.
+async function fulfil(order) {
+  await sleep(WORK_MS);
+  return deliver('/receipts', { order });
+}
+
+// Receipts in memory (misconfigured): an array drained one order at a time on timers of
+// this process, so what is queued and the order in hand die with it.
+const waiting = [];
+let working = false;
+function workNext() {
+  working = waiting.length > 0;
+  if (working) fulfil(waiting.shift()).then(workNext);
+}
+
+// Receipts in Redis: the worker moves the oldest order into a list of its own, fulfils it,
+// then removes it (or, if the receipt could not be delivered, puts it back at the end that
+// is taken next); at SIGTERM it finishes the one in hand and takes no other.
+async function orderWorker() {
+  const claimed = `${ORDERS}:claimed:${replica}`;
+  let handedBack = false;
+  while (!draining) {
+    // While Redis is away, wait for it quietly instead of failing a command every turn.
+    if (!jobs.client.isReady) {
+      await sleep(100);
+      continue;
+    }
+    try {
+      if (!handedBack) {
+        await handBack(claimed);
+        handedBack = true;
+      }
+      const order = await jobs.timed(jobs.client.lMove(ORDERS, claimed, 'RIGHT', 'LEFT'));
+      if (order === null) {
+        await sleep(100);
+        continue;
+      }
+      if (await fulfil(order)) {
+        await jobs.timed(jobs.client.lRem(claimed, 1, order));
+      } else {
+        // The order in hand is the only one in the claimed list (handed back at start).
+        await jobs.timed(jobs.client.lMove(claimed, ORDERS, 'LEFT', 'RIGHT'));
+        await sleep(1000);
+      }
+    } catch (err) {
+      // A receipt delivered but not removed from the claimed list goes out again only if
+      // this replica dies and hands it back: at least once, never lost.
+      console.error(`orders in ${claimed}: ${err.message}`);
+      await sleep(1000);
+    }
+  }
+}
+
+// What a previous incarnation of this replica claimed and died holding goes back to the
+// queue, at the end that is taken next.
+async function handBack(claimed) {
+  let returned = 0;
+  while ((await jobs.timed(jobs.client.lMove(claimed, ORDERS, 'RIGHT', 'RIGHT'))) !== null) returned += 1;
+  if (returned > 0) console.log(`handed back ${returned} order(s) a previous incarnation had claimed`);
+}
+
+async function acceptOrder(order) {
+  if (orderQueue === 'redis') {
+    await jobs.timed(jobs.client.lPush(ORDERS, order));
+    return;
+  }
+  waiting.push(order);
+  if (!working) workNext();
+}
+
+// The outbox: a row's id starts with the time it was written (padded, so ids sort by it).
+async function acceptInvite(invite) {
+  const id = `${String(Date.now()).padStart(13, '0')}-${crypto.randomBytes(8).toString('hex')}`;
+  await jobs.timed(jobs.client.hSet(OUTBOX, id, invite));
+}
+
+// One scan: the rows written before the scan's instant, so pollers scanning together read
+// the same rows, oldest first.
+async function scanOutbox(slot) {
+  if (!jobs.client.isReady) return; // Redis is away: the rows wait for it
+  const cutoff = slot * SCAN_EVERY_MS;
+  const rows = Object.entries(await jobs.timed(jobs.client.hGetAll(OUTBOX)))
+    .filter(([id]) => Number(id.split('-')[0]) < cutoff)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const [id, invite] of rows) {
+    if (draining) return;
+    // Claimed: the poller whose delete removed the row sends it, the others skip it.
+    if (process.env.OUTBOX_CLAIM && (await jobs.timed(jobs.client.hDel(OUTBOX, id))) !== 1) continue;
+    await sleep(RENDER_MS);
+    const sent = await deliver('/invites', { invite });
+    if (!process.env.OUTBOX_CLAIM) {
+      // Unclaimed: deleted once sent, but another poller read it too.
+      await jobs.timed(jobs.client.hDel(OUTBOX, id));
+    } else if (!sent) {
+      // Claimed, not delivered: the row goes back for the next scan to send.
+      await jobs.timed(jobs.client.hSet(OUTBOX, id, invite));
+    }
+  }
+}
+
+function startBackgroundWork() {
+  if (!sinkUrl) return;
+  atEachBoundary(DIGEST_EVERY_MS, digest);
+  atEachBoundary(SCAN_EVERY_MS, scanOutbox);
+  if (orderQueue === 'redis') track(orderWorker());
+}
 
 // ---- helpers ----------------------------------------------------------------------------
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -112,6 +342,19 @@ app.use((req, res, next) => {
 });
 app.use(cookieParser(secret));
 const form = express.urlencoded({ extended: false });
+
+// The background work's endpoints stand for an API other services call, as a real app's
+// often are: no form token, and registered before the same-origin check.
+if (sinkUrl) {
+  app.post('/orders', form, wrap(async (req, res) => {
+    await acceptOrder(String(req.body.order || ''));
+    res.status(202).send('order accepted: a receipt is on its way');
+  }));
+  app.post('/invites', form, wrap(async (req, res) => {
+    await acceptInvite(String(req.body.invite || ''));
+    res.status(202).send('invite accepted: on its way');
+  }));
+}
 
 // Same-origin check for unsafe methods, against the origin the app believes it serves.
 app.use((req, res, next) => {
@@ -186,7 +429,10 @@ app.use((err, req, res, next) => { // body-parser's own errors keep their status
 
 const server = app.listen(port, '127.0.0.1', () =>
   console.log(`express app on 127.0.0.1:${port} (store ${storeSpec === 'memory' ? 'memory' : 'redis'}, ` +
-    `trust proxy ${process.env.TRUST_PROXY || 'unset'}, drain ${process.env.DRAIN_MS || 'none'})`));
+    `trust proxy ${process.env.TRUST_PROXY || 'unset'}, drain ${process.env.DRAIN_MS || 'none'}, ` +
+    `background work ${!sinkUrl ? 'none' : `digest ${process.env.DIGEST_LEASE ? 'under a lease' : 'on every replica'}, ` +
+      `orders queued in ${orderQueue}, invites ${process.env.OUTBOX_CLAIM ? 'claimed, then sent' : 'sent unclaimed'}`})`));
+startBackgroundWork();
 
 if (process.env.DRAIN_MS !== undefined) {
   process.once('SIGTERM', () => {
@@ -197,10 +443,13 @@ if (process.env.DRAIN_MS !== undefined) {
       console.log('closing the listener, finishing in-flight requests');
       closing = true;
       for (const res of inFlight) res.shouldKeepAlive = false;
-      server.close(() => {
+      server.close(async () => {
         console.log('closed');
-        if (store.client) store.client.quit().catch(() => {}).finally(() => process.exit(0));
-        else process.exit(0);
+        // The background work stopped taking new work at SIGTERM; what it holds is finished.
+        await Promise.allSettled([...inHand]);
+        const clients = new Set([store.client, jobs && jobs.client].filter(Boolean));
+        await Promise.allSettled([...clients].map((client) => client.quit()));
+        process.exit(0);
       });
       server.closeIdleConnections();
       // Bound the shutdown: whatever is still open 5 s later is cut (grace is 10 s).
