@@ -22,9 +22,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::convert::Infallible;
 
-use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -34,7 +32,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -284,37 +282,4 @@ fn upstream_client(from: Option<IpAddr>) -> Client<HttpConnector, Incoming> {
         .pool_idle_timeout(Duration::from_secs(1))
         .pool_timer(TokioTimer::new())
         .build(connector)
-}
-
-/// Serves HTTP/1.1 with keep-alive on `listener` until the task is aborted, answering each
-/// request with `handle(client, request)`: the relays' server, on the caller's runtime.
-pub(crate) async fn serve_http1<H, F, B>(listener: TcpListener, handle: H)
-where
-    H: Fn(SocketAddr, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    // Connections live in this set, so aborting this task closes them.
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, client)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let handle = handle.clone();
-                connections.spawn(async move {
-                    let service = service_fn(move |request| handle(client, request));
-                    // A client that hangs up mid-request is the client's business.
-                    let _ = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-            // Reap finished connections so the set does not grow without bound.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
 }

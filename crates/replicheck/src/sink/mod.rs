@@ -20,11 +20,8 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::history::delivered::{Deliveries, Delivered, Delivery, Refused};
@@ -68,7 +65,8 @@ impl Sink {
         let listener = TcpListener::bind((ip, 0)).await?;
         let addr = listener.local_addr()?;
         let inbox = Inbox::default();
-        let http = tokio::spawn(serve_http(listener, inbox.clone()));
+        let receiving = inbox.clone();
+        let http = tokio::spawn(crate::server::serve_http1(listener, Some(READ_WITHIN), move |_, request| receive(receiving.clone(), request)));
         Ok(Sink { inbox, ip, base: format!("http://{}", SocketAddr::new(ip, addr.port())), http, smtp: Mutex::default() })
     }
 
@@ -100,28 +98,6 @@ impl Sink {
 
     pub fn inbox(&self) -> Inbox {
         self.inbox.clone()
-    }
-}
-
-async fn serve_http(listener: TcpListener, inbox: Inbox) {
-    // Aborting this task drops the set, which ends every connection with it.
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            // Out of file descriptors, say: let connections end before the next accept.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        while connections.try_join_next().is_some() {}
-        let inbox = inbox.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |request| receive(inbox.clone(), request));
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(READ_WITHIN)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
     }
 }
 

@@ -20,12 +20,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use indexmap::IndexMap;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::history::{Answer, Question};
@@ -122,7 +118,8 @@ impl Receiver {
             state: Arc::new(Mutex::new(State::default())),
             given: Arc::new(given),
         };
-        let server = tokio::spawn(serve(listener, exports.clone()));
+        let receiving = exports.clone();
+        let server = tokio::spawn(crate::server::serve_http1(listener, Some(READ_WITHIN), move |_, request| receive(receiving.clone(), request)));
         Ok(Receiver { exports, server })
     }
 
@@ -144,28 +141,6 @@ struct Given {
     service_name: Option<String>,
     /// The receiver's base URL as the replicas were given it.
     base: String,
-}
-
-async fn serve(listener: TcpListener, exports: Exports) {
-    // Aborting this task drops the set, which ends every connection with it.
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            // Out of file descriptors, say: let connections end before the next accept.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        while connections.try_join_next().is_some() {}
-        let exports = exports.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |request| receive(exports.clone(), request));
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(READ_WITHIN)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
 }
 
 async fn receive(exports: Exports, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

@@ -31,7 +31,8 @@ use tokio::task::JoinSet;
 use url::Url;
 
 use crate::balancer::forwarded::remove_hop_by_hop;
-use crate::balancer::{ALSO_REACHED_HEADER, ERROR_HEADER, SERVED_BY_HEADER, serve_http1};
+use crate::balancer::{ALSO_REACHED_HEADER, ERROR_HEADER, SERVED_BY_HEADER};
+use crate::server::serve_http1;
 use crate::vocab::replica::{Incarnation, ReplicaId};
 
 /// Requests are buffered (a request sent again must be sent whole); forms and API calls
@@ -307,7 +308,7 @@ impl Relay {
         let addr = listener.local_addr()?;
         let state = Arc::new((destination, shared));
         let mut tasks = JoinSet::new();
-        tasks.spawn(serve_http1(listener, move |_, request| relay(state.clone(), request)));
+        tasks.spawn(serve_http1(listener, None, move |_, request| relay(state.clone(), request)));
         Ok(Self { addr, _tasks: tasks })
     }
 
