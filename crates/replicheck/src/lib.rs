@@ -7,7 +7,8 @@
 //! - [`plan`]: seed + scenarios -> every virtual user's steps and the replica of each request.
 //! - [`cluster`]: the replicas and their dependencies, started and stopped through a backend.
 //! - [`balancer`]: replicheck's own load balancer in front of the replicas; [`telemetry`]
-//!   receives what they export over OTLP.
+//!   receives what they export over OTLP, and [`sink`] what they send out of band
+//!   (webhooks, mail) for the background-work experiments.
 //! - [`vu`]: virtual users running the plan through the balancer, each with its own cookie jar.
 //! - [`inspect`]: questions asked of each replica directly (forwarded headers, signing keys).
 //! - [`chaos`]: experiments that disrupt the cluster (restarts, SIGTERM, store outages) under load.
