@@ -45,6 +45,10 @@ fn start(run: &ExperimentRun) -> Assessment {
     }
 }
 
+/// Where to look when nothing arrived: an app that could not reach the sink says so in its
+/// own output, which the sink never sees.
+const LOGS: &str = "the replicas' logs in the report directory say whether they tried to send";
+
 fn ms(at: f64) -> String {
     format!("{at:.0} ms")
 }
@@ -71,7 +75,10 @@ pub fn assess_scheduled(run: &ExperimentRun, jobs: &[Scheduled]) -> Assessment {
         let watched = format!("{:.1}s", (control.end_ms - control.start_ms) / 1000.0);
         if in_control.is_empty() {
             let unnamed = if unnamed > 0 { format!("; {unnamed} of its deliveries named no occurrence ({})", job.occurrence) } else { String::new() };
-            assessment.baseline = Some(format!("with {alone} alone, no occurrence of job `{}` ({}) arrived in {watched}{unnamed}", job.name, job.deliveries));
+            assessment.baseline = Some(format!(
+                "with {alone} alone, no occurrence of job `{}` ({}) arrived in {watched}{unnamed}; {LOGS}",
+                job.name, job.deliveries
+            ));
             return assessment;
         }
         if let Some((occurrence, repeated)) = in_control.iter().find(|(_, d)| d.len() > 1) {
@@ -155,7 +162,7 @@ pub fn assess_triggered(run: &ExperimentRun, flows: &[Triggered]) -> Assessment 
         }
         if let Some(lost) = control.iter().find(|s| s.delivered.is_empty()) {
             assessment.baseline = Some(format!(
-                "with {alone} alone, work `{}` it accepted (vu {}) was never delivered ({}, within {})",
+                "with {alone} alone, work `{}` it accepted (vu {}) was never delivered ({}, within {}); {LOGS}",
                 flow.name,
                 lost.trigger.vu,
                 flow.deliveries,
