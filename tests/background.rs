@@ -42,6 +42,8 @@ fn the_demos_misconfigured_background_work_shows_its_three_kinds() {
         let lost = report.findings.iter().find(|f| f.kind.id() == "work-lost-at-shutdown").unwrap();
         assert!(lost.after.as_ref().is_some_and(|a| a.action.starts_with("SIGTERM to")), "{lost:?}");
         assert!(lost.notes.iter().any(|n| n.starts_with("judged under deregistration")), "{lost:?}");
+        // The receipt is a long job with a start marker: SIGTERM waited for one to begin.
+        assert!(lost.observed.reason.contains("its start marker came from") && lost.observed.reason.contains("of them begun and abandoned half-way"), "{}", lost.observed.reason);
         let causes: Vec<&str> = report.diagnoses.iter().map(|d| d.cause.id()).collect();
         assert_eq!(causes, ["scheduled-job-per-replica", "unclaimed-outbox", "in-process-queue"], "{context}");
     }

@@ -52,8 +52,10 @@ impl Orders {
     }
 }
 
-/// Takes one order, spends `work` on it and delivers its receipt.
+/// Takes one order, says it has begun (the start marker of a long job), spends `work` on
+/// it and delivers its receipt.
 async fn fulfil(sink: &Sink, work: Duration, order: &str) {
+    sink.deliver("/orders/begun", &json!({ "order": order })).await;
     tokio::time::sleep(work).await;
     sink.deliver("/receipts", &json!({ "order": order })).await;
 }

@@ -16,13 +16,14 @@ use super::{ExperimentKind, ExperimentPlan};
 use crate::balancer::Balancer;
 use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::cluster::{Cluster, ClusterError, Endpoint, StopOutcome};
-use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Phase, Probe, ProbePurpose, Refusal, StartFailure, Trigger, VuRecord, Window};
+use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Outcome, Phase, Probe, ProbePurpose, Refusal, StartFailure, Trigger, VuRecord, Window};
 use crate::plan::VuPlan;
 use crate::plan::interleaving::Disruption;
 use crate::redact::Secrets;
 use crate::scenario::{RouteHint, Scenario, Step};
 use crate::step::{Expect, RequestSpec, StatusSet, Template, Vars};
-use crate::target::{Deregistration, Target};
+use crate::sink::Inbox;
+use crate::target::{Deregistration, Recogniser, Target};
 use crate::vu::{self, Gated, VuContext};
 
 /// Names of the one-step scenarios experiments send besides the users' own.
@@ -45,6 +46,8 @@ fn trigger_value(nonce: &str) -> String {
 const TRIGGERS_PER_REPLICA: usize = 2;
 /// Triggers per flow the victim accepts right before it is terminated.
 const TRIGGERS_BEFORE_SIGTERM: usize = 3;
+/// How often the sink is looked at for a start marker.
+const MARKER_POLL: Duration = Duration::from_millis(50);
 /// Why background work cannot be watched.
 const NO_SINK: &str = "the run has no sink the replicas can reach (containers on a remote engine cannot reach this host)";
 
@@ -309,9 +312,10 @@ async fn scheduled_jobs(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Resul
 }
 
 /// Work triggered through every replica in turn (the trial); then work the victim accepts
-/// right before it is terminated as the platform terminates it; then work triggered
-/// through one replica alone, the others terminated (the control). Each trigger sends a
-/// value of its own, which its delivery carries; every part waits the flows' bound.
+/// right before it is terminated as the platform terminates it (once its long jobs have
+/// begun, for flows with a start marker) and replaced; then work triggered through one
+/// replica alone, the others terminated (the control). Each trigger sends a value of its
+/// own, which its delivery carries; every part waits the flows' bound.
 async fn triggered_work(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
     let Some(inbox) = arena.cluster.deliveries() else {
         run.error = Some(NO_SINK.into());
@@ -330,15 +334,20 @@ async fn triggered_work(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut 
 
     let victim = arena.cluster.endpoint(plan.victim).ok_or(ClusterError::UnknownReplica(plan.victim))?.replica;
     let start_ms = arena.now_ms();
+    let first = run.triggers.len();
     let accepted = triggers(arena, run, &flows, &[(victim.id, true); TRIGGERS_BEFORE_SIGTERM], run.phase).await;
+    let begun = start_markers(arena.target, &run.triggers[first..], &accepted);
     run.disrupted.extend(accepted);
-    terminate(arena, victim).await?.record(run);
+    until_begun(&inbox, from, victim.id, &begun, within).await;
+    // Terminated and then replaced, as a rolling restart does: work it kept where its
+    // next incarnation finds it is not lost.
+    restart(arena, run, victim.id, false).await?;
     // The bound counts again once the victim is gone: work it handed back has all of it.
     sleep(within).await;
-    let running = everyone.iter().copied().filter(|r| *r != victim).collect();
+    let running = arena.cluster.endpoints().iter().map(|e| e.replica).collect();
     push_window(arena, run, run.phase, running, start_ms);
 
-    let alone = alone(arena, run, Some(victim.id)).await?;
+    let alone = alone(arena, run, None).await?;
     let start_ms = arena.now_ms();
     let only: Vec<(ReplicaId, bool)> = vec![(alone.id, false); TRIGGERS_PER_REPLICA * everyone.len()];
     run.control = triggers(arena, run, &flows, &only, Phase::Control).await;
@@ -346,6 +355,30 @@ async fn triggered_work(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut 
     push_window(arena, run, Phase::Control, vec![alone], start_ms);
     run.deliveries = Some(inbox.since(arena.ctx.origin, from));
     Ok(())
+}
+
+/// The start markers the victim may send for the work it accepted: for each flow that has
+/// one, the values of its triggers answered 2xx.
+fn start_markers(target: &Target, triggers: &[Trigger], records: &[VuRecord]) -> Vec<(Recogniser, Vec<String>)> {
+    let passed = |vu: u32| records.iter().any(|r| r.vu == vu && r.steps.first().is_some_and(|s| matches!(s.outcome, Outcome::Passed)));
+    target
+        .triggered
+        .iter()
+        .filter_map(|flow| {
+            let values: Vec<String> = triggers.iter().filter(|t| t.flow == flow.name && passed(t.vu)).map(|t| t.value.clone()).collect();
+            Some((flow.started.clone()?, values)).filter(|(_, values)| !values.is_empty())
+        })
+        .collect()
+}
+
+/// With start markers, SIGTERM waits (at most `within`) until the victim has begun one job
+/// of each such flow, so that it lands on a long job half-way and on the rest queued.
+async fn until_begun(inbox: &Inbox, from: Instant, victim: ReplicaId, begun: &[(Recogniser, Vec<String>)], within: Duration) {
+    let deadline = Instant::now() + within;
+    let one_begun = |(marker, values): &(Recogniser, Vec<String>)| inbox.has(from, |replica, what| replica == victim && what.is(marker) && values.iter().any(|v| what.carries(v)));
+    while !begun.iter().all(one_begun) && Instant::now() < deadline {
+        sleep(MARKER_POLL).await;
+    }
 }
 
 /// One trigger of each flow per `(replica, before_sigterm)`, sent at once.

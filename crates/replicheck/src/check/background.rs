@@ -14,7 +14,7 @@ use super::twice::{Assessment, Candidate};
 use crate::chaos::experiment::trigger_scenario;
 use crate::history::delivered::Delivery;
 use crate::history::{ChaosAction, ExperimentRun, Observed, Outcome, Phase, Trigger, VuRecord, Window};
-use crate::target::{Scheduled, Triggered};
+use crate::target::{Recogniser, Scheduled, Triggered};
 use crate::vocab::replica::{Incarnation, ReplicaId};
 
 /// What the flows are, for judging: the target's scheduled jobs and triggered work.
@@ -93,12 +93,15 @@ pub fn assess_scheduled(run: &ExperimentRun, jobs: &[Scheduled]) -> Assessment {
         let across: Vec<(&String, &Vec<&Delivery>)> = in_trial.iter().filter(|(_, d)| d.iter().map(|d| d.replica).collect::<BTreeSet<_>>().len() > 1).collect();
         let Some((occurrence, delivered)) = across.first() else { continue };
         let by: Vec<String> = delivered.iter().map(|d| format!("{} at {}", d.replica, ms(d.at_ms))).collect();
+        // Named by the lowest two replicas, not by which arrived first, so that a replay
+        // names the same pair.
+        let replicas: Vec<ReplicaId> = delivered.iter().map(|d| d.replica).collect::<BTreeSet<_>>().into_iter().collect();
         assessment.candidates.push(Candidate {
             kind: FindingKind::JobRunsOnEveryReplica,
             scenario: run.experiment.clone(),
             step: job.name.clone(),
-            producer: incarnation(trial, delivered[0].replica),
-            consumer: incarnation(trial, delivered.iter().map(|d| d.replica).find(|r| *r != delivered[0].replica).unwrap_or(delivered[0].replica)),
+            producer: incarnation(trial, replicas[0]),
+            consumer: incarnation(trial, replicas[1]),
             after: None,
             expected: format!("each occurrence of job `{}` delivered once, whatever the number of replicas", job.name),
             observed: Observed {
@@ -143,6 +146,8 @@ struct Sent<'a> {
     /// The replica that accepted it (a 2xx answer), if one did.
     accepted: Option<(Incarnation, f64)>,
     delivered: Vec<&'a Delivery>,
+    /// Its start markers, when its flow has them.
+    begun: Vec<&'a Delivery>,
     record: &'a VuRecord,
 }
 
@@ -170,6 +175,13 @@ pub fn assess_triggered(run: &ExperimentRun, flows: &[Triggered]) -> Assessment 
             ));
             return assessment;
         }
+        if let (Some(marker), Some(unmarked)) = (&flow.started, control.iter().find(|s| s.begun.is_empty())) {
+            assessment.baseline = Some(format!(
+                "with {alone} alone, work `{}` (vu {}) was done but its start marker ({marker}) never arrived: `started` names what the job sends when it begins",
+                flow.name, unmarked.trigger.vu
+            ));
+            return assessment;
+        }
         if let Some(twice) = control.iter().find(|s| s.delivered.len() > 1) {
             assessment.baseline = Some(format!("with {alone} alone, one trigger of `{}` was delivered {} times: the app repeats it on one replica", flow.name, twice.delivered.len()));
             return assessment;
@@ -181,7 +193,7 @@ pub fn assess_triggered(run: &ExperimentRun, flows: &[Triggered]) -> Assessment 
         if let Some(first) = duplicated.first() {
             let (accepter, at_ms) = first.accepted.expect("a delivered trigger was accepted");
             let by: Vec<String> = first.delivered.iter().map(|d| format!("{} at {}", d.replica, ms(d.at_ms))).collect();
-            let other = first.delivered.iter().map(|d| d.replica).find(|r| *r != accepter.id).unwrap_or(accepter.id);
+            let other = first.delivered.iter().map(|d| d.replica).filter(|r| *r != accepter.id).min().unwrap_or(accepter.id);
             assessment.candidates.push(Candidate {
                 kind: FindingKind::SideEffectDuplicated,
                 scenario: run.experiment.clone(),
@@ -222,10 +234,25 @@ pub fn assess_triggered(run: &ExperimentRun, flows: &[Triggered]) -> Assessment 
             ));
             continue;
         }
-        let lost: Vec<&&Sent> = before_sigterm.iter().filter(|s| s.accepted.is_some() && s.delivered.is_empty()).collect();
+        let mut lost: Vec<&&Sent> = before_sigterm.iter().filter(|s| s.accepted.is_some() && s.delivered.is_empty()).collect();
+        // A job abandoned half-way is the sharper evidence: it is told first.
+        lost.sort_by_key(|s| s.begun.is_empty());
+        let half_way = lost.iter().filter(|s| !s.begun.is_empty()).count();
         let Some(first) = lost.first() else { continue };
         let (accepter, at_ms) = first.accepted.expect("filtered on acceptance");
         let sigterm = run.chaos.iter().find(|e| matches!(e.action, ChaosAction::Sigterm { replica, .. } if replica == accepter)).cloned();
+        let stopped = sigterm.as_ref().map(|e| {
+            let killed = matches!(e.action, ChaosAction::Sigterm { killed: true, .. });
+            format!(", {accepter} got SIGTERM at {} and {} at {}", ms(e.start_ms), if killed { "was killed when its grace period ran out" } else { "exited" }, ms(e.end_ms))
+        });
+        // With start markers, a job begun and then abandoned says so, and one begun again
+        // elsewhere and not finished either is not taken over.
+        let begun: Vec<String> = first.begun.iter().map(|d| format!("{} at {}", d.replica, ms(d.at_ms))).collect();
+        let begun = match &begun[..] {
+            [] if flow.started.is_some() => ", no start marker of it came".to_owned(),
+            [] => String::new(),
+            _ => format!(", its start marker came from {}", begun.join(", ")),
+        };
         let end_ms = run.windows.iter().filter(|w| w.phase != Phase::Control).map(|w| w.end_ms).fold(0.0, f64::max);
         let by_accepter = spread.iter().filter(|s| s.accepted.is_some_and(|(r, _)| r.id == accepter.id)).count();
         assessment.candidates.push(Candidate {
@@ -238,13 +265,15 @@ pub fn assess_triggered(run: &ExperimentRun, flows: &[Triggered]) -> Assessment 
             expected: format!("work `{}` a replica accepted is delivered within {}, by it or another, though it is terminated", flow.name, humantime::format_duration(flow.within)),
             observed: Observed {
                 reason: format!(
-                    "{accepter} accepted the trigger of vu {} at {}{}; no replica had delivered it at {}; {} of {} triggers it accepted before SIGTERM were lost",
+                    "{accepter} accepted the trigger of vu {} at {}{begun}{}; no replica had {} it at {}; {} of {} triggers it accepted before SIGTERM were lost{}",
                     first.trigger.vu,
                     ms(at_ms),
-                    sigterm.as_ref().map(|e| format!(", got SIGTERM at {} and exited at {}", ms(e.start_ms), ms(e.end_ms))).unwrap_or_default(),
+                    stopped.unwrap_or_default(),
+                    if flow.started.is_some() { "finished" } else { "delivered" },
                     ms(end_ms),
                     lost.len(),
-                    before_sigterm.len()
+                    before_sigterm.len(),
+                    if flow.started.is_some() { format!(", {half_way} of them begun and abandoned half-way") } else { String::new() }
                 ),
                 ..Observed::default()
             },
@@ -274,8 +303,9 @@ fn sent_of<'a>(run: &'a ExperimentRun, records: &'a [VuRecord], scenario: &str, 
                 (Outcome::Passed, Some(replica), Some(request)) => Some((replica, request.end_ms)),
                 _ => None,
             };
-            let delivered = deliveries.iter().filter(|d| d.what.is(&flow.deliveries) && d.what.carries(&trigger.value)).collect();
-            Some(Sent { trigger, accepted, delivered, record })
+            let of = |recogniser: &Recogniser| deliveries.iter().filter(|d| d.what.is(recogniser) && d.what.carries(&trigger.value)).collect::<Vec<_>>();
+            let begun = flow.started.as_ref().map(of).unwrap_or_default();
+            Some(Sent { trigger, accepted, delivered: of(&flow.deliveries), begun, record })
         })
         .collect()
 }
@@ -364,6 +394,7 @@ mod tests {
             name: "receipt".into(),
             request: RequestSpec::get(Template::literal("/orders")),
             deliveries: Recogniser::Path("/receipts".into()),
+            started: None,
             within: std::time::Duration::from_secs(3),
         }
     }
@@ -417,5 +448,34 @@ mod tests {
         // One replica alone loses it too: the app's own fault, said as such.
         let alone = assess_triggered(&triggered_run(&[(1, 0)], &[(3, 1)], &[(9, 0)], vec![receipt_of(1, 0)]), &[receipt()]);
         assert!(alone.baseline.unwrap().contains("was never delivered"));
+    }
+
+    fn begun_of(vu: u32, replica: u16, at_ms: f64) -> Delivery {
+        webhook(replica, at_ms, "/receipts-started", &format!(r#"{{"order":"replicheck-v{vu}"}}"#))
+    }
+
+    #[test]
+    fn a_long_job_begun_and_abandoned_at_sigterm_says_so_and_one_finished_elsewhere_is_taken_over() {
+        let marked = Triggered { started: Some(Recogniser::Path("/receipts-started".into())), ..receipt() };
+        let undisturbed = vec![receipt_of(1, 0), begun_of(1, 0, 900.0), receipt_of(2, 1), begun_of(2, 1, 900.0), receipt_of(9, 0), begun_of(9, 0, 7500.0)];
+        let mut abandoned = undisturbed.clone();
+        abandoned.push(begun_of(3, 1, 2900.0));
+        let assessment = assess_triggered(&triggered_run(&[(1, 0), (2, 1)], &[(3, 1)], &[(9, 0)], abandoned.clone()), &[marked.clone()]);
+        let [candidate] = &assessment.candidates[..] else { panic!("{:?} {:?}", assessment.candidates, assessment.baseline) };
+        assert_eq!((candidate.kind, candidate.producer), (FindingKind::WorkLostAtShutdown, r(1, 1)));
+        assert!(
+            candidate.observed.reason.contains("its start marker came from r1 at 2900 ms, r1 got SIGTERM at 3000 ms and exited at 3500 ms; no replica had finished it"),
+            "{}",
+            candidate.observed.reason
+        );
+        // Handed back and finished by r0: taken over, nothing lost.
+        let mut taken_over = abandoned;
+        taken_over.extend([begun_of(3, 0, 3600.0), receipt_of(3, 0)]);
+        assert!(assess_triggered(&triggered_run(&[(1, 0), (2, 1)], &[(3, 1)], &[(9, 0)], taken_over), &[marked.clone()]).candidates.is_empty());
+        // A marker the app never sends, even alone: the flow is described wrong, and said so.
+        let unmarked: Vec<Delivery> = undisturbed.into_iter().filter(|d| !d.what.label().contains("started")).collect();
+        let wrong = assess_triggered(&triggered_run(&[(1, 0), (2, 1)], &[(3, 1)], &[(9, 0)], unmarked), &[marked]);
+        assert!(wrong.candidates.is_empty());
+        assert!(wrong.baseline.unwrap().contains("was done but its start marker (webhooks to /receipts-started) never arrived"));
     }
 }

@@ -205,6 +205,11 @@ impl Inbox {
         state.stray = state.stray.saturating_add(1);
     }
 
+    /// Whether something `wanted` has arrived from `from` on, without copying what arrived.
+    pub fn has(&self, from: Instant, wanted: impl Fn(ReplicaId, &Delivered) -> bool) -> bool {
+        self.state().kept.iter().any(|(at, replica, what)| *at >= from && wanted(*replica, what))
+    }
+
     /// What arrived from `from` on, with times in milliseconds since `origin`.
     pub fn since(&self, origin: Instant, from: Instant) -> Deliveries {
         let state = self.state();

@@ -28,6 +28,7 @@ pub(super) struct ScheduledFile {
 pub(super) struct TriggeredFile {
     request: toml::Spanned<RequestSpec>,
     deliveries: toml::Spanned<DeliveriesFile>,
+    started: Option<toml::Spanned<DeliveriesFile>>,
     #[serde(default = "default_within", with = "humantime_serde")]
     within: Duration,
 }
@@ -73,7 +74,11 @@ pub struct Triggered {
     pub name: String,
     /// The request, with `{value}`: a value of its own per trigger, which its delivery carries.
     pub request: RequestSpec,
+    /// What the work delivers when it is done; with `started`, its finish marker.
     pub deliveries: Recogniser,
+    /// A long job's start marker: what it delivers when it begins, so that a job a
+    /// replica began and then abandoned at SIGTERM shows as begun.
+    pub started: Option<Recogniser>,
     pub within: Duration,
 }
 
@@ -141,15 +146,16 @@ fn bounded(duration: Duration, table: &str, key: &str, why_not_zero: &str, file:
 }
 
 impl DeliveriesFile {
-    fn resolve(deliveries: &toml::Spanned<Self>, table: &str, file: &SourceFile) -> Result<Recogniser, FileError> {
+    /// `key` is the key it was written under: `deliveries`, or `started` for a start marker.
+    fn resolve(deliveries: &toml::Spanned<Self>, table: &str, key: &str, file: &SourceFile) -> Result<Recogniser, FileError> {
         let span = deliveries.span();
         match (&deliveries.get_ref().path, &deliveries.get_ref().subject) {
             (Some(path), None) if path.starts_with('/') => Ok(Recogniser::Path(path.split('?').next().unwrap_or(path).to_owned())),
-            (Some(path), None) => Err(file.error_at(span, format!("[{table}] deliveries: path `{path}` is not a path")).with_help(Some("the path after the replica's {sink_url}, such as \"/receipts\"".into()))),
-            (None, Some(subject)) => Ok(Recogniser::Subject(regex(subject, &format!("[{table}] deliveries: subject"), span, file)?)),
+            (Some(path), None) => Err(file.error_at(span, format!("[{table}] {key}: path `{path}` is not a path")).with_help(Some("the path after the replica's {sink_url}, such as \"/receipts\"".into()))),
+            (None, Some(subject)) => Ok(Recogniser::Subject(regex(subject, &format!("[{table}] {key}: subject"), span, file)?)),
             _ => Err(file
-                .error_at(span, format!("[{table}] deliveries needs one of `path` (a webhook) or `subject` (a mail)"))
-                .with_help(Some("for example deliveries = { path = \"/digest\" } or deliveries = { subject = \"^Daily digest\" }".into()))),
+                .error_at(span, format!("[{table}] {key} needs one of `path` (a webhook) or `subject` (a mail)"))
+                .with_help(Some(format!("for example {key} = {{ path = \"/digest\" }} or {key} = {{ subject = \"^Daily digest\" }}")))),
         }
     }
 }
@@ -157,7 +163,7 @@ impl DeliveriesFile {
 impl ScheduledFile {
     pub(super) fn resolve(self, name: &str, file: &SourceFile) -> Result<Scheduled, FileError> {
         let table = format!("scheduled.{name}");
-        let deliveries = DeliveriesFile::resolve(&self.deliveries, &table, file)?;
+        let deliveries = DeliveriesFile::resolve(&self.deliveries, &table, "deliveries", file)?;
         let span = self.occurrence.span();
         let occurrence = match self.occurrence.into_inner() {
             OccurrenceFile { json: Some(pointer), header: None, regex: None } => {
@@ -184,7 +190,7 @@ impl ScheduledFile {
 impl TriggeredFile {
     pub(super) fn resolve(self, name: &str, file: &SourceFile) -> Result<Triggered, FileError> {
         let table = format!("triggered.{name}");
-        let deliveries = DeliveriesFile::resolve(&self.deliveries, &table, file)?;
+        let deliveries = DeliveriesFile::resolve(&self.deliveries, &table, "deliveries", file)?;
         let span = self.request.span();
         let request = self.request.into_inner();
         if request.url.is_none() {
@@ -201,7 +207,19 @@ impl TriggeredFile {
                 .error_at(span, format!("[{table}] request never sends `{{value}}`"))
                 .with_help(Some("each trigger sends a value of its own, and its delivery is recognised by carrying it: put {value} in the url, a form field, the body or a header".into())));
         }
+        let started = match &self.started {
+            Some(marker) => {
+                let started = DeliveriesFile::resolve(marker, &table, "started", file)?;
+                if started.to_string() == deliveries.to_string() {
+                    return Err(file
+                        .error_at(marker.span(), format!("[{table}] started recognises the same deliveries as `deliveries`"))
+                        .with_help(Some("the start marker is what the job sends when it begins, the deliveries what it sends when it is done: two paths or two subjects".into())));
+                }
+                Some(started)
+            }
+            None => None,
+        };
         bounded(self.within, &table, "within", "no work is done in no time", file)?;
-        Ok(Triggered { name: name.to_owned(), request, deliveries, within: self.within })
+        Ok(Triggered { name: name.to_owned(), request, deliveries, started, within: self.within })
     }
 }

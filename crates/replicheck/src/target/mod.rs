@@ -755,6 +755,16 @@ mod tests {
         assert!(err.contains("t.toml:5:") && err.contains("never sends `{value}`"), "{err}");
         let err = work("{ url = \"/orders/{id}\" }");
         assert!(err.contains("unknown placeholder `{id}`"), "{err}");
+
+        let marked = |started: &str| load(&format!("{MINIMAL}[triggered.report]\nrequest = {{ url = \"/reports/{{value}}\" }}\ndeliveries = {{ path = \"/reports/done\" }}\nstarted = {started}\n"));
+        let report = marked("{ path = \"/reports/begun\" }").unwrap();
+        assert!(matches!(&report.triggered[0].started, Some(Recogniser::Path(path)) if path == "/reports/begun"));
+        let err = marked("{ path = \"/reports/done\" }").unwrap_err();
+        assert!(err.contains("t.toml:7:") && err.contains("[triggered.report] started recognises the same deliveries"), "{err}");
+        let err = marked("{ body = \"x\" }").unwrap_err();
+        assert!(err.contains("t.toml:7:"), "{err}");
+        let err = marked("{ subject = \"[\" }").unwrap_err();
+        assert!(err.contains("[triggered.report] started: subject `[` is not a regular expression"), "{err}");
     }
 
     #[test]
