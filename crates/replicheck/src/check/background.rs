@@ -460,7 +460,7 @@ mod tests {
         let undisturbed = vec![receipt_of(1, 0), begun_of(1, 0, 900.0), receipt_of(2, 1), begun_of(2, 1, 900.0), receipt_of(9, 0), begun_of(9, 0, 7500.0)];
         let mut abandoned = undisturbed.clone();
         abandoned.push(begun_of(3, 1, 2900.0));
-        let assessment = assess_triggered(&triggered_run(&[(1, 0), (2, 1)], &[(3, 1)], &[(9, 0)], abandoned.clone()), &[marked.clone()]);
+        let assessment = assess_triggered(&triggered_run(&[(1, 0), (2, 1)], &[(3, 1)], &[(9, 0)], abandoned.clone()), std::slice::from_ref(&marked));
         let [candidate] = &assessment.candidates[..] else { panic!("{:?} {:?}", assessment.candidates, assessment.baseline) };
         assert_eq!((candidate.kind, candidate.producer), (FindingKind::WorkLostAtShutdown, r(1, 1)));
         assert!(
@@ -471,7 +471,7 @@ mod tests {
         // Handed back and finished by r0: taken over, nothing lost.
         let mut taken_over = abandoned;
         taken_over.extend([begun_of(3, 0, 3600.0), receipt_of(3, 0)]);
-        assert!(assess_triggered(&triggered_run(&[(1, 0), (2, 1)], &[(3, 1)], &[(9, 0)], taken_over), &[marked.clone()]).candidates.is_empty());
+        assert!(assess_triggered(&triggered_run(&[(1, 0), (2, 1)], &[(3, 1)], &[(9, 0)], taken_over), std::slice::from_ref(&marked)).candidates.is_empty());
         // A marker the app never sends, even alone: the flow is described wrong, and said so.
         let unmarked: Vec<Delivery> = undisturbed.into_iter().filter(|d| !d.what.label().contains("started")).collect();
         let wrong = assess_triggered(&triggered_run(&[(1, 0), (2, 1)], &[(3, 1)], &[(9, 0)], unmarked), &[marked]);
