@@ -92,3 +92,47 @@ fn background_work_is_not_watched_without_flows_and_says_why_when_named() {
     let with_flows = plan("examples/demo/fixed-jobs.toml");
     assert!(with_flows.contains("experiment scheduled-jobs") && with_flows.contains("experiment triggered-work"), "{with_flows}");
 }
+
+/// `replicheck replay REPORT --finding ID`, waited for: its exit status and its output.
+fn replay(report: &common::Finished, finding: &str) -> (i32, String) {
+    let tag = common::tag("replay");
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = report.report_dir.join("report.json");
+    let args = ["replay", recorded.to_str().unwrap(), "--finding", finding, "--report-dir", dir.path().to_str().unwrap()];
+    let output = common::command(&tag, &args).output().unwrap();
+    common::assert_no_leftovers(&tag);
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn exploration_draws_triggers_and_work_lost_at_a_restart_replays_from_its_report() {
+    // u0's order is accepted by r1, which is then terminated and replaced while u1 goes on.
+    let schedule = "u0:triggered:receipt/0@r1 u1:session/0@r0 restart:r1 u1:session/1@r1";
+    let explore = |target: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let report_dir = dir.path().join("report");
+        let tag = common::tag("explore");
+        let args = ["explore", target, "--replicas", "2", "--seed", "5", "--schedule", schedule, "--report-dir", report_dir.to_str().unwrap()];
+        let output = common::command(&tag, &args).output().unwrap();
+        common::assert_no_leftovers(&tag);
+        common::finish(output, dir, report_dir)
+    };
+    let broken = explore("examples/demo/broken-jobs.toml");
+    assert_eq!((broken.code, broken.kinds()), (1, vec!["work-lost-at-shutdown".to_owned()]), "{}", broken.stdout);
+    let lost = &broken.report().findings[0];
+    assert_eq!((lost.scenario.as_str(), lost.producer.id.0), ("triggered:receipt", 1), "{lost:?}");
+    assert_eq!(lost.control.result, ControlResult::Passed, "{lost:?}");
+    assert!(lost.control.detail.contains("without its disruptions"), "{lost:?}");
+    assert!(lost.observed.reason.contains("after restart:r1, no replica delivered it"), "{}", lost.observed.reason);
+    let (code, stdout) = replay(&broken, &lost.id);
+    assert!(code == 1 && stdout.contains(": reproduced"), "{stdout}");
+
+    let fixed = explore("examples/demo/fixed-jobs.toml");
+    assert_eq!(fixed.code, 0, "{}", fixed.stdout);
+
+    // A run's finding replays from its report too: the experiment, from the seed.
+    let run = common::run("examples/demo/broken-jobs.toml", &["--seed", "3", "--scenarios", "triggered-work"]);
+    let lost = run.report().findings.iter().find(|f| f.kind.id() == "work-lost-at-shutdown").expect("work lost at SIGTERM");
+    let (code, stdout) = replay(&run, &lost.id);
+    assert!(code == 1 && stdout.contains(": reproduced"), "{stdout}");
+}

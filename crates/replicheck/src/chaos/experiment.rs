@@ -38,7 +38,7 @@ pub fn trigger_scenario(flow: &str) -> String {
 
 /// The value a trigger sends, from its user's nonce: letters, digits and dashes, which no
 /// form, URL or mail encoding changes, so its delivery carries it as sent.
-fn trigger_value(nonce: &str) -> String {
+pub(crate) fn trigger_value(nonce: &str) -> String {
     format!("replicheck-{nonce}")
 }
 

@@ -8,15 +8,37 @@
 //! next incarnation of the replica that made it, or by the same replica after the store
 //! restarted, is a fault of the disruption, whose control is the schedule without
 //! disruptions. A failure with nothing crossing is the app's own.
+//!
+//! A trigger's user passes its one step when a replica accepts the work; the work is judged
+//! by its delivery. Accepted work nobody delivered after a replica was terminated and
+//! replaced between (a restart) is a fault of the disruption, like an artifact lost in one:
+//! its control is the schedule without disruptions, in which it must be delivered.
 
 use serde::{Deserialize, Serialize};
 
-use super::finding::{Control, ControlResult, FindingKind};
+use super::finding::{ArtifactEvidence, Control, ControlResult, FindingKind};
 use super::{Candidate, Locus};
-use crate::vocab::replica::ReplicaId;
-use crate::history::{Outcome, ScheduleRun, VuRecord};
+use crate::chaos::experiment::trigger_scenario;
+use crate::history::{Observed, Outcome, ScheduleRun, VuRecord};
 use crate::plan::interleaving::{Disruption, Event, Schedule};
 use crate::scenario::Scenario;
+use crate::target::Triggered;
+use crate::vocab::replica::{Incarnation, ReplicaId};
+
+/// What explored runs are judged against: the scenarios their users ran, and the work
+/// their triggers handed over.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub scenarios: &'a [Scenario],
+    pub triggered: &'a [Triggered],
+}
+
+impl<'a> Subject<'a> {
+    /// Scenarios alone, with no background work.
+    pub fn of(scenarios: &'a [Scenario]) -> Self {
+        Subject { scenarios, triggered: &[] }
+    }
+}
 
 /// What makes two faults the same while a schedule shrinks, and across explorations.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -103,8 +125,10 @@ pub struct CaseVerdict {
     pub errors: Vec<(String, String)>,
 }
 
-pub fn judge(scenarios: &[Scenario], run: &ScheduleRun) -> CaseVerdict {
+pub fn judge(subject: Subject<'_>, run: &ScheduleRun) -> CaseVerdict {
+    let scenarios = subject.scenarios;
     let mut verdict = CaseVerdict::default();
+    judge_work(subject, run, &mut verdict);
     if let Some(error) = &run.disruptions.error {
         verdict.errors.push(("explore".into(), error.clone()));
     }
@@ -176,10 +200,69 @@ pub fn judge(scenarios: &[Scenario], run: &ScheduleRun) -> CaseVerdict {
     verdict
 }
 
+/// Triggers accepted and never delivered: after a restart, faults of the disruption;
+/// undisturbed, the app's own. Work lost after a kill or a store restart is not judged:
+/// the kind speaks of shutdown, which a kill does not give time for.
+fn judge_work(subject: Subject<'_>, run: &ScheduleRun, verdict: &mut CaseVerdict) {
+    for record in &run.users {
+        let Some(flow) = subject.triggered.iter().find(|f| trigger_scenario(&f.name) == record.scenario) else { continue };
+        let Some(accepter) = undelivered(flow, run, record) else { continue };
+        let user = record.vu - run.first_vu;
+        let within = humantime::format_duration(flow.within);
+        let Some(start) = run.schedule.position(user, 0) else { continue };
+        let after = &run.schedule.events[start..];
+        let restart = after.iter().find_map(|e| match e {
+            Event::Disrupt(d @ Disruption::Restart(_)) => Some(*d),
+            _ => None,
+        });
+        let Some(restart) = restart else {
+            if !after.iter().any(|e| matches!(e, Event::Disrupt(_))) {
+                verdict.own.push((record.scenario.clone(), format!("u{user}'s trigger, accepted by {accepter}, was never delivered within {within}, undisturbed")));
+            }
+            continue;
+        };
+        let at_ms = record.steps.first().and_then(|s| s.requests.last()).map(|r| r.end_ms);
+        verdict.faults.push(Fault {
+            key: FaultKey { kind: FindingKind::WorkLostAtShutdown, scenario: record.scenario.clone(), step: 0 },
+            user,
+            candidate: Candidate {
+                scenario: record.scenario.clone(),
+                step: 0,
+                step_name: flow.name.clone(),
+                producer: accepter,
+                consumer: accepter,
+                artifact: None,
+                evidence: ArtifactEvidence::named("none"),
+                expected: format!("work `{}` a replica accepted is delivered within {within}, by it or another, though a replica is terminated", flow.name),
+                observed: Observed {
+                    reason: format!("{accepter} accepted u{user}'s trigger{}; after {}, no replica delivered it ({}) within {within}", at_ms.map(|t| format!(" at {t:.0} ms")).unwrap_or_default(), Event::Disrupt(restart), flow.deliveries),
+                    ..Observed::default()
+                },
+                vu: record.vu,
+                at_ms,
+                occurrences: 1,
+            },
+            control: ControlPlan::Undisturbed,
+            after: Some(Event::Disrupt(restart).to_string()),
+            producer_step: 0,
+        });
+    }
+}
+
+/// The replica that accepted the trigger `record` sent, when nobody delivered its work.
+fn undelivered(flow: &Triggered, run: &ScheduleRun, record: &VuRecord) -> Option<Incarnation> {
+    let step = record.steps.first().filter(|s| matches!(s.outcome, Outcome::Passed))?;
+    let trigger = run.disruptions.triggers.iter().find(|t| t.vu == record.vu)?;
+    // What the sink refused past its bounds might have been it: not judged.
+    let deliveries = run.disruptions.deliveries.as_ref().filter(|d| d.refused.is_empty())?;
+    let delivered = deliveries.kept.iter().any(|d| d.what.is(&flow.deliveries) && d.what.carries(&trigger.value));
+    if delivered { None } else { step.served_by }
+}
+
 /// The fault with `key` that the run shows, as judged or blamed on a disruption between
 /// (`Fault::recast`): what shrinking and a second run look for.
-pub fn find(scenarios: &[Scenario], run: &ScheduleRun, key: &FaultKey) -> Option<Fault> {
-    judge(scenarios, run).faults.into_iter().find_map(|fault| {
+pub fn find(subject: Subject<'_>, run: &ScheduleRun, key: &FaultKey) -> Option<Fault> {
+    judge(subject, run).faults.into_iter().find_map(|fault| {
         if fault.key == *key {
             return Some(fault);
         }
@@ -220,7 +303,7 @@ pub enum Confirmation {
 
 /// Judges a fault by its control runs and its reproduction (the same schedule again). The
 /// controls are `fault.controls()`, in that order, each with its run.
-pub fn confirm(fault: &Fault, scenarios: &[Scenario], controls: &[(ControlPlan, &ScheduleRun)], reproduction: &ScheduleRun) -> Confirmation {
+pub fn confirm(fault: &Fault, subject: Subject<'_>, controls: &[(ControlPlan, &ScheduleRun)], reproduction: &ScheduleRun) -> Confirmation {
     let runs = controls.iter().map(|(_, run)| *run).chain([reproduction]);
     if let Some(error) = runs.into_iter().find_map(|run| run.disruptions.error.as_ref()) {
         return Confirmation::Error(error.clone());
@@ -238,9 +321,13 @@ pub fn confirm(fault: &Fault, scenarios: &[Scenario], controls: &[(ControlPlan, 
             };
             return Confirmation::ControlFailed(format!("the control ({}) failed step `{}` too: {observed}", describe(*plan, fault.user), failed.name));
         }
+        let flow = subject.triggered.iter().find(|f| trigger_scenario(&f.name) == user.scenario);
+        if let Some(accepter) = flow.and_then(|flow| undelivered(flow, control, user)) {
+            return Confirmation::ControlFailed(format!("the control ({}): the trigger {accepter} accepted was never delivered either", describe(*plan, fault.user)));
+        }
         first_user.get_or_insert(user.vu);
     }
-    let again = find(scenarios, reproduction, &fault.key)
+    let again = find(subject, reproduction, &fault.key)
         .is_some_and(|f| f.candidate.consumer.id == fault.candidate.consumer.id && f.candidate.observed.status == fault.candidate.observed.status);
     if !again {
         return Confirmation::NotReproduced;
@@ -299,7 +386,6 @@ pub struct Dismissed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocab::replica::Incarnation;
     use crate::history::{ExperimentRun, Observed, Phase, RequestRecord, StepRecord};
     use crate::scenario::fixtures::demo_scenarios;
 
@@ -372,7 +458,7 @@ mod tests {
     #[test]
     fn a_cookie_refused_by_another_replica_is_controlled_by_pinning_its_user() {
         let case = run("u0:login/0@r0 u0:login/1@r0 u0:login/2@r1", &[r(0, 1), r(0, 1), r(1, 1)], refused());
-        let verdict = judge(&demo_scenarios(), &case);
+        let verdict = judge(Subject::of(&demo_scenarios()), &case);
         let [fault] = verdict.faults.as_slice() else { panic!("{verdict:?}") };
         assert_eq!(fault.key.kind, FindingKind::AuthCookieRejected);
         assert_eq!((fault.user, fault.control), (0, ControlPlan::Pinned(ReplicaId(0))));
@@ -382,22 +468,22 @@ mod tests {
         let control = run("u0:login/0@r0 u0:login/1@r0 u0:login/2@r0", &[r(0, 1); 3], Outcome::Passed);
         let consumer = run("u0:login/0@r1 u0:login/1@r1 u0:login/2@r1", &[r(1, 1); 3], Outcome::Passed);
         let controls = |producer, consumer| [(ControlPlan::Pinned(ReplicaId(0)), producer), (ControlPlan::Pinned(ReplicaId(1)), consumer)];
-        assert!(matches!(confirm(fault, &demo_scenarios(), &controls(&control, &consumer), &case), Confirmation::Confirmed(_)));
+        assert!(matches!(confirm(fault, Subject::of(&demo_scenarios()), &controls(&control, &consumer), &case), Confirmation::Confirmed(_)));
         let failing_control = run("u0:login/0@r0 u0:login/1@r0 u0:login/2@r0", &[r(0, 1); 3], refused());
-        assert!(matches!(confirm(fault, &demo_scenarios(), &controls(&failing_control, &consumer), &case), Confirmation::ControlFailed(_)));
+        assert!(matches!(confirm(fault, Subject::of(&demo_scenarios()), &controls(&failing_control, &consumer), &case), Confirmation::ControlFailed(_)));
         // r1 refuses the flow even alone: no cross-replica fault, whatever r0 does.
         let failing_consumer = run("u0:login/0@r1 u0:login/1@r1 u0:login/2@r1", &[r(1, 1); 3], refused());
-        match confirm(fault, &demo_scenarios(), &controls(&control, &failing_consumer), &case) {
+        match confirm(fault, Subject::of(&demo_scenarios()), &controls(&control, &failing_consumer), &case) {
             Confirmation::ControlFailed(why) => assert!(why.contains("every step of u0 on r1"), "{why}"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(confirm(fault, &demo_scenarios(), &controls(&control, &consumer), &control), Confirmation::NotReproduced);
+        assert_eq!(confirm(fault, Subject::of(&demo_scenarios()), &controls(&control, &consumer), &control), Confirmation::NotReproduced);
     }
 
     #[test]
     fn a_cookie_refused_by_the_next_incarnation_is_a_fault_of_the_restart() {
         let case = run("u0:login/0@r0 u0:login/1@r0 restart:r0 u0:login/2@r0", &[r(0, 1), r(0, 1), r(0, 2)], refused());
-        let verdict = judge(&demo_scenarios(), &case);
+        let verdict = judge(Subject::of(&demo_scenarios()), &case);
         let [fault] = verdict.faults.as_slice() else { panic!("{verdict:?}") };
         assert_eq!(fault.key.kind, FindingKind::ArtifactLostAfterRestart);
         assert_eq!(fault.control, ControlPlan::Undisturbed);
@@ -407,37 +493,87 @@ mod tests {
     #[test]
     fn a_crossing_fault_can_be_blamed_on_a_disruption_between_instead() {
         let case = run("u0:login/0@r0 u0:login/1@r0 store-restart u0:login/2@r1", &[r(0, 1), r(0, 1), r(1, 1)], refused());
-        let [fault] = judge(&demo_scenarios(), &case).faults.try_into().unwrap();
+        let [fault] = judge(Subject::of(&demo_scenarios()), &case).faults.try_into().unwrap();
         assert_eq!(fault.key.kind, FindingKind::AuthCookieRejected);
         let recast = fault.recast(&case.schedule).unwrap();
         assert_eq!((recast.key.kind, recast.control), (FindingKind::ArtifactLostAfterStoreRestart, ControlPlan::Undisturbed));
         assert_eq!(recast.after.as_deref(), Some("store-restart"));
         // A restart of the replica that reads is no explanation of a cookie another made.
         let other = run("u0:login/0@r0 u0:login/1@r0 restart:r1 u0:login/2@r1", &[r(0, 1), r(0, 1), r(1, 2)], refused());
-        let [fault] = judge(&demo_scenarios(), &other).faults.try_into().unwrap();
+        let [fault] = judge(Subject::of(&demo_scenarios()), &other).faults.try_into().unwrap();
         assert!(fault.recast(&other.schedule).is_none());
         let producer = run("u0:login/0@r0 u0:login/1@r0 kill:r0 u0:login/2@r1", &[r(0, 1), r(0, 1), r(1, 1)], refused());
-        let [fault] = judge(&demo_scenarios(), &producer).faults.try_into().unwrap();
+        let [fault] = judge(Subject::of(&demo_scenarios()), &producer).faults.try_into().unwrap();
         assert_eq!(fault.recast(&producer.schedule).unwrap().key.kind, FindingKind::ArtifactLostAfterRestart);
     }
 
     #[test]
     fn a_failure_on_one_replica_is_the_apps_own_unless_the_store_restarted_between() {
         let own = run("u0:login/0@r0 u0:login/1@r0 u0:login/2@r0", &[r(0, 1); 3], refused());
-        let verdict = judge(&demo_scenarios(), &own);
+        let verdict = judge(Subject::of(&demo_scenarios()), &own);
         assert!(verdict.faults.is_empty());
         assert_eq!(verdict.own.len(), 1);
 
         let store = run("u0:login/0@r0 u0:login/1@r0 store-restart u0:login/2@r0", &[r(0, 1); 3], refused());
-        let [fault] = judge(&demo_scenarios(), &store).faults.try_into().unwrap();
+        let [fault] = judge(Subject::of(&demo_scenarios()), &store).faults.try_into().unwrap();
         assert_eq!(fault.key.kind, FindingKind::ArtifactLostAfterStoreRestart);
     }
 
     #[test]
     fn a_request_without_an_answer_is_an_error_not_a_fault() {
         let case = run("u0:login/0@r0 u0:login/1@r0 u0:login/2@r1", &[r(0, 1), r(0, 1), r(1, 1)], Outcome::Error { message: "timed out".into() });
-        let verdict = judge(&demo_scenarios(), &case);
+        let verdict = judge(Subject::of(&demo_scenarios()), &case);
         assert!(verdict.faults.is_empty());
         assert!(verdict.errors[0].1.contains("timed out"));
+    }
+
+    /// A run of `schedule`, whose one user (u0) sent a trigger of `receipt` that r1
+    /// accepted, and the receipt deliveries that arrived (`by`).
+    fn triggered(schedule: &str, by: &[u16]) -> (ScheduleRun, Vec<Triggered>) {
+        use crate::history::Trigger;
+        use crate::history::delivered::{Deliveries, Delivered, Delivery};
+        use crate::target::Recogniser;
+        let flow = Triggered {
+            name: "receipt".into(),
+            request: crate::step::RequestSpec::get(crate::step::Template::literal("/orders")),
+            deliveries: Recogniser::Path("/receipts".into()),
+            started: None,
+            within: std::time::Duration::from_secs(3),
+        };
+        let mut case = run(schedule, &[r(1, 1)], Outcome::Passed);
+        case.users[0].scenario = trigger_scenario("receipt");
+        case.disruptions.triggers = vec![Trigger { vu: 40, flow: "receipt".into(), value: "replicheck-x1".into(), before_sigterm: false }];
+        let receipt = |replica: u16| Delivery {
+            replica: ReplicaId(replica),
+            at_ms: 500.0,
+            what: Delivered::Webhook { method: "POST".into(), path: "/receipts".into(), headers: Default::default(), body: "order=replicheck-x1".into() },
+        };
+        case.disruptions.deliveries = Some(Deliveries { kept: by.iter().map(|&r| receipt(r)).collect(), ..Deliveries::default() });
+        (case, vec![flow])
+    }
+
+    #[test]
+    fn work_accepted_and_never_delivered_after_a_restart_is_a_fault_of_the_restart_controlled_undisturbed() {
+        let (lost, flows) = triggered("u0:triggered:receipt/0@r1 restart:r1", &[]);
+        let subject = Subject { scenarios: &[], triggered: &flows };
+        let [fault] = judge(subject, &lost).faults.try_into().unwrap();
+        assert_eq!((fault.key.kind, fault.key.step, fault.control), (FindingKind::WorkLostAtShutdown, 0, ControlPlan::Undisturbed));
+        assert_eq!((fault.candidate.producer, fault.after.as_deref()), (r(1, 1), Some("restart:r1")));
+        assert!(fault.candidate.observed.reason.contains("after restart:r1, no replica delivered it (webhooks to /receipts) within 3s"), "{}", fault.candidate.observed.reason);
+        // Delivered by anyone, even the next incarnation or another replica: nothing lost.
+        assert!(judge(subject, &triggered("u0:triggered:receipt/0@r1 restart:r1", &[0]).0).faults.is_empty());
+        // A kill gives no time to shut down: not judged. Undisturbed and lost: the app's own.
+        let killed = judge(subject, &triggered("u0:triggered:receipt/0@r1 kill:r1", &[]).0);
+        assert!(killed.faults.is_empty() && killed.own.is_empty());
+        let own = judge(subject, &triggered("u0:triggered:receipt/0@r1", &[]).0);
+        assert!(own.faults.is_empty() && own.own[0].1.contains("never delivered within 3s, undisturbed"), "{own:?}");
+        // The control delivers it: confirmed; the control loses it too: not the restart's doing.
+        let (delivered, _) = triggered("u0:triggered:receipt/0@r1", &[1]);
+        assert!(matches!(confirm(&fault, subject, &[(ControlPlan::Undisturbed, &delivered)], &lost), Confirmation::Confirmed(_)));
+        let (undelivered, _) = triggered("u0:triggered:receipt/0@r1", &[]);
+        match confirm(&fault, subject, &[(ControlPlan::Undisturbed, &undelivered)], &lost) {
+            Confirmation::ControlFailed(why) => assert!(why.contains("the trigger r1 accepted was never delivered either"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -6,11 +6,16 @@
 //! run wrote can never make another's read pass; user numbers and values follow from the
 //! order of runs alone, so an exploration run again numbers them the same.
 
-use crate::chaos::experiment::{self, Arena};
-use crate::history::{ExperimentRun, Phase, ReplicaExit, ScheduleRun};
+use tokio::time::{Instant, sleep};
+
+use crate::chaos::experiment::{self, Arena, trigger_scenario, trigger_value};
+use crate::history::{ExperimentRun, Phase, ReplicaExit, ScheduleRun, Trigger};
 use crate::plan::interleaving::{Event, Schedule};
 use crate::redact::Secrets;
 use crate::vu::Stepper;
+
+/// How often the sink is looked at while triggered work is awaited.
+const DELIVERY_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 pub struct Lab<'a> {
     pub arena: Arena<'a>,
@@ -42,6 +47,14 @@ impl<'a> Lab<'a> {
         let ctx = self.arena.ctx;
         let mut steppers: Vec<(u32, Stepper<'_>)> = users.iter().map(|(user, plan)| (*user, Stepper::new(ctx, plan, phase))).collect();
         let mut disruptions = ExperimentRun::new("explore", phase);
+        let from = Instant::now();
+        disruptions.triggers = users
+            .iter()
+            .filter_map(|(_, plan)| {
+                let flow = self.arena.target.triggered.iter().find(|f| trigger_scenario(&f.name) == plan.scenario)?;
+                Some(Trigger { vu: plan.vu, flow: flow.name.clone(), value: trigger_value(&plan.nonce), before_sigterm: false })
+            })
+            .collect();
         for event in &schedule.events {
             match event {
                 Event::Step { user, .. } => {
@@ -60,6 +73,7 @@ impl<'a> Lab<'a> {
         }
         // What the disruptions' healing came upon is told now, not after the next run began.
         self.notice_exits().await;
+        self.await_deliveries(&mut disruptions, from).await;
         let mut records = Vec::with_capacity(steppers.len());
         for (_, stepper) in steppers {
             let (record, seen) = stepper.finish();
@@ -74,6 +88,20 @@ impl<'a> Lab<'a> {
             disruptions,
         });
         self.runs.last().expect("just pushed")
+    }
+
+    /// The deliveries of the run's triggers, once each has one or the flows' bound has
+    /// passed since the last step.
+    async fn await_deliveries(&self, run: &mut ExperimentRun, from: Instant) {
+        let Some(inbox) = self.arena.cluster.deliveries().filter(|_| !run.triggers.is_empty()) else { return };
+        let flows = &self.arena.target.triggered;
+        let within = run.triggers.iter().filter_map(|t| flows.iter().find(|f| f.name == t.flow)).map(|f| f.within).max().unwrap_or_default();
+        let deadline = Instant::now() + within;
+        let delivered = |t: &Trigger| flows.iter().find(|f| f.name == t.flow).is_some_and(|f| inbox.has(from, |_, what| what.is(&f.deliveries) && what.carries(&t.value)));
+        while !run.triggers.iter().all(delivered) && Instant::now() < deadline {
+            sleep(DELIVERY_POLL).await;
+        }
+        run.deliveries = Some(inbox.since(self.arena.ctx.origin, from));
     }
 
     /// A replica that exited, or stopped answering, with no disruption asking for it is

@@ -24,8 +24,8 @@ use tokio::time::Instant;
 
 use crate::vocab::routing::RoutingPolicy;
 use crate::chaos::ExperimentKind;
-use crate::chaos::experiment::Arena;
-use crate::check::explored::{self, Confirmation, Fault, FaultKey};
+use crate::chaos::experiment::{self, Arena, trigger_scenario};
+use crate::check::explored::{self, Confirmation, Fault, FaultKey, Subject};
 use crate::check::finding::{ChaosContext, Control, Finding};
 use crate::check::{self, ScenarioResult, ScenarioStatus, Tally, Verdict};
 use crate::cluster::{BackendKind, ClusterSpec};
@@ -228,7 +228,7 @@ struct Search {
 
 /// The parts of the configuration the search reads.
 struct Bounds<'a> {
-    scenarios: &'a [Scenario],
+    subject: Subject<'a>,
     seed: u64,
     max_shrink_iters: u32,
     deadline: Instant,
@@ -287,7 +287,7 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
         secrets.clone(),
     ));
     let bounds = Bounds {
-        scenarios: &scenarios,
+        subject: Subject { scenarios: &scenarios, triggered: &target.triggered },
         seed: config.seed,
         max_shrink_iters: config.max_shrink_iters,
         deadline: crate::clock::after(started, config.time),
@@ -373,11 +373,20 @@ pub async fn explore(config: ExploreConfig, observer: &dyn Observer) -> Result<R
     Ok(RunOutcome { report, report_dir })
 }
 
-/// Binds the scenario files to the target; exploration runs scenarios only.
+/// Binds the scenario files to the target; exploration runs scenarios only. The triggers of
+/// the target's background work join them where the run has a sink for their deliveries,
+/// as its Redis joins the disruptions.
 fn bind(config: &ExploreConfig, observer: &dyn Observer) -> Result<(Vec<Scenario>, ScenarioRoster), RunError> {
-    let (scenarios, roster) = driver::bind_scenarios(&config.scenarios, &config.target, observer)?;
+    let (mut scenarios, mut roster) = driver::bind_scenarios(&config.scenarios, &config.target, observer)?;
     if scenarios.is_empty() {
         return Err(RunError::Usage(format!("{}: no scenario it can run, so nothing to explore", config.target.path.display())));
+    }
+    if config.backend != BackendKind::External {
+        let triggers = experiment::own_scenarios(&config.target).into_iter().filter(|s| config.target.triggered.iter().any(|f| trigger_scenario(&f.name) == s.name));
+        for trigger in triggers {
+            roster.push((trigger.name.clone(), None));
+            scenarios.push(trigger);
+        }
     }
     Ok((scenarios, roster))
 }
@@ -443,7 +452,7 @@ async fn search(bounds: &Bounds<'_>, lab: &mut Lab<'_>, space: &Space, cases: u3
         search.exploration.cases += 1;
         search.exploration.schedules.push(schedule.to_string());
         let index = run_index(lab, &schedule, Phase::Main).await;
-        let verdict = explored::judge(bounds.scenarios, &lab.runs[index]);
+        let verdict = explored::judge(bounds.subject, &lab.runs[index]);
         search.note(&verdict);
         let mut new: Vec<Fault> = Vec::new();
         for fault in verdict.faults {
@@ -482,7 +491,7 @@ async fn replay(bounds: &Bounds<'_>, lab: &mut Lab<'_>, schedule: &Schedule) -> 
     search.exploration.cases = 1;
     search.exploration.schedules.push(schedule.to_string());
     let index = run_index(lab, schedule, Phase::Main).await;
-    let verdict = explored::judge(bounds.scenarios, &lab.runs[index]);
+    let verdict = explored::judge(bounds.subject, &lab.runs[index]);
     search.note(&verdict);
     for fault in verdict.faults {
         if search.known(&fault.key).is_some() {
@@ -553,7 +562,7 @@ async fn shrink(bounds: &Bounds<'_>, lab: &mut Lab<'_>, mut tree: impl ValueTree
                     steps: minimal.steps(),
                 });
                 let index = run_index(lab, &candidate, Phase::Shrink).await;
-                let same = explored::find(bounds.scenarios, &lab.runs[index], &fault.key);
+                let same = explored::find(bounds.subject, &lab.runs[index], &fault.key);
                 tried.insert(candidate.clone(), same.is_some());
                 same
             }
@@ -585,7 +594,7 @@ async fn prune(bounds: &Bounds<'_>, lab: &mut Lab<'_>, mut minimal: Schedule, mu
             iterations += 1;
             *tries += 1;
             let index = run_index(lab, &candidate, Phase::Shrink).await;
-            if let Some(smaller) = explored::find(bounds.scenarios, &lab.runs[index], &fault.key) {
+            if let Some(smaller) = explored::find(bounds.subject, &lab.runs[index], &fault.key) {
                 (minimal, fault) = (candidate, smaller);
                 continue 'smaller;
             }
@@ -634,7 +643,7 @@ async fn confirm(bounds: &Bounds<'_>, lab: &mut Lab<'_>, fault: &Fault, minimal:
     }
     let reproduction = run_index(lab, minimal, Phase::Reproduce).await;
     let controls: Vec<_> = controls.into_iter().map(|(plan, index)| (plan, &lab.runs[index])).collect();
-    explored::confirm(fault, bounds.scenarios, &controls, &lab.runs[reproduction])
+    explored::confirm(fault, bounds.subject, &controls, &lab.runs[reproduction])
 }
 
 /// Findings and scenario results from what the search settled and the cases it ran.
