@@ -234,6 +234,11 @@ pub fn assess_triggered(run: &ExperimentRun, flows: &[Triggered]) -> Assessment 
             ));
             continue;
         }
+        if !deliveries.refused.is_empty() {
+            // What the sink refused past its bounds may have been the work: a loss is not proven.
+            assessment.notes.push(format!("the sink refused deliveries during the run, so losses of `{}` at shutdown are not judged", flow.name));
+            continue;
+        }
         let mut lost: Vec<&&Sent> = before_sigterm.iter().filter(|s| s.accepted.is_some() && s.delivered.is_empty()).collect();
         // A job abandoned half-way is the sharper evidence: it is told first.
         lost.sort_by_key(|s| s.begun.is_empty());
@@ -440,6 +445,11 @@ mod tests {
         let mut taken_over = delivered_without.clone();
         taken_over.extend([receipt_of(3, 0), receipt_of(4, 0)]);
         assert!(assess_triggered(&triggered_run(&[(1, 0), (2, 1)], &[(3, 1), (4, 1)], &[(9, 0)], taken_over), &[receipt()]).candidates.is_empty());
+        // The sink refused something past its bounds: a loss is not proven.
+        let mut refused = triggered_run(&[(1, 0), (2, 1)], &[(3, 1), (4, 1)], &[(9, 0)], delivered_without.clone());
+        refused.deliveries.as_mut().unwrap().refused.insert(ReplicaId(1), crate::history::delivered::Refused { count: 1, why: "too large".into() });
+        let assessment = assess_triggered(&refused, &[receipt()]);
+        assert!(assessment.candidates.is_empty() && assessment.notes.iter().any(|n| n.contains("losses of `receipt` at shutdown are not judged")), "{:?}", assessment.notes);
         // Work r1 never delivers even undisturbed: the loss is not the shutdown's.
         let never = vec![receipt_of(1, 0), receipt_of(9, 0)];
         let assessment = assess_triggered(&triggered_run(&[(1, 0), (2, 1)], &[(3, 1)], &[(9, 0)], never), &[receipt()]);
