@@ -7,6 +7,7 @@ mod common;
 
 use replicheck::check::ScenarioStatus;
 use replicheck::check::finding::ControlResult;
+use replicheck::report::Event;
 
 const EXPERIMENTS: &str = "scheduled-jobs,triggered-work";
 
@@ -44,6 +45,11 @@ fn the_demos_misconfigured_background_work_shows_its_three_kinds() {
         assert!(lost.notes.iter().any(|n| n.starts_with("judged under deregistration")), "{lost:?}");
         // The receipt is a long job with a start marker: SIGTERM waited for one to begin.
         assert!(lost.observed.reason.contains("its start marker came from") && lost.observed.reason.contains("of them begun and abandoned half-way"), "{}", lost.observed.reason);
+        // Deliveries are on the timeline, each on the lane of the replica that sent it.
+        let delivered = report.events.iter().filter(|e| matches!(e, Event::Delivery { what, .. } if what == "POST /receipts")).count();
+        assert!(delivered > 0, "{context}: no receipt among the events");
+        let html = std::fs::read_to_string(run.report_dir.join("report.html")).unwrap();
+        assert!(html.contains(r#"<path class="delivery""#) && html.contains("delivered POST /receipts (triggered-work)"), "{context}");
         let causes: Vec<&str> = report.diagnoses.iter().map(|d| d.cause.id()).collect();
         assert_eq!(causes, ["scheduled-job-per-replica", "unclaimed-outbox", "in-process-queue"], "{context}");
     }

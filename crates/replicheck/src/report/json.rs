@@ -117,6 +117,15 @@ pub enum Event {
         #[serde(flatten)]
         answer: Answer,
     },
+    /// What a replica delivered to the run's sink, named as a person tells deliveries
+    /// apart (a webhook's path without its query, a mail's recipients and subject).
+    Delivery {
+        experiment: String,
+        phase: Phase,
+        replica: ReplicaId,
+        at_ms: f64,
+        what: String,
+    },
 }
 
 impl Event {
@@ -126,11 +135,12 @@ impl Event {
             Event::Chaos { event, .. } => event.start_ms,
             Event::Probe { probe, .. } => probe.at_ms,
             Event::Answer { answer, .. } => answer.at_ms,
+            Event::Delivery { at_ms, .. } => *at_ms,
         }
     }
 }
 
-/// Every request, chaos action and probe of the history, in start order.
+/// Every request, chaos action, probe, answer and delivery of the history, in start order.
 pub fn events(history: &History) -> Vec<Event> {
     let mut events = Vec::new();
     for user in &history.vus {
@@ -149,6 +159,15 @@ pub fn events(history: &History) -> Vec<Event> {
             experiment: run.experiment.clone(),
             phase: run.phase,
             probe: probe.clone(),
+        }));
+        let delivered = run.deliveries.iter().flat_map(|d| &d.kept);
+        events.extend(delivered.map(|delivery| Event::Delivery {
+            experiment: run.experiment.clone(),
+            // A delivery in the control's window is the control's.
+            phase: run.windows.iter().find(|w| w.start_ms <= delivery.at_ms && delivery.at_ms <= w.end_ms).map_or(run.phase, |w| w.phase),
+            replica: delivery.replica,
+            at_ms: delivery.at_ms,
+            what: delivery.what.label().split('?').next().unwrap_or_default().to_owned(),
         }));
     }
     for run in &history.inspections {

@@ -29,7 +29,7 @@ table { border-collapse: collapse; } td, th { border-bottom: 1px solid #e5e8ee; 
 .lane-label { text-anchor: end; } .tick-label { text-anchor: middle; } .tick { stroke: #eceef3; }
 .req.ok { fill: #43a047; } .req.warn { fill: #fb8c00; } .req.bad { fill: #e53935; }
 .req.finding { stroke: #6a1b9a; stroke-width: 2; }
-.probe.ok { fill: #1e88e5; } .probe.bad { fill: #8e24aa; }
+.probe.ok { fill: #1e88e5; } .probe.bad { fill: #8e24aa; } .delivery { fill: #00897b; }
 .chaos { stroke: #37474f; stroke-width: 1.2; stroke-dasharray: 4 3; }
 .span rect { fill: #dfe5ef; } .span text { font: 10px system-ui, sans-serif; fill: #37474f; }
 .finding-label { font: bold 11px system-ui, sans-serif; fill: #6a1b9a; }
@@ -75,7 +75,7 @@ pub fn render(report: &Report) -> String {
     policy(&mut page, report);
     let _ = write!(
         page,
-        "<h2>Timeline</h2><p class=\"legend\"><span><i style=\"background:#43a047\"></i>answered</span><span><i style=\"background:#fb8c00\"></i>4xx</span><span><i style=\"background:#e53935\"></i>5xx or no answer</span><span><i style=\"background:#fff;border:2px solid #6a1b9a\"></i>a finding's requests</span><span><i style=\"background:#1e88e5;border-radius:6px\"></i>probe</span><span><i style=\"border-left:2px dashed #37474f\"></i>chaos action</span></p>{}",
+        "<h2>Timeline</h2><p class=\"legend\"><span><i style=\"background:#43a047\"></i>answered</span><span><i style=\"background:#fb8c00\"></i>4xx</span><span><i style=\"background:#e53935\"></i>5xx or no answer</span><span><i style=\"background:#fff;border:2px solid #6a1b9a\"></i>a finding's requests</span><span><i style=\"background:#1e88e5;border-radius:6px\"></i>probe</span><span><i style=\"background:#00897b;transform:rotate(45deg) scale(0.7)\"></i>delivery to the sink</span><span><i style=\"border-left:2px dashed #37474f\"></i>chaos action</span></p>{}",
         timeline::svg(report)
     );
     findings(&mut page, report);

@@ -67,6 +67,7 @@ pub fn svg(report: &Report) -> String {
             Event::Chaos { event, .. } => event.end_ms,
             Event::Probe { probe, .. } => probe.at_ms,
             Event::Answer { answer, .. } => answer.at_ms,
+            Event::Delivery { at_ms, .. } => *at_ms,
         })
         .fold(report.duration_ms as f64, f64::max)
         .max(1.0);
@@ -155,6 +156,17 @@ pub fn svg(report: &Report) -> String {
                     lane_y(&probe.replica.id.to_string()) + LANE / 2.0
                 );
             }
+            Event::Delivery { replica, at_ms, what, experiment, .. } => {
+                let (cx, cy) = (x(*at_ms), lane_y(&replica.to_string()) + LANE / 2.0);
+                let _ = write!(
+                    out,
+                    r#"<path class="delivery" d="M{cx:.1} {:.1}l4 4l-4 4l-4 -4z"><title>{} delivered {} ({experiment}) at {:.2}s</title></path>"#,
+                    cy - 4.0,
+                    replica,
+                    escape(what),
+                    at_ms / 1000.0
+                );
+            }
             Event::Answer { .. } | Event::Chaos { .. } => {}
         }
     }
@@ -236,6 +248,7 @@ fn spans(report: &Report) -> Vec<Span> {
             Event::Chaos { experiment, phase, event } => (experiment, *phase, event.start_ms, event.end_ms),
             Event::Probe { experiment, phase, probe } => (experiment, *phase, probe.at_ms, probe.at_ms),
             Event::Answer { inspection, phase, answer } => (inspection, *phase, answer.at_ms, answer.at_ms),
+            Event::Delivery { experiment, phase, at_ms, .. } => (experiment, *phase, *at_ms, *at_ms),
             Event::Request { experiment: None, .. } => continue,
         };
         // Controls belong to their run's span.
