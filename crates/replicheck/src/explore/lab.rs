@@ -1,6 +1,6 @@
 //! Running schedules against the live cluster: each schedule's users step by step in its
-//! order, its disruptions between their steps, and every run kept for the report. Nothing
-//! is judged here.
+//! order, its disruptions between their steps, then the deliveries of the work its
+//! triggers handed over, and every run kept for the report. Nothing is judged here.
 //!
 //! Every run gets fresh users (fresh cookie jars) with values of their own, so what one
 //! run wrote can never make another's read pass; user numbers and values follow from the
