@@ -207,8 +207,7 @@ pub fn judge(record: &Record, scenarios: &Scenarios<'_>, target: &Target, plan: 
         chaos.scenarios.push(result);
     }
     if let Some(note) = &note {
-        // Scheduled jobs are watched, with no users to post anything.
-        let posted = |name: &str| name != ExperimentKind::ScheduledJobs.name();
+        let posted = |name: &str| ExperimentKind::from_name(name).is_none_or(ExperimentKind::sends_requests);
         for result in chaos.scenarios.iter_mut().filter(|r| r.status != ScenarioStatus::Skipped && posted(&r.name)) {
             result.notes.push(format!("the workload {note}"));
         }

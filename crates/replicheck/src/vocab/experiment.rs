@@ -97,6 +97,11 @@ impl ExperimentKind {
         !matches!(self, ExperimentKind::Sigterm | ExperimentKind::StoreOutage | ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork)
     }
 
+    /// Whether the experiment sends requests at all: scheduled jobs are only watched.
+    pub fn sends_requests(self) -> bool {
+        self != ExperimentKind::ScheduledJobs
+    }
+
     /// Whether a run that names no experiments runs this one on `backend`: hardening takes
     /// containers, so elsewhere it runs only when named, to say why it cannot.
     pub fn runs_by_default_on(self, backend: BackendKind) -> bool {
