@@ -399,9 +399,7 @@ async fn triggers(arena: &mut Arena<'_>, run: &mut ExperimentRun, flows: &[Strin
 /// experiments that ask this, so there is always one left.
 async fn alone(arena: &mut Arena<'_>, run: &mut ExperimentRun, gone: Option<ReplicaId>) -> Result<Incarnation, ClusterError> {
     let endpoints: Vec<Endpoint> = arena.cluster.endpoints().into_iter().filter(|e| Some(e.replica.id) != gone).collect();
-    let Some((kept, others)) = endpoints.split_first() else {
-        return Err(ClusterError::UnknownReplica(gone.unwrap_or(ReplicaId(0))));
-    };
+    let Some((kept, others)) = endpoints.split_first() else { return Err(ClusterError::NoneRunning) };
     for other in others {
         terminate(arena, other.replica).await?.record(run);
     }

@@ -73,6 +73,8 @@ pub enum ClusterError {
     UnknownReplica(ReplicaId),
     #[error("the target declares no store (Redis) to act on")]
     NoStore,
+    #[error("no replica is running to be left on its own")]
+    NoneRunning,
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
     #[error("cannot reach the Docker engine at {host}: {reason}\n(is Docker running? DOCKER_HOST names another engine)")]
