@@ -305,7 +305,7 @@ async fn scheduled_jobs(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Resul
     let from = Instant::now();
     let everyone: Vec<Incarnation> = arena.cluster.endpoints().iter().map(|e| e.replica).collect();
     watch_window(arena, run, run.phase, everyone, watch).await;
-    let alone = alone(arena, run, None).await?;
+    let alone = alone(arena, run).await?;
     watch_window(arena, run, Phase::Control, vec![alone], watch).await;
     run.deliveries = Some(inbox.since(arena.ctx.origin, from));
     Ok(())
@@ -347,7 +347,7 @@ async fn triggered_work(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut 
     let running = arena.cluster.endpoints().iter().map(|e| e.replica).collect();
     push_window(arena, run, run.phase, running, start_ms);
 
-    let alone = alone(arena, run, None).await?;
+    let alone = alone(arena, run).await?;
     let start_ms = arena.now_ms();
     let only: Vec<(ReplicaId, bool)> = vec![(alone.id, false); TRIGGERS_PER_REPLICA * everyone.len()];
     run.control = triggers(arena, run, &flows, &only, Phase::Control).await;
@@ -394,11 +394,10 @@ async fn triggers(arena: &mut Arena<'_>, run: &mut ExperimentRun, flows: &[Strin
     arena.users(users, phase).await
 }
 
-/// Every running replica but one terminated as the platform terminates them (and `gone`,
-/// already stopped, left alone); the one left, never `gone`. Runs of one replica skip the
-/// experiments that ask this, so there is always one left.
-async fn alone(arena: &mut Arena<'_>, run: &mut ExperimentRun, gone: Option<ReplicaId>) -> Result<Incarnation, ClusterError> {
-    let endpoints: Vec<Endpoint> = arena.cluster.endpoints().into_iter().filter(|e| Some(e.replica.id) != gone).collect();
+/// Every running replica but one terminated as the platform terminates them; the one
+/// left. Runs of one replica skip the experiments that ask this, so there is one to leave.
+async fn alone(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<Incarnation, ClusterError> {
+    let endpoints = arena.cluster.endpoints();
     let Some((kept, others)) = endpoints.split_first() else { return Err(ClusterError::NoneRunning) };
     for other in others {
         terminate(arena, other.replica).await?.record(run);
