@@ -16,7 +16,7 @@ fn planted(run: &common::Finished, kinds: &[&str], context: &str) {
     assert_eq!(run.kinds(), kinds, "{context}: {}", run.stdout);
     for finding in &run.report().findings {
         assert_eq!(finding.control.result, ControlResult::Passed, "{context}: {finding:?}");
-        assert!(finding.control.detail.contains("alone") || finding.control.detail.contains("without the termination"), "{context}: {finding:?}");
+        assert!(["alone", "without the termination", "undisturbed"].iter().any(|c| finding.control.detail.contains(c)), "{context}: {finding:?}");
         assert!(finding.reproduced, "{context}: {finding:?}");
         assert!(finding.reproduce.contains(&format!("--scenarios {}", finding.check)), "{context}: {}", finding.reproduce);
     }
@@ -141,4 +141,34 @@ fn exploration_draws_triggers_and_work_lost_at_a_restart_replays_from_its_report
     let lost = run.report().findings.iter().find(|f| f.kind.id() == "work-lost-at-shutdown").expect("work lost at SIGTERM");
     let (code, stdout) = replay(&run, &lost.id);
     assert!(code == 1 && stdout.contains(": reproduced"), "{stdout}");
+}
+
+/// The demo's leased digest made long (1.5s, begun with a start marker), its runs in hand
+/// finished at SIGTERM or abandoned as the process exits.
+fn long_digest(dir: &std::path::Path, abandoned: bool) -> std::path::PathBuf {
+    let fixed = std::fs::read_to_string(common::root().join("examples/demo/fixed-jobs.toml")).unwrap();
+    let flags = if abandoned { r#""--digest-ms", "1500", "--digest-abandon", "--digest-lease""# } else { r#""--digest-ms", "1500", "--digest-lease""# };
+    let text = fixed
+        .replace(r#""--digest-lease""#, flags)
+        .replace("occurrence = { json = \"/slot\" }\n", "occurrence = { json = \"/slot\" }\nstarted = { path = \"/digest-begun\" }\n");
+    assert!(text.contains("--digest-ms") && text.contains("digest-begun"), "fixed-jobs.toml changed shape");
+    common::write(dir, if abandoned { "abandoned.toml" } else { "finished.toml" }, &text)
+}
+
+#[test]
+fn a_long_scheduled_run_abandoned_at_sigterm_is_lost_and_one_finished_first_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let abandoned = long_digest(dir.path(), true);
+    let run = common::run(abandoned.to_str().unwrap(), &["--seed", "4", "--scenarios", "scheduled-jobs"]);
+    planted(&run, &["work-lost-at-shutdown"], "digest abandoned");
+    let lost = &run.report().findings[0];
+    assert_eq!(lost.producer, lost.consumer, "{lost:?}");
+    assert!(lost.observed.reason.contains("(its start marker), got SIGTERM at") && lost.observed.reason.contains("no replica had finished it"), "{}", lost.observed.reason);
+    assert!(lost.control.detail.contains("undisturbed, each of"), "{lost:?}");
+    let causes: Vec<&str> = run.report().diagnoses.iter().map(|d| d.cause.id()).collect();
+    assert_eq!(causes, ["job-abandoned-at-shutdown"]);
+
+    let finished = long_digest(dir.path(), false);
+    let run = common::run(finished.to_str().unwrap(), &["--seed", "4", "--scenarios", "scheduled-jobs"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 }

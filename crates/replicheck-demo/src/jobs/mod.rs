@@ -33,6 +33,12 @@ pub struct JobsArgs {
     /// Run each digest only on the replica that takes its lease in Redis (without it, every replica runs it).
     #[arg(long)]
     pub digest_lease: bool,
+    /// How long each digest takes (milliseconds); one that takes time first says it has begun.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub digest_ms: u64,
+    /// At SIGTERM, abandon the digests in hand as the process exits (without it, they are finished first).
+    #[arg(long)]
+    pub digest_abandon: bool,
     /// Deliver a receipt for each `POST /orders`, through this queue.
     #[arg(long, value_enum)]
     pub receipts: Option<Receipts>,
@@ -68,6 +74,7 @@ pub struct Plan {
     sink: String,
     /// The digest's period in milliseconds, and whether it runs under a lease.
     digest: Option<(u64, bool)>,
+    digest_work: digest::Work,
     receipts: Option<Receipts>,
     work: Duration,
     invites: Option<InvitesMode>,
@@ -84,8 +91,9 @@ impl Plan {
             (args.receipts == Some(Receipts::Redis), "--receipts redis"),
             (args.invites.is_some(), "--invites"),
         ];
-        if args.digest_lease && digest.is_none() {
-            return Err("--digest-lease needs --digest-every MS: there is no digest to lease".into());
+        let digest_flags = [(args.digest_lease, "--digest-lease"), (args.digest_ms > 0, "--digest-ms"), (args.digest_abandon, "--digest-abandon")];
+        if let Some((_, flag)) = digest_flags.iter().find(|(on, _)| *on && digest.is_none()) {
+            return Err(format!("{flag} needs --digest-every MS: there is no digest for it"));
         }
         if let Some((_, flag)) = needs_redis.iter().find(|(on, _)| *on && !redis) {
             return Err(format!("{flag} keeps its state in Redis: it needs --store redis://HOST:PORT, not `{store}`"));
@@ -101,7 +109,8 @@ impl Plan {
             Ok(url) if matches!(url.scheme(), "http" | "https") => {}
             _ => return Err(format!("--sink {sink}: not an http(s) URL")),
         }
-        Ok(Some(Plan { sink, digest, receipts: args.receipts, work: Duration::from_millis(args.work_ms), invites: args.invites }))
+        let digest_work = digest::Work { takes: Duration::from_millis(args.digest_ms), abandoned_at_sigterm: args.digest_abandon };
+        Ok(Some(Plan { sink, digest, digest_work, receipts: args.receipts, work: Duration::from_millis(args.work_ms), invites: args.invites }))
     }
 
     /// One line for the start-up log.
@@ -109,6 +118,10 @@ impl Plan {
         let mut parts = Vec::new();
         if let Some((every, leased)) = self.digest {
             parts.push(format!("digest every {every} ms {}", if leased { "under a lease" } else { "on every replica" }));
+            if !self.digest_work.takes.is_zero() {
+                let at_sigterm = if self.digest_work.abandoned_at_sigterm { "abandoned" } else { "finished" };
+                parts.push(format!("each taking {} ms, {at_sigterm} at SIGTERM", self.digest_work.takes.as_millis()));
+            }
         }
         match self.receipts {
             Some(Receipts::InProcess) => parts.push("receipts queued in process".to_owned()),
@@ -155,7 +168,7 @@ pub fn start(plan: &Plan, replica: &str, redis: Option<ConnectionManager>, stopp
     let (mut intake, mut workers) = (Intake::default(), Vec::new());
     if let Some((every, leased)) = plan.digest {
         let runs = if leased { digest::Runs::Leased { redis: redis()?, replica: replica.to_owned() } } else { digest::Runs::Everywhere };
-        workers.push(digest::schedule(every, runs, sink.clone(), stopping.clone()));
+        workers.push(digest::schedule(every, runs, plan.digest_work, sink.clone(), stopping.clone()));
     }
     if let Some(receipts) = plan.receipts {
         let (orders, worker) = match receipts {
@@ -264,6 +277,10 @@ mod tests {
     fn a_lease_needs_a_schedule() {
         let error = plan(&[&SINK[..], &REDIS[..], &["--digest-lease"]].concat()).unwrap_err();
         assert!(error.starts_with("--digest-lease needs --digest-every"), "{error}");
+        let error = plan(&[&SINK[..], &["--digest-ms", "500"]].concat()).unwrap_err();
+        assert!(error.starts_with("--digest-ms needs --digest-every"), "{error}");
+        let long = plan(&[&SINK[..], &["--digest-every", "1000", "--digest-ms", "1500", "--digest-abandon"]].concat()).unwrap().unwrap();
+        assert!(long.describe().starts_with("digest every 1000 ms on every replica, each taking 1500 ms, abandoned at SIGTERM"), "{}", long.describe());
     }
 
     #[tokio::test]

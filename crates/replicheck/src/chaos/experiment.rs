@@ -293,9 +293,10 @@ async fn cold_start(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Expe
     Ok(())
 }
 
-/// Every replica runs the target's scheduled jobs for a while (the trial), then one
-/// alone, the others terminated as the platform terminates them (the control): a job that
-/// runs once per occurrence delivers each occurrence once either way.
+/// Every replica runs the target's scheduled jobs for a while (the trial); for jobs with a
+/// start marker, the replica that begins one is then terminated and replaced; then one
+/// replica runs alone, the others terminated as the platform terminates them (the
+/// control): a job that runs once per occurrence delivers each occurrence once either way.
 async fn scheduled_jobs(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
     let Some(inbox) = arena.cluster.deliveries() else {
         run.error = Some(NO_SINK.into());
@@ -305,6 +306,25 @@ async fn scheduled_jobs(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Resul
     let from = Instant::now();
     let everyone: Vec<Incarnation> = arena.cluster.endpoints().iter().map(|e| e.replica).collect();
     watch_window(arena, run, run.phase, everyone, watch).await;
+    let markers: Vec<Recogniser> = arena.target.scheduled.iter().filter_map(|job| job.started.clone()).collect();
+    if !markers.is_empty() {
+        // A long job begins somewhere: the replica running it is terminated half-way
+        // through and replaced, as a rolling restart does.
+        let start_ms = arena.now_ms();
+        let begun_from = Instant::now();
+        let deadline = begun_from + watch;
+        let mut running = None;
+        while running.is_none() && Instant::now() < deadline {
+            running = inbox.first(begun_from, |_, what| markers.iter().any(|m| what.is(m)));
+            sleep(MARKER_POLL).await;
+        }
+        if let Some(victim) = running {
+            restart(arena, run, victim, false).await?;
+            sleep(watch).await;
+        }
+        let replicas = arena.cluster.endpoints().iter().map(|e| e.replica).collect();
+        push_window(arena, run, run.phase, replicas, start_ms);
+    }
     let alone = alone(arena, run).await?;
     watch_window(arena, run, Phase::Control, vec![alone], watch).await;
     run.deliveries = Some(inbox.since(arena.ctx.origin, from));
@@ -375,7 +395,7 @@ fn start_markers(target: &Target, triggers: &[Trigger], records: &[VuRecord]) ->
 /// of each such flow, so that it lands on a long job half-way and on the rest queued.
 async fn until_begun(inbox: &Inbox, from: Instant, victim: ReplicaId, begun: &[(Recogniser, Vec<String>)], within: Duration) {
     let deadline = Instant::now() + within;
-    let one_begun = |(marker, values): &(Recogniser, Vec<String>)| inbox.has(from, |replica, what| replica == victim && what.is(marker) && values.iter().any(|v| what.carries(v)));
+    let one_begun = |(marker, values): &(Recogniser, Vec<String>)| inbox.first(from, |replica, what| replica == victim && what.is(marker) && values.iter().any(|v| what.carries(v))).is_some();
     while !begun.iter().all(one_begun) && Instant::now() < deadline {
         sleep(MARKER_POLL).await;
     }

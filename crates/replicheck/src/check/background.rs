@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::finding::{ArtifactEvidence, FindingKind};
 use super::twice::{Assessment, Candidate};
 use crate::chaos::experiment::trigger_scenario;
-use crate::history::delivered::Delivery;
+use crate::history::delivered::{Deliveries, Delivery};
 use crate::history::{ChaosAction, ExperimentRun, Observed, Outcome, Phase, Trigger, VuRecord, Window};
 use crate::target::{Recogniser, Scheduled, Triggered};
 use crate::vocab::replica::{Incarnation, ReplicaId};
@@ -89,6 +89,9 @@ pub fn assess_scheduled(run: &ExperimentRun, jobs: &[Scheduled]) -> Assessment {
             ));
             return assessment;
         }
+        if let Some(marker) = &job.started {
+            abandoned(run, job, marker, deliveries, [trial, control], &mut assessment);
+        }
         let (in_trial, _) = seen(trial);
         let across: Vec<(&String, &Vec<&Delivery>)> = in_trial.iter().filter(|(_, d)| d.iter().map(|d| d.replica).collect::<BTreeSet<_>>().len() > 1).collect();
         let Some((occurrence, delivered)) = across.first() else { continue };
@@ -124,6 +127,80 @@ pub fn assess_scheduled(run: &ExperimentRun, jobs: &[Scheduled]) -> Assessment {
         });
     }
     assessment
+}
+
+/// With a start marker: a run of the job that the replica terminated half-way through
+/// began and that no replica finished, while undisturbed every run that began early enough
+/// to finish in its window did finish.
+fn abandoned(run: &ExperimentRun, job: &Scheduled, marker: &Recogniser, deliveries: &Deliveries, undisturbed: [&Window; 2], assessment: &mut Assessment) {
+    let not_judged = |why: String| format!("{why}, so runs of job `{}` abandoned at SIGTERM are not judged", job.name);
+    let Some(window) = run.windows.iter().filter(|w| w.phase != Phase::Control).nth(1) else { return };
+    let sigterm = run.chaos.iter().find(|e| matches!(e.action, ChaosAction::Sigterm { .. }) && e.start_ms >= window.start_ms && e.start_ms <= window.end_ms);
+    let Some((sigterm, ChaosAction::Sigterm { replica: victim, killed })) = sigterm.map(|e| (e, e.action.clone())) else {
+        assessment.notes.push(not_judged(format!("no run of any job with a start marker began within {:.1}s", (window.end_ms - window.start_ms) / 1000.0)));
+        return;
+    };
+    if !deliveries.refused.is_empty() {
+        assessment.notes.push(not_judged("the sink refused deliveries during the run".into()));
+        return;
+    }
+    let named = |recogniser: &Recogniser| -> Vec<(String, &Delivery)> {
+        deliveries.kept.iter().filter(|d| d.what.is(recogniser)).filter_map(|d| Some((d.what.occurrence(&job.occurrence)?, d))).collect()
+    };
+    let (begun, finished) = (named(marker), named(&job.deliveries));
+    let finish = |occurrence: &str, after: f64| finished.iter().find(|(o, d)| o == occurrence && d.at_ms >= after).map(|(_, d)| *d);
+    let within = |w: &Window, at: f64| w.start_ms <= at && at <= w.end_ms;
+    let calm: Vec<(&Window, &Delivery, Option<&Delivery>)> =
+        begun.iter().filter_map(|(o, b)| undisturbed.into_iter().find(|w| within(w, b.at_ms)).map(|w| (w, *b, finish(o, b.at_ms)))).collect();
+    let Some(longest) = calm.iter().filter_map(|(_, b, f)| f.map(|f| f.at_ms - b.at_ms)).max_by(f64::total_cmp) else {
+        assessment.notes.push(not_judged(format!("undisturbed, no run of job `{}` was seen both begun ({marker}) and finished ({})", job.name, job.deliveries)));
+        return;
+    };
+    if let Some((_, unfinished, _)) = calm.iter().find(|(w, b, f)| f.is_none() && b.at_ms + longest <= w.end_ms) {
+        assessment.notes.push(not_judged(format!("undisturbed, {} began a run of job `{}` at {} and never finished it", unfinished.replica, job.name, ms(unfinished.at_ms))));
+        return;
+    }
+    let end_ms = undisturbed[1].end_ms;
+    if sigterm.end_ms + longest > end_ms {
+        assessment.notes.push(not_judged(format!("a run takes up to {:.1}s, longer than the record lasted after SIGTERM", longest / 1000.0)));
+        return;
+    }
+    let lost: Vec<&(String, &Delivery)> = begun
+        .iter()
+        .filter(|(o, b)| b.replica == victim.id && within(window, b.at_ms) && b.at_ms <= sigterm.start_ms && finish(o, b.at_ms).is_none())
+        .collect();
+    let Some((occurrence, began)) = lost.first() else { return };
+    let stopped = if killed { "was killed when its grace period ran out" } else { "exited" };
+    assessment.candidates.push(Candidate {
+        kind: FindingKind::WorkLostAtShutdown,
+        scenario: run.experiment.clone(),
+        step: job.name.clone(),
+        producer: victim,
+        consumer: victim,
+        after: Some(sigterm.clone()),
+        expected: format!("a run of job `{}` a replica began is finished, by it or another, though it is terminated", job.name),
+        observed: Observed {
+            reason: format!(
+                "{victim} began occurrence {occurrence} ({}) at {} (its start marker), got SIGTERM at {} and {stopped} at {}; no replica had finished it at {}",
+                job.occurrence,
+                ms(began.at_ms),
+                ms(sigterm.start_ms),
+                ms(sigterm.end_ms),
+                ms(end_ms)
+            ),
+            ..Observed::default()
+        },
+        control: format!(
+            "undisturbed, each of {} runs begun was finished, in {:.1}s at most",
+            calm.iter().filter(|(_, _, f)| f.is_some()).count(),
+            longest / 1000.0
+        ),
+        artifact: ArtifactEvidence::named("none"),
+        vu: None,
+        at_ms: Some(began.at_ms),
+        occurrences: lost.len() as u32,
+        notes: vec![format!("runs recognised begun by {marker} and finished by {}, each naming its occurrence by {}", job.deliveries, job.occurrence)],
+    });
 }
 
 /// The job's deliveries that arrived in the window, by the occurrence they name, and how
@@ -351,6 +428,7 @@ mod tests {
             name: "digest".into(),
             deliveries: Recogniser::Path("/digest".into()),
             occurrence: Occurrence::Json("/slot".into()),
+            started: None,
             watch: std::time::Duration::from_secs(4),
         }
     }
@@ -487,5 +565,50 @@ mod tests {
         let wrong = assess_triggered(&triggered_run(&[(1, 0), (2, 1)], &[(3, 1)], &[(9, 0)], unmarked), &[marked]);
         assert!(wrong.candidates.is_empty());
         assert!(wrong.baseline.unwrap().contains("was done but its start marker (webhooks to /receipts-started) never arrived"));
+    }
+
+    /// A long digest with a start marker: run in the trial (0..4000 ms, r0 and r1), then r1
+    /// began one and was terminated at 4300 ms (4000..8000 ms), then r0 alone (9000..13000 ms).
+    /// `slots` are (replica, slot, begun at, finished at).
+    fn long_digest_run(slots: &[(u16, u32, f64, Option<f64>)]) -> (ExperimentRun, Scheduled) {
+        let job = Scheduled { started: Some(Recogniser::Path("/digest-begun".into())), ..digest() };
+        let mut run = ExperimentRun::new("scheduled-jobs", Phase::Main);
+        let body = |slot: u32| format!(r#"{{"slot":{slot}}}"#);
+        let kept = slots
+            .iter()
+            .flat_map(|&(replica, slot, begun, finished)| {
+                let finished = finished.map(|at| webhook(replica, at, "/digest", &body(slot)));
+                [Some(webhook(replica, begun, "/digest-begun", &body(slot))), finished].into_iter().flatten()
+            })
+            .collect();
+        run.deliveries = Some(Deliveries { kept, ..Deliveries::default() });
+        run.windows = vec![window(Phase::Main, 0.0, 4000.0, &[0, 1]), window(Phase::Main, 4000.0, 8000.0, &[0, 1]), window(Phase::Control, 9000.0, 13000.0, &[0])];
+        run.chaos = vec![event(ChaosAction::Sigterm { replica: r(1, 1), killed: false }, 4300.0, 4800.0)];
+        (run, job)
+    }
+
+    #[test]
+    fn a_scheduled_run_begun_by_the_terminated_replica_and_never_finished_is_lost_when_undisturbed_runs_finish() {
+        let calm = [(0, 1, 100.0, Some(600.0)), (0, 9, 9100.0, Some(9600.0))];
+        let (run, job) = long_digest_run(&[calm[0], calm[1], (1, 5, 4200.0, None)]);
+        let assessment = assess_scheduled(&run, std::slice::from_ref(&job));
+        let [candidate] = &assessment.candidates[..] else { panic!("{:?} {:?}", assessment.candidates, assessment.notes) };
+        assert_eq!((candidate.kind, candidate.producer, candidate.after.as_ref().map(|e| e.start_ms)), (FindingKind::WorkLostAtShutdown, r(1, 1), Some(4300.0)));
+        assert!(candidate.observed.reason.contains("r1 began occurrence 5 (JSON /slot) at 4200 ms (its start marker), got SIGTERM at 4300 ms and exited at 4800 ms"), "{}", candidate.observed.reason);
+        assert!(candidate.control.contains("each of 2 runs begun was finished, in 0.5s at most"), "{}", candidate.control);
+        // Finished by r0 after r1 was gone: taken over.
+        let (run, job) = long_digest_run(&[calm[0], calm[1], (1, 5, 4200.0, None), (0, 5, 4900.0, Some(5400.0))]);
+        assert!(assess_scheduled(&run, std::slice::from_ref(&job)).candidates.is_empty());
+        // A run left unfinished undisturbed: the job's own doing, and said so.
+        let (run, job) = long_digest_run(&[calm[0], calm[1], (0, 2, 200.0, None), (1, 5, 4200.0, None)]);
+        let assessment = assess_scheduled(&run, std::slice::from_ref(&job));
+        assert!(assessment.candidates.is_empty());
+        assert!(assessment.notes.iter().any(|n| n.contains("undisturbed, r0 began a run of job `digest` at 200 ms and never finished it")), "{:?}", assessment.notes);
+        // Nothing seen begun and finished undisturbed: the markers prove nothing.
+        let (run, job) = long_digest_run(&[(0, 9, 9100.0, None), (1, 5, 4200.0, None)]);
+        let mut run = run;
+        run.deliveries.as_mut().unwrap().kept.push(webhook(0, 9700.0, "/digest", r#"{"slot":10}"#));
+        let assessment = assess_scheduled(&run, std::slice::from_ref(&job));
+        assert!(assessment.candidates.is_empty() && assessment.notes.iter().any(|n| n.contains("was seen both begun")), "{:?}", assessment.notes);
     }
 }

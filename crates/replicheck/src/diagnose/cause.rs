@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::check::finding::{Finding, FindingKind};
+use crate::vocab::experiment::ExperimentKind;
 
 /// A probable root cause. The ids are stable, like the finding kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -55,10 +56,12 @@ pub enum Cause {
     InProcessQueue,
     /// Every replica's worker sends what a shared outbox or queue holds without claiming it.
     UnclaimedOutbox,
+    /// A job that is running when SIGTERM arrives is cut off, neither finished nor handed back.
+    JobAbandonedAtShutdown,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 22] = [
+    pub const ALL: [Cause; 23] = [
         Cause::KeysNotShared,
         Cause::KeysNotPersisted,
         Cause::KeyringRace,
@@ -81,6 +84,7 @@ impl Cause {
         Cause::ScheduledJobPerReplica,
         Cause::InProcessQueue,
         Cause::UnclaimedOutbox,
+        Cause::JobAbandonedAtShutdown,
     ];
 
     /// The cause a finding points to. Restart losses point at what the lost artifact
@@ -115,6 +119,8 @@ impl Cause {
                 _ => Cause::TelemetryResource,
             },
             FindingKind::JobRunsOnEveryReplica => Cause::ScheduledJobPerReplica,
+            // A scheduled job is lost only as a run begun and then cut off: no queue held it.
+            FindingKind::WorkLostAtShutdown if finding.check == ExperimentKind::ScheduledJobs.name() => Cause::JobAbandonedAtShutdown,
             FindingKind::WorkLostAtShutdown => Cause::InProcessQueue,
             FindingKind::SideEffectDuplicated => Cause::UnclaimedOutbox,
             FindingKind::ExpectationFailed => Cause::StatePerReplica,
@@ -145,6 +151,7 @@ impl Cause {
             Cause::ScheduledJobPerReplica => "scheduled-job-per-replica",
             Cause::InProcessQueue => "in-process-queue",
             Cause::UnclaimedOutbox => "unclaimed-outbox",
+            Cause::JobAbandonedAtShutdown => "job-abandoned-at-shutdown",
         }
     }
 
@@ -173,6 +180,7 @@ impl Cause {
             Cause::ScheduledJobPerReplica => "a scheduled job runs in every replica, once per replica",
             Cause::InProcessQueue => "accepted work waits in a process's memory and is lost when the process stops",
             Cause::UnclaimedOutbox => "work in a shared outbox or queue is sent by every replica that sees it, unclaimed",
+            Cause::JobAbandonedAtShutdown => "a job running at SIGTERM is cut off, neither finished nor handed back",
         }
     }
 
@@ -188,7 +196,7 @@ impl Cause {
             Cause::RefusesWhileRouted | Cause::InflightCut | Cause::ShutdownOverGrace => "graceful shutdown",
             Cause::NeedsPrivileges => "container security (non-root, read-only filesystem)",
             Cause::TelemetryResource | Cause::TraceContextDropped | Cause::TelemetryNotExported => "observability (OpenTelemetry)",
-            Cause::ScheduledJobPerReplica | Cause::InProcessQueue | Cause::UnclaimedOutbox => "background jobs",
+            Cause::ScheduledJobPerReplica | Cause::InProcessQueue | Cause::UnclaimedOutbox | Cause::JobAbandonedAtShutdown => "background jobs",
         }
     }
 }

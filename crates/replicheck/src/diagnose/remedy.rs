@@ -35,6 +35,7 @@ pub fn remedy(cause: Cause, preset: Preset) -> &'static str {
         Cause::ScheduledJobPerReplica => scheduled_job_per_replica(preset),
         Cause::InProcessQueue => in_process_queue(preset),
         Cause::UnclaimedOutbox => unclaimed_outbox(preset),
+        Cause::JobAbandonedAtShutdown => job_abandoned(preset),
     }
 }
 
@@ -875,6 +876,39 @@ fn in_process_queue(preset: Preset) -> &'static str {
             "Keep accepted work in a durable queue outside the process, acknowledge an item only once it is done, and \
              on SIGTERM finish or hand back the item in hand within the grace period, leaving the rest for another \
              replica."
+        }
+    }
+}
+
+fn job_abandoned(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Honour the stopping token in the hosted service that runs the job: finish the run in hand within \
+             HostOptions.ShutdownTimeout (raised to cover it), or checkpoint it and release its lock so another \
+             replica resumes it; Hangfire and clustered Quartz.NET run again a job whose server stopped."
+        }
+        Preset::Django | Preset::Flask | Preset::Pyramid => {
+            "Run long scheduled work in a worker that finishes or requeues it on SIGTERM (Celery with acks_late, RQ, \
+             django-q) rather than in a thread of the web process, make it resumable from a checkpoint, and release \
+             its lock when it is cut."
+        }
+        Preset::Rails => {
+            "Run the job in solid_queue or Sidekiq, whose workers finish or push back their jobs on TERM within the \
+             shutdown timeout, and make long jobs resumable (job-iteration's checkpoints)."
+        }
+        Preset::Spring => {
+            "Let the scheduler finish the run in hand at shutdown (setWaitForTasksToCompleteOnShutdown with \
+             setAwaitTerminationSeconds within the grace period), or run it in clustered Quartz with requestsRecovery, \
+             which runs again a job whose node stopped."
+        }
+        Preset::Express => {
+            "On SIGTERM stop scheduling and await the run in hand before exiting, within the grace period, or run it \
+             as a BullMQ job, whose stalled-job check hands a cut job to another worker."
+        }
+        Preset::Generic => {
+            "Honour SIGTERM in the job: finish the run in hand within the grace period (raised to cover it), or \
+             checkpoint it and release its lock or lease so another replica resumes it; a job runner with durable \
+             state runs again a job whose worker stopped."
         }
     }
 }

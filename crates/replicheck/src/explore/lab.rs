@@ -97,7 +97,7 @@ impl<'a> Lab<'a> {
         let flows = &self.arena.target.triggered;
         let within = run.triggers.iter().filter_map(|t| flows.iter().find(|f| f.name == t.flow)).map(|f| f.within).max().unwrap_or_default();
         let deadline = Instant::now() + within;
-        let delivered = |t: &Trigger| flows.iter().find(|f| f.name == t.flow).is_some_and(|f| inbox.has(from, |_, what| what.is(&f.deliveries) && what.carries(&t.value)));
+        let delivered = |t: &Trigger| flows.iter().find(|f| f.name == t.flow).is_some_and(|f| inbox.first(from, |_, what| what.is(&f.deliveries) && what.carries(&t.value)).is_some());
         while !run.triggers.iter().all(delivered) && Instant::now() < deadline {
             sleep(DELIVERY_POLL).await;
         }

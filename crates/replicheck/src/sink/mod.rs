@@ -205,9 +205,10 @@ impl Inbox {
         state.stray = state.stray.saturating_add(1);
     }
 
-    /// Whether something `wanted` has arrived from `from` on, without copying what arrived.
-    pub fn has(&self, from: Instant, wanted: impl Fn(ReplicaId, &Delivered) -> bool) -> bool {
-        self.state().kept.iter().any(|(at, replica, what)| *at >= from && wanted(*replica, what))
+    /// The replica that delivered the first thing `wanted` from `from` on, if one has,
+    /// without copying what arrived.
+    pub fn first(&self, from: Instant, wanted: impl Fn(ReplicaId, &Delivered) -> bool) -> Option<ReplicaId> {
+        self.state().kept.iter().find(|(at, replica, what)| *at >= from && wanted(*replica, what)).map(|(_, replica, _)| *replica)
     }
 
     /// What arrived from `from` on, with times in milliseconds since `origin`.

@@ -18,6 +18,7 @@ use crate::step::{RequestSpec, Template};
 pub(super) struct ScheduledFile {
     deliveries: toml::Spanned<DeliveriesFile>,
     occurrence: toml::Spanned<OccurrenceFile>,
+    started: Option<toml::Spanned<DeliveriesFile>>,
     #[serde(default = "default_watch", with = "humantime_serde")]
     watch: Duration,
 }
@@ -61,8 +62,12 @@ struct OccurrenceFile {
 #[derive(Debug, Clone)]
 pub struct Scheduled {
     pub name: String,
+    /// What one run delivers when it is done; with `started`, its finish marker.
     pub deliveries: Recogniser,
     pub occurrence: Occurrence,
+    /// A long job's start marker, naming its occurrence as its delivery does: what it
+    /// sends when it begins, so that a run abandoned at SIGTERM shows as begun.
+    pub started: Option<Recogniser>,
     /// How long each phase of its experiment watches deliveries.
     pub watch: Duration,
 }
@@ -160,6 +165,31 @@ impl DeliveriesFile {
     }
 }
 
+/// A start marker as written, which must not recognise what the finished work delivers.
+fn start_marker(marker: Option<&toml::Spanned<DeliveriesFile>>, deliveries: &Recogniser, table: &str, file: &SourceFile) -> Result<Option<Recogniser>, FileError> {
+    let Some(marker) = marker else { return Ok(None) };
+    let started = DeliveriesFile::resolve(marker, table, "started", file)?;
+    if started.overlaps(deliveries) {
+        return Err(file
+            .error_at(marker.span(), format!("[{table}] started recognises deliveries that `deliveries` recognises too"))
+            .with_help(Some("the start marker is what the job sends when it begins, the deliveries what it sends when it is done: two paths, neither below the other, or two subjects".into())));
+    }
+    Ok(Some(started))
+}
+
+impl Recogniser {
+    /// Whether a delivery could be recognised by both: one path at or below the other, or
+    /// the same subject pattern.
+    fn overlaps(&self, other: &Recogniser) -> bool {
+        let below = |a: &str, b: &str| a == b || a.strip_prefix(b).is_some_and(|rest| rest.starts_with('/'));
+        match (self, other) {
+            (Recogniser::Path(a), Recogniser::Path(b)) => below(a, b) || below(b, a),
+            (Recogniser::Subject(a), Recogniser::Subject(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
 impl ScheduledFile {
     pub(super) fn resolve(self, name: &str, file: &SourceFile) -> Result<Scheduled, FileError> {
         let table = format!("scheduled.{name}");
@@ -182,8 +212,9 @@ impl ScheduledFile {
                     .with_help(Some("what names one run of the job in its delivery, such as occurrence = { json = \"/slot\" }".into())));
             }
         };
+        let started = start_marker(self.started.as_ref(), &deliveries, &table, file)?;
         bounded(self.watch, &table, "watch", "no occurrence arrives in no time", file)?;
-        Ok(Scheduled { name: name.to_owned(), deliveries, occurrence, watch: self.watch })
+        Ok(Scheduled { name: name.to_owned(), deliveries, occurrence, started, watch: self.watch })
     }
 }
 
@@ -207,18 +238,7 @@ impl TriggeredFile {
                 .error_at(span, format!("[{table}] request never sends `{{value}}`"))
                 .with_help(Some("each trigger sends a value of its own, and its delivery is recognised by carrying it: put {value} in the url, a form field, the body or a header".into())));
         }
-        let started = match &self.started {
-            Some(marker) => {
-                let started = DeliveriesFile::resolve(marker, &table, "started", file)?;
-                if started.to_string() == deliveries.to_string() {
-                    return Err(file
-                        .error_at(marker.span(), format!("[{table}] started recognises the same deliveries as `deliveries`"))
-                        .with_help(Some("the start marker is what the job sends when it begins, the deliveries what it sends when it is done: two paths or two subjects".into())));
-                }
-                Some(started)
-            }
-            None => None,
-        };
+        let started = start_marker(self.started.as_ref(), &deliveries, &table, file)?;
         bounded(self.within, &table, "within", "no work is done in no time", file)?;
         Ok(Triggered { name: name.to_owned(), request, deliveries, started, within: self.within })
     }

@@ -760,7 +760,9 @@ mod tests {
         let report = marked("{ path = \"/reports/begun\" }").unwrap();
         assert!(matches!(&report.triggered[0].started, Some(Recogniser::Path(path)) if path == "/reports/begun"));
         let err = marked("{ path = \"/reports/done\" }").unwrap_err();
-        assert!(err.contains("t.toml:7:") && err.contains("[triggered.report] started recognises the same deliveries"), "{err}");
+        assert!(err.contains("t.toml:7:") && err.contains("[triggered.report] started recognises deliveries that `deliveries` recognises too"), "{err}");
+        assert!(marked("{ path = \"/reports/done/begun\" }").is_err() && marked("{ path = \"/reports\" }").is_err());
+        assert!(marked("{ path = \"/reports/done-begun\" }").is_ok());
         let err = marked("{ body = \"x\" }").unwrap_err();
         assert!(err.contains("t.toml:7:"), "{err}");
         let err = marked("{ subject = \"[\" }").unwrap_err();
