@@ -22,6 +22,7 @@ use crate::plan::interleaving::Disruption;
 use crate::redact::Secrets;
 use crate::scenario::{RouteHint, Scenario, Step};
 use crate::step::{Expect, RequestSpec, StatusSet, Template, Vars};
+use crate::history::delivered::Delivered;
 use crate::sink::Inbox;
 use crate::target::{Deregistration, Recogniser, Target};
 use crate::vu::{self, Gated, VuContext};
@@ -46,8 +47,8 @@ pub(crate) fn trigger_value(nonce: &str) -> String {
 const TRIGGERS_PER_REPLICA: usize = 2;
 /// Triggers per flow the victim accepts right before it is terminated.
 const TRIGGERS_BEFORE_SIGTERM: usize = 3;
-/// How often the sink is looked at for a start marker.
-const MARKER_POLL: Duration = Duration::from_millis(50);
+/// How often the sink is looked at while a delivery is awaited.
+const DELIVERY_POLL: Duration = Duration::from_millis(50);
 /// Why background work cannot be watched.
 const NO_SINK: &str = "the run has no sink the replicas can reach (containers on a remote engine cannot reach this host)";
 
@@ -311,13 +312,7 @@ async fn scheduled_jobs(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Resul
         // A long job begins somewhere: the replica running it is terminated half-way
         // through and replaced, as a rolling restart does.
         let start_ms = arena.now_ms();
-        let begun_from = Instant::now();
-        let deadline = begun_from + watch;
-        let mut running = None;
-        while running.is_none() && Instant::now() < deadline {
-            running = inbox.first(begun_from, |_, what| markers.iter().any(|m| what.is(m)));
-            sleep(MARKER_POLL).await;
-        }
+        let running = first_delivery(&inbox, Instant::now(), watch, |_, what| markers.iter().any(|m| what.is(m))).await;
         if let Some(victim) = running {
             restart(arena, run, victim, false).await?;
             sleep(watch).await;
@@ -395,9 +390,22 @@ fn start_markers(target: &Target, triggers: &[Trigger], records: &[VuRecord]) ->
 /// of each such flow, so that it lands on a long job half-way and on the rest queued.
 async fn until_begun(inbox: &Inbox, from: Instant, victim: ReplicaId, begun: &[(Recogniser, Vec<String>)], within: Duration) {
     let deadline = Instant::now() + within;
-    let one_begun = |(marker, values): &(Recogniser, Vec<String>)| inbox.first(from, |replica, what| replica == victim && what.is(marker) && values.iter().any(|v| what.carries(v))).is_some();
-    while !begun.iter().all(one_begun) && Instant::now() < deadline {
-        sleep(MARKER_POLL).await;
+    for (marker, values) in begun {
+        let left = deadline.saturating_duration_since(Instant::now());
+        first_delivery(inbox, from, left, |replica, what| replica == victim && what.is(marker) && values.iter().any(|v| what.carries(v))).await;
+    }
+}
+
+/// The replica that delivered the first thing `wanted` from `from` on, waited for at most
+/// `within`.
+pub(crate) async fn first_delivery(inbox: &Inbox, from: Instant, within: Duration, wanted: impl Fn(ReplicaId, &Delivered) -> bool) -> Option<ReplicaId> {
+    let deadline = Instant::now() + within;
+    loop {
+        let found = inbox.first(from, &wanted);
+        if found.is_some() || Instant::now() >= deadline {
+            return found;
+        }
+        sleep(DELIVERY_POLL).await;
     }
 }
 

@@ -6,16 +6,13 @@
 //! run wrote can never make another's read pass; user numbers and values follow from the
 //! order of runs alone, so an exploration run again numbers them the same.
 
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 
 use crate::chaos::experiment::{self, Arena, trigger_scenario, trigger_value};
 use crate::history::{ExperimentRun, Phase, ReplicaExit, ScheduleRun, Trigger};
 use crate::plan::interleaving::{Event, Schedule};
 use crate::redact::Secrets;
 use crate::vu::Stepper;
-
-/// How often the sink is looked at while triggered work is awaited.
-const DELIVERY_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 pub struct Lab<'a> {
     pub arena: Arena<'a>,
@@ -97,9 +94,10 @@ impl<'a> Lab<'a> {
         let flows = &self.arena.target.triggered;
         let within = run.triggers.iter().filter_map(|t| flows.iter().find(|f| f.name == t.flow)).map(|f| f.within).max().unwrap_or_default();
         let deadline = Instant::now() + within;
-        let delivered = |t: &Trigger| flows.iter().find(|f| f.name == t.flow).is_some_and(|f| inbox.first(from, |_, what| what.is(&f.deliveries) && what.carries(&t.value)).is_some());
-        while !run.triggers.iter().all(delivered) && Instant::now() < deadline {
-            sleep(DELIVERY_POLL).await;
+        for trigger in &run.triggers {
+            let Some(flow) = flows.iter().find(|f| f.name == trigger.flow) else { continue };
+            let left = deadline.saturating_duration_since(Instant::now());
+            experiment::first_delivery(&inbox, from, left, |_, what| what.is(&flow.deliveries) && what.carries(&trigger.value)).await;
         }
         run.deliveries = Some(inbox.since(self.arena.ctx.origin, from));
     }
