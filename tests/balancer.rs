@@ -222,3 +222,92 @@ async fn a_replica_silent_past_the_timeout_is_named_even_when_the_request_was_re
     assert_eq!(reason, format!("r1 at {} gave no answer within 1s", r1.addr));
     f.finish().await;
 }
+
+/// A WebSocket to `path` through the balancer, routed to `route`, over `stream` (plain TCP
+/// or the balancer's TLS); the replica that took it.
+async fn websocket<S>(stream: S, url: &str, route: &str) -> (tokio_tungstenite::WebSocketStream<S>, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(ROUTE_HEADER, route.parse().unwrap());
+    let (socket, response) = tokio_tungstenite::client_async(request, stream).await.unwrap();
+    (socket, response.headers()[SERVED_BY_HEADER].to_str().unwrap().to_owned())
+}
+
+/// Sends three messages and reads their echoes: each names the replica that holds the socket.
+async fn echoes<S>(socket: &mut tokio_tungstenite::WebSocketStream<S>) -> Vec<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut got = Vec::new();
+    for n in 0..3 {
+        socket.send(Message::text(format!("hello {n}"))).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
+        got.push(reply.into_text().unwrap().to_string());
+    }
+    got
+}
+
+/// A WebSocket stays with the replica its upgrade was routed to, as an L7 balancer's does,
+/// and ends when that replica stops: the client sees it close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_is_tunnelled_to_the_replica_it_was_routed_to_and_ends_when_that_replica_stops() {
+    use futures_util::StreamExt;
+    let mut f = fixture("websocket", RoutingPolicy::RoundRobin, Duration::ZERO).await;
+    let url = format!("ws://{}/live/echo", f.balancer.addr());
+    for route in ["r0", "r1"] {
+        let stream = tokio::net::TcpStream::connect(f.balancer.addr()).await.unwrap();
+        let (mut socket, served_by) = websocket(stream, &url, route).await;
+        assert_eq!(served_by, route);
+        assert_eq!(echoes(&mut socket).await, [0, 1, 2].map(|n| format!("{route}: hello {n}")));
+    }
+    let stream = tokio::net::TcpStream::connect(f.balancer.addr()).await.unwrap();
+    let (mut socket, _) = websocket(stream, &url, "r1").await;
+    f.cluster.kill(ReplicaId(1)).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("the tunnel ended");
+    assert!(!matches!(ended, Some(Ok(ref message)) if message.is_text()), "{ended:?}");
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_passes_the_balancers_tls() {
+    let certificates = RunCertificates::generate(&["127.0.0.1".parse().unwrap()]).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificates.authority().clone()).unwrap();
+    let config = BalancerConfig {
+        tls: Some(Arc::new(certificates)),
+        ..BalancerConfig::local("/healthz/ready", Duration::ZERO)
+    };
+    let f = fixture_with("websocket-tls", config).await;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots).with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(f.balancer.addr()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await.unwrap();
+    let (mut socket, served_by) = websocket(tls, &format!("wss://{}/live/echo", f.balancer.addr()), "r0").await;
+    assert_eq!(served_by, "r0");
+    assert_eq!(echoes(&mut socket).await, [0, 1, 2].map(|n| format!("r0: hello {n}")));
+    drop(socket);
+    f.finish().await;
+}
+
+/// Server-sent events pass as the replica sends them: the first arrives alone, before the
+/// replica has written the next a second later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sent_events_pass_one_at_a_time() {
+    let f = fixture("events", RoutingPolicy::RoundRobin, Duration::ZERO).await;
+    let mut response = f.http.get(f.url("/live/ticks?n=2&every_ms=1000")).header(ROUTE_HEADER, "r1").send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let first = String::from_utf8(response.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    assert_eq!(first, "data: r1 tick 0\n\n");
+    let mut rest = String::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert_eq!(rest, "data: r1 tick 1\n\n");
+    f.finish().await;
+}

@@ -172,6 +172,8 @@ fn pages() -> Router<Arc<App>> {
         .route("/api/me", get(api_me))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/slow", get(slow))
+        .route("/live/echo", get(crate::live::echo))
+        .route("/live/ticks", get(crate::live::ticks))
 }
 
 /// Test aids for replicas that fail by themselves. A replica broken on its own

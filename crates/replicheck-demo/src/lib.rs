@@ -19,10 +19,14 @@
 //! invites through an outbox, each misconfigured as apps often are (every replica runs the
 //! schedule, the queue is in the process, the outbox is scanned without claiming rows) or
 //! correct (a lease, a queue in Redis, rows claimed before they are sent).
+//!
+//! Long-lived connections (`/live/...`): a WebSocket echo and an event stream, each naming
+//! the replica that holds it.
 
 mod app;
 mod jobs;
 mod keyring;
+mod live;
 mod store;
 mod telemetry;
 

@@ -15,6 +15,7 @@ pub use crate::vocab::routing as policy;
 mod proxy;
 pub mod tls;
 pub mod upstreams;
+mod tunnel;
 mod workers;
 
 use std::net::{IpAddr, SocketAddr};
@@ -262,7 +263,7 @@ where
 {
     let service = service_fn(move |request| proxy::handle(state.clone(), client, request));
     // A client that hangs up mid-request is the client's business.
-    let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(io), service).await;
+    let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(io), service).with_upgrades().await;
 }
 
 /// The connections to the replicas, pooled and kept alive across client connections.

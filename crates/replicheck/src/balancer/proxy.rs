@@ -1,5 +1,6 @@
 //! One proxied request: pick the upstream, rewrite headers, stream the request and the
-//! response through a pooled keep-alive connection, and record who served it.
+//! response through a pooled keep-alive connection, and record who served it. A request
+//! the replica switches protocols for (a WebSocket) becomes a tunnel to it (`tunnel`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::forwarded::{add_forwarded, remove_hop_by_hop};
+use super::tunnel;
 use crate::vocab::routing::RoutingPolicy;
 use super::upstreams::{InFlight, Upstream, Upstreams};
 use super::{ERROR_HEADER, ProxyRecord, ROUTE_HEADER, SERVED_BY_HEADER};
@@ -161,7 +163,12 @@ async fn forward(
     };
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
+    let upgrade = tunnel::requested(request.headers());
+    let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
     add_forwarded(request.headers_mut(), client.ip(), state.scheme);
+    if let Some(protocol) = upgrade {
+        tunnel::restore(request.headers_mut(), protocol);
+    }
     // As a proxy with tracing does: the replica's spans must continue this trace.
     continue_trace(request.headers_mut());
     let in_flight = upstream.start_request();
@@ -180,10 +187,19 @@ async fn forward(
         None => answer.await,
     };
     match answered {
-        Ok(response) => {
+        Ok(mut response) => {
             upstream.answered();
+            let switched = (response.status() == StatusCode::SWITCHING_PROTOCOLS)
+                .then(|| (hyper::upgrade::on(&mut response), response.headers().get(http::header::UPGRADE).cloned()));
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop(&mut parts.headers);
+            if let (Some(client_side), Some((replica_side, protocol))) = (client_side, switched) {
+                if let Some(protocol) = protocol {
+                    tunnel::restore(&mut parts.headers, protocol);
+                }
+                // On this connection's event loop, which closes it when the balancer stops.
+                tokio::spawn(tunnel::run(client_side, replica_side, tunnel::IDLE));
+            }
             // A relay in front of an instance behind someone else's load balancer knows
             // better which instance served; only relays send the header.
             let served = match parts.headers.get(SERVED_BY_HEADER) {
