@@ -311,3 +311,46 @@ async fn server_sent_events_pass_one_at_a_time() {
     assert_eq!(rest, "data: r1 tick 1\n\n");
     f.finish().await;
 }
+
+/// Virtual users hold WebSockets and event streams through the balancer's TLS, on the
+/// replica the plan names, and record what went each way and how the connection ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_subscribe_through_the_balancer_and_record_what_arrives_and_how_it_ended() {
+    use replicheck::vu::subscribe::{Opening, Subscription, Transport};
+    let certificates = RunCertificates::generate(&["127.0.0.1".parse().unwrap()]).unwrap();
+    let config = BalancerConfig {
+        tls: Some(Arc::new(certificates)),
+        ..BalancerConfig::local("/healthz/ready", Duration::ZERO)
+    };
+    let mut f = fixture_with("subscribe", config).await;
+    let limits = replicheck::vu::Limits { request_timeout: Duration::from_secs(10), max_body: 1 << 20, max_redirects: 10 };
+    let entrance = f.balancer.entrance().clone();
+    let origin = entrance.url("");
+    let ctx = replicheck::vu::VuContext::new(entrance, "127.0.0.1".parse().unwrap(), &[], 1, tokio::time::Instant::now(), limits, Default::default());
+    let opening = |transport, path: &str, route: u16| Opening { transport, path: path.into(), route: ReplicaId(route), headers: vec![("Origin".into(), origin.clone())] };
+
+    let mut socket = Subscription::open(&ctx, opening(Transport::WebSocket, "/live/echo", 1)).await.unwrap();
+    assert_eq!(socket.served_by().map(|r| r.id), Some(ReplicaId(1)));
+    assert!(socket.send("hello"));
+    assert_eq!(socket.until("hello", Duration::from_secs(5)).await.as_deref(), Some("r1: hello"));
+    f.cluster.kill(ReplicaId(1)).await.unwrap();
+    assert_eq!(socket.until("anything", Duration::from_secs(5)).await, None);
+    let record = socket.finish();
+    let texts: Vec<(bool, &str)> = record.messages.iter().map(|m| (m.sent, m.text.as_str())).collect();
+    assert_eq!(texts, [(true, "hello"), (false, "r1: hello")]);
+    assert!(record.ended.is_some(), "{record:?}");
+
+    let mut events = Subscription::open(&ctx, opening(Transport::Events, "/live/ticks?n=2&every_ms=300", 0)).await.unwrap();
+    assert_eq!(events.until("tick 1", Duration::from_secs(5)).await.as_deref(), Some("r0 tick 1"));
+    assert_eq!(events.until("tick 2", Duration::from_secs(5)).await, None);
+    let record = events.finish();
+    assert_eq!(record.messages.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["r0 tick 0", "r0 tick 1"]);
+    assert_eq!(record.ended.map(|e| e.how).as_deref(), Some("the stream ended"));
+
+    // A page that is no WebSocket, or no event stream, says what it answered instead.
+    let refused = Subscription::open(&ctx, opening(Transport::WebSocket, "/whoami", 0)).await.err().unwrap().to_string();
+    assert!(refused.contains("answered 200 OK instead of switching to a WebSocket"), "{refused}");
+    let refused = Subscription::open(&ctx, opening(Transport::Events, "/whoami", 0)).await.err().unwrap().to_string();
+    assert!(refused.contains("instead of an event stream"), "{refused}");
+    f.finish().await;
+}

@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod expect;
 pub mod form;
+pub mod subscribe;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
