@@ -52,6 +52,8 @@ pub struct App {
     pub pages_served: std::sync::atomic::AtomicU64,
     /// Where orders and invites go for the background work, when it is on.
     pub intake: Intake,
+    /// Live updates (`--hub`), when they are on.
+    pub hub: Option<Arc<crate::hub::Hub>>,
 }
 
 /// Where `--leak-secrets` writes what the app issues.
@@ -146,6 +148,12 @@ pub fn router(app: Arc<App>, telemetry: Option<Arc<Telemetry>>) -> Router {
     }
     if app.intake.invites.is_some() {
         pages = pages.route("/invites", post(accept_invite));
+    }
+    if app.hub.is_some() {
+        pages = pages
+            .route("/hub/publish", post(crate::hub::publish))
+            .route("/hub/ws", get(crate::hub::websocket))
+            .route("/hub/events", get(crate::hub::events));
     }
     let router = pages
         .route_layer(middleware::from_fn_with_state(app.clone(), same_origin))

@@ -21,9 +21,11 @@
 //! correct (a lease, a queue in Redis, rows claimed before they are sent).
 //!
 //! Long-lived connections (`/live/...`): a WebSocket echo and an event stream, each naming
-//! the replica that holds it.
+//! the replica that holds it. Live updates (`--hub`) fan out to the subscribers of one
+//! process (misconfigured) or, through Redis pub/sub, of every replica (correct).
 
 mod app;
+mod hub;
 mod jobs;
 mod keyring;
 mod live;
@@ -204,6 +206,11 @@ pub struct DemoArgs {
     pub telemetry: TelemetryArgs,
     #[command(flatten)]
     pub jobs: JobsArgs,
+    /// Live updates: what `POST /hub/publish` (or a message on `/hub/ws`) gets reaches the
+    /// subscribers of `/hub/ws` and `/hub/events`, of this process only or, through Redis
+    /// pub/sub, of every replica.
+    #[arg(long, value_enum)]
+    pub hub: Option<hub::HubMode>,
 }
 
 /// What the demo does on SIGTERM.
@@ -263,6 +270,10 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         Some(plan) => jobs::start(plan, &args.replica, store.redis(), &stopping)?,
         None => Default::default(),
     };
+    let hub = match args.hub {
+        Some(mode) => Some(hub::Hub::start(mode, store.redis().map(|redis| (redis, args.store.as_str())), stopping.clone())?),
+        None => None,
+    };
     let app = Arc::new(App {
         replica: args.replica,
         keys,
@@ -287,6 +298,7 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         quits_after,
         pages_served: std::sync::atomic::AtomicU64::new(0),
         intake,
+        hub,
     });
     let (mode, drain) = (args.shutdown, Duration::from_millis(args.drain_ms));
     let draining = app.clone();
