@@ -146,7 +146,10 @@ fn the_demo_command_shows_the_difference() {
     let jobs = stdout.lines().find(|l| l.starts_with("misconfigured background work: ")).expect("the background work run");
     assert!(jobs.ends_with("(job-runs-on-every-replica, side-effect-duplicated, work-lost-at-shutdown)"), "{jobs}");
     assert!(stdout.contains("background work configured correctly: 0 finding(s)"), "{stdout}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 8, "one report directory per run");
+    let live = stdout.lines().find(|l| l.starts_with("misconfigured live updates: ")).expect("the live updates run");
+    assert!(live.ends_with("(broadcast-not-shared)"), "{live}");
+    assert!(stdout.contains("live updates configured correctly: 0 finding(s)"), "{stdout}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 10, "one report directory per run");
     common::assert_no_leftovers(&tag);
 }
 
@@ -164,6 +167,7 @@ fn without_redis_the_demo_says_what_it_skipped_and_why() {
     assert!(stderr.contains("misconfigured, with Redis: skipped"), "{stderr}");
     assert!(stderr.contains("store-restart and store-outage need the demo's Redis, and redis-server is not installed"), "{stderr}");
     assert!(stderr.contains("misconfigured background work: skipped"), "{stderr}");
+    assert!(stderr.contains("misconfigured live updates: skipped"), "{stderr}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
     common::assert_no_leftovers(&tag);
 }

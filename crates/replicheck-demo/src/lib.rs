@@ -58,8 +58,11 @@ const TELEMETRY: &[&str] = &["telemetry"];
 /// What the demo does out of band, watched at the run's sink.
 const BACKGROUND_WORK: &[&str] = &["scheduled-jobs", "triggered-work"];
 
+/// The demo's live updates, subscribed to on each replica.
+const LIVE_UPDATES: &[&str] = &["broadcast"];
+
 /// The demo, misconfigured and configured correctly, with SQLite and with Redis.
-pub const RUNS: [DemoRun; 8] = [
+pub const RUNS: [DemoRun; 10] = [
     DemoRun {
         label: "misconfigured",
         path: "examples/demo/broken.toml",
@@ -101,6 +104,14 @@ pub const RUNS: [DemoRun; 8] = [
         misconfigured: true,
     },
     DemoRun {
+        label: "misconfigured live updates",
+        path: "examples/demo/broken-realtime.toml",
+        text: include_str!("../../../examples/demo/broken-realtime.toml"),
+        only: Some(LIVE_UPDATES),
+        needs_redis: true,
+        misconfigured: true,
+    },
+    DemoRun {
         label: "configured correctly",
         path: "examples/demo/fixed.toml",
         text: include_str!("../../../examples/demo/fixed.toml"),
@@ -121,6 +132,14 @@ pub const RUNS: [DemoRun; 8] = [
         path: "examples/demo/fixed-jobs.toml",
         text: include_str!("../../../examples/demo/fixed-jobs.toml"),
         only: Some(BACKGROUND_WORK),
+        needs_redis: true,
+        misconfigured: false,
+    },
+    DemoRun {
+        label: "live updates configured correctly",
+        path: "examples/demo/fixed-realtime.toml",
+        text: include_str!("../../../examples/demo/fixed-realtime.toml"),
+        only: Some(LIVE_UPDATES),
         needs_redis: true,
         misconfigured: false,
     },

@@ -52,6 +52,7 @@ impl Target {
         let named = tables.into_iter().filter(|(_, present)| *present).map(|(name, _)| name.to_owned());
         let jobs = self.scheduled.iter().map(|job| format!("scheduled.{}", job.name));
         let work = self.triggered.iter().map(|work| format!("triggered.{}", work.name));
-        named.chain(jobs).chain(work).collect()
+        let live = self.broadcast.iter().map(|flow| format!("broadcast.{}", flow.name));
+        named.chain(jobs).chain(work).chain(live).collect()
     }
 }

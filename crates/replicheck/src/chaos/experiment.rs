@@ -24,7 +24,9 @@ use crate::scenario::{RouteHint, Scenario, Step};
 use crate::step::{Expect, RequestSpec, StatusSet, Template, Vars};
 use crate::history::delivered::Delivered;
 use crate::sink::Inbox;
-use crate::target::{Deregistration, Recogniser, Target};
+use crate::history::live::{Published, Subscriber};
+use crate::target::{Broadcast, Deregistration, Publish, Recogniser, Target, Transport};
+use crate::vu::subscribe::{Opening, Subscription};
 use crate::vu::{self, Gated, VuContext};
 
 /// Names of the one-step scenarios experiments send besides the users' own.
@@ -35,6 +37,11 @@ pub const STORE_SCENARIO: &str = "chaos:store";
 /// The scenario of a `[triggered.NAME]` flow's triggers.
 pub fn trigger_scenario(flow: &str) -> String {
     format!("triggered:{flow}")
+}
+
+/// The scenario of a `[broadcast.NAME]` flow's publishing requests.
+pub fn broadcast_scenario(flow: &str) -> String {
+    format!("broadcast:{flow}")
 }
 
 /// The value a trigger sends, from its user's nonce: letters, digits and dashes, which no
@@ -104,9 +111,14 @@ pub fn own_scenarios(target: &Target) -> Vec<Scenario> {
         ]);
         scenarios.push(one_step(STORE_SCENARIO, request, success.clone(), vars));
     }
+    let value = || IndexMap::from([("value".to_owned(), Template::parse(&trigger_value("{nonce}")).expect("static template"))]);
     for flow in &target.triggered {
-        let vars = IndexMap::from([("value".to_owned(), Template::parse(&trigger_value("{nonce}")).expect("static template"))]);
-        scenarios.push(one_step(&trigger_scenario(&flow.name), flow.request.clone(), success.clone(), vars));
+        scenarios.push(one_step(&trigger_scenario(&flow.name), flow.request.clone(), success.clone(), value()));
+    }
+    for flow in &target.broadcast {
+        if let Publish::Request(request) = &flow.publish {
+            scenarios.push(one_step(&broadcast_scenario(&flow.name), (**request).clone(), success.clone(), value()));
+        }
     }
     scenarios
 }
@@ -186,6 +198,7 @@ pub async fn run(plan: &ExperimentPlan, arena: &mut Arena<'_>, phase: Phase) -> 
         ExperimentKind::Hardened => hardened(plan, arena, &mut run).await,
         ExperimentKind::ScheduledJobs => scheduled_jobs(arena, &mut run).await,
         ExperimentKind::TriggeredWork => triggered_work(plan, arena, &mut run).await,
+        ExperimentKind::Broadcast => broadcast(arena, &mut run).await,
         _ => handoffs(plan, arena, &mut run).await,
     };
     if let Err(err) = result {
@@ -247,7 +260,8 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
         | ExperimentKind::ColdStart
         | ExperimentKind::Hardened
         | ExperimentKind::ScheduledJobs
-        | ExperimentKind::TriggeredWork => Ok(()),
+        | ExperimentKind::TriggeredWork
+        | ExperimentKind::Broadcast => Ok(()),
     };
     if let (Some(stop), Some(load)) = (stop_load, load) {
         let _ = stop.send(true);
@@ -407,6 +421,92 @@ pub(crate) async fn first_delivery(inbox: &Inbox, from: Instant, within: Duratio
         }
         sleep(DELIVERY_POLL).await;
     }
+}
+
+/// For each broadcast flow, a subscriber on each replica in turn: a message is published
+/// through its own replica (the control, which shows the subscription works), then
+/// through the next replica, each with a value of its own and each waited for `within`.
+async fn broadcast(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
+    let replicas: Vec<ReplicaId> = arena.cluster.endpoints().iter().map(|e| e.replica.id).collect();
+    for flow in &arena.target.broadcast {
+        for (index, &replica) in replicas.iter().enumerate() {
+            let other = replicas[(index + 1) % replicas.len()];
+            let subscriber = subscribe_and_publish(arena, run, flow, replica, other).await;
+            run.subscribers.push(subscriber);
+        }
+    }
+    Ok(())
+}
+
+/// What a browser's page on the balancer sends as its `Origin`.
+fn page_origin(arena: &Arena<'_>) -> Vec<(String, String)> {
+    vec![("Origin".to_owned(), arena.ctx.balancer.url("").trim_end_matches('/').to_owned())]
+}
+
+async fn subscribe_and_publish(arena: &mut Arena<'_>, run: &mut ExperimentRun, flow: &Broadcast, replica: ReplicaId, other: ReplicaId) -> Subscriber {
+    let opening = Opening { transport: flow.transport, path: flow.path.clone(), route: replica, headers: page_origin(arena) };
+    let waited_ms = flow.within.as_secs_f64() * 1000.0;
+    let mut subscription = match Subscription::open(arena.ctx, opening).await {
+        Ok(subscription) => subscription,
+        Err(err) => return Subscriber { flow: flow.name.clone(), replica, connection: Err(err.to_string()), published: Vec::new(), waited_ms },
+    };
+    if let Some(join) = &flow.join {
+        let user = arena.own_user(&broadcast_scenario(&flow.name), replica);
+        subscription.send(&join.render(&value_of(&user)).unwrap_or_default());
+    }
+    let mut published = Vec::new();
+    for (through, phase) in [(replica, Phase::Control), (other, run.phase)] {
+        let message = publish(arena, run, flow, through, phase).await;
+        if message.error.is_none() {
+            subscription.until(&message.wanted, flow.within).await;
+        }
+        published.push(message);
+    }
+    Subscriber { flow: flow.name.clone(), replica, connection: Ok(subscription.finish()), published, waited_ms }
+}
+
+fn value_of(user: &VuPlan) -> Vars {
+    Vars::from([("value".to_owned(), trigger_value(&user.nonce))])
+}
+
+/// Publishes one message of `flow` through `replica`: its request, or a text message on a
+/// WebSocket of that replica. The request's user joins the run's record in `phase`.
+async fn publish(arena: &mut Arena<'_>, run: &mut ExperimentRun, flow: &Broadcast, replica: ReplicaId, phase: Phase) -> Published {
+    let user = arena.own_user(&broadcast_scenario(&flow.name), replica);
+    let vars = value_of(&user);
+    let wanted = flow.receive.render(&vars).unwrap_or_default();
+    let at_ms = arena.now_ms();
+    let (by, error) = match &flow.publish {
+        Publish::Request(_) => {
+            let records = arena.users(vec![user], phase).await;
+            let step = records.first().and_then(|r| r.steps.first());
+            let error = match step.map(|s| &s.outcome) {
+                Some(Outcome::Passed) => None,
+                Some(Outcome::Failed { expected, observed }) => Some(format!("expected {expected}, got {observed}")),
+                Some(Outcome::Error { message }) => Some(message.clone()),
+                None => Some("the request was not sent".to_owned()),
+            };
+            let by = step.and_then(|s| s.served_by);
+            match phase {
+                Phase::Control => run.control.extend(records),
+                _ => run.disrupted.extend(records),
+            }
+            (by, error)
+        }
+        Publish::Send(message) => {
+            let opening = Opening { transport: Transport::WebSocket, path: flow.path.clone(), route: replica, headers: page_origin(arena) };
+            match Subscription::open(arena.ctx, opening).await {
+                Ok(mut socket) => {
+                    let sent = socket.send(&message.render(&vars).unwrap_or_default());
+                    let by = socket.served_by();
+                    socket.close().await;
+                    (by, (!sent).then(|| "the socket closed before the message was sent".to_owned()))
+                }
+                Err(err) => (None, Some(err.to_string())),
+            }
+        }
+    };
+    Published { wanted, replica, by, at_ms, error }
 }
 
 /// One trigger of each flow per `(replica, before_sigterm)`, sent at once.

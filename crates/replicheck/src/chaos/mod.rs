@@ -17,8 +17,9 @@
 //! | `store-outage` | Redis stopped for a while | readiness that ignores the store |
 //! | `hardened` | every replica replaced by one run as a restricted pod (not root, no capabilities, read-only root filesystem) | flows that need more |
 //! | `cold-start` | every replica stopped, the shared directory emptied, all started at once | key rings each replica makes for itself |
-//! | `scheduled-jobs` | every replica runs for a while, then one alone | a scheduled job delivered once per replica |
+//! | `scheduled-jobs` | every replica runs for a while, then (with start markers) the one that begins a run is terminated, then one alone | a scheduled job delivered once per replica, a run abandoned at SIGTERM |
 //! | `triggered-work` | work triggered through every replica, through one terminated right after, and through one alone | work delivered twice, work lost at shutdown |
+//! | `broadcast` | a subscriber on each replica, a message published through its own replica and through the next | a message that reaches one replica's subscribers only |
 
 pub mod experiment;
 
@@ -35,6 +36,12 @@ impl ExperimentKind {
     /// Kinds this experiment looks for that it cannot exercise against the target.
     pub fn untested(self, target: &Target) -> Vec<Untested> {
         let mut untested = Vec::new();
+        if self == ExperimentKind::ScheduledJobs && target.scheduled.iter().all(|job| job.started.is_none()) {
+            untested.push(Untested {
+                kind: FindingKind::WorkLostAtShutdown,
+                reason: "no [scheduled.NAME] job says when a run begins (`started`), so none was caught half-way at SIGTERM".into(),
+            });
+        }
         if self != ExperimentKind::Sigterm {
             return untested;
         }
@@ -68,6 +75,7 @@ impl ExperimentKind {
         match self {
             ExperimentKind::ScheduledJobs => !target.scheduled.is_empty(),
             ExperimentKind::TriggeredWork => !target.triggered.is_empty(),
+            ExperimentKind::Broadcast => !target.broadcast.is_empty(),
             _ => true,
         }
     }
@@ -75,8 +83,12 @@ impl ExperimentKind {
     /// Why this experiment cannot run against the target, if it cannot.
     pub fn skip_reason(self, target: &Target, scenarios: &[Scenario]) -> Option<String> {
         if !self.concerns(target) {
-            let table = if self == ExperimentKind::ScheduledJobs { "[scheduled.NAME] job" } else { "[triggered.NAME] work" };
-            return Some(format!("the target declares no {table} to watch for"));
+            let table = match self {
+                ExperimentKind::ScheduledJobs => "[scheduled.NAME] job to watch for",
+                ExperimentKind::TriggeredWork => "[triggered.NAME] work to watch for",
+                _ => "[broadcast.NAME] flow to subscribe to",
+            };
+            return Some(format!("the target declares no {table}"));
         }
         let needs_store = matches!(self, ExperimentKind::StoreRestart | ExperimentKind::StoreOutage);
         if needs_store && target.dependencies.redis.is_none() {

@@ -53,9 +53,12 @@ impl Platform {
 
 pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario], platform: &Platform) -> Assessment {
     match plan.kind {
-        ExperimentKind::ScheduledJobs => return background::assess_scheduled(run, &platform.work.scheduled),
-        ExperimentKind::TriggeredWork => {
-            let mut assessment = background::assess_triggered(run, &platform.work.triggered);
+        ExperimentKind::Broadcast => return super::live::assess_broadcast(run),
+        ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork => {
+            let mut assessment = match plan.kind {
+                ExperimentKind::ScheduledJobs => background::assess_scheduled(run, &platform.work.scheduled),
+                _ => background::assess_triggered(run, &platform.work.triggered),
+            };
             for candidate in &mut assessment.candidates {
                 if candidate.kind == FindingKind::WorkLostAtShutdown {
                     candidate.notes.insert(0, platform.model());

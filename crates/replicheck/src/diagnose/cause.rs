@@ -58,10 +58,12 @@ pub enum Cause {
     UnclaimedOutbox,
     /// A job that is running when SIGTERM arrives is cut off, neither finished nor handed back.
     JobAbandonedAtShutdown,
+    /// Live updates fan out to the subscribers of one process: no backplane between replicas.
+    BroadcastPerProcess,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 23] = [
+    pub const ALL: [Cause; 24] = [
         Cause::KeysNotShared,
         Cause::KeysNotPersisted,
         Cause::KeyringRace,
@@ -85,6 +87,7 @@ impl Cause {
         Cause::InProcessQueue,
         Cause::UnclaimedOutbox,
         Cause::JobAbandonedAtShutdown,
+        Cause::BroadcastPerProcess,
     ];
 
     /// The cause a finding points to. Restart losses point at what the lost artifact
@@ -123,6 +126,7 @@ impl Cause {
             FindingKind::WorkLostAtShutdown if finding.check == ExperimentKind::ScheduledJobs.name() => Cause::JobAbandonedAtShutdown,
             FindingKind::WorkLostAtShutdown => Cause::InProcessQueue,
             FindingKind::SideEffectDuplicated => Cause::UnclaimedOutbox,
+            FindingKind::BroadcastNotShared => Cause::BroadcastPerProcess,
             FindingKind::ExpectationFailed => Cause::StatePerReplica,
         }
     }
@@ -152,6 +156,7 @@ impl Cause {
             Cause::InProcessQueue => "in-process-queue",
             Cause::UnclaimedOutbox => "unclaimed-outbox",
             Cause::JobAbandonedAtShutdown => "job-abandoned-at-shutdown",
+            Cause::BroadcastPerProcess => "broadcast-per-process",
         }
     }
 
@@ -181,6 +186,7 @@ impl Cause {
             Cause::InProcessQueue => "accepted work waits in a process's memory and is lost when the process stops",
             Cause::UnclaimedOutbox => "work in a shared outbox or queue is sent by every replica that sees it, unclaimed",
             Cause::JobAbandonedAtShutdown => "a job running at SIGTERM is cut off, neither finished nor handed back",
+            Cause::BroadcastPerProcess => "live updates reach only the subscribers of the replica they were published through",
         }
     }
 
@@ -197,6 +203,7 @@ impl Cause {
             Cause::NeedsPrivileges => "container security (non-root, read-only filesystem)",
             Cause::TelemetryResource | Cause::TraceContextDropped | Cause::TelemetryNotExported => "observability (OpenTelemetry)",
             Cause::ScheduledJobPerReplica | Cause::InProcessQueue | Cause::UnclaimedOutbox | Cause::JobAbandonedAtShutdown => "background jobs",
+            Cause::BroadcastPerProcess => "real-time (WebSockets, server-sent events)",
         }
     }
 }

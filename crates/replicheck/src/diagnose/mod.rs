@@ -293,6 +293,9 @@ fn judge(cause: Cause, readings: &[&Reading], also: &[&Reading], causes: &[Cause
         Cause::UnclaimedOutbox => {
             why.push("one trigger was delivered more than once across the replicas, while one replica alone delivered each trigger once".into())
         }
+        Cause::BroadcastPerProcess => why.push(
+            "a message published through one replica did not reach a subscriber on another, while one published through the subscriber's own replica did".into(),
+        ),
         Cause::JobAbandonedAtShutdown => why.push(
             "a run of the job the terminated replica had begun was finished by no replica, while every run begun undisturbed was finished".into(),
         ),

@@ -36,6 +36,7 @@ pub fn remedy(cause: Cause, preset: Preset) -> &'static str {
         Cause::InProcessQueue => in_process_queue(preset),
         Cause::UnclaimedOutbox => unclaimed_outbox(preset),
         Cause::JobAbandonedAtShutdown => job_abandoned(preset),
+        Cause::BroadcastPerProcess => broadcast_per_process(preset),
     }
 }
 
@@ -876,6 +877,38 @@ fn in_process_queue(preset: Preset) -> &'static str {
             "Keep accepted work in a durable queue outside the process, acknowledge an item only once it is done, and \
              on SIGTERM finish or hand back the item in hand within the grace period, leaving the rest for another \
              replica."
+        }
+    }
+}
+
+fn broadcast_per_process(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Give SignalR a backplane: AddStackExchangeRedis(...) on the SignalR builder (or Azure SignalR Service), so a \
+             message sent through any replica reaches the clients connected to every other; keep sticky sessions while \
+             clients may fall back to long polling."
+        }
+        Preset::Django | Preset::Flask | Preset::Pyramid => {
+            "Fan messages out through a shared broker: Django Channels with channels_redis (RedisChannelLayer, not \
+             InMemoryChannelLayer), Flask-SocketIO with message_queue='redis://...', or a Redis pub/sub hop every \
+             replica subscribes to and relays to its own connections."
+        }
+        Preset::Rails => {
+            "Set Action Cable's adapter to redis (or solid_cable) in config/cable.yml for every environment with more \
+             than one process; the async adapter broadcasts within one process only."
+        }
+        Preset::Spring => {
+            "Relay STOMP through a full broker (enableStompBrokerRelay to RabbitMQ or ActiveMQ) instead of the simple \
+             in-memory broker, or publish through Redis pub/sub that every replica relays to its sessions."
+        }
+        Preset::Express => {
+            "Give Socket.IO the Redis adapter (@socket.io/redis-adapter) or another adapter every replica shares, and \
+             sticky sessions or transports: ['websocket'] on the client; for plain ws or SSE, publish through Redis \
+             pub/sub and relay to each replica's own connections."
+        }
+        Preset::Generic => {
+            "Publish through something every replica subscribes to (Redis pub/sub, NATS, a managed real-time service) \
+             and let each replica relay to its own connections, instead of a list of connections in one process."
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod delivered;
 pub mod exported;
+pub mod live;
 
 use std::collections::BTreeMap;
 
@@ -153,6 +154,9 @@ pub struct ExperimentRun {
     /// The values the experiment's triggers sent, by user: their deliveries carry them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<Trigger>,
+    /// The subscribers of broadcast flows, with what was published for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscribers: Vec<live::Subscriber>,
 }
 
 /// A stretch of an experiment in which deliveries are counted.
@@ -207,6 +211,7 @@ impl ExperimentRun {
             deliveries: None,
             windows: Vec::new(),
             triggers: Vec::new(),
+            subscribers: Vec::new(),
         }
     }
 

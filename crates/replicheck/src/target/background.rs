@@ -138,7 +138,7 @@ fn regex(text: &str, what: &str, span: Range<usize>, file: &SourceFile) -> Resul
 }
 
 /// A duration a run waits out: neither zero nor beyond a day.
-fn bounded(duration: Duration, table: &str, key: &str, why_not_zero: &str, file: &SourceFile) -> Result<(), FileError> {
+pub(super) fn bounded(duration: Duration, table: &str, key: &str, why_not_zero: &str, file: &SourceFile) -> Result<(), FileError> {
     if duration.is_zero() {
         return Err(file.error_at(file.key_span(table, key), format!("[{table}] {key} cannot be zero: {why_not_zero}")));
     }

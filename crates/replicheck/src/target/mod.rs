@@ -8,6 +8,7 @@
 pub mod background;
 pub mod container;
 pub mod flows;
+pub mod live;
 pub mod preset;
 
 use std::net::IpAddr;
@@ -22,6 +23,7 @@ use crate::file::{FileError, SourceFile};
 use crate::step::Template;
 
 pub use background::{Occurrence, Recogniser, Scheduled, Triggered};
+pub use live::{Broadcast, Publish, Transport};
 pub use flows::{Antiforgery, Echo, Login, StoreFlow, Token};
 pub use preset::Preset;
 
@@ -63,6 +65,8 @@ struct TargetFile {
     scheduled: IndexMap<String, background::ScheduledFile>,
     #[serde(default)]
     triggered: IndexMap<String, background::TriggeredFile>,
+    #[serde(default)]
+    broadcast: IndexMap<String, live::BroadcastFile>,
 }
 
 /// A validated target file, with its preset's defaults filled in.
@@ -89,6 +93,8 @@ pub struct Target {
     pub scheduled: Vec<Scheduled>,
     /// Work requests trigger, recognised in what the replicas send the run's sink.
     pub triggered: Vec<Triggered>,
+    /// Live updates, published through one replica for subscribers on every replica.
+    pub broadcast: Vec<Broadcast>,
     /// Where the file was read from (for reproduce commands and relative paths).
     pub path: PathBuf,
     /// The file's text, for errors found once the backend is known.
@@ -445,6 +451,7 @@ impl Target {
             telemetry: raw.telemetry,
             scheduled: raw.scheduled.into_iter().map(|(name, job)| job.resolve(&name, file)).collect::<Result<_, _>>()?,
             triggered: raw.triggered.into_iter().map(|(name, work)| work.resolve(&name, file)).collect::<Result<_, _>>()?,
+            broadcast: raw.broadcast.into_iter().map(|(name, flow)| flow.resolve(&name, file)).collect::<Result<_, _>>()?,
             path: file.path.clone(),
             source: file.clone(),
         };
@@ -767,6 +774,35 @@ mod tests {
         assert!(err.contains("t.toml:7:"), "{err}");
         let err = marked("{ subject = \"[\" }").unwrap_err();
         assert!(err.contains("[triggered.report] started: subject `[` is not a regular expression"), "{err}");
+    }
+
+    #[test]
+    fn broadcast_flows_are_read_with_their_defaults_and_their_mistakes_are_located() {
+        let flow = |rest: &str| load(&format!("{MINIMAL}[broadcast.chat]\n{rest}"));
+        let chat = flow("subscribe = { ws = \"/hub\" }\npublish = { method = \"POST\", url = \"/say\", form = { text = \"{value}\" } }\n").unwrap();
+        let chat = &chat.broadcast[0];
+        assert_eq!((chat.transport, chat.path.as_str(), chat.within.as_secs()), (Transport::WebSocket, "/hub", 2));
+        assert_eq!(chat.receive.render(&[("value".to_owned(), "v1".to_owned())].into()).unwrap(), "v1");
+        let sent = flow("subscribe = { ws = \"/hub\" }\njoin = \"join lobby\"\nsend = \"say {value}\"\nreceive = \"said {value}\"\n").unwrap();
+        assert!(matches!(&sent.broadcast[0].publish, Publish::Send(_)));
+
+        let err = |rest: &str| flow(rest).unwrap_err();
+        let e = err("subscribe = { ws = \"/hub\", sse = \"/events\" }\nsend = \"{value}\"\n");
+        assert!(e.contains("t.toml:5:") && e.contains("subscribe needs one of `ws` (a WebSocket) or `sse`"), "{e}");
+        let e = err("subscribe = { sse = \"/events\" }\nsend = \"{value}\"\n");
+        assert!(e.contains("t.toml:6:") && e.contains("send is a message on a WebSocket"), "{e}");
+        let e = err("subscribe = { sse = \"/events\" }\njoin = \"hi\"\npublish = { url = \"/say?v={value}\" }\n");
+        assert!(e.contains("join is a message on a WebSocket"), "{e}");
+        let e = err("subscribe = { ws = \"/hub\" }\npublish = { url = \"/say\" }\n");
+        assert!(e.contains("publish never sends `{value}`"), "{e}");
+        let e = err("subscribe = { ws = \"/hub\" }\nsend = \"{nonce}\"\n");
+        assert!(e.contains("unknown placeholder `{nonce}` in [broadcast.chat] send"), "{e}");
+        let e = err("subscribe = { ws = \"/hub\" }\n");
+        assert!(e.contains("needs `publish` (a request) or `send`"), "{e}");
+        let e = err("subscribe = { ws = \"/hub\" }\nsend = \"{value}\"\nreceive = \"anything\"\n");
+        assert!(e.contains("receive never names `{value}`"), "{e}");
+        let e = err("subscribe = { ws = \"/hub\" }\nsend = \"{value}\"\nwithin = \"0s\"\n");
+        assert!(e.contains("[broadcast.chat] within cannot be zero"), "{e}");
     }
 
     #[test]

@@ -22,10 +22,11 @@ pub enum ExperimentKind {
     Hardened,
     ScheduledJobs,
     TriggeredWork,
+    Broadcast,
 }
 
 impl ExperimentKind {
-    pub const ALL: [ExperimentKind; 12] = [
+    pub const ALL: [ExperimentKind; 13] = [
         ExperimentKind::Restart,
         ExperimentKind::Kill,
         ExperimentKind::Pause,
@@ -38,6 +39,7 @@ impl ExperimentKind {
         ExperimentKind::Hardened,
         ExperimentKind::ScheduledJobs,
         ExperimentKind::TriggeredWork,
+        ExperimentKind::Broadcast,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +56,7 @@ impl ExperimentKind {
             ExperimentKind::Hardened => "hardened",
             ExperimentKind::ScheduledJobs => "scheduled-jobs",
             ExperimentKind::TriggeredWork => "triggered-work",
+            ExperimentKind::Broadcast => "broadcast",
         }
     }
 
@@ -81,8 +84,9 @@ impl ExperimentKind {
             ExperimentKind::StoreOutage => vec![ReadinessStale],
             ExperimentKind::ColdStart => vec![KeyringRaceOnStart, ReadinessPremature],
             ExperimentKind::Hardened => vec![FailsHardenedRuntime],
-            ExperimentKind::ScheduledJobs => vec![JobRunsOnEveryReplica],
+            ExperimentKind::ScheduledJobs => vec![JobRunsOnEveryReplica, WorkLostAtShutdown],
             ExperimentKind::TriggeredWork => vec![SideEffectDuplicated, WorkLostAtShutdown],
+            ExperimentKind::Broadcast => vec![BroadcastNotShared],
         }
     }
 
@@ -94,7 +98,10 @@ impl ExperimentKind {
 
     /// Whether the workload is users handing artifacts over the disruption.
     pub fn hands_over(self) -> bool {
-        !matches!(self, ExperimentKind::Sigterm | ExperimentKind::StoreOutage | ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork)
+        !matches!(
+            self,
+            ExperimentKind::Sigterm | ExperimentKind::StoreOutage | ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork | ExperimentKind::Broadcast
+        )
     }
 
     /// Whether the experiment sends requests at all: scheduled jobs are only watched.

@@ -35,6 +35,7 @@ pub enum FindingKind {
     JobRunsOnEveryReplica,
     SideEffectDuplicated,
     WorkLostAtShutdown,
+    BroadcastNotShared,
     ExpectationFailed,
 }
 
@@ -74,6 +75,7 @@ impl FindingKind {
             FindingKind::JobRunsOnEveryReplica => "job-runs-on-every-replica",
             FindingKind::SideEffectDuplicated => "side-effect-duplicated",
             FindingKind::WorkLostAtShutdown => "work-lost-at-shutdown",
+            FindingKind::BroadcastNotShared => "broadcast-not-shared",
             FindingKind::ExpectationFailed => "expectation-failed",
         }
     }
@@ -85,7 +87,11 @@ impl FindingKind {
     pub fn hands_over(self) -> bool {
         !matches!(
             self,
-            FindingKind::TelemetryUnattributed | FindingKind::JobRunsOnEveryReplica | FindingKind::SideEffectDuplicated | FindingKind::WorkLostAtShutdown
+            FindingKind::TelemetryUnattributed
+                | FindingKind::JobRunsOnEveryReplica
+                | FindingKind::SideEffectDuplicated
+                | FindingKind::WorkLostAtShutdown
+                | FindingKind::BroadcastNotShared
         )
     }
 }

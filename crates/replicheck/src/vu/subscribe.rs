@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -20,49 +19,14 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::VuContext;
 use crate::balancer::{ROUTE_HEADER, SERVED_BY_HEADER};
+pub use crate::history::live::{ConnectionRecord, Ended, MessageRecord};
+pub use crate::target::Transport;
 use crate::vocab::replica::{Incarnation, ReplicaId};
 
 /// Messages one subscription keeps, at most; the next ends it.
 pub const MAX_KEPT: usize = 1000;
 /// How long opening a subscription may take, its handshakes included.
 const OPEN_WITHIN: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Transport {
-    WebSocket,
-    /// `text/event-stream`, read as the replica writes it.
-    Events,
-}
-
-/// One long-lived connection, as the user saw it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConnectionRecord {
-    pub transport: Transport,
-    pub path: String,
-    pub planned: ReplicaId,
-    pub served_by: Option<Incarnation>,
-    pub opened_ms: f64,
-    pub messages: Vec<MessageRecord>,
-    /// Why it ended before the user let it go, and when.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ended: Option<Ended>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MessageRecord {
-    pub at_ms: f64,
-    /// Sent by the user; otherwise received.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub sent: bool,
-    pub text: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ended {
-    pub at_ms: f64,
-    pub how: String,
-}
 
 /// What a subscription is opened with.
 pub struct Opening {
@@ -161,6 +125,14 @@ impl Subscription {
             }
         }
         None
+    }
+
+    /// Lets the connection go once what the user sent has left, with what arrived.
+    pub async fn close(mut self) -> ConnectionRecord {
+        // The connection's task writes what is queued, then stops when the queue closes.
+        drop(self.outgoing.take());
+        let _ = tokio::time::timeout(OPEN_WITHIN, &mut self.task).await;
+        self.finish()
     }
 
     /// Lets the connection go, with what arrived and was not waited for.

@@ -183,6 +183,7 @@ fn what_it_needs(kind: ExperimentKind) -> &'static str {
         ExperimentKind::ColdStart => "start them anew on an empty shared store",
         ExperimentKind::Hardened => "run them hardened",
         ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork => "receive their work and stop all but one",
+        ExperimentKind::Broadcast => "relay a subscription to them yet",
     }
 }
 

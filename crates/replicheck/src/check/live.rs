@@ -1,0 +1,193 @@
+//! Live updates' findings, from the `broadcast` experiment's subscribers: a message
+//! published through one replica that a subscriber on another never received.
+//!
+//! Each subscriber has its control in the same connection, first: a message published
+//! through its own replica, which it must receive within the flow's bound. Only then is
+//! the message published through another replica judged, and only while the connection
+//! stayed open: a subscription the replica ended proves nothing about the hub.
+
+use super::finding::{ArtifactEvidence, FindingKind};
+use super::twice::{Assessment, Candidate};
+use crate::history::live::{ConnectionRecord, Subscriber};
+use crate::history::{ExperimentRun, Observed};
+use crate::vocab::replica::Incarnation;
+
+/// Messages quoted as what arrived instead, at most.
+const QUOTED: usize = 3;
+
+pub fn assess_broadcast(run: &ExperimentRun) -> Assessment {
+    let mut assessment = Assessment {
+        error: run.error.clone(),
+        users: run.users().count() as u32,
+        requests: run.users().flat_map(|u| &u.steps).map(|s| s.requests.len()).sum(),
+        notes: run.notes.clone(),
+        ..Assessment::default()
+    };
+    for subscriber in &run.subscribers {
+        match judge(subscriber) {
+            Judged::Baseline(why) => {
+                assessment.baseline = Some(why);
+                return assessment;
+            }
+            Judged::Note(note) => assessment.notes.push(note),
+            Judged::Shared => {}
+            Judged::NotShared(candidate) => assessment.candidates.push(*candidate),
+        }
+    }
+    assessment
+}
+
+enum Judged {
+    /// The flow does not work even on one replica: nothing to compare with.
+    Baseline(String),
+    Note(String),
+    Shared,
+    NotShared(Box<Candidate>),
+}
+
+fn judge(subscriber: &Subscriber) -> Judged {
+    let (flow, on) = (&subscriber.flow, subscriber.replica);
+    let within = format!("{:.1}s", subscriber.waited_ms / 1000.0);
+    let connection = match &subscriber.connection {
+        Ok(connection) => connection,
+        Err(why) => return Judged::Baseline(format!("a subscriber of `{flow}` on {on} did not open: {why}")),
+    };
+    let [control, trial] = &subscriber.published[..] else {
+        return Judged::Note(format!("a subscriber of `{flow}` on {on} got fewer messages published than two"));
+    };
+    if let Some(error) = &control.error {
+        return Judged::Baseline(format!("publishing `{flow}` through {on} failed: {error}"));
+    }
+    let Some(first) = connection.received(&control.wanted) else {
+        return Judged::Baseline(format!(
+            "a subscriber of `{flow}` on {on} did not receive `{}`, published through {on} itself, within {within}{}",
+            control.wanted,
+            instead(connection)
+        ));
+    };
+    if let Some(error) = &trial.error {
+        return Judged::Note(format!("publishing `{flow}` through {} failed, so that message was not judged: {error}", trial.replica));
+    }
+    if connection.received(&trial.wanted).is_some() {
+        return Judged::Shared;
+    }
+    if let Some(ended) = &connection.ended {
+        return Judged::Note(format!(
+            "the subscription of `{flow}` on {on} ended ({}) at {:.0} ms, before a message through {} could be judged",
+            ended.how, ended.at_ms, trial.replica
+        ));
+    }
+    let subscriber_on = connection.served_by.unwrap_or(Incarnation { id: on, generation: 1 });
+    let publisher = trial.by.unwrap_or(Incarnation { id: trial.replica, generation: 1 });
+    Judged::NotShared(Box::new(Candidate {
+        kind: FindingKind::BroadcastNotShared,
+        scenario: "broadcast".into(),
+        step: flow.clone(),
+        producer: publisher,
+        consumer: subscriber_on,
+        after: None,
+        expected: format!("a message of `{flow}` published through any replica reaches every subscriber within {within}"),
+        observed: Observed {
+            reason: format!(
+                "`{}`, published through {publisher} at {:.0} ms, never reached the subscriber on {subscriber_on} ({} {}) within {within}{}",
+                trial.wanted,
+                trial.at_ms,
+                transport_name(connection),
+                connection.path,
+                instead(connection)
+            ),
+            ..Observed::default()
+        },
+        control: format!(
+            "`{}`, published through {subscriber_on} itself, reached the same subscriber {:.0} ms later",
+            control.wanted,
+            first.at_ms - control.at_ms
+        ),
+        artifact: ArtifactEvidence::named("none"),
+        vu: None,
+        at_ms: Some(trial.at_ms),
+        occurrences: 1,
+        notes: Vec::new(),
+    }))
+}
+
+fn transport_name(connection: &ConnectionRecord) -> &'static str {
+    match connection.transport {
+        crate::target::Transport::WebSocket => "WebSocket",
+        crate::target::Transport::Events => "event stream",
+    }
+}
+
+/// What the subscriber received besides, in words.
+fn instead(connection: &ConnectionRecord) -> String {
+    let received: Vec<String> = connection.messages.iter().filter(|m| !m.sent).map(|m| format!("`{}`", crate::file::cut(&m.text, 80))).collect();
+    match received.len() {
+        0 => "; it received nothing".to_owned(),
+        n if n <= QUOTED => format!("; it received {}", received.join(", ")),
+        n => format!("; it received {} and {} more", received[..QUOTED].join(", "), n - QUOTED),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::live::{Ended, MessageRecord, Published};
+    use crate::history::Phase;
+    use crate::target::Transport;
+    use crate::vocab::replica::ReplicaId;
+
+    fn r(id: u16) -> Incarnation {
+        Incarnation { id: ReplicaId(id), generation: 1 }
+    }
+
+    /// A subscriber on r0 that received `received` (text, at ms); messages `same` and
+    /// `other` published through r0 (at 100 ms) and r1 (at 2200 ms).
+    fn subscriber(received: &[(&str, f64)], ended: Option<&str>) -> Subscriber {
+        let published = |wanted: &str, on: u16, at_ms: f64| Published { wanted: wanted.into(), replica: ReplicaId(on), by: Some(r(on)), at_ms, error: None };
+        Subscriber {
+            flow: "chat".into(),
+            replica: ReplicaId(0),
+            connection: Ok(ConnectionRecord {
+                transport: Transport::WebSocket,
+                path: "/hub".into(),
+                planned: ReplicaId(0),
+                served_by: Some(r(0)),
+                opened_ms: 50.0,
+                messages: received.iter().map(|&(text, at_ms)| MessageRecord { at_ms, sent: false, text: text.into() }).collect(),
+                ended: ended.map(|how| Ended { at_ms: 3000.0, how: how.into() }),
+            }),
+            published: vec![published("same", 0, 100.0), published("other", 1, 2200.0)],
+            waited_ms: 2000.0,
+        }
+    }
+
+    fn run(subscribers: Vec<Subscriber>) -> ExperimentRun {
+        let mut run = ExperimentRun::new("broadcast", Phase::Main);
+        run.subscribers = subscribers;
+        run
+    }
+
+    #[test]
+    fn a_message_through_another_replica_that_never_arrives_is_a_candidate_when_its_own_replicas_did() {
+        let assessment = assess_broadcast(&run(vec![subscriber(&[("same", 130.0)], None)]));
+        let [candidate] = &assessment.candidates[..] else { panic!("{:?}", assessment.baseline) };
+        assert_eq!((candidate.kind, candidate.producer, candidate.consumer), (FindingKind::BroadcastNotShared, r(1), r(0)));
+        assert!(candidate.observed.reason.contains("`other`, published through r1 at 2200 ms, never reached the subscriber on r0 (WebSocket /hub) within 2.0s; it received `same`"), "{}", candidate.observed.reason);
+        assert!(candidate.control.contains("reached the same subscriber 30 ms later"), "{}", candidate.control);
+        // Both arrived: shared.
+        assert!(assess_broadcast(&run(vec![subscriber(&[("same", 130.0), ("other", 2230.0)], None)])).candidates.is_empty());
+    }
+
+    #[test]
+    fn a_subscriber_that_misses_its_own_replicas_message_or_whose_connection_ended_judges_nothing() {
+        let alone = assess_broadcast(&run(vec![subscriber(&[], None)]));
+        assert!(alone.candidates.is_empty());
+        assert!(alone.baseline.unwrap().contains("did not receive `same`, published through r0 itself, within 2.0s; it received nothing"));
+        let ended = assess_broadcast(&run(vec![subscriber(&[("same", 130.0)], Some("closed by the replica"))]));
+        assert!(ended.candidates.is_empty() && ended.baseline.is_none());
+        assert!(ended.notes.iter().any(|n| n.contains("ended (closed by the replica)")), "{:?}", ended.notes);
+        let mut refused = subscriber(&[], None);
+        refused.connection = Err("/hub: answered 404 Not Found instead of switching to a WebSocket".into());
+        assert!(assess_broadcast(&run(vec![refused])).baseline.unwrap().contains("did not open: /hub: answered 404"));
+    }
+}

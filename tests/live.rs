@@ -1,0 +1,59 @@
+//! Live updates across replicas, through the real binary: subscribers hold WebSockets and
+//! event streams through the balancer on each replica while messages are published through
+//! their own replica (the control) and another. The demo's hub kept in each process, and
+//! relayed through Redis pub/sub.
+
+mod common;
+
+use replicheck::check::ScenarioStatus;
+use replicheck::check::finding::ControlResult;
+
+#[test]
+fn a_hub_kept_in_each_process_is_found_for_websocket_and_event_stream_subscribers() {
+    for (seed, replicas) in [("1", "2"), ("2", "3")] {
+        let context = format!("seed {seed}, {replicas} replicas");
+        let run = common::run("examples/demo/broken-realtime.toml", &["--seed", seed, "--replicas", replicas, "--scenarios", "broadcast"]);
+        assert_eq!(run.code, 1, "{context}: {}\n{}", run.stdout, run.stderr);
+        assert_eq!(run.kinds(), ["broadcast-not-shared"], "{context}: {}", run.stdout);
+        let report = run.report();
+        let mut flows: Vec<&str> = Vec::new();
+        for finding in &report.findings {
+            assert_eq!(finding.control.result, ControlResult::Passed, "{context}: {finding:?}");
+            assert!(finding.reproduced, "{context}: {finding:?}");
+            assert_ne!(finding.producer.id, finding.consumer.id, "{context}: published and subscribed on one replica: {finding:?}");
+            assert!(finding.control.detail.contains("itself, reached the same subscriber"), "{context}: {finding:?}");
+            flows.push(&finding.step);
+            flows.extend(finding.observations.iter().map(|o| o.step.as_str()));
+        }
+        flows.sort();
+        flows.dedup();
+        // WebSocket subscribers, published by request and on a socket, and event streams.
+        assert_eq!(flows, ["chat", "events", "socket"], "{context}");
+        let causes: Vec<&str> = report.diagnoses.iter().map(|d| d.cause.id()).collect();
+        assert_eq!(causes, ["broadcast-per-process"], "{context}");
+    }
+}
+
+#[test]
+fn a_hub_relayed_through_redis_finds_nothing() {
+    for (seed, replicas) in [("1", "2"), ("2", "3")] {
+        let run = common::run("examples/demo/fixed-realtime.toml", &["--seed", seed, "--replicas", replicas, "--scenarios", "broadcast"]);
+        assert_eq!(run.code, 0, "seed {seed}, {replicas} replicas: {}\n{}", run.stdout, run.stderr);
+        let result = run.report().scenarios.iter().find(|s| s.name == "broadcast").expect("the experiment ran");
+        assert_eq!(result.status, ScenarioStatus::Passed, "{result:?}");
+    }
+}
+
+#[test]
+fn a_subscription_the_app_does_not_serve_is_said_so_and_judges_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixed = std::fs::read_to_string(common::root().join("examples/demo/fixed-realtime.toml")).unwrap();
+    let text = fixed.replace("subscribe = { sse = \"/hub/events\" }", "subscribe = { sse = \"/hub/nowhere\" }");
+    let target = common::write(dir.path(), "nowhere.toml", &text);
+    let run = common::run(target.to_str().unwrap(), &["--seed", "1", "--scenarios", "broadcast"]);
+    assert_ne!(run.code, 1, "{}", run.stdout);
+    let result = run.report().scenarios.iter().find(|s| s.name == "broadcast").expect("the experiment ran");
+    assert_eq!(result.status, ScenarioStatus::BaselineFailed, "{result:?}");
+    let reason = result.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("a subscriber of `events` on r0 did not open: /hub/nowhere: answered 404"), "{reason}");
+}
