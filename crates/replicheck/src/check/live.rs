@@ -2,9 +2,11 @@
 //! published through one replica that a subscriber on another never received.
 //!
 //! Each subscriber has its control in the same connection, first: a message published
-//! through its own replica, which it must receive within the flow's bound. Only then is
-//! the message published through another replica judged, and only while the connection
-//! stayed open: a subscription the replica ended proves nothing about the hub.
+//! through its own replica, which it must receive within the flow's bound. Only then are
+//! the messages published through another replica judged, and only while the connection
+//! stayed open: a subscription the replica ended proves nothing about the hub. A relay
+//! that joins the others late misses the first such message and gets the second: no
+//! finding, and said so.
 
 use super::finding::{ArtifactEvidence, FindingKind};
 use super::twice::{Assessment, Candidate};
@@ -52,8 +54,8 @@ fn judge(subscriber: &Subscriber) -> Judged {
         Ok(connection) => connection,
         Err(why) => return Judged::Baseline(format!("a subscriber of `{flow}` on {on} did not open: {why}")),
     };
-    let [control, trial] = &subscriber.published[..] else {
-        return Judged::Note(format!("a subscriber of `{flow}` on {on} got fewer messages published than two"));
+    let [control, trials @ ..] = &subscriber.published[..] else {
+        return Judged::Note(format!("no message of `{flow}` was published for the subscriber on {on}"));
     };
     if let Some(error) = &control.error {
         return Judged::Baseline(format!("publishing `{flow}` through {on} failed: {error}"));
@@ -65,11 +67,21 @@ fn judge(subscriber: &Subscriber) -> Judged {
             instead(connection)
         ));
     };
-    if let Some(error) = &trial.error {
+    let Some(trial) = trials.first() else {
+        return Judged::Note(format!("no message of `{flow}` was published through another replica for the subscriber on {on}"));
+    };
+    if let Some(error) = trials.iter().find_map(|t| t.error.as_ref()) {
         return Judged::Note(format!("publishing `{flow}` through {} failed, so that message was not judged: {error}", trial.replica));
     }
-    if connection.received(&trial.wanted).is_some() {
-        return Judged::Shared;
+    match trials.iter().position(|t| connection.received(&t.wanted).is_some()) {
+        Some(0) => return Judged::Shared,
+        Some(_) => {
+            return Judged::Note(format!(
+                "the subscriber of `{flow}` on {on} missed the first message published through {} but got the next: a relay that joins late, not judged",
+                trial.replica
+            ));
+        }
+        None => {}
     }
     if let Some(ended) = &connection.ended {
         return Judged::Note(format!(
@@ -89,11 +101,12 @@ fn judge(subscriber: &Subscriber) -> Judged {
         expected: format!("a message of `{flow}` published through any replica reaches every subscriber within {within}"),
         observed: Observed {
             reason: format!(
-                "`{}`, published through {publisher} at {:.0} ms, never reached the subscriber on {subscriber_on} ({} {}) within {within}{}",
+                "`{}`, published through {publisher} at {:.0} ms, never reached the subscriber on {subscriber_on} ({} {}) within {within}{}{}",
                 trial.wanted,
                 trial.at_ms,
                 transport_name(connection),
                 connection.path,
+                if trials.len() > 1 { format!(", nor did the {} published after it", trials.len() - 1) } else { String::new() },
                 instead(connection)
             ),
             ..Observed::default()
@@ -156,7 +169,7 @@ mod tests {
                 messages: received.iter().map(|&(text, at_ms)| MessageRecord { at_ms, sent: false, text: text.into() }).collect(),
                 ended: ended.map(|how| Ended { at_ms: 3000.0, how: how.into() }),
             }),
-            published: vec![published("same", 0, 100.0), published("other", 1, 2200.0)],
+            published: vec![published("same", 0, 100.0), published("other", 1, 2200.0), published("again", 1, 4300.0)],
             waited_ms: 2000.0,
         }
     }
@@ -172,10 +185,13 @@ mod tests {
         let assessment = assess_broadcast(&run(vec![subscriber(&[("same", 130.0)], None)]));
         let [candidate] = &assessment.candidates[..] else { panic!("{:?}", assessment.baseline) };
         assert_eq!((candidate.kind, candidate.producer, candidate.consumer), (FindingKind::BroadcastNotShared, r(1), r(0)));
-        assert!(candidate.observed.reason.contains("`other`, published through r1 at 2200 ms, never reached the subscriber on r0 (WebSocket /hub) within 2.0s; it received `same`"), "{}", candidate.observed.reason);
+        assert!(candidate.observed.reason.contains("`other`, published through r1 at 2200 ms, never reached the subscriber on r0 (WebSocket /hub) within 2.0s, nor did the 1 published after it; it received `same`"), "{}", candidate.observed.reason);
         assert!(candidate.control.contains("reached the same subscriber 30 ms later"), "{}", candidate.control);
         // Both arrived: shared.
         assert!(assess_broadcast(&run(vec![subscriber(&[("same", 130.0), ("other", 2230.0)], None)])).candidates.is_empty());
+        // Only the second: a relay that joined late, said so and not judged.
+        let late = assess_broadcast(&run(vec![subscriber(&[("same", 130.0), ("again", 4330.0)], None)]));
+        assert!(late.candidates.is_empty() && late.notes.iter().any(|n| n.contains("a relay that joins late")), "{:?}", late.notes);
     }
 
     #[test]
