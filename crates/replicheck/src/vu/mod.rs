@@ -71,20 +71,26 @@ pub struct VuContext {
     /// scheme an app believes (see `adapted`).
     pub post_scheme: &'static str,
     http: reqwest::Client,
+    /// For subscriptions' event streams: no bound on the whole response.
+    streams: reqwest::Client,
+    /// Where users connect from.
+    client_address: IpAddr,
 }
 
 impl VuContext {
     /// Users connect to the balancer from `client_address`, so the app can tell the client
     /// from the proxy in X-Forwarded-For.
     pub fn new(balancer: Entrance, client_address: IpAddr, scenarios: &[Scenario], seed: u64, origin: Instant, limits: Limits, secrets: Secrets) -> Self {
-        let http = balancer
-            .client(crate::client::builder())
-            .local_address(client_address)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(limits.request_timeout)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .unwrap_or_default();
+        let client = || {
+            balancer
+                .client(crate::client::builder())
+                .local_address(client_address)
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(2))
+        };
+        let http = client().timeout(limits.request_timeout).build().unwrap_or_default();
+        // An event stream lasts as long as its subscriber waits, which bounds it instead.
+        let streams = client().build().unwrap_or_default();
         Self {
             balancer,
             scenarios: scenarios.iter().map(|s| (s.name.clone(), Arc::new(s.clone()))).collect(),
@@ -94,6 +100,8 @@ impl VuContext {
             secrets,
             post_scheme: "https",
             http,
+            streams,
+            client_address,
         }
     }
 
@@ -110,6 +118,8 @@ impl VuContext {
             secrets: self.secrets.clone(),
             post_scheme: scheme,
             http: self.http.clone(),
+            streams: self.streams.clone(),
+            client_address: self.client_address,
         }
     }
 

@@ -3,8 +3,8 @@
 //! sends (the user's cookies, its `Origin`). Each is recorded as it goes: where it opened,
 //! every message each way with its time, and how it ended.
 //!
-//! A replica that floods a subscription is bounded: messages over the run's body limit
-//! end it, and past `MAX_KEPT` messages it ends too, said so in its record.
+//! A replica that floods a subscription is bounded: a message over the run's body limit
+//! ends it, and so does one past `MAX_KEPT` messages or 16 MiB, said so in its record.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,27 @@ use crate::vocab::replica::{Incarnation, ReplicaId};
 
 /// Messages one subscription keeps, at most; the next ends it.
 pub const MAX_KEPT: usize = 1000;
+/// Bytes of messages one subscription keeps, at most; the next message ends it.
+const MAX_KEPT_BYTES: usize = 16 << 20;
+
+/// What a subscription has kept so far, against its bounds.
+#[derive(Default)]
+struct Kept {
+    messages: usize,
+    bytes: usize,
+}
+
+impl Kept {
+    /// Counts one more message; why the subscription ends instead, past a bound.
+    fn one_more(&mut self, text: &str) -> Result<(), String> {
+        self.messages += 1;
+        self.bytes += text.len();
+        if self.messages > MAX_KEPT || self.bytes > MAX_KEPT_BYTES {
+            return Err(format!("flooded: more than {MAX_KEPT} messages or {} MiB", MAX_KEPT_BYTES >> 20));
+        }
+        Ok(())
+    }
+}
 /// How long opening a subscription may take, its handshakes included.
 const OPEN_WITHIN: Duration = Duration::from_secs(5);
 
@@ -63,20 +84,18 @@ pub struct Subscription {
 impl Subscription {
     pub async fn open(ctx: &VuContext, opening: Opening) -> Result<Self, SubscribeError> {
         let refused = |why: String| SubscribeError::Refused { path: opening.path.clone(), why };
+        let late = || refused(format!("not open within {}", humantime::format_duration(OPEN_WITHIN)));
         let opened_ms = ctx.now_ms();
         let (events_in, events) = mpsc::unbounded_channel();
         let origin = ctx.origin;
         let (served_by, outgoing, task) = match opening.transport {
             Transport::WebSocket => {
-                let (socket, served_by) = tokio::time::timeout(OPEN_WITHIN, websocket(ctx, &opening))
-                    .await
-                    .map_err(|_| refused(format!("not open within {}", humantime::format_duration(OPEN_WITHIN))))?
-                    .map_err(refused)?;
+                let (socket, served_by) = tokio::time::timeout(OPEN_WITHIN, websocket(ctx, &opening)).await.map_err(|_| late())?.map_err(refused)?;
                 let (outgoing_in, outgoing) = mpsc::unbounded_channel();
                 (served_by, Some(outgoing_in), tokio::spawn(pump_websocket(socket, outgoing, events_in, origin)))
             }
             Transport::Events => {
-                let response = events_response(ctx, &opening).await.map_err(refused)?;
+                let response = tokio::time::timeout(OPEN_WITHIN, events_response(ctx, &opening)).await.map_err(|_| late())?.map_err(refused)?;
                 let served_by = response.headers().get(SERVED_BY_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
                 (served_by, None, tokio::spawn(pump_events(response, events_in, origin)))
             }
@@ -164,7 +183,7 @@ async fn websocket(ctx: &VuContext, opening: &Opening) -> Result<(Socket, Option
         };
         headers.insert(name, value);
     }
-    let tcp = tokio::net::TcpStream::connect(ctx.balancer.addr).await.map_err(|e| format!("cannot reach the balancer: {e}"))?;
+    let tcp = connect(ctx).await.map_err(|e| format!("cannot reach the balancer: {e}"))?;
     let stream: Box<dyn Io> = match &ctx.balancer.authority {
         None => Box::new(tcp),
         Some(authority) => {
@@ -190,20 +209,31 @@ async fn websocket(ctx: &VuContext, opening: &Opening) -> Result<(Socket, Option
     Ok((socket, served_by))
 }
 
+/// A connection to the balancer from the users' own address, as their requests come.
+async fn connect(ctx: &VuContext) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = match ctx.client_address {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(std::net::SocketAddr::new(ctx.client_address, 0))?;
+    let stream = socket.connect(ctx.balancer.addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 fn now_ms(origin: tokio::time::Instant) -> f64 {
     origin.elapsed().as_secs_f64() * 1000.0
 }
 
 async fn pump_websocket(socket: Socket, mut outgoing: mpsc::UnboundedReceiver<String>, events: mpsc::UnboundedSender<Event>, origin: tokio::time::Instant) {
     let (mut write, mut read) = socket.split();
-    let mut received = 0;
+    let mut kept = Kept::default();
     let how = loop {
         tokio::select! {
             message = read.next() => match message {
                 Some(Ok(Message::Text(text))) => {
-                    received += 1;
-                    if received > MAX_KEPT {
-                        break format!("flooded: more than {MAX_KEPT} messages");
+                    if let Err(flooded) = kept.one_more(&text) {
+                        break flooded;
                     }
                     let _ = events.send(Event::Received(now_ms(origin), text.to_string()));
                 }
@@ -224,7 +254,7 @@ async fn pump_websocket(socket: Socket, mut outgoing: mpsc::UnboundedReceiver<St
 }
 
 async fn events_response(ctx: &VuContext, opening: &Opening) -> Result<reqwest::Response, String> {
-    let mut request = ctx.http.get(ctx.balancer.url(&opening.path)).header(ROUTE_HEADER, opening.route.to_string()).header("accept", "text/event-stream");
+    let mut request = ctx.streams.get(ctx.balancer.url(&opening.path)).header(ROUTE_HEADER, opening.route.to_string()).header("accept", "text/event-stream");
     for (name, value) in &opening.headers {
         request = request.header(name.as_str(), value.as_str());
     }
@@ -238,15 +268,13 @@ async fn events_response(ctx: &VuContext, opening: &Opening) -> Result<reqwest::
 
 async fn pump_events(mut response: reqwest::Response, events: mpsc::UnboundedSender<Event>, origin: tokio::time::Instant) {
     let mut parser = EventParser::default();
-    let mut received = 0;
-    let how = loop {
+    let mut kept = Kept::default();
+    let how = 'read: loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 for data in parser.feed(&chunk) {
-                    received += 1;
-                    if received > MAX_KEPT {
-                        let _ = events.send(Event::Ended(now_ms(origin), format!("flooded: more than {MAX_KEPT} events")));
-                        return;
+                    if let Err(flooded) = kept.one_more(&data) {
+                        break 'read flooded;
                     }
                     let _ = events.send(Event::Received(now_ms(origin), data));
                 }
@@ -316,6 +344,15 @@ impl EventParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_is_cut_at_the_bounds() {
+        let mut kept = Kept::default();
+        assert!((0..MAX_KEPT).all(|_| kept.one_more("x").is_ok()));
+        assert!(kept.one_more("x").unwrap_err().starts_with("flooded"));
+        let mut kept = Kept::default();
+        assert!(kept.one_more(&"x".repeat(MAX_KEPT_BYTES + 1)).is_err());
+    }
 
     #[test]
     fn events_are_read_across_chunks_and_line_endings() {
