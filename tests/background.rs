@@ -50,6 +50,10 @@ fn the_demos_misconfigured_background_work_shows_its_three_kinds() {
         assert!(delivered > 0, "{context}: no receipt among the events");
         let html = std::fs::read_to_string(run.report_dir.join("report.html")).unwrap();
         assert!(html.contains(r#"<path class="delivery""#) && html.contains("delivered POST /receipts (triggered-work)"), "{context}");
+        // Each trigger finding outlines the request that sent the trigger.
+        for finding in report.findings.iter().filter(|f| f.check == "triggered-work") {
+            assert!(html.contains(&format!("<title>{}: vu {} on ", finding.id, finding.vu.unwrap())), "{context}: {} is not outlined", finding.id);
+        }
         let causes: Vec<&str> = report.diagnoses.iter().map(|d| d.cause.id()).collect();
         assert_eq!(causes, ["scheduled-job-per-replica", "unclaimed-outbox", "in-process-queue"], "{context}");
     }

@@ -31,6 +31,9 @@ fn a_hub_kept_in_each_process_is_found_for_websocket_and_event_stream_subscriber
         assert_eq!(flows, ["chat", "events", "socket"], "{context}");
         let causes: Vec<&str> = report.diagnoses.iter().map(|d| d.cause.id()).collect();
         assert_eq!(causes, ["broadcast-per-process"], "{context}");
+        // The timeline outlines the request that published what never arrived.
+        let html = std::fs::read_to_string(run.report_dir.join("report.html")).unwrap();
+        assert!(html.contains("<title>F1: vu "), "{context}: F1's publishing request is not outlined");
     }
 }
 

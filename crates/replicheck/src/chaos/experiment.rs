@@ -479,11 +479,12 @@ async fn publish(arena: &mut Arena<'_>, run: &mut ExperimentRun, flow: &Broadcas
     let user = arena.own_user(&broadcast_scenario(&flow.name), replica);
     let vars = value_of(&user);
     let wanted = flow.receive.render(&vars).unwrap_or_default();
-    let at_ms = arena.now_ms();
-    let (by, error) = match &flow.publish {
+    let (mut at_ms, vu) = (arena.now_ms(), user.vu);
+    let (by, error, vu) = match &flow.publish {
         Publish::Request(_) => {
             let records = arena.users(vec![user], phase).await;
             let step = records.first().and_then(|r| r.steps.first());
+            at_ms = step.and_then(|s| s.requests.first()).map_or(at_ms, |r| r.start_ms);
             let error = match step.map(|s| &s.outcome) {
                 Some(Outcome::Passed) => None,
                 Some(Outcome::Failed { expected, observed }) => Some(format!("expected {expected}, got {observed}")),
@@ -495,7 +496,7 @@ async fn publish(arena: &mut Arena<'_>, run: &mut ExperimentRun, flow: &Broadcas
                 Phase::Control => run.control.extend(records),
                 _ => run.disrupted.extend(records),
             }
-            (by, error)
+            (by, error, Some(vu))
         }
         Publish::Send(message) => {
             let opening = Opening { transport: Transport::WebSocket, path: flow.path.clone(), route: replica, headers: page_origin(arena) };
@@ -504,13 +505,13 @@ async fn publish(arena: &mut Arena<'_>, run: &mut ExperimentRun, flow: &Broadcas
                     let sent = socket.send(&message.render(&vars).unwrap_or_default());
                     let by = socket.served_by();
                     socket.close().await;
-                    (by, (!sent).then(|| "the socket closed before the message was sent".to_owned()))
+                    (by, (!sent).then(|| "the socket closed before the message was sent".to_owned()), None)
                 }
-                Err(err) => (None, Some(err.to_string())),
+                Err(err) => (None, Some(err.to_string()), None),
             }
         }
     };
-    Published { wanted, replica, by, at_ms, error }
+    Published { wanted, replica, by, at_ms, vu, error }
 }
 
 /// One trigger of each flow per `(replica, before_sigterm)`, sent at once.

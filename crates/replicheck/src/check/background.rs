@@ -220,8 +220,10 @@ fn occurrences<'a>(deliveries: &'a [Delivery], job: &Scheduled, window: &Window)
 /// One trigger, as its user ran it and as it was delivered.
 struct Sent<'a> {
     trigger: &'a Trigger,
-    /// The replica that accepted it (a 2xx answer), if one did.
+    /// The replica that accepted it (a 2xx answer), if one did, and when its answer came.
     accepted: Option<(Incarnation, f64)>,
+    /// When its request started: where the timeline shows it.
+    sent_ms: Option<f64>,
     delivered: Vec<&'a Delivery>,
     /// Its start markers, when its flow has them.
     begun: Vec<&'a Delivery>,
@@ -294,7 +296,7 @@ pub fn assess_triggered(run: &ExperimentRun, flows: &[Triggered]) -> Assessment 
                 control: control_text.clone(),
                 artifact: ArtifactEvidence::named("none"),
                 vu: Some(first.trigger.vu),
-                at_ms: Some(at_ms),
+                at_ms: first.sent_ms,
                 occurrences: duplicated.len() as u32,
                 notes: vec![format!("deliveries recognised as {} carrying the trigger's value", flow.deliveries)],
             });
@@ -366,7 +368,7 @@ pub fn assess_triggered(run: &ExperimentRun, flows: &[Triggered]) -> Assessment 
             ),
             artifact: ArtifactEvidence::named("none"),
             vu: Some(first.trigger.vu),
-            at_ms: Some(at_ms),
+            at_ms: first.sent_ms,
             occurrences: lost.len() as u32,
             notes: vec![format!("deliveries recognised as {} carrying the trigger's value", flow.deliveries)],
         });
@@ -387,7 +389,8 @@ fn sent_of<'a>(run: &'a ExperimentRun, records: &'a [VuRecord], scenario: &str, 
             };
             let of = |recogniser: &Recogniser| deliveries.iter().filter(|d| d.what.is(recogniser) && d.what.carries(&trigger.value)).collect::<Vec<_>>();
             let begun = flow.started.as_ref().map(of).unwrap_or_default();
-            Some(Sent { trigger, accepted, delivered: of(&flow.deliveries), begun, record })
+            let sent_ms = step.requests.first().map(|r| r.start_ms);
+            Some(Sent { trigger, accepted, sent_ms, delivered: of(&flow.deliveries), begun, record })
         })
         .collect()
 }

@@ -117,7 +117,7 @@ fn judge(subscriber: &Subscriber) -> Judged {
             first.at_ms - control.at_ms
         ),
         artifact: ArtifactEvidence::named("none"),
-        vu: None,
+        vu: trial.vu,
         at_ms: Some(trial.at_ms),
         occurrences: 1,
         notes: Vec::new(),
@@ -156,7 +156,7 @@ mod tests {
     /// A subscriber on r0 that received `received` (text, at ms); messages `same` and
     /// `other` published through r0 (at 100 ms) and r1 (at 2200 ms).
     fn subscriber(received: &[(&str, f64)], ended: Option<&str>) -> Subscriber {
-        let published = |wanted: &str, on: u16, at_ms: f64| Published { wanted: wanted.into(), replica: ReplicaId(on), by: Some(r(on)), at_ms, error: None };
+        let published = |wanted: &str, on: u16, at_ms: f64| Published { wanted: wanted.into(), replica: ReplicaId(on), by: Some(r(on)), at_ms, vu: Some(7), error: None };
         Subscriber {
             flow: "chat".into(),
             replica: ReplicaId(0),

@@ -63,9 +63,13 @@ pub struct Published {
     pub wanted: String,
     /// Where it was published.
     pub replica: ReplicaId,
-    /// The replica that took it, and when it was handed over.
+    /// The replica that took it.
     pub by: Option<Incarnation>,
+    /// When it was sent: its request's start, for a request.
     pub at_ms: f64,
+    /// The user whose request published it, when a request did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vu: Option<u32>,
     /// Why publishing failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -14,6 +14,7 @@ use std::fmt::Write;
 use super::escape;
 use crate::vocab::replica::ReplicaId;
 use crate::history::Phase;
+use crate::vocab::experiment::ExperimentKind;
 use crate::report::{Event, Report};
 
 const LEFT: f64 = 64.0;
@@ -305,7 +306,8 @@ impl Highlight {
 fn highlighted(report: &Report) -> Vec<Highlight> {
     let mut highlights = Vec::new();
     for f in &report.findings {
-        let experiment = f.after.as_ref().map(|a| a.experiment.clone());
+        // An experiment's finding that followed no chaos action is still its requests'.
+        let experiment = f.after.as_ref().map(|a| a.experiment.clone()).or_else(|| ExperimentKind::from_name(&f.check).map(|_| f.check.clone()));
         let sightings: Vec<(Option<u32>, Option<f64>)> = if f.observations.is_empty() {
             vec![(f.vu, f.at_ms)]
         } else {
