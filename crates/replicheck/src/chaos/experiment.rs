@@ -24,9 +24,7 @@ use crate::scenario::{RouteHint, Scenario, Step};
 use crate::step::{Expect, RequestSpec, StatusSet, Template, Vars};
 use crate::history::delivered::Delivered;
 use crate::sink::Inbox;
-use crate::history::live::{Published, Subscriber};
-use crate::target::{Broadcast, Deregistration, Publish, Recogniser, Target, Transport};
-use crate::vu::subscribe::{Opening, Subscription};
+use crate::target::{Deregistration, Publish, Recogniser, Target};
 use crate::vu::{self, Gated, VuContext};
 
 /// Names of the one-step scenarios experiments send besides the users' own.
@@ -150,7 +148,7 @@ impl<'a> Arena<'a> {
         }
     }
 
-    fn now_ms(&self) -> f64 {
+    pub(super) fn now_ms(&self) -> f64 {
         ms_since(self.ctx.origin)
     }
 
@@ -159,14 +157,14 @@ impl<'a> Arena<'a> {
         self.secrets
     }
 
-    async fn users(&mut self, plans: Vec<VuPlan>, phase: Phase) -> Vec<VuRecord> {
+    pub(super) async fn users(&mut self, plans: Vec<VuPlan>, phase: Phase) -> Vec<VuRecord> {
         let executed = vu::execute(self.ctx, plans, phase, self.concurrency).await;
         self.secrets.extend(&executed.secrets);
         executed.history.vus
     }
 
     /// A one-step user of an experiment's own scenario, routed to `replica`.
-    fn own_user(&mut self, scenario: &str, replica: ReplicaId) -> VuPlan {
+    pub(super) fn own_user(&mut self, scenario: &str, replica: ReplicaId) -> VuPlan {
         self.extra_vu += 1;
         VuPlan {
             vu: self.extra_vu,
@@ -198,7 +196,7 @@ pub async fn run(plan: &ExperimentPlan, arena: &mut Arena<'_>, phase: Phase) -> 
         ExperimentKind::Hardened => hardened(plan, arena, &mut run).await,
         ExperimentKind::ScheduledJobs => scheduled_jobs(arena, &mut run).await,
         ExperimentKind::TriggeredWork => triggered_work(plan, arena, &mut run).await,
-        ExperimentKind::Broadcast => broadcast(arena, &mut run).await,
+        ExperimentKind::Broadcast => super::live::broadcast(arena, &mut run).await,
         _ => handoffs(plan, arena, &mut run).await,
     };
     if let Err(err) = result {
@@ -421,97 +419,6 @@ pub(crate) async fn first_delivery(inbox: &Inbox, from: Instant, within: Duratio
         }
         sleep(DELIVERY_POLL).await;
     }
-}
-
-/// For each broadcast flow, a subscriber on each replica in turn: a message is published
-/// through its own replica (the control, which shows the subscription works), then
-/// through the next replica (again, when it did not arrive), each with a value of its own
-/// and each waited for `within`.
-async fn broadcast(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
-    let replicas: Vec<ReplicaId> = arena.cluster.endpoints().iter().map(|e| e.replica.id).collect();
-    for flow in &arena.target.broadcast {
-        for (index, &replica) in replicas.iter().enumerate() {
-            let other = replicas[(index + 1) % replicas.len()];
-            let subscriber = subscribe_and_publish(arena, run, flow, replica, other).await;
-            run.subscribers.push(subscriber);
-        }
-    }
-    Ok(())
-}
-
-/// What a browser's page on the balancer sends as its `Origin`.
-fn page_origin(arena: &Arena<'_>) -> Vec<(String, String)> {
-    vec![("Origin".to_owned(), arena.ctx.balancer.url("").trim_end_matches('/').to_owned())]
-}
-
-async fn subscribe_and_publish(arena: &mut Arena<'_>, run: &mut ExperimentRun, flow: &Broadcast, replica: ReplicaId, other: ReplicaId) -> Subscriber {
-    let opening = Opening { transport: flow.transport, path: flow.path.clone(), route: replica, headers: page_origin(arena) };
-    let waited_ms = flow.within.as_secs_f64() * 1000.0;
-    let mut subscription = match Subscription::open(arena.ctx, opening).await {
-        Ok(subscription) => subscription,
-        Err(err) => return Subscriber { flow: flow.name.clone(), replica, connection: Err(err.to_string()), published: Vec::new(), waited_ms },
-    };
-    if let Some(join) = &flow.join {
-        let user = arena.own_user(&broadcast_scenario(&flow.name), replica);
-        subscription.send(&join.render(&value_of(&user)).unwrap_or_default());
-    }
-    let mut published = Vec::new();
-    // A relay that subscribes to the others only once a client joined may miss the first
-    // message: one through another replica is missed only if a second one is missed too.
-    for (through, phase) in [(replica, Phase::Control), (other, run.phase), (other, run.phase)] {
-        let message = publish(arena, run, flow, through, phase).await;
-        let received = message.error.is_none() && subscription.until(&message.wanted, flow.within).await.is_some();
-        published.push(message);
-        if received && phase != Phase::Control {
-            break;
-        }
-    }
-    Subscriber { flow: flow.name.clone(), replica, connection: Ok(subscription.finish()), published, waited_ms }
-}
-
-fn value_of(user: &VuPlan) -> Vars {
-    Vars::from([("value".to_owned(), trigger_value(&user.nonce))])
-}
-
-/// Publishes one message of `flow` through `replica`: its request, or a text message on a
-/// WebSocket of that replica. The request's user joins the run's record in `phase`.
-async fn publish(arena: &mut Arena<'_>, run: &mut ExperimentRun, flow: &Broadcast, replica: ReplicaId, phase: Phase) -> Published {
-    let user = arena.own_user(&broadcast_scenario(&flow.name), replica);
-    let vars = value_of(&user);
-    let wanted = flow.receive.render(&vars).unwrap_or_default();
-    let (mut at_ms, vu) = (arena.now_ms(), user.vu);
-    let (by, error, vu) = match &flow.publish {
-        Publish::Request(_) => {
-            let records = arena.users(vec![user], phase).await;
-            let step = records.first().and_then(|r| r.steps.first());
-            at_ms = step.and_then(|s| s.requests.first()).map_or(at_ms, |r| r.start_ms);
-            let error = match step.map(|s| &s.outcome) {
-                Some(Outcome::Passed) => None,
-                Some(Outcome::Failed { expected, observed }) => Some(format!("expected {expected}, got {observed}")),
-                Some(Outcome::Error { message }) => Some(message.clone()),
-                None => Some("the request was not sent".to_owned()),
-            };
-            let by = step.and_then(|s| s.served_by);
-            match phase {
-                Phase::Control => run.control.extend(records),
-                _ => run.disrupted.extend(records),
-            }
-            (by, error, Some(vu))
-        }
-        Publish::Send(message) => {
-            let opening = Opening { transport: Transport::WebSocket, path: flow.path.clone(), route: replica, headers: page_origin(arena) };
-            match Subscription::open(arena.ctx, opening).await {
-                Ok(mut socket) => {
-                    let sent = socket.send(&message.render(&vars).unwrap_or_default());
-                    let by = socket.served_by();
-                    socket.close().await;
-                    (by, (!sent).then(|| "the socket closed before the message was sent".to_owned()), None)
-                }
-                Err(err) => (None, Some(err.to_string()), None),
-            }
-        }
-    };
-    Published { wanted, replica, by, at_ms, vu, error }
 }
 
 /// One trigger of each flow per `(replica, before_sigterm)`, sent at once.

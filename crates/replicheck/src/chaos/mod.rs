@@ -22,6 +22,7 @@
 //! | `broadcast` | a subscriber on each replica, a message published through its own replica and through the next | a message that reaches one replica's subscribers only |
 
 pub mod experiment;
+mod live;
 
 
 use crate::vocab::finding::Untested;
