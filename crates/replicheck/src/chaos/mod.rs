@@ -3,7 +3,8 @@
 //! Each experiment pairs a disruption with the workload that shows its effect, runs that
 //! workload once without the disruption (the control), and ends by healing the cluster so
 //! the next experiment starts whole. Experiments are plain data in the plan, drawn from
-//! the seed like everything else; `experiment` runs them and records what happened.
+//! the seed like everything else; `experiment` runs them and records what happened, and
+//! `live` runs the broadcast experiment's subscribers and publishers.
 //!
 //! | experiment | disruption | looks for |
 //! | --- | --- | --- |
