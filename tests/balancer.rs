@@ -55,6 +55,16 @@ async fn fixture_with(name: &str, config: BalancerConfig) -> Fixture {
     }
 }
 
+/// A balancer that terminates TLS with certificates made for the run, as a run's does.
+async fn tls_fixture(name: &str) -> Fixture {
+    let certificates = RunCertificates::generate(&["127.0.0.1".parse().unwrap()]).unwrap();
+    let config = BalancerConfig {
+        tls: Some(Arc::new(certificates)),
+        ..BalancerConfig::local("/healthz/ready", Duration::ZERO)
+    };
+    fixture_with(name, config).await
+}
+
 impl Fixture {
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.balancer.addr())
@@ -94,12 +104,7 @@ async fn planned_requests_reach_their_replica_with_forwarded_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_ends_at_the_balancer_with_the_runs_certificate_and_only_its_authority_is_trusted() {
-    let certificates = RunCertificates::generate(&["127.0.0.1".parse().unwrap()]).unwrap();
-    let config = BalancerConfig {
-        tls: Some(Arc::new(certificates)),
-        ..BalancerConfig::local("/healthz/ready", Duration::ZERO)
-    };
-    let f = fixture_with("tls", config).await;
+    let f = tls_fixture("tls").await;
     let entrance = f.balancer.entrance();
     let url = entrance.url("/whoami");
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
@@ -275,14 +280,9 @@ async fn a_websocket_is_tunnelled_to_the_replica_it_was_routed_to_and_ends_when_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_passes_the_balancers_tls() {
-    let certificates = RunCertificates::generate(&["127.0.0.1".parse().unwrap()]).unwrap();
+    let f = tls_fixture("websocket-tls").await;
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(certificates.authority().clone()).unwrap();
-    let config = BalancerConfig {
-        tls: Some(Arc::new(certificates)),
-        ..BalancerConfig::local("/healthz/ready", Duration::ZERO)
-    };
-    let f = fixture_with("websocket-tls", config).await;
+    roots.add(f.balancer.entrance().authority.clone().unwrap()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let client = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots).with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(f.balancer.addr()).await.unwrap();
@@ -317,12 +317,7 @@ async fn server_sent_events_pass_one_at_a_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_subscribe_through_the_balancer_and_record_what_arrives_and_how_it_ended() {
     use replicheck::vu::subscribe::{Opening, Subscription, Transport};
-    let certificates = RunCertificates::generate(&["127.0.0.1".parse().unwrap()]).unwrap();
-    let config = BalancerConfig {
-        tls: Some(Arc::new(certificates)),
-        ..BalancerConfig::local("/healthz/ready", Duration::ZERO)
-    };
-    let mut f = fixture_with("subscribe", config).await;
+    let mut f = tls_fixture("subscribe").await;
     let limits = replicheck::vu::Limits { request_timeout: Duration::from_secs(10), max_body: 1 << 20, max_redirects: 10 };
     let entrance = f.balancer.entrance().clone();
     let origin = entrance.url("");

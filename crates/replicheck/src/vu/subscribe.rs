@@ -77,8 +77,18 @@ pub struct Subscription {
     record: ConnectionRecord,
     events: mpsc::UnboundedReceiver<Event>,
     outgoing: Option<mpsc::UnboundedSender<String>>,
-    task: JoinHandle<()>,
+    task: Connection,
     origin: tokio::time::Instant,
+}
+
+/// The connection's task, stopped when the subscription is dropped on any path, so no
+/// connection outlives its user.
+struct Connection(JoinHandle<()>);
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Subscription {
@@ -109,7 +119,7 @@ impl Subscription {
             messages: Vec::new(),
             ended: None,
         };
-        Ok(Subscription { record, events, outgoing, task, origin })
+        Ok(Subscription { record, events, outgoing, task: Connection(task), origin })
     }
 
     pub fn served_by(&self) -> Option<Incarnation> {
@@ -150,13 +160,13 @@ impl Subscription {
     pub async fn close(mut self) -> ConnectionRecord {
         // The connection's task writes what is queued, then stops when the queue closes.
         drop(self.outgoing.take());
-        let _ = tokio::time::timeout(OPEN_WITHIN, &mut self.task).await;
+        let _ = tokio::time::timeout(OPEN_WITHIN, &mut self.task.0).await;
         self.finish()
     }
 
     /// Lets the connection go, with what arrived and was not waited for.
     pub fn finish(mut self) -> ConnectionRecord {
-        self.task.abort();
+        self.task.0.abort();
         while let Ok(event) = self.events.try_recv() {
             match event {
                 Event::Received(at_ms, text) => self.record.messages.push(MessageRecord { at_ms, sent: false, text }),
