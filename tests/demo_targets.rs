@@ -147,7 +147,7 @@ fn the_demo_command_shows_the_difference() {
     assert!(jobs.ends_with("(job-runs-on-every-replica, side-effect-duplicated, work-lost-at-shutdown)"), "{jobs}");
     assert!(stdout.contains("background work configured correctly: 0 finding(s)"), "{stdout}");
     let live = stdout.lines().find(|l| l.starts_with("misconfigured live updates: ")).expect("the live updates run");
-    assert!(live.ends_with("(broadcast-not-shared)"), "{live}");
+    assert!(live.ends_with("(affinity-required, broadcast-not-shared)"), "{live}");
     assert!(stdout.contains("live updates configured correctly: 0 finding(s)"), "{stdout}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 10, "one report directory per run");
     common::assert_no_leftovers(&tag);

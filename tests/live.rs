@@ -60,3 +60,30 @@ fn a_subscription_the_app_does_not_serve_is_said_so_and_judges_nothing() {
     let reason = result.reason.as_deref().unwrap_or_default();
     assert!(reason.contains("a subscriber of `events` on r0 did not open: /hub/nowhere: answered 404"), "{reason}");
 }
+
+#[test]
+fn a_polling_transport_that_keeps_its_session_on_one_replica_needs_affinity_unless_routing_is_sticky() {
+    for (seed, replicas) in [("1", "2"), ("2", "3")] {
+        let context = format!("seed {seed}, {replicas} replicas");
+        let run = common::run("examples/demo/broken-realtime.toml", &["--seed", seed, "--replicas", replicas, "--scenarios", "affinity"]);
+        assert_eq!(run.code, 1, "{context}: {}\n{}", run.stdout, run.stderr);
+        assert_eq!(run.kinds(), ["affinity-required"], "{context}: {}", run.stdout);
+        let report = run.report();
+        for finding in &report.findings {
+            assert_ne!(finding.producer.id, finding.consumer.id, "{context}: {finding:?}");
+            assert_eq!(finding.control.result, ControlResult::Passed, "{context}: {finding:?}");
+            assert!(finding.control.detail.contains(&format!("every one on {}", finding.producer.id)), "{context}: {finding:?}");
+            assert_eq!(finding.observed.status, Some(400), "{context}: {finding:?}");
+        }
+        let causes: Vec<&str> = report.diagnoses.iter().map(|d| d.cause.id()).collect();
+        assert_eq!(causes, ["transport-needs-affinity"], "{context}");
+        assert!(run.stdout.contains("a deployment requirement (sticky routing, or WebSockets only)"), "{context}: {}", run.stdout);
+    }
+    // Behind sticky routing the transport gets what it needs: nothing to report, and said so.
+    let sticky = common::run("examples/demo/broken-realtime.toml", &["--seed", "1", "--replicas", "3", "--routing", "sticky", "--scenarios", "affinity"]);
+    assert_eq!(sticky.code, 0, "{}\n{}", sticky.stdout, sticky.stderr);
+    let report = sticky.report();
+    let result = report.scenarios.iter().find(|s| s.name == "affinity").expect("the scenario ran");
+    assert_eq!(result.status, ScenarioStatus::Passed, "{result:?}");
+    assert!(result.reason.as_deref().unwrap_or_default().contains("stayed on the replica that opened it"), "{}", sticky.stdout);
+}

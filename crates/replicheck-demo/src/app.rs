@@ -153,7 +153,8 @@ pub fn router(app: Arc<App>, telemetry: Option<Arc<Telemetry>>) -> Router {
         pages = pages
             .route("/hub/publish", post(crate::hub::publish))
             .route("/hub/ws", get(crate::hub::websocket))
-            .route("/hub/events", get(crate::hub::events));
+            .route("/hub/events", get(crate::hub::events))
+            .route("/hub/poll", post(crate::hub::open_poll).get(crate::hub::poll));
     }
     let router = pages
         .route_layer(middleware::from_fn_with_state(app.clone(), same_origin))

@@ -5,13 +5,18 @@
 //! adapter: a message reaches only the subscribers of the replica it was published
 //! through. Through Redis pub/sub (correct): every replica relays every message to its own
 //! subscribers. At SIGTERM every subscription ends, so the replica can stop.
+//!
+//! Clients without WebSockets long-poll (`POST /hub/poll` opens, `GET /hub/poll?sid=` takes
+//! what arrived since), and their sessions live in the process that opened them in either
+//! mode, as Engine.IO's and SignalR's do: a poll that reaches another replica is refused.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Form, State};
+use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -42,7 +47,18 @@ pub struct Hub {
     local: broadcast::Sender<String>,
     redis: Option<ConnectionManager>,
     stopping: Stopping,
+    polls: Mutex<HashMap<String, Poll>>,
 }
+
+/// A long-polling client's session: what arrived for it since its last poll.
+struct Poll {
+    messages: broadcast::Receiver<String>,
+    last: Instant,
+}
+
+/// Sessions the hub keeps at most, and how long one may go unpolled before it is dropped.
+const POLLS: usize = 1024;
+const POLL_IDLE: Duration = Duration::from_secs(30);
 
 impl Hub {
     /// `redis` is the store's connection (and `url` its address) for the Redis mode.
@@ -57,7 +73,7 @@ impl Hub {
             }
             (HubMode::Redis, None) => return Err("--hub redis relays through Redis: it needs --store redis://HOST:PORT".into()),
         };
-        Ok(Arc::new(Hub { local, redis, stopping }))
+        Ok(Arc::new(Hub { local, redis, stopping, polls: Mutex::new(HashMap::new()) }))
     }
 
     async fn publish(&self, message: String) -> Result<(), String> {
@@ -178,4 +194,42 @@ fn event_stream(hub: Arc<Hub>) -> impl Stream<Item = Result<Event, Infallible>> 
             }
         }
     })
+}
+
+/// `POST /hub/poll`: opens a long-polling session on this replica, `{"sid": ...}`.
+pub async fn open_poll(State(app): State<Arc<App>>) -> Response {
+    let Some(hub) = hub(&app) else { return StatusCode::NOT_FOUND.into_response() };
+    let sid = format!("{:032x}", rand::random::<u128>());
+    let mut polls = hub.polls.lock().unwrap_or_else(|e| e.into_inner());
+    polls.retain(|_, poll| poll.last.elapsed() < POLL_IDLE);
+    if polls.len() >= POLLS {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many polling sessions").into_response();
+    }
+    polls.insert(sid.clone(), Poll { messages: hub.local.subscribe(), last: Instant::now() });
+    axum::Json(serde_json::json!({ "sid": sid })).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct PollQuery {
+    sid: String,
+}
+
+/// `GET /hub/poll?sid=`: what arrived for the session since its last poll, as a JSON list;
+/// 400 for a session this replica does not know, in Engine.IO's words.
+pub async fn poll(State(app): State<Arc<App>>, Query(query): Query<PollQuery>) -> Response {
+    let Some(hub) = hub(&app) else { return StatusCode::NOT_FOUND.into_response() };
+    let mut polls = hub.polls.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(session) = polls.get_mut(&query.sid) else {
+        return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({ "code": 1, "message": "Session ID unknown" }))).into_response();
+    };
+    session.last = Instant::now();
+    let mut arrived = Vec::new();
+    loop {
+        match session.messages.try_recv() {
+            Ok(text) => arrived.push(text),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
+    axum::Json(arrived).into_response()
 }

@@ -58,8 +58,8 @@ const TELEMETRY: &[&str] = &["telemetry"];
 /// What the demo does out of band, watched at the run's sink.
 const BACKGROUND_WORK: &[&str] = &["scheduled-jobs", "triggered-work"];
 
-/// The demo's live updates, subscribed to on each replica.
-const LIVE_UPDATES: &[&str] = &["broadcast"];
+/// The demo's live updates, subscribed to on each replica, and its long-polling transport.
+const LIVE_UPDATES: &[&str] = &["broadcast", "affinity"];
 
 /// The demo, misconfigured and configured correctly, with SQLite and with Redis.
 pub const RUNS: [DemoRun; 10] = [

@@ -23,6 +23,7 @@ use crate::history::{Observed, Outcome, ScheduleRun, VuRecord};
 use crate::plan::interleaving::{Disruption, Event, Schedule};
 use crate::scenario::Scenario;
 use crate::target::Triggered;
+use crate::vocab::finding::Artifact;
 use crate::vocab::replica::{Incarnation, ReplicaId};
 
 /// What explored runs are judged against: the scenarios their users ran, and the work
@@ -145,6 +146,10 @@ pub fn judge(subject: Subject<'_>, run: &ScheduleRun) -> CaseVerdict {
             Outcome::Passed => continue,
         };
         let (producer_step, producer, consumer, artifact, kind, control) = match super::locate(scenario, record, failed) {
+            Locus::Handoff { producer, consumer, artifact, .. } if producer.id == consumer.id && artifact.as_ref().is_some_and(Artifact::pinned) => {
+                verdict.own.push((record.scenario.clone(), format!("u{user}'s transport session did not outlive its replica, as no connection does")));
+                continue;
+            }
             Locus::Handoff {
                 producer_step,
                 producer,

@@ -388,6 +388,9 @@ impl ScenarioResult {
 
 /// The kinds a scenario's handoffs can show: the kind of each artifact it consumes, or
 /// `expectation-failed` for a scenario that names none.
+/// Why a scenario that passed asked no cross-replica question.
+pub(crate) const UNCROSSED: &str = "no artifact crossed replicas under this routing";
+
 pub fn scenario_checks(scenario: &Scenario) -> Vec<FindingKind> {
     let mut kinds: Vec<FindingKind> = scenario.steps.iter().filter_map(|s| s.consumes.as_ref()).map(|a| FindingKind::for_artifact(Some(a))).collect();
     kinds.sort();
@@ -475,7 +478,7 @@ pub fn judge(
         } else if has_findings {
             (ScenarioStatus::Failed, None)
         } else if tally.handoffs_crossed == 0 && tally.handoffs_same > 0 {
-            (ScenarioStatus::Passed, Some("no artifact crossed replicas under this routing".into()))
+            (ScenarioStatus::Passed, Some(UNCROSSED.into()))
         } else if tally.handoffs_blurred > 0 {
             let note = format!(
                 "{} handoff(s) prove nothing: the load balancer sent the write to the reading instance too before it landed where planned",

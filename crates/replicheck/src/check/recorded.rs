@@ -291,7 +291,11 @@ fn name_checks(results: &mut [ScenarioResult], users: &[Scenario], findings: &[F
     for result in results {
         let (mut checks, untested) = if let Some(scenario) = users.iter().find(|s| s.name == result.name) {
             let checks = super::scenario_checks(scenario);
-            (checks.clone(), uncrossed(result, &checks))
+            let untested = uncrossed(result, &checks);
+            if let Some(first) = untested.first() {
+                result.reason = Some(first.reason.clone());
+            }
+            (checks.clone(), untested)
         } else if let Some(kind) = InspectionKind::from_name(&result.name) {
             (kind.checks(), kind.untested(target, vantage))
         } else if let Some(kind) = ExperimentKind::from_name(&result.name) {
@@ -316,7 +320,13 @@ pub(crate) fn uncrossed(result: &ScenarioResult, checks: &[FindingKind]) -> Vec<
     if !hands_off || result.status != ScenarioStatus::Passed || result.handoffs_crossed > 0 {
         return Vec::new();
     }
-    let reason = result.reason.clone().unwrap_or_else(|| "no artifact crossed replicas under this routing".into());
+    let reason = match result.reason.as_deref() {
+        // A transport that needs affinity got it: that is its requirement met, not a gap.
+        None | Some(super::UNCROSSED) if checks.contains(&FindingKind::AffinityRequired) => {
+            "every request of the transport stayed on the replica that opened it, as this routing keeps it (sticky sessions): the flow's requirement is met".to_owned()
+        }
+        reason => reason.unwrap_or(super::UNCROSSED).to_owned(),
+    };
     checks.iter().map(|&kind| Untested { kind, reason: reason.clone() }).collect()
 }
 

@@ -60,10 +60,13 @@ pub enum Cause {
     JobAbandonedAtShutdown,
     /// Live updates fan out to the subscribers of one process: no backplane between replicas.
     BroadcastPerProcess,
+    /// A transport's handshake leaves its session on one replica: its requests need
+    /// routing to that replica.
+    TransportNeedsAffinity,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 24] = [
+    pub const ALL: [Cause; 25] = [
         Cause::KeysNotShared,
         Cause::KeysNotPersisted,
         Cause::KeyringRace,
@@ -88,6 +91,7 @@ impl Cause {
         Cause::UnclaimedOutbox,
         Cause::JobAbandonedAtShutdown,
         Cause::BroadcastPerProcess,
+        Cause::TransportNeedsAffinity,
     ];
 
     /// The cause a finding points to. Restart losses point at what the lost artifact
@@ -127,6 +131,7 @@ impl Cause {
             FindingKind::WorkLostAtShutdown => Cause::InProcessQueue,
             FindingKind::SideEffectDuplicated => Cause::UnclaimedOutbox,
             FindingKind::BroadcastNotShared => Cause::BroadcastPerProcess,
+            FindingKind::AffinityRequired => Cause::TransportNeedsAffinity,
             FindingKind::ExpectationFailed => Cause::StatePerReplica,
         }
     }
@@ -157,6 +162,7 @@ impl Cause {
             Cause::UnclaimedOutbox => "unclaimed-outbox",
             Cause::JobAbandonedAtShutdown => "job-abandoned-at-shutdown",
             Cause::BroadcastPerProcess => "broadcast-per-process",
+            Cause::TransportNeedsAffinity => "transport-needs-affinity",
         }
     }
 
@@ -187,6 +193,9 @@ impl Cause {
             Cause::UnclaimedOutbox => "work in a shared outbox or queue is sent by every replica that sees it, unclaimed",
             Cause::JobAbandonedAtShutdown => "a job running at SIGTERM is cut off, neither finished nor handed back",
             Cause::BroadcastPerProcess => "live updates reach only the subscribers of the replica they were published through",
+            Cause::TransportNeedsAffinity => {
+                "a transport keeps its session on the replica that opened it: a deployment requirement (sticky routing, or WebSockets only), not a fault of the code"
+            }
         }
     }
 
@@ -203,7 +212,7 @@ impl Cause {
             Cause::NeedsPrivileges => "container security (non-root, read-only filesystem)",
             Cause::TelemetryResource | Cause::TraceContextDropped | Cause::TelemetryNotExported => "observability (OpenTelemetry)",
             Cause::ScheduledJobPerReplica | Cause::InProcessQueue | Cause::UnclaimedOutbox | Cause::JobAbandonedAtShutdown => "background jobs",
-            Cause::BroadcastPerProcess => "real-time (WebSockets, server-sent events)",
+            Cause::BroadcastPerProcess | Cause::TransportNeedsAffinity => "real-time (WebSockets, server-sent events)",
         }
     }
 }

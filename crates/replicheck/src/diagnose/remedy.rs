@@ -37,6 +37,7 @@ pub fn remedy(cause: Cause, preset: Preset) -> &'static str {
         Cause::UnclaimedOutbox => unclaimed_outbox(preset),
         Cause::JobAbandonedAtShutdown => job_abandoned(preset),
         Cause::BroadcastPerProcess => broadcast_per_process(preset),
+        Cause::TransportNeedsAffinity => transport_needs_affinity(preset),
     }
 }
 
@@ -998,6 +999,40 @@ mod tests {
                     assert_ne!(text, generic, "{cause} {preset:?} repeats the generic remedy");
                 }
             }
+        }
+    }
+}
+
+fn transport_needs_affinity(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Route each SignalR connection to one replica: sticky sessions at the load balancer (ARR affinity, a session \
+             cookie, or ip-hash), as long as clients may negotiate long polling or server-sent events; or skip negotiation \
+             and use WebSockets only (SkipNegotiation with HttpTransportType.WebSockets), or let Azure SignalR Service hold \
+             the connections."
+        }
+        Preset::Django | Preset::Flask | Preset::Pyramid => {
+            "Route a client's polling requests to one replica: sticky sessions at the load balancer (a cookie or ip-hash), \
+             as Flask-SocketIO and python-socketio require with several workers; or let clients use the WebSocket \
+             transport only (transports=['websocket']), whose one connection stays where it was opened."
+        }
+        Preset::Rails => {
+            "Route a client's polling requests to one replica (sticky sessions at the load balancer), or connect over \
+             WebSockets only, as Action Cable does, whose one connection stays on the replica that accepted it."
+        }
+        Preset::Spring => {
+            "Route each SockJS session to one replica (sticky sessions by the session id in the URL, or a cookie), or \
+             disable the SockJS fallbacks and use plain WebSockets, whose connection stays where it was opened."
+        }
+        Preset::Express => {
+            "Socket.IO's long polling needs sticky sessions (a cookie or ip-hash at the load balancer, or \
+             @socket.io/sticky with the cluster module); or set transports: ['websocket'] on the client so no request \
+             follows the handshake on another replica."
+        }
+        Preset::Generic => {
+            "Route every request of one transport session to the replica that opened it (sticky sessions by cookie or \
+             ip-hash at the load balancer), or use a transport that holds one connection (WebSockets only); a session \
+             table in a shared store also lifts the requirement."
         }
     }
 }

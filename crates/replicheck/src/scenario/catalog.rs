@@ -7,7 +7,7 @@
 
 use crate::step::{Capture, Expect, RequestSpec, Template};
 use crate::target::Target;
-use crate::target::flows::TOKEN_VAR;
+use crate::target::flows::{HANDLE_VAR, TOKEN_VAR};
 
 /// Names scenarios may use for requests, with the target section that provides each.
 pub const REQUESTS: &[&str] = &[
@@ -23,6 +23,8 @@ pub const REQUESTS: &[&str] = &[
     "echo",
     "token.issue",
     "token.use",
+    "affinity.open",
+    "affinity.next",
 ];
 
 pub const EXPECTATIONS: &[&str] = &[
@@ -33,12 +35,16 @@ pub const EXPECTATIONS: &[&str] = &[
     "session.shows",
     "cache.shows",
     "token.accepted",
+    "affinity.accepted",
 ];
 
-pub const CAPTURES: &[&str] = &["antiforgery.token", "token.value"];
+pub const CAPTURES: &[&str] = &["antiforgery.token", "token.value", "affinity.handle"];
 
 /// The variable the antiforgery token is captured into.
 pub const ANTIFORGERY_TOKEN_VAR: &str = "antiforgery.token";
+
+/// The variables the captures above fill in, which the target's own templates may use.
+pub const CAPTURED_VARS: &[&str] = &[ANTIFORGERY_TOKEN_VAR, TOKEN_VAR, HANDLE_VAR];
 
 /// The outcome of looking a name up in a target.
 pub enum Lookup<T> {
@@ -58,6 +64,7 @@ pub fn section(name: &str) -> &'static str {
         Some("session") => "session",
         Some("cache") => "cache",
         Some("token") => "token",
+        Some("affinity") => "affinity",
         _ => "echo",
     }
 }
@@ -92,6 +99,8 @@ pub fn request(target: &Target, name: &str) -> Lookup<RequestSpec> {
         "echo" => target.echo.as_ref().map(|e| get(&e.url.0)),
         "token.issue" => target.token.as_ref().map(|t| t.issue.clone()),
         "token.use" => target.token.as_ref().map(|t| t.use_.clone()),
+        "affinity.open" => target.affinity.as_ref().map(|a| a.open.clone()),
+        "affinity.next" => target.affinity.as_ref().map(|a| a.next.clone()),
         _ => return Lookup::Absent,
     };
     found.map_or(Lookup::Missing { section: section(name) }, Lookup::Found)
@@ -106,6 +115,7 @@ pub fn expectation(target: &Target, name: &str) -> Lookup<Expect> {
         "session.shows" => target.session.as_ref().map(|s| s.shows()),
         "cache.shows" => target.cache.as_ref().map(|c| c.shows()),
         "token.accepted" => target.token.as_ref().map(|t| t.accepted()),
+        "affinity.accepted" => target.affinity.as_ref().map(|a| a.accepted()),
         _ => return Lookup::Absent,
     };
     found.map_or(Lookup::Missing { section: section(name) }, Lookup::Found)
@@ -127,6 +137,13 @@ pub fn capture(target: &Target, name: &str) -> Lookup<Capture> {
             Some(token) => Lookup::Found(Capture {
                 name: TOKEN_VAR.into(),
                 source: token.token.clone(),
+            }),
+        },
+        "affinity.handle" => match &target.affinity {
+            None => Lookup::Missing { section: "affinity" },
+            Some(affinity) => Lookup::Found(Capture {
+                name: HANDLE_VAR.into(),
+                source: affinity.handle.clone(),
             }),
         },
         _ => Lookup::Absent,

@@ -228,7 +228,7 @@ impl ScenarioFile {
             if let NamedOr::Named(name) = spec.request.get_ref() {
                 for template in request.templates() {
                     // Variables the catalog's own captures provide are checked by the target.
-                    let provided = |v: &str| v == catalog::ANTIFORGERY_TOKEN_VAR || v == crate::target::flows::TOKEN_VAR;
+                    let provided = |v: &str| catalog::CAPTURED_VARS.contains(&v);
                     if let Err(unknown) = template.check_vars(|v| vars.contains(v) || provided(v)) {
                         return Err(src.error_at(
                             spec.request.span(),
@@ -340,6 +340,7 @@ pub fn builtin() -> Vec<ScenarioFile> {
         ("scenarios/session.toml", include_str!("../../scenarios/session.toml")),
         ("scenarios/cache.toml", include_str!("../../scenarios/cache.toml")),
         ("scenarios/token.toml", include_str!("../../scenarios/token.toml")),
+        ("scenarios/affinity.toml", include_str!("../../scenarios/affinity.toml")),
     ];
     FILES
         .iter()
@@ -419,12 +420,12 @@ pub enum SelectError {
 pub(crate) mod fixtures {
     use super::*;
 
+    /// The demo's target, with its hub's long-polling transport (from broken-realtime.toml)
+    /// so that every built-in scenario binds.
     pub fn demo_target() -> Target {
-        Target::from_source(&SourceFile::from_text(
-            "examples/demo/broken.toml",
-            include_str!("../../../../examples/demo/broken.toml"),
-        ))
-        .expect("the demo target is valid")
+        let polling = "[affinity]\nopen = { method = \"POST\", url = \"/hub/poll\" }\nhandle = { json = \"/sid\" }\nnext = { url = \"/hub/poll?sid={handle}\" }\n";
+        let text = format!("{}\n{polling}", include_str!("../../../../examples/demo/broken.toml"));
+        Target::from_source(&SourceFile::from_text("examples/demo/broken.toml", text)).expect("the demo target is valid")
     }
 
     pub fn demo_scenarios() -> Vec<Scenario> {

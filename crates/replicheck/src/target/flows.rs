@@ -264,6 +264,47 @@ impl Token {
     }
 }
 
+/// A transport whose handshake leaves state on the replica that answered it (a long-polling
+/// session id, a negotiate token): the next request must reach the same replica.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Affinity {
+    /// The handshake, such as Socket.IO's first polling request or SignalR's negotiate.
+    pub open: RequestSpec,
+    /// Where the handshake's answer names the session, such as `{ json = "/sid" }`.
+    pub handle: CaptureSource,
+    /// The request that goes on with it; `{handle}` is where the session goes.
+    pub next: RequestSpec,
+    /// How the transport looks when it goes on (default: a 2xx status).
+    #[serde(default)]
+    pub accepted: Expect,
+}
+
+/// The variable the handshake's session is captured into.
+pub const HANDLE_VAR: &str = "handle";
+
+impl Affinity {
+    pub fn accepted(&self) -> Expect {
+        or_success(&self.accepted)
+    }
+
+    pub(super) fn validate(&self, file: &SourceFile) -> Result<(), FileError> {
+        for request in [&self.open, &self.next] {
+            request.validate().map_err(|(span, message)| file.error_at(span, format!("[affinity] {message}")))?;
+        }
+        for template in self.open.templates().chain(self.next.templates()) {
+            template.check_vars(|name| name == HANDLE_VAR).map_err(|unknown| {
+                file.error_at(template.span(), format!("unknown placeholder `{{{unknown}}}` in [affinity]"))
+                    .with_help(Some("the only placeholder here is {handle}, the session the handshake returned".into()))
+            })?;
+        }
+        if let Some(template) = self.open.templates().find(|t| t.vars().any(|name| name == HANDLE_VAR)) {
+            return Err(file.error_at(template.span(), "[affinity] open cannot use {handle}: the handshake is what returns it"));
+        }
+        Ok(())
+    }
+}
+
 /// The path of a URL path-and-query, without the query.
 fn path_only(path_and_query: &str) -> &str {
     path_and_query.split(['?', '#']).next().unwrap_or(path_and_query)

@@ -24,7 +24,7 @@ use crate::step::Template;
 
 pub use background::{Occurrence, Recogniser, Scheduled, Triggered};
 pub use live::{Broadcast, Publish, Transport};
-pub use flows::{Antiforgery, Echo, Login, StoreFlow, Token};
+pub use flows::{Affinity, Antiforgery, Echo, Login, StoreFlow, Token};
 pub use preset::Preset;
 
 /// The longest any duration of a target file may be (`ready_timeout`, `request_timeout`,
@@ -60,6 +60,7 @@ struct TargetFile {
     cache: Option<StoreFlow>,
     echo: Option<Echo>,
     token: Option<Token>,
+    affinity: Option<Affinity>,
     telemetry: Option<Telemetry>,
     #[serde(default)]
     scheduled: IndexMap<String, background::ScheduledFile>,
@@ -87,6 +88,8 @@ pub struct Target {
     pub cache: Option<StoreFlow>,
     pub echo: Option<Echo>,
     pub token: Option<Token>,
+    /// A transport whose handshake leaves state on one replica (long polling, negotiate).
+    pub affinity: Option<Affinity>,
     /// The app exports OpenTelemetry over OTLP: the telemetry inspection asks what arrives.
     pub telemetry: Option<Telemetry>,
     /// Jobs that run on a schedule, recognised in what the replicas send the run's sink.
@@ -448,6 +451,7 @@ impl Target {
             cache: raw.cache,
             echo: raw.echo,
             token: raw.token,
+            affinity: raw.affinity,
             telemetry: raw.telemetry,
             scheduled: raw.scheduled.into_iter().map(|(name, job)| job.resolve(&name, file)).collect::<Result<_, _>>()?,
             triggered: raw.triggered.into_iter().map(|(name, work)| work.resolve(&name, file)).collect::<Result<_, _>>()?,
@@ -609,6 +613,9 @@ impl Target {
         }
         if let Some(token) = &self.token {
             token.validate(file)?;
+        }
+        if let Some(affinity) = &self.affinity {
+            affinity.validate(file)?;
         }
         if let Some(slow) = &self.chaos.slow {
             if !slow.raw().starts_with('/') {
@@ -803,6 +810,21 @@ mod tests {
         assert!(e.contains("receive never names `{value}`"), "{e}");
         let e = err("subscribe = { ws = \"/hub\" }\nsend = \"{value}\"\nwithin = \"0s\"\n");
         assert!(e.contains("[broadcast.chat] within cannot be zero"), "{e}");
+    }
+
+    #[test]
+    fn an_affinity_flow_uses_its_handle_only_after_the_handshake() {
+        let flow = |open: &str, next: &str| load(&format!("{MINIMAL}[affinity]\nopen = {open}\nhandle = {{ json = \"/sid\" }}\nnext = {next}\n"));
+        let polling = flow("{ method = \"POST\", url = \"/poll\" }", "{ url = \"/poll?sid={handle}\" }").unwrap();
+        let affinity = polling.affinity.unwrap();
+        assert!(matches!(&affinity.handle, crate::step::CaptureSource::Json(pointer) if pointer == "/sid"));
+        assert!(affinity.accepted().status.is_some(), "a 2xx status by default");
+        let err = flow("{ url = \"/poll?sid={handle}\" }", "{ url = \"/poll\" }").unwrap_err();
+        assert!(err.contains("t.toml:5:") && err.contains("[affinity] open cannot use {handle}"), "{err}");
+        let err = flow("{ url = \"/poll\" }", "{ url = \"/poll?sid={sid}\" }").unwrap_err();
+        assert!(err.contains("t.toml:7:") && err.contains("unknown placeholder `{sid}` in [affinity]"), "{err}");
+        let err = flow("{ url = \"poll\" }", "{ url = \"/poll\" }").unwrap_err();
+        assert!(err.contains("[affinity] `poll` is not a path"), "{err}");
     }
 
     #[test]

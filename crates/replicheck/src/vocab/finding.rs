@@ -9,6 +9,18 @@ use serde::{Deserialize, Serialize};
 #[serde(transparent)]
 pub struct Artifact(pub String);
 
+/// The artifact a transport's handshake leaves on one replica (a polling session id, a
+/// negotiate token): the flow needs its requests routed to that replica.
+pub const TRANSPORT_SESSION: &str = "transport-session";
+
+impl Artifact {
+    /// Whether the artifact belongs to one replica by design, as a connection does: a
+    /// replica that restarts is expected to lose it, and the client to open another.
+    pub fn pinned(&self) -> bool {
+        self.0 == TRANSPORT_SESSION
+    }
+}
+
 /// The kind of a cross-instance inconsistency: what the finding says went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -36,6 +48,7 @@ pub enum FindingKind {
     SideEffectDuplicated,
     WorkLostAtShutdown,
     BroadcastNotShared,
+    AffinityRequired,
     ExpectationFailed,
 }
 
@@ -48,6 +61,7 @@ impl FindingKind {
             Some("session") => FindingKind::SessionLost,
             Some("cache-entry") => FindingKind::CacheDivergent,
             Some("signed-token" | "signing-keys") => FindingKind::SigningKeysDivergent,
+            Some(TRANSPORT_SESSION) => FindingKind::AffinityRequired,
             _ => FindingKind::ExpectationFailed,
         }
     }
@@ -76,6 +90,7 @@ impl FindingKind {
             FindingKind::SideEffectDuplicated => "side-effect-duplicated",
             FindingKind::WorkLostAtShutdown => "work-lost-at-shutdown",
             FindingKind::BroadcastNotShared => "broadcast-not-shared",
+            FindingKind::AffinityRequired => "affinity-required",
             FindingKind::ExpectationFailed => "expectation-failed",
         }
     }
