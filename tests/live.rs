@@ -87,3 +87,24 @@ fn a_polling_transport_that_keeps_its_session_on_one_replica_needs_affinity_unle
     assert_eq!(result.status, ScenarioStatus::Passed, "{result:?}");
     assert!(result.reason.as_deref().unwrap_or_default().contains("stayed on the replica that opened it"), "{}", sticky.stdout);
 }
+
+#[test]
+fn a_relay_that_does_not_subscribe_again_after_the_store_restarted_is_found_after_that_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixed = std::fs::read_to_string(common::root().join("examples/demo/fixed-realtime.toml")).unwrap();
+    let text = fixed.replace("\"--hub\", \"redis\"]", "\"--hub\", \"redis-once\"]");
+    assert_ne!(text, fixed);
+    let target = common::write(dir.path(), "once.toml", &text);
+    let run = common::run(target.to_str().unwrap(), &["--seed", "1", "--replicas", "2", "--scenarios", "broadcast"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.kinds(), ["broadcast-not-shared"], "{}", run.stdout);
+    let report = run.report();
+    for finding in &report.findings {
+        let after = finding.after.as_ref().expect("found after a disruption");
+        assert_eq!(after.action, "stop of the store", "{finding:?}");
+        assert!(finding.control.detail.starts_with("before the stop of the store"), "{finding:?}");
+        assert!(finding.reproduced, "{finding:?}");
+    }
+    let causes: Vec<&str> = report.diagnoses.iter().map(|d| d.cause.id()).collect();
+    assert_eq!(causes, ["relay-not-resumed"]);
+}

@@ -41,6 +41,9 @@ pub enum HubMode {
     Memory,
     /// Every replica's subscribers, through Redis pub/sub.
     Redis,
+    /// Misconfigured: through Redis pub/sub, subscribed once; a relay that loses Redis
+    /// keeps serving and relays nothing more.
+    RedisOnce,
 }
 
 pub struct Hub {
@@ -66,12 +69,12 @@ impl Hub {
         let (local, _) = broadcast::channel(BACKLOG);
         let redis = match (mode, redis) {
             (HubMode::Memory, _) => None,
-            (HubMode::Redis, Some((manager, url))) => {
+            (HubMode::Redis | HubMode::RedisOnce, Some((manager, url))) => {
                 let client = redis::Client::open(url).map_err(|e| format!("bad Redis URL {url}: {e}"))?;
-                tokio::spawn(relay(client, local.clone(), stopping.clone()));
+                tokio::spawn(relay(client, local.clone(), stopping.clone(), mode == HubMode::Redis));
                 Some(manager)
             }
-            (HubMode::Redis, None) => return Err("--hub redis relays through Redis: it needs --store redis://HOST:PORT".into()),
+            (HubMode::Redis | HubMode::RedisOnce, None) => return Err("--hub redis relays through Redis: it needs --store redis://HOST:PORT".into()),
         };
         Ok(Arc::new(Hub { local, redis, stopping, polls: Mutex::new(HashMap::new()) }))
     }
@@ -91,8 +94,9 @@ impl Hub {
     }
 }
 
-/// Messages from Redis to this replica's subscribers, subscribed again after an outage.
-async fn relay(client: redis::Client, local: broadcast::Sender<String>, mut stopping: Stopping) {
+/// Messages from Redis to this replica's subscribers, subscribed again after an outage
+/// when `again`.
+async fn relay(client: redis::Client, local: broadcast::Sender<String>, mut stopping: Stopping, again: bool) {
     while !stopping.is_set() {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => match pubsub.subscribe(CHANNEL).await {
@@ -107,6 +111,10 @@ async fn relay(client: redis::Client, local: broadcast::Sender<String>, mut stop
                                 None => break,
                             },
                         }
+                    }
+                    if !again {
+                        eprintln!("hub: lost the subscription to {CHANNEL}; relaying nothing more");
+                        return;
                     }
                     eprintln!("hub: lost the subscription to {CHANNEL}; subscribing again");
                 }

@@ -196,7 +196,7 @@ pub async fn run(plan: &ExperimentPlan, arena: &mut Arena<'_>, phase: Phase) -> 
         ExperimentKind::Hardened => hardened(plan, arena, &mut run).await,
         ExperimentKind::ScheduledJobs => scheduled_jobs(arena, &mut run).await,
         ExperimentKind::TriggeredWork => triggered_work(plan, arena, &mut run).await,
-        ExperimentKind::Broadcast => super::live::broadcast(arena, &mut run).await,
+        ExperimentKind::Broadcast => super::live::broadcast(plan.victim, arena, &mut run).await,
         _ => handoffs(plan, arena, &mut run).await,
     };
     if let Err(err) = result {
@@ -556,7 +556,7 @@ async fn start_together(arena: &mut Arena<'_>, run: &mut ExperimentRun, ids: &[R
 
 /// Stops one replica (terminated as the platform would, or SIGKILLed) and starts its
 /// next incarnation.
-async fn restart(arena: &mut Arena<'_>, run: &mut ExperimentRun, id: ReplicaId, kill: bool) -> Result<(), ClusterError> {
+pub(super) async fn restart(arena: &mut Arena<'_>, run: &mut ExperimentRun, id: ReplicaId, kill: bool) -> Result<(), ClusterError> {
     let old = arena.cluster.endpoint(id).ok_or(ClusterError::UnknownReplica(id))?;
     if kill {
         let start_ms = arena.now_ms();
@@ -612,7 +612,7 @@ async fn scale_in(arena: &mut Arena<'_>, run: &mut ExperimentRun, added: Endpoin
     Ok(())
 }
 
-async fn store_restart(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
+pub(super) async fn store_restart(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
     let start_ms = arena.now_ms();
     arena.cluster.stop_store().await?;
     push(arena, run, ChaosAction::StoreStop, start_ms);

@@ -7,11 +7,16 @@
 //! stayed open: a subscription the replica ended proves nothing about the hub. A relay
 //! that joins the others late misses the first such message and gets the second: no
 //! finding, and said so.
+//!
+//! A subscriber that connected after a disruption (the victim's restart, the store's) has
+//! its control before it: the same flow's message through another replica reached a
+//! subscriber on the same replica then. It is judged only if none of the messages
+//! published through another replica reached it while the hub had time to recover.
 
 use super::finding::{ArtifactEvidence, FindingKind};
 use super::twice::{Assessment, Candidate};
 use crate::history::live::{ConnectionRecord, Subscriber};
-use crate::history::{ExperimentRun, Observed};
+use crate::history::{ChaosEvent, ExperimentRun, Observed};
 use crate::vocab::replica::Incarnation;
 
 /// Messages quoted as what arrived instead, at most.
@@ -26,7 +31,11 @@ pub fn assess_broadcast(run: &ExperimentRun) -> Assessment {
         ..Assessment::default()
     };
     for subscriber in &run.subscribers {
-        match judge(subscriber) {
+        let judged = match &subscriber.after {
+            None => judge(subscriber),
+            Some(after) => judge_after(subscriber, after, &run.subscribers),
+        };
+        match judged {
             Judged::Baseline(why) => {
                 assessment.baseline = Some(why);
                 return assessment;
@@ -124,6 +133,87 @@ fn judge(subscriber: &Subscriber) -> Judged {
     }))
 }
 
+/// A subscriber that connected after `after`, against what a subscriber on the same
+/// replica received before it.
+fn judge_after(subscriber: &Subscriber, after: &ChaosEvent, all: &[Subscriber]) -> Judged {
+    let (flow, on) = (&subscriber.flow, subscriber.replica);
+    let connection = match &subscriber.connection {
+        Ok(connection) => connection,
+        Err(why) => return Judged::Note(format!("a subscriber of `{flow}` on {on} did not open after the {}: {why}", after.action)),
+    };
+    let [own, trials @ ..] = &subscriber.published[..] else {
+        return Judged::Note(format!("no message of `{flow}` was published for the subscriber on {on} after the {}", after.action));
+    };
+    let Some(trial) = trials.first() else {
+        return Judged::Note(format!("no message of `{flow}` was published through another replica for the subscriber on {on} after the {}", after.action));
+    };
+    if let Some(error) = trials.iter().find_map(|t| t.error.as_ref()) {
+        return Judged::Note(format!("publishing `{flow}` through {} after the {} failed, so that message was not judged: {error}", trial.replica, after.action));
+    }
+    if let Some(index) = trials.iter().position(|t| connection.received(&t.wanted).is_some()) {
+        return match index {
+            0 => Judged::Shared,
+            _ => Judged::Note(format!(
+                "after the {}, the subscriber of `{flow}` on {on} got a message through {} {:.0} ms after the first was published: the hub recovered",
+                after.action,
+                trial.replica,
+                trials[index].at_ms - trial.at_ms
+            )),
+        };
+    }
+    if let Some(ended) = &connection.ended {
+        return Judged::Note(format!("the subscription of `{flow}` on {on} after the {} ended ({}) at {:.0} ms, before a message could be judged", after.action, ended.how, ended.at_ms));
+    }
+    // The control: before the disruption, a message through another replica reached a
+    // subscriber of the same flow on the same replica.
+    let before = all.iter().filter(|s| s.after.is_none() && s.flow == *flow && s.replica == on).find_map(|s| {
+        let connection = s.connection.as_ref().ok()?;
+        s.published.iter().skip(1).find_map(|p| connection.received(&p.wanted).map(|m| (p, m.at_ms - p.at_ms)))
+    });
+    let Some((control, took_ms)) = before else {
+        return Judged::Note(format!("no message of `{flow}` through another replica reached {on} before the {}: nothing to compare with", after.action));
+    };
+    let subscriber_on = connection.served_by.unwrap_or(Incarnation { id: on, generation: 1 });
+    let publisher = trial.by.unwrap_or(Incarnation { id: trial.replica, generation: 1 });
+    let last = trials.last().unwrap_or(trial);
+    let own_replica = match (&own.error, connection.received(&own.wanted)) {
+        (Some(error), _) => format!("; publishing through {subscriber_on} itself failed: {error}"),
+        (None, Some(_)) => format!("; `{}`, published through {subscriber_on} itself, did", own.wanted),
+        (None, None) => format!(", nor did `{}`, published through {subscriber_on} itself: the replica relays nothing", own.wanted),
+    };
+    Judged::NotShared(Box::new(Candidate {
+        kind: FindingKind::BroadcastNotShared,
+        scenario: "broadcast".into(),
+        step: flow.clone(),
+        producer: publisher,
+        consumer: subscriber_on,
+        after: Some(after.clone()),
+        expected: format!("a message of `{flow}` published through any replica reaches every subscriber, after the {} as before it", after.action),
+        observed: Observed {
+            reason: format!(
+                "{} message(s) published through {publisher} from {:.0} ms to {:.0} ms, after the {} and once every replica was ready, never reached the subscriber on {subscriber_on} ({} {}){own_replica}{}",
+                trials.len(),
+                trial.at_ms,
+                last.at_ms,
+                after.action,
+                transport_name(connection),
+                connection.path,
+                instead(connection)
+            ),
+            ..Observed::default()
+        },
+        control: format!(
+            "before the {}, `{}`, published through {}, reached a subscriber of `{flow}` on {on} {took_ms:.0} ms later",
+            after.action, control.wanted, control.replica
+        ),
+        artifact: ArtifactEvidence::named("none"),
+        vu: trial.vu,
+        at_ms: Some(trial.at_ms),
+        occurrences: 1,
+        notes: Vec::new(),
+    }))
+}
+
 fn transport_name(connection: &ConnectionRecord) -> &'static str {
     match connection.transport {
         crate::target::Transport::WebSocket => "WebSocket",
@@ -171,6 +261,7 @@ mod tests {
             }),
             published: vec![published("same", 0, 100.0), published("other", 1, 2200.0), published("again", 1, 4300.0)],
             waited_ms: 2000.0,
+            after: None,
         }
     }
 
@@ -192,6 +283,36 @@ mod tests {
         // Only the second: a relay that joined late, said so and not judged.
         let late = assess_broadcast(&run(vec![subscriber(&[("same", 130.0), ("again", 4330.0)], None)]));
         assert!(late.candidates.is_empty() && late.notes.iter().any(|n| n.contains("a relay that joins late")), "{:?}", late.notes);
+    }
+
+    /// `subscriber` after the store's restart, published through r0 at 6000 ms and r1
+    /// from 7000 ms on, every 1000 ms, `tries` times.
+    fn after_store_restart(received: &[(&str, f64)], tries: u32) -> Subscriber {
+        let mut after = subscriber(received, None);
+        after.after = Some(ChaosEvent { action: crate::history::ChaosAction::StoreStop, start_ms: 5000.0, end_ms: 5100.0 });
+        let published = |wanted: String, on: u16, at_ms: f64| Published { wanted, replica: ReplicaId(on), by: Some(r(on)), at_ms, vu: Some(9), error: None };
+        after.published = std::iter::once(published("own".into(), 0, 6000.0)).chain((0..tries).map(|i| published(format!("across{i}"), 1, 7000.0 + 1000.0 * f64::from(i)))).collect();
+        after
+    }
+
+    #[test]
+    fn after_a_disruption_a_subscriber_is_judged_against_what_its_replica_received_before() {
+        let before = subscriber(&[("same", 130.0), ("other", 2230.0)], None);
+        let stuck = after_store_restart(&[], 10);
+        let assessment = assess_broadcast(&run(vec![before.clone(), stuck]));
+        let [candidate] = &assessment.candidates[..] else { panic!("{:?} {:?}", assessment.baseline, assessment.notes) };
+        assert_eq!((candidate.kind, candidate.producer, candidate.consumer), (FindingKind::BroadcastNotShared, r(1), r(0)));
+        assert!(candidate.after.as_ref().is_some_and(|a| a.action == crate::history::ChaosAction::StoreStop));
+        assert!(candidate.observed.reason.contains("10 message(s) published through r1 from 7000 ms to 16000 ms, after the stop of the store"), "{}", candidate.observed.reason);
+        assert!(candidate.observed.reason.contains("nor did `own`, published through r0 itself: the replica relays nothing"), "{}", candidate.observed.reason);
+        assert!(candidate.control.contains("before the stop of the store, `other`, published through r1, reached a subscriber of `chat` on r0 30 ms later"), "{}", candidate.control);
+        // The hub came back within its time to recover: said so, no finding.
+        let recovered = assess_broadcast(&run(vec![before.clone(), after_store_restart(&[("across3", 10010.0)], 4)]));
+        assert!(recovered.candidates.is_empty() && recovered.notes.iter().any(|n| n.contains("3000 ms after the first was published: the hub recovered")), "{:?}", recovered.notes);
+        // Nothing crossed replicas before: nothing to compare with.
+        let never = subscriber(&[("same", 130.0)], None);
+        let unjudged = assess_broadcast(&run(vec![never, after_store_restart(&[], 10)]));
+        assert!(unjudged.notes.iter().any(|n| n.contains("nothing to compare with")), "{:?}", unjudged.notes);
     }
 
     #[test]

@@ -60,13 +60,16 @@ pub enum Cause {
     JobAbandonedAtShutdown,
     /// Live updates fan out to the subscribers of one process: no backplane between replicas.
     BroadcastPerProcess,
+    /// A replica's relay from the shared channel ends with a disruption (the store's
+    /// restart, its own) and does not resume: it keeps serving and relays nothing.
+    RelayNotResumed,
     /// A transport's handshake leaves its session on one replica: its requests need
     /// routing to that replica.
     TransportNeedsAffinity,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 25] = [
+    pub const ALL: [Cause; 26] = [
         Cause::KeysNotShared,
         Cause::KeysNotPersisted,
         Cause::KeyringRace,
@@ -91,6 +94,7 @@ impl Cause {
         Cause::UnclaimedOutbox,
         Cause::JobAbandonedAtShutdown,
         Cause::BroadcastPerProcess,
+        Cause::RelayNotResumed,
         Cause::TransportNeedsAffinity,
     ];
 
@@ -130,6 +134,8 @@ impl Cause {
             FindingKind::WorkLostAtShutdown if finding.check == ExperimentKind::ScheduledJobs.name() => Cause::JobAbandonedAtShutdown,
             FindingKind::WorkLostAtShutdown => Cause::InProcessQueue,
             FindingKind::SideEffectDuplicated => Cause::UnclaimedOutbox,
+            // Shared before the disruption: the relay did not come back.
+            FindingKind::BroadcastNotShared if finding.after.is_some() => Cause::RelayNotResumed,
             FindingKind::BroadcastNotShared => Cause::BroadcastPerProcess,
             FindingKind::AffinityRequired => Cause::TransportNeedsAffinity,
             FindingKind::ExpectationFailed => Cause::StatePerReplica,
@@ -162,6 +168,7 @@ impl Cause {
             Cause::UnclaimedOutbox => "unclaimed-outbox",
             Cause::JobAbandonedAtShutdown => "job-abandoned-at-shutdown",
             Cause::BroadcastPerProcess => "broadcast-per-process",
+            Cause::RelayNotResumed => "relay-not-resumed",
             Cause::TransportNeedsAffinity => "transport-needs-affinity",
         }
     }
@@ -193,6 +200,7 @@ impl Cause {
             Cause::UnclaimedOutbox => "work in a shared outbox or queue is sent by every replica that sees it, unclaimed",
             Cause::JobAbandonedAtShutdown => "a job running at SIGTERM is cut off, neither finished nor handed back",
             Cause::BroadcastPerProcess => "live updates reach only the subscribers of the replica they were published through",
+            Cause::RelayNotResumed => "a replica stops relaying live updates after a disruption (the store's restart, its own) and does not resume",
             Cause::TransportNeedsAffinity => {
                 "a transport keeps its session on the replica that opened it: a deployment requirement (sticky routing, or WebSockets only), not a fault of the code"
             }
@@ -212,7 +220,7 @@ impl Cause {
             Cause::NeedsPrivileges => "container security (non-root, read-only filesystem)",
             Cause::TelemetryResource | Cause::TraceContextDropped | Cause::TelemetryNotExported => "observability (OpenTelemetry)",
             Cause::ScheduledJobPerReplica | Cause::InProcessQueue | Cause::UnclaimedOutbox | Cause::JobAbandonedAtShutdown => "background jobs",
-            Cause::BroadcastPerProcess | Cause::TransportNeedsAffinity => "real-time (WebSockets, server-sent events)",
+            Cause::BroadcastPerProcess | Cause::RelayNotResumed | Cause::TransportNeedsAffinity => "real-time (WebSockets, server-sent events)",
         }
     }
 }

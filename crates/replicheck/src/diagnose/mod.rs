@@ -296,6 +296,9 @@ fn judge(cause: Cause, readings: &[&Reading], also: &[&Reading], causes: &[Cause
         Cause::BroadcastPerProcess => why.push(
             "a message published through one replica did not reach a subscriber on another, while one published through the subscriber's own replica did".into(),
         ),
+        Cause::RelayNotResumed => why.push(
+            "after the disruption, messages published through another replica never reached a subscriber, while before it the same flow's message through another replica reached a subscriber on the same replica".into(),
+        ),
         Cause::TransportNeedsAffinity => why.push(
             "the transport's next request was refused by another replica than the one that answered its handshake, while the same steps pinned to that replica went on".into(),
         ),

@@ -37,6 +37,7 @@ pub fn remedy(cause: Cause, preset: Preset) -> &'static str {
         Cause::UnclaimedOutbox => unclaimed_outbox(preset),
         Cause::JobAbandonedAtShutdown => job_abandoned(preset),
         Cause::BroadcastPerProcess => broadcast_per_process(preset),
+        Cause::RelayNotResumed => relay_not_resumed(preset),
         Cause::TransportNeedsAffinity => transport_needs_affinity(preset),
     }
 }
@@ -1033,6 +1034,37 @@ fn transport_needs_affinity(preset: Preset) -> &'static str {
             "Route every request of one transport session to the replica that opened it (sticky sessions by cookie or \
              ip-hash at the load balancer), or use a transport that holds one connection (WebSockets only); a session \
              table in a shared store also lifts the requirement."
+        }
+    }
+}
+
+fn relay_not_resumed(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Let the SignalR Redis backplane reconnect (AbortOnConnectFail = false on its ConfigurationOptions, so \
+             StackExchange.Redis keeps retrying and restores its subscriptions), and fail readiness while it is \
+             disconnected."
+        }
+        Preset::Django | Preset::Flask | Preset::Pyramid => {
+            "Subscribe again when the pub/sub connection is lost: redis-py's PubSub does not restore subscriptions by \
+             itself, so loop on ConnectionError and call subscribe again (or use channels_redis, which does); fail \
+             readiness until the relay is back."
+        }
+        Preset::Rails => {
+            "Use Action Cable's redis adapter as shipped, which reconnects its listener; a hand-written subscriber must \
+             rescue the lost connection and subscribe again."
+        }
+        Preset::Spring => {
+            "Let the broker relay reconnect (its system session retries by default; keep it) or, for Redis pub/sub, a \
+             RedisMessageListenerContainer, which subscribes again after a lost connection."
+        }
+        Preset::Express => {
+            "Subscribe with a client that restores its subscriptions after reconnecting (node-redis v4+ and ioredis \
+             do, as @socket.io/redis-adapter relies on), and do not give up on the first lost connection."
+        }
+        Preset::Generic => {
+            "Resume the relay after any lost connection to the channel: reconnect with backoff and subscribe again, and \
+             fail readiness while the replica relays nothing."
         }
     }
 }

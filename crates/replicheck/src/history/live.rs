@@ -54,6 +54,11 @@ pub struct Subscriber {
     pub published: Vec<Published>,
     /// How long each message was waited for.
     pub waited_ms: f64,
+    /// The disruption it subscribed after, once the cluster was whole again: its first
+    /// message was published through its own replica, the others through another replica
+    /// until one arrived or the hub's time to recover ran out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<super::ChaosEvent>,
 }
 
 /// One message published for a subscriber.

@@ -292,7 +292,7 @@ impl ScheduleRun {
 }
 
 /// One chaos action, as it happened.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChaosEvent {
     #[serde(flatten)]
     pub action: ChaosAction,
