@@ -10,6 +10,18 @@ Everything a user leaves behind lives in Redis (REDIS_URL), in both modes:
 - The cache is Redis too.
 So login, session, antiforgery and cache work across replicas in both modes.
 
+Live updates: a hub of WebSocket subscribers (`WebSocketRoute` `/hub/ws`); what a socket
+sends, or `POST /hub/publish` (form `message`, an API: no CSRF token), is published to them.
+HUB chooses how a message reaches them:
+- "memory" (misconfigured, the default): the sockets of this process, in a set, as the
+  in-memory connection manager of Starlette's and FastAPI's WebSocket examples. It works in
+  one process only, so broken.toml runs one worker (`-w 1`) and scales by replicas; a
+  subscriber on one replica never sees what was published through another.
+- "redis": published through Redis pub/sub (redis.asyncio). Each worker (gunicorn forks
+  them) runs its own relay task, started by the lifespan, subscribed to the channel, writing
+  each message to that worker's sockets and subscribing again after losing Redis. At
+  SIGTERM uvicorn closes every socket (1012) and the handlers end, so the worker can stop.
+
 Misconfigured (broken.toml), the faults are around the app, not in it:
 - Redis without persistence: a Redis restart forgets every session and cache entry.
 - No READINESS_CHECKS_REDIS: readiness answers 200 while Redis is down and every page
@@ -42,11 +54,16 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocketDisconnect
 
 USERS = {"bob": "hunter22"}
 SESSION_TTL = 24 * 3600
 READINESS_CHECKS_REDIS = os.environ.get("READINESS_CHECKS_REDIS") == "1"
+HUB = os.environ.get("HUB", "memory")
+HUB_CHANNEL = "starlette-zoo:hub"
+if HUB not in ("memory", "redis"):
+    raise SystemExit(f'HUB={HUB}: "memory" or "redis"')
 
 # One client (and connection pool) per worker process: gunicorn imports this module in
 # each worker after the fork. A connection broken by a Redis restart is retried once.
@@ -174,13 +191,88 @@ async def cache(request):
     return PlainTextResponse(value)
 
 
+# ---- live updates -------------------------------------------------------------------------
+SOCKETS = set()  # this worker's subscribers
+
+
+async def deliver(message):
+    """Writes a message to every socket of this worker."""
+    for socket in list(SOCKETS):
+        try:
+            await socket.send_text(message)
+        except Exception:  # closed meanwhile
+            SOCKETS.discard(socket)
+
+
+async def publish(message):
+    if HUB == "redis":
+        await store.publish(HUB_CHANNEL, message)
+    else:
+        await deliver(message)
+
+
+async def relay():
+    """Messages from Redis to this worker's sockets, subscribed again after losing Redis."""
+    while True:
+        # Its own connection, which waits for messages as long as none come.
+        client = aioredis.from_url(os.environ["REDIS_URL"], decode_responses=True, socket_connect_timeout=0.5)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(HUB_CHANNEL)
+            print(f"hub: worker {os.getpid()} subscribed to {HUB_CHANNEL}", flush=True)
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    await deliver(message["data"])
+            print(f"hub: the subscription to {HUB_CHANNEL} ended; subscribing again", flush=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # Redis gone, restarting or refusing: try again
+            print(f"hub: lost Redis ({type(err).__name__}: {err}); subscribing again", flush=True)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+                await client.aclose()
+        await asyncio.sleep(0.5)
+
+
+async def hub_socket(websocket):
+    """`/hub/ws`: every message the hub gets; a text message the socket sends is published.
+    The handler waits on what the client sends, so it ends as soon as the socket closes,
+    uvicorn's close at shutdown included."""
+    await websocket.accept()
+    SOCKETS.add(websocket)
+    try:
+        while True:
+            message = await websocket.receive_text()
+            try:
+                await publish(message)
+            except RedisError as err:
+                print(f"hub: a message from a socket was not published: {err}", flush=True)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        SOCKETS.discard(websocket)
+
+
+async def hub_publish(request):
+    """`POST /hub/publish` (form `message`): 202 once handed to the hub (a Redis error: 503)."""
+    await publish((await request.form()).get("message", ""))
+    return PlainTextResponse("published", status_code=202)
+
+
 async def store_down(request, exc):
     return PlainTextResponse(f"session/cache store unavailable: {type(exc).__name__}", status_code=503)
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app):
+    # Each worker runs this after the fork: one relay per worker.
+    relaying = asyncio.create_task(relay()) if HUB == "redis" else None
     yield
+    if relaying:
+        relaying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relaying
     await store.aclose()
 
 
@@ -191,6 +283,7 @@ app = Starlette(
         Route("/transfer", transfer, methods=["GET", "POST"]),
         Route("/session", session_note, methods=["GET", "POST"]),
         Route("/cache/{key}", cache, methods=["GET", "PUT"]),
+        WebSocketRoute("/hub/ws", hub_socket), Route("/hub/publish", hub_publish, methods=["POST"]),
     ],
     middleware=[Middleware(SessionMiddleware, secret_key=os.environ["SESSION_SECRET"])],
     exception_handlers={RedisError: store_down},
