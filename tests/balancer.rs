@@ -347,5 +347,17 @@ async fn users_subscribe_through_the_balancer_and_record_what_arrives_and_how_it
     assert!(refused.contains("answered 200 OK instead of switching to a WebSocket"), "{refused}");
     let refused = Subscription::open(&ctx, opening(Transport::Events, "/whoami", 0)).await.err().unwrap().to_string();
     assert!(refused.contains("instead of an event stream"), "{refused}");
+    // One that never answers is given up in a bounded time.
+    let hung = Subscription::open(&ctx, opening(Transport::Events, "/slow?ms=9000", 0)).await.err().unwrap().to_string();
+    assert!(hung.contains("/slow?ms=9000: not open within 5s"), "{hung}");
+
+    // A message over the users' cap ends the connection, and says so.
+    let small = replicheck::vu::Limits { max_body: 64 << 10, ..limits };
+    let ctx = replicheck::vu::VuContext::new(f.balancer.entrance().clone(), "127.0.0.1".parse().unwrap(), &[], 1, tokio::time::Instant::now(), small, Default::default());
+    let mut socket = Subscription::open(&ctx, opening(Transport::WebSocket, "/live/echo", 0)).await.unwrap();
+    assert!(socket.send(&"x".repeat(64 << 10)));
+    assert_eq!(socket.until("anything", Duration::from_secs(5)).await, None);
+    let how = socket.finish().ended.map(|e| e.how).unwrap_or_default();
+    assert!(how.starts_with("a message over the cap ([limits] max_body)"), "{how}");
     f.finish().await;
 }

@@ -249,6 +249,7 @@ async fn pump_websocket(socket: Socket, mut outgoing: mpsc::UnboundedReceiver<St
                 }
                 Some(Ok(Message::Close(frame))) => break frame.map_or_else(|| "closed by the replica".to_owned(), |f| format!("closed by the replica ({} {})", u16::from(f.code), f.reason)),
                 Some(Ok(_)) => {}
+                Some(Err(tungstenite::Error::Capacity(err))) => break format!("a message over the cap ([limits] max_body): {err}"),
                 Some(Err(err)) => break err.to_string(),
                 None => break "the connection ended".to_owned(),
             },
