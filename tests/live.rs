@@ -34,6 +34,10 @@ fn a_hub_kept_in_each_process_is_found_for_websocket_and_event_stream_subscriber
         // The timeline outlines the request that published what never arrived.
         let html = std::fs::read_to_string(run.report_dir.join("report.html")).unwrap();
         assert!(html.contains("<title>F1: vu "), "{context}: F1's publishing request is not outlined");
+        // Every subscriber's connection is an event, drawn on its replica's lane.
+        let connections = report.events.iter().filter(|e| matches!(e, replicheck::report::json::Event::Connection { .. })).count();
+        assert!(connections >= 3 * replicas.parse::<usize>().unwrap(), "{context}: {connections} connections");
+        assert!(html.contains(r#"<line class="connection""#) && html.contains("WebSocket /hub/ws on r0 (broadcast)"), "{context}");
     }
 }
 

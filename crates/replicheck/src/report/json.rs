@@ -126,6 +126,23 @@ pub enum Event {
         at_ms: f64,
         what: String,
     },
+    /// A subscriber's connection (a WebSocket, an event stream), held on one replica from
+    /// when it opened until it ended or was let go.
+    Connection {
+        experiment: String,
+        phase: Phase,
+        replica: ReplicaId,
+        transport: crate::target::Transport,
+        path: String,
+        opened_ms: f64,
+        /// When it ended or was let go: its last message, when it was not ended.
+        until_ms: f64,
+        received: usize,
+        sent: usize,
+        /// How the replica (or the wire) ended it, when it did.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ended: Option<String>,
+    },
 }
 
 impl Event {
@@ -136,11 +153,13 @@ impl Event {
             Event::Probe { probe, .. } => probe.at_ms,
             Event::Answer { answer, .. } => answer.at_ms,
             Event::Delivery { at_ms, .. } => *at_ms,
+            Event::Connection { opened_ms, .. } => *opened_ms,
         }
     }
 }
 
-/// Every request, chaos action, probe, answer and delivery of the history, in start order.
+/// Every request, chaos action, probe, answer, delivery and connection of the history, in
+/// start order.
 pub fn events(history: &History) -> Vec<Event> {
     let mut events = Vec::new();
     for user in &history.vus {
@@ -168,6 +187,22 @@ pub fn events(history: &History) -> Vec<Event> {
             replica: delivery.replica,
             at_ms: delivery.at_ms,
             what: delivery.what.label().split('?').next().unwrap_or_default().to_owned(),
+        }));
+        let connections = run.subscribers.iter().filter_map(|s| s.connection.as_ref().ok());
+        events.extend(connections.map(|connection| {
+            let last = connection.messages.last().map_or(connection.opened_ms, |m| m.at_ms);
+            Event::Connection {
+                experiment: run.experiment.clone(),
+                phase: run.phase,
+                replica: connection.served_by.map_or(connection.planned, |r| r.id),
+                transport: connection.transport,
+                path: connection.path.clone(),
+                opened_ms: connection.opened_ms,
+                until_ms: connection.ended.as_ref().map_or(last, |e| e.at_ms),
+                received: connection.messages.iter().filter(|m| !m.sent).count(),
+                sent: connection.messages.iter().filter(|m| m.sent).count(),
+                ended: connection.ended.as_ref().map(|e| e.how.clone()),
+            }
         }));
     }
     for run in &history.inspections {

@@ -29,7 +29,7 @@ table { border-collapse: collapse; } td, th { border-bottom: 1px solid #e5e8ee; 
 .lane-label { text-anchor: end; } .tick-label { text-anchor: middle; } .tick { stroke: #eceef3; }
 .req.ok { fill: #43a047; } .req.warn { fill: #fb8c00; } .req.bad { fill: #e53935; }
 .req.finding { stroke: #6a1b9a; stroke-width: 2; }
-.probe.ok { fill: #1e88e5; } .probe.bad { fill: #8e24aa; } .delivery { fill: #00897b; }
+.probe.ok { fill: #1e88e5; } .probe.bad { fill: #8e24aa; } .delivery { fill: #00897b; } .connection { stroke: #00897b; stroke-width: 2; stroke-opacity: .6; }
 .chaos { stroke: #37474f; stroke-width: 1.2; stroke-dasharray: 4 3; }
 .span rect { fill: #dfe5ef; } .span text { font: 10px system-ui, sans-serif; fill: #37474f; }
 .finding-label { font: bold 11px system-ui, sans-serif; fill: #6a1b9a; }

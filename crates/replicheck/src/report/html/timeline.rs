@@ -69,6 +69,7 @@ pub fn svg(report: &Report) -> String {
             Event::Probe { probe, .. } => probe.at_ms,
             Event::Answer { answer, .. } => answer.at_ms,
             Event::Delivery { at_ms, .. } => *at_ms,
+            Event::Connection { until_ms, .. } => *until_ms,
         })
         .fold(report.duration_ms as f64, f64::max)
         .max(1.0);
@@ -168,6 +169,22 @@ pub fn svg(report: &Report) -> String {
                     at_ms / 1000.0
                 );
             }
+            Event::Connection { replica, transport, path, opened_ms, until_ms, received, sent, ended, experiment, .. } => {
+                let y = lane_y(&replica.to_string()) + LANE - 2.0;
+                let how = ended.as_deref().map_or_else(String::new, |how| format!(", ended: {}", escape(how)));
+                let kind = match transport {
+                    crate::target::Transport::WebSocket => "WebSocket",
+                    crate::target::Transport::Events => "event stream",
+                };
+                let _ = write!(
+                    out,
+                    r#"<line class="connection" x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}"><title>{kind} {} on {replica} ({experiment}) from {:.2}s: {received} received, {sent} sent{how}</title></line>"#,
+                    x(*opened_ms),
+                    x(*until_ms).max(x(*opened_ms) + 2.0),
+                    escape(path),
+                    opened_ms / 1000.0
+                );
+            }
             Event::Answer { .. } | Event::Chaos { .. } => {}
         }
     }
@@ -250,6 +267,7 @@ fn spans(report: &Report) -> Vec<Span> {
             Event::Probe { experiment, phase, probe } => (experiment, *phase, probe.at_ms, probe.at_ms),
             Event::Answer { inspection, phase, answer } => (inspection, *phase, answer.at_ms, answer.at_ms),
             Event::Delivery { experiment, phase, at_ms, .. } => (experiment, *phase, *at_ms, *at_ms),
+            Event::Connection { experiment, phase, opened_ms, until_ms, .. } => (experiment, *phase, *opened_ms, *until_ms),
             Event::Request { experiment: None, .. } => continue,
         };
         // Controls belong to their run's span.
