@@ -38,6 +38,23 @@
 //                  (misconfigured): each poller sends every row it read, then deletes it, so
 //                  pollers scanning at once all send it.
 //
+// Live updates: a hub publishes what `POST /hub/publish` (form `message`) or a text message
+// on its WebSocket gets to its subscribers: WebSockets (the `ws` package on the server's
+// `upgrade`, /hub/ws) and an event stream (/hub/events). Clients without either long-poll as
+// Engine.IO's polling transport does: `POST /hub/poll` opens a session, `{"sid": ...}`, and
+// `GET /hub/poll?sid=` answers what was published since the session's last poll (a JSON
+// list), or 400 `{"code":1,"message":"Session ID unknown"}`. These stand for the real-time
+// transport, not for forms: the same-origin check does not guard them.
+//   HUB            "memory" (misconfigured, the default): subscribers and polling sessions in
+//                  this process, so a message reaches only the subscribers of the replica it
+//                  was published through, and a poll reaching another replica is refused; or a
+//                  redis:// URL: a message is published through Redis pub/sub, which a relay
+//                  (a duplicate() client, subscribed again by node-redis after losing Redis)
+//                  writes to this process's own subscribers, and also appended to a Redis
+//                  stream; a polling session is its cursor in that stream, a key in Redis, so
+//                  every replica answers its polls. At shutdown the sockets are closed (1001)
+//                  and the event streams ended, so the server can close.
+//
 //     NODE_PATH=/usr/share/nodejs node app.js PORT
 'use strict';
 const crypto = require('crypto');
@@ -290,6 +307,98 @@ function startBackgroundWork() {
   if (orderQueue === 'redis') track(orderWorker());
 }
 
+// ---- live updates: the hub ----------------------------------------------------------------
+const { WebSocketServer, WebSocket } = require('ws');
+const hubSpec = process.env.HUB || 'memory';
+const HUB_CHANNEL = 'express-zoo:hub';
+const HUB_STREAM = 'express-zoo:hub:stream'; // what polling sessions read, the last HUB_KEPT
+const HUB_KEPT = 1000;
+const POLL_PREFIX = 'express-zoo:poll:'; // a polling session: its cursor in HUB_STREAM
+const POLL_IDLE_S = 60; // a session unpolled this long is forgotten
+const POLLS = 1024; // sessions a process keeps at most (memory)
+const POLL_BACKLOG = 256; // messages a session keeps at most between polls (memory)
+// The store's or the jobs' client when it is the same Redis, as for the jobs.
+const hubRedis = hubSpec === 'memory' ? null
+  : hubSpec === storeSpec ? store : jobs && hubSpec === process.env.JOBS_REDIS ? jobs : new RedisStore(hubSpec);
+let relay = null; // the relay's own client: a subscriber can issue nothing else
+const sockets = new Set(); // this process's WebSockets
+const streams = new Set(); // this process's event streams
+const polls = new Map(); // memory: sid -> { messages, last }
+
+// Writes a message to this process's subscribers (and, in memory, its polling sessions).
+function deliverLive(message) {
+  for (const socket of sockets) if (socket.readyState === WebSocket.OPEN) socket.send(message);
+  for (const res of streams) res.write(`data: ${message.split(/\r\n|\r|\n/).join('\ndata: ')}\n\n`);
+  if (hubRedis) return;
+  for (const poll of polls.values()) {
+    poll.messages.push(message);
+    if (poll.messages.length > POLL_BACKLOG) poll.messages.shift();
+  }
+}
+
+async function publish(message) {
+  if (!hubRedis) return deliverLive(message);
+  await hubRedis.timed(hubRedis.client.multi()
+    .publish(HUB_CHANNEL, message)
+    .xAdd(HUB_STREAM, '*', { message }, { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: HUB_KEPT } })
+    .exec());
+}
+
+function startRelay() {
+  if (!hubRedis) return;
+  relay = hubRedis.client.duplicate();
+  relay.on('error', (err) => console.error(`hub relay: ${err.message}`));
+  // node-redis subscribes again by itself each time it reconnects.
+  relay.on('ready', () => console.log(`hub relay: connected, subscribed to ${HUB_CHANNEL}`));
+  relay.connect()
+    .then(() => relay.subscribe(HUB_CHANNEL, deliverLive))
+    .catch((err) => console.error(`hub relay: ${err.message}`));
+}
+
+// Opens a polling session: its id.
+async function openPoll() {
+  const sid = crypto.randomBytes(16).toString('hex');
+  if (hubRedis) {
+    // The cursor: the stream's last message now, so the session gets what comes after.
+    const last = await hubRedis.timed(hubRedis.client.xRevRange(HUB_STREAM, '+', '-', { COUNT: 1 }));
+    await hubRedis.timed(hubRedis.client.set(`${POLL_PREFIX}${sid}`, last.length ? last[0].id : '0-0', { EX: POLL_IDLE_S }));
+    return sid;
+  }
+  const now = Date.now();
+  for (const [id, poll] of polls) if (now - poll.last > POLL_IDLE_S * 1000) polls.delete(id);
+  if (polls.size >= POLLS) return null;
+  polls.set(sid, { messages: [], last: now });
+  return sid;
+}
+
+// What arrived for the session since its last poll; null for a session nobody here knows.
+async function takePoll(sid) {
+  if (hubRedis) {
+    const key = `${POLL_PREFIX}${sid}`;
+    const cursor = await hubRedis.timed(hubRedis.client.get(key));
+    if (cursor === null) return null;
+    const entries = await hubRedis.timed(hubRedis.client.xRange(HUB_STREAM, `(${cursor}`, '+', { COUNT: POLL_BACKLOG }));
+    const next = entries.length ? entries[entries.length - 1].id : cursor;
+    await hubRedis.timed(hubRedis.client.set(key, next, { EX: POLL_IDLE_S }));
+    return entries.map((entry) => entry.message.message);
+  }
+  const poll = polls.get(sid);
+  if (!poll) return null;
+  poll.last = Date.now();
+  return poll.messages.splice(0);
+}
+
+// Shutdown: the sockets are told the server is going away, the streams end, the relay stops.
+function stopHub() {
+  for (const socket of sockets) {
+    socket.close(1001, 'server shutting down');
+    setTimeout(() => socket.terminate(), 1000).unref(); // a client that does not answer
+  }
+  for (const res of streams) res.end();
+  streams.clear();
+  if (relay) relay.disconnect().catch(() => {});
+}
+
 // ---- helpers ----------------------------------------------------------------------------
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const page = (title, body) =>
@@ -355,6 +464,30 @@ if (sinkUrl) {
     res.status(202).send('invite accepted: on its way');
   }));
 }
+
+// The hub's transport: as Socket.IO's and SignalR's endpoints, not guarded by the same-origin
+// check of forms.
+app.post('/hub/publish', form, wrap(async (req, res) => {
+  await publish(String(req.body.message || ''));
+  res.status(202).send('published');
+}));
+app.get('/hub/events', (req, res) => {
+  if (closing) return res.status(503).send('shutting down');
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  res.write(': subscribed\n\n');
+  streams.add(res);
+  res.on('close', () => streams.delete(res));
+});
+app.post('/hub/poll', wrap(async (req, res) => {
+  const sid = await openPoll();
+  if (sid === null) return res.status(503).json({ code: 5, message: 'too many polling sessions' });
+  res.json({ sid });
+}));
+app.get('/hub/poll', wrap(async (req, res) => {
+  const messages = await takePoll(String(req.query.sid || ''));
+  if (messages === null) return res.status(400).json({ code: 1, message: 'Session ID unknown' });
+  res.json(messages);
+}));
 
 // Same-origin check for unsafe methods, against the origin the app believes it serves.
 app.use((req, res, next) => {
@@ -431,8 +564,30 @@ const server = app.listen(port, '127.0.0.1', () =>
   console.log(`express app on 127.0.0.1:${port} (store ${storeSpec === 'memory' ? 'memory' : 'redis'}, ` +
     `trust proxy ${process.env.TRUST_PROXY || 'unset'}, drain ${process.env.DRAIN_MS || 'none'}, ` +
     `background work ${!sinkUrl ? 'none' : `digest ${process.env.DIGEST_LEASE ? 'under a lease' : 'on every replica'}, ` +
-      `orders queued in ${orderQueue}, invites ${process.env.OUTBOX_CLAIM ? 'claimed, then sent' : 'sent unclaimed'}`})`));
+      `orders queued in ${orderQueue}, invites ${process.env.OUTBOX_CLAIM ? 'claimed, then sent' : 'sent unclaimed'}`}, ` +
+    `hub ${hubSpec === 'memory' ? 'in this process' : 'through Redis'})`));
 startBackgroundWork();
+
+// The hub's WebSocket, on the server's upgrade: every message the hub gets; a text message
+// the socket sends is published.
+const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+server.on('upgrade', (req, socket, head) => {
+  const path = req.url.split('?')[0];
+  if (path !== '/hub/ws' || closing) {
+    socket.end(`HTTP/1.1 ${closing ? '503 Service Unavailable' : '404 Not Found'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    return;
+  }
+  wss.handleUpgrade(req, socket, head, (ws) => {
+    sockets.add(ws);
+    ws.on('close', () => sockets.delete(ws));
+    ws.on('error', (err) => console.error(`hub socket: ${err.message}`));
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      publish(data.toString()).catch((err) => console.error(`hub: a message from a socket was not published: ${err.message}`));
+    });
+  });
+});
+startRelay();
 
 if (process.env.DRAIN_MS !== undefined) {
   process.once('SIGTERM', () => {
@@ -443,11 +598,12 @@ if (process.env.DRAIN_MS !== undefined) {
       console.log('closing the listener, finishing in-flight requests');
       closing = true;
       for (const res of inFlight) res.shouldKeepAlive = false;
+      stopHub(); // subscriptions end, or the server would wait for them
       server.close(async () => {
         console.log('closed');
         // The background work stopped taking new work at SIGTERM; what it holds is finished.
         await Promise.allSettled([...inHand]);
-        const clients = new Set([store.client, jobs && jobs.client].filter(Boolean));
+        const clients = new Set([store.client, jobs && jobs.client, hubRedis && hubRedis.client].filter(Boolean));
         await Promise.allSettled([...clients].map((client) => client.quit()));
         process.exit(0);
       });
