@@ -142,7 +142,7 @@ macro_rules! zoo {
 
 zoo!(express, ["node", "redis-server"]);
 zoo!(sinatra, ["puma", "redis-server"]);
-zoo!(tornado, ["python3"]);
+zoo!(tornado, ["python3", "redis-server"]);
 zoo!(starlette, ["gunicorn", "redis-server"]);
 zoo!(rails, ["ruby"]);
 zoo!(pyramid, ["python3"]);
