@@ -8,6 +8,10 @@
 //! - **The floor any proxy pays here**: a TCP relay in the balancer's event-loop model
 //!   (one connection to a replica per client connection, bytes copied both ways, no
 //!   HTTP at all) shows how far any HTTP balancer could get past nginx on this machine.
+//! - **WebSockets**: messages echoed per second by sockets that each keep one message in
+//!   flight, straight to a replica, through the balancer and through nginx; then idle
+//!   sockets held open through each, a child process holding the clients, with the memory
+//!   the balancer's process and nginx's workers grew by.
 //! - **Virtual user memory**: a child process keeps N users alive at once, each with its
 //!   own cookie jar after signing in over https, at most 64 requests in flight (a run's
 //!   default concurrency), and prints its peak resident memory.
@@ -17,7 +21,8 @@
 //! `cargo bench --bench balancer` (needs wrk; nginx for its baseline:
 //! `apt-get install wrk nginx`). Env: BENCH_ROUNDS (3), BENCH_SECONDS (5),
 //! BENCH_CONNECTIONS (32), BENCH_THREADS (the balancer's threads and nginx's workers;
-//! default: the cores), BENCH_USERS (1000,10000; empty skips).
+//! default: the cores), BENCH_USERS (1000,10000; empty skips), BENCH_IDLE (10000 idle
+//! WebSockets; 0 skips).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -173,7 +178,8 @@ fn start_nginx(
          daemon off;\n\
          pid {dir}/nginx.pid;\n\
          error_log {dir}/error.log;\n\
-         events {{ worker_connections 4096; }}\n\
+         worker_rlimit_nofile 65536;\n\
+         events {{ worker_connections 32768; }}\n\
          http {{\n\
            access_log off;\n\
            upstream replicas {{ random; {servers} keepalive 64; }}\n\
@@ -182,6 +188,14 @@ fn start_nginx(
              listen {https} ssl;\n\
              ssl_certificate {dir}/balancer.pem;\n\
              ssl_certificate_key {dir}/balancer.key;\n\
+             location /live/ {{\n\
+               proxy_pass http://replicas;\n\
+               proxy_http_version 1.1;\n\
+               proxy_set_header Upgrade $http_upgrade;\n\
+               proxy_set_header Connection \"upgrade\";\n\
+               proxy_set_header Host $host;\n\
+               proxy_read_timeout 300s;\n\
+             }}\n\
              location / {{\n\
                proxy_pass http://replicas;\n\
                proxy_http_version 1.1;\n\
@@ -511,7 +525,190 @@ async fn memory(cluster: &Cluster, certificates: &Arc<RunCertificates>, scratch:
     println!();
 }
 
+/// The sockets of the WebSocket measures.
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+async fn ws_connect(addr: SocketAddr) -> Option<Socket> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let _ = tcp.set_nodelay(true);
+    let (socket, _) = tokio_tungstenite::client_async(format!("ws://{addr}/live/echo"), tcp).await.ok()?;
+    Some(socket)
+}
+
+/// Messages per second echoed by `connections` sockets to `addr`, each with one in flight.
+async fn echoes_per_second(addr: SocketAddr, connections: usize, seconds: u64) -> f64 {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            tokio::spawn(async move {
+                let Some(mut socket) = ws_connect(addr).await else { return 0u64 };
+                let mut echoed = 0;
+                while tokio::time::Instant::now() < until {
+                    if socket.send(Message::text("ping")).await.is_err() {
+                        break;
+                    }
+                    match socket.next().await {
+                        Some(Ok(Message::Text(_))) => echoed += 1,
+                        _ => break,
+                    }
+                }
+                let _ = socket.close(None).await;
+                echoed
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap_or(0);
+    }
+    total as f64 / seconds as f64
+}
+
+/// Lets this process (and the children it starts) hold as many sockets as it may.
+fn raise_open_files() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let wanted = 65536;
+    if setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted).is_ok() {
+        return wanted;
+    }
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    hard
+}
+
+/// The child's side of the idle measure: `count` sockets opened to `addr` and held until
+/// its input closes; prints how many opened.
+fn idle_child(count: usize, addr: SocketAddr) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async move {
+        let mut sockets = Vec::with_capacity(count);
+        for batch in (0..count).collect::<Vec<_>>().chunks(256) {
+            let opened = futures_util::future::join_all(batch.iter().map(|_| ws_connect(addr))).await;
+            sockets.extend(opened.into_iter().flatten());
+        }
+        println!("{}", sockets.len());
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
+        drop(sockets);
+    });
+}
+
+/// Resident memory of `pid` (or of its children, for nginx's workers), in KiB.
+fn rss_kib(pid: u32, children: bool) -> u64 {
+    let read = |pid: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
+            .unwrap_or(0)
+    };
+    if !children {
+        return read(&pid.to_string());
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(read)
+        .sum()
+}
+
+/// Holds `count` idle sockets to `addr` from a child process; returns how many opened and
+/// how much `measured()` grew meanwhile.
+fn held_idle(count: usize, addr: SocketAddr, measured: impl Fn() -> u64) -> (usize, u64) {
+    let before = measured();
+    let mut child = Command::new(std::env::current_exe().expect("own path"))
+        .env("REPLICHECK_BENCH_IDLE", count.to_string())
+        .env("REPLICHECK_BENCH_WS", addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the sockets' process runs");
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line);
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = measured().saturating_sub(before);
+    drop(child.stdin.take());
+    let _ = child.wait();
+    (line.trim().parse().unwrap_or(0), grown)
+}
+
+async fn websockets(cluster: &Cluster, scratch: &Path) {
+    let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    let seconds: u64 = env_or("BENCH_SECONDS", 5);
+    let connections: usize = env_or("BENCH_CONNECTIONS", 32);
+    let idle: usize = env_or("BENCH_IDLE", 10_000);
+    let endpoints = cluster.endpoints();
+    let replicas: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr).collect();
+    let defaults = BalancerConfig::local("/healthz/ready", Duration::ZERO);
+    let config = BalancerConfig { policy: RoutingPolicy::Random, threads: env_or("BENCH_THREADS", defaults.threads), record: true, ..defaults };
+    let threads = config.threads;
+    let balancer = Balancer::start(config, &endpoints).await.expect("balancer starts");
+    let dir = scratch.join("websockets");
+    std::fs::create_dir_all(&dir).expect("a directory for nginx");
+    let certificates = RunCertificates::generate(&["127.0.0.1".parse().expect("an address")]).expect("certificates");
+    let nginx = nginx_binary().map(|binary| start_nginx(&binary, &dir, threads, &replicas, &certificates));
+    let mut cases = vec![("direct to r0", replicas[0]), ("replicheck, http, recording", balancer.addr())];
+    if let Some(nginx) = &nginx {
+        cases.push(("nginx, http", nginx.http));
+    }
+    println!("WebSocket echo (/live/echo) · {connections} sockets, one message in flight each · {seconds}s · median of {rounds} round(s)\n");
+    let mut measured: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for round in 0..rounds {
+        for offset in 0..cases.len() {
+            let index = (round + offset) % cases.len();
+            measured[index].push(echoes_per_second(cases[index].1, connections, seconds).await);
+        }
+    }
+    let medians: Vec<f64> = measured
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect();
+    let of = |label: &str| cases.iter().position(|(l, _)| *l == label).map(|i| medians[i]);
+    println!("{:<34} {:>10}   against the baselines", "", "messages/s");
+    for (index, (label, _)) in cases.iter().enumerate() {
+        let mut against = Vec::new();
+        if index > 0 {
+            against.push(format!("{:.2}x direct", medians[index] / medians[0]));
+        }
+        if let (true, Some(nginx)) = (label.starts_with("replicheck"), of("nginx, http")) {
+            against.push(format!("{:.2}x nginx", medians[index] / nginx));
+        }
+        println!("{label:<34} {:>10.0}   {}", medians[index], against.join(", "));
+    }
+    println!();
+    if idle == 0 {
+        return;
+    }
+    let allowed = raise_open_files() as usize;
+    // Each socket through a proxy takes two descriptors there, and the process has others.
+    let fits = allowed.saturating_sub(500) / 2;
+    let limited = if idle > fits { format!(" (not {idle}: this process may open {allowed} files, two per socket)") } else { String::new() };
+    let idle = idle.min(fits);
+    println!("{idle} idle WebSockets held at once, from another process{limited}\n");
+    println!("{:<34} {:>8} {:>12} {:>12}", "", "opened", "memory grew", "per socket");
+    let own = std::process::id();
+    let mut rows = vec![("replicheck (its process)", balancer.addr(), own, false)];
+    if let Some(nginx) = &nginx {
+        rows.push(("nginx (its workers)", nginx.http, nginx.child.id(), true));
+    }
+    for (label, addr, pid, children) in rows {
+        let (opened, grown) = held_idle(idle, addr, || rss_kib(pid, children));
+        println!("{label:<34} {opened:>8} {:>9.1} MB {:>9.2} KB", grown as f64 / 1024.0, grown as f64 / opened.max(1) as f64);
+    }
+    println!();
+}
+
 fn main() {
+    if let (Ok(count), Ok(addr)) = (std::env::var("REPLICHECK_BENCH_IDLE"), std::env::var("REPLICHECK_BENCH_WS")) {
+        raise_open_files();
+        idle_child(count.parse().expect("a count"), addr.parse().expect("an address"));
+        return;
+    }
     if let Ok(users) = std::env::var("REPLICHECK_BENCH_USERS") {
         let balancer = std::env::var("REPLICHECK_BENCH_BALANCER").expect("balancer address");
         let authority = std::env::var("REPLICHECK_BENCH_AUTHORITY").expect("authority file");
@@ -544,6 +741,7 @@ fn main() {
                 .expect("certificates"),
         );
         throughput(&cluster, &certificates, scratch.path()).await;
+        websockets(&cluster, scratch.path()).await;
         memory(&cluster, &certificates, scratch.path()).await;
         let _ = std::io::stdout().flush();
         cluster.shutdown().await;

@@ -20,7 +20,7 @@
 //! | `cold-start` | every replica stopped, the shared directory emptied, all started at once | key rings each replica makes for itself |
 //! | `scheduled-jobs` | every replica runs for a while, then (with start markers) the one that begins a run is terminated, then one alone | a scheduled job delivered once per replica, a run abandoned at SIGTERM |
 //! | `triggered-work` | work triggered through every replica, through one terminated right after, and through one alone | work delivered twice, work lost at shutdown |
-//! | `broadcast` | a subscriber on each replica, a message published through its own replica and through the next | a message that reaches one replica's subscribers only |
+//! | `broadcast` | a subscriber on each replica, a message published through its own replica and through the next; then the same after the victim's restart and the store's | a message that reaches one replica's subscribers only, or none after a disruption |
 
 pub mod experiment;
 mod live;
