@@ -534,3 +534,26 @@ fn the_request_budget_holds_and_ends_the_run_without_findings() {
     assert!((1..=40).contains(&sent), "{sent} requests reached nginx");
     assert_eq!(up.stop(), 0);
 }
+
+#[test]
+fn subscriptions_pass_the_relays_to_instances_that_already_run() {
+    for (target, code) in [("examples/demo/broken-realtime.toml", 1), ("examples/demo/fixed-realtime.toml", 0)] {
+        let mut up = Up::start(target, 2);
+        let mut args = instances(&up);
+        args.extend(["--seed", "5", "--scenarios", "broadcast"]);
+        let smoked = smoke(target, &args);
+        assert_eq!(smoked.code, code, "{target}: {}\n{}", smoked.stdout, smoked.stderr);
+        let report = smoked.report();
+        let result = report.scenarios.iter().find(|s| s.name == "broadcast").expect("the experiment ran");
+        if code == 1 {
+            assert_eq!(smoked.kinds(), ["broadcast-not-shared"], "{}", smoked.stdout);
+            // Both instances are named: the subscriptions reached the instance they were sent to.
+            for finding in &report.findings {
+                assert_ne!(finding.producer.id, finding.consumer.id, "{finding:?}");
+            }
+        } else {
+            assert!(result.notes.iter().any(|n| n.contains("not asked again across a restart")), "{result:?}");
+        }
+        assert_eq!(up.stop(), 0);
+    }
+}

@@ -45,7 +45,8 @@ where
                         builder.timer(TokioTimer::new()).header_read_timeout(within);
                     }
                     // A client that hangs up mid-request is the client's business.
-                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    // Upgrades stay possible: the handler decides whether to take one.
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await;
                 });
             }
             // Reap finished connections so the set does not grow without bound.

@@ -15,7 +15,7 @@ pub use crate::vocab::routing as policy;
 mod proxy;
 pub mod tls;
 pub mod upstreams;
-mod tunnel;
+pub(crate) mod tunnel;
 mod workers;
 
 use std::net::{IpAddr, SocketAddr};

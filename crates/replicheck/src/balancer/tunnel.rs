@@ -33,9 +33,15 @@ pub fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
 
 /// Joins the client's connection to the replica's once both have switched.
 pub async fn run(client: OnUpgrade, replica: OnUpgrade, idle: Duration) {
-    let (Ok(client), Ok(replica)) = tokio::join!(client, replica) else { return };
+    let Ok(replica) = replica.await else { return };
+    join(client, TokioIo::new(replica), idle).await;
+}
+
+/// Joins the client's connection, once switched, to a replica's that already has.
+pub async fn join<R: AsyncRead + AsyncWrite + Unpin>(client: OnUpgrade, replica: R, idle: Duration) {
+    let Ok(client) = client.await else { return };
     // Either side closing, or failing, ends the tunnel; there is no one to tell.
-    let _ = relay(TokioIo::new(client), TokioIo::new(replica), idle).await;
+    let _ = relay(TokioIo::new(client), replica, idle).await;
 }
 
 async fn relay<A, B>(a: A, b: B, idle: Duration) -> std::io::Result<()>

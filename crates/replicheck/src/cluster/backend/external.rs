@@ -166,13 +166,15 @@ impl ExternalSpec {
         match kind {
             ExperimentKind::Restart if can_restart => None,
             ExperimentKind::Restart => Some("the instances run outside replicheck; give --stop-cmd or --restart-cmd to restart one".into()),
-            _ => Some(format!("the instances run outside replicheck, which cannot {}", what_it_needs(kind))),
+            _ => what_it_needs(kind).map(|needs| format!("the instances run outside replicheck, which cannot {needs}")),
         }
     }
 }
 
-fn what_it_needs(kind: ExperimentKind) -> &'static str {
-    match kind {
+/// What an experiment needs of instances that replicheck cannot have: none for live
+/// updates, whose subscriptions pass the relays.
+fn what_it_needs(kind: ExperimentKind) -> Option<&'static str> {
+    let needs = match kind {
         ExperimentKind::Restart => "restart them",
         ExperimentKind::Kill => "kill one",
         ExperimentKind::Pause => "pause one",
@@ -183,8 +185,9 @@ fn what_it_needs(kind: ExperimentKind) -> &'static str {
         ExperimentKind::ColdStart => "start them anew on an empty shared store",
         ExperimentKind::Hardened => "run them hardened",
         ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork => "receive their work and stop all but one",
-        ExperimentKind::Broadcast => "relay a subscription to them yet",
-    }
+        ExperimentKind::Broadcast => return None,
+    };
+    Some(needs)
 }
 
 /// How long an instance that already runs may take to say ready.

@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use url::Url;
 
 use crate::balancer::forwarded::remove_hop_by_hop;
+use crate::balancer::tunnel;
 use crate::balancer::{ALSO_REACHED_HEADER, ERROR_HEADER, SERVED_BY_HEADER};
 use crate::server::serve_http1;
 use crate::vocab::replica::{Incarnation, ReplicaId};
@@ -317,8 +318,10 @@ impl Relay {
     }
 }
 
-async fn relay(state: Arc<(Destination, Arc<Shared>)>, request: Request<Incoming>) -> Result<Response<RelayBody>, Infallible> {
+async fn relay(state: Arc<(Destination, Arc<Shared>)>, mut request: Request<Incoming>) -> Result<Response<RelayBody>, Infallible> {
     let (destination, shared) = (&state.0, &state.1);
+    // A WebSocket's handshake: the instance's 101 becomes a tunnel to it.
+    let upgrade = tunnel::requested(request.headers()).map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -330,6 +333,9 @@ async fn relay(state: Arc<(Destination, Arc<Shared>)>, request: Request<Incoming
     url.set_query(parts.uri.query());
     let mut headers = parts.headers;
     remove_hop_by_hop(&mut headers);
+    if let Some((protocol, _)) = &upgrade {
+        tunnel::restore(&mut headers, protocol.clone());
+    }
     headers.remove(HOST);
     if let Some(host) = &destination.host {
         headers.insert(HOST, host.clone());
@@ -399,6 +405,11 @@ async fn relay(state: Arc<(Destination, Arc<Shared>)>, request: Request<Incoming
             Some(Attribution { mark: InstanceMark::Cookie(cookie), .. }) => Some(cookie.as_str()),
             _ => None,
         };
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some((protocol, client_side)) = upgrade
+        {
+            return Ok(switch(response, served, protocol, client_side).await);
+        }
         let mut passed = pass_on(response, served, destination, steering);
         also_reached.retain(|id| *id != served.id);
         if !also_reached.is_empty() {
@@ -418,6 +429,26 @@ async fn relay(state: Arc<(Destination, Arc<Shared>)>, request: Request<Incoming
             landed_elsewhere.unwrap_or_default()
         ),
     ))
+}
+
+/// The instance's agreement to switch protocols, passed on; the two connections become one
+/// tunnel once the client has it too.
+async fn switch(response: reqwest::Response, served: Incarnation, protocol: HeaderValue, client_side: hyper::upgrade::OnUpgrade) -> Response<RelayBody> {
+    let mut builder = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+    if let Some(headers) = builder.headers_mut() {
+        *headers = response.headers().clone();
+        remove_hop_by_hop(headers);
+        tunnel::restore(headers, protocol);
+        if let Ok(value) = HeaderValue::from_str(&served.to_string()) {
+            headers.insert(SERVED_BY_HEADER, value);
+        }
+    }
+    let instance_side = match response.upgrade().await {
+        Ok(upgraded) => upgraded,
+        Err(err) => return refuse(StatusCode::BAD_GATEWAY, format!("the instance agreed to switch protocols but did not: {}", crate::errors::chain(&err))),
+    };
+    tokio::spawn(tunnel::join(client_side, instance_side, tunnel::IDLE));
+    builder.body(BoxBody::new(Full::new(Bytes::new()).map_err(|never| match never {}))).unwrap_or_else(|err| refuse(StatusCode::BAD_GATEWAY, format!("cannot pass the switch on: {err}")))
 }
 
 /// The instance's response, streamed, marked with the replica that served it. Like a
