@@ -15,7 +15,7 @@
 
 use super::finding::{ArtifactEvidence, FindingKind};
 use super::twice::{Assessment, Candidate};
-use crate::history::live::{ConnectionRecord, Subscriber};
+use crate::history::live::{ConnectionRecord, Published, Subscriber};
 use crate::history::{ChaosEvent, ExperimentRun, Observed};
 use crate::vocab::replica::Incarnation;
 
@@ -98,33 +98,41 @@ fn judge(subscriber: &Subscriber) -> Judged {
             ended.how, ended.at_ms, trial.replica
         ));
     }
-    let subscriber_on = connection.served_by.unwrap_or(Incarnation { id: on, generation: 1 });
+    let (publisher, subscriber_on) = ends(subscriber, connection, trial);
+    let reason = format!(
+        "`{}`, published through {publisher} at {:.0} ms, never reached the subscriber on {subscriber_on} ({} {}) within {within}{}{}",
+        trial.wanted,
+        trial.at_ms,
+        transport_name(connection),
+        connection.path,
+        if trials.len() > 1 { format!(", nor did the {} published after it", trials.len() - 1) } else { String::new() },
+        instead(connection)
+    );
+    let control = format!("`{}`, published through {subscriber_on} itself, reached the same subscriber {:.0} ms later", control.wanted, first.at_ms - control.at_ms);
+    let expected = format!("a message of `{flow}` published through any replica reaches every subscriber within {within}");
+    not_shared(subscriber, (publisher, subscriber_on), trial, None, (expected, reason, control))
+}
+
+/// The replica that took a message and the one that held the subscription.
+fn ends(subscriber: &Subscriber, connection: &ConnectionRecord, trial: &Published) -> (Incarnation, Incarnation) {
     let publisher = trial.by.unwrap_or(Incarnation { id: trial.replica, generation: 1 });
+    (publisher, connection.served_by.unwrap_or(Incarnation { id: subscriber.replica, generation: 1 }))
+}
+
+/// The candidate of a message `trial` that never reached its subscriber, in words
+/// (expected, observed, control).
+fn not_shared(subscriber: &Subscriber, (publisher, subscriber_on): (Incarnation, Incarnation), trial: &Published, after: Option<ChaosEvent>, words: (String, String, String)) -> Judged {
+    let (expected, reason, control) = words;
     Judged::NotShared(Box::new(Candidate {
         kind: FindingKind::BroadcastNotShared,
         scenario: "broadcast".into(),
-        step: flow.clone(),
+        step: subscriber.flow.clone(),
         producer: publisher,
         consumer: subscriber_on,
-        after: None,
-        expected: format!("a message of `{flow}` published through any replica reaches every subscriber within {within}"),
-        observed: Observed {
-            reason: format!(
-                "`{}`, published through {publisher} at {:.0} ms, never reached the subscriber on {subscriber_on} ({} {}) within {within}{}{}",
-                trial.wanted,
-                trial.at_ms,
-                transport_name(connection),
-                connection.path,
-                if trials.len() > 1 { format!(", nor did the {} published after it", trials.len() - 1) } else { String::new() },
-                instead(connection)
-            ),
-            ..Observed::default()
-        },
-        control: format!(
-            "`{}`, published through {subscriber_on} itself, reached the same subscriber {:.0} ms later",
-            control.wanted,
-            first.at_ms - control.at_ms
-        ),
+        after,
+        expected,
+        observed: Observed { reason, ..Observed::default() },
+        control,
         artifact: ArtifactEvidence::named("none"),
         vu: trial.vu,
         at_ms: Some(trial.at_ms),
@@ -173,45 +181,26 @@ fn judge_after(subscriber: &Subscriber, after: &ChaosEvent, all: &[Subscriber]) 
     let Some((control, took_ms)) = before else {
         return Judged::Note(format!("no message of `{flow}` through another replica reached {on} before the {}: nothing to compare with", after.action));
     };
-    let subscriber_on = connection.served_by.unwrap_or(Incarnation { id: on, generation: 1 });
-    let publisher = trial.by.unwrap_or(Incarnation { id: trial.replica, generation: 1 });
+    let (publisher, subscriber_on) = ends(subscriber, connection, trial);
     let last = trials.last().unwrap_or(trial);
     let own_replica = match (&own.error, connection.received(&own.wanted)) {
         (Some(error), _) => format!("; publishing through {subscriber_on} itself failed: {error}"),
         (None, Some(_)) => format!("; `{}`, published through {subscriber_on} itself, did", own.wanted),
         (None, None) => format!(", nor did `{}`, published through {subscriber_on} itself: the replica relays nothing", own.wanted),
     };
-    Judged::NotShared(Box::new(Candidate {
-        kind: FindingKind::BroadcastNotShared,
-        scenario: "broadcast".into(),
-        step: flow.clone(),
-        producer: publisher,
-        consumer: subscriber_on,
-        after: Some(after.clone()),
-        expected: format!("a message of `{flow}` published through any replica reaches every subscriber, after the {} as before it", after.action),
-        observed: Observed {
-            reason: format!(
-                "{} message(s) published through {publisher} from {:.0} ms to {:.0} ms, after the {} and once every replica was ready, never reached the subscriber on {subscriber_on} ({} {}){own_replica}{}",
-                trials.len(),
-                trial.at_ms,
-                last.at_ms,
-                after.action,
-                transport_name(connection),
-                connection.path,
-                instead(connection)
-            ),
-            ..Observed::default()
-        },
-        control: format!(
-            "before the {}, `{}`, published through {}, reached a subscriber of `{flow}` on {on} {took_ms:.0} ms later",
-            after.action, control.wanted, control.replica
-        ),
-        artifact: ArtifactEvidence::named("none"),
-        vu: trial.vu,
-        at_ms: Some(trial.at_ms),
-        occurrences: 1,
-        notes: Vec::new(),
-    }))
+    let expected = format!("a message of `{flow}` published through any replica reaches every subscriber, after the {} as before it", after.action);
+    let reason = format!(
+        "{} message(s) published through {publisher} from {:.0} ms to {:.0} ms, after the {} and once every replica was ready, never reached the subscriber on {subscriber_on} ({} {}){own_replica}{}",
+        trials.len(),
+        trial.at_ms,
+        last.at_ms,
+        after.action,
+        transport_name(connection),
+        connection.path,
+        instead(connection)
+    );
+    let control = format!("before the {}, `{}`, published through {}, reached a subscriber of `{flow}` on {on} {took_ms:.0} ms later", after.action, control.wanted, control.replica);
+    not_shared(subscriber, (publisher, subscriber_on), trial, Some(after.clone()), (expected, reason, control))
 }
 
 fn transport_name(connection: &ConnectionRecord) -> &'static str {
