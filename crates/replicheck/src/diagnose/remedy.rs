@@ -982,28 +982,6 @@ fn unclaimed_outbox(preset: Preset) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_framework_has_a_short_remedy_of_its_own_for_every_cause() {
-        for cause in Cause::ALL {
-            let generic = remedy(cause, Preset::Generic);
-            for preset in Preset::ALL {
-                let text = remedy(cause, preset);
-                let chars = text.chars().count();
-                assert!(chars > 0 && chars <= 400, "{cause} {preset:?}: {chars} chars");
-                // A line continuation that lost its space, or gained one, shows here.
-                assert!(text.trim() == text && !text.contains("  "), "{cause} {preset:?}: {text:?}");
-                if preset != Preset::Generic {
-                    assert_ne!(text, generic, "{cause} {preset:?} repeats the generic remedy");
-                }
-            }
-        }
-    }
-}
-
 fn transport_needs_affinity(preset: Preset) -> &'static str {
     match preset {
         Preset::Aspnetcore => {
@@ -1065,6 +1043,28 @@ fn relay_not_resumed(preset: Preset) -> &'static str {
         Preset::Generic => {
             "Resume the relay after any lost connection to the channel: reconnect with backoff and subscribe again, and \
              fail readiness while the replica relays nothing."
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_framework_has_a_short_remedy_of_its_own_for_every_cause() {
+        for cause in Cause::ALL {
+            let generic = remedy(cause, Preset::Generic);
+            for preset in Preset::ALL {
+                let text = remedy(cause, preset);
+                let chars = text.chars().count();
+                assert!(chars > 0 && chars <= 400, "{cause} {preset:?}: {chars} chars");
+                // A line continuation that lost its space, or gained one, shows here.
+                assert!(text.trim() == text && !text.contains("  "), "{cause} {preset:?}: {text:?}");
+                if preset != Preset::Generic {
+                    assert_ne!(text, generic, "{cause} {preset:?} repeats the generic remedy");
+                }
+            }
         }
     }
 }
