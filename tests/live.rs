@@ -82,6 +82,10 @@ fn a_polling_transport_that_keeps_its_session_on_one_replica_needs_affinity_unle
         let causes: Vec<&str> = report.diagnoses.iter().map(|d| d.cause.id()).collect();
         assert_eq!(causes, ["transport-needs-affinity"], "{context}");
         assert!(run.stdout.contains("a deployment requirement (sticky routing, or WebSockets only)"), "{context}: {}", run.stdout);
+        // The session id is a secret wherever it travels, the URL included.
+        let json = std::fs::read_to_string(run.report_dir.join("report.json")).unwrap();
+        let polls: Vec<&str> = json.match_indices("poll?sid=").map(|(at, _)| &json[at + 9..at + 19]).collect();
+        assert!(!polls.is_empty() && polls.iter().all(|sid| *sid == "[redacted]"), "{context}: {polls:?}");
     }
     // Behind sticky routing the transport gets what it needs: nothing to report, and said so.
     let sticky = common::run("examples/demo/broken-realtime.toml", &["--seed", "1", "--replicas", "3", "--routing", "sticky", "--scenarios", "affinity"]);

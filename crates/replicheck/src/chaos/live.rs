@@ -71,6 +71,7 @@ pub(super) async fn broadcast(victim: ReplicaId, arena: &mut Arena<'_>, run: &mu
         // what follows (the run asking again, the next experiment) starts from a cluster
         // as it was before this one.
         let mut stuck: Vec<ReplicaId> = run.subscribers[first..].iter().filter(|s| s.connection.is_ok() && !relayed_across(s)).map(|s| s.replica).collect();
+        stuck.sort();
         stuck.dedup();
         for replica in stuck {
             restart(arena, run, replica, false).await?;

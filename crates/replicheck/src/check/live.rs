@@ -71,7 +71,7 @@ fn judge(subscriber: &Subscriber) -> Judged {
     }
     let Some(first) = connection.received(&control.wanted) else {
         return Judged::Baseline(format!(
-            "a subscriber of `{flow}` on {on} did not receive `{}`, published through {on} itself, within {within}{}",
+            "a subscriber of `{flow}` on {on} did not receive `{}`, published through {on} itself, within {within}{} (a replica whose worker processes each keep their own subscribers misses such messages too)",
             control.wanted,
             instead(connection)
         ));

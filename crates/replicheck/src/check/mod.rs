@@ -386,11 +386,11 @@ impl ScenarioResult {
     }
 }
 
-/// The kinds a scenario's handoffs can show: the kind of each artifact it consumes, or
-/// `expectation-failed` for a scenario that names none.
 /// Why a scenario that passed asked no cross-replica question.
 pub(crate) const UNCROSSED: &str = "no artifact crossed replicas under this routing";
 
+/// The kinds a scenario's handoffs can show: the kind of each artifact it consumes, or
+/// `expectation-failed` for a scenario that names none.
 pub fn scenario_checks(scenario: &Scenario) -> Vec<FindingKind> {
     let mut kinds: Vec<FindingKind> = scenario.steps.iter().filter_map(|s| s.consumes.as_ref()).map(|a| FindingKind::for_artifact(Some(a))).collect();
     kinds.sort();

@@ -563,7 +563,8 @@ impl<'a> VirtualUser<'a> {
             let start_ms = self.ctx.now_ms();
             let mut request_record = RequestRecord {
                 method: outgoing.method.to_string(),
-                path: outgoing.path.clone(),
+                // A captured session or token may travel in the URL itself.
+                path: self.secrets.redact(&outgoing.path),
                 planned: route,
                 served_by: None,
                 status: None,
@@ -758,8 +759,8 @@ impl<'a> VirtualUser<'a> {
         }
         let observed = Observed {
             status: response.map(|r| r.status),
-            location: response.map(|r| r.path.clone()),
-            redirects: response.map(|r| r.redirects.clone()).unwrap_or_default(),
+            location: response.map(|r| self.secrets.redact(&r.path)),
+            redirects: response.map(|r| r.redirects.iter().map(|path| self.secrets.redact(path)).collect()).unwrap_or_default(),
             excerpt: response.map(|r| self.secrets.redact(&excerpt(&r.body))).unwrap_or_default(),
             reason: self.secrets.redact(&reason),
         };

@@ -4,6 +4,8 @@
 //! password) looks like any local replica to the balancer, the inspections and the
 //! probes. The relay is also where the safety limits for a shared deployment hold, because
 //! every request replicheck sends to it passes here: the rate limit and the request budget.
+//! A WebSocket's handshake the instance accepts becomes a tunnel to it, as through the
+//! balancer.
 //!
 //! Behind a load balancer replicheck cannot bypass (`--via`), every relay forwards to that
 //! balancer, reads which instance answered from a response header or a sticky cookie, and
