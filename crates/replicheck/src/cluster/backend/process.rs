@@ -83,7 +83,9 @@ impl Backend for ProcessBackend {
             match self.launch_on(incarnation, vars.clone(), free_port()?).await {
                 // Another program took the free port between our check and the replica's
                 // bind (runs side by side in CI): another port, a few times.
-                Err(ClusterError::ExitedBeforeReady { tail, .. }) if attempt < PORT_ATTEMPTS && port_taken(&tail) => attempt += 1,
+                Err(ClusterError::ExitedBeforeReady { tail, log, .. }) if attempt < PORT_ATTEMPTS && (port_taken(&tail) || port_taken(&log_start(&log))) => {
+                    attempt += 1
+                }
                 launched => return launched,
             }
         }
@@ -93,7 +95,18 @@ impl Backend for ProcessBackend {
 /// Launches of one incarnation, each on a fresh port, when its port was taken.
 const PORT_ATTEMPTS: u32 = 3;
 
-/// Whether a log tail says the listening address was in use.
+/// The start of a log: where a runtime that prints a backtrace (Ruby's, say) names the error
+/// its tail leaves out.
+fn log_start(log: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut start = Vec::new();
+    if let Ok(file) = std::fs::File::open(log) {
+        let _ = file.take(64 << 10).read_to_end(&mut start);
+    }
+    String::from_utf8_lossy(&start).into_owned()
+}
+
+/// Whether a log says the listening address was in use.
 fn port_taken(tail: &str) -> bool {
     let tail = tail.to_ascii_lowercase();
     tail.contains("address already in use") || tail.contains("eaddrinuse") || tail.contains("address in use")
@@ -228,12 +241,18 @@ impl Replica for ProcessReplica {
 
 #[cfg(test)]
 mod tests {
-    use super::port_taken;
+    use super::{log_start, port_taken};
 
     #[test]
     fn a_taken_port_is_told_from_other_start_failures() {
         assert!(port_taken("  | Errno::EADDRINUSE: Address already in use - bind(2) for \"127.0.0.1\" port 23014"));
         assert!(port_taken("OSError: [Errno 98] error while attempting to bind on address ('127.0.0.1', 80): address in use"));
         assert!(!port_taken("boom: no config"));
+        // Puma names the error above a backtrace longer than any tail.
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("r2#7.log");
+        let trace: String = (0..40).map(|i| format!("\tfrom /usr/lib/ruby/puma/binder.rb:{i}:in `parse'\n")).collect();
+        std::fs::write(&log, format!("binder.rb:334:in `initialize': Address already in use - bind(2) for \"127.0.0.1\" port 23014 (Errno::EADDRINUSE)\n{trace}")).unwrap();
+        assert!(!port_taken(&trace) && port_taken(&log_start(&log)));
     }
 }
