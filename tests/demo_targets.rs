@@ -149,8 +149,15 @@ fn the_demo_command_shows_the_difference() {
     let live = stdout.lines().find(|l| l.starts_with("misconfigured live updates: ")).expect("the live updates run");
     assert!(live.ends_with("(affinity-required, broadcast-not-shared)"), "{live}");
     assert!(stdout.contains("live updates configured correctly: 0 finding(s)"), "{stdout}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 10, "one report directory per run");
+    let limits = stdout.lines().find(|l| l.starts_with("misconfigured rate limit and uploads: ")).expect("the limits run");
+    assert!(limits.ends_with("(limit-per-replica, limit-reset-by-restart, limit-shared-by-all-clients, upload-not-shared)"), "{limits}");
+    assert!(stdout.contains("rate limit and uploads configured correctly: 0 finding(s)"), "{stdout}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 12, "one report directory per run");
     common::assert_no_leftovers(&tag);
+}
+
+fn stdout_has(output: &std::process::Output, text: &str) -> bool {
+    String::from_utf8_lossy(&output.stdout).contains(text)
 }
 
 #[test]
@@ -168,7 +175,9 @@ fn without_redis_the_demo_says_what_it_skipped_and_why() {
     assert!(stderr.contains("store-restart and store-outage need the demo's Redis, and redis-server is not installed"), "{stderr}");
     assert!(stderr.contains("misconfigured background work: skipped"), "{stderr}");
     assert!(stderr.contains("misconfigured live updates: skipped"), "{stderr}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+    // The rate limit and uploads keep their counts in SQLite: no Redis needed.
+    assert!(stdout_has(&output, "misconfigured rate limit and uploads: "), "{stderr}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 6);
     common::assert_no_leftovers(&tag);
 }
 

@@ -238,3 +238,34 @@ fn containers_deliver_their_background_work_to_the_sink_at_the_gateway() {
     let run = common::run_docker(fixed.to_str().unwrap(), &["--seed", "4", "--scenarios", "scheduled-jobs,triggered-work"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 }
+
+#[test]
+fn an_upload_kept_in_a_container_without_a_volume_is_lost_with_it_and_a_limit_in_its_memory_is_found() {
+    if !common::docker_engine("an_upload_kept_in_a_container_without_a_volume_is_lost_with_it_and_a_limit_in_its_memory_is_found") {
+        return;
+    }
+    // The configured image, but with uploads in the container's own filesystem and the limit
+    // counted in its memory, keyed on the connection's peer.
+    let dir = tempfile::tempdir().unwrap();
+    let fixed = std::fs::read_to_string(common::root().join("examples/demo/fixed-docker.toml")).unwrap();
+    let flows = std::fs::read_to_string(common::root().join("examples/demo/broken-limits.toml")).unwrap();
+    let flows = &flows[flows.find("# Password-reset requests").expect("the limit's table")..];
+    let local = fixed.replace(
+        r#""--store", "{redis_url}"]"#,
+        r#""--store", "{redis_url}", "--uploads", "/uploads", "--limiter", "memory", "--limit-key", "peer"]"#,
+    );
+    assert_ne!(local, fixed);
+    let target = common::write(dir.path(), "local-docker.toml", &format!("{local}\n{flows}"));
+    let run = common::run_docker(target.to_str().unwrap(), &["--seed", "4", "--scenarios", "upload,restart,limits"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.kinds(),
+        ["artifact-lost-after-restart", "limit-per-replica", "limit-reset-by-restart", "limit-shared-by-all-clients", "upload-not-shared"],
+        "{}",
+        run.stdout
+    );
+    let lost = run.report().findings.iter().find(|f| f.kind.id() == "artifact-lost-after-restart").unwrap();
+    assert_eq!(lost.artifact.kind, "upload", "{lost:?}");
+    let causes: Vec<&str> = run.report().diagnoses.iter().map(|d| d.cause.id()).collect();
+    assert!(causes.contains(&"uploads-on-local-disk"), "{causes:?}");
+}

@@ -73,7 +73,7 @@ enum Command {
     Clean,
     /// The bundled demo service (started by the demo's target files).
     #[command(hide = true)]
-    DemoService(DemoArgs),
+    DemoService(Box<DemoArgs>),
     /// Removes what is left of a run once the pipe on stdin closes (started by the run).
     #[command(hide = true)]
     Watchdog {
@@ -417,7 +417,7 @@ async fn dispatch(command: Command) -> Result<Exit, CliError> {
             replicheck::cluster::watchdog::watch(&run_id, docker).await;
             Ok(Exit::Consistent)
         }
-        Command::DemoService(args) => replicheck_demo::serve(args, shutdown_signal_unit())
+        Command::DemoService(args) => replicheck_demo::serve(*args, shutdown_signal_unit())
             .await
             .map(|()| Exit::Consistent)
             .map_err(CliError::Io),

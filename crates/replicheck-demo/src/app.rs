@@ -54,6 +54,10 @@ pub struct App {
     pub intake: Intake,
     /// Live updates (`--hub`), when they are on.
     pub hub: Option<Arc<crate::hub::Hub>>,
+    /// The limit on password-reset requests, when it is on.
+    pub limiter: Option<crate::limiter::Limiter>,
+    /// Where uploaded files are kept, when uploads are on.
+    pub uploads: Option<std::path::PathBuf>,
 }
 
 /// Where `--leak-secrets` writes what the app issues.
@@ -111,7 +115,12 @@ fn seen(app: &App, peer: SocketAddr, headers: &HeaderMap) -> Seen {
     }
 }
 
-fn unix_now() -> u64 {
+/// The client's address as the app believes it, after its forwarded-header handling.
+pub(crate) fn client_of(app: &App, peer: SocketAddr, headers: &HeaderMap) -> String {
+    seen(app, peer, headers).client
+}
+
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -155,6 +164,14 @@ pub fn router(app: Arc<App>, telemetry: Option<Arc<Telemetry>>) -> Router {
             .route("/hub/ws", get(crate::hub::websocket))
             .route("/hub/events", get(crate::hub::events))
             .route("/hub/poll", post(crate::hub::open_poll).get(crate::hub::poll));
+    }
+    if app.limiter.is_some() {
+        pages = pages.route("/password-reset", post(crate::limiter::password_reset));
+    }
+    if app.uploads.is_some() {
+        pages = pages
+            .route("/uploads", post(crate::uploads::upload).layer(DefaultBodyLimit::max(crate::uploads::MAX_UPLOAD)))
+            .route("/uploads/{name}", get(crate::uploads::download));
     }
     let router = pages
         .route_layer(middleware::from_fn_with_state(app.clone(), same_origin))

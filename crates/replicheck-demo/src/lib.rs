@@ -23,14 +23,20 @@
 //! Long-lived connections (`/live/...`): a WebSocket echo and an event stream, each naming
 //! the replica that holds it. Live updates (`--hub`) fan out to the subscribers of one
 //! process (misconfigured) or, through Redis pub/sub, of every replica (correct).
+//!
+//! A limit on password-reset requests (`--limiter`) counts per process or in the shared
+//! store, keyed on the client or on the proxy; uploads (`--uploads DIR`) are kept in a
+//! directory of the replica's own or one every replica shares.
 
 mod app;
 mod hub;
 mod jobs;
 mod keyring;
+mod limiter;
 mod live;
 mod store;
 mod telemetry;
+mod uploads;
 
 /// One run of `replicheck demo`: a built-in target file for this service, and what runs
 /// against it.
@@ -61,8 +67,11 @@ const BACKGROUND_WORK: &[&str] = &["scheduled-jobs", "triggered-work"];
 /// The demo's live updates, subscribed to on each replica, and its long-polling transport.
 const LIVE_UPDATES: &[&str] = &["broadcast", "affinity"];
 
+/// The demo's rate limit and uploads, across replicas.
+const LIMITS: &[&str] = &["upload", "limits"];
+
 /// The demo, misconfigured and configured correctly, with SQLite and with Redis.
-pub const RUNS: [DemoRun; 10] = [
+pub const RUNS: [DemoRun; 12] = [
     DemoRun {
         label: "misconfigured",
         path: "examples/demo/broken.toml",
@@ -112,6 +121,14 @@ pub const RUNS: [DemoRun; 10] = [
         misconfigured: true,
     },
     DemoRun {
+        label: "misconfigured rate limit and uploads",
+        path: "examples/demo/broken-limits.toml",
+        text: include_str!("../../../examples/demo/broken-limits.toml"),
+        only: Some(LIMITS),
+        needs_redis: false,
+        misconfigured: true,
+    },
+    DemoRun {
         label: "configured correctly",
         path: "examples/demo/fixed.toml",
         text: include_str!("../../../examples/demo/fixed.toml"),
@@ -141,6 +158,14 @@ pub const RUNS: [DemoRun; 10] = [
         text: include_str!("../../../examples/demo/fixed-realtime.toml"),
         only: Some(LIVE_UPDATES),
         needs_redis: true,
+        misconfigured: false,
+    },
+    DemoRun {
+        label: "rate limit and uploads configured correctly",
+        path: "examples/demo/fixed-limits.toml",
+        text: include_str!("../../../examples/demo/fixed-limits.toml"),
+        only: Some(LIMITS),
+        needs_redis: false,
         misconfigured: false,
     },
 ];
@@ -230,6 +255,17 @@ pub struct DemoArgs {
     /// pub/sub, of every replica.
     #[arg(long, value_enum)]
     pub hub: Option<hub::HubMode>,
+    /// A limit on `POST /password-reset` (form `email`), five per client per minute: counted
+    /// in this process's memory or in the shared `--store`.
+    #[arg(long, value_enum)]
+    pub limiter: Option<limiter::LimiterMode>,
+    /// What the limit counts tries of: the client the app believes, or the connection's peer.
+    #[arg(long, value_enum, default_value_t = limiter::LimitKey::Client)]
+    pub limit_key: limiter::LimitKey,
+    /// Uploads: `POST /uploads` (multipart, field `file`) keeps the file in this directory,
+    /// `GET /uploads/NAME` serves it.
+    #[arg(long)]
+    pub uploads: Option<PathBuf>,
 }
 
 /// What the demo does on SIGTERM.
@@ -318,7 +354,12 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         pages_served: std::sync::atomic::AtomicU64::new(0),
         intake,
         hub,
+        limiter: args.limiter.map(|mode| limiter::Limiter::new(mode, args.limit_key)),
+        uploads: args.uploads,
     });
+    if let Some(limiter) = &app.limiter {
+        println!("password-reset limit: {}", limiter.describe());
+    }
     let (mode, drain) = (args.shutdown, Duration::from_millis(args.drain_ms));
     let draining = app.clone();
     let stop_background = stop.clone();

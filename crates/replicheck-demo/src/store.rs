@@ -92,6 +92,37 @@ impl Store {
         }
     }
 
+    /// Adds one to the count under `key`, kept for `ttl_secs` at least; the new count.
+    pub async fn increment(&self, key: &str, ttl_secs: u64) -> StoreResult<u32> {
+        match self {
+            Store::Memory(map) => {
+                let mut map = map.lock().map_err(|e| e.to_string())?;
+                let count = map.get(key).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0) + 1;
+                map.insert(key.to_owned(), count.to_string());
+                Ok(count)
+            }
+            Store::Sqlite(conn) => {
+                let (conn, key) = (conn.clone(), key.to_owned());
+                blocking(move || {
+                    let conn = conn.lock().map_err(|e| e.to_string())?;
+                    conn.query_row(
+                        "INSERT INTO kv (k, v) VALUES (?1, '1') ON CONFLICT(k) DO UPDATE SET v = CAST(v AS INTEGER) + 1 RETURNING CAST(v AS INTEGER)",
+                        [key],
+                        |row| row.get(0),
+                    )
+                    .map_err(|e| e.to_string())
+                })
+                .await
+            }
+            // Not retried: a count must not grow twice for one request.
+            Store::Redis(manager) => {
+                let mut conn = manager.clone();
+                let (count,): (u32,) = redis::pipe().atomic().incr(key, 1).expire(key, ttl_secs as i64).ignore().query_async(&mut conn).await.map_err(|e| e.to_string())?;
+                Ok(count)
+            }
+        }
+    }
+
     /// The Redis connection, for the background work that keeps its queues there.
     pub fn redis(&self) -> Option<redis::aio::ConnectionManager> {
         match self {

@@ -45,14 +45,17 @@ impl Target {
             ("antiforgery", self.antiforgery.is_some()),
             ("session", self.session.is_some()),
             ("cache", self.cache.is_some()),
+            ("upload", self.upload.is_some()),
             ("echo", self.echo.is_some()),
             ("token", self.token.is_some()),
+            ("affinity", self.affinity.is_some()),
             ("telemetry", self.telemetry.is_some()),
         ];
         let named = tables.into_iter().filter(|(_, present)| *present).map(|(name, _)| name.to_owned());
         let jobs = self.scheduled.iter().map(|job| format!("scheduled.{}", job.name));
         let work = self.triggered.iter().map(|work| format!("triggered.{}", work.name));
         let live = self.broadcast.iter().map(|flow| format!("broadcast.{}", flow.name));
-        named.chain(jobs).chain(work).chain(live).collect()
+        let limits = self.rate_limits.iter().map(|limit| format!("limit.{}", limit.name));
+        named.chain(jobs).chain(work).chain(live).chain(limits).collect()
     }
 }

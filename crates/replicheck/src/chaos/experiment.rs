@@ -158,7 +158,13 @@ impl<'a> Arena<'a> {
     }
 
     pub(super) async fn users(&mut self, plans: Vec<VuPlan>, phase: Phase) -> Vec<VuRecord> {
-        let executed = vu::execute(self.ctx, plans, phase, self.concurrency).await;
+        let ctx = self.ctx;
+        self.users_of(ctx, plans, phase).await
+    }
+
+    /// Users of another client (see `VuContext::for_client`).
+    pub(super) async fn users_of(&mut self, ctx: &Arc<VuContext>, plans: Vec<VuPlan>, phase: Phase) -> Vec<VuRecord> {
+        let executed = vu::execute(ctx, plans, phase, self.concurrency).await;
         self.secrets.extend(&executed.secrets);
         executed.history.vus
     }
@@ -197,6 +203,7 @@ pub async fn run(plan: &ExperimentPlan, arena: &mut Arena<'_>, phase: Phase) -> 
         ExperimentKind::ScheduledJobs => scheduled_jobs(arena, &mut run).await,
         ExperimentKind::TriggeredWork => triggered_work(plan, arena, &mut run).await,
         ExperimentKind::Broadcast => super::live::broadcast(plan.victim, arena, &mut run).await,
+        ExperimentKind::Limits => super::limits::limits(plan.victim, arena, &mut run).await,
         _ => handoffs(plan, arena, &mut run).await,
     };
     if let Err(err) = result {
@@ -259,7 +266,8 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
         | ExperimentKind::Hardened
         | ExperimentKind::ScheduledJobs
         | ExperimentKind::TriggeredWork
-        | ExperimentKind::Broadcast => Ok(()),
+        | ExperimentKind::Broadcast
+        | ExperimentKind::Limits => Ok(()),
     };
     if let (Some(stop), Some(load)) = (stop_load, load) {
         let _ = stop.send(true);

@@ -4,7 +4,8 @@
 //! workload once without the disruption (the control), and ends by healing the cluster so
 //! the next experiment starts whole. Experiments are plain data in the plan, drawn from
 //! the seed like everything else; `experiment` runs them and records what happened, and
-//! `live` runs the broadcast experiment's subscribers and publishers.
+//! `live` runs the broadcast experiment's subscribers and publishers, `limits` the clients
+//! that try rate limits.
 //!
 //! | experiment | disruption | looks for |
 //! | --- | --- | --- |
@@ -21,9 +22,13 @@
 //! | `scheduled-jobs` | every replica runs for a while, then (with start markers) the one that begins a run is terminated, then one alone | a scheduled job delivered once per replica, a run abandoned at SIGTERM |
 //! | `triggered-work` | work triggered through every replica, through one terminated right after, and through one alone | work delivered twice, work lost at shutdown |
 //! | `broadcast` | a subscriber on each replica, a message published through its own replica and through the next; then the same after the victim's restart and the store's | a message that reaches one replica's subscribers only, or none after a disruption |
+//! | `limits` | clients try each rate limit's attempt until limited: two through one replica, one through the others, one across a restart of the replica that counted, a stranger forging X-Forwarded-For | a limit counted per replica, cleared by a restart, keyed on the proxy's address, or on a header anyone writes |
 
 pub mod experiment;
+mod limits;
 mod live;
+
+pub use limits::THROUGH_NEEDED;
 
 
 use crate::vocab::finding::Untested;
@@ -78,6 +83,7 @@ impl ExperimentKind {
             ExperimentKind::ScheduledJobs => !target.scheduled.is_empty(),
             ExperimentKind::TriggeredWork => !target.triggered.is_empty(),
             ExperimentKind::Broadcast => !target.broadcast.is_empty(),
+            ExperimentKind::Limits => !target.rate_limits.is_empty(),
             _ => true,
         }
     }
@@ -88,6 +94,7 @@ impl ExperimentKind {
             let table = match self {
                 ExperimentKind::ScheduledJobs => "[scheduled.NAME] job to watch for",
                 ExperimentKind::TriggeredWork => "[triggered.NAME] work to watch for",
+                ExperimentKind::Limits => "[limit.NAME] rate limit to try",
                 _ => "[broadcast.NAME] flow to subscribe to",
             };
             return Some(format!("the target declares no {table}"));

@@ -21,7 +21,7 @@ use crate::chaos::{ExperimentKind, ExperimentPlan};
 use crate::vocab::replica::Incarnation;
 use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Observed, Outcome, Probe, ProbePurpose, Refusal, RequestRecord, StepRecord, VuRecord};
 use crate::scenario::Scenario;
-use crate::target::{BalancerSettings, Target};
+use crate::target::{BalancerSettings, RateLimit, Target};
 
 /// What the target says about its platform, and its background work: the experiments are
 /// judged under it.
@@ -33,6 +33,7 @@ pub struct Platform {
     /// How long the `[chaos] slow` request takes, as planned.
     pub slow_for: Duration,
     pub work: Work,
+    pub rate_limits: Vec<RateLimit>,
 }
 
 impl Platform {
@@ -43,6 +44,7 @@ impl Platform {
             health_interval: target.health.interval,
             slow_for: target.chaos.slow_for,
             work: Work { scheduled: target.scheduled.clone(), triggered: target.triggered.clone() },
+            rate_limits: target.rate_limits.clone(),
         }
     }
 
@@ -54,6 +56,7 @@ impl Platform {
 pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario], platform: &Platform) -> Assessment {
     match plan.kind {
         ExperimentKind::Broadcast => return super::live::assess_broadcast(run),
+        ExperimentKind::Limits => return super::limits::assess_limits(run, &platform.rate_limits),
         ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork => {
             let mut assessment = match plan.kind {
                 ExperimentKind::ScheduledJobs => background::assess_scheduled(run, &platform.work.scheduled),
@@ -724,6 +727,7 @@ pub(crate) mod tests {
             health_interval: Duration::from_millis(200),
             slow_for: Duration::from_millis(1500),
             work: Work::default(),
+            rate_limits: Vec::new(),
         }
     }
 

@@ -29,6 +29,7 @@ pub mod chaos;
 pub mod explored;
 pub mod finding;
 pub mod inspect;
+pub mod limits;
 pub mod live;
 pub mod merge;
 pub mod recorded;

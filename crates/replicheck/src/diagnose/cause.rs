@@ -66,10 +66,20 @@ pub enum Cause {
     /// A transport's handshake leaves its session on one replica: its requests need
     /// routing to that replica.
     TransportNeedsAffinity,
+    /// A rate limit or lockout counts in each process's memory: per replica, and from zero
+    /// after every restart.
+    LimitPerProcess,
+    /// A rate limit is keyed on the connection's peer, which behind a proxy is the proxy
+    /// for every client.
+    LimitKeyedOnProxy,
+    /// A rate limit is keyed on an X-Forwarded-For any client can write.
+    LimitKeyForgeable,
+    /// Uploaded files are written to the disk of the replica that received them.
+    UploadsOnLocalDisk,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 26] = [
+    pub const ALL: [Cause; 30] = [
         Cause::KeysNotShared,
         Cause::KeysNotPersisted,
         Cause::KeyringRace,
@@ -96,6 +106,10 @@ impl Cause {
         Cause::BroadcastPerProcess,
         Cause::RelayNotResumed,
         Cause::TransportNeedsAffinity,
+        Cause::LimitPerProcess,
+        Cause::LimitKeyedOnProxy,
+        Cause::LimitKeyForgeable,
+        Cause::UploadsOnLocalDisk,
     ];
 
     /// The cause a finding points to. Restart losses point at what the lost artifact
@@ -112,6 +126,7 @@ impl Cause {
                 "session" => Cause::SessionPerProcess,
                 "cache-entry" => Cause::CachePerProcess,
                 "signed-token" | "signing-keys" => Cause::SigningKeysNotShared,
+                crate::vocab::finding::UPLOAD => Cause::UploadsOnLocalDisk,
                 _ => Cause::StatePerReplica,
             },
             FindingKind::ArtifactLostAfterStoreRestart => Cause::StoreNotDurable,
@@ -138,6 +153,10 @@ impl Cause {
             FindingKind::BroadcastNotShared if finding.after.is_some() => Cause::RelayNotResumed,
             FindingKind::BroadcastNotShared => Cause::BroadcastPerProcess,
             FindingKind::AffinityRequired => Cause::TransportNeedsAffinity,
+            FindingKind::LimitPerReplica | FindingKind::LimitResetByRestart => Cause::LimitPerProcess,
+            FindingKind::LimitSharedByAllClients => Cause::LimitKeyedOnProxy,
+            FindingKind::LimitSpoofable => Cause::LimitKeyForgeable,
+            FindingKind::UploadNotShared => Cause::UploadsOnLocalDisk,
             FindingKind::ExpectationFailed => Cause::StatePerReplica,
         }
     }
@@ -170,6 +189,10 @@ impl Cause {
             Cause::BroadcastPerProcess => "broadcast-per-process",
             Cause::RelayNotResumed => "relay-not-resumed",
             Cause::TransportNeedsAffinity => "transport-needs-affinity",
+            Cause::LimitPerProcess => "limit-per-process",
+            Cause::LimitKeyedOnProxy => "limit-keyed-on-proxy",
+            Cause::LimitKeyForgeable => "limit-key-forgeable",
+            Cause::UploadsOnLocalDisk => "uploads-on-local-disk",
         }
     }
 
@@ -204,6 +227,10 @@ impl Cause {
             Cause::TransportNeedsAffinity => {
                 "a transport keeps its session on the replica that opened it: a deployment requirement (sticky routing, or WebSockets only), not a fault of the code"
             }
+            Cause::LimitPerProcess => "a rate limit counts in each replica's memory: a client gets the limit once per replica, and again after every restart",
+            Cause::LimitKeyedOnProxy => "a rate limit is keyed on the proxy's address, so every client shares one count",
+            Cause::LimitKeyForgeable => "a rate limit is keyed on an X-Forwarded-For that any client can write",
+            Cause::UploadsOnLocalDisk => "uploaded files are kept on the disk of the replica that received them",
         }
     }
 
@@ -221,6 +248,8 @@ impl Cause {
             Cause::TelemetryResource | Cause::TraceContextDropped | Cause::TelemetryNotExported => "observability (OpenTelemetry)",
             Cause::ScheduledJobPerReplica | Cause::InProcessQueue | Cause::UnclaimedOutbox | Cause::JobAbandonedAtShutdown => "background jobs",
             Cause::BroadcastPerProcess | Cause::RelayNotResumed | Cause::TransportNeedsAffinity => "real-time (WebSockets, server-sent events)",
+            Cause::LimitPerProcess | Cause::LimitKeyedOnProxy | Cause::LimitKeyForgeable => "rate limits and lockouts",
+            Cause::UploadsOnLocalDisk => "uploaded files",
         }
     }
 }

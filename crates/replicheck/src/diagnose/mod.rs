@@ -302,6 +302,28 @@ fn judge(cause: Cause, readings: &[&Reading], also: &[&Reading], causes: &[Cause
         Cause::TransportNeedsAffinity => why.push(
             "the transport's next request was refused by another replica than the one that answered its handshake, while the same steps pinned to that replica went on".into(),
         ),
+        Cause::LimitPerProcess => {
+            if has(FindingKind::LimitPerReplica) {
+                why.push("a client limited through one replica was let through by another, while the first went on refusing it".into());
+            }
+            if has(FindingKind::LimitResetByRestart) {
+                why.push("a client limited by a replica was let through again once that replica restarted, while a replica that had counted the same tries went on refusing it".into());
+            }
+        }
+        Cause::LimitKeyedOnProxy => why.push(
+            "a new client, whose own tries were far below the limit, was refused right after another client reached the limit through the same replica".into(),
+        ),
+        Cause::LimitKeyForgeable => why.push(
+            "a client refused for its tries was let through once it sent X-Forwarded-For from an address that is not the proxy, and refused again without it".into(),
+        ),
+        Cause::UploadsOnLocalDisk => {
+            if across {
+                why.push("a file uploaded through one replica was missing on another, while the replica that received it served it".into());
+            }
+            if after_restart {
+                why.push("an uploaded file was gone after the replica that received it restarted".into());
+            }
+        }
         Cause::JobAbandonedAtShutdown => why.push(
             "a run of the job the terminated replica had begun was finished by no replica, while every run begun undisturbed was finished".into(),
         ),

@@ -39,6 +39,10 @@ pub fn remedy(cause: Cause, preset: Preset) -> &'static str {
         Cause::BroadcastPerProcess => broadcast_per_process(preset),
         Cause::RelayNotResumed => relay_not_resumed(preset),
         Cause::TransportNeedsAffinity => transport_needs_affinity(preset),
+        Cause::LimitPerProcess => limit_per_process(preset),
+        Cause::LimitKeyedOnProxy => limit_keyed_on_proxy(preset),
+        Cause::LimitKeyForgeable => limit_key_forgeable(preset),
+        Cause::UploadsOnLocalDisk => uploads_on_local_disk(preset),
     }
 }
 
@@ -1043,6 +1047,143 @@ fn relay_not_resumed(preset: Preset) -> &'static str {
         Preset::Generic => {
             "Resume the relay after any lost connection to the channel: reconnect with backoff and subscribe again, and \
              fail readiness while the replica relays nothing."
+        }
+    }
+}
+
+fn limit_per_process(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "ASP.NET Core's rate limiter counts per instance: enforce the limit at the gateway in front of every \
+             replica, or partition it over a distributed store (a Redis-backed limiter such as RedisRateLimiting); keep \
+             Identity's lockout counts in the database, where they are already shared."
+        }
+        Preset::Django | Preset::Pyramid => {
+            "Count in a shared store: django-ratelimit uses the cache named by RATELIMIT_USE_CACHE, so point it at \
+             django-redis rather than LocMemCache; limits (and Flask-Limiter or slowapi built on it) take a \
+             redis:// storage_uri."
+        }
+        Preset::Flask => {
+            "Give Flask-Limiter a shared storage_uri (RATELIMIT_STORAGE_URI = \"redis://...\") instead of the default \
+             memory://, which counts per worker and starts from zero at every restart."
+        }
+        Preset::Rails => {
+            "Point Rack::Attack.cache.store at a shared store (ActiveSupport::Cache::RedisCacheStore), not a MemoryStore \
+             or the memory cache store; Devise's lockable already keeps its failed attempts in the database."
+        }
+        Preset::Spring => {
+            "Keep the buckets in a shared store (Bucket4j with its Redis or JCache proxy manager), or limit at the \
+             gateway (Spring Cloud Gateway's RedisRateLimiter), not in a ConcurrentHashMap of each instance."
+        }
+        Preset::Express => {
+            "Give express-rate-limit a shared store (rate-limit-redis) instead of its default MemoryStore, which \
+             counts per process and forgets at every restart."
+        }
+        Preset::Generic => {
+            "Keep the counts where every replica reads and writes them (an atomic INCR with EXPIRE in Redis, a \
+             database row), or enforce the limit once at the gateway; a limit in process memory is multiplied by the \
+             replica count and cleared by every deploy."
+        }
+    }
+}
+
+fn limit_keyed_on_proxy(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Partition the limiter by HttpContext.Connection.RemoteIpAddress only after UseForwardedHeaders with the \
+             balancer in KnownProxies or KnownNetworks, so that it is the client's address, not the proxy's."
+        }
+        Preset::Django | Preset::Pyramid => {
+            "Key the limit on the client address the trusted proxy forwards (django-ratelimit's key='ip' reads \
+             REMOTE_ADDR, so set it from X-Forwarded-For in a middleware that trusts only the proxy), not on the \
+             connection's peer."
+        }
+        Preset::Flask => {
+            "Wrap the app in ProxyFix(x_for=1) so that get_remote_address returns the client's address, or give the \
+             limiter a key_func that reads it from the trusted proxy's X-Forwarded-For."
+        }
+        Preset::Rails => {
+            "Throttle by req.ip, which Rack derives from X-Forwarded-For when the peer is a trusted proxy, or by \
+             ActionDispatch's remote_ip, not by env['REMOTE_ADDR'], which is the proxy's address."
+        }
+        Preset::Spring => {
+            "Resolve the client address before the limiter (server.forward-headers-strategy=native or a \
+             ForwardedHeaderFilter with the proxy trusted) and key the buckets on it, not on the socket's peer."
+        }
+        Preset::Express => {
+            "Set app.set('trust proxy', ...) to the balancer's address so req.ip is the client's, and key the limiter \
+             on req.ip (express-rate-limit's default keyGenerator), not on req.socket.remoteAddress."
+        }
+        Preset::Generic => {
+            "Key the limit on the client address the trusted proxy forwards (X-Forwarded-For, believed only from \
+             the proxy), or on the account, not on the connection's peer, which behind a balancer is the balancer for \
+             every client."
+        }
+    }
+}
+
+fn limit_key_forgeable(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Believe X-Forwarded-For only from the balancer: list it in ForwardedHeadersOptions.KnownProxies and \
+             KnownNetworks, and key the limiter on RemoteIpAddress after UseForwardedHeaders, not on the raw header."
+        }
+        Preset::Django | Preset::Pyramid => {
+            "Take the client address from X-Forwarded-For only when the peer is the proxy, and the last address the \
+             proxy added, not the first one in the header, which the client wrote."
+        }
+        Preset::Flask => {
+            "Use ProxyFix(x_for=1), which takes the address the one proxy added, instead of a key_func that reads the \
+             first address of X-Forwarded-For, which the client wrote."
+        }
+        Preset::Rails => {
+            "Trust only the balancer (config.action_dispatch.trusted_proxies) and throttle by req.ip or remote_ip, \
+             never by the raw X-Forwarded-For header."
+        }
+        Preset::Spring => {
+            "Let the server resolve forwarded headers from trusted proxies only (server.tomcat.remoteip.internal-proxies) \
+             and key the limiter on the resolved address, never on the X-Forwarded-For header itself."
+        }
+        Preset::Express => {
+            "Set trust proxy to the balancer's address or hop count, not true, so req.ip is the address the balancer \
+             saw; never key the limiter on req.headers['x-forwarded-for']."
+        }
+        Preset::Generic => {
+            "Believe X-Forwarded-For only from the known proxy and take the address it added, never the first one a \
+             client may write; otherwise every forged address is a fresh count."
+        }
+    }
+}
+
+fn uploads_on_local_disk(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Store uploads in object storage (Azure Blob Storage, S3) through IFormFile streams, or on a volume every \
+             replica mounts (a ReadWriteMany PersistentVolumeClaim), not under the content root of the instance."
+        }
+        Preset::Django => {
+            "Set STORAGES[\"default\"] to django-storages (S3Boto3Storage or another object store), or MEDIA_ROOT to \
+             a volume every replica mounts; the default FileSystemStorage writes to the replica's own disk."
+        }
+        Preset::Flask | Preset::Pyramid => {
+            "Write uploads to object storage (boto3 to S3 or a compatible store) or to a volume every replica mounts \
+             (ReadWriteMany), not to a directory beside the app."
+        }
+        Preset::Rails => {
+            "Configure Active Storage with an S3-compatible service (config.active_storage.service = :amazon or a \
+             MinIO endpoint), or a Disk service root on a volume every replica mounts; :local is each replica's disk."
+        }
+        Preset::Spring => {
+            "Store MultipartFile contents in object storage (Spring Cloud AWS's S3Template) or on a shared volume, not \
+             under the instance's working directory or java.io.tmpdir."
+        }
+        Preset::Express => {
+            "Give multer a storage engine for object storage (multer-s3) or a destination on a volume every replica \
+             mounts, instead of diskStorage on the replica's own filesystem."
+        }
+        Preset::Generic => {
+            "Keep uploaded files in object storage (S3 or a compatible store) or on a volume every replica mounts \
+             (ReadWriteMany); a file on one replica's disk is missing on the others and gone with the container."
         }
     }
 }

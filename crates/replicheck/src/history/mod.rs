@@ -7,6 +7,7 @@
 
 pub mod delivered;
 pub mod exported;
+pub mod limits;
 pub mod live;
 
 use std::collections::BTreeMap;
@@ -157,6 +158,9 @@ pub struct ExperimentRun {
     /// The subscribers of broadcast flows, with what was published for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscribers: Vec<live::Subscriber>,
+    /// The limits experiment's series of tries, each rate limit's in turn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<limits::LimitCheck>,
 }
 
 /// A stretch of an experiment in which deliveries are counted.
@@ -212,6 +216,7 @@ impl ExperimentRun {
             windows: Vec::new(),
             triggers: Vec::new(),
             subscribers: Vec::new(),
+            limits: Vec::new(),
         }
     }
 

@@ -635,6 +635,7 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
                 (matches!(kind, ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork) && config.replicas < 2)
                     .then(|| "one replica: nothing to compare it alone with".to_owned())
                     .or_else(|| (kind == ExperimentKind::Broadcast && config.replicas < 2).then(|| "one replica: no other replica to publish through".to_owned()))
+                    .or_else(|| (kind == ExperimentKind::Limits && config.replicas < 2).then(|| "one replica: no other replica to count tries".to_owned()))
             });
             let reason = reason.or_else(|| {
                 (kind == ExperimentKind::RollingRestart && config.load_vus == 0)

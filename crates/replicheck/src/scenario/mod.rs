@@ -341,6 +341,7 @@ pub fn builtin() -> Vec<ScenarioFile> {
         ("scenarios/cache.toml", include_str!("../../scenarios/cache.toml")),
         ("scenarios/token.toml", include_str!("../../scenarios/token.toml")),
         ("scenarios/affinity.toml", include_str!("../../scenarios/affinity.toml")),
+        ("scenarios/upload.toml", include_str!("../../scenarios/upload.toml")),
     ];
     FILES
         .iter()
@@ -421,10 +422,11 @@ pub(crate) mod fixtures {
     use super::*;
 
     /// The demo's target, with its hub's long-polling transport (from broken-realtime.toml)
-    /// so that every built-in scenario binds.
+    /// and its uploads (from broken-limits.toml) so that every built-in scenario binds.
     pub fn demo_target() -> Target {
         let polling = "[affinity]\nopen = { method = \"POST\", url = \"/hub/poll\" }\nhandle = { json = \"/sid\" }\nnext = { url = \"/hub/poll?sid={handle}\" }\n";
-        let text = format!("{}\n{polling}", include_str!("../../../../examples/demo/broken.toml"));
+        let upload = "[upload]\nset = { method = \"POST\", url = \"/uploads\", multipart = { file = { filename = \"{key}.txt\", content = \"{value}\" } } }\nget = { url = \"/uploads/{key}.txt\" }\n";
+        let text = format!("{}\n{polling}{upload}", include_str!("../../../../examples/demo/broken.toml"));
         Target::from_source(&SourceFile::from_text("examples/demo/broken.toml", text)).expect("the demo target is valid")
     }
 

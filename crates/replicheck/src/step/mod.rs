@@ -31,6 +31,10 @@ pub struct RequestSpec {
     pub form: IndexMap<String, Template>,
     /// A raw body.
     pub body: Option<Template>,
+    /// Files, sent with `form`'s fields as `multipart/form-data`, as a browser sends a form
+    /// with a file input.
+    #[serde(default)]
+    pub multipart: IndexMap<String, FilePart>,
     /// Submit a form of the previous response as a browser would: its hidden fields and
     /// defaults, overridden by `form`. The form is the first one that has every field
     /// named in `form`, or else the first form of the page.
@@ -46,6 +50,7 @@ impl RequestSpec {
             headers: IndexMap::new(),
             form: IndexMap::new(),
             body: None,
+            multipart: IndexMap::new(),
             submit_form: false,
         }
     }
@@ -56,6 +61,7 @@ impl RequestSpec {
             .chain(self.headers.values())
             .chain(self.form.values())
             .chain(self.body.iter())
+            .chain(self.multipart.values().flat_map(|file| [&file.filename, &file.content]))
     }
 
     /// Checks what does not depend on where the request is used.
@@ -75,8 +81,26 @@ impl RequestSpec {
             let span = self.body.as_ref().map(Template::span).unwrap_or_default();
             return Err((span, "a request has either `form` fields or a `body`, not both".into()));
         }
+        if let Some(file) = self.multipart.values().next() {
+            if self.body.is_some() {
+                return Err((file.filename.span(), "a request has either `multipart` files or a `body`, not both".into()));
+            }
+            if self.method.0 == "GET" || self.method.0 == "HEAD" {
+                return Err((file.filename.span(), format!("a {} request sends no files: give it a method such as method = \"POST\"", self.method.0)));
+            }
+        }
         Ok(())
     }
+}
+
+/// A file of a multipart request: its name and content, both templates.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePart {
+    pub filename: Template,
+    pub content: Template,
+    /// Default: `application/octet-stream`, as a browser sends a file it cannot type.
+    pub content_type: Option<String>,
 }
 
 /// An HTTP method, upper case.

@@ -101,6 +101,7 @@ impl Login {
             headers: IndexMap::new(),
             form,
             body: None,
+            multipart: IndexMap::new(),
             submit_form: true,
         }
     }

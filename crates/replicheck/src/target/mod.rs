@@ -10,6 +10,7 @@ pub mod container;
 pub mod flows;
 pub mod live;
 pub mod preset;
+pub mod rate_limit;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use crate::file::{FileError, SourceFile};
 use crate::step::Template;
 
 pub use background::{Occurrence, Recogniser, Scheduled, Triggered};
+pub use rate_limit::RateLimit;
 pub use live::{Broadcast, Publish, Transport};
 pub use flows::{Affinity, Antiforgery, Echo, Login, StoreFlow, Token};
 pub use preset::Preset;
@@ -58,6 +60,7 @@ struct TargetFile {
     antiforgery: Option<Antiforgery>,
     session: Option<StoreFlow>,
     cache: Option<StoreFlow>,
+    upload: Option<StoreFlow>,
     echo: Option<Echo>,
     token: Option<Token>,
     affinity: Option<Affinity>,
@@ -68,6 +71,8 @@ struct TargetFile {
     triggered: IndexMap<String, background::TriggeredFile>,
     #[serde(default)]
     broadcast: IndexMap<String, live::BroadcastFile>,
+    #[serde(default)]
+    limit: IndexMap<String, rate_limit::RateLimitFile>,
 }
 
 /// A validated target file, with its preset's defaults filled in.
@@ -86,6 +91,8 @@ pub struct Target {
     pub antiforgery: Option<Antiforgery>,
     pub session: Option<StoreFlow>,
     pub cache: Option<StoreFlow>,
+    /// A file sent through one replica (`set`, usually multipart) and read back (`get`).
+    pub upload: Option<StoreFlow>,
     pub echo: Option<Echo>,
     pub token: Option<Token>,
     /// A transport whose handshake leaves state on one replica (long polling, negotiate).
@@ -98,6 +105,8 @@ pub struct Target {
     pub triggered: Vec<Triggered>,
     /// Live updates, published through one replica for subscribers on every replica.
     pub broadcast: Vec<Broadcast>,
+    /// Rate limits and lockouts, which every replica must count together.
+    pub rate_limits: Vec<RateLimit>,
     /// Where the file was read from (for reproduce commands and relative paths).
     pub path: PathBuf,
     /// The file's text, for errors found once the backend is known.
@@ -449,6 +458,7 @@ impl Target {
             antiforgery,
             session: raw.session,
             cache: raw.cache,
+            upload: raw.upload,
             echo: raw.echo,
             token: raw.token,
             affinity: raw.affinity,
@@ -456,6 +466,7 @@ impl Target {
             scheduled: raw.scheduled.into_iter().map(|(name, job)| job.resolve(&name, file)).collect::<Result<_, _>>()?,
             triggered: raw.triggered.into_iter().map(|(name, work)| work.resolve(&name, file)).collect::<Result<_, _>>()?,
             broadcast: raw.broadcast.into_iter().map(|(name, flow)| flow.resolve(&name, file)).collect::<Result<_, _>>()?,
+            rate_limits: raw.limit.into_iter().map(|(name, limit)| limit.resolve(&name, file)).collect::<Result<_, _>>()?,
             path: file.path.clone(),
             source: file.clone(),
         };
@@ -603,7 +614,7 @@ impl Target {
             }
             _ => {}
         }
-        for (section, flow) in [("session", &self.session), ("cache", &self.cache)] {
+        for (section, flow) in [("session", &self.session), ("cache", &self.cache), ("upload", &self.upload)] {
             if let Some(flow) = flow {
                 flow.validate(section, file)?;
             }
@@ -825,6 +836,40 @@ mod tests {
         assert!(err.contains("t.toml:7:") && err.contains("unknown placeholder `{sid}` in [affinity]"), "{err}");
         let err = flow("{ url = \"poll\" }", "{ url = \"/poll\" }").unwrap_err();
         assert!(err.contains("[affinity] `poll` is not a path"), "{err}");
+    }
+
+    #[test]
+    fn rate_limits_are_read_with_their_defaults_and_their_mistakes_are_located() {
+        let flow = |rest: &str| load(&format!("{MINIMAL}[limit.resets]\n{rest}"));
+        let attempt = "attempt = { method = \"POST\", url = \"/reset\", form = { email = \"{value}@x.test\" } }\n";
+        let target = flow(&format!("{attempt}limit = 5\nwindow = \"1m\"\n")).unwrap();
+        let limit = &target.rate_limits[0];
+        assert!(limit.sends_value() && limit.limited.status.as_ref().is_some_and(|s| s.contains(429)), "{limit:?}");
+        assert_eq!(limit.refill(), Duration::from_secs(12));
+        let e = flow("attempt = { url = \"/reset?u={user}\" }\nlimit = 5\nwindow = \"1m\"\n").unwrap_err();
+        assert!(e.contains("t.toml:5:") && e.contains("unknown placeholder `{user}` in [limit.resets] attempt"), "{e}");
+        let e = flow("attempt = { url = \"/reset\" }\nlimit = 500\nwindow = \"1m\"\n").unwrap_err();
+        assert!(e.contains("t.toml:6:") && e.contains("[limit.resets] limit = 500: give a limit from 1 to 50"), "{e}");
+        let e = flow("attempt = { url = \"/reset\" }\nlimit = 5\nwindow = \"0s\"\n").unwrap_err();
+        assert!(e.contains("[limit.resets] window cannot be zero"), "{e}");
+        let e = flow("attempt = { url = \"/reset\" }\nlimit = 5\nwindow = \"1m\"\nlimited = {}\n").unwrap_err();
+        assert!(e.contains("[limit.resets] limited is empty"), "{e}");
+    }
+
+    #[test]
+    fn an_upload_sends_files_in_a_multipart_form_never_beside_a_body_nor_by_get() {
+        let flow = |set: &str| load(&format!("{MINIMAL}[upload]\nset = {set}\nget = {{ url = \"/uploads/{{key}}\" }}\n"));
+        let file = "multipart = { file = { filename = \"{key}.txt\", content = \"{value}\" } }";
+        let target = flow(&format!("{{ method = \"POST\", url = \"/uploads\", form = {{ title = \"t\" }}, {file} }}")).unwrap();
+        let upload = target.upload.as_ref().expect("the flow");
+        assert_eq!(upload.set.multipart["file"].filename.raw(), "{key}.txt");
+        assert!(target.flows().contains(&"upload".to_owned()));
+        let e = flow(&format!("{{ method = \"POST\", url = \"/uploads\", body = \"x\", {file} }}")).unwrap_err();
+        assert!(e.contains("t.toml:5:") && e.contains("either `multipart` files or a `body`"), "{e}");
+        let e = flow(&format!("{{ url = \"/uploads\", {file} }}")).unwrap_err();
+        assert!(e.contains("a GET request sends no files"), "{e}");
+        let e = flow("{ method = \"POST\", url = \"/uploads\", multipart = { file = { filename = \"{name}\", content = \"x\" } } }").unwrap_err();
+        assert!(e.contains("unknown placeholder `{name}` in [upload]"), "{e}");
     }
 
     #[test]

@@ -23,10 +23,11 @@ pub enum ExperimentKind {
     ScheduledJobs,
     TriggeredWork,
     Broadcast,
+    Limits,
 }
 
 impl ExperimentKind {
-    pub const ALL: [ExperimentKind; 13] = [
+    pub const ALL: [ExperimentKind; 14] = [
         ExperimentKind::Restart,
         ExperimentKind::Kill,
         ExperimentKind::Pause,
@@ -40,6 +41,9 @@ impl ExperimentKind {
         ExperimentKind::ScheduledJobs,
         ExperimentKind::TriggeredWork,
         ExperimentKind::Broadcast,
+        // Last: a limit keyed on the proxy's address keeps refusing every client for its
+        // window, whatever runs after it.
+        ExperimentKind::Limits,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +61,7 @@ impl ExperimentKind {
             ExperimentKind::ScheduledJobs => "scheduled-jobs",
             ExperimentKind::TriggeredWork => "triggered-work",
             ExperimentKind::Broadcast => "broadcast",
+            ExperimentKind::Limits => "limits",
         }
     }
 
@@ -87,6 +92,7 @@ impl ExperimentKind {
             ExperimentKind::ScheduledJobs => vec![JobRunsOnEveryReplica, WorkLostAtShutdown],
             ExperimentKind::TriggeredWork => vec![SideEffectDuplicated, WorkLostAtShutdown],
             ExperimentKind::Broadcast => vec![BroadcastNotShared],
+            ExperimentKind::Limits => vec![LimitPerReplica, LimitResetByRestart, LimitSharedByAllClients, LimitSpoofable],
         }
     }
 
@@ -100,7 +106,12 @@ impl ExperimentKind {
     pub fn hands_over(self) -> bool {
         !matches!(
             self,
-            ExperimentKind::Sigterm | ExperimentKind::StoreOutage | ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork | ExperimentKind::Broadcast
+            ExperimentKind::Sigterm
+                | ExperimentKind::StoreOutage
+                | ExperimentKind::ScheduledJobs
+                | ExperimentKind::TriggeredWork
+                | ExperimentKind::Broadcast
+                | ExperimentKind::Limits
         )
     }
 

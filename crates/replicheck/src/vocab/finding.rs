@@ -13,6 +13,9 @@ pub struct Artifact(pub String);
 /// negotiate token): the flow needs its requests routed to that replica.
 pub const TRANSPORT_SESSION: &str = "transport-session";
 
+/// The artifact an upload leaves: a file one replica wrote, which the others must serve.
+pub const UPLOAD: &str = "upload";
+
 impl Artifact {
     /// Whether the artifact belongs to one replica by design, as a connection does: a
     /// replica that restarts is expected to lose it, and the client to open another.
@@ -49,6 +52,11 @@ pub enum FindingKind {
     WorkLostAtShutdown,
     BroadcastNotShared,
     AffinityRequired,
+    LimitPerReplica,
+    LimitResetByRestart,
+    LimitSharedByAllClients,
+    LimitSpoofable,
+    UploadNotShared,
     ExpectationFailed,
 }
 
@@ -62,6 +70,7 @@ impl FindingKind {
             Some("cache-entry") => FindingKind::CacheDivergent,
             Some("signed-token" | "signing-keys") => FindingKind::SigningKeysDivergent,
             Some(TRANSPORT_SESSION) => FindingKind::AffinityRequired,
+            Some(UPLOAD) => FindingKind::UploadNotShared,
             _ => FindingKind::ExpectationFailed,
         }
     }
@@ -91,6 +100,11 @@ impl FindingKind {
             FindingKind::WorkLostAtShutdown => "work-lost-at-shutdown",
             FindingKind::BroadcastNotShared => "broadcast-not-shared",
             FindingKind::AffinityRequired => "affinity-required",
+            FindingKind::LimitPerReplica => "limit-per-replica",
+            FindingKind::LimitResetByRestart => "limit-reset-by-restart",
+            FindingKind::LimitSharedByAllClients => "limit-shared-by-all-clients",
+            FindingKind::LimitSpoofable => "limit-spoofable",
+            FindingKind::UploadNotShared => "upload-not-shared",
             FindingKind::ExpectationFailed => "expectation-failed",
         }
     }
@@ -107,6 +121,10 @@ impl FindingKind {
                 | FindingKind::SideEffectDuplicated
                 | FindingKind::WorkLostAtShutdown
                 | FindingKind::BroadcastNotShared
+                | FindingKind::LimitPerReplica
+                | FindingKind::LimitResetByRestart
+                | FindingKind::LimitSharedByAllClients
+                | FindingKind::LimitSpoofable
         )
     }
 }

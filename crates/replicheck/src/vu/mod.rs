@@ -105,6 +105,12 @@ impl VuContext {
         }
     }
 
+    /// Users of another client: connecting to `balancer` (the run's, or a replica straight
+    /// as a stranger does) from `client_address`, running `scenarios` of their own.
+    pub fn for_client(&self, balancer: Entrance, client_address: IpAddr, scenarios: &[Scenario]) -> Self {
+        Self { post_scheme: self.post_scheme, ..Self::new(balancer, client_address, scenarios, self.seed, self.origin, self.limits, self.secrets.clone()) }
+    }
+
     /// The same users, posting with `Origin` and `Referer` in `scheme`: the origin an app
     /// that ignores X-Forwarded-Proto believes it has. A browser never does this; it takes
     /// that one fault away so the cross-replica questions behind it can still be asked.
@@ -328,7 +334,43 @@ struct Outgoing {
     method: reqwest::Method,
     path: String,
     headers: Vec<(String, String)>,
-    body: Option<(String, Vec<u8>)>,
+    body: Option<Body>,
+}
+
+/// What a request carries.
+enum Body {
+    Bytes { content_type: String, bytes: Vec<u8> },
+    /// Fields and files, encoded as `multipart/form-data` (with a boundary of its own)
+    /// each time the request is sent.
+    Multipart { fields: Vec<(String, String)>, files: Vec<File> },
+}
+
+/// A file of a multipart request, rendered.
+struct File {
+    field: String,
+    filename: String,
+    content: Vec<u8>,
+    content_type: String,
+}
+
+impl File {
+    /// The form of a multipart request, made anew for each send (a form is read once).
+    fn form(fields: &[(String, String)], files: &[File]) -> reqwest::multipart::Form {
+        let mut form = reqwest::multipart::Form::new();
+        for (name, value) in fields {
+            form = form.text(name.clone(), value.clone());
+        }
+        for file in files {
+            let part = reqwest::multipart::Part::bytes(file.content.clone()).file_name(file.filename.clone());
+            // A type the file does not parse as goes as bytes of no particular type.
+            let part = match part.mime_str(&file.content_type) {
+                Ok(part) => part,
+                Err(_) => reqwest::multipart::Part::bytes(file.content.clone()).file_name(file.filename.clone()),
+            };
+            form = form.part(file.field.clone(), part);
+        }
+        form
+    }
 }
 
 /// The final response of a step, after redirects.
@@ -510,10 +552,26 @@ impl<'a> VirtualUser<'a> {
             let url = spec.url.as_ref().ok_or("the request has no url")?;
             (render(url, &self.vars)?, (!overrides.is_empty()).then_some(overrides))
         };
+        if !spec.multipart.is_empty() {
+            let files = spec
+                .multipart
+                .iter()
+                .map(|(field, file)| {
+                    Ok(File {
+                        field: field.clone(),
+                        filename: render(&file.filename, &self.vars)?,
+                        content: render(&file.content, &self.vars)?.into_bytes(),
+                        content_type: file.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let body = Body::Multipart { fields: fields.unwrap_or_default(), files };
+            return Ok(self.outgoing(&method, path, headers, Some(body)));
+        }
         let body = match (fields, &spec.body) {
             (Some(fields), _) if method != "GET" => {
                 let encoded = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&fields).finish();
-                Some(("application/x-www-form-urlencoded".to_owned(), encoded.into_bytes()))
+                Some(Body::Bytes { content_type: "application/x-www-form-urlencoded".to_owned(), bytes: encoded.into_bytes() })
             }
             (Some(fields), _) => {
                 // A GET form puts its fields in the query, as a browser does.
@@ -527,14 +585,14 @@ impl<'a> VirtualUser<'a> {
                     .position(|(n, _)| n.eq_ignore_ascii_case("content-type"))
                     .map(|i| headers.remove(i).1)
                     .unwrap_or_else(|| "text/plain; charset=utf-8".into());
-                Some((content_type, render(body, &self.vars)?.into_bytes()))
+                Some(Body::Bytes { content_type, bytes: render(body, &self.vars)?.into_bytes() })
             }
             (None, None) => None,
         };
         Ok(self.outgoing(&method, path, headers, body))
     }
 
-    fn outgoing(&self, method: &str, path: String, mut headers: Vec<(String, String)>, body: Option<(String, Vec<u8>)>) -> Outgoing {
+    fn outgoing(&self, method: &str, path: String, mut headers: Vec<(String, String)>, body: Option<Body>) -> Outgoing {
         if method != "GET" && method != "HEAD" {
             // Same-origin form posts: frameworks' CSRF checks refuse an https post without them.
             let posted_from = |url: &Url| {
@@ -659,8 +717,10 @@ impl<'a> VirtualUser<'a> {
         for (name, value) in &outgoing.headers {
             request = request.header(name.as_str(), value.as_str());
         }
-        if let Some((content_type, body)) = &outgoing.body {
-            request = request.header(header::CONTENT_TYPE, content_type.as_str()).body(body.clone());
+        match &outgoing.body {
+            Some(Body::Bytes { content_type, bytes }) => request = request.header(header::CONTENT_TYPE, content_type.as_str()).body(bytes.clone()),
+            Some(Body::Multipart { fields, files }) => request = request.multipart(File::form(fields, files)),
+            None => {}
         }
         // The balancer answers for itself when it cannot reach the replica; no answer at all
         // is the replica's silence, through the balancer.

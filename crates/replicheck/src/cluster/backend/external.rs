@@ -172,7 +172,7 @@ impl ExternalSpec {
 }
 
 /// What an experiment needs of instances that replicheck cannot have: none for live
-/// updates, whose subscriptions pass the relays.
+/// updates, whose subscriptions pass the relays, nor for rate limits.
 fn what_it_needs(kind: ExperimentKind) -> Option<&'static str> {
     let needs = match kind {
         ExperimentKind::Restart => "restart them",
@@ -185,7 +185,8 @@ fn what_it_needs(kind: ExperimentKind) -> Option<&'static str> {
         ExperimentKind::ColdStart => "start them anew on an empty shared store",
         ExperimentKind::Hardened => "run them hardened",
         ExperimentKind::ScheduledJobs | ExperimentKind::TriggeredWork => "receive their work and stop all but one",
-        ExperimentKind::Broadcast => return None,
+        // Without a restart where restarts are out of reach.
+        ExperimentKind::Broadcast | ExperimentKind::Limits => return None,
     };
     Some(needs)
 }
