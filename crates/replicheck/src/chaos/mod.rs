@@ -49,6 +49,23 @@ impl ExperimentKind {
                 reason: "no [scheduled.NAME] job says when a run begins (`started`), so none was caught half-way at SIGTERM".into(),
             });
         }
+        if self == ExperimentKind::Limits {
+            let named = |limits: Vec<&crate::target::RateLimit>| limits.iter().map(|l| format!("[limit.{}]", l.name)).collect::<Vec<_>>().join(", ");
+            let valueless: Vec<_> = target.rate_limits.iter().filter(|l| !l.sends_value()).collect();
+            if !valueless.is_empty() {
+                untested.push(Untested {
+                    kind: FindingKind::LimitSharedByAllClients,
+                    reason: format!("{}: every client sends the same attempt (no {{value}}), so a limit on what it names, such as an account, would be shared by design", named(valueless)),
+                });
+            }
+            let single: Vec<_> = target.rate_limits.iter().filter(|l| (l.limit as usize) < THROUGH_NEEDED).collect();
+            if !single.is_empty() {
+                untested.push(Untested {
+                    kind: FindingKind::LimitResetByRestart,
+                    reason: format!("{}: a limit of 1 leaves one try after a restart, which a limit that refills could also give back", named(single)),
+                });
+            }
+        }
         if self != ExperimentKind::Sigterm {
             return untested;
         }

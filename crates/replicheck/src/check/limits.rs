@@ -202,9 +202,10 @@ fn judge(check: &LimitCheck, flow: &RateLimit) -> Judged {
             FindingKind::LimitPerReplica,
             format!("every replica counts a client's tries together: {} in all, whichever replicas serve them", stated(flow)),
             format!(
-                "client {} was limited by {} after {before} tries let through; then {} let it through ({}) {within}: {} tries in all",
+                "client {} was limited by {} {}; then {} let it through ({}) {within}: {} tries in all",
                 limited.client,
                 limited.replica(),
+                if before == 0 { "from its first try (a count it shares with other clients)".to_owned() } else { format!("after {before} tries let through") },
                 on.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and "),
                 spread.join(", "),
                 before + through.len()
