@@ -11,7 +11,9 @@
 //!   (webhooks, mail) for the background-work experiments.
 //! - [`vu`]: virtual users running the plan through the balancer, each with its own cookie jar.
 //! - [`inspect`]: questions asked of each replica directly (forwarded headers, signing keys).
-//! - [`chaos`]: experiments that disrupt the cluster (restarts, SIGTERM, store outages) under load.
+//! - [`chaos`]: experiments that disrupt the cluster (restarts, SIGTERM, store outages) under load,
+//!   and those that watch what crosses replicas otherwise (background work, live updates,
+//!   rate limits).
 //! - [`history`]: what the run produced: every step and request, with the replica that served it.
 //! - [`check`]: reads the history and the control runs, and decides the findings.
 //! - [`diagnose`]: groups findings by probable root cause, with remedies per framework;

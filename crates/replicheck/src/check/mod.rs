@@ -13,7 +13,8 @@
 //! its record, once everything has run; a stored record is judged again the same way.
 //! `explored` judges the schedules exploration runs, with the same placing of failures.
 //! `background` judges what the replicas delivered to the run's sink during the
-//! background-work experiments, each against one replica alone.
+//! background-work experiments, each against one replica alone; `live` the broadcast
+//! experiment's subscribers, and `limits` the limits experiment's series of tries.
 //!
 //! Findings are built two ways, because their evidence comes two ways: a user's failure
 //! (`Candidate` here, for planned users and explored schedules) waits for control and
