@@ -1,10 +1,12 @@
 # A small Rails app (not replicheck's demo) with Rails' own machinery: sessions in the
 # encrypted cookie store keyed by secret_key_base, protect_from_forgery with
 # authenticity_token (and its Origin check), Rails.cache, and ActionDispatch::RemoteIp
-# for the client's address. Served by WEBrick through Rack's handler. The deployment's
-# environment picks the mode:
+# for the client's address, Rack::Attack for a rate limit and a plain controller for file
+# uploads. Served by WEBrick through Rack's handler. The deployment's environment picks the
+# mode:
 #
-# Misconfigured (broken.toml: no SECRET_KEY_BASE, CACHE_DIR, TRUSTED_PROXY, DRAIN_MS):
+# Misconfigured (broken.toml: no SECRET_KEY_BASE, CACHE_DIR, TRUSTED_PROXY, DRAIN_MS,
+# RATE_LIMIT_REDIS; UPLOAD_DIR is the replica's own directory):
 # - every process makes its own secret_key_base: sign-in, session and authenticity token
 #   are lost on another replica and after a restart;
 # - Rails.cache is a memory store: per process, empty after a restart;
@@ -14,23 +16,35 @@
 #   skip), so a stranger who connects straight to a replica is believed;
 # - WEBrick's default SIGTERM: Ruby raises SignalException in the main thread, WEBrick's
 #   accept loop closes its listener at once, waits for the requests in flight, and the
-#   process dies of the signal. Requests the balancer still routes are refused.
+#   process dies of the signal. Requests the balancer still routes are refused;
+# - Rack::Attack throttles POST /password-reset (5 a minute per client) with its counts in
+#   an ActiveSupport MemoryStore of the process, keyed on REMOTE_ADDR: since remote_ip
+#   believes anyone here, the throttle keys on the one address nobody can forge, which
+#   behind the proxy is the proxy's. So the limit is counted per replica, forgotten at a
+#   restart, and shared by every client behind the proxy;
+# - uploads are written to UPLOAD_DIR, the replica's own disk: another replica has none of
+#   them.
 #
 # Configured (fixed.toml): SECRET_KEY_BASE from the deployment; the cache is a file
 # store in a directory all replicas share (CACHE_DIR); config.action_dispatch.
 # trusted_proxies is exactly TRUSTED_PROXY, and TrustedProxyHeaders drops X-Forwarded-*
 # (and Client-IP) unless the connection comes from it; at SIGTERM readiness answers 503,
 # the server keeps serving DRAIN_MS, then closes its listener, finishes the requests in
-# flight and exits 0.
+# flight and exits 0; Rack::Attack counts in the run's Redis (a RedisCacheStore on
+# RATE_LIMIT_REDIS), keyed on the client's address as RemoteIp derives it from the trusted
+# proxy's X-Forwarded-For; uploads go to a directory every replica shares (UPLOAD_DIR).
 #
 #   ruby app.rb PORT
 require "securerandom"
+require "fileutils"
 require "logger"
 require "ipaddr"
 require "json"
 require "rails"
 require "action_controller/railtie"
 require "rack/handler/webrick"
+# After Rails: its railtie appends Rack::Attack to the app's middleware, after RemoteIp.
+require "rack/attack"
 
 # Keeps the client-supplied proxy headers Rack and Rails read only when the connection
 # comes from the proxy we deploy behind: Rack believes X-Forwarded-Proto from anyone, and
@@ -74,6 +88,8 @@ class NotesApp < Rails::Application
     config.action_dispatch.trusted_proxies = [IPAddr.new(proxy)]
     config.middleware.insert_before 0, TrustedProxyHeaders, proxy
   end
+  # The replica's own disk (misconfigured) or a directory every replica shares.
+  config.x.upload_dir = ENV.fetch("UPLOAD_DIR")
   # Forgery protection is declared in the controller below, where it can be read.
   config.action_controller.default_protect_from_forgery = false
 
@@ -91,13 +107,36 @@ class NotesApp < Rails::Application
     post "/session" => "pages#keep_note"
     get "/cache/:key" => "pages#read_cache"
     put "/cache/:key" => "pages#write_cache"
+    post "/password-reset" => "pages#password_reset"
+    post "/uploads" => "pages#upload"
+    get "/uploads/:name" => "pages#uploaded", constraints: { name: %r{[^/]+} }, format: false
+  end
+end
+
+# The rate limit: POST /password-reset, 5 tries per client a minute (Rack::Attack's windows
+# are the clock's minutes), then 429.
+if (redis = ENV["RATE_LIMIT_REDIS"])
+  # Configured: the counts in Redis, which every replica shares and a restart keeps.
+  Rack::Attack.cache.store = ActiveSupport::Cache::RedisCacheStore.new(
+    url: redis, connect_timeout: 1, read_timeout: 1, write_timeout: 1, reconnect_attempts: 1
+  )
+  # The client as RemoteIp derives it: X-Forwarded-For when the peer is the trusted proxy.
+  Rack::Attack.throttle("password-resets/ip", limit: 5, period: 60) do |req|
+    req.env["action_dispatch.remote_ip"].to_s if req.post? && req.path == "/password-reset"
+  end
+else
+  # Misconfigured: the counts in this process, keyed on the connection's peer.
+  Rack::Attack.cache.store = ActiveSupport::Cache::MemoryStore.new
+  Rack::Attack.throttle("password-resets/ip", limit: 5, period: 60) do |req|
+    req.get_header("REMOTE_ADDR") if req.post? && req.path == "/password-reset"
   end
 end
 
 class PagesController < ActionController::Base
   protect_from_forgery with: :exception
   # The session and cache endpoints stand for an API: no form, no token.
-  skip_forgery_protection only: [:keep_note, :write_cache]
+  # So do the password reset and the uploads.
+  skip_forgery_protection only: [:keep_note, :write_cache, :password_reset, :upload]
   rescue_from(ActionController::InvalidAuthenticityToken) { render plain: "Invalid authenticity token", status: 422 }
 
   USERS = { "bob@example.com" => "hunter22" }.freeze
@@ -178,7 +217,43 @@ class PagesController < ActionController::Base
     value ? render(plain: value) : render(plain: "not cached", status: 404)
   end
 
+  # Rack::Attack answers 429 before this once the client is over its limit.
+  def password_reset
+    render plain: "If #{params[:email]} has an account, a reset link is on its way.", status: :accepted
+  end
+
+  def upload
+    file = params[:file]
+    return render(plain: "a file is required (field file)", status: 400) unless file.respond_to?(:original_filename)
+
+    name = upload_name(file.original_filename)
+    return render(plain: "bad file name", status: 400) unless name
+
+    dir = Rails.configuration.x.upload_dir
+    FileUtils.mkdir_p(dir)
+    # Written beside, then renamed: a reader never sees half a file.
+    partial = File.join(dir, ".#{name}.#{SecureRandom.hex(4)}")
+    FileUtils.cp(file.tempfile.path, partial)
+    File.chmod(0o644, partial)
+    File.rename(partial, File.join(dir, name))
+    render plain: "uploaded #{name}", status: :created
+  end
+
+  def uploaded
+    name = upload_name(params[:name])
+    path = name && File.join(Rails.configuration.x.upload_dir, name)
+    return render(plain: "no such upload", status: 404) unless path && File.file?(path)
+
+    send_file path, disposition: "inline"
+  end
+
   private
+
+  # The file name alone, no directories, no hidden files.
+  def upload_name(given)
+    name = File.basename(given.to_s)
+    name if name.match?(/\A[\w][\w.-]*\z/)
+  end
 
   def page(title, body)
     render html: "<!doctype html><html><body><h1>#{title}</h1>#{body}</body></html>".html_safe
