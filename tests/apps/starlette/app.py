@@ -22,6 +22,14 @@ HUB chooses how a message reaches them:
   each message to that worker's sockets and subscribing again after losing Redis. At
   SIGTERM uvicorn closes every socket (1012) and the handlers end, so the worker can stop.
 
+A rate limit: slowapi's `Limiter` allows `POST /password-reset` (form `email`, an API: no
+CSRF token) 5 times a minute per client, keyed on slowapi's `get_remote_address`, the
+client as uvicorn's ProxyHeadersMiddleware made it (`--forwarded-allow-ips`), and answers
+429 beyond; its counts are where RATE_LIMIT_STORAGE says: `memory://` (misconfigured, the
+default: this worker's memory), or the run's Redis. Uploads: `POST /uploads` (multipart,
+field `file`, through python-multipart) is saved under its file name in UPLOAD_DIR, and
+`GET /uploads/NAME` answers it.
+
 Misconfigured (broken.toml), the faults are around the app, not in it:
 - Redis without persistence: a Redis restart forgets every session and cache entry.
 - No READINESS_CHECKS_REDIS: readiness answers 200 while Redis is down and every page
@@ -30,10 +38,17 @@ Misconfigured (broken.toml), the faults are around the app, not in it:
   X-Forwarded-For/-Proto from anyone who connects.
 - gunicorn closes its listener at SIGTERM, while a Kubernetes-style balancer still
   routes to the replica for a while.
+- The rate limit counts in the worker's memory (`memory://`): per replica, forgotten at a
+  restart; and since uvicorn believes anyone's X-Forwarded-For, a client that forges a new
+  address each try is never limited.
+- UPLOAD_DIR is the replica's own disk: another replica has none of its uploads.
 
 Configured (fixed.toml): Redis with AOF persistence, readiness 503 when Redis does not
-answer (READINESS_CHECKS_REDIS=1), `--forwarded-allow-ips` the proxy's address only, and
-a load balancer that drains the instance before it gets SIGTERM.
+answer (READINESS_CHECKS_REDIS=1), `--forwarded-allow-ips` the proxy's address only (so
+the limit's key is the client behind the proxy, and a stranger's forged header is
+ignored), the limit's counts in the run's Redis (RATE_LIMIT_STORAGE), uploads in a
+directory every replica shares, and a load balancer that drains the instance before it
+gets SIGTERM.
 
 Both: `--graceful-timeout 8` (under the 10s grace) lets the workers finish the requests
 in flight after SIGTERM; a Redis error answers 503.
@@ -44,6 +59,7 @@ import html
 import json
 import os
 import secrets
+import tempfile
 
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
@@ -53,7 +69,10 @@ from redis.retry import Retry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from slowapi import Limiter, _rate_limit_exceeded_handler
+from slowapi.errors import RateLimitExceeded
+from slowapi.util import get_remote_address
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 
@@ -64,6 +83,18 @@ HUB = os.environ.get("HUB", "memory")
 HUB_CHANNEL = "starlette-zoo:hub"
 if HUB not in ("memory", "redis"):
     raise SystemExit(f'HUB={HUB}: "memory" or "redis"')
+UPLOAD_DIR = os.environ["UPLOAD_DIR"]
+
+# The rate limit, per client: memory:// (this worker's) or the run's Redis (redis://...),
+# whose sync client slowapi calls in the request; bounded, so a paused Redis cannot hang a
+# worker (an error answers 503, as the store's do).
+limiter = Limiter(
+    key_func=get_remote_address,
+    storage_uri=os.environ.get("RATE_LIMIT_STORAGE", "memory://"),
+    storage_options={"socket_timeout": 1, "socket_connect_timeout": 0.5}
+    if os.environ.get("RATE_LIMIT_STORAGE", "memory://").startswith("redis") else {},
+    key_prefix="starlette-zoo",
+)
 
 # One client (and connection pool) per worker process: gunicorn imports this module in
 # each worker after the fork. A connection broken by a Redis restart is retried once.
@@ -191,6 +222,49 @@ async def cache(request):
     return PlainTextResponse(value)
 
 
+@limiter.limit("5/minute")
+async def password_reset(request):
+    """`POST /password-reset` (form `email`): 202; slowapi answers 429 once the client is over
+    its limit. An API: no CSRF token."""
+    email = (await request.form()).get("email", "")
+    return PlainTextResponse(f"If {email} has an account, a reset link is on its way.", status_code=202)
+
+
+def upload_path(name):
+    """The path of an upload: its name alone, no directories, no hidden files."""
+    name = os.path.basename(name or "")
+    if not name or name.startswith(".") or not all(c.isalnum() or c in "._-" for c in name):
+        return None
+    return os.path.join(UPLOAD_DIR, name)
+
+
+async def upload(request):
+    """`POST /uploads` (multipart, field `file`): saved under its file name, 201."""
+    form = await request.form()
+    file = form.get("file")
+    if file is None or isinstance(file, str):
+        return PlainTextResponse("a file is required (field file)", status_code=400)
+    path = upload_path(file.filename)
+    if path is None:
+        return PlainTextResponse("bad file name", status_code=400)
+    content = await file.read()
+    os.makedirs(UPLOAD_DIR, exist_ok=True)
+    # Written beside, then renamed: a reader never sees half a file.
+    with tempfile.NamedTemporaryFile(dir=UPLOAD_DIR, prefix=".upload-", delete=False) as partial:
+        partial.write(content)
+    os.chmod(partial.name, 0o644)
+    os.replace(partial.name, path)
+    return PlainTextResponse(f"uploaded {os.path.basename(path)}", status_code=201)
+
+
+async def uploaded(request):
+    """`GET /uploads/NAME`: the file, or 404."""
+    path = upload_path(request.path_params["name"])
+    if path is None or not os.path.isfile(path):
+        return PlainTextResponse("no such upload", status_code=404)
+    return FileResponse(path)
+
+
 # ---- live updates -------------------------------------------------------------------------
 SOCKETS = set()  # this worker's subscribers
 
@@ -284,8 +358,11 @@ app = Starlette(
         Route("/session", session_note, methods=["GET", "POST"]),
         Route("/cache/{key}", cache, methods=["GET", "PUT"]),
         WebSocketRoute("/hub/ws", hub_socket), Route("/hub/publish", hub_publish, methods=["POST"]),
+        Route("/password-reset", password_reset, methods=["POST"]),
+        Route("/uploads", upload, methods=["POST"]), Route("/uploads/{name}", uploaded),
     ],
     middleware=[Middleware(SessionMiddleware, secret_key=os.environ["SESSION_SECRET"])],
-    exception_handlers={RedisError: store_down},
+    exception_handlers={RedisError: store_down, RateLimitExceeded: _rate_limit_exceeded_handler},
     lifespan=lifespan,
 )
+app.state.limiter = limiter
