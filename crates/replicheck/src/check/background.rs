@@ -36,13 +36,7 @@ fn start(run: &ExperimentRun) -> Assessment {
             notes.push(format!("{} deliveries reached the sink without a replica's path (the app dropped the path of its {{sink_url}}): not attributed, not judged", deliveries.stray));
         }
     }
-    Assessment {
-        error: run.error.clone(),
-        users: run.users().count() as u32,
-        requests: run.users().flat_map(|u| &u.steps).map(|s| s.requests.len()).sum(),
-        notes,
-        ..Assessment::default()
-    }
+    Assessment { notes, ..Assessment::of(run) }
 }
 
 /// Where to look when nothing arrived: an app that could not reach the sink says so in its

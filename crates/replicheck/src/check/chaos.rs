@@ -71,14 +71,8 @@ pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario]
         }
         _ => {}
     }
-    let mut assessment = Assessment {
-        error: run.error.clone(),
-        users: run.users().count() as u32,
-        requests: run.users().flat_map(|u| &u.steps).map(|s| s.requests.len()).sum(),
-        ..Assessment::default()
-    };
+    let mut assessment = Assessment::of(run);
     assessment.baseline = baseline(plan, run);
-    assessment.notes.extend(run.notes.iter().cloned());
     let mut found: BTreeMap<(FindingKind, String, String), Candidate> = BTreeMap::new();
     let mut add = |candidate: Candidate| {
         found

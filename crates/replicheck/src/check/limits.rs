@@ -12,22 +12,16 @@
 
 use std::time::Duration;
 
-use super::finding::{ArtifactEvidence, FindingKind};
+use super::finding::FindingKind;
 use super::twice::{Assessment, Candidate};
 use crate::chaos::THROUGH_NEEDED;
 use crate::history::limits::{Answer, LimitCheck, Question, Try};
-use crate::history::{ExperimentRun, Observed, Phase};
+use crate::history::{ExperimentRun, Phase};
 use crate::target::RateLimit;
 use crate::vocab::replica::Incarnation;
 
 pub fn assess_limits(run: &ExperimentRun, flows: &[RateLimit]) -> Assessment {
-    let mut assessment = Assessment {
-        error: run.error.clone(),
-        users: run.users().count() as u32,
-        requests: run.users().flat_map(|u| &u.steps).map(|s| s.requests.len()).sum(),
-        notes: run.notes.clone(),
-        ..Assessment::default()
-    };
+    let mut assessment = Assessment::of(run);
     for flow in flows {
         let checks: Vec<&LimitCheck> = run.limits.iter().filter(|c| c.flow == flow.name).collect();
         let Some(shared) = checks.iter().find(|c| c.question == Question::SharedByClients) else { continue };
@@ -241,23 +235,8 @@ fn judge(check: &LimitCheck, flow: &RateLimit) -> Judged {
     Judged::Candidate(Box::new(found))
 }
 
-fn candidate(kind: FindingKind, flow: &RateLimit, (producer, consumer): (Incarnation, Incarnation), at: &Try, expected: String, reason: String, control: String) -> Candidate {
-    Candidate {
-        kind,
-        scenario: "limits".into(),
-        step: flow.name.clone(),
-        producer,
-        consumer,
-        after: None,
-        expected,
-        observed: Observed { reason, ..Observed::default() },
-        control,
-        artifact: ArtifactEvidence::named("none"),
-        vu: Some(at.vu),
-        at_ms: Some(at.start_ms),
-        occurrences: 1,
-        notes: Vec::new(),
-    }
+fn candidate(kind: FindingKind, flow: &RateLimit, ends: (Incarnation, Incarnation), at: &Try, expected: String, reason: String, control: String) -> Candidate {
+    Candidate { vu: Some(at.vu), at_ms: Some(at.start_ms), ..Candidate::said(kind, "limits", &flow.name, ends, (expected, reason, control)) }
 }
 
 #[cfg(test)]

@@ -13,23 +13,17 @@
 //! subscriber on the same replica then. It is judged only if none of the messages
 //! published through another replica reached it while the hub had time to recover.
 
-use super::finding::{ArtifactEvidence, FindingKind};
+use super::finding::FindingKind;
 use super::twice::{Assessment, Candidate};
 use crate::history::live::{ConnectionRecord, Published, Subscriber};
-use crate::history::{ChaosEvent, ExperimentRun, Observed};
+use crate::history::{ChaosEvent, ExperimentRun};
 use crate::vocab::replica::Incarnation;
 
 /// Messages quoted as what arrived instead, at most.
 const QUOTED: usize = 3;
 
 pub fn assess_broadcast(run: &ExperimentRun) -> Assessment {
-    let mut assessment = Assessment {
-        error: run.error.clone(),
-        users: run.users().count() as u32,
-        requests: run.users().flat_map(|u| &u.steps).map(|s| s.requests.len()).sum(),
-        notes: run.notes.clone(),
-        ..Assessment::default()
-    };
+    let mut assessment = Assessment::of(run);
     for subscriber in &run.subscribers {
         let judged = match &subscriber.after {
             None => judge(subscriber),
@@ -122,22 +116,11 @@ fn ends(subscriber: &Subscriber, connection: &ConnectionRecord, trial: &Publishe
 /// The candidate of a message `trial` that never reached its subscriber, in words
 /// (expected, observed, control).
 fn not_shared(subscriber: &Subscriber, (publisher, subscriber_on): (Incarnation, Incarnation), trial: &Published, after: Option<ChaosEvent>, words: (String, String, String)) -> Judged {
-    let (expected, reason, control) = words;
     Judged::NotShared(Box::new(Candidate {
-        kind: FindingKind::BroadcastNotShared,
-        scenario: "broadcast".into(),
-        step: subscriber.flow.clone(),
-        producer: publisher,
-        consumer: subscriber_on,
         after,
-        expected,
-        observed: Observed { reason, ..Observed::default() },
-        control,
-        artifact: ArtifactEvidence::named("none"),
         vu: trial.vu,
         at_ms: Some(trial.at_ms),
-        occurrences: 1,
-        notes: Vec::new(),
+        ..Candidate::said(FindingKind::BroadcastNotShared, "broadcast", &subscriber.flow, (publisher, subscriber_on), words)
     }))
 }
 

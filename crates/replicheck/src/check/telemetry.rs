@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::finding::{ArtifactEvidence, FindingKind};
 use super::twice::{Assessment, Candidate};
 use crate::vocab::replica::{Incarnation, ReplicaId};
-use crate::history::{InspectionRun, Observed};
+use crate::history::InspectionRun;
 use crate::telemetry::{Exported, Probe, ReplicaSeen};
 
 /// The steps a telemetry finding can be about.
@@ -213,24 +213,9 @@ fn traces_continued(run: &InspectionRun, window: &Exported, incarnation: &dyn Fn
     found
 }
 
-fn candidate(step: &str, (producer, consumer): (Incarnation, Incarnation), expected: String, reason: String, control: String) -> Candidate {
-    Candidate {
-        kind: FindingKind::TelemetryUnattributed,
-        scenario: "telemetry".into(),
-        step: step.into(),
-        producer,
-        consumer,
-        after: None,
-        expected,
-        observed: Observed { reason, ..Observed::default() },
-        control,
-        // The attribute is the artifact: findings about different ones stay apart.
-        artifact: ArtifactEvidence::named(step),
-        vu: None,
-        at_ms: None,
-        occurrences: 1,
-        notes: Vec::new(),
-    }
+fn candidate(step: &str, ends: (Incarnation, Incarnation), expected: String, reason: String, control: String) -> Candidate {
+    // The attribute is the artifact: findings about different ones stay apart.
+    Candidate { artifact: ArtifactEvidence::named(step), ..Candidate::said(FindingKind::TelemetryUnattributed, "telemetry", step, ends, (expected, reason, control)) }
 }
 
 /// The control failed: no replica's telemetry arrived at all.

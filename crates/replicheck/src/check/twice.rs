@@ -5,7 +5,7 @@
 use super::finding::{ArtifactEvidence, ChaosContext, Control, ControlResult, Finding, FindingKind};
 use super::{ScenarioResult, ScenarioStatus};
 use crate::vocab::replica::Incarnation;
-use crate::history::{ChaosEvent, Observed};
+use crate::history::{ChaosEvent, ExperimentRun, Observed};
 
 /// Something a check run showed, before the second run confirms it.
 #[derive(Debug, Clone)]
@@ -30,6 +30,29 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// One sighting, in words (expected, observed, control), between `producer` and
+    /// `consumer`: what it followed, its artifact and the request to outline are the
+    /// caller's to add.
+    pub fn said(kind: FindingKind, scenario: &str, step: &str, (producer, consumer): (Incarnation, Incarnation), words: (String, String, String)) -> Self {
+        let (expected, reason, control) = words;
+        Candidate {
+            kind,
+            scenario: scenario.to_owned(),
+            step: step.to_owned(),
+            producer,
+            consumer,
+            after: None,
+            expected,
+            observed: Observed { reason, ..Observed::default() },
+            control,
+            artifact: ArtifactEvidence::named("none"),
+            vu: None,
+            at_ms: None,
+            occurrences: 1,
+            notes: Vec::new(),
+        }
+    }
+
     /// What must show again in the second run for this to be a finding.
     pub fn key(&self) -> (FindingKind, String, String) {
         (self.kind, self.scenario.clone(), self.step.clone())
@@ -52,6 +75,17 @@ pub struct Assessment {
 }
 
 impl Assessment {
+    /// An experiment's run before it is judged: its error, notes, users and requests.
+    pub fn of(run: &ExperimentRun) -> Self {
+        Assessment {
+            error: run.error.clone(),
+            users: run.users().count() as u32,
+            requests: run.users().flat_map(|u| &u.steps).map(|s| s.requests.len()).sum(),
+            notes: run.notes.clone(),
+            ..Assessment::default()
+        }
+    }
+
     /// Whether the check is worth a second run: it showed candidates, and neither a failed
     /// control nor an error makes them moot.
     pub fn worth_repeating(&self) -> bool {
