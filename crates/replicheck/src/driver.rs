@@ -190,7 +190,7 @@ pub(crate) async fn start_service(spec: ClusterSpec, edge: Edge, observer: &dyn 
     let cluster = Cluster::start(spec, observer).await?;
     // Instances that run elsewhere are taken in and out by their own platform; probing
     // them would also spend the rate limit and the request budget the users need.
-    let probe_interval = if cluster.relays().is_some() { Duration::ZERO } else { target.health.interval };
+    let probe_interval = if cluster.runs_outside() { Duration::ZERO } else { target.health.interval };
     let mut config = BalancerConfig {
         proxy_address: cluster.vantage().local.then_some(target.balancer.proxy_address),
         answer_within: Some(target.limits.request_timeout),

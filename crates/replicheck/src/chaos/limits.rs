@@ -113,7 +113,7 @@ pub(super) async fn limits(victim: ReplicaId, arena: &mut Arena<'_>, run: &mut E
     // The replica that counts first, then the others in turn (two at most).
     let first = replicas[at];
     let others: Vec<ReplicaId> = replicas.iter().cycle().skip(at + 1).take(replicas.len().saturating_sub(1).min(2)).copied().collect();
-    let outside = arena.cluster.relays().is_some();
+    let outside = arena.cluster.runs_outside();
     for flow in arena.target.rate_limits.clone() {
         let shared = shared_by_clients(arena, run, &flow, first).await;
         let controlled = shared.tries.iter().any(Try::limited);

@@ -46,7 +46,7 @@ pub(super) async fn broadcast(victim: ReplicaId, arena: &mut Arena<'_>, run: &mu
     if !run.subscribers.iter().all(relayed_across) {
         return Ok(());
     }
-    if arena.cluster.relays().is_some() {
+    if arena.cluster.runs_outside() {
         run.notes.push("the instances run outside replicheck: subscriptions were not asked again across a restart".into());
         return Ok(());
     }

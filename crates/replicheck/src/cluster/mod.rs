@@ -412,6 +412,11 @@ impl Cluster {
         }
     }
 
+    /// Whether the instances run outside replicheck (staging): none can be restarted.
+    pub fn runs_outside(&self) -> bool {
+        matches!(self.backend, AnyBackend::External(_))
+    }
+
     /// What the relays to external instances share: the limits and what they counted.
     pub fn relays(&self) -> Option<&Arc<Shared>> {
         match &self.backend {
