@@ -197,18 +197,8 @@ impl StoreFlow {
     }
 
     pub(super) fn validate(&self, section: &str, file: &SourceFile) -> Result<(), FileError> {
-        for request in [&self.set, &self.get] {
-            request.validate().map_err(|(span, message)| file.error_at(span, format!("[{section}] {message}")))?;
-        }
-        let templates = self.set.templates().chain(self.get.templates());
-        let shows = self.shows.iter().flat_map(Expect::templates);
-        for template in templates.chain(shows) {
-            template.check_vars(|name| STORE_PLACEHOLDERS.contains(&name)).map_err(|unknown| {
-                file.error_at(template.span(), format!("unknown placeholder `{{{unknown}}}` in [{section}]"))
-                    .with_help(Some(format!("placeholders here: {}", STORE_PLACEHOLDERS.join(", "))))
-            })?;
-        }
-        Ok(())
+        let help = format!("placeholders here: {}", STORE_PLACEHOLDERS.join(", "));
+        check_requests(section, &[&self.set, &self.get], self.shows.iter().flat_map(Expect::templates), STORE_PLACEHOLDERS, &help, file)
     }
 }
 
@@ -251,17 +241,7 @@ impl Token {
     }
 
     pub(super) fn validate(&self, file: &SourceFile) -> Result<(), FileError> {
-        for request in [&self.issue, &self.use_] {
-            request.validate().map_err(|(span, message)| file.error_at(span, format!("[token] {message}")))?;
-        }
-        let templates = self.issue.templates().chain(self.use_.templates());
-        for template in templates {
-            template.check_vars(|name| name == TOKEN_VAR).map_err(|unknown| {
-                file.error_at(template.span(), format!("unknown placeholder `{{{unknown}}}` in [token]"))
-                    .with_help(Some("the only placeholder here is {token}, the issued token".into()))
-            })?;
-        }
-        Ok(())
+        check_requests("token", &[&self.issue, &self.use_], std::iter::empty(), &[TOKEN_VAR], "the only placeholder here is {token}, the issued token", file)
     }
 }
 
@@ -290,20 +270,27 @@ impl Affinity {
     }
 
     pub(super) fn validate(&self, file: &SourceFile) -> Result<(), FileError> {
-        for request in [&self.open, &self.next] {
-            request.validate().map_err(|(span, message)| file.error_at(span, format!("[affinity] {message}")))?;
-        }
-        for template in self.open.templates().chain(self.next.templates()) {
-            template.check_vars(|name| name == HANDLE_VAR).map_err(|unknown| {
-                file.error_at(template.span(), format!("unknown placeholder `{{{unknown}}}` in [affinity]"))
-                    .with_help(Some("the only placeholder here is {handle}, the session the handshake returned".into()))
-            })?;
-        }
+        let help = "the only placeholder here is {handle}, the session the handshake returned";
+        check_requests("affinity", &[&self.open, &self.next], std::iter::empty(), &[HANDLE_VAR], help, file)?;
         if let Some(template) = self.open.templates().find(|t| t.vars().any(|name| name == HANDLE_VAR)) {
             return Err(file.error_at(template.span(), "[affinity] open cannot use {handle}: the handshake is what returns it"));
         }
         Ok(())
     }
+}
+
+/// Checks a section's requests, and that their templates (and `more`) use only the
+/// placeholders `allowed`, which `help` names.
+fn check_requests<'a>(section: &str, requests: &[&'a RequestSpec], more: impl Iterator<Item = &'a Template>, allowed: &[&str], help: &str, file: &SourceFile) -> Result<(), FileError> {
+    for request in requests {
+        request.validate().map_err(|(span, message)| file.error_at(span, format!("[{section}] {message}")))?;
+    }
+    for template in requests.iter().flat_map(|r| r.templates()).chain(more) {
+        template.check_vars(|name| allowed.contains(&name)).map_err(|unknown| {
+            file.error_at(template.span(), format!("unknown placeholder `{{{unknown}}}` in [{section}]")).with_help(Some(help.to_owned()))
+        })?;
+    }
+    Ok(())
 }
 
 /// The path of a URL path-and-query, without the query.
