@@ -55,10 +55,24 @@
 //                  every replica answers its polls. At shutdown the sockets are closed (1001)
 //                  and the event streams ended, so the server can close.
 //
+// A rate limit: `POST /password-reset` (form `email`, an API) answers 202 five times a minute
+// per client (a window from the client's first try), then 429 until the window ends. The
+// client is `req.ip`, what `trust proxy` makes of the connection. A small middleware, as
+// express-rate-limit is one:
+//   RATE_LIMIT     "memory" (misconfigured, the default): the counts in a Map of this process;
+//                  or a redis:// URL: a counter per client and window in Redis (SET NX PX, then
+//                  INCR: the window starts with the first try and expires with it).
+// Uploads: `POST /uploads` (multipart/form-data, field `file`, read with busboy) is saved
+// under its file name, `GET /uploads/NAME` answers it (res.sendFile), or 404.
+//   UPLOAD_DIR     where uploads are saved: the replica's own disk (misconfigured), or a
+//                  directory every replica shares.
+//
 //     NODE_PATH=/usr/share/nodejs node app.js PORT
 'use strict';
 const crypto = require('crypto');
+const fs = require('fs');
 const http = require('http');
+const path = require('path');
 const express = require('express');
 const cookieParser = require('cookie-parser');
 
@@ -399,6 +413,120 @@ function stopHub() {
   if (relay) relay.disconnect().catch(() => {});
 }
 
+// ---- the rate limit ---------------------------------------------------------------------
+const rateLimitSpec = process.env.RATE_LIMIT || 'memory';
+const limitRedis = rateLimitSpec === 'memory' ? null
+  : rateLimitSpec === storeSpec ? store : jobs && rateLimitSpec === process.env.JOBS_REDIS ? jobs
+    : hubRedis && rateLimitSpec === hubSpec ? hubRedis : new RedisStore(rateLimitSpec);
+
+// Counts in a Map of this process: each client's tries and when its window ends.
+class MemoryCounter {
+  constructor() { this.hits = new Map(); }
+  async hit(key, windowMs) {
+    const now = Date.now();
+    if (this.hits.size > 10000) for (const [k, v] of this.hits) if (v.resetAt <= now) this.hits.delete(k);
+    let entry = this.hits.get(key);
+    if (!entry || entry.resetAt <= now) {
+      entry = { count: 0, resetAt: now + windowMs };
+      this.hits.set(key, entry);
+    }
+    entry.count += 1;
+    return { count: entry.count, resetMs: entry.resetAt - now };
+  }
+}
+
+// Counts in Redis: the window's key is made with its expiry by the first try, then counted.
+class RedisCounter {
+  constructor(redis) { this.redis = redis; }
+  async hit(key, windowMs) {
+    const [, count, ttl] = await this.redis.timed(this.redis.client.multi()
+      .set(key, '0', { NX: true, PX: windowMs })
+      .incr(key)
+      .pTTL(key)
+      .exec());
+    return { count: Number(count), resetMs: Math.max(0, Number(ttl)) };
+  }
+}
+
+// At most `limit` tries per client (req.ip) in `windowMs`; 429 with Retry-After beyond.
+function rateLimit({ name, limit, windowMs }) {
+  const counter = limitRedis ? new RedisCounter(limitRedis) : new MemoryCounter();
+  return wrap(async (req, res, next) => {
+    const { count, resetMs } = await counter.hit(`express-zoo:limit:${name}:${req.ip}`, windowMs);
+    res.set('RateLimit-Limit', String(limit));
+    res.set('RateLimit-Remaining', String(Math.max(0, limit - count)));
+    res.set('RateLimit-Reset', String(Math.ceil(resetMs / 1000)));
+    if (count <= limit) return next();
+    res.set('Retry-After', String(Math.ceil(resetMs / 1000)));
+    res.status(429).send('Too many requests, please try again later.');
+  });
+}
+
+// ---- uploads ----------------------------------------------------------------------------
+const uploadDir = process.env.UPLOAD_DIR;
+if (!uploadDir) {
+  console.error('UPLOAD_DIR: the directory uploads are saved in');
+  process.exit(2);
+}
+const UPLOAD_MAX = 1 << 20;
+
+// An upload's name: the file name alone, no directories, no hidden files.
+function uploadName(given) {
+  const name = path.basename(String(given || ''));
+  return /^[\w][\w.-]*$/.test(name) ? name : null;
+}
+
+// POST /uploads: the multipart body through busboy, the file `file` written beside its place,
+// then renamed into it (a reader never sees half a file).
+function receiveUpload(req, res, next) {
+  const busboy = require('busboy');
+  let parser;
+  try {
+    parser = busboy({ headers: req.headers, limits: { files: 1, fileSize: UPLOAD_MAX } });
+  } catch (err) {
+    return res.status(400).send(`not a multipart form: ${err.message}`);
+  }
+  let saved = null;
+  let refused = null;
+  const writes = [];
+  parser.on('file', (field, stream, info) => {
+    const name = field === 'file' ? uploadName(info.filename) : null;
+    if (!name) {
+      refused = refused || (field === 'file' ? 'bad file name' : null);
+      stream.resume();
+      return;
+    }
+    fs.mkdirSync(uploadDir, { recursive: true });
+    const partial = path.join(uploadDir, `.${name}.${crypto.randomBytes(4).toString('hex')}`);
+    stream.on('limit', () => { refused = `larger than ${UPLOAD_MAX} bytes`; });
+    writes.push(new Promise((resolve, reject) => {
+      const out = fs.createWriteStream(partial);
+      out.on('error', reject);
+      out.on('finish', () => {
+        if (stream.truncated) return fs.unlink(partial, () => resolve());
+        fs.rename(partial, path.join(uploadDir, name), (err) => {
+          if (err) return reject(err);
+          saved = name;
+          resolve();
+        });
+      });
+      stream.pipe(out);
+    }));
+  });
+  parser.on('error', (err) => {
+    req.unpipe(parser);
+    if (!res.headersSent) res.status(400).send(`bad multipart form: ${err.message}`);
+  });
+  parser.on('close', () => {
+    Promise.all(writes).then(() => {
+      if (res.headersSent) return;
+      if (saved && !refused) return res.status(201).send(`uploaded ${saved}`);
+      res.status(refused && refused.startsWith('larger') ? 413 : 400).send(refused || 'a file is required (field file)');
+    }).catch(next);
+  });
+  req.pipe(parser);
+}
+
 // ---- helpers ----------------------------------------------------------------------------
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const page = (title, body) =>
@@ -464,6 +592,20 @@ if (sinkUrl) {
     res.status(202).send('invite accepted: on its way');
   }));
 }
+
+// The password reset and the uploads stand for an API too: no form token, no same-origin check.
+app.post('/password-reset', rateLimit({ name: 'password-reset', limit: 5, windowMs: 60 * 1000 }), form, (req, res) =>
+  res.status(202).send(`If ${esc(req.body.email || '')} has an account, a reset link is on its way.`));
+app.post('/uploads', receiveUpload);
+app.get('/uploads/:name', (req, res, next) => {
+  const name = uploadName(req.params.name);
+  if (!name) return res.status(404).send('no such upload');
+  res.sendFile(name, { root: uploadDir, dotfiles: 'deny' }, (err) => {
+    if (!err) return;
+    if (err.status === 404 || err.code === 'ENOENT') return res.headersSent ? undefined : res.status(404).send('no such upload');
+    next(err);
+  });
+});
 
 // The hub's transport: as Socket.IO's and SignalR's endpoints, not guarded by the same-origin
 // check of forms.
@@ -565,7 +707,8 @@ const server = app.listen(port, '127.0.0.1', () =>
     `trust proxy ${process.env.TRUST_PROXY || 'unset'}, drain ${process.env.DRAIN_MS || 'none'}, ` +
     `background work ${!sinkUrl ? 'none' : `digest ${process.env.DIGEST_LEASE ? 'under a lease' : 'on every replica'}, ` +
       `orders queued in ${orderQueue}, invites ${process.env.OUTBOX_CLAIM ? 'claimed, then sent' : 'sent unclaimed'}`}, ` +
-    `hub ${hubSpec === 'memory' ? 'in this process' : 'through Redis'})`));
+    `hub ${hubSpec === 'memory' ? 'in this process' : 'through Redis'}, ` +
+    `rate limit counted ${limitRedis ? 'in Redis' : 'in this process'}, uploads in ${uploadDir})`));
 startBackgroundWork();
 
 // The hub's WebSocket, on the server's upgrade: every message the hub gets; a text message
@@ -603,7 +746,7 @@ if (process.env.DRAIN_MS !== undefined) {
         console.log('closed');
         // The background work stopped taking new work at SIGTERM; what it holds is finished.
         await Promise.allSettled([...inHand]);
-        const clients = new Set([store.client, jobs && jobs.client, hubRedis && hubRedis.client].filter(Boolean));
+        const clients = new Set([store.client, jobs && jobs.client, hubRedis && hubRedis.client, limitRedis && limitRedis.client].filter(Boolean));
         await Promise.allSettled([...clients].map((client) => client.quit()));
         process.exit(0);
       });
