@@ -144,7 +144,7 @@ zoo!(express, ["node", "redis-server"]);
 zoo!(sinatra, ["puma", "redis-server"]);
 zoo!(tornado, ["python3", "redis-server"]);
 zoo!(starlette, ["gunicorn", "redis-server"]);
-zoo!(rails, ["ruby"]);
+zoo!(rails, ["ruby", "redis-server"]);
 zoo!(pyramid, ["python3"]);
 zoo!(django, ["python3"]);
 
