@@ -10,8 +10,8 @@
 //! - a stranger straight at a replica, limited, forges X-Forwarded-For, its own address
 //!   again after each.
 //!
-//! A series in which a replica let a client through again by itself (its window ended)
-//! is asked once more. Nothing is judged here (`check::limits` does).
+//! A series in which a window ended (a replica let a client through again by itself, or
+//! more than the limit) is asked once more, the control too. Nothing is judged here (`check::limits` does).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -115,7 +115,11 @@ pub(super) async fn limits(victim: ReplicaId, arena: &mut Arena<'_>, run: &mut E
     let others: Vec<ReplicaId> = replicas.iter().cycle().skip(at + 1).take(replicas.len().saturating_sub(1).min(2)).copied().collect();
     let outside = arena.cluster.runs_outside();
     for flow in arena.target.rate_limits.clone() {
-        let shared = shared_by_clients(arena, run, &flow, first).await;
+        let mut shared = shared_by_clients(arena, run, &flow, first).await;
+        if shared.window_ended(flow.limit) {
+            run.limits.push(shared);
+            shared = shared_by_clients(arena, run, &flow, first).await;
+        }
         let controlled = shared.tries.iter().any(Try::limited);
         let count_shared = shared.limited_another();
         run.limits.push(shared);
@@ -124,7 +128,7 @@ pub(super) async fn limits(victim: ReplicaId, arena: &mut Arena<'_>, run: &mut E
         }
         for _ in 0..SERIES_TRIES {
             let check = per_replica(arena, run, &flow, first, &others).await;
-            if !push_ended(run, check) {
+            if !push_ended(run, check, flow.limit) {
                 break;
             }
         }
@@ -133,7 +137,7 @@ pub(super) async fn limits(victim: ReplicaId, arena: &mut Arena<'_>, run: &mut E
         } else {
             for _ in 0..SERIES_TRIES {
                 let check = reset_by_restart(arena, run, &flow, first, others[0]).await?;
-                if !push_ended(run, check) {
+                if !push_ended(run, check, flow.limit) {
                     break;
                 }
             }
@@ -142,7 +146,7 @@ pub(super) async fn limits(victim: ReplicaId, arena: &mut Arena<'_>, run: &mut E
             Some(endpoint) if arena.cluster.vantage().local && arena.cluster.vantage().tells_strangers_apart() => {
                 for _ in 0..SERIES_TRIES {
                     let check = forged(arena, run, &flow, endpoint).await;
-                    if !push_ended(run, check) {
+                    if !push_ended(run, check, flow.limit) {
                         break;
                     }
                 }
@@ -165,8 +169,8 @@ pub(super) async fn limits(victim: ReplicaId, arena: &mut Arena<'_>, run: &mut E
 }
 
 /// Keeps `check`; true when a window ended in it, so that it shows nothing and is asked again.
-fn push_ended(run: &mut ExperimentRun, check: LimitCheck) -> bool {
-    let ended = check.window_ended();
+fn push_ended(run: &mut ExperimentRun, check: LimitCheck, limit: u32) -> bool {
+    let ended = check.window_ended(limit);
     run.limits.push(check);
     ended
 }

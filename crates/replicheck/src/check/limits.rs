@@ -24,7 +24,8 @@ pub fn assess_limits(run: &ExperimentRun, flows: &[RateLimit]) -> Assessment {
     let mut assessment = Assessment::of(run);
     for flow in flows {
         let checks: Vec<&LimitCheck> = run.limits.iter().filter(|c| c.flow == flow.name).collect();
-        let Some(shared) = checks.iter().find(|c| c.question == Question::SharedByClients) else { continue };
+        // The control asked last: the first one, if a window ended in it, shows nothing.
+        let Some(shared) = checks.iter().rfind(|c| c.question == Question::SharedByClients) else { continue };
         if let Err(why) = control(shared, flow, run.phase) {
             assessment.baseline.get_or_insert(why);
             continue;
@@ -138,7 +139,11 @@ fn shared_by_clients(shared: &LimitCheck, flow: &RateLimit) -> Option<Candidate>
             "client {} was refused by {} at {:.0} ms{before}, right after client {} was limited there: one count for both, the proxy's address or another key every client shares",
             last.client, replica, last.start_ms, first_limited.client
         ),
-        format!("client {} was limited by {replica} after {first_through} tries let through, as the limit says", first_limited.client),
+        if own > 0 {
+            format!("client {} was limited by {replica} after {first_through} tries let through, {} with the second client's try before them, as the limit says", first_limited.client, first_through + own)
+        } else {
+            format!("client {} was limited by {replica} after {first_through} tries let through, as the limit says", first_limited.client)
+        },
     ))
 }
 
@@ -173,7 +178,7 @@ fn judge(check: &LimitCheck, flow: &RateLimit) -> Judged {
     if through.len() < THROUGH_NEEDED {
         return Judged::Nothing;
     }
-    if check.window_ended() || witnesses.iter().any(|t| !t.limited()) || !later.last().is_some_and(is_witness) {
+    if check.window_ended(flow.limit) || witnesses.iter().any(|t| !t.limited()) || !later.last().is_some_and(is_witness) {
         return Judged::Note(format!("{witness_of} let the client through again by itself (its window ended), so the series shows nothing"));
     }
     let span = Duration::from_secs_f64((later.last().map_or(0.0, |t| t.end_ms) - check.tries[from].start_ms).max(0.0) / 1000.0);
@@ -303,6 +308,9 @@ mod tests {
         assert!(matches!(judge(&across('T', 30.0), &flow(5, 60_000)), Judged::Note(note) if note.contains("window ended")));
         // 5 tries per second refill one every 200 ms: 480 ms of tries show nothing.
         assert!(matches!(judge(&across('L', 120.0), &flow(5, 1_000)), Judged::Note(note) if note.contains("refills")));
+        // A client let through more than the limit by one replica was never counted whole.
+        let beyond = series(Question::ResetByRestart, (0..6).map(|k| tried(4, (0, 1), f64::from(k) * 10.0, 'T')).collect());
+        assert!(beyond.window_ended(5) && !beyond.window_ended(6));
         // One try through can be one try given back.
         let mut once = across('L', 30.0);
         once.tries.truncate(3);

@@ -89,13 +89,17 @@ impl LimitCheck {
         self.tries.last().is_some_and(|t| t.limited() && Some(t.client) != first)
     }
 
-    /// Whether a replica let a client through after it had limited it, with nothing in
-    /// between but time: the limit's window ended (a count that starts afresh each window),
-    /// and the series shows nothing. Run again, it may.
-    pub fn window_ended(&self) -> bool {
+    /// Whether a window ended during the series, so that it shows nothing (asked again, it
+    /// may): a replica let a client through after it had limited it, or more than `limit`
+    /// times, where a count that starts afresh each window refuses nobody.
+    pub fn window_ended(&self, limit: u32) -> bool {
         let own = |t: &Try| t.forged.is_none() && t.served_by.is_some();
-        self.tries.iter().enumerate().filter(|(_, t)| own(t) && t.limited()).any(|(i, limited)| {
+        let again = self.tries.iter().enumerate().filter(|(_, t)| own(t) && t.limited()).any(|(i, limited)| {
             self.tries[i + 1..].iter().any(|t| own(t) && t.client == limited.client && t.served_by == limited.served_by && t.let_through())
-        })
+        });
+        let beyond = self.tries.iter().filter(|t| own(t) && t.let_through()).any(|first| {
+            self.tries.iter().filter(|t| own(t) && t.let_through() && t.client == first.client && t.served_by == first.served_by).count() > limit as usize
+        });
+        again || beyond
     }
 }
