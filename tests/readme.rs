@@ -20,7 +20,7 @@ fn the_readme_target_and_scenario_examples_validate() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("(target myapp; flows: login, antiforgery, session, cache, echo, token, telemetry, scheduled.digest, triggered.receipt, broadcast.chat)"), "{stdout}");
+    assert!(stdout.contains("(target myapp; flows: login, antiforgery, session, cache, upload, echo, token, affinity, telemetry, scheduled.digest, triggered.receipt, broadcast.chat, limit.resets)"), "{stdout}");
     assert!(stdout.contains("(scenario checkout)"), "{stdout}");
 
     // The policy example loads (a dry run reads it and sends nothing).
