@@ -14,6 +14,9 @@ fn the_readme_target_and_scenario_examples_validate() {
     assert_eq!(blocks.len(), 2, "a target and a scenario example");
     let dir = tempfile::tempdir().unwrap();
     let target = common::write(dir.path(), "myapp.toml", &blocks[0]);
+    // The files the target names, as a project would have them beside it.
+    std::fs::create_dir(dir.path().join("db")).unwrap();
+    common::write(&dir.path().join("db"), "schema.sql", "CREATE TABLE orders (id int);\n");
     let scenario = common::write(dir.path(), "checkout.toml", &blocks[1]);
     let output = common::command(&common::tag("readme"), &["validate", target.to_str().unwrap(), scenario.to_str().unwrap()])
         .output()

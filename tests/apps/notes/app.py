@@ -4,7 +4,7 @@
 Sign-in sets a cookie signed with HMAC-SHA256; /kv/<key> is a cache. Misconfigured (no
 APP_SECRET, APP_STORE=memory) each process signs with its own random secret and caches in
 its own memory; configured, the secret comes from the environment and the cache is a
-SQLite file every process shares.
+SQLite file every process shares, or a PostgreSQL table (APP_STORE=postgresql://...).
 """
 import argparse
 import hashlib
@@ -59,8 +59,30 @@ class SqliteStore:
             db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
 
 
+class PostgresStore:
+    """The kv table comes from the deployment's schema (postgres.toml seeds it)."""
+
+    def __init__(self, url):
+        import psycopg
+
+        self.url, self.psycopg = url, psycopg
+
+    def get(self, key):
+        with self.psycopg.connect(self.url, autocommit=True) as db:
+            row = db.execute("SELECT v FROM kv WHERE k = %s", (key,)).fetchone()
+            return row[0] if row else None
+
+    def put(self, key, value):
+        with self.psycopg.connect(self.url, autocommit=True) as db:
+            db.execute("INSERT INTO kv (k, v) VALUES (%s, %s) ON CONFLICT (k) DO UPDATE SET v = excluded.v", (key, value))
+
+
 def open_store(spec):
-    return SqliteStore(spec[len("sqlite:"):]) if spec.startswith("sqlite:") else MemoryStore()
+    if spec.startswith("sqlite:"):
+        return SqliteStore(spec[len("sqlite:"):])
+    if spec.startswith("postgresql:"):
+        return PostgresStore(spec)
+    return MemoryStore()
 
 
 def sign(user):

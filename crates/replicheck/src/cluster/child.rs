@@ -27,10 +27,19 @@ pub struct Launch {
     pub program: OsString,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The account to run as, when not the harness's own.
+    pub user: Option<RunAs>,
     pub cwd: PathBuf,
     /// stdout and stderr both go to this file.
     pub log: PathBuf,
     pub run_id: String,
+}
+
+/// An unprivileged account to run a program as: PostgreSQL's server refuses to run as root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 #[derive(Debug)]
@@ -73,6 +82,11 @@ impl ManagedChild {
             .stderr(log_err)
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(user) = launch.user {
+            // std drops root's supplementary groups too. The parent-death signal below is
+            // set after this, as a change of user would clear it.
+            command.uid(user.uid).gid(user.gid);
+        }
         let harness = nix::unistd::getpid();
         // SAFETY: between fork and exec only async-signal-safe calls are made: prctl,
         // getppid and _exit.
@@ -146,11 +160,17 @@ impl ManagedChild {
 
     /// SIGTERM, then up to `grace` for the process to exit, then SIGKILL to its group.
     pub async fn stop(&mut self, grace: Duration) -> StopOutcome {
+        self.stop_with(Signal::SIGTERM, grace).await
+    }
+
+    /// `signal` (the program's own graceful stop), then up to `grace` for the process to
+    /// exit, then SIGKILL to its group.
+    pub async fn stop_with(&mut self, signal: Signal, grace: Duration) -> StopOutcome {
         let started = tokio::time::Instant::now();
         if self.exited().is_none() {
-            // A paused process cannot act on SIGTERM.
+            // A paused process cannot act on its signal.
             let _ = self.signal_group(Signal::SIGCONT);
-            let _ = self.signal(Signal::SIGTERM);
+            let _ = self.signal(signal);
         }
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(status) => {

@@ -33,7 +33,7 @@ use backend::relay::Shared;
 use backend::process::ProcessBackend;
 pub use backend::{AnyBackend, Backend, BackendKind, Replica};
 pub use child::StopOutcome;
-use dependency::Redis;
+use dependency::{Postgres, Redis};
 use crate::vocab::replica::{Incarnation, ReplicaId};
 use watchdog::Watchdog;
 
@@ -63,6 +63,16 @@ pub enum ClusterError {
     },
     #[error("the target declares [dependencies.redis] but redis-server is not installed; install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`) and run again")]
     RedisMissing,
+    #[error("the target declares [dependencies.postgres] but PostgreSQL's server is not installed (no initdb and postgres on PATH or under /usr/lib/postgresql); install it (Debian/Ubuntu: `apt-get install postgresql`, macOS: `brew install postgresql`) and run again")]
+    PostgresMissing,
+    #[error("{dependency}: {step} failed ({status}); its output ends with:\n{tail}\n(full log: {})", log.display())]
+    DependencySetup {
+        dependency: &'static str,
+        step: String,
+        status: String,
+        tail: String,
+        log: PathBuf,
+    },
     #[error("cannot send {signal} to {label}: {errno}")]
     Signal {
         label: String,
@@ -248,6 +258,8 @@ pub struct Cluster<B: Backend = AnyBackend> {
     /// restart's surge).
     retiring: Vec<B::Replica>,
     store: Option<Store>,
+    /// The run's PostgreSQL (processes only, so far).
+    database: Option<Postgres>,
     vars: Vars,
     grace: Duration,
     exits: ExitLedger,
@@ -318,6 +330,7 @@ impl Cluster {
         vars.insert("run_id".into(), spec.run_id.clone());
         let mut telemetry = None;
         let mut sink = None;
+        let mut database = None;
         let (backend, store, vantage, docker) = match spec.backend {
             BackendKind::Process => {
                 let store = match &target.dependencies.redis {
@@ -327,6 +340,13 @@ impl Cluster {
                     }
                     None => None,
                 };
+                if let Some(postgres) = &target.dependencies.postgres {
+                    let dir = workspace.path().join("postgres");
+                    let started = Postgres::start(&dir, &spec.logs_dir, postgres, &absolute(&target.dir()), &spec.run_id).await?;
+                    observer.progress(Progress::DependencyReady { name: "postgres", url: started.url() });
+                    vars.extend(started.vars());
+                    database = Some(started);
+                }
                 vars.insert("target_dir".into(), absolute(&target.dir()).to_string_lossy().into_owned());
                 if let Some(binary) = &spec.replicheck {
                     vars.insert("replicheck".into(), binary.to_string_lossy().into_owned());
@@ -342,6 +362,9 @@ impl Cluster {
                 (AnyBackend::Process(backend), store, vantage, None)
             }
             BackendKind::Docker => {
+                if target.dependencies.postgres.is_some() {
+                    return Err(ClusterError::Unsupported { backend: "docker", what: "start [dependencies.postgres] (yet: run it with --backend process)" });
+                }
                 let engine = Engine::connect().await?;
                 // A run killed with SIGKILL left its containers, network and volumes too.
                 backend::docker::reap(&engine, &reaper::live_runs()).await;
@@ -388,6 +411,7 @@ impl Cluster {
             replicas: BTreeMap::new(),
             retiring: Vec::new(),
             store,
+            database,
             vars,
             grace: target.start.shutdown_grace,
             exits: ExitLedger::default(),
@@ -695,6 +719,11 @@ impl<B: Backend> Cluster<B> {
         {
             store.start_again().await?;
         }
+        if let Some(database) = &mut self.database
+            && !database.is_running()
+        {
+            database.start_again().await?;
+        }
         let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
         let mut started = Vec::new();
         for id in ids {
@@ -732,6 +761,9 @@ impl<B: Backend> Cluster<B> {
         join_all(self.replicas.values_mut().chain(self.retiring.iter_mut()).map(|r| r.release(grace))).await;
         if let Some(store) = &mut self.store {
             store.stop().await;
+        }
+        if let Some(database) = &mut self.database {
+            database.stop().await;
         }
         if let Some(docker) = &self.docker {
             docker.teardown().await;

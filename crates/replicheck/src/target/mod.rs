@@ -7,6 +7,7 @@
 
 pub mod background;
 pub mod container;
+pub mod dependency;
 pub mod flows;
 pub mod live;
 pub mod preset;
@@ -23,6 +24,7 @@ use container::ContainerTemplate;
 use crate::file::{FileError, SourceFile};
 use crate::step::Template;
 
+pub use dependency::{DatabasePersistence, Dependencies, Persistence, PostgresDependency, RedisDependency};
 pub use background::{Occurrence, Recogniser, Scheduled, Triggered};
 pub use rate_limit::RateLimit;
 pub use live::{Broadcast, Publish, Transport};
@@ -340,33 +342,6 @@ impl Telemetry {
     }
 }
 
-/// Shared infrastructure replicheck starts for the run.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Dependencies {
-    pub redis: Option<RedisDependency>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisDependency {
-    #[serde(default)]
-    pub persistence: Persistence,
-    /// The image the docker backend runs (default `redis:7`).
-    pub image: Option<String>,
-}
-
-/// Whether the run's Redis keeps its data across a restart.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Persistence {
-    /// Nothing is written to disk (Redis's volatile default).
-    #[default]
-    None,
-    /// Append-only file.
-    Aof,
-}
-
 /// A path with an optional query, such as `/login?next=/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlPath(pub String);
@@ -403,6 +378,11 @@ pub const START_PLACEHOLDERS: &[(&str, &str)] = &[
     ("shared_dir", "a directory all replicas of the run share (a shared volume)"),
     ("replica_dir", "a directory of this replica's own, kept across its restarts"),
     ("redis_url", "the run's Redis, when [dependencies.redis] is declared"),
+    ("database_url", "the run's PostgreSQL database, such as postgresql://app@127.0.0.1:5432/app, when [dependencies.postgres] is declared"),
+    ("database_host", "its host"),
+    ("database_port", "its port"),
+    ("database_name", "its database's name"),
+    ("database_user", "the role the replicas connect as (no password)"),
     ("run_id", "the run's id"),
     ("proxy_address", "the address the app sees replicheck's balancer connect from: the proxy to trust"),
     ("target_dir", "the directory of the target file"),
@@ -579,7 +559,6 @@ impl Target {
 
     fn validate(&self, file: &SourceFile) -> Result<(), FileError> {
         self.check_values(file)?;
-        let has_redis = self.dependencies.redis.is_some();
         let start_templates = self.start.command.iter().chain(&self.start.args).chain(self.start.env.values());
         for template in start_templates {
             template
@@ -597,12 +576,13 @@ impl Target {
                     .error_at(template.span(), "`{otlp_endpoint}` is used but the target declares no [telemetry]")
                     .with_help(Some("add `[telemetry]` so replicheck receives what the replicas export".into())));
             }
-            if !has_redis && template.vars().any(|name| name == "redis_url") {
+            if let Some((name, table)) = template.vars().find_map(|name| Some((name, self.dependencies.missing_for(name)?))) {
                 return Err(file
-                    .error_at(template.span(), "`{redis_url}` is used but the target declares no Redis")
-                    .with_help(Some("add `[dependencies.redis]` so replicheck starts one for the run".into())));
+                    .error_at(template.span(), format!("`{{{name}}}` is used but the target declares no [{table}]"))
+                    .with_help(Some(format!("add `[{table}]` so replicheck starts one for the run"))));
             }
         }
+        self.dependencies.validate(&self.dir(), file)?;
         match (&self.start.command, &self.start.image) {
             (None, None) => {
                 return Err(file
@@ -742,7 +722,7 @@ mod tests {
     #[test]
     fn redis_url_needs_a_redis_dependency() {
         let err = load("[start]\ncommand = \"app\"\nenv = { REDIS = \"{redis_url}\" }\n").unwrap_err();
-        assert!(err.contains("declares no Redis"), "{err}");
+        assert!(err.contains("declares no [dependencies.redis]"), "{err}");
         let ok = load("[start]\ncommand = \"app\"\nenv = { REDIS = \"{redis_url}\" }\n[dependencies.redis]\n");
         assert!(ok.is_ok());
     }

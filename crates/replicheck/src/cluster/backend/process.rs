@@ -65,6 +65,7 @@ impl ProcessBackend {
             program: program.into(),
             args,
             env,
+            user: None,
             cwd: self.cwd.clone(),
             log: self.logs_dir.join(format!("{incarnation}.log")),
             run_id: self.run_id.clone(),

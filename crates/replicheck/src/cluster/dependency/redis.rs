@@ -1,7 +1,6 @@
-//! Shared infrastructure the replicas need, started by replicheck for the run. Redis is
-//! volatile unless the target asks for persistence, and is a chaos target like the
-//! replicas. Here it runs from the `redis-server` binary on a free loopback port; the
-//! docker backend runs it as a container (`backend::docker::DockerRedis`).
+//! The run's Redis from the `redis-server` binary on a free loopback port: volatile unless
+//! the target asks for persistence, and a chaos target like the replicas. (The docker
+//! backend runs it as a container: `backend::docker::DockerRedis`.)
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -10,8 +9,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::ClusterError;
-use super::child::{Launch, ManagedChild, StopOutcome, describe_exit, log_tail};
+use crate::cluster::ClusterError;
+use crate::cluster::child::{Launch, ManagedChild, StopOutcome, describe_exit, log_tail};
 use crate::target::Persistence;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,7 +34,7 @@ impl Redis {
             what: format!("cannot create {}", dir.display()),
             source,
         })?;
-        let port = super::free_port()?;
+        let port = crate::cluster::free_port()?;
         let child = launch(port, dir, &logs_dir.join("redis.log"), persistence, run_id).await?;
         Ok(Self {
             child,
@@ -95,6 +94,7 @@ async fn launch(port: u16, dir: &Path, log: &Path, persistence: Persistence, run
         .map(str::to_owned)
         .to_vec(),
         env: Vec::new(),
+        user: None,
         cwd: dir.to_owned(),
         log: log.to_owned(),
         run_id: run_id.to_owned(),

@@ -1,0 +1,108 @@
+//! The PostgreSQL dependency: a real server from the machine's binaries per run, one fresh
+//! database seeded before the replicas start, data kept across a restart unless the target
+//! says it does not persist, setup failures named, and nothing left behind.
+
+mod common;
+
+use replicheck::cluster::dependency::Postgres;
+use replicheck::target::{DatabasePersistence, PostgresDependency};
+
+/// A `[dependencies.postgres]` table as a target file would give it.
+fn spec(extra: &str) -> PostgresDependency {
+    toml::from_str(extra).expect("a valid table")
+}
+
+/// One statement through Debian's psql; its rows, unaligned, or its error.
+fn psql(url: &str, sql: &str) -> Result<String, String> {
+    let output = std::process::Command::new("psql").args([url, "--no-psqlrc", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql]).output().unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// Whether every process started for run `run_id` is gone, within a few seconds.
+fn all_gone(run_id: &str) -> bool {
+    let marker = format!("{}={run_id}", replicheck::cluster::reaper::RUN_MARKER);
+    common::wait_until(std::time::Duration::from_secs(5), || replicheck::cluster::reaper::marked_processes(&marker).is_empty())
+}
+
+fn seeded(dir: &std::path::Path) -> std::path::PathBuf {
+    common::write(dir, "schema.sql", "CREATE TABLE accounts (name TEXT PRIMARY KEY);\nINSERT INTO accounts VALUES ('seeded');\n")
+}
+
+#[tokio::test]
+async fn postgres_starts_with_a_fresh_seeded_database_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    seeded(dir.path());
+    let tag = common::tag("postgres");
+    let spec = spec("database = \"orders\"\nuser = \"shop\"\nseed = \"schema.sql\"\n");
+    let mut postgres = Postgres::start(&dir.path().join("pg"), dir.path(), &spec, dir.path(), &tag).await.unwrap();
+    let url = postgres.url();
+    assert!(url.starts_with("postgresql://shop@127.0.0.1:") && url.ends_with("/orders"), "{url}");
+    assert_eq!(psql(&url, "SELECT name FROM accounts").unwrap(), "seeded");
+    assert_eq!(psql(&url, "SELECT current_user || ' ' || current_database()").unwrap(), "shop orders");
+    assert_eq!(postgres.vars()["database_name"], "orders");
+    postgres.stop().await;
+    assert!(!postgres.is_running());
+    assert!(psql(&url, "SELECT 1").is_err());
+    drop(postgres);
+    assert!(all_gone(&tag));
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_data_unless_the_database_does_not_persist() {
+    for (persistence, survives) in [("disk", true), ("none", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        seeded(dir.path());
+        let spec = spec(&format!("seed = \"schema.sql\"\npersistence = \"{persistence}\"\n"));
+        let mut postgres = Postgres::start(&dir.path().join("pg"), dir.path(), &spec, dir.path(), &common::tag("pg-restart")).await.unwrap();
+        let url = postgres.url();
+        psql(&url, "INSERT INTO accounts VALUES ('written')").unwrap();
+        postgres.stop().await;
+        postgres.start_again().await.unwrap();
+        assert_eq!(postgres.url(), url, "the same port and database");
+        let names = psql(&url, "SELECT string_agg(name, ',' ORDER BY name) FROM accounts").unwrap();
+        let expected = if survives { "seeded,written" } else { "seeded" };
+        assert_eq!(names, expected, "persistence {persistence}");
+        assert!(dir.path().join("postgres#2.log").exists());
+        postgres.stop().await;
+    }
+    assert_eq!(spec("").persistence, DatabasePersistence::Disk);
+}
+
+#[tokio::test]
+async fn a_seed_command_runs_with_the_database_url_after_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    seeded(dir.path());
+    let spec = spec(
+        "seed = \"schema.sql\"\nseed_command = \"psql \\\"$DATABASE_URL\\\" -c \\\"INSERT INTO accounts VALUES ('{database_name} by command')\\\"\"\n",
+    );
+    let mut postgres = Postgres::start(&dir.path().join("pg"), dir.path(), &spec, dir.path(), &common::tag("pg-seed")).await.unwrap();
+    let names = psql(&postgres.url(), "SELECT string_agg(name, ',' ORDER BY name) FROM accounts").unwrap();
+    assert_eq!(names, "app by command,seeded");
+    postgres.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_seed_is_a_setup_error_with_the_servers_words_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "schema.sql", "CREATE TABLE ok (x int);\nCREATE TABEL broken (x int);\n");
+    let tag = common::tag("pg-bad-seed");
+    let err = Postgres::start(&dir.path().join("pg"), dir.path(), &spec("seed = \"schema.sql\"\n"), dir.path(), &tag).await.unwrap_err().to_string();
+    assert!(err.starts_with("postgres: psql failed (exit status 3)"), "{err}");
+    assert!(err.contains("syntax error at or near \"TABEL\""), "{err}");
+    assert!(all_gone(&tag), "the server started for the seed is gone");
+}
+
+#[test]
+fn an_app_keeping_its_cache_in_the_runs_postgres_finds_nothing_and_leaves_nothing() {
+    let run = common::run("tests/apps/notes/postgres.toml", &["--seed", "3", "--replicas", "3", "--scenarios", "login,cache"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(said.contains("postgres ready at postgresql://app@127.0.0.1:"), "{said}");
+    let cache = run.report().scenarios.iter().find(|s| s.name == "cache").unwrap();
+    assert_eq!(cache.status, replicheck::check::ScenarioStatus::Passed, "{cache:?}");
+    assert!(run.report_dir.join("postgres.log").exists());
+}
