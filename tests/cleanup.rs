@@ -11,10 +11,11 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// A target and a scenario that keep a run busy for half a minute.
+/// A target and a scenario that keep a run busy for half a minute, with Redis and
+/// PostgreSQL (which the demo does not use: they are here to be cleaned up).
 fn slow_run(dir: &Path) -> (PathBuf, PathBuf) {
     let demo = std::fs::read_to_string(common::root().join("examples/demo/fixed-redis.toml")).unwrap();
-    let target = common::write(dir, "slow.toml", &format!("{demo}\n[limits]\nrequest_timeout = \"60s\"\n"));
+    let target = common::write(dir, "slow.toml", &format!("{demo}\n[limits]\nrequest_timeout = \"60s\"\n\n[dependencies.postgres]\n"));
     let scenario = common::write(
         dir,
         "wait.toml",
@@ -34,11 +35,13 @@ fn start_slow(tag: &str, dir: &Path) -> (Child, String) {
     let started: Vec<u32> = Vec::new();
     let harness = child.id();
     let started = std::cell::RefCell::new(started);
-    // Two replicas and Redis (the harness and its watchdog carry the tag too, but not the
-    // run's marker), and the plan written.
+    // Two replicas, Redis and PostgreSQL's processes (the harness and its watchdog carry
+    // the tag too, but not the run's marker), and the plan written.
     let up = common::wait_until(Duration::from_secs(20), || {
         *started.borrow_mut() = common::tagged(tag).into_iter().filter(|pid| *pid != harness && marked(*pid)).collect();
-        started.borrow().len() >= 3 && report.join("plan.json").exists()
+        let named = |name: &str| started.borrow().iter().filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.starts_with(name))).count();
+        // The replicas start once the dependencies are ready.
+        named("replicheck") >= 2 && named("redis") >= 1 && named("postgres") >= 1 && report.join("plan.json").exists()
     });
     assert!(up, "the run did not get going: {:?}", started.borrow());
     std::thread::sleep(Duration::from_millis(500));
@@ -89,12 +92,12 @@ fn interrupt_and_check(signal: Signal, name: &str) {
 }
 
 #[test]
-fn ctrl_c_stops_every_replica_and_redis() {
+fn ctrl_c_stops_every_replica_redis_and_postgres() {
     interrupt_and_check(Signal::SIGINT, "sigint");
 }
 
 #[test]
-fn sigterm_stops_every_replica_and_redis() {
+fn sigterm_stops_every_replica_redis_and_postgres() {
     interrupt_and_check(Signal::SIGTERM, "sigterm");
 }
 
@@ -105,7 +108,7 @@ fn a_sigkilled_harness_takes_its_processes_along_and_its_watchdog_removes_the_re
     let (mut child, run_id) = start_slow(&tag, dir.path());
     child.kill().unwrap();
     child.wait().unwrap();
-    // The parent-death signal takes every replica and Redis down with the harness; the
+    // The parent-death signal takes every replica, Redis and PostgreSQL down with the harness; the
     // watchdog, which outlives it, removes its directories and state (the watchdog itself
     // carries the tag until it is done).
     common::assert_no_leftovers(&tag);
