@@ -10,7 +10,7 @@ use crate::vocab::replica::Incarnation;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Progress {
-    DependencyReady { name: &'static str, url: String },
+    DependencyReady { name: String, url: String },
     ReplicaReady { replica: Incarnation, addr: SocketAddr, took: Duration },
     BalancerListening { url: String },
     /// A replica said ready but does not serve the target's chaos page; users start anyway.

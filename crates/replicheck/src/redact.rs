@@ -82,9 +82,25 @@ pub fn fingerprint(value: &str) -> String {
     format!("sha256:{hex}")
 }
 
+/// `url` with the password in its user information, if any, replaced by the marker: a
+/// dependency's URL is shown, its credentials are not.
+pub fn url_password(url: &str) -> String {
+    match url::Url::parse(url).ok().and_then(|parsed| parsed.password().map(str::to_owned)) {
+        Some(password) => url.replacen(&format!(":{password}@"), &format!(":{MARKER}@"), 1),
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_keep_everything_but_their_password() {
+        assert_eq!(url_password("amqp://guest:s3cret@127.0.0.1:5672/"), "amqp://guest:[redacted]@127.0.0.1:5672/");
+        assert_eq!(url_password("postgresql://app@127.0.0.1:5432/app"), "postgresql://app@127.0.0.1:5432/app");
+        assert_eq!(url_password("not a url"), "not a url");
+    }
 
     #[test]
     fn redacts_longest_first_and_ignores_short_values() {

@@ -33,7 +33,7 @@ use backend::relay::Shared;
 use backend::process::ProcessBackend;
 pub use backend::{AnyBackend, Backend, BackendKind, Replica};
 pub use child::StopOutcome;
-use dependency::{Postgres, Redis};
+use dependency::{Postgres, Redis, Service};
 use crate::vocab::replica::{Incarnation, ReplicaId};
 use watchdog::Watchdog;
 
@@ -260,6 +260,8 @@ pub struct Cluster<B: Backend = AnyBackend> {
     store: Option<Store>,
     /// The run's PostgreSQL (processes only, so far).
     database: Option<Postgres>,
+    /// Services of the target's own (processes only, so far).
+    services: Vec<Service>,
     vars: Vars,
     grace: Duration,
     exits: ExitLedger,
@@ -331,6 +333,7 @@ impl Cluster {
         let mut telemetry = None;
         let mut sink = None;
         let mut database = None;
+        let mut services = Vec::new();
         let (backend, store, vantage, docker) = match spec.backend {
             BackendKind::Process => {
                 let store = match &target.dependencies.redis {
@@ -343,9 +346,16 @@ impl Cluster {
                 if let Some(postgres) = &target.dependencies.postgres {
                     let dir = workspace.path().join("postgres");
                     let started = Postgres::start(&dir, &spec.logs_dir, postgres, &absolute(&target.dir()), &spec.run_id).await?;
-                    observer.progress(Progress::DependencyReady { name: "postgres", url: started.url() });
+                    observer.progress(Progress::DependencyReady { name: "postgres".into(), url: started.url() });
                     vars.extend(started.vars());
                     database = Some(started);
+                }
+                for (name, service) in &target.dependencies.services {
+                    let dir = workspace.path().join("services").join(name);
+                    let started = Service::start(name, service, &dir, &spec.logs_dir, &absolute(&target.dir()), &spec.run_id).await?;
+                    observer.progress(Progress::DependencyReady { name: name.clone(), url: crate::redact::url_password(&started.url()) });
+                    vars.insert(format!("{name}_url"), started.url());
+                    services.push(started);
                 }
                 vars.insert("target_dir".into(), absolute(&target.dir()).to_string_lossy().into_owned());
                 if let Some(binary) = &spec.replicheck {
@@ -364,6 +374,9 @@ impl Cluster {
             BackendKind::Docker => {
                 if target.dependencies.postgres.is_some() {
                     return Err(ClusterError::Unsupported { backend: "docker", what: "start [dependencies.postgres] (yet: run it with --backend process)" });
+                }
+                if !target.dependencies.services.is_empty() {
+                    return Err(ClusterError::Unsupported { backend: "docker", what: "start a dependency of the target's own (yet: run it with --backend process)" });
                 }
                 let engine = Engine::connect().await?;
                 // A run killed with SIGKILL left its containers, network and volumes too.
@@ -400,7 +413,7 @@ impl Cluster {
             }
         };
         if let Some(store) = &store {
-            observer.progress(Progress::DependencyReady { name: "redis", url: store.url() });
+            observer.progress(Progress::DependencyReady { name: "redis".into(), url: store.url() });
             vars.insert("redis_url".into(), store.url());
         }
         if let Some(proxy) = vantage.proxy {
@@ -412,6 +425,7 @@ impl Cluster {
             retiring: Vec::new(),
             store,
             database,
+            services,
             vars,
             grace: target.start.shutdown_grace,
             exits: ExitLedger::default(),
@@ -724,6 +738,11 @@ impl<B: Backend> Cluster<B> {
         {
             database.start_again().await?;
         }
+        for service in &mut self.services {
+            if !service.is_running() {
+                service.start_again().await?;
+            }
+        }
         let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
         let mut started = Vec::new();
         for id in ids {
@@ -765,6 +784,7 @@ impl<B: Backend> Cluster<B> {
         if let Some(database) = &mut self.database {
             database.stop().await;
         }
+        join_all(self.services.iter_mut().map(Service::stop)).await;
         if let Some(docker) = &self.docker {
             docker.teardown().await;
         }

@@ -1,21 +1,128 @@
-//! The shared stores a target's replicas need, as its file declares them
-//! (`[dependencies.redis]`, `[dependencies.postgres]`): what replicheck starts for the run,
-//! how it keeps its data across a restart, and the placeholders that point replicas at it.
+//! The shared services a target's replicas need, as its file declares them
+//! (`[dependencies.redis]`, `[dependencies.postgres]`, and `[dependencies.NAME]` for a
+//! service of the team's own): what replicheck starts for the run, how it knows the service
+//! is ready, how it keeps its data across a restart, and the placeholders that point
+//! replicas at it.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use serde::Deserialize;
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer};
 
 use crate::file::{FileError, SourceFile};
 use crate::step::Template;
 
 /// Shared infrastructure replicheck starts for the run.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct Dependencies {
     pub redis: Option<RedisDependency>,
     pub postgres: Option<PostgresDependency>,
+    /// Services of the team's own, by name (RabbitMQ, Memcached, a mail server...).
+    pub services: IndexMap<String, ServiceDependency>,
 }
+
+impl<'de> Deserialize<'de> for Dependencies {
+    /// By name: `redis` and `postgres` are built in, any other name is a service of the
+    /// team's own. Each table is read as its own type, so a mistake keeps its place.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Tables;
+        impl<'de> serde::de::Visitor<'de> for Tables {
+            type Value = Dependencies;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("tables such as [dependencies.redis], [dependencies.postgres] or [dependencies.NAME] for a service of your own")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Dependencies, A::Error> {
+                let mut dependencies = Dependencies::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    match name.as_str() {
+                        "redis" => dependencies.redis = Some(map.next_value()?),
+                        "postgres" => dependencies.postgres = Some(map.next_value()?),
+                        _ => {
+                            let service = map.next_value()?;
+                            dependencies.services.insert(name, service);
+                        }
+                    }
+                }
+                Ok(dependencies)
+            }
+        }
+        deserializer.deserialize_map(Tables)
+    }
+}
+
+/// A service of the team's own that the replicas share, started by replicheck for the run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDependency {
+    /// Processes: the program (on the PATH, or a path relative to the target file), given
+    /// `{port}`, a free loopback port, and `{dir}`, a directory of its own.
+    pub command: Option<Template>,
+    #[serde(default)]
+    pub args: Vec<Template>,
+    #[serde(default)]
+    pub env: IndexMap<String, Template>,
+    /// Containers: the image (the docker backend).
+    pub image: Option<String>,
+    /// The port it listens on inside its container.
+    pub port: Option<u16>,
+    /// How to know it is ready: a TCP connection it accepts (the default), or a command that
+    /// succeeds.
+    #[serde(default)]
+    pub ready: ServiceReady,
+    #[serde(default = "default_ready_timeout", with = "humantime_serde")]
+    pub ready_timeout: Duration,
+    /// What the replicas get as `{NAME_url}`, from `{host}` and `{port}`.
+    pub url: Template,
+}
+
+/// How a service of the team's own tells it is ready.
+#[derive(Debug, Clone, Default)]
+pub enum ServiceReady {
+    /// It accepts a TCP connection on its port.
+    #[default]
+    Tcp,
+    /// This command, run through `sh -c` with `{host}` and `{port}`, exits 0.
+    Command(Template),
+}
+
+impl<'de> Deserialize<'de> for ServiceReady {
+    /// `"tcp"` or `{ command = "..." }`, read by hand so the command keeps its place in the
+    /// file (an untagged enum would lose it).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Written;
+        impl<'de> serde::de::Visitor<'de> for Written {
+            type Value = ServiceReady;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"tcp\" or { command = \"...\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<ServiceReady, E> {
+                match word {
+                    "tcp" => Ok(ServiceReady::Tcp),
+                    _ => Err(E::custom(format!("ready = {word:?}: write \"tcp\" or {{ command = \"...\" }}"))),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ServiceReady, A::Error> {
+                let mut command = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "command" => command = Some(map.next_value()?),
+                        other => return Err(serde::de::Error::unknown_field(other, &["command"])),
+                    }
+                }
+                command.map(ServiceReady::Command).ok_or_else(|| serde::de::Error::missing_field("command"))
+            }
+        }
+        deserializer.deserialize_any(Written)
+    }
+}
+
+fn default_ready_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// The placeholders a service's command, args, env, ready command and url may use.
+pub const SERVICE_PLACEHOLDERS: [&str; 3] = ["host", "port", "dir"];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,7 +193,15 @@ impl Dependencies {
         }
     }
 
+    /// Whether `name` is a placeholder a declared service gives (`{NAME_url}`).
+    pub fn gives(&self, name: &str) -> bool {
+        name.strip_suffix("_url").is_some_and(|service| self.services.contains_key(service))
+    }
+
     pub(super) fn validate(&self, target_dir: &std::path::Path, file: &SourceFile) -> Result<(), FileError> {
+        for (name, service) in &self.services {
+            service.validate(name, file)?;
+        }
         let Some(postgres) = &self.postgres else { return Ok(()) };
         const TABLE: &str = "dependencies.postgres";
         for (key, name) in [("database", &postgres.database), ("user", &postgres.user)] {
@@ -113,6 +228,52 @@ impl Dependencies {
                 file.error_at(command.span(), format!("unknown placeholder `{{{unknown}}}` in [{TABLE}] seed_command"))
                     .with_help(Some(format!("placeholders here: {}; DATABASE_URL is set too", DATABASE_PLACEHOLDERS.join(", "))))
             })?;
+        }
+        Ok(())
+    }
+}
+
+impl ServiceDependency {
+    fn validate(&self, name: &str, file: &SourceFile) -> Result<(), FileError> {
+        let table = format!("dependencies.{name}");
+        if !is_identifier(name) {
+            return Err(file
+                .error_at(file.table_span(&table), format!("[{table}]: `{name}` cannot name a dependency"))
+                .with_help(Some(format!(
+                    "the replicas get it as {{{name}_url}}: use lowercase letters, digits and `_`, starting with a letter (built in: redis, postgres)"
+                ))));
+        }
+        if self.command.is_none() && self.image.is_none() {
+            return Err(file
+                .error_at(file.table_span(&table), format!("[{table}] needs `command` (to run it as a process) or `image` (as a container)"))
+                .with_help(Some("replicheck starts redis and postgres by those names; any other name is a service of your own".into())));
+        }
+        if let Some(command) = &self.command
+            && command.raw().trim().is_empty()
+        {
+            return Err(file.error_at(command.span(), format!("[{table}] command is empty")));
+        }
+        if self.port == Some(0) {
+            return Err(file.error_at(file.key_span(&table, "port"), format!("[{table}] port = 0: give the port it listens on in its container")));
+        }
+        if self.ready_timeout.is_zero() || self.ready_timeout > super::MAX_DURATION {
+            return Err(file.error_at(file.key_span(&table, "ready_timeout"), format!("[{table}] ready_timeout: give a duration from 1ms to 24h")));
+        }
+        let ready = match &self.ready {
+            ServiceReady::Command(command) => Some(command),
+            ServiceReady::Tcp => None,
+        };
+        let templates = self.command.iter().chain(&self.args).chain(self.env.values()).chain(ready).chain([&self.url]);
+        for template in templates {
+            template.check_vars(|var| SERVICE_PLACEHOLDERS.contains(&var)).map_err(|unknown| {
+                file.error_at(template.span(), format!("unknown placeholder `{{{unknown}}}` in [{table}]"))
+                    .with_help(Some("placeholders here: {host}, {port} (where it listens) and {dir} (a directory of its own)".into()))
+            })?;
+        }
+        if !self.url.vars().any(|var| var == "port") {
+            return Err(file
+                .error_at(self.url.span(), format!("[{table}] url names no `{{port}}`"))
+                .with_help(Some("the port is chosen for each run: write it as, say, amqp://{host}:{port}/".into())));
         }
         Ok(())
     }

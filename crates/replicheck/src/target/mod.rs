@@ -24,7 +24,7 @@ use container::ContainerTemplate;
 use crate::file::{FileError, SourceFile};
 use crate::step::Template;
 
-pub use dependency::{DatabasePersistence, Dependencies, Persistence, PostgresDependency, RedisDependency};
+pub use dependency::{DatabasePersistence, Dependencies, Persistence, PostgresDependency, RedisDependency, ServiceDependency, ServiceReady};
 pub use background::{Occurrence, Recogniser, Scheduled, Triggered};
 pub use rate_limit::RateLimit;
 pub use live::{Broadcast, Publish, Transport};
@@ -562,12 +562,13 @@ impl Target {
         let start_templates = self.start.command.iter().chain(&self.start.args).chain(self.start.env.values());
         for template in start_templates {
             template
-                .check_vars(|name| START_PLACEHOLDERS.iter().any(|(known, _)| *known == name))
+                .check_vars(|name| START_PLACEHOLDERS.iter().any(|(known, _)| *known == name) || self.dependencies.gives(name))
                 .map_err(|unknown| {
-                    let known: Vec<&str> = START_PLACEHOLDERS.iter().map(|(k, _)| *k).collect();
+                    let services: Vec<String> = self.dependencies.services.keys().map(|name| format!("{name}_url")).collect();
+                    let known: Vec<&str> = START_PLACEHOLDERS.iter().map(|(k, _)| *k).chain(services.iter().map(String::as_str)).collect();
                     let help = crate::file::closest(unknown, known.iter().copied())
                         .map(|c| format!("did you mean `{{{c}}}`?"))
-                        .unwrap_or_else(|| format!("placeholders here: {}", known.join(", ")));
+                        .unwrap_or_else(|| format!("placeholders here: {}, and {{NAME_url}} for each service [dependencies.NAME]", known.join(", ")));
                     file.error_at(template.span(), format!("unknown placeholder `{{{unknown}}}` in [start]"))
                         .with_help(Some(help))
                 })?;

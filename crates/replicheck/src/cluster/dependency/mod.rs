@@ -4,6 +4,8 @@
 
 mod postgres;
 mod redis;
+mod service;
 
 pub use postgres::Postgres;
 pub use redis::{Redis, ping, wait_for_pong};
+pub use service::Service;
