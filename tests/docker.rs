@@ -107,6 +107,30 @@ fn a_volatile_redis_container_loses_sessions_when_it_restarts() {
 }
 
 #[test]
+fn a_service_of_the_targets_own_runs_as_a_container_its_replicas_reach_by_name() {
+    if !common::docker_engine("a_service_of_the_targets_own_runs_as_a_container_its_replicas_reach_by_name") {
+        return;
+    }
+    // The configured demo with its store in a Redis container the target declares as its own.
+    let demo = std::fs::read_to_string(common::root().join("examples/demo/fixed-docker.toml")).unwrap();
+    let redis = "[dependencies.redis]\nimage = \"replicheck-redis:local\"\n";
+    assert!(demo.contains(redis));
+    let own = "[dependencies.cache]\nimage = \"replicheck-redis:local\"\nport = 6379\nurl = \"redis://{host}:{port}/0\"\n";
+    let demo = demo.replace(redis, own).replace("persistence = \"aof\"\n", "").replace("{redis_url}", "{cache_url}");
+    let dir = tempfile::tempdir().unwrap();
+    let target = common::write(dir.path(), "own-cache-docker.toml", &demo);
+    let run = common::run_docker(target.to_str().unwrap(), &["--seed", "3", "--scenarios", "login,session,cache"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(said.contains("cache ready at redis://cache:6379/0"), "{said}");
+    for scenario in ["session", "cache"] {
+        let status = run.report().scenarios.iter().find(|s| s.name == scenario).map(|s| s.status);
+        assert_eq!(status, Some(replicheck::check::ScenarioStatus::Passed), "{scenario}");
+    }
+    assert!(run.report_dir.join("cache.log").exists(), "its output is kept with the replicas'");
+}
+
+#[test]
 fn docker_host_names_the_engine() {
     if !common::docker_engine("docker_host_names_the_engine") {
         return;

@@ -27,7 +27,7 @@ use crate::step::Vars;
 use crate::target::Target;
 use crate::sink::{Inbox, Sink};
 use crate::telemetry::{Exports, Receiver};
-use backend::docker::{DockerBackend, DockerRedis, DockerRun, Engine};
+use backend::docker::{DockerBackend, DockerRedis, DockerRun, DockerService, Engine};
 use backend::external::{ExternalBackend, ExternalSpec};
 use backend::relay::Shared;
 use backend::process::ProcessBackend;
@@ -251,6 +251,49 @@ impl Store {
     }
 }
 
+/// A service of the target's own, run by the same backend as the replicas.
+enum OwnService {
+    Process(Box<Service>),
+    Docker(Box<DockerService>),
+}
+
+impl OwnService {
+    fn name(&self) -> &str {
+        match self {
+            OwnService::Process(service) => service.name(),
+            OwnService::Docker(service) => service.name(),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            OwnService::Process(service) => service.url(),
+            OwnService::Docker(service) => service.url(),
+        }
+    }
+
+    async fn is_running(&mut self) -> bool {
+        match self {
+            OwnService::Process(service) => service.is_running(),
+            OwnService::Docker(service) => service.is_running().await,
+        }
+    }
+
+    async fn stop(&mut self) -> StopOutcome {
+        match self {
+            OwnService::Process(service) => service.stop().await,
+            OwnService::Docker(service) => service.stop().await,
+        }
+    }
+
+    async fn start_again(&mut self) -> Result<(), ClusterError> {
+        match self {
+            OwnService::Process(service) => service.start_again().await,
+            OwnService::Docker(service) => service.start_again().await,
+        }
+    }
+}
+
 pub struct Cluster<B: Backend = AnyBackend> {
     backend: B,
     replicas: BTreeMap<ReplicaId, B::Replica>,
@@ -260,8 +303,8 @@ pub struct Cluster<B: Backend = AnyBackend> {
     store: Option<Store>,
     /// The run's PostgreSQL (processes only, so far).
     database: Option<Postgres>,
-    /// Services of the target's own (processes only, so far).
-    services: Vec<Service>,
+    /// Services of the target's own.
+    services: Vec<OwnService>,
     vars: Vars,
     grace: Duration,
     exits: ExitLedger,
@@ -352,10 +395,7 @@ impl Cluster {
                 }
                 for (name, service) in &target.dependencies.services {
                     let dir = workspace.path().join("services").join(name);
-                    let started = Service::start(name, service, &dir, &spec.logs_dir, &absolute(&target.dir()), &spec.run_id).await?;
-                    observer.progress(Progress::DependencyReady { name: name.clone(), url: crate::redact::url_password(&started.url()) });
-                    vars.insert(format!("{name}_url"), started.url());
-                    services.push(started);
+                    services.push(OwnService::Process(Box::new(Service::start(name, service, &dir, &spec.logs_dir, &absolute(&target.dir()), &spec.run_id).await?)));
                 }
                 vars.insert("target_dir".into(), absolute(&target.dir()).to_string_lossy().into_owned());
                 if let Some(binary) = &spec.replicheck {
@@ -375,9 +415,6 @@ impl Cluster {
                 if target.dependencies.postgres.is_some() {
                     return Err(ClusterError::Unsupported { backend: "docker", what: "start [dependencies.postgres] (yet: run it with --backend process)" });
                 }
-                if !target.dependencies.services.is_empty() {
-                    return Err(ClusterError::Unsupported { backend: "docker", what: "start a dependency of the target's own (yet: run it with --backend process)" });
-                }
                 let engine = Engine::connect().await?;
                 // A run killed with SIGKILL left its containers, network and volumes too.
                 backend::docker::reap(&engine, &reaper::live_runs()).await;
@@ -386,6 +423,9 @@ impl Cluster {
                     Some(redis) => Some(Store::Docker(DockerRedis::start(run.clone(), redis).await?)),
                     None => None,
                 };
+                for (name, service) in &target.dependencies.services {
+                    services.push(OwnService::Docker(Box::new(DockerService::start(run.clone(), name, service).await?)));
+                }
                 // Containers reach the host at their network's gateway; a remote engine's
                 // containers cannot reach this host at all.
                 if run.engine().is_local() {
@@ -415,6 +455,10 @@ impl Cluster {
         if let Some(store) = &store {
             observer.progress(Progress::DependencyReady { name: "redis".into(), url: store.url() });
             vars.insert("redis_url".into(), store.url());
+        }
+        for service in &services {
+            observer.progress(Progress::DependencyReady { name: service.name().to_owned(), url: crate::redact::url_password(&service.url()) });
+            vars.insert(format!("{}_url", service.name()), service.url());
         }
         if let Some(proxy) = vantage.proxy {
             vars.insert("proxy_address".into(), proxy.to_string());
@@ -739,7 +783,7 @@ impl<B: Backend> Cluster<B> {
             database.start_again().await?;
         }
         for service in &mut self.services {
-            if !service.is_running() {
+            if !service.is_running().await {
                 service.start_again().await?;
             }
         }
@@ -784,7 +828,7 @@ impl<B: Backend> Cluster<B> {
         if let Some(database) = &mut self.database {
             database.stop().await;
         }
-        join_all(self.services.iter_mut().map(Service::stop)).await;
+        join_all(self.services.iter_mut().map(OwnService::stop)).await;
         if let Some(docker) = &self.docker {
             docker.teardown().await;
         }

@@ -253,6 +253,11 @@ impl ServiceDependency {
         {
             return Err(file.error_at(command.span(), format!("[{table}] command is empty")));
         }
+        if self.image.is_some() && self.port.is_none() {
+            return Err(file
+                .error_at(file.key_span(&table, "image"), format!("[{table}] image needs `port`, the port the service listens on in its container"))
+                .with_help(Some("for example: port = 5672".into())));
+        }
         if self.port == Some(0) {
             return Err(file.error_at(file.key_span(&table, "port"), format!("[{table}] port = 0: give the port it listens on in its container")));
         }

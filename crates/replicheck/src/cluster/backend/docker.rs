@@ -47,7 +47,7 @@ use crate::cluster::reaper;
 use crate::vocab::replica::Incarnation;
 use crate::cluster::ClusterError;
 use crate::step::Vars;
-use crate::target::{Health, Persistence, RedisDependency, Start, Target};
+use crate::target::{Health, Persistence, RedisDependency, ServiceDependency, ServiceReady, Start, Target};
 
 /// The label every resource of a run carries; its value is the run's id.
 pub const RUN_LABEL: &str = "replicheck";
@@ -886,5 +886,154 @@ impl DockerRedis {
             .map_err(docker_error(format!("cannot start {} again", self.container)))?;
         self.addr = engine.published_port(&self.container, REDIS_PORT).await?;
         self.wait_ready().await
+    }
+}
+
+/// A service of the target's own (`[dependencies.NAME]`) as a container of its image,
+/// reached by the replicas by its name on the run's network.
+#[derive(Debug)]
+pub struct DockerService {
+    run: Arc<DockerRun>,
+    name: String,
+    container: String,
+    spec: ServiceDependency,
+    port: u16,
+}
+
+impl DockerService {
+    pub async fn start(run: Arc<DockerRun>, name: &str, spec: &ServiceDependency) -> Result<Self, ClusterError> {
+        let (Some(image), Some(port)) = (&spec.image, spec.port) else {
+            return Err(ClusterError::Unsupported { backend: "docker", what: "run a dependency without an image and its port (give it `image` and `port`)" });
+        };
+        run.engine.ensure_image(image).await?;
+        let service = Self {
+            run,
+            name: name.to_owned(),
+            container: String::new(),
+            spec: spec.clone(),
+            port,
+        };
+        let vars = service.vars();
+        let env = spec.env.iter().map(|(k, v)| Ok(format!("{k}={}", v.render(&vars)?))).collect::<Result<Vec<_>, ClusterError>>()?;
+        let args = spec.args.iter().map(|a| a.render(&vars)).collect::<Result<Vec<_>, _>>()?;
+        let body = ContainerCreateBody {
+            image: Some(image.clone()),
+            // Its image's own command unless the target gives arguments.
+            cmd: (!args.is_empty()).then_some(args),
+            env: Some(env),
+            ..Default::default()
+        };
+        let container = format!("replicheck-{}-{name}", service.run.run_id);
+        let log = service.run.logs_dir.join(format!("{name}.log"));
+        service.run.start_container(&container, name, name, port, &log, body).await?;
+        let service = Self { container, ..service };
+        service.wait_ready().await?;
+        Ok(service)
+    }
+
+    /// `{host}` (its name on the run's network), `{port}` (in its container) and `{dir}`.
+    fn vars(&self) -> Vars {
+        Vars::from([("host".into(), self.name.clone()), ("port".into(), self.port.to_string()), ("dir".into(), "/data".into())])
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the replicas get as `{NAME_url}`.
+    pub fn url(&self) -> String {
+        // Validation allowed only {host}, {port} and {dir}, which `vars` all give.
+        self.spec.url.render(&self.vars()).unwrap_or_else(|_| self.spec.url.raw().to_owned())
+    }
+
+    pub async fn is_running(&self) -> bool {
+        self.run.engine.stopped(&self.container).await.is_none()
+    }
+
+    pub async fn stop(&mut self) -> StopOutcome {
+        stop_container(&self.run.engine, &self.container, Duration::from_secs(10)).await
+    }
+
+    /// Starts the same container again: the same name on the network, its own file system.
+    pub async fn start_again(&mut self) -> Result<(), ClusterError> {
+        self.run
+            .engine
+            .docker
+            .start_container(&self.container, None)
+            .await
+            .map_err(docker_error(format!("cannot start {} again", self.container)))?;
+        self.wait_ready().await
+    }
+
+    /// Until the service accepts a connection on its address on the run's network (the
+    /// engine's published port would accept for it before it listens), its ready command
+    /// succeeds in its container, it exits, or its `ready_timeout` is up.
+    async fn wait_ready(&self) -> Result<(), ClusterError> {
+        let log = self.run.logs_dir.join(format!("{}.log", self.name));
+        let engine = &self.run.engine;
+        let deadline = Instant::now() + self.spec.ready_timeout;
+        loop {
+            if let Some((status, tail)) = engine.exit_report(&self.container, &log).await {
+                return Err(ClusterError::ExitedBeforeReady { replica: self.name.clone(), status, tail, log });
+            }
+            let last = match &self.spec.ready {
+                ServiceReady::Tcp => {
+                    let addr = match self.network_address().await {
+                        Some(addr) if engine.is_local() => addr,
+                        _ => engine.published_port(&self.container, self.port).await?,
+                    };
+                    match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await {
+                        Ok(Ok(_)) => return Ok(()),
+                        Ok(Err(err)) => format!("connecting to {addr}: {err}"),
+                        Err(_) => format!("connecting to {addr}: no answer within 1s"),
+                    }
+                }
+                ServiceReady::Command(command) => {
+                    let command = command.render(&self.vars())?;
+                    match self.exec(&command).await {
+                        Ok(0) => return Ok(()),
+                        Ok(code) => format!("`{command}` in its container ended with exit code {code}"),
+                        Err(err) => format!("`{command}` in its container: {err}"),
+                    }
+                }
+            };
+            if Instant::now() >= deadline {
+                save_logs(&engine.docker, &self.container, &log).await;
+                return Err(ClusterError::NotReady {
+                    replica: self.name.clone(),
+                    url: crate::redact::url_password(&self.url()),
+                    waited: self.spec.ready_timeout,
+                    last,
+                    log,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The container's address on the run's network, with its port.
+    async fn network_address(&self) -> Option<SocketAddr> {
+        let inspected = self.run.engine.docker.inspect_container(&self.container, None).await.ok()?;
+        let ip = inspected.network_settings?.networks?.remove(&self.run.network)?.ip_address?;
+        Some(SocketAddr::new(ip.parse().ok()?, self.port))
+    }
+
+    /// Runs `command` through `sh -c` in the container (its image must have a shell); its
+    /// exit code.
+    async fn exec(&self, command: &str) -> Result<i64, String> {
+        let docker = &self.run.engine.docker;
+        let options = bollard::models::ExecConfig {
+            cmd: Some(vec!["sh".into(), "-c".into(), command.into()]),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = docker.create_exec(&self.container, options).await.map_err(|e| e.to_string())?;
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await.map_err(|e| e.to_string())? {
+            let drained = async { while output.next().await.is_some() {} };
+            let _ = tokio::time::timeout(Duration::from_secs(5), drained).await;
+        }
+        let inspected = docker.inspect_exec(&exec.id).await.map_err(|e| e.to_string())?;
+        inspected.exit_code.ok_or_else(|| "still running after 5s".to_owned())
     }
 }
