@@ -388,10 +388,7 @@ impl Cluster {
                 };
                 if let Some(postgres) = &target.dependencies.postgres {
                     let dir = workspace.path().join("postgres");
-                    let started = Postgres::start(&dir, &spec.logs_dir, postgres, &absolute(&target.dir()), &spec.run_id).await?;
-                    observer.progress(Progress::DependencyReady { name: "postgres".into(), url: started.url() });
-                    vars.extend(started.vars());
-                    database = Some(started);
+                    database = Some(Postgres::start(&dir, &spec.logs_dir, postgres, &absolute(&target.dir()), &spec.run_id).await?);
                 }
                 for (name, service) in &target.dependencies.services {
                     let dir = workspace.path().join("services").join(name);
@@ -455,6 +452,10 @@ impl Cluster {
         if let Some(store) = &store {
             observer.progress(Progress::DependencyReady { name: "redis".into(), url: store.url() });
             vars.insert("redis_url".into(), store.url());
+        }
+        if let Some(database) = &database {
+            observer.progress(Progress::DependencyReady { name: "postgres".into(), url: database.url() });
+            vars.extend(database.vars());
         }
         for service in &services {
             observer.progress(Progress::DependencyReady { name: service.name().to_owned(), url: crate::redact::url_password(&service.url()) });

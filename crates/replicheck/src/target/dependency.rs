@@ -243,6 +243,19 @@ impl ServiceDependency {
                     "the replicas get it as {{{name}_url}}: use lowercase letters, digits and `_`, starting with a letter (built in: redis, postgres)"
                 ))));
         }
+        // Its placeholder, its log and its host name must not be a built-in one's or a replica's.
+        let placeholder = format!("{name}_url");
+        let replica_like = name.strip_prefix('r').is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        let taken = if replica_like {
+            Some(format!("`{name}` is a replica's name"))
+        } else {
+            super::START_PLACEHOLDERS.iter().any(|(known, _)| *known == placeholder).then(|| format!("`{{{placeholder}}}` is a placeholder of replicheck's own"))
+        };
+        if let Some(taken) = taken {
+            return Err(file
+                .error_at(file.table_span(&table), format!("[{table}]: {taken}"))
+                .with_help(Some("give the service another name, such as queue or mail".into())));
+        }
         if self.command.is_none() && self.image.is_none() {
             return Err(file
                 .error_at(file.table_span(&table), format!("[{table}] needs `command` (to run it as a process) or `image` (as a container)"))

@@ -559,6 +559,8 @@ impl Target {
 
     fn validate(&self, file: &SourceFile) -> Result<(), FileError> {
         self.check_values(file)?;
+        // First: the placeholders below depend on what is declared there.
+        self.dependencies.validate(&self.dir(), file)?;
         let start_templates = self.start.command.iter().chain(&self.start.args).chain(self.start.env.values());
         for template in start_templates {
             template
@@ -583,7 +585,6 @@ impl Target {
                     .with_help(Some(format!("add `[{table}]` so replicheck starts one for the run"))));
             }
         }
-        self.dependencies.validate(&self.dir(), file)?;
         match (&self.start.command, &self.start.image) {
             (None, None) => {
                 return Err(file
