@@ -14,7 +14,8 @@ use replicheck::progress::Silent;
 use replicheck::replay::{self, Replay, ReplayConfig};
 use replicheck::run::{self, ReportDir, RunConfig};
 use replicheck::scenario::ScenarioFile;
-use replicheck::target::Target;
+use replicheck::step::Template;
+use replicheck::target::{PostgresDependency, Target};
 use replicheck::up::{self, UpConfig};
 use replicheck::verdict::Verdict;
 
@@ -71,6 +72,26 @@ async fn a_run_in_code_finds_the_misconfigured_demo_says_why_and_replays_it() {
     assert!(comparison.new.is_empty());
     let unknown = replay::plan(&broken, ReplayConfig::new(demo("broken.toml")).finding("F99"));
     assert!(matches!(unknown, Err(replay::ReplayError::UnknownFinding { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_test_gives_its_app_the_runs_postgresql_in_code() {
+    // The notes app, its cache moved from a shared SQLite file to PostgreSQL by the test.
+    let mut target = Target::load(&common::root().join("tests/apps/notes/fixed.toml")).expect("the notes target loads");
+    target.dependencies.postgres = Some(PostgresDependency::default().with_database("notes").with_seed("schema.sql"));
+    target.start.env.insert("APP_STORE".into(), Template::parse("{database_url}").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let config = RunConfig::new(target)
+        .seed(5)
+        .replicas(3)
+        .report_dir(ReportDir::At(dir.path().to_owned()))
+        .select(&["login", "cache"])
+        .expect("built-in scenarios");
+    let outcome = run::run(config, &Silent).await.expect("the run runs");
+    outcome.report.assert_consistent();
+    let cache = outcome.report.scenarios.iter().find(|s| s.name == "cache").expect("the cache scenario ran");
+    assert_eq!(cache.status, replicheck::check::ScenarioStatus::Passed);
+    assert!(dir.path().join("postgres.log").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -164,6 +164,33 @@ pub struct PostgresDependency {
     pub seed_command: Option<Template>,
 }
 
+impl Default for PostgresDependency {
+    /// Database and role `app`, kept across restarts, not seeded.
+    fn default() -> Self {
+        Self {
+            database: default_name(),
+            user: default_name(),
+            persistence: DatabasePersistence::default(),
+            seed: None,
+            seed_command: None,
+        }
+    }
+}
+
+impl PostgresDependency {
+    /// The same with the replicas' database named `name` (a plain lowercase name).
+    pub fn with_database(mut self, name: &str) -> Self {
+        self.database = toml::Spanned::new(0..0, name.to_owned());
+        self
+    }
+
+    /// The same seeded from the SQL file at `path` (relative to the target file's directory).
+    pub fn with_seed(mut self, path: impl Into<PathBuf>) -> Self {
+        self.seed = Some(toml::Spanned::new(0..0, path.into()));
+        self
+    }
+}
+
 /// Whether the run's PostgreSQL keeps its data across a restart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
