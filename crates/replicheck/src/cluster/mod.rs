@@ -215,81 +215,73 @@ fn launching(target: &Target, telemetry: &Option<Receiver>) -> Target {
     target
 }
 
-/// The run's Redis, run by the same backend as the replicas.
-enum Store {
-    Process(Box<Redis>),
-    Docker(DockerRedis),
+/// Something the replicas share that replicheck started for the run, whichever backend
+/// runs it: Redis, PostgreSQL, or a service of the target's own.
+enum Dependency {
+    Redis(Box<Redis>),
+    DockerRedis(DockerRedis),
+    Postgres(Box<Postgres>),
+    Service(Box<Service>),
+    DockerService(Box<DockerService>),
 }
 
-impl Store {
-    fn url(&self) -> String {
-        match self {
-            Store::Process(redis) => redis.url(),
-            Store::Docker(redis) => redis.url(),
-        }
-    }
-
-    async fn is_running(&mut self) -> bool {
-        match self {
-            Store::Process(redis) => redis.is_running(),
-            Store::Docker(redis) => redis.is_running().await,
-        }
-    }
-
-    async fn stop(&mut self) -> StopOutcome {
-        match self {
-            Store::Process(redis) => redis.stop().await,
-            Store::Docker(redis) => redis.stop().await,
-        }
-    }
-
-    async fn start_again(&mut self) -> Result<(), ClusterError> {
-        match self {
-            Store::Process(redis) => redis.start_again().await,
-            Store::Docker(redis) => redis.start_again().await,
-        }
-    }
-}
-
-/// A service of the target's own, run by the same backend as the replicas.
-enum OwnService {
-    Process(Box<Service>),
-    Docker(Box<DockerService>),
-}
-
-impl OwnService {
+impl Dependency {
+    /// Its name in the target file (`redis`, `postgres`, the service's).
     fn name(&self) -> &str {
         match self {
-            OwnService::Process(service) => service.name(),
-            OwnService::Docker(service) => service.name(),
+            Dependency::Redis(_) | Dependency::DockerRedis(_) => "redis",
+            Dependency::Postgres(_) => "postgres",
+            Dependency::Service(service) => service.name(),
+            Dependency::DockerService(service) => service.name(),
         }
     }
 
     fn url(&self) -> String {
         match self {
-            OwnService::Process(service) => service.url(),
-            OwnService::Docker(service) => service.url(),
+            Dependency::Redis(redis) => redis.url(),
+            Dependency::DockerRedis(redis) => redis.url(),
+            Dependency::Postgres(postgres) => postgres.url(),
+            Dependency::Service(service) => service.url(),
+            Dependency::DockerService(service) => service.url(),
+        }
+    }
+
+    /// The placeholders it gives the replicas.
+    fn vars(&self) -> Vars {
+        match self {
+            Dependency::Redis(_) | Dependency::DockerRedis(_) => Vars::from([("redis_url".into(), self.url())]),
+            Dependency::Postgres(postgres) => postgres.vars(),
+            Dependency::Service(_) | Dependency::DockerService(_) => Vars::from([(format!("{}_url", self.name()), self.url())]),
         }
     }
 
     async fn is_running(&mut self) -> bool {
         match self {
-            OwnService::Process(service) => service.is_running(),
-            OwnService::Docker(service) => service.is_running().await,
+            Dependency::Redis(redis) => redis.is_running(),
+            Dependency::DockerRedis(redis) => redis.is_running().await,
+            Dependency::Postgres(postgres) => postgres.is_running(),
+            Dependency::Service(service) => service.is_running(),
+            Dependency::DockerService(service) => service.is_running().await,
         }
     }
 
     async fn stop(&mut self) -> StopOutcome {
         match self {
-            OwnService::Process(service) => service.stop().await,
-            OwnService::Docker(service) => service.stop().await,
+            Dependency::Redis(redis) => redis.stop().await,
+            Dependency::DockerRedis(redis) => redis.stop().await,
+            Dependency::Postgres(postgres) => postgres.stop().await,
+            Dependency::Service(service) => service.stop().await,
+            Dependency::DockerService(service) => service.stop().await,
         }
     }
 
     async fn start_again(&mut self) -> Result<(), ClusterError> {
         match self {
-            OwnService::Process(service) => service.start_again().await,
-            OwnService::Docker(service) => service.start_again().await,
+            Dependency::Redis(redis) => redis.start_again().await,
+            Dependency::DockerRedis(redis) => redis.start_again().await,
+            Dependency::Postgres(postgres) => postgres.start_again().await,
+            Dependency::Service(service) => service.start_again().await,
+            Dependency::DockerService(service) => service.start_again().await,
         }
     }
 }
@@ -300,11 +292,8 @@ pub struct Cluster<B: Backend = AnyBackend> {
     /// Old incarnations still running while their successor has taken over (a rolling
     /// restart's surge).
     retiring: Vec<B::Replica>,
-    store: Option<Store>,
-    /// The run's PostgreSQL (processes only, so far).
-    database: Option<Postgres>,
-    /// Services of the target's own.
-    services: Vec<OwnService>,
+    /// In the order they started: Redis, PostgreSQL, the target's own services.
+    dependencies: Vec<Dependency>,
     vars: Vars,
     grace: Duration,
     exits: ExitLedger,
@@ -375,24 +364,22 @@ impl Cluster {
         vars.insert("run_id".into(), spec.run_id.clone());
         let mut telemetry = None;
         let mut sink = None;
-        let mut database = None;
-        let mut services = Vec::new();
-        let (backend, store, vantage, docker) = match spec.backend {
+        let mut dependencies = Vec::new();
+        let (backend, vantage, docker) = match spec.backend {
             BackendKind::Process => {
-                let store = match &target.dependencies.redis {
-                    Some(redis) => {
-                        let dir = workspace.path().join("redis");
-                        Some(Store::Process(Box::new(Redis::start(&dir, &spec.logs_dir, redis.persistence, &spec.run_id).await?)))
-                    }
-                    None => None,
-                };
+                let (target_dir, workspace_dir) = (absolute(&target.dir()), workspace.path());
+                if let Some(redis) = &target.dependencies.redis {
+                    let redis = Redis::start(&workspace_dir.join("redis"), &spec.logs_dir, redis.persistence, &spec.run_id).await?;
+                    dependencies.push(Dependency::Redis(Box::new(redis)));
+                }
                 if let Some(postgres) = &target.dependencies.postgres {
-                    let dir = workspace.path().join("postgres");
-                    database = Some(Postgres::start(&dir, &spec.logs_dir, postgres, &absolute(&target.dir()), &spec.run_id).await?);
+                    let postgres = Postgres::start(&workspace_dir.join("postgres"), &spec.logs_dir, postgres, &target_dir, &spec.run_id).await?;
+                    dependencies.push(Dependency::Postgres(Box::new(postgres)));
                 }
                 for (name, service) in &target.dependencies.services {
-                    let dir = workspace.path().join("services").join(name);
-                    services.push(OwnService::Process(Box::new(Service::start(name, service, &dir, &spec.logs_dir, &absolute(&target.dir()), &spec.run_id).await?)));
+                    let dir = workspace_dir.join("services").join(name);
+                    let service = Service::start(name, service, &dir, &spec.logs_dir, &target_dir, &spec.run_id).await?;
+                    dependencies.push(Dependency::Service(Box::new(service)));
                 }
                 vars.insert("target_dir".into(), absolute(&target.dir()).to_string_lossy().into_owned());
                 if let Some(binary) = &spec.replicheck {
@@ -406,7 +393,7 @@ impl Cluster {
                     proxy: Some(settings.proxy_address),
                     stranger: Some(settings.untrusted_address),
                 };
-                (AnyBackend::Process(backend), store, vantage, None)
+                (AnyBackend::Process(backend), vantage, None)
             }
             BackendKind::Docker => {
                 if target.dependencies.postgres.is_some() {
@@ -416,12 +403,11 @@ impl Cluster {
                 // A run killed with SIGKILL left its containers, network and volumes too.
                 backend::docker::reap(&engine, &reaper::live_runs()).await;
                 let run = Arc::new(DockerRun::create(engine, &spec.run_id, &spec.logs_dir).await?);
-                let store = match &target.dependencies.redis {
-                    Some(redis) => Some(Store::Docker(DockerRedis::start(run.clone(), redis).await?)),
-                    None => None,
-                };
+                if let Some(redis) = &target.dependencies.redis {
+                    dependencies.push(Dependency::DockerRedis(DockerRedis::start(run.clone(), redis).await?));
+                }
                 for (name, service) in &target.dependencies.services {
-                    services.push(OwnService::Docker(Box::new(DockerService::start(run.clone(), name, service).await?)));
+                    dependencies.push(Dependency::DockerService(Box::new(DockerService::start(run.clone(), name, service).await?)));
                 }
                 // Containers reach the host at their network's gateway; a remote engine's
                 // containers cannot reach this host at all.
@@ -435,7 +421,7 @@ impl Cluster {
                     proxy: Some(run.gateway()),
                     stranger: Some(run.stranger_gateway()),
                 };
-                (AnyBackend::Docker(backend), store, vantage, Some(run))
+                (AnyBackend::Docker(backend), vantage, Some(run))
             }
             BackendKind::External => {
                 let external = spec.external.clone().ok_or_else(|| ClusterError::External("the external backend needs instances (--instance or --via)".into()))?;
@@ -446,20 +432,12 @@ impl Cluster {
                     proxy: external.known_proxy,
                     stranger: external.known_proxy,
                 };
-                (AnyBackend::External(backend), None, vantage, None)
+                (AnyBackend::External(backend), vantage, None)
             }
         };
-        if let Some(store) = &store {
-            observer.progress(Progress::DependencyReady { name: "redis".into(), url: store.url() });
-            vars.insert("redis_url".into(), store.url());
-        }
-        if let Some(database) = &database {
-            observer.progress(Progress::DependencyReady { name: "postgres".into(), url: database.url() });
-            vars.extend(database.vars());
-        }
-        for service in &services {
-            observer.progress(Progress::DependencyReady { name: service.name().to_owned(), url: crate::redact::url_password(&service.url()) });
-            vars.insert(format!("{}_url", service.name()), service.url());
+        for dependency in &dependencies {
+            observer.progress(Progress::DependencyReady { name: dependency.name().to_owned(), url: crate::redact::url_password(&dependency.url()) });
+            vars.extend(dependency.vars());
         }
         if let Some(proxy) = vantage.proxy {
             vars.insert("proxy_address".into(), proxy.to_string());
@@ -468,9 +446,7 @@ impl Cluster {
             backend,
             replicas: BTreeMap::new(),
             retiring: Vec::new(),
-            store,
-            database,
-            services,
+            dependencies,
             vars,
             grace: target.start.shutdown_grace,
             exits: ExitLedger::default(),
@@ -602,16 +578,25 @@ impl<B: Backend> Cluster<B> {
         self.replicas.get(&id).map(endpoint_of)
     }
 
+    /// Whether the run has Redis, the store the store experiments disrupt.
     pub fn has_store(&self) -> bool {
-        self.store.is_some()
+        self.store().is_some()
     }
 
     /// Whether the store is up (true when there is none to be down).
     pub async fn store_running(&mut self) -> bool {
-        match &mut self.store {
+        match self.store_mut() {
             Some(store) => store.is_running().await,
             None => true,
         }
+    }
+
+    fn store(&self) -> Option<&Dependency> {
+        self.dependencies.iter().find(|d| d.name() == "redis")
+    }
+
+    fn store_mut(&mut self) -> Option<&mut Dependency> {
+        self.dependencies.iter_mut().find(|d| d.name() == "redis")
     }
 
     /// How the replicas see replicheck's connections.
@@ -770,22 +755,12 @@ impl<B: Backend> Cluster<B> {
     }
 
     /// Brings every replica back: resumes paused ones (harmless for running ones), starts
-    /// the next incarnation of any that exited, and starts the store if it is down.
+    /// the next incarnation of any that exited, and starts any dependency that is down.
     /// Returns the incarnations it started.
     pub async fn heal(&mut self) -> Result<Vec<Endpoint>, ClusterError> {
-        if let Some(store) = &mut self.store
-            && !store.is_running().await
-        {
-            store.start_again().await?;
-        }
-        if let Some(database) = &mut self.database
-            && !database.is_running()
-        {
-            database.start_again().await?;
-        }
-        for service in &mut self.services {
-            if !service.is_running().await {
-                service.start_again().await?;
+        for dependency in &mut self.dependencies {
+            if !dependency.is_running().await {
+                dependency.start_again().await?;
             }
         }
         let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
@@ -808,13 +783,12 @@ impl<B: Backend> Cluster<B> {
 
     /// Stops the store (Redis) gracefully; its data stays on disk when it persists.
     pub async fn stop_store(&mut self) -> Result<StopOutcome, ClusterError> {
-        let store = self.store.as_mut().ok_or(ClusterError::NoStore)?;
-        Ok(store.stop().await)
+        Ok(self.store_mut().ok_or(ClusterError::NoStore)?.stop().await)
     }
 
     /// Starts the store again on the same port and directory.
     pub async fn start_store(&mut self) -> Result<(), ClusterError> {
-        self.store.as_mut().ok_or(ClusterError::NoStore)?.start_again().await
+        self.store_mut().ok_or(ClusterError::NoStore)?.start_again().await
     }
 
     /// Stops everything: replicas get SIGTERM and a short grace (the run is over, their
@@ -823,13 +797,7 @@ impl<B: Backend> Cluster<B> {
     pub async fn shutdown(mut self) {
         let grace = self.grace.min(Duration::from_secs(2));
         join_all(self.replicas.values_mut().chain(self.retiring.iter_mut()).map(|r| r.release(grace))).await;
-        if let Some(store) = &mut self.store {
-            store.stop().await;
-        }
-        if let Some(database) = &mut self.database {
-            database.stop().await;
-        }
-        join_all(self.services.iter_mut().map(OwnService::stop)).await;
+        join_all(self.dependencies.iter_mut().map(Dependency::stop)).await;
         if let Some(docker) = &self.docker {
             docker.teardown().await;
         }
