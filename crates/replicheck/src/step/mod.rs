@@ -89,6 +89,14 @@ impl RequestSpec {
                 return Err((file.filename.span(), format!("a {} request sends no files: give it a method such as method = \"POST\"", self.method.0)));
             }
         }
+        for file in self.multipart.values() {
+            // Checked by the parser that sends it, so what validates is what goes out.
+            if let Some(content_type) = &file.content_type
+                && reqwest::multipart::Part::bytes(Vec::new()).mime_str(content_type.get_ref()).is_err()
+            {
+                return Err((content_type.span(), format!("content_type = {:?} is not a media type such as text/plain", content_type.get_ref())));
+            }
+        }
         Ok(())
     }
 }
@@ -100,7 +108,7 @@ pub struct FilePart {
     pub filename: Template,
     pub content: Template,
     /// Default: `application/octet-stream`, as a browser sends a file it cannot type.
-    pub content_type: Option<String>,
+    pub content_type: Option<toml::Spanned<String>>,
 }
 
 /// An HTTP method, upper case.

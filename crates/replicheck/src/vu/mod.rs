@@ -362,7 +362,8 @@ impl File {
         }
         for file in files {
             let part = reqwest::multipart::Part::bytes(file.content.clone()).file_name(file.filename.clone());
-            // A type the file does not parse as goes as bytes of no particular type.
+            // Validation refused a type that does not parse; one from code that does not
+            // goes as bytes of no particular type.
             let part = match part.mime_str(&file.content_type) {
                 Ok(part) => part,
                 Err(_) => reqwest::multipart::Part::bytes(file.content.clone()).file_name(file.filename.clone()),
@@ -561,7 +562,7 @@ impl<'a> VirtualUser<'a> {
                         field: field.clone(),
                         filename: render(&file.filename, &self.vars)?,
                         content: render(&file.content, &self.vars)?.into_bytes(),
-                        content_type: file.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+                        content_type: file.content_type.as_ref().map_or_else(|| "application/octet-stream".into(), |c| c.get_ref().clone()),
                     })
                 })
                 .collect::<Result<Vec<_>, String>>()?;
