@@ -11,7 +11,8 @@
 //!   again after each.
 //!
 //! A series in which a window ended (a replica let a client through again by itself, or
-//! more than the limit) is asked once more, the control too. Nothing is judged here (`check::limits` does).
+//! more than the limit) is asked once more, the control too. Nothing is judged here
+//! (`check::limits` does).
 
 use std::net::IpAddr;
 use std::sync::Arc;

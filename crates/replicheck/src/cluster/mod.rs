@@ -226,6 +226,11 @@ enum Dependency {
 }
 
 impl Dependency {
+    /// Whether it is the run's Redis, which the store experiments disrupt.
+    fn is_redis(&self) -> bool {
+        matches!(self, Dependency::Redis(_) | Dependency::DockerRedis(_))
+    }
+
     /// Its name in the target file (`redis`, `postgres`, the service's).
     fn name(&self) -> &str {
         match self {
@@ -592,11 +597,11 @@ impl<B: Backend> Cluster<B> {
     }
 
     fn store(&self) -> Option<&Dependency> {
-        self.dependencies.iter().find(|d| d.name() == "redis")
+        self.dependencies.iter().find(|d| d.is_redis())
     }
 
     fn store_mut(&mut self) -> Option<&mut Dependency> {
-        self.dependencies.iter_mut().find(|d| d.name() == "redis")
+        self.dependencies.iter_mut().find(|d| d.is_redis())
     }
 
     /// How the replicas see replicheck's connections.

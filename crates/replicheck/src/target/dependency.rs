@@ -261,6 +261,13 @@ impl Dependencies {
 }
 
 impl ServiceDependency {
+    /// Its URL where `vars` give `{host}`, `{port}` and `{dir}`: what the replicas get as
+    /// `{NAME_url}`.
+    pub fn url_at(&self, vars: &crate::step::Vars) -> String {
+        // Validation allowed no other placeholder.
+        self.url.render(vars).unwrap_or_else(|_| self.url.raw().to_owned())
+    }
+
     fn validate(&self, name: &str, file: &SourceFile) -> Result<(), FileError> {
         let table = format!("dependencies.{name}");
         if !is_identifier(name) {

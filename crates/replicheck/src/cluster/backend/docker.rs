@@ -42,7 +42,7 @@ use super::process::{probe_client, wait_ready};
 use crate::target::container::{ContainerTemplate, Placement, Started};
 use super::{Backend, Replica};
 use crate::cluster::child::{StopOutcome, log_tail};
-use crate::cluster::dependency::wait_for_pong;
+use crate::cluster::dependency::{Awaited, wait_for_pong, wait_until_ready};
 use crate::cluster::reaper;
 use crate::vocab::replica::Incarnation;
 use crate::cluster::ClusterError;
@@ -906,13 +906,8 @@ impl DockerService {
             return Err(ClusterError::Unsupported { backend: "docker", what: "run a dependency without an image and its port (give it `image` and `port`)" });
         };
         run.engine.ensure_image(image).await?;
-        let service = Self {
-            run,
-            name: name.to_owned(),
-            container: String::new(),
-            spec: spec.clone(),
-            port,
-        };
+        let container = format!("replicheck-{}-{name}", run.run_id);
+        let service = Self { run, name: name.to_owned(), container, spec: spec.clone(), port };
         let vars = service.vars();
         let env = spec.env.iter().map(|(k, v)| Ok(format!("{k}={}", v.render(&vars)?))).collect::<Result<Vec<_>, ClusterError>>()?;
         let args = spec.args.iter().map(|a| a.render(&vars)).collect::<Result<Vec<_>, _>>()?;
@@ -923,10 +918,7 @@ impl DockerService {
             env: Some(env),
             ..Default::default()
         };
-        let container = format!("replicheck-{}-{name}", service.run.run_id);
-        let log = service.run.logs_dir.join(format!("{name}.log"));
-        service.run.start_container(&container, name, name, port, &log, body).await?;
-        let service = Self { container, ..service };
+        service.run.start_container(&service.container, name, name, port, &service.log(), body).await?;
         service.wait_ready().await?;
         Ok(service)
     }
@@ -936,14 +928,17 @@ impl DockerService {
         Vars::from([("host".into(), self.name.clone()), ("port".into(), self.port.to_string()), ("dir".into(), "/data".into())])
     }
 
+    fn log(&self) -> PathBuf {
+        self.run.logs_dir.join(format!("{}.log", self.name))
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// What the replicas get as `{NAME_url}`.
     pub fn url(&self) -> String {
-        // Validation allowed only {host}, {port} and {dir}, which `vars` all give.
-        self.spec.url.render(&self.vars()).unwrap_or_else(|_| self.spec.url.raw().to_owned())
+        self.spec.url_at(&self.vars())
     }
 
     pub async fn is_running(&self) -> bool {
@@ -969,46 +964,35 @@ impl DockerService {
     /// engine's published port would accept for it before it listens), its ready command
     /// succeeds in its container, it exits, or its `ready_timeout` is up.
     async fn wait_ready(&self) -> Result<(), ClusterError> {
-        let log = self.run.logs_dir.join(format!("{}.log", self.name));
+        let (url, log) = (self.url(), self.log());
         let engine = &self.run.engine;
-        let deadline = Instant::now() + self.spec.ready_timeout;
-        loop {
-            if let Some((status, tail)) = engine.exit_report(&self.container, &log).await {
-                return Err(ClusterError::ExitedBeforeReady { replica: self.name.clone(), status, tail, log });
-            }
-            let last = match &self.spec.ready {
-                ServiceReady::Tcp => {
-                    let addr = match self.network_address().await {
-                        Some(addr) if engine.is_local() => addr,
-                        _ => engine.published_port(&self.container, self.port).await?,
-                    };
-                    match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await {
-                        Ok(Ok(_)) => return Ok(()),
-                        Ok(Err(err)) => format!("connecting to {addr}: {err}"),
-                        Err(_) => format!("connecting to {addr}: no answer within 1s"),
-                    }
+        let exited = async || engine.exit_report(&self.container, &log).await;
+        let probe = async || match &self.spec.ready {
+            ServiceReady::Tcp => {
+                let addr = match self.network_address().await {
+                    Some(addr) if engine.is_local() => addr,
+                    _ => engine.published_port(&self.container, self.port).await.map_err(|err| err.to_string())?,
+                };
+                match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(err)) => Err(format!("connecting to {addr}: {err}")),
+                    Err(_) => Err(format!("connecting to {addr}: no answer within 1s")),
                 }
-                ServiceReady::Command(command) => {
-                    let command = command.render(&self.vars())?;
-                    match self.exec(&command).await {
-                        Ok(0) => return Ok(()),
-                        Ok(code) => format!("`{command}` in its container ended with exit code {code}"),
-                        Err(err) => format!("`{command}` in its container: {err}"),
-                    }
-                }
-            };
-            if Instant::now() >= deadline {
-                save_logs(&engine.docker, &self.container, &log).await;
-                return Err(ClusterError::NotReady {
-                    replica: self.name.clone(),
-                    url: crate::redact::url_password(&self.url()),
-                    waited: self.spec.ready_timeout,
-                    last,
-                    log,
-                });
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            ServiceReady::Command(command) => {
+                let command = command.render(&self.vars()).map_err(|missing| missing.to_string())?;
+                match self.exec(&command).await {
+                    Ok(0) => Ok(()),
+                    Ok(code) => Err(format!("`{command}` in its container ended with exit code {code}")),
+                    Err(err) => Err(format!("`{command}` in its container: {err}")),
+                }
+            }
+        };
+        let ready = wait_until_ready(Awaited { name: &self.name, url: &url, timeout: self.spec.ready_timeout, log: &log }, exited, probe).await;
+        if ready.is_err() {
+            save_logs(&engine.docker, &self.container, &log).await;
         }
+        ready
     }
 
     /// The container's address on the run's network, with its port.

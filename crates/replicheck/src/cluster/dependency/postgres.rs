@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use super::{Awaited, generation_log, wait_until_ready};
 use crate::cluster::ClusterError;
 use crate::cluster::child::{Launch, ManagedChild, RunAs, StopOutcome, describe_exit, log_tail};
 use crate::cluster::reaper::RUN_MARKER;
@@ -143,10 +144,7 @@ impl Server {
     }
 
     fn log(&self, what: &str) -> PathBuf {
-        match self.generation {
-            1 => self.logs_dir.join(format!("{what}.log")),
-            n => self.logs_dir.join(format!("{what}#{n}.log")),
-        }
+        generation_log(&self.logs_dir, what, self.generation)
     }
 
     /// initdb, the server, the database, the seed: the server's process once all is done.
@@ -216,41 +214,26 @@ impl Server {
 
     /// Until `pg_isready` says the server accepts connections, it exits, or time is up.
     async fn wait_ready(&self, child: &mut ManagedChild) -> Result<(), ClusterError> {
-        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         let mut args = self.connection_args();
         args.push("--dbname=postgres".into());
-        loop {
-            if let Some(status) = child.exited() {
-                return Err(ClusterError::ExitedBeforeReady {
-                    replica: "postgres".into(),
-                    status: describe_exit(status),
-                    tail: log_tail(child.log(), 10),
-                    log: child.log().to_owned(),
-                });
-            }
+        let (url, log) = (self.url(), child.log().to_owned());
+        let exited = async || child.exited().map(|status| (describe_exit(status), log_tail(&log, 10)));
+        let probe = async || {
             let probe = tokio::process::Command::new(self.bin.join("pg_isready"))
                 .args(&args)
                 .arg("--timeout=1")
+                .env(RUN_MARKER, &self.run_id)
                 .stdin(Stdio::null())
                 .kill_on_drop(true)
                 .output();
-            let last = match tokio::time::timeout(Duration::from_secs(3), probe).await {
-                Ok(Ok(output)) if output.status.success() => return Ok(()),
-                Ok(Ok(output)) => String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-                Ok(Err(err)) => format!("pg_isready: {err}"),
-                Err(_) => "pg_isready did not answer".into(),
-            };
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ClusterError::NotReady {
-                    replica: "postgres".into(),
-                    url: self.url(),
-                    waited: READY_TIMEOUT,
-                    last,
-                    log: child.log().to_owned(),
-                });
+            match tokio::time::timeout(Duration::from_secs(3), probe).await {
+                Ok(Ok(output)) if output.status.success() => Ok(()),
+                Ok(Ok(output)) => Err(String::from_utf8_lossy(&output.stdout).trim().to_owned()),
+                Ok(Err(err)) => Err(format!("pg_isready: {err}")),
+                Err(_) => Err("pg_isready did not answer".into()),
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        };
+        wait_until_ready(Awaited { name: "postgres", url: &url, timeout: READY_TIMEOUT, log: &log }, exited, probe).await
     }
 
     /// One of the server's own tools, run to its end as the account the server runs as.

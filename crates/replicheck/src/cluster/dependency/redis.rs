@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::{Awaited, generation_log, wait_until_ready};
 use crate::cluster::ClusterError;
 use crate::cluster::child::{Launch, ManagedChild, StopOutcome, describe_exit, log_tail};
 use crate::target::Persistence;
@@ -64,7 +65,7 @@ impl Redis {
     /// URL they were given and find whatever the store persisted.
     pub async fn start_again(&mut self) -> Result<(), ClusterError> {
         self.generation += 1;
-        let log = self.logs_dir.join(format!("redis#{}.log", self.generation));
+        let log = generation_log(&self.logs_dir, "redis", self.generation);
         self.child = launch(self.port, &self.dir, &log, self.persistence, &self.run_id).await?;
         Ok(())
     }
@@ -102,42 +103,16 @@ async fn launch(port: u16, dir: &Path, log: &Path, persistence: Persistence, run
     let mut child = ManagedChild::spawn("redis", &launch)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let log = child.log().to_owned();
-    let exited = || std::future::ready(child.exited().map(|status| (describe_exit(status), log_tail(&log, 10))));
-    wait_for_pong(addr, &log, exited).await?;
+    wait_for_pong(addr, &log, async || child.exited().map(|status| (describe_exit(status), log_tail(&log, 10)))).await?;
     Ok(child)
 }
 
 /// Waits until Redis at `addr` answers PING, it exits (`exited` returns how, and the end of
 /// its log), or time is up. Shared by the backends.
-pub async fn wait_for_pong<F, Fut>(addr: SocketAddr, log: &Path, mut exited: F) -> Result<(), ClusterError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<(String, String)>>,
-{
-    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-    loop {
-        if let Some((status, tail)) = exited().await {
-            return Err(ClusterError::ExitedBeforeReady {
-                replica: "redis".into(),
-                status,
-                tail,
-                log: log.to_owned(),
-            });
-        }
-        if ping(addr).await {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ClusterError::NotReady {
-                replica: "redis".into(),
-                url: format!("redis://{addr}"),
-                waited: READY_TIMEOUT,
-                last: "no PONG".into(),
-                log: log.to_owned(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+pub async fn wait_for_pong(addr: SocketAddr, log: &Path, exited: impl AsyncFnMut() -> Option<(String, String)>) -> Result<(), ClusterError> {
+    let url = format!("redis://{addr}");
+    let awaited = Awaited { name: "redis", url: &url, timeout: READY_TIMEOUT, log };
+    wait_until_ready(awaited, exited, async || if ping(addr).await { Ok(()) } else { Err("no PONG".into()) }).await
 }
 
 /// One PING over a fresh connection; true on `+PONG`.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use super::{Awaited, generation_log, wait_until_ready};
 use crate::cluster::ClusterError;
 use crate::cluster::child::{Launch, ManagedChild, StopOutcome, describe_exit, log_tail};
 use crate::cluster::reaper::RUN_MARKER;
@@ -88,8 +89,7 @@ impl Service {
 
 impl Recipe {
     fn url(&self) -> String {
-        // Validation allowed only {host}, {port} and {dir}, which `vars` all give.
-        self.spec.url.render(&self.vars).unwrap_or_else(|_| self.spec.url.raw().to_owned())
+        self.spec.url_at(&self.vars)
     }
 
     async fn launch(&self) -> Result<ManagedChild, ClusterError> {
@@ -101,10 +101,7 @@ impl Recipe {
         // from the target file's directory.
         let program = PathBuf::from(command.render(&self.vars)?);
         let program = if program.is_relative() && program.components().count() > 1 { self.target_dir.join(program) } else { program };
-        let log = match self.generation {
-            1 => self.logs_dir.join(format!("{}.log", self.name)),
-            n => self.logs_dir.join(format!("{}#{n}.log", self.name)),
-        };
+        let log = generation_log(&self.logs_dir, &self.name, self.generation);
         let launch = Launch {
             program: program.into_os_string(),
             args: self.spec.args.iter().map(|a| a.render(&self.vars)).collect::<Result<_, _>>()?,
@@ -121,51 +118,33 @@ impl Recipe {
 
     /// Until the service is ready by its own test, it exits, or its `ready_timeout` is up.
     async fn wait_ready(&self, child: &mut ManagedChild) -> Result<(), ClusterError> {
-        let deadline = tokio::time::Instant::now() + self.spec.ready_timeout;
         let port: u16 = self.vars["port"].parse().unwrap_or_default();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        loop {
-            if let Some(status) = child.exited() {
-                return Err(ClusterError::ExitedBeforeReady {
-                    replica: self.name.clone(),
-                    status: describe_exit(status),
-                    tail: log_tail(child.log(), 10),
-                    log: child.log().to_owned(),
-                });
-            }
-            let last = match &self.spec.ready {
-                ServiceReady::Tcp => match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
-                    Ok(Ok(_)) => return Ok(()),
-                    Ok(Err(err)) => format!("connecting to {addr}: {err}"),
-                    Err(_) => format!("connecting to {addr}: no answer within 1s"),
-                },
-                ServiceReady::Command(command) => {
-                    let command = command.render(&self.vars)?;
-                    let probe = tokio::process::Command::new("sh")
-                        .args(["-c", &command])
-                        .env(RUN_MARKER, &self.run_id)
-                        .current_dir(&self.target_dir)
-                        .stdin(Stdio::null())
-                        .kill_on_drop(true)
-                        .output();
-                    match tokio::time::timeout(Duration::from_secs(5), probe).await {
-                        Ok(Ok(output)) if output.status.success() => return Ok(()),
-                        Ok(Ok(output)) => format!("`{command}` ended with {}: {}", describe_exit(output.status), String::from_utf8_lossy(&output.stderr).trim()),
-                        Ok(Err(err)) => format!("`{command}`: {err}"),
-                        Err(_) => format!("`{command}` did not finish within 5s"),
-                    }
+        let (url, log) = (self.url(), child.log().to_owned());
+        let exited = async || child.exited().map(|status| (describe_exit(status), log_tail(&log, 10)));
+        let probe = async || match &self.spec.ready {
+            ServiceReady::Tcp => match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(err)) => Err(format!("connecting to {addr}: {err}")),
+                Err(_) => Err(format!("connecting to {addr}: no answer within 1s")),
+            },
+            ServiceReady::Command(command) => {
+                let command = command.render(&self.vars).map_err(|missing| missing.to_string())?;
+                let probe = tokio::process::Command::new("sh")
+                    .args(["-c", &command])
+                    .env(RUN_MARKER, &self.run_id)
+                    .current_dir(&self.target_dir)
+                    .stdin(Stdio::null())
+                    .kill_on_drop(true)
+                    .output();
+                match tokio::time::timeout(Duration::from_secs(5), probe).await {
+                    Ok(Ok(output)) if output.status.success() => Ok(()),
+                    Ok(Ok(output)) => Err(format!("`{command}` ended with {}: {}", describe_exit(output.status), String::from_utf8_lossy(&output.stderr).trim())),
+                    Ok(Err(err)) => Err(format!("`{command}`: {err}")),
+                    Err(_) => Err(format!("`{command}` did not finish within 5s")),
                 }
-            };
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ClusterError::NotReady {
-                    replica: self.name.clone(),
-                    url: crate::redact::url_password(&self.url()),
-                    waited: self.spec.ready_timeout,
-                    last,
-                    log: child.log().to_owned(),
-                });
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        };
+        wait_until_ready(Awaited { name: &self.name, url: &url, timeout: self.spec.ready_timeout, log: &log }, exited, probe).await
     }
 }
