@@ -124,8 +124,7 @@ fn a_service_of_the_targets_own_runs_as_a_container_its_replicas_reach_by_name()
     let said = format!("{}{}", run.stdout, run.stderr);
     assert!(said.contains("cache ready at redis://cache:6379/0"), "{said}");
     for scenario in ["session", "cache"] {
-        let status = run.report().scenarios.iter().find(|s| s.name == scenario).map(|s| s.status);
-        assert_eq!(status, Some(replicheck::check::ScenarioStatus::Passed), "{scenario}");
+        assert_eq!(run.status_of(scenario), Some(replicheck::check::ScenarioStatus::Passed), "{scenario}");
     }
     assert!(run.report_dir.join("cache.log").exists(), "its output is kept with the replicas'");
 }

@@ -35,8 +35,7 @@ fn the_demo_keeps_its_sessions_in_a_service_of_the_targets_own_and_leaves_nothin
     let said = format!("{}{}", run.stdout, run.stderr);
     assert!(said.contains("cache ready at redis://127.0.0.1:"), "{said}");
     for scenario in ["session", "cache"] {
-        let status = run.report().scenarios.iter().find(|s| s.name == scenario).map(|s| s.status);
-        assert_eq!(status, Some(replicheck::check::ScenarioStatus::Passed), "{scenario}");
+        assert_eq!(run.status_of(scenario), Some(replicheck::check::ScenarioStatus::Passed), "{scenario}");
     }
     assert!(run.report_dir.join("cache.log").exists());
 }

@@ -58,6 +58,11 @@ impl Finished {
         kinds.dedup();
         kinds
     }
+
+    /// How scenario or check `name` ended, if the report has it.
+    pub fn status_of(&self, name: &str) -> Option<replicheck::check::ScenarioStatus> {
+        self.report().scenarios.iter().find(|s| s.name == name).map(|s| s.status)
+    }
 }
 
 /// `replicheck run TARGET ARGS --report-dir <temp>`, waited for, with its report read.
