@@ -77,7 +77,7 @@ fn bad_command_lines_exit_2_naming_the_offending_value() {
     assert!(usage_error(&["run", "examples/demo/fixed.toml", "--backend", "kubernetes"]).contains("kubernetes"));
     assert!(usage_error(&["run", "examples/demo/fixed.toml", "--backend", "external"]).contains("replicheck smoke TARGET --instance URL"));
     let nothing = usage_error(&["run", "examples/demo/broken.toml", "--scenarios", "store-restart"]);
-    assert!(nothing.contains("nothing selected can run against examples/demo/broken.toml (store-restart: the target has no Redis"), "{nothing}");
+    assert!(nothing.contains("nothing selected can run against examples/demo/broken.toml (store-restart: the target declares no dependency"), "{nothing}");
     let file = tempfile::NamedTempFile::new().unwrap();
     let path = file.path().to_str().unwrap();
     for command in ["run", "explore"] {

@@ -109,8 +109,8 @@ fn a_relay_that_does_not_subscribe_again_after_the_store_restarted_is_found_afte
     let report = run.report();
     for finding in &report.findings {
         let after = finding.after.as_ref().expect("found after a disruption");
-        assert_eq!(after.action, "stop of the store", "{finding:?}");
-        assert!(finding.control.detail.starts_with("before the stop of the store"), "{finding:?}");
+        assert_eq!(after.action, "stop of redis", "{finding:?}");
+        assert!(finding.control.detail.starts_with("before the stop of redis"), "{finding:?}");
         assert!(finding.reproduced, "{finding:?}");
     }
     let causes: Vec<&str> = report.diagnoses.iter().map(|d| d.cause.id()).collect();

@@ -105,3 +105,41 @@ fn an_app_keeping_its_cache_in_the_runs_postgres_finds_nothing_and_leaves_nothin
     assert_eq!(run.status_of("cache"), Some(replicheck::check::ScenarioStatus::Passed));
     assert!(run.report_dir.join("postgres.log").exists());
 }
+
+/// The notes app with its readiness blind to PostgreSQL, and a database that starts over
+/// empty after a restart (a container without a volume).
+fn blind_to_postgres(dir: &std::path::Path) -> std::path::PathBuf {
+    let fixed = std::fs::read_to_string(common::root().join("tests/apps/notes/postgres.toml")).unwrap();
+    let blind = fixed.replace(r#", APP_READY = "store""#, "").replace("[dependencies.postgres]\n", "[dependencies.postgres]\npersistence = \"none\"\n");
+    assert_ne!(blind, fixed);
+    std::fs::copy(common::root().join("tests/apps/notes/schema.sql"), dir.join("schema.sql")).unwrap();
+    let blind = blind.replace(r#""app.py""#, &format!("{:?}", common::root().join("tests/apps/notes/app.py")));
+    common::write(dir, "blind.toml", &blind)
+}
+
+#[test]
+fn an_outage_of_postgres_shows_readiness_blind_to_it_and_a_restart_without_persistence_loses_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = blind_to_postgres(dir.path());
+    let run = common::run(target.to_str().unwrap(), &["--seed", "4", "--replicas", "2", "--scenarios", "cache,store-outage,store-restart"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.kinds(), ["artifact-lost-after-store-restart", "readiness-stale"], "{}", run.stdout);
+    let report = run.report();
+    let stale = report.findings.iter().find(|f| f.kind.to_string() == "readiness-stale").unwrap();
+    assert_eq!(stale.check, "store-outage postgres");
+    assert_eq!(stale.step, "readiness while postgres is down");
+    let lost = report.findings.iter().find(|f| f.kind.to_string() == "artifact-lost-after-store-restart").unwrap();
+    assert_eq!(lost.check, "store-restart postgres");
+    assert!(lost.after.as_ref().is_some_and(|a| a.action == "stop of postgres"), "{lost:?}");
+    // Its name is one word of the command that runs it again.
+    assert!(lost.reproduce.ends_with("--scenarios 'cache,store-restart postgres'"), "{}", lost.reproduce);
+}
+
+#[test]
+fn readiness_that_asks_postgres_and_data_kept_across_its_restart_find_nothing() {
+    let run = common::run("tests/apps/notes/postgres.toml", &["--seed", "4", "--replicas", "3", "--scenarios", "cache,store-outage postgres,store-restart"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for check in ["store-outage postgres", "store-restart postgres"] {
+        assert_eq!(run.status_of(check), Some(replicheck::check::ScenarioStatus::Passed), "{check}: {}", run.stdout);
+    }
+}

@@ -41,6 +41,21 @@ fn the_demo_keeps_its_sessions_in_a_service_of_the_targets_own_and_leaves_nothin
 }
 
 #[test]
+fn a_service_of_the_targets_own_is_disrupted_like_redis_and_named_in_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = demo_with_cache(dir.path(), REDIS_AS_OUR_OWN);
+    let run = common::run(target.to_str().unwrap(), &["--seed", "3", "--replicas", "2", "--scenarios", "session,cache,store-restart,store-outage"]);
+    // Its redis-server saves nothing: a restart loses the sessions and the cache. The demo's
+    // readiness asks its store, so the outage finds nothing.
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.kinds(), ["artifact-lost-after-store-restart"], "{}", run.stdout);
+    let report = run.report();
+    assert!(report.findings.iter().all(|f| f.check == "store-restart cache" && f.after.as_ref().is_some_and(|a| a.action == "stop of cache")), "{:?}", report.findings);
+    assert_eq!(run.status_of("store-outage cache"), Some(replicheck::check::ScenarioStatus::Passed), "{}", run.stdout);
+    assert!(run.report_dir.join("cache#2.log").exists(), "each start of the service keeps its log");
+}
+
+#[test]
 fn a_service_that_never_gets_ready_or_cannot_start_is_named_within_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let never = "command = \"sleep\"\nargs = [\"60\"]\nready_timeout = \"1s\"\nurl = \"queue://guest:s3cret@{host}:{port}\"";

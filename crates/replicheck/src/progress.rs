@@ -20,10 +20,10 @@ pub enum Progress {
     VirtualUsersFinished { users: usize, requests: usize, took: Duration },
     ControlsStarted { candidates: usize },
     /// An inspection or a chaos experiment.
-    CheckStarted { name: &'static str },
+    CheckStarted { name: String },
     /// The check showed something and runs again to see it happen twice.
-    CheckRepeated { name: &'static str },
-    CheckFinished { name: &'static str, findings: usize },
+    CheckRepeated { name: String },
+    CheckFinished { name: String, findings: usize },
     /// Exploration: case `case` of `cases` starts; `findings` faults settled so far.
     ExploreCase { case: u32, cases: u32, findings: usize },
     /// Exploration: a case showed a fault not seen before; it is shrunk next.

@@ -5,6 +5,7 @@ Sign-in sets a cookie signed with HMAC-SHA256; /kv/<key> is a cache. Misconfigur
 APP_SECRET, APP_STORE=memory) each process signs with its own random secret and caches in
 its own memory; configured, the secret comes from the environment and the cache is a
 SQLite file every process shares, or a PostgreSQL table (APP_STORE=postgresql://...).
+/health says ready whatever the store does, unless APP_READY=store: then it asks the store.
 """
 import argparse
 import hashlib
@@ -121,7 +122,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         path = urlsplit(self.path).path
         if path == "/health":
-            self.reply(200, "ok", "text/plain")
+            try:
+                if os.environ.get("APP_READY") == "store":
+                    STORE.get("replicheck-health")
+                self.reply(200, "ok", "text/plain")
+            except Exception as error:
+                self.reply(503, f"store unreachable: {error}", "text/plain")
         elif path == "/login":
             self.reply(200, LOGIN_PAGE.format(error=""))
         elif path == "/home":

@@ -169,14 +169,15 @@ impl<'a> Arena<'a> {
         executed.history.vus
     }
 
-    /// A one-step user of an experiment's own scenario, routed to `replica`.
+    /// A user of one of the experiment's scenarios, every step routed to `replica`.
     pub(super) fn own_user(&mut self, scenario: &str, replica: ReplicaId) -> VuPlan {
         self.extra_vu += 1;
+        let steps = self.ctx.scenarios.get(scenario).map_or(1, |s| s.steps.len());
         VuPlan {
             vu: self.extra_vu,
             scenario: scenario.to_owned(),
             nonce: format!("{:012x}", self.extra_vu),
-            routes: vec![replica],
+            routes: vec![replica; steps],
         }
     }
 
@@ -194,10 +195,10 @@ impl<'a> Arena<'a> {
 
 /// Runs the experiment and heals the cluster after it, whatever happened.
 pub async fn run(plan: &ExperimentPlan, arena: &mut Arena<'_>, phase: Phase) -> ExperimentRun {
-    let mut run = ExperimentRun::new(plan.kind.name(), phase);
+    let mut run = ExperimentRun::new(&plan.experiment().to_string(), phase);
     let result = match plan.kind {
         ExperimentKind::Sigterm => sigterm(plan.victim, arena, &mut run).await,
-        ExperimentKind::StoreOutage => store_outage(arena, &mut run).await,
+        ExperimentKind::StoreOutage => store_outage(plan, arena, &mut run).await,
         ExperimentKind::ColdStart => cold_start(plan, arena, &mut run).await,
         ExperimentKind::Hardened => hardened(plan, arena, &mut run).await,
         ExperimentKind::ScheduledJobs => scheduled_jobs(arena, &mut run).await,
@@ -221,7 +222,10 @@ pub async fn disrupt(disruption: Disruption, arena: &mut Arena<'_>, run: &mut Ex
     let result = match disruption {
         Disruption::Restart(id) => restart(arena, run, id, false).await,
         Disruption::Kill(id) => restart(arena, run, id, true).await,
-        Disruption::StoreRestart => store_restart(arena, run).await,
+        Disruption::StoreRestart => match arena.cluster.store().map(str::to_owned) {
+            Some(store) => store_restart(arena, run, &store).await,
+            None => Err(ClusterError::UnknownDependency("redis".into())),
+        },
     };
     let healed = heal(arena, run).await;
     result.and(healed)
@@ -259,7 +263,7 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
         ExperimentKind::Pause => pause(arena, run, plan.victim).await,
         ExperimentKind::RollingRestart => rolling_restart(arena, run).await,
         ExperimentKind::ScaleOut => scale_out(arena, run).await.map(|endpoint| added = Some(endpoint)),
-        ExperimentKind::StoreRestart => store_restart(arena, run).await,
+        ExperimentKind::StoreRestart => store_restart(arena, run, disrupted(plan)?).await,
         ExperimentKind::Sigterm
         | ExperimentKind::StoreOutage
         | ExperimentKind::ColdStart
@@ -620,14 +624,29 @@ async fn scale_in(arena: &mut Arena<'_>, run: &mut ExperimentRun, added: Endpoin
     Ok(())
 }
 
-pub(super) async fn store_restart(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
-    let start_ms = arena.now_ms();
-    arena.cluster.stop_store().await?;
-    push(arena, run, ChaosAction::StoreStop, start_ms);
-    let start_ms = arena.now_ms();
-    arena.cluster.start_store().await?;
-    push(arena, run, ChaosAction::StoreStart, start_ms);
+pub(super) async fn store_restart(arena: &mut Arena<'_>, run: &mut ExperimentRun, dependency: &str) -> Result<(), ClusterError> {
+    stop_dependency(arena, run, dependency).await?;
+    start_dependency(arena, run, dependency).await?;
     wait_all_ready(arena, run).await;
+    Ok(())
+}
+
+/// The dependency a store experiment disrupts.
+fn disrupted(plan: &ExperimentPlan) -> Result<&str, ClusterError> {
+    plan.dependency.as_deref().ok_or_else(|| ClusterError::UnknownDependency(String::new()))
+}
+
+async fn stop_dependency(arena: &mut Arena<'_>, run: &mut ExperimentRun, dependency: &str) -> Result<(), ClusterError> {
+    let start_ms = arena.now_ms();
+    arena.cluster.stop_dependency(dependency).await?;
+    push(arena, run, ChaosAction::StoreStop { dependency: dependency.to_owned() }, start_ms);
+    Ok(())
+}
+
+async fn start_dependency(arena: &mut Arena<'_>, run: &mut ExperimentRun, dependency: &str) -> Result<(), ClusterError> {
+    let start_ms = arena.now_ms();
+    arena.cluster.start_dependency(dependency).await?;
+    push(arena, run, ChaosAction::StoreStart { dependency: dependency.to_owned() }, start_ms);
     Ok(())
 }
 
@@ -729,25 +748,31 @@ async fn watch_drain(client: &reqwest::Client, origin: Instant, endpoint: Endpoi
     probes
 }
 
-/// Redis down for a while: every replica is asked whether it is ready, sent a request
-/// that needs the store, and asked again for a while after that request failed.
-async fn store_outage(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
+/// The dependency stops for a while. Each replica is asked for every flow that may need
+/// it (the store request, each of the workload's scenarios, pinned to the replica) before,
+/// during and after the outage, and for its readiness meanwhile. A flow that failed during
+/// the outage is asked again once the dependency is back, until it passes: the outage, not
+/// the asking, is what it failed of.
+async fn store_outage(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
+    let dependency = disrupted(plan)?;
     let endpoints = arena.cluster.endpoints();
     let ready = arena.target.health.ready.0.clone();
     for endpoint in &endpoints {
         run.probes.push(arena.probe(ProbePurpose::ReadyBefore, *endpoint, &ready).await);
     }
-    let controls = endpoints.iter().map(|e| arena.own_user(STORE_SCENARIO, e.replica.id)).collect();
+    let flows = outage_flows(arena);
+    let asked = |arena: &mut Arena<'_>, flows: &[String]| -> Vec<VuPlan> {
+        endpoints.iter().flat_map(|e| flows.iter().map(|flow| (e.replica.id, flow))).map(|(replica, flow)| arena.own_user(flow, replica)).collect()
+    };
+    let controls = asked(arena, &flows);
     run.control = arena.users(controls, Phase::Control).await;
 
-    let start_ms = arena.now_ms();
-    arena.cluster.stop_store().await?;
-    push(arena, run, ChaosAction::StoreStop, start_ms);
+    stop_dependency(arena, run, dependency).await?;
     sleep(STORE_DOWN_BEFORE_PROBES).await;
-    let users = endpoints.iter().map(|e| arena.own_user(STORE_SCENARIO, e.replica.id)).collect();
+    let users = asked(arena, &flows);
     run.disrupted = arena.users(users, run.phase).await;
     // A readiness check may cache its answer for a moment; what counts is whether it
-    // goes on saying ready after the app has failed a request that needs the store.
+    // goes on saying ready after the app has failed a flow that needs the dependency.
     let window = stale_window(arena.target.health.interval);
     for _ in 0..STALE_SAMPLES {
         for endpoint in &endpoints {
@@ -755,15 +780,41 @@ async fn store_outage(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<
         }
         sleep(window / (STALE_SAMPLES as u32 - 1)).await;
     }
-    // And the request again: the app still could not serve it through the whole window.
-    let again = endpoints.iter().map(|e| arena.own_user(STORE_SCENARIO, e.replica.id)).collect();
+    // And the flows again: the app still could not serve them through the whole window.
+    let again = asked(arena, &flows);
     let again = arena.users(again, run.phase).await;
     run.disrupted.extend(again);
-    let start_ms = arena.now_ms();
-    arena.cluster.start_store().await?;
-    push(arena, run, ChaosAction::StoreStart, start_ms);
+    start_dependency(arena, run, dependency).await?;
     wait_all_ready(arena, run).await;
+
+    let mut failed: Vec<(ReplicaId, String)> = run.disrupted.iter().filter(|u| u.first_failure().is_some()).filter_map(|u| Some((u.steps.first()?.planned, u.scenario.clone()))).collect();
+    failed.sort();
+    failed.dedup();
+    let deadline = crate::clock::deadline(RECOVERY);
+    while !failed.is_empty() {
+        let users: Vec<VuPlan> = failed.iter().map(|(replica, flow)| arena.own_user(flow, *replica)).collect();
+        let recovered = arena.users(users, Phase::Control).await;
+        failed.retain(|(replica, flow)| !recovered.iter().any(|u| u.scenario == *flow && u.first_failure().is_none() && u.steps.first().is_some_and(|s| s.planned == *replica)));
+        run.control.extend(recovered);
+        if Instant::now() >= deadline {
+            break;
+        }
+        sleep(SAMPLE_EVERY.saturating_mul(3)).await;
+    }
     Ok(())
+}
+
+/// How long a flow that failed during an outage has to pass again once the dependency is
+/// back (a client reconnects with a back-off).
+const RECOVERY: Duration = Duration::from_secs(10);
+
+/// The flows an outage asks each replica for: the target's store request, then each of the
+/// workload's scenarios.
+fn outage_flows(arena: &Arena<'_>) -> Vec<String> {
+    let own = own_scenarios(arena.target);
+    let workload = arena.ctx.scenarios.keys().filter(|name| !own.iter().any(|s| s.name == **name)).cloned();
+    let store = arena.ctx.scenarios.contains_key(STORE_SCENARIO).then(|| STORE_SCENARIO.to_owned());
+    store.into_iter().chain(workload).collect()
 }
 
 /// Readiness samples taken after a request failed, for readiness to count as stale.
@@ -778,10 +829,10 @@ pub fn stale_window(interval: Duration) -> Duration {
 /// Restarts whatever is down, and makes the balancer's table the cluster's again.
 async fn heal(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
     let start_ms = arena.now_ms();
-    let store_was_down = !arena.cluster.store_running().await;
+    let down = arena.cluster.dependencies_down().await;
     let fresh = arena.cluster.heal().await?;
-    if store_was_down && arena.cluster.has_store() {
-        push(arena, run, ChaosAction::StoreStart, start_ms);
+    for dependency in down {
+        push(arena, run, ChaosAction::StoreStart { dependency }, start_ms);
     }
     for endpoint in fresh {
         started(arena, run, endpoint, start_ms).await;

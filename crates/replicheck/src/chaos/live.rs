@@ -57,9 +57,9 @@ pub(super) async fn broadcast(victim: ReplicaId, arena: &mut Arena<'_>, run: &mu
         let subscriber = subscribe_after(arena, run, flow, (victim, next(victim)), restarted.clone(), recovered_by).await;
         run.subscribers.push(subscriber);
     }
-    if arena.cluster.has_store() {
-        store_restart(arena, run).await?;
-        let stopped = run.chaos.iter().rev().find(|e| e.action == ChaosAction::StoreStop).cloned();
+    if let Some(store) = arena.cluster.store().map(str::to_owned) {
+        store_restart(arena, run, &store).await?;
+        let stopped = run.chaos.iter().rev().find(|e| matches!(e.action, ChaosAction::StoreStop { .. })).cloned();
         let (first, recovered_by) = (run.subscribers.len(), deadline(RECOVERY));
         for flow in &arena.target.broadcast {
             for &replica in &replicas {

@@ -15,8 +15,8 @@
 //! | `rolling-restart` | every replica replaced, surge 1, under load | failed requests, lost artifacts |
 //! | `scale-out` | a replica added | artifacts the new replica refuses |
 //! | `sigterm` | SIGTERM with requests in flight and arriving | dropped, refused, stale readiness, overrun grace |
-//! | `store-restart` | Redis stopped and started | artifacts lost with the store |
-//! | `store-outage` | Redis stopped for a while | readiness that ignores the store |
+//! | `store-restart NAME` | a dependency (Redis, PostgreSQL, a service) stopped and started | artifacts lost with it |
+//! | `store-outage NAME` | a dependency stopped for a while | readiness that ignores it |
 //! | `hardened` | every replica replaced by one run as a restricted pod (not root, no capabilities, read-only root filesystem) | flows that need more |
 //! | `cold-start` | every replica stopped, the shared directory emptied, all started at once | key rings each replica makes for itself |
 //! | `scheduled-jobs` | every replica runs for a while, then (with start markers) the one that begins a run is terminated, then one alone | a scheduled job delivered once per replica, a run abandoned at SIGTERM |
@@ -116,9 +116,8 @@ impl ExperimentKind {
             };
             return Some(format!("the target declares no {table}"));
         }
-        let needs_store = matches!(self, ExperimentKind::StoreRestart | ExperimentKind::StoreOutage);
-        if needs_store && target.dependencies.redis.is_none() {
-            return Some("the target has no Redis ([dependencies.redis]) for replicheck to disrupt".into());
+        if self.disrupts_a_dependency() && target.dependencies.names().is_empty() {
+            return Some("the target declares no dependency ([dependencies.NAME]) for replicheck to disrupt".into());
         }
         if self.hands_over() && !scenarios.iter().any(|s| first_handoff(s).is_some()) {
             return Some("no scenario hands an artifact over (no step `consumes` one)".into());
@@ -126,8 +125,8 @@ impl ExperimentKind {
         if self == ExperimentKind::Hardened && target.start.container.is_some() {
             return Some("testcontainers starts the replicas' containers, and replicheck does not harden those yet".into());
         }
-        if self == ExperimentKind::StoreOutage && target.session.is_none() && target.cache.is_none() {
-            return Some("the target has no [session] or [cache] flow that uses the store".into());
+        if self == ExperimentKind::StoreOutage && target.session.is_none() && target.cache.is_none() && scenarios.is_empty() {
+            return Some("the target has no flow to try while the dependency is down (no [session], [cache] or scenario)".into());
         }
         None
     }
@@ -141,10 +140,10 @@ mod tests {
     use crate::scenario::fixtures::{demo_scenarios, demo_target};
 
     #[test]
-    fn store_experiments_need_redis() {
+    fn store_experiments_need_a_dependency() {
         let target = demo_target();
         let reason = ExperimentKind::StoreRestart.skip_reason(&target, &demo_scenarios());
-        assert!(reason.unwrap().contains("no Redis"));
+        assert!(reason.unwrap().contains("no dependency"));
         assert_eq!(ExperimentKind::Restart.skip_reason(&target, &demo_scenarios()), None);
         assert!(ExperimentKind::Restart.skip_reason(&target, &[]).unwrap().contains("no scenario hands an artifact over"));
     }

@@ -138,8 +138,16 @@ pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario]
 /// replicas are paired with their trial one by one instead (see `assess`): only a failure
 /// on one replica stops the check.
 fn baseline(plan: &ExperimentPlan, run: &ExperimentRun) -> Option<String> {
+    let stopped_at = run.chaos.iter().find(|e| matches!(e.action, ChaosAction::StoreStop { .. })).map(|e| e.start_ms);
     for record in &run.control {
         if plan.kind == ExperimentKind::ColdStart && crosses_replicas(record) {
+            continue;
+        }
+        // An outage's control is its store request before the stop. A workload flow that
+        // fails undisturbed is only not judged, and what was asked once the dependency was
+        // back is evidence of recovery, not a control.
+        let started = record.steps.first().and_then(|s| s.requests.first()).map(|r| r.start_ms);
+        if plan.kind == ExperimentKind::StoreOutage && (record.scenario != STORE_SCENARIO || stopped_at.zip(started).is_some_and(|(stop, start)| start >= stop)) {
             continue;
         }
         // Routed around a replica that was not ready, it was no control: its own users'
@@ -376,43 +384,58 @@ fn stale_while_draining(run: &ExperimentRun) -> Vec<Candidate> {
 }
 
 /// Readiness that went on saying ready, sample after sample over the stale window, after
-/// the same replica failed a request that needs the store (which it served with the store
-/// up).
+/// the same replica failed a flow that needs the stopped dependency: a flow it served
+/// before the outage, failed again after the window, and served again once the dependency
+/// was back. One finding per replica, for the first such flow.
 fn stale_while_store_down(run: &ExperimentRun, platform: &Platform) -> Vec<Candidate> {
-    let Some(stop) = run.chaos.iter().find(|e| e.action == ChaosAction::StoreStop) else { return Vec::new() };
+    let Some(stop) = run.chaos.iter().find(|e| matches!(e.action, ChaosAction::StoreStop { .. })) else { return Vec::new() };
+    let Some(back) = run.chaos.iter().find(|e| matches!(e.action, ChaosAction::StoreStart { .. }) && e.start_ms >= stop.end_ms) else { return Vec::new() };
+    let ChaosAction::StoreStop { dependency } = &stop.action else { return Vec::new() };
     let window_ms = stale_window(platform.health_interval).as_secs_f64() * 1000.0;
+    let on = |user: &&VuRecord, replica: Incarnation, flow: &str| user.scenario == flow && user.steps.first().and_then(|s| s.served_by) == Some(replica);
+    let passed = |user: &&VuRecord| user.first_failure().is_none();
     let mut found = Vec::new();
-    let store_users = |replica: Incarnation| run.disrupted.iter().filter(move |u| u.scenario == STORE_SCENARIO && u.steps.first().and_then(|s| s.served_by) == Some(replica));
-    let mut replicas: Vec<Incarnation> = run.disrupted.iter().filter(|u| u.scenario == STORE_SCENARIO).filter_map(|u| u.steps.first()?.served_by).collect();
-    replicas.dedup();
-    for replica in replicas {
-        // The request that needs the store failed before the window and again after it.
-        let Some(user) = store_users(replica).find(|u| u.first_failure().is_some()) else { continue };
-        let Some(step) = user.first_failure() else { continue };
+    let mut failures: Vec<(&VuRecord, &StepRecord, Incarnation)> = run
+        .disrupted
+        .iter()
+        .filter_map(|u| {
+            let step = u.first_failure()?;
+            Some((u, step, u.steps.first()?.served_by?))
+        })
+        .collect();
+    failures.sort_by_key(|(user, _, replica)| (*replica, user.vu));
+    for (user, step, replica) in failures {
+        if found.iter().any(|c: &Candidate| c.producer == replica) {
+            continue;
+        }
         let Some(request) = step.requests.last() else { continue };
-        let served_before = run.control.iter().any(|c| c.first_failure().is_none() && c.steps.first().and_then(|s| s.served_by) == Some(replica));
+        let flow = user.scenario.as_str();
+        let served_before = run.control.iter().any(|c| on(&c, replica, flow) && passed(&c) && c.steps.first().and_then(|s| s.requests.first()).is_some_and(|r| r.end_ms <= stop.start_ms));
+        let served_after = run.control.iter().any(|c| on(&c, replica, flow) && passed(&c) && c.steps.first().and_then(|s| s.requests.first()).is_some_and(|r| r.start_ms >= back.end_ms));
         let after: Vec<&Probe> = run
             .probes
             .iter()
             .filter(|p| p.purpose == ProbePurpose::ReadyStoreDown && p.replica == replica && p.at_ms >= request.end_ms)
             .collect();
         let (Some(first), Some(last)) = (after.first(), after.last()) else { continue };
-        let failed_again = store_users(replica).any(|u| u.first_failure().is_some() && u.steps.first().and_then(|s| s.requests.first()).is_some_and(|r| r.start_ms >= last.end_ms));
+        let failed_again = run.disrupted.iter().any(|u| on(&u, replica, flow) && u.first_failure().is_some() && u.steps.first().and_then(|s| s.requests.first()).is_some_and(|r| r.start_ms >= last.end_ms));
         let kept_saying_ready = after.len() >= STALE_SAMPLES && after.iter().all(|p| p.said_ready()) && last.at_ms - request.end_ms >= 0.9 * window_ms;
-        if !served_before || !kept_saying_ready || !failed_again {
+        if !served_before || !kept_saying_ready || !failed_again || !served_after {
             continue;
         }
+        let what = if flow == STORE_SCENARIO { "the store request".to_owned() } else { format!("scenario `{flow}`") };
         found.push(Candidate {
             kind: FindingKind::ReadinessStale,
             scenario: run.experiment.clone(),
-            step: "readiness while the store is down".into(),
+            step: format!("readiness while {dependency} is down"),
             producer: replica,
             consumer: replica,
             after: Some(stop.clone()),
-            expected: "readiness fails while the app cannot serve requests that need the store".into(),
+            expected: format!("readiness fails while the app cannot serve flows that need {dependency}"),
             observed: Observed {
                 reason: format!(
-                    "a request that needs the store got {}; readiness then answered {} all {} times over the next {:.0} ms, and the request failed again after",
+                    "with {dependency} down, {what} failed at step `{}`: {}; readiness then answered {} all {} times over the next {:.0} ms, and the flow failed again after",
+                    step.name,
                     describe(step),
                     probe_result(first),
                     after.len(),
@@ -420,12 +443,12 @@ fn stale_while_store_down(run: &ExperimentRun, platform: &Platform) -> Vec<Candi
                 ),
                 ..Observed::default()
             },
-            control: "with the store up, readiness said ready and the same request passed".into(),
+            control: format!("with {dependency} up, readiness said ready and the same flow passed on {replica}, before the outage and again once {dependency} was back"),
             artifact: ArtifactEvidence::named("none"),
             vu: Some(user.vu),
             at_ms: Some(request.start_ms),
             occurrences: 1,
-            notes: vec!["remedy: make readiness check the store the app needs (a PING with a short timeout), so replicas that cannot serve leave the balancer".into()],
+            notes: vec![format!("remedy: make readiness check {dependency}, which the app needs to serve (a ping or a trivial query with a short timeout), so replicas that cannot serve leave the balancer")],
         });
     }
     found
@@ -461,8 +484,8 @@ impl Disruption<'_> {
     fn explain(&self, plan: &ExperimentPlan, record: &VuRecord, scenarios: &[Scenario]) -> Explained {
         let Some(step) = record.first_failure() else { return Explained::Passed };
         let failed_request = step.requests.last();
-        if record.scenario == STORE_SCENARIO {
-            // Requests that need the store fail while it is down; readiness is what is judged.
+        if plan.kind == ExperimentKind::StoreOutage {
+            // Flows that need the dependency fail while it is down; readiness is what is judged.
             return Explained::Expected;
         }
         if let Some(request) = failed_request.filter(|r| unanswered(r)) {
@@ -622,7 +645,7 @@ impl Disruption<'_> {
             }
             // Produced on one replica, consumed on another: not this experiment's question.
             _ if producer.id != consumer.id => return Some(Explained::CrossedReplicas),
-            ExperimentKind::StoreRestart => (FindingKind::ArtifactLostAfterStoreRestart, self.first(|a| *a == ChaosAction::StoreStop)?),
+            ExperimentKind::StoreRestart => (FindingKind::ArtifactLostAfterStoreRestart, self.first(|a| matches!(a, ChaosAction::StoreStop { .. }))?),
             ExperimentKind::Restart | ExperimentKind::Kill | ExperimentKind::RollingRestart => {
                 let stopped = |a: &ChaosAction| matches!(a, ChaosAction::Sigterm { replica, .. } | ChaosAction::Kill { replica } if *replica == producer);
                 (FindingKind::ArtifactLostAfterRestart, self.first(stopped)?)
@@ -732,6 +755,7 @@ pub(crate) mod tests {
     fn plan(kind: ExperimentKind) -> ExperimentPlan {
         ExperimentPlan {
             kind,
+            dependency: kind.disrupts_a_dependency().then(|| "postgres".to_owned()),
             victim: ReplicaId(0),
             handoffs: Vec::new(),
             load: None,
@@ -963,13 +987,16 @@ pub(crate) mod tests {
     }
 
     fn store_run(ready: &[Option<u16>]) -> ExperimentRun {
-        let mut run = ExperimentRun::new("store-outage", Phase::Main);
+        let mut run = ExperimentRun::new("store-outage postgres", Phase::Main);
         run.control = vec![user(STORE_SCENARIO, 1, r(0, 1), 100.0, Some(200), None)];
-        run.chaos.push(event(ChaosAction::StoreStop, 1000.0, 1010.0));
+        run.chaos.push(event(ChaosAction::StoreStop { dependency: "postgres".into() }, 1000.0, 1010.0));
         run.disrupted = vec![user(STORE_SCENARIO, 2, r(0, 1), 1300.0, Some(500), None), user(STORE_SCENARIO, 3, r(0, 1), 2400.0, Some(500), None)];
         for (index, status) in ready.iter().enumerate() {
             run.probes.push(probe(ProbePurpose::ReadyStoreDown, r(0, 1), 1310.0 + 340.0 * index as f64, *status));
         }
+        run.chaos.push(event(ChaosAction::StoreStart { dependency: "postgres".into() }, 2600.0, 2700.0));
+        // Asked again once postgres was back: it serves.
+        run.control.push(user(STORE_SCENARIO, 4, r(0, 1), 2800.0, Some(200), None));
         run
     }
 
@@ -977,7 +1004,9 @@ pub(crate) mod tests {
     fn readiness_that_stays_ready_for_the_window_after_a_store_request_failed_is_stale() {
         let assessment = assess(&plan(ExperimentKind::StoreOutage), &store_run(&[Some(200); 4]), &[], &platform());
         assert_eq!(kinds(&assessment), [FindingKind::ReadinessStale]);
-        assert!(assessment.candidates[0].observed.reason.contains("all 4 times"), "{}", assessment.candidates[0].observed.reason);
+        let stale = &assessment.candidates[0];
+        assert!(stale.observed.reason.contains("all 4 times") && stale.observed.reason.contains("with postgres down"), "{}", stale.observed.reason);
+        assert_eq!(stale.step, "readiness while postgres is down");
         // A readiness check that caches its answer for a moment, then tells the truth.
         let cached = assess(&plan(ExperimentKind::StoreOutage), &store_run(&[Some(200), Some(200), Some(503), Some(503)]), &[], &platform());
         assert!(cached.candidates.is_empty());
@@ -985,6 +1014,26 @@ pub(crate) mod tests {
         let mut recovered = store_run(&[Some(200); 4]);
         recovered.disrupted[1] = user(STORE_SCENARIO, 3, r(0, 1), 2400.0, Some(200), None);
         assert!(assess(&plan(ExperimentKind::StoreOutage), &recovered, &[], &platform()).candidates.is_empty());
+        // It never served again once postgres was back: something else keeps it failing
+        // (a limit on repeated tries, a client that never reconnects), not readiness alone.
+        let mut stuck = store_run(&[Some(200); 4]);
+        stuck.control[1] = user(STORE_SCENARIO, 4, r(0, 1), 2800.0, Some(500), None);
+        let stuck = assess(&plan(ExperimentKind::StoreOutage), &stuck, &[], &platform());
+        assert!(stuck.candidates.is_empty() && stuck.baseline.is_none(), "{:?}", stuck.baseline);
+    }
+
+    #[test]
+    fn a_workload_flow_that_needs_the_dependency_shows_stale_readiness_too() {
+        let mut run = store_run(&[Some(200); 4]);
+        for record in run.control.iter_mut().chain(run.disrupted.iter_mut()) {
+            record.scenario = "login".into();
+        }
+        // A flow that failed without the disruption is not judged, and no baseline fails.
+        run.control.insert(0, user("orders", 9, r(0, 1), 50.0, Some(500), None));
+        let assessment = assess(&plan(ExperimentKind::StoreOutage), &run, &[], &platform());
+        assert_eq!(kinds(&assessment), [FindingKind::ReadinessStale]);
+        assert!(assessment.baseline.is_none());
+        assert!(assessment.candidates[0].observed.reason.contains("scenario `login`"), "{}", assessment.candidates[0].observed.reason);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::twice::Assessment;
 use super::{ScenarioResult, ScenarioStatus, Untested, Verdict};
 use crate::vocab::routing::RoutingPolicy;
 use crate::chaos::ExperimentKind;
+use crate::vocab::experiment::Experiment;
 use crate::cluster::Vantage;
 use crate::history::{ExperimentRun, History, InspectionRun, Phase, ReplicaExit, Timing, VuRecord};
 use crate::inspect::InspectionKind;
@@ -87,7 +88,7 @@ pub struct RunInfo {
 pub struct Roster {
     pub scenarios: Vec<(String, Option<String>)>,
     pub inspections: Vec<(InspectionKind, Option<String>)>,
-    pub experiments: Vec<(ExperimentKind, Option<String>)>,
+    pub experiments: Vec<(Experiment, Option<String>)>,
 }
 
 impl Record {
@@ -137,7 +138,8 @@ pub struct Scenarios<'a> {
 /// Every scenario, inspection and experiment's result, and the findings (not yet merged
 /// or numbered).
 pub fn judge(record: &Record, scenarios: &Scenarios<'_>, target: &Target, plan: &Plan) -> Verdict {
-    let reproduce = |names: &str| record.reproduce.replace(NAMES, names);
+    // A store experiment's name has a space in it (`store-outage postgres`).
+    let reproduce = |names: &str| record.reproduce.replace(NAMES, &crate::driver::shell_word(names));
     let mut verdict = record.users.verdict(scenarios.users, record.seed, &reproduce);
 
     // Inspections.
@@ -194,9 +196,10 @@ pub fn judge(record: &Record, scenarios: &Scenarios<'_>, target: &Target, plan: 
     // Experiments.
     let platform = super::chaos::Platform::of(target);
     let mut chaos = Verdict::default();
-    for (kind, skipped) in &record.roster.experiments {
-        let name = kind.name();
-        let Some(experiment_plan) = plan.experiments.iter().find(|e| e.kind == *kind) else {
+    for (experiment, skipped) in &record.roster.experiments {
+        let name = experiment.to_string();
+        let name = name.as_str();
+        let Some(experiment_plan) = plan.experiments.iter().find(|e| e.experiment() == *experiment) else {
             chaos.scenarios.push(ScenarioResult::skipped(name, skipped.clone().unwrap_or_default()));
             continue;
         };

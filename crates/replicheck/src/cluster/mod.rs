@@ -81,8 +81,8 @@ pub enum ClusterError {
     },
     #[error("no replica named {0} in this run")]
     UnknownReplica(ReplicaId),
-    #[error("the target declares no store (Redis) to act on")]
-    NoStore,
+    #[error("the run has no dependency named {0} to act on")]
+    UnknownDependency(String),
     #[error("no replica is running to be left on its own")]
     NoneRunning,
     #[error("{what}: {source}")]
@@ -583,25 +583,25 @@ impl<B: Backend> Cluster<B> {
         self.replicas.get(&id).map(endpoint_of)
     }
 
-    /// Whether the run has Redis, the store the store experiments disrupt.
-    pub fn has_store(&self) -> bool {
-        self.store().is_some()
+    /// The run's Redis, the store that carries what replicas share at once (pub/sub), if
+    /// it has one: the dependency exploration and the broadcast experiment restart.
+    pub fn store(&self) -> Option<&str> {
+        self.dependencies.iter().find(|d| d.is_redis()).map(Dependency::name)
     }
 
-    /// Whether the store is up (true when there is none to be down).
-    pub async fn store_running(&mut self) -> bool {
-        match self.store_mut() {
-            Some(store) => store.is_running().await,
-            None => true,
+    /// The dependencies that are down, by name.
+    pub async fn dependencies_down(&mut self) -> Vec<String> {
+        let mut down = Vec::new();
+        for dependency in &mut self.dependencies {
+            if !dependency.is_running().await {
+                down.push(dependency.name().to_owned());
+            }
         }
+        down
     }
 
-    fn store(&self) -> Option<&Dependency> {
-        self.dependencies.iter().find(|d| d.is_redis())
-    }
-
-    fn store_mut(&mut self) -> Option<&mut Dependency> {
-        self.dependencies.iter_mut().find(|d| d.is_redis())
+    fn dependency_mut(&mut self, name: &str) -> Result<&mut Dependency, ClusterError> {
+        self.dependencies.iter_mut().find(|d| d.name() == name).ok_or_else(|| ClusterError::UnknownDependency(name.to_owned()))
     }
 
     /// How the replicas see replicheck's connections.
@@ -786,14 +786,14 @@ impl<B: Backend> Cluster<B> {
         Ok(started)
     }
 
-    /// Stops the store (Redis) gracefully; its data stays on disk when it persists.
-    pub async fn stop_store(&mut self) -> Result<StopOutcome, ClusterError> {
-        Ok(self.store_mut().ok_or(ClusterError::NoStore)?.stop().await)
+    /// Stops dependency `name` gracefully; its data stays on disk when it persists.
+    pub async fn stop_dependency(&mut self, name: &str) -> Result<StopOutcome, ClusterError> {
+        Ok(self.dependency_mut(name)?.stop().await)
     }
 
-    /// Starts the store again on the same port and directory.
-    pub async fn start_store(&mut self) -> Result<(), ClusterError> {
-        self.store_mut().ok_or(ClusterError::NoStore)?.start_again().await
+    /// Starts dependency `name` again on the same port and directory.
+    pub async fn start_dependency(&mut self, name: &str) -> Result<(), ClusterError> {
+        self.dependency_mut(name)?.start_again().await
     }
 
     /// Stops everything: replicas get SIGTERM and a short grace (the run is over, their

@@ -319,8 +319,15 @@ pub enum ChaosAction {
     Start { replica: Incarnation },
     /// The balancer stopped routing to a stopping incarnation, after the deregistration delay.
     Deregister { replica: Incarnation },
-    StoreStop,
-    StoreStart,
+    /// A dependency (Redis, PostgreSQL, a service) stopped, or started again.
+    StoreStop {
+        #[serde(default)]
+        dependency: String,
+    },
+    StoreStart {
+        #[serde(default)]
+        dependency: String,
+    },
     /// The directory every replica shares was emptied, every replica being stopped.
     SharedEmptied,
 }
@@ -335,8 +342,8 @@ impl std::fmt::Display for ChaosAction {
             ChaosAction::Resume { replica } => write!(f, "resume of {replica}"),
             ChaosAction::Start { replica } => write!(f, "start of {replica}"),
             ChaosAction::Deregister { replica } => write!(f, "deregistration of {replica}"),
-            ChaosAction::StoreStop => f.write_str("stop of the store"),
-            ChaosAction::StoreStart => f.write_str("start of the store"),
+            ChaosAction::StoreStop { dependency } => write!(f, "stop of {dependency}"),
+            ChaosAction::StoreStart { dependency } => write!(f, "start of {dependency}"),
             ChaosAction::SharedEmptied => f.write_str("the shared directory emptied"),
         }
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::seed;
 use super::{Load, VuPlan};
 use crate::scenario::Scenario;
-use crate::vocab::experiment::ExperimentKind;
+use crate::vocab::experiment::{Experiment, ExperimentKind};
 use crate::vocab::finding::Artifact;
 use crate::vocab::replica::ReplicaId;
 
@@ -14,6 +14,9 @@ use crate::vocab::replica::ReplicaId;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExperimentPlan {
     pub kind: ExperimentKind,
+    /// The dependency a store experiment disrupts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<String>,
     /// The replica the disruption hits, for experiments that hit one.
     pub victim: ReplicaId,
     /// Users that produce an artifact before the disruption and consume it after.
@@ -30,6 +33,15 @@ pub struct Handoff {
     pub gate: usize,
 }
 
+impl ExperimentPlan {
+    pub fn experiment(&self) -> Experiment {
+        Experiment {
+            kind: self.kind,
+            dependency: self.dependency.clone(),
+        }
+    }
+}
+
 /// Users per scenario that hand an artifact over each disruption.
 const HANDOFFS_PER_SCENARIO: usize = 2;
 
@@ -40,10 +52,11 @@ pub fn first_handoff(scenario: &Scenario) -> Option<usize> {
 
 /// Plans one experiment from the seed. Users are numbered from `first_vu`; a rolling
 /// restart adds `load_vus` looping users.
-pub fn plan(kind: ExperimentKind, seed: u64, replicas: u16, scenarios: &[Scenario], first_vu: u32, load_vus: u32) -> ExperimentPlan {
+pub fn plan(experiment: &Experiment, seed: u64, replicas: u16, scenarios: &[Scenario], first_vu: u32, load_vus: u32) -> ExperimentPlan {
     use rand::seq::IndexedRandom;
+    let kind = experiment.kind;
     let all: Vec<ReplicaId> = (0..replicas).map(ReplicaId).collect();
-    let mut rng = seed::stream(seed, &format!("chaos/{}", kind.name()));
+    let mut rng = seed::stream(seed, &format!("chaos/{experiment}"));
     let victim = *all.choose(&mut rng).unwrap_or(&ReplicaId(0));
     let mut handoffs = Vec::new();
     if kind.hands_over() {
@@ -95,6 +108,7 @@ pub fn plan(kind: ExperimentKind, seed: u64, replicas: u16, scenarios: &[Scenari
     });
     ExperimentPlan {
         kind,
+        dependency: experiment.dependency.clone(),
         victim,
         handoffs,
         load,
@@ -115,22 +129,22 @@ mod tests {
     fn experiments_plan_from_the_seed() {
         let scenarios = demo_scenarios();
         for kind in ExperimentKind::ALL {
-            let a = plan(kind, 7, 3, &scenarios, 100, 8);
-            assert_eq!(a, plan(kind, 7, 3, &scenarios, 100, 8));
+            let a = plan(&Experiment::of(kind), 7, 3, &scenarios, 100, 8);
+            assert_eq!(a, plan(&Experiment::of(kind), 7, 3, &scenarios, 100, 8));
             assert!(a.victim.0 < 3);
         }
-        let restart = plan(ExperimentKind::Restart, 7, 3, &scenarios, 100, 8);
+        let restart = plan(&Experiment::of(ExperimentKind::Restart), 7, 3, &scenarios, 100, 8);
         // Every scenario but the transport's, whose session is its connection's replica's.
         assert_eq!(restart.handoffs.len(), (scenarios.len() - 1) * HANDOFFS_PER_SCENARIO);
         assert!(restart.handoffs.iter().all(|h| h.user.scenario != "affinity"));
         assert!(restart.handoffs.iter().all(|h| h.user.routes.iter().all(|r| *r == restart.victim)));
         assert_eq!(restart.handoffs[0].user.vu, 100);
-        let scale = plan(ExperimentKind::ScaleOut, 7, 3, &scenarios, 0, 0);
+        let scale = plan(&Experiment::of(ExperimentKind::ScaleOut), 7, 3, &scenarios, 0, 0);
         assert!(scale.handoffs.iter().all(|h| h.user.routes[h.gate] == ReplicaId(3)));
-        let rolling = plan(ExperimentKind::RollingRestart, 7, 3, &scenarios, 0, 8);
+        let rolling = plan(&Experiment::of(ExperimentKind::RollingRestart), 7, 3, &scenarios, 0, 8);
         assert_eq!(rolling.load.as_ref().map(|l| l.vus), Some(8));
-        assert!(plan(ExperimentKind::Sigterm, 7, 3, &scenarios, 0, 8).handoffs.is_empty());
-        let cold = plan(ExperimentKind::ColdStart, 7, 3, &scenarios, 0, 0);
+        assert!(plan(&Experiment::of(ExperimentKind::Sigterm), 7, 3, &scenarios, 0, 8).handoffs.is_empty());
+        let cold = plan(&Experiment::of(ExperimentKind::ColdStart), 7, 3, &scenarios, 0, 0);
         assert!(!cold.handoffs.is_empty());
         assert!(cold.handoffs.iter().all(|h| h.user.routes[0] != h.user.routes[h.gate]), "every artifact crosses replicas");
     }

@@ -28,6 +28,7 @@ use crate::vocab::routing::RoutingPolicy;
 use crate::balancer::Balancer;
 use crate::chaos::experiment::{self, Arena};
 use crate::chaos::{self, ExperimentKind};
+use crate::vocab::experiment::Experiment;
 use crate::check::recorded::{self, AskRecord, Record, Roster, RunInfo};
 use crate::check::twice::Assessment;
 use crate::check;
@@ -202,7 +203,8 @@ impl RunConfig {
                 shell_word(&self.target.path.display().to_string()),
                 self.replicas,
                 self.backend.name(),
-                shell_word(names)
+                // The record's names placeholder, quoted where it is filled in.
+                names
             ),
         }
     }
@@ -257,7 +259,7 @@ pub(super) struct Bound {
     workload: Vec<Scenario>,
     scenario_roster: Vec<(String, Option<String>)>,
     inspections: Vec<(InspectionKind, Option<String>)>,
-    experiments: Vec<(ExperimentKind, Option<String>)>,
+    experiments: Vec<(Experiment, Option<String>)>,
 }
 
 /// What a run would do, without starting or sending anything (`--dry-run`).
@@ -624,11 +626,13 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
         reason
     };
     let inspections: Vec<(InspectionKind, Option<String>)> = config.inspections.iter().map(|&kind| (kind, skipped(kind.name(), kind.skip_reason(&config.target, config.backend)))).collect();
-    let experiments: Vec<(ExperimentKind, Option<String>)> = config
+    let experiments: Vec<(Experiment, Option<String>)> = config
         .experiments
         .iter()
         .filter(|&&kind| (kind.runs_by_default_on(config.backend) && kind.concerns(&config.target)) || config.selection.iter().any(|n| n == kind.name()))
-        .map(|&kind| {
+        .flat_map(|&kind| of_kind(kind, config))
+        .map(|experiment| {
+            let kind = experiment.kind;
             let reason = config.external.as_ref().and_then(|external| external.skip_reason(kind));
             let reason = reason.or_else(|| kind.backend_skip_reason(config.backend));
             let reason = reason.or_else(|| {
@@ -641,7 +645,8 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
                 (kind == ExperimentKind::RollingRestart && config.load_vus == 0)
                     .then(|| "--load-vus 0: no user loops through the rolling restart to meet a replica going".to_owned())
             });
-            (kind, skipped(kind.name(), reason.or_else(|| kind.skip_reason(&config.target, &bound))))
+            let reason = skipped(&experiment.to_string(), reason.or_else(|| kind.skip_reason(&config.target, &bound)));
+            (experiment, reason)
         })
         .collect();
     let (users, roster) = if config.run_scenarios { (bound.clone(), scenario_roster) } else { (Vec::new(), Vec::new()) };
@@ -651,9 +656,9 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
     if !runs_something {
         let skipped: Vec<String> = roster
             .iter()
-            .map(|(name, reason)| (name.as_str(), reason.as_deref()))
-            .chain(inspections.iter().map(|(kind, reason)| (kind.name(), reason.as_deref())))
-            .chain(experiments.iter().map(|(kind, reason)| (kind.name(), reason.as_deref())))
+            .map(|(name, reason)| (name.clone(), reason.as_deref()))
+            .chain(inspections.iter().map(|(kind, reason)| (kind.name().to_owned(), reason.as_deref())))
+            .chain(experiments.iter().map(|(experiment, reason)| (experiment.to_string(), reason.as_deref())))
             .filter_map(|(name, reason)| reason.map(|reason| format!("{name}: {reason}")))
             .collect();
         return Err(RunError::Usage(format!(
@@ -671,12 +676,24 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
     })
 }
 
+/// The experiments of one kind the run asks for: a store experiment once for each declared
+/// dependency (those `--scenarios` names, when it names any), every other kind once.
+fn of_kind(kind: ExperimentKind, config: &RunConfig) -> Vec<Experiment> {
+    let names = config.target.dependencies.names();
+    if !kind.disrupts_a_dependency() || names.is_empty() {
+        return vec![Experiment::of(kind)];
+    }
+    let each: Vec<Experiment> = names.iter().map(|name| Experiment::disrupting(kind, name)).collect();
+    let named: Vec<Experiment> = each.iter().filter(|e| config.selection.iter().any(|word| *word == e.to_string())).cloned().collect();
+    if named.is_empty() { each } else { named }
+}
+
 fn plan_run(config: &RunConfig, bound: &Bound) -> Plan {
     let mut plan = plan::schedule(config.seed, config.replicas, config.routing, &bound.users, config.vus);
-    for (kind, skipped) in &bound.experiments {
+    for (experiment, skipped) in &bound.experiments {
         if skipped.is_none() {
             let first_vu = plan::next_vu(&plan);
-            plan.experiments.push(chaos::plan(*kind, config.seed, config.replicas, &bound.workload, first_vu, config.load_vus));
+            plan.experiments.push(chaos::plan(experiment, config.seed, config.replicas, &bound.workload, first_vu, config.load_vus));
         }
     }
     plan
@@ -700,13 +717,13 @@ async fn run_inspections(
             continue;
         }
         let name = kind.name();
-        observer.progress(Progress::CheckStarted { name });
+        observer.progress(Progress::CheckStarted { name: name.to_owned() });
         let first = inspect::run(*kind, inspector, Phase::Main).await;
         let first_assessment = check::inspect::assess(&first, settings, vantage, users, &public);
         runs.push(first);
         let mut second_assessment = None;
         if first_assessment.worth_repeating() {
-            observer.progress(Progress::CheckRepeated { name });
+            observer.progress(Progress::CheckRepeated { name: name.to_owned() });
             let second = inspect::run(*kind, inspector, Phase::Reproduce).await;
             second_assessment = Some(check::inspect::assess(&second, settings, vantage, users, &public));
             runs.push(second);
@@ -731,13 +748,14 @@ async fn run_experiments(
 ) -> Experimented {
     let platform = check::chaos::Platform::of(arena.target);
     let mut done = Experimented::default();
-    let mut previous = None;
-    for (kind, _) in &bound.experiments {
-        let name = kind.name();
-        let Some(experiment_plan) = plan.experiments.iter().find(|e| e.kind == *kind) else { continue };
+    let mut previous: Option<String> = None;
+    for (experiment, _) in &bound.experiments {
+        let name = experiment.to_string();
+        let Some(experiment_plan) = plan.experiments.iter().find(|e| e.experiment() == *experiment) else { continue };
+        let name = name.as_str();
         // What went between two experiments went on the incarnation the last one's
         // healing started; the next starts whole.
-        if done.notice(arena, observer, previous.unwrap_or(name)).await {
+        if done.notice(arena, observer, previous.as_deref().unwrap_or(name)).await {
             let healed = arena.cluster.heal().await;
             arena.balancer.upstreams().replace(&arena.cluster.endpoints());
             if let Err(err) = healed {
@@ -747,8 +765,8 @@ async fn run_experiments(
                 continue;
             }
         }
-        previous = Some(name);
-        observer.progress(Progress::CheckStarted { name });
+        previous = Some(name.to_owned());
+        observer.progress(Progress::CheckStarted { name: name.to_owned() });
         let began = Instant::now();
         let first = tokio::select! {
             run = experiment::run(experiment_plan, arena, Phase::Main) => run,
@@ -760,7 +778,7 @@ async fn run_experiments(
         done.runs.push(first);
         let mut second_assessment = None;
         if first_assessment.worth_repeating() {
-            observer.progress(Progress::CheckRepeated { name });
+            observer.progress(Progress::CheckRepeated { name: name.to_owned() });
             let began = Instant::now();
             let second = tokio::select! {
                 run = experiment::run(experiment_plan, arena, Phase::Reproduce) => run,
@@ -797,10 +815,10 @@ impl Experimented {
 
 /// Tells the observer how many findings a check's runs show; the run's verdict comes from
 /// its record, later.
-fn finished(observer: &dyn Observer, name: &'static str, first: &Assessment, second: Option<&Assessment>, seed: u64, reproduce: &dyn Fn(&str) -> String) {
+fn finished(observer: &dyn Observer, name: &str, first: &Assessment, second: Option<&Assessment>, seed: u64, reproduce: &dyn Fn(&str) -> String) {
     let (findings, _) = check::twice::judge(first, second, seed, reproduce, name);
     observer.progress(Progress::CheckFinished {
-        name,
+        name: name.to_owned(),
         findings: findings.len(),
     });
 }

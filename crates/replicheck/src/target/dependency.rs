@@ -210,6 +210,12 @@ fn default_name() -> toml::Spanned<String> {
 pub const DATABASE_PLACEHOLDERS: [&str; 5] = ["database_url", "database_host", "database_port", "database_name", "database_user"];
 
 impl Dependencies {
+    /// Every declared dependency's name, in the order the run starts them.
+    pub fn names(&self) -> Vec<&str> {
+        let builtin = [self.redis.as_ref().map(|_| "redis"), self.postgres.as_ref().map(|_| "postgres")];
+        builtin.into_iter().flatten().chain(self.services.keys().map(String::as_str)).collect()
+    }
+
     /// Placeholders a replica's command may use only when the store behind them is declared:
     /// the first one `used` names without it, with the table that would give it.
     pub fn missing_for(&self, used: &str) -> Option<&'static str> {

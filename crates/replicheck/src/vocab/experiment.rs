@@ -1,4 +1,5 @@
-//! The chaos experiments by name, and what each looks for.
+//! The chaos experiments by name, and what each looks for; an experiment of a run is its
+//! kind and, for the store experiments, the dependency it disrupts.
 
 use serde::{Deserialize, Serialize};
 
@@ -65,8 +66,14 @@ impl ExperimentKind {
         }
     }
 
+    /// The kind a name selects: its own, or one experiment of it (`store-outage postgres`).
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
+        Experiment::from_name(name).map(|e| e.kind)
+    }
+
+    /// Whether the experiment disrupts one of the run's dependencies, once for each.
+    pub fn disrupts_a_dependency(self) -> bool {
+        matches!(self, ExperimentKind::StoreRestart | ExperimentKind::StoreOutage)
     }
 
     /// The kinds this experiment looks for (a scale-out also finds the workload's own kinds).
@@ -136,5 +143,89 @@ impl ExperimentKind {
             }
             _ => None,
         }
+    }
+}
+
+/// One experiment of a run: a kind, and the dependency a store experiment disrupts. Its name
+/// is the kind's, followed by the dependency's (`store-outage postgres`), in the report, in
+/// `--scenarios` and in the record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Experiment {
+    pub kind: ExperimentKind,
+    pub dependency: Option<String>,
+}
+
+impl Experiment {
+    pub fn of(kind: ExperimentKind) -> Experiment {
+        Experiment { kind, dependency: None }
+    }
+
+    pub fn disrupting(kind: ExperimentKind, dependency: &str) -> Experiment {
+        Experiment { kind, dependency: Some(dependency.to_owned()) }
+    }
+
+    /// The experiment a name means: a kind's name alone, or a store experiment's with the
+    /// name of a dependency.
+    pub fn from_name(name: &str) -> Option<Experiment> {
+        let (kind, dependency) = match name.split_once(' ') {
+            Some((kind, dependency)) => (kind, Some(dependency.trim())),
+            None => (name, None),
+        };
+        let kind = ExperimentKind::ALL.into_iter().find(|k| k.name() == kind)?;
+        match dependency {
+            None => Some(Experiment::of(kind)),
+            Some(dependency) if kind.disrupts_a_dependency() && !dependency.is_empty() && !dependency.contains(' ') => Some(Experiment::disrupting(kind, dependency)),
+            Some(_) => None,
+        }
+    }
+
+    /// Whether a `--scenarios` word selects this experiment: its kind's name selects every
+    /// dependency's, its own name only itself.
+    pub fn selected_by(&self, word: &str) -> bool {
+        word == self.kind.name() || Experiment::from_name(word).as_ref() == Some(self)
+    }
+}
+
+impl std::fmt::Display for Experiment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.dependency {
+            Some(dependency) => write!(f, "{} {dependency}", self.kind.name()),
+            None => f.write_str(self.kind.name()),
+        }
+    }
+}
+
+impl From<Experiment> for String {
+    fn from(experiment: Experiment) -> String {
+        experiment.to_string()
+    }
+}
+
+impl TryFrom<String> for Experiment {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Experiment, String> {
+        Experiment::from_name(&name).ok_or_else(|| format!("no experiment is called `{name}`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_experiment_is_named_with_its_dependency() {
+        let outage = Experiment::disrupting(ExperimentKind::StoreOutage, "postgres");
+        assert_eq!(outage.to_string(), "store-outage postgres");
+        assert_eq!(Experiment::from_name("store-outage postgres"), Some(outage.clone()));
+        assert!(outage.selected_by("store-outage") && outage.selected_by("store-outage postgres"));
+        assert!(!outage.selected_by("store-outage redis") && !outage.selected_by("store-restart"));
+        assert_eq!(Experiment::from_name("restart"), Some(Experiment::of(ExperimentKind::Restart)));
+        assert_eq!(Experiment::from_name("restart r0"), None, "only store experiments name a dependency");
+        assert_eq!(ExperimentKind::from_name("store-restart queue"), Some(ExperimentKind::StoreRestart));
+        let json = serde_json::to_string(&outage).unwrap();
+        assert_eq!(json, "\"store-outage postgres\"");
+        assert_eq!(serde_json::from_str::<Experiment>(&json).unwrap(), outage);
     }
 }
