@@ -142,4 +142,8 @@ fn readiness_that_asks_postgres_and_data_kept_across_its_restart_find_nothing() 
     for check in ["store-outage postgres", "store-restart postgres"] {
         assert_eq!(run.status_of(check), Some(replicheck::check::ScenarioStatus::Passed), "{check}: {}", run.stdout);
     }
+    // Named, a dependency the target does not declare is skipped with the reason.
+    let run = common::run("tests/apps/notes/postgres.toml", &["--seed", "4", "--scenarios", "cache,store-outage redis"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("store-outage redis: skipped: the target declares no dependency named redis"), "{}", run.stdout);
 }

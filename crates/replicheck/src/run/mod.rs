@@ -645,6 +645,8 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
                 (kind == ExperimentKind::RollingRestart && config.load_vus == 0)
                     .then(|| "--load-vus 0: no user loops through the rolling restart to meet a replica going".to_owned())
             });
+            let undeclared = experiment.dependency.as_deref().filter(|name| !config.target.dependencies.names().contains(name));
+            let reason = reason.or_else(|| undeclared.map(|name| format!("the target declares no dependency named {name}")));
             let reason = skipped(&experiment.to_string(), reason.or_else(|| kind.skip_reason(&config.target, &bound)));
             (experiment, reason)
         })
@@ -679,13 +681,17 @@ fn bind(config: &RunConfig, observer: &dyn Observer) -> Result<Bound, RunError> 
 /// The experiments of one kind the run asks for: a store experiment once for each declared
 /// dependency (those `--scenarios` names, when it names any), every other kind once.
 fn of_kind(kind: ExperimentKind, config: &RunConfig) -> Vec<Experiment> {
-    let names = config.target.dependencies.names();
-    if !kind.disrupts_a_dependency() || names.is_empty() {
+    if !kind.disrupts_a_dependency() {
         return vec![Experiment::of(kind)];
     }
-    let each: Vec<Experiment> = names.iter().map(|name| Experiment::disrupting(kind, name)).collect();
-    let named: Vec<Experiment> = each.iter().filter(|e| config.selection.iter().any(|word| *word == e.to_string())).cloned().collect();
-    if named.is_empty() { each } else { named }
+    // Named ones run even when the target does not declare them, to be skipped with the reason.
+    let named: Vec<Experiment> = config.selection.iter().filter_map(|word| Experiment::from_name(word)).filter(|e| e.kind == kind && e.dependency.is_some()).collect();
+    let declared = config.target.dependencies.names();
+    match (named.is_empty(), declared.is_empty()) {
+        (false, _) => named,
+        (true, false) => declared.iter().map(|name| Experiment::disrupting(kind, name)).collect(),
+        (true, true) => vec![Experiment::of(kind)],
+    }
 }
 
 fn plan_run(config: &RunConfig, bound: &Bound) -> Plan {
