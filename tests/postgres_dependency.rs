@@ -147,3 +147,38 @@ fn readiness_that_asks_postgres_and_data_kept_across_its_restart_find_nothing() 
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("store-outage redis: skipped: the target declares no dependency named redis"), "{}", run.stdout);
 }
+
+/// The notes app creating its own table as each replica starts (no seed), `mode` saying how:
+/// `unguarded` or `locked`.
+fn migrating_at_start(dir: &std::path::Path, mode: &str) -> std::path::PathBuf {
+    let fixed = std::fs::read_to_string(common::root().join("tests/apps/notes/postgres.toml")).unwrap();
+    let text = fixed
+        .replace("seed = \"schema.sql\"\n", "")
+        .replace(r#"APP_READY = "store""#, &format!(r#"APP_READY = "store", APP_MIGRATE = "{mode}""#))
+        .replace(r#""app.py""#, &format!("{:?}", common::root().join("tests/apps/notes/app.py")));
+    assert!(!text.contains("seed =") && text.contains("APP_MIGRATE"));
+    common::write(dir, &format!("migrate-{mode}.toml"), &text)
+}
+
+#[test]
+fn replicas_that_each_migrate_as_they_start_race_only_when_started_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let unguarded = migrating_at_start(dir.path(), "unguarded");
+    for (seed, replicas) in [("1", "2"), ("2", "3")] {
+        let run = common::run(unguarded.to_str().unwrap(), &["--seed", seed, "--replicas", replicas, "--scenarios", "login,cache,cold-start"]);
+        // The run itself starts: its first replica migrates before the others start.
+        assert_eq!(run.code, 1, "seed {seed}: {}\n{}", run.stdout, run.stderr);
+        assert_eq!(run.kinds(), ["start-race"], "seed {seed}: {}", run.stdout);
+        let report = run.report();
+        let race = &report.findings[0];
+        assert_eq!((race.check.as_str(), race.step.as_str()), ("cold-start", "start together"));
+        assert!(race.observed.reason.contains("already exists") || race.observed.reason.contains("duplicate key"), "{}", race.observed.reason);
+        assert!(race.after.as_ref().is_some_and(|a| a.action == "postgres emptied to its seed"), "{race:?}");
+        assert!(race.reproduced, "seen again when run again");
+        assert!(report.diagnoses.iter().any(|d| d.cause.id() == "migrations-race"), "{:?}", report.diagnoses);
+    }
+    let locked = migrating_at_start(dir.path(), "locked");
+    let run = common::run(locked.to_str().unwrap(), &["--seed", "1", "--replicas", "3", "--scenarios", "login,cache,cold-start"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.status_of("cold-start"), Some(replicheck::check::ScenarioStatus::Passed), "{}", run.stdout);
+}

@@ -6,6 +6,10 @@ APP_SECRET, APP_STORE=memory) each process signs with its own random secret and 
 its own memory; configured, the secret comes from the environment and the cache is a
 SQLite file every process shares, or a PostgreSQL table (APP_STORE=postgresql://...).
 /health says ready whatever the store does, unless APP_READY=store: then it asks the store.
+With APP_MIGRATE, the PostgreSQL store creates its table as it starts, as a migration tool
+run in every replica's entrypoint would: `unguarded` checks for the table and creates it
+(two replicas started together both find none, and one fails), `locked` does the same
+holding an advisory lock.
 """
 import argparse
 import hashlib
@@ -16,6 +20,7 @@ import secrets
 import signal
 import sqlite3
 import threading
+import time
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -67,6 +72,20 @@ class PostgresStore:
         import psycopg
 
         self.url, self.psycopg = url, psycopg
+        migrate = os.environ.get("APP_MIGRATE")
+        if migrate:
+            self.migrate(locked=migrate == "locked")
+
+    def migrate(self, locked):
+        with self.psycopg.connect(self.url, autocommit=True) as db:
+            if locked:
+                db.execute("SELECT pg_advisory_lock(4242)")
+            if db.execute("SELECT to_regclass('kv')").fetchone()[0] is None:
+                print("migrating: creating table kv", flush=True)
+                time.sleep(0.5)  # a migration takes a while: long enough to overlap another's
+                db.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+            if locked:
+                db.execute("SELECT pg_advisory_unlock(4242)")
 
     def get(self, key):
         with self.psycopg.connect(self.url, autocommit=True) as db:

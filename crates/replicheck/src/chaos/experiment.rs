@@ -289,10 +289,12 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
     disrupted
 }
 
-/// A new deployment, twice: every replica stopped and the shared directory emptied, then
-/// users hand artifacts from one replica to another at once. The control starts one
-/// replica and uses it before the others start, so they find what it made; the trial
-/// starts them all at the same instant. Only the simultaneity differs.
+/// A new deployment, twice: every replica stopped, the shared directory emptied and every
+/// database put back to its seed, then users hand artifacts from one replica to another at
+/// once. The control starts one replica and uses it before the others start, so they find
+/// what it made (its key ring, its migrations); the trial starts them all at the same
+/// instant. Only the simultaneity differs. A replica that does not start in the trial, and
+/// the lines the replicas wrote of errors when users failed, are the trial's evidence.
 async fn cold_start(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
     let users: Vec<VuPlan> = plan.handoffs.iter().map(|h| h.user.clone()).collect();
     let ids: Vec<ReplicaId> = arena.cluster.endpoints().iter().map(|e| e.replica.id).collect();
@@ -313,8 +315,27 @@ async fn cold_start(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Expe
     run.control.extend(control);
 
     anew(arena, run).await?;
-    start_together(arena, run, &ids).await?;
+    let before = arena.cluster.endpoints();
+    if let Err(err) = start_together(arena, run, &ids).await {
+        // Users cannot hand artifacts across a replica that is not there.
+        return blame_start(arena, run, &before, &err);
+    }
     run.disrupted = arena.users(users, run.phase).await;
+    if run.disrupted.iter().any(|u| u.first_failure().is_some()) {
+        run.refused = lines_with(arena, &ERRORS).await;
+    }
+    Ok(())
+}
+
+/// Records the replica a start of `before`'s replicas failed for: the one still at its
+/// stopped incarnation. With none to blame, the experiment failed, not the app.
+fn blame_start(arena: &Arena<'_>, run: &mut ExperimentRun, before: &[Endpoint], err: &ClusterError) -> Result<(), ClusterError> {
+    let now = arena.cluster.endpoints();
+    let why = arena.secrets.redact(&crate::errors::chain(err));
+    match before.iter().find(|old| now.iter().any(|e| e.replica == old.replica)) {
+        Some(old) => run.start_failure = Some(StartFailure { replica: old.replica.next(), why }),
+        None => run.error = Some(why),
+    }
     Ok(())
 }
 
@@ -470,16 +491,20 @@ fn push_window(arena: &Arena<'_>, run: &mut ExperimentRun, phase: Phase, replica
 /// What a replica's output says when the platform refused it something.
 const REFUSALS: [&str; 6] = ["read-only file system", "permission denied", "operation not permitted", "eacces", "erofs", "eperm"];
 
-/// Lines of refusal kept as evidence, at most.
+/// What a replica's output says when something failed (a migration that raced another
+/// replica's: "already exists", a duplicate key, a lock not taken).
+const ERRORS: [&str; 7] = ["error", "exception", "traceback", "fatal", "already exists", "duplicate", "lock"];
+
+/// Lines of the replicas' output kept as evidence, at most.
 const MAX_REFUSED: usize = 10;
 
-/// The lines of refusal the replicas have written so far.
-async fn refusals(arena: &mut Arena<'_>) -> Vec<Refusal> {
+/// The lines the replicas have written so far that contain one of `words`.
+async fn lines_with(arena: &mut Arena<'_>, words: &[&str]) -> Vec<Refusal> {
     let mut found = Vec::new();
     for endpoint in arena.cluster.endpoints() {
         let output = arena.cluster.output(endpoint.replica.id).await.unwrap_or_default();
-        let refused = output.lines().filter(|line| REFUSALS.iter().any(|r| line.to_lowercase().contains(r)));
-        for line in refused {
+        let matching = output.lines().filter(|line| words.iter().any(|w| line.to_lowercase().contains(w)));
+        for line in matching {
             let refusal = Refusal { replica: endpoint.replica, line: arena.secrets.redact(line.trim()) };
             if found.len() < MAX_REFUSED && !found.contains(&refusal) {
                 found.push(refusal);
@@ -507,35 +532,31 @@ async fn hardened(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
             run.disrupted = arena.users(users, run.phase).await;
             // A container's output reaches the engine's log a moment after it is written.
             for _ in 0..10 {
-                run.refused = refusals(arena).await;
+                run.refused = lines_with(arena, &REFUSALS).await;
                 if !run.refused.is_empty() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        Err(err) => {
-            // The one still at its killed incarnation is the one that did not start.
-            let now = arena.cluster.endpoints();
-            let why = arena.secrets.redact(&crate::errors::chain(&err));
-            match before.iter().find(|old| now.iter().any(|e| e.replica == old.replica)) {
-                Some(old) => run.start_failure = Some(StartFailure { replica: old.replica.next(), why }),
-                // No replica to blame: the experiment failed, not the app.
-                None => run.error = Some(why),
-            }
-        }
+        Err(err) => blame_start(arena, run, &before, &err)?,
     }
 
     kill_all(arena, run).await?;
     start_together(arena, run, &ids).await
 }
 
-/// Every replica killed and out of routing, then the shared directory emptied.
+/// Every replica killed and out of routing, then the shared directory emptied and every
+/// database put back to its seed.
 async fn anew(arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
     kill_all(arena, run).await?;
     let start_ms = arena.now_ms();
     arena.cluster.empty_shared().await?;
     push(arena, run, ChaosAction::SharedEmptied, start_ms);
+    let start_ms = arena.now_ms();
+    for dependency in arena.cluster.empty_databases().await? {
+        push(arena, run, ChaosAction::DatabaseEmptied { dependency }, start_ms);
+    }
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use super::twice::{Assessment, Candidate};
 use crate::chaos::experiment::{PAGE_SCENARIO, SLOW_SCENARIO, STALE_SAMPLES, STORE_SCENARIO, stale_window};
 use crate::chaos::{ExperimentKind, ExperimentPlan};
 use crate::vocab::replica::Incarnation;
-use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Observed, Outcome, Probe, ProbePurpose, Refusal, RequestRecord, StepRecord, VuRecord};
+use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Observed, Outcome, Probe, ProbePurpose, Refusal, RequestRecord, StartFailure, StepRecord, VuRecord};
 use crate::scenario::Scenario;
 use crate::target::{BalancerSettings, RateLimit, Target};
 
@@ -105,6 +105,9 @@ pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario]
         assessment.candidates = found.into_values().collect();
         return assessment;
     }
+    if let (ExperimentKind::ColdStart, Some(failure)) = (plan.kind, &run.start_failure) {
+        add(start_failure_raced(run, failure));
+    }
     for record in run.disrupted.iter().chain(&run.load) {
         // After a cold start the control is the same user after a staggered start: what
         // failed there too is no start race (the scenarios say what it is).
@@ -165,14 +168,46 @@ fn baseline(plan: &ExperimentPlan, run: &ExperimentRun) -> Option<String> {
         .map(|p| format!("{} was not ready before the disruption ({})", p.replica, probe_result(p)))
 }
 
+/// The replica that did not start when every replica started at once, after a staggered
+/// start of the same replicas on the same emptied state started them all (else the run's
+/// control would have failed and no trial been made).
+fn start_failure_raced(run: &ExperimentRun, failure: &StartFailure) -> Candidate {
+    Candidate {
+        kind: FindingKind::StartRace,
+        scenario: run.experiment.clone(),
+        step: "start together".into(),
+        producer: failure.replica,
+        consumer: failure.replica,
+        after: emptied(run),
+        expected: "every replica starts and says ready, as in a staggered start".into(),
+        observed: Observed { reason: failure.why.clone(), ..Observed::default() },
+        control: "started one after another on the same emptied state, the same replicas started, and served the same users".into(),
+        artifact: ArtifactEvidence::named("none"),
+        vu: None,
+        at_ms: None,
+        occurrences: 1,
+        notes: wrote(run, failure.replica),
+    }
+}
+
+/// The last emptying of what a new deployment starts from: the database, else the shared directory.
+fn emptied(run: &ExperimentRun) -> Option<ChaosEvent> {
+    let last = |matches: fn(&ChaosAction) -> bool| run.chaos.iter().rev().find(|e| matches(&e.action)).cloned();
+    last(|a| matches!(a, ChaosAction::DatabaseEmptied { .. })).or_else(|| last(|a| *a == ChaosAction::SharedEmptied))
+}
+
+/// What `replica` wrote of failures, else what any replica wrote.
+fn wrote(run: &ExperimentRun, replica: Incarnation) -> Vec<String> {
+    let own: Vec<&Refusal> = run.refused.iter().filter(|r| r.replica == replica).collect();
+    let lines = if own.is_empty() { run.refused.iter().collect() } else { own };
+    lines.into_iter().map(|r| format!("the replica wrote: {}: {}", r.replica, r.line)).collect()
+}
+
 /// What failed on the hardened replicas and passed on the target's own: each user's first
 /// failing step, or the replica that did not start, with the refusals the replicas wrote.
 fn hardened(run: &ExperimentRun) -> Vec<Candidate> {
-    // What the replica itself wrote, or else what any hardened replica wrote.
     let evidence_notes = |replica: Incarnation| {
-        let own: Vec<&Refusal> = run.refused.iter().filter(|r| r.replica == replica).collect();
-        let refusals = if own.is_empty() { run.refused.iter().collect() } else { own };
-        let mut notes: Vec<String> = refusals.into_iter().map(|r| format!("the replica wrote: {}: {}", r.replica, r.line)).collect();
+        let mut notes = wrote(run, replica);
         notes.push("judged as a restricted pod runs: not as root (the image's own user, or 65534), every capability dropped, no privilege escalation, a read-only root filesystem, /tmp and the run's volumes writable".into());
         notes
     };
@@ -498,6 +533,11 @@ impl Disruption<'_> {
             if self.killed_or_paused(request) {
                 return Explained::Expected;
             }
+            // After a staggered start the same user passed (see `assess`): started at once,
+            // the replicas could not serve it.
+            if plan.kind == ExperimentKind::ColdStart {
+                return Explained::Candidate(Box::new(self.flow_raced(record, step, request)));
+            }
         }
         self.lost_artifact(plan, record, step, scenarios)
             .unwrap_or_else(|| Explained::Unexplained(format!("vu {} ({}) step `{}`: {}", record.vu, record.scenario, step.name, describe(step))))
@@ -636,13 +676,8 @@ impl Disruption<'_> {
             ExperimentKind::ScaleOut if producer.id != consumer.id => {
                 (FindingKind::for_artifact(artifact), self.first(|a| matches!(a, ChaosAction::Start { replica } if *replica == consumer))?)
             }
-            // A refusal is the keys' doing; a failure to answer could be any start-up race.
-            ExperimentKind::ColdStart if producer.id != consumer.id => {
-                if step.requests.last().is_some_and(unanswered) {
-                    return None;
-                }
-                (FindingKind::KeyringRaceOnStart, self.last(|a| *a == ChaosAction::SharedEmptied)?)
-            }
+            // A refusal is the keys' doing (a failure to answer is a start race: see `explain`).
+            ExperimentKind::ColdStart if producer.id != consumer.id => (FindingKind::KeyringRaceOnStart, self.last(|a| *a == ChaosAction::SharedEmptied)?),
             // Produced on one replica, consumed on another: not this experiment's question.
             _ if producer.id != consumer.id => return Some(Explained::CrossedReplicas),
             ExperimentKind::StoreRestart => (FindingKind::ArtifactLostAfterStoreRestart, self.first(|a| matches!(a, ChaosAction::StoreStop { .. }))?),
@@ -674,6 +709,35 @@ impl Disruption<'_> {
             occurrences: 1,
             notes: Vec::new(),
         })))
+    }
+
+    /// A user that a staggered start served, left unanswered (5xx, refused, reset) by
+    /// replicas started at once.
+    fn flow_raced(&self, record: &VuRecord, step: &StepRecord, request: &RequestRecord) -> Candidate {
+        let replica = request.served_by.or(step.served_by).unwrap_or(Incarnation { id: step.planned, generation: 0 });
+        let (expected, observed) = match &step.outcome {
+            Outcome::Failed { expected, observed } => (expected.clone(), observed.clone()),
+            _ => ("the step passes".to_owned(), Observed { reason: describe(step), ..Observed::default() }),
+        };
+        Candidate {
+            kind: FindingKind::StartRace,
+            scenario: record.scenario.clone(),
+            step: step.name.clone(),
+            producer: replica,
+            consumer: replica,
+            after: emptied(self.run),
+            expected,
+            observed,
+            control: format!(
+                "the same steps on the same routes passed after a staggered start, in which one replica started and served a user before the others started ({})",
+                describe_routes(record)
+            ),
+            artifact: ArtifactEvidence::named("none"),
+            vu: Some(record.vu),
+            at_ms: Some(request.start_ms),
+            occurrences: 1,
+            notes: wrote(self.run, replica),
+        }
     }
 
     fn first(&self, matches: impl Fn(&ChaosAction) -> bool) -> Option<&ChaosEvent> {
@@ -1020,6 +1084,41 @@ pub(crate) mod tests {
         stuck.control[1] = user(STORE_SCENARIO, 4, r(0, 1), 2800.0, Some(500), None);
         let stuck = assess(&plan(ExperimentKind::StoreOutage), &stuck, &[], &platform());
         assert!(stuck.candidates.is_empty() && stuck.baseline.is_none(), "{:?}", stuck.baseline);
+    }
+
+    /// A cold start whose control passed: vu 1 on r0 after the staggered start.
+    fn cold_run() -> ExperimentRun {
+        let mut run = ExperimentRun::new("cold-start", Phase::Main);
+        run.chaos.push(event(ChaosAction::SharedEmptied, 10.0, 12.0));
+        run.chaos.push(event(ChaosAction::DatabaseEmptied { dependency: "postgres".into() }, 12.0, 900.0));
+        run.control = vec![user("login", 1, r(0, 2), 1000.0, Some(200), None)];
+        run
+    }
+
+    #[test]
+    fn a_replica_that_starts_only_one_after_another_is_a_start_race_with_what_it_wrote() {
+        let mut run = cold_run();
+        run.start_failure = Some(StartFailure { replica: r(1, 3), why: "r1#3 exited (exit status: 1) before it was ready; its log ends with:\nrelation \"kv\" already exists".into() });
+        run.refused = vec![Refusal { replica: r(1, 3), line: "psycopg.errors.DuplicateTable: relation \"kv\" already exists".into() }];
+        let assessment = assess(&plan(ExperimentKind::ColdStart), &run, &[], &platform());
+        assert_eq!(kinds(&assessment), [FindingKind::StartRace]);
+        let race = &assessment.candidates[0];
+        assert_eq!((race.producer, race.step.as_str()), (r(1, 3), "start together"));
+        assert!(race.observed.reason.contains("already exists") && race.notes[0].contains("DuplicateTable"), "{race:?}");
+        assert!(race.after.as_ref().is_some_and(|a| matches!(a.action, ChaosAction::DatabaseEmptied { .. })));
+    }
+
+    #[test]
+    fn a_flow_unanswered_only_after_replicas_started_at_once_is_a_start_race() {
+        let mut run = cold_run();
+        run.disrupted = vec![user("login", 1, r(0, 3), 2000.0, Some(500), None)];
+        let assessment = assess(&plan(ExperimentKind::ColdStart), &run, &[], &platform());
+        assert_eq!(kinds(&assessment), [FindingKind::StartRace]);
+        assert!(assessment.unexplained.is_empty());
+        // Unanswered after the staggered start too: the scenarios' question, not a race.
+        run.control[0] = user("login", 1, r(0, 2), 1000.0, Some(500), None);
+        let apart = assess(&plan(ExperimentKind::ColdStart), &run, &[], &platform());
+        assert!(!kinds(&apart).contains(&FindingKind::StartRace), "{:?}", apart.candidates);
     }
 
     #[test]

@@ -463,8 +463,18 @@ impl Cluster {
             workspace,
             _watchdog: watchdog,
         };
-        let firsts = (0..spec.replicas).map(|id| cluster.next_of(ReplicaId(id))).collect();
-        let (started, failure) = cluster.launch_together(firsts).await;
+        // The first replica alone, then the others together: one-time setup an app runs as
+        // it starts (its migrations) is done once before the rest start, as a staggered
+        // rollout does. Starting them all at once is the cold-start experiment's question.
+        let mut firsts: Vec<Incarnation> = (0..spec.replicas).map(|id| cluster.next_of(ReplicaId(id))).collect();
+        let rest = firsts.split_off(firsts.len().min(1));
+        let (mut started, mut failure) = cluster.launch_together(firsts).await;
+        if failure.is_none() && !rest.is_empty() {
+            (started, failure) = {
+                let (more, failure) = cluster.launch_together(rest).await;
+                (started.into_iter().chain(more).collect(), failure)
+            };
+        }
         for endpoint in started {
             let took = cluster.replicas.get(&endpoint.replica.id).map(|r| r.started_in()).unwrap_or_default();
             observer.progress(Progress::ReplicaReady { replica: endpoint.replica, addr: endpoint.addr, took });
@@ -598,6 +608,19 @@ impl<B: Backend> Cluster<B> {
             }
         }
         down
+    }
+
+    /// Every database back to what a new deployment finds (empty, then seeded), as
+    /// `empty_shared` does for the shared directory; the names of those emptied.
+    pub async fn empty_databases(&mut self) -> Result<Vec<String>, ClusterError> {
+        let mut emptied = Vec::new();
+        for dependency in &mut self.dependencies {
+            if let Dependency::Postgres(postgres) = dependency {
+                postgres.empty().await?;
+                emptied.push(dependency.name().to_owned());
+            }
+        }
+        Ok(emptied)
     }
 
     fn dependency_mut(&mut self, name: &str) -> Result<&mut Dependency, ClusterError> {

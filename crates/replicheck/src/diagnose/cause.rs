@@ -17,6 +17,8 @@ pub enum Cause {
     KeysNotPersisted,
     /// Replicas that start together against an empty key store each create a key ring.
     KeyringRace,
+    /// Replicas that start together each run the app's one-time setup (migrations) at once.
+    MigrationsRace,
     /// Sessions live in one process: another replica, or a restarted one, cannot read them.
     SessionPerProcess,
     /// The cache lives in one process.
@@ -79,10 +81,11 @@ pub enum Cause {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 30] = [
+    pub const ALL: [Cause; 31] = [
         Cause::KeysNotShared,
         Cause::KeysNotPersisted,
         Cause::KeyringRace,
+        Cause::MigrationsRace,
         Cause::SessionPerProcess,
         Cause::CachePerProcess,
         Cause::SigningKeysNotShared,
@@ -138,6 +141,7 @@ impl Cause {
             FindingKind::RefusedDuringDeregistration => Cause::RefusesWhileRouted,
             FindingKind::ShutdownOverranGrace => Cause::ShutdownOverGrace,
             FindingKind::KeyringRaceOnStart => Cause::KeyringRace,
+            FindingKind::StartRace => Cause::MigrationsRace,
             FindingKind::FailsHardenedRuntime => Cause::NeedsPrivileges,
             FindingKind::TelemetryUnattributed => match finding.step.as_str() {
                 crate::check::telemetry::TRACEPARENT => Cause::TraceContextDropped,
@@ -166,6 +170,7 @@ impl Cause {
             Cause::KeysNotShared => "keys-not-shared",
             Cause::KeysNotPersisted => "keys-not-persisted",
             Cause::KeyringRace => "keyring-race",
+            Cause::MigrationsRace => "migrations-race",
             Cause::SessionPerProcess => "session-per-process",
             Cause::CachePerProcess => "cache-per-process",
             Cause::SigningKeysNotShared => "signing-keys-not-shared",
@@ -202,6 +207,7 @@ impl Cause {
             Cause::KeysNotShared => "keys that protect cookies and form tokens are not shared across replicas",
             Cause::KeysNotPersisted => "keys that protect cookies and form tokens are lost when a replica restarts",
             Cause::KeyringRace => "replicas that start together each create a key ring of their own",
+            Cause::MigrationsRace => "replicas that start together each run the app's migrations (or other one-time setup) at once",
             Cause::SessionPerProcess => "sessions are kept in each process",
             Cause::CachePerProcess => "the cache is kept in each process",
             Cause::SigningKeysNotShared => "token signing keys are not shared across replicas or kept across restarts",
@@ -250,6 +256,7 @@ impl Cause {
             Cause::BroadcastPerProcess | Cause::RelayNotResumed | Cause::TransportNeedsAffinity => "real-time (WebSockets, server-sent events)",
             Cause::LimitPerProcess | Cause::LimitKeyedOnProxy | Cause::LimitKeyForgeable => "rate limits and lockouts",
             Cause::UploadsOnLocalDisk => "uploaded files",
+            Cause::MigrationsRace => "databases and migrations",
         }
     }
 }

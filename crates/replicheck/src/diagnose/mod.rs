@@ -227,6 +227,9 @@ fn judge(cause: Cause, readings: &[&Reading], also: &[&Reading], causes: &[Cause
         Cause::KeyringRace => why.push(
             "after every replica was stopped and the shared directory emptied, replicas started together refused each other's artifacts, while the same users on the same routes passed when one replica started and was used before the others".into(),
         ),
+        Cause::MigrationsRace => why.push(
+            "after every replica was stopped and the run's shared state emptied (the shared directory, the database back to its seed), replicas started together failed to start or failed requests, while the same replicas started one after another started and served the same users".into(),
+        ),
         Cause::KeysNotPersisted => {
             why.push("cookies or form tokens stopped working once the replica that issued them restarted, while the same steps without the restart passed".into());
             if causes.contains(&Cause::KeysNotShared) && on_keys {

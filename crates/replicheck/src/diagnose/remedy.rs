@@ -16,6 +16,7 @@ pub fn remedy(cause: Cause, preset: Preset) -> &'static str {
         Cause::KeysNotShared => keys_not_shared(preset),
         Cause::KeysNotPersisted => keys_not_persisted(preset),
         Cause::KeyringRace => keyring_race(preset),
+        Cause::MigrationsRace => migrations_race(preset),
         Cause::SessionPerProcess => session_per_process(preset),
         Cause::CachePerProcess => cache_per_process(preset),
         Cause::SigningKeysNotShared => signing_keys_not_shared(preset),
@@ -86,6 +87,45 @@ fn keys_not_shared(preset: Preset) -> &'static str {
         Preset::Generic => {
             "Give every replica the same keys for signing and encrypting cookies and form tokens, from one secret or a \
              shared key store, instead of keys each process makes for itself."
+        }
+    }
+}
+
+fn migrations_race(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Aspnetcore => {
+            "Apply EF Core migrations once per deployment: a migration bundle (dotnet ef migrations bundle) run by a \
+             Kubernetes Job or init container, not Database.Migrate() or EnsureCreated() at the start of every replica."
+        }
+        Preset::Django => {
+            "Run manage.py migrate once per deployment (a Kubernetes Job, a release phase, a pre-upgrade hook), not in \
+             every replica's entrypoint: migrate takes no lock, so replicas that run it together race on the same tables."
+        }
+        Preset::Flask => {
+            "Run flask db upgrade (Flask-Migrate, Alembic) once per deployment in a Job or init step, not in every \
+             replica's start command or db.create_all() at import; if it must run at start, hold pg_advisory_lock around it."
+        }
+        Preset::Rails => {
+            "Run bin/rails db:migrate once per deployment (a release task, a Kubernetes Job), not db:prepare in every \
+             replica's entrypoint: Rails' migration lock makes the replicas that lose the race fail with \
+             ConcurrentMigrationError."
+        }
+        Preset::Pyramid => {
+            "Run alembic upgrade head once per deployment in a Job or init step, not in every replica's main() or \
+             metadata.create_all() at start; if it must run at start, hold pg_advisory_lock around it."
+        }
+        Preset::Spring => {
+            "Let Flyway or Liquibase migrate (they lock their history table), or run them as a Job before the \
+             replicas start; not a hand-written schema.sql with spring.sql.init.mode=always in every replica."
+        }
+        Preset::Express => {
+            "Run the migration tool (knex migrate:latest, prisma migrate deploy, sequelize db:migrate) once per \
+             deployment in a Job or init step, not a hand-written CREATE TABLE in every replica's start script."
+        }
+        Preset::Generic => {
+            "Run migrations and other one-time setup once per deployment (a Kubernetes Job, an init step, a release \
+             phase), or behind a lock every replica takes first (a PostgreSQL advisory lock, the migration tool's own); \
+             never unguarded in every replica's entrypoint."
         }
     }
 }

@@ -139,10 +139,12 @@ pub struct ExperimentRun {
     /// The experiment could not complete (a replica did not come back).
     pub error: Option<String>,
     /// Lines of the replicas' own output that say something was refused them (a
-    /// read-only filesystem, a permission): the hardened experiment's evidence.
+    /// read-only filesystem, a permission: the hardened experiment's evidence), or that
+    /// something failed (a cold start's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Refusal>,
-    /// A replica that did not start as the experiment asked (hardened), if one did not.
+    /// A replica that did not start as the experiment asked (hardened, or started together
+    /// with the others after a cold start), if one did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_failure: Option<StartFailure>,
     /// What the replicas sent the run's sink from the experiment's start on (background
@@ -330,6 +332,8 @@ pub enum ChaosAction {
     },
     /// The directory every replica shares was emptied, every replica being stopped.
     SharedEmptied,
+    /// A database was put back to what a new deployment finds: empty, then seeded.
+    DatabaseEmptied { dependency: String },
 }
 
 impl std::fmt::Display for ChaosAction {
@@ -345,6 +349,7 @@ impl std::fmt::Display for ChaosAction {
             ChaosAction::StoreStop { dependency } => write!(f, "stop of {dependency}"),
             ChaosAction::StoreStart { dependency } => write!(f, "start of {dependency}"),
             ChaosAction::SharedEmptied => f.write_str("the shared directory emptied"),
+            ChaosAction::DatabaseEmptied { dependency } => write!(f, "{dependency} emptied to its seed"),
         }
     }
 }

@@ -94,7 +94,7 @@ impl ExperimentKind {
             ExperimentKind::Sigterm => vec![InflightDropped, RefusedDuringDeregistration, ShutdownOverranGrace, ReadinessStale],
             ExperimentKind::StoreRestart => vec![ArtifactLostAfterStoreRestart],
             ExperimentKind::StoreOutage => vec![ReadinessStale],
-            ExperimentKind::ColdStart => vec![KeyringRaceOnStart, ReadinessPremature],
+            ExperimentKind::ColdStart => vec![KeyringRaceOnStart, StartRace, ReadinessPremature],
             ExperimentKind::Hardened => vec![FailsHardenedRuntime],
             ExperimentKind::ScheduledJobs => vec![JobRunsOnEveryReplica, WorkLostAtShutdown],
             ExperimentKind::TriggeredWork => vec![SideEffectDuplicated, WorkLostAtShutdown],

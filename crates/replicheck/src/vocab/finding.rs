@@ -45,6 +45,7 @@ pub enum FindingKind {
     RefusedDuringDeregistration,
     ShutdownOverranGrace,
     KeyringRaceOnStart,
+    StartRace,
     FailsHardenedRuntime,
     TelemetryUnattributed,
     JobRunsOnEveryReplica,
@@ -93,6 +94,7 @@ impl FindingKind {
             FindingKind::RefusedDuringDeregistration => "refused-during-deregistration",
             FindingKind::ShutdownOverranGrace => "shutdown-overran-grace",
             FindingKind::KeyringRaceOnStart => "keyring-race-on-start",
+            FindingKind::StartRace => "start-race",
             FindingKind::FailsHardenedRuntime => "fails-hardened-runtime",
             FindingKind::TelemetryUnattributed => "telemetry-unattributed",
             FindingKind::JobRunsOnEveryReplica => "job-runs-on-every-replica",
@@ -117,6 +119,7 @@ impl FindingKind {
         !matches!(
             self,
             FindingKind::TelemetryUnattributed
+                | FindingKind::StartRace
                 | FindingKind::JobRunsOnEveryReplica
                 | FindingKind::SideEffectDuplicated
                 | FindingKind::WorkLostAtShutdown

@@ -106,12 +106,17 @@ impl Postgres {
         self.server.generation += 1;
         self.child = match self.server.spec.persistence {
             DatabasePersistence::Disk => self.server.launch().await?,
-            DatabasePersistence::None => {
-                let data = self.server.data();
-                std::fs::remove_dir_all(&data).map_err(io(format!("cannot empty {}", data.display())))?;
-                self.server.create_and_start().await?
-            }
+            DatabasePersistence::None => self.server.anew().await?,
         };
+        Ok(())
+    }
+
+    /// Back to the database a new deployment finds: the server stopped, its data thrown
+    /// away, and a fresh database created and seeded on the same port.
+    pub async fn empty(&mut self) -> Result<(), ClusterError> {
+        self.stop().await;
+        self.server.generation += 1;
+        self.child = self.server.anew().await?;
         Ok(())
     }
 }
@@ -148,6 +153,13 @@ impl Server {
     }
 
     /// initdb, the server, the database, the seed: the server's process once all is done.
+    /// Throws the cluster's data away and creates it again.
+    async fn anew(&self) -> Result<ManagedChild, ClusterError> {
+        let data = self.data();
+        std::fs::remove_dir_all(&data).map_err(io(format!("cannot empty {}", data.display())))?;
+        self.create_and_start().await
+    }
+
     async fn create_and_start(&self) -> Result<ManagedChild, ClusterError> {
         let data = format!("--pgdata={}", self.data().display());
         let user = format!("--username={}", self.user_name());
