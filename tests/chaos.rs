@@ -152,6 +152,34 @@ fn the_configured_demo_with_persistent_redis_survives_every_experiment_over_five
 }
 
 #[test]
+fn the_configured_demo_with_postgresql_survives_every_experiment_over_five_seeds_and_two_replica_counts() {
+    for seed in 1..=5 {
+        for replicas in ["2", "3"] {
+            let run = common::run("examples/demo/fixed-postgres.toml", &["--seed", &seed.to_string(), "--replicas", replicas]);
+            assert_eq!(run.code, 0, "seed {seed}, {replicas} replicas:\n{}\n{}", run.stdout, run.stderr);
+            for check in ["cold-start", "store-restart postgres", "store-outage postgres"] {
+                assert_eq!(run.status_of(check), Some(ScenarioStatus::Passed), "seed {seed}, {replicas} replicas, {check}:\n{}", run.stdout);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_demo_migrating_without_a_lock_and_blind_to_its_database_shows_exactly_that() {
+    for (seed, replicas) in [("1", "2"), ("2", "3")] {
+        let run = common::run("examples/demo/broken-postgres.toml", &["--seed", seed, "--replicas", replicas, "--scenarios", "login,cache,cold-start,store-restart,store-outage"]);
+        assert_eq!(run.code, 1, "seed {seed}:\n{}\n{}", run.stdout, run.stderr);
+        assert_eq!(run.kinds(), ["readiness-stale", "start-race"], "seed {seed}:\n{}", run.stdout);
+        let report = run.report();
+        assert!(report.findings.iter().all(|f| f.reproduced && f.control.result == ControlResult::Passed), "{:?}", report.findings);
+        let stale = report.findings.iter().find(|f| f.kind.to_string() == "readiness-stale").unwrap();
+        assert_eq!(stale.check, "store-outage postgres");
+        let race = report.findings.iter().find(|f| f.kind.to_string() == "start-race").unwrap();
+        assert!(race.observed.reason.contains("migration failed"), "{}", race.observed.reason);
+    }
+}
+
+#[test]
 fn fifty_users_during_a_rolling_restart_of_three_replicas_see_no_failed_request() {
     let run = common::run(
         "examples/demo/fixed.toml",

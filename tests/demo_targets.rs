@@ -137,6 +137,10 @@ fn the_demo_command_shows_the_difference() {
     // CI installs redis-server: the Redis runs happen and show the store's kinds.
     let with_redis = stdout.lines().find(|l| l.starts_with("misconfigured, with Redis: ")).expect("the Redis run");
     assert!(with_redis.contains("artifact-lost-after-store-restart") && with_redis.contains("readiness-stale"), "{with_redis}");
+    // And PostgreSQL: the runs that migrate at start and restart and stop the database.
+    let with_postgres = stdout.lines().find(|l| l.starts_with("misconfigured, with PostgreSQL: ")).expect("the PostgreSQL run");
+    assert!(with_postgres.ends_with("(readiness-stale, start-race)"), "{with_postgres}");
+    assert!(stdout.contains("configured correctly, with PostgreSQL: 0 finding(s)"), "{stdout}");
     let race = stdout.lines().find(|l| l.starts_with("misconfigured key ring, made on first use: ")).expect("the key ring run");
     assert!(race.contains("(keyring-race-on-start)"), "{race}");
     let telemetry = stdout.lines().find(|l| l.starts_with("misconfigured telemetry: ")).expect("the telemetry run");
@@ -152,7 +156,7 @@ fn the_demo_command_shows_the_difference() {
     let limits = stdout.lines().find(|l| l.starts_with("misconfigured rate limit and uploads: ")).expect("the limits run");
     assert!(limits.ends_with("(limit-per-replica, limit-reset-by-restart, limit-shared-by-all-clients, upload-not-shared)"), "{limits}");
     assert!(stdout.contains("rate limit and uploads configured correctly: 0 finding(s)"), "{stdout}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 12, "one report directory per run");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 14, "one report directory per run");
     common::assert_no_leftovers(&tag);
 }
 
@@ -175,9 +179,11 @@ fn without_redis_the_demo_says_what_it_skipped_and_why() {
     assert!(stderr.contains("store-restart and store-outage need the demo's Redis, and redis-server is not installed"), "{stderr}");
     assert!(stderr.contains("misconfigured background work: skipped"), "{stderr}");
     assert!(stderr.contains("misconfigured live updates: skipped"), "{stderr}");
-    // The rate limit and uploads keep their counts in SQLite: no Redis needed.
+    // The rate limit and uploads keep their counts in SQLite: no Redis needed. PostgreSQL is
+    // found where Debian puts it, off PATH.
     assert!(stdout_has(&output, "misconfigured rate limit and uploads: "), "{stderr}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 6);
+    assert!(stdout_has(&output, "misconfigured, with PostgreSQL: "), "{stderr}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 8);
     common::assert_no_leftovers(&tag);
 }
 

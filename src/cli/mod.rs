@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use replicheck::balancer::policy::RoutingPolicy;
 use replicheck::cluster::backend::docker::{self, Engine};
 use replicheck::cluster::{BackendKind, reaper};
-use replicheck_demo::DemoArgs;
+use replicheck_demo::{DemoArgs, Need};
 use replicheck::file::SourceFile;
 use replicheck::plan::seed;
 use replicheck::policy::{self, Policy};
@@ -670,14 +670,16 @@ async fn demo_command(args: DemoCommand) -> Result<Exit, CliError> {
     let seed = args.seed.unwrap_or_else(seed::fresh);
     let cwd = std::env::current_dir().map_err(|e| CliError::Io(format!("cannot read the current directory: {e}")))?;
     let has_redis = which::which("redis-server").is_ok();
+    let has_postgres = replicheck::cluster::dependency::postgres_installed();
     let mut outcomes = Vec::new();
     for demo in &replicheck_demo::RUNS {
-        if demo.needs_redis && !has_redis {
-            eprintln!(
-                "\n== the demo service, {}: skipped ==\n  {} need the demo's Redis, and redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)",
-                demo.label,
-                demo.only.unwrap_or_default().join(" and ")
-            );
+        let missing = match demo.needs {
+            Some(Need::Redis) if !has_redis => Some("the demo's Redis, and redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)"),
+            Some(Need::Postgres) if !has_postgres => Some("the demo's PostgreSQL, and its server is not installed (Debian/Ubuntu: apt-get install postgresql)"),
+            _ => None,
+        };
+        if let Some(missing) = missing {
+            eprintln!("\n== the demo service, {}: skipped ==\n  {} need {missing}", demo.label, demo.only.unwrap_or_default().join(" and "));
             continue;
         }
         let mut target = Target::from_source(&SourceFile::from_text(demo.path, demo.text))?;

@@ -47,13 +47,25 @@ pub struct DemoRun {
     pub text: &'static str,
     /// `None`: every scenario, inspection and experiment; otherwise only these, by name.
     pub only: Option<&'static [&'static str]>,
-    pub needs_redis: bool,
+    /// The server the run's dependency needs on this machine, if any.
+    pub needs: Option<Need>,
     /// Whether the run must show findings (or else none).
     pub misconfigured: bool,
 }
 
+/// A server a demo run starts as its dependency, which the machine may not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Redis,
+    Postgres,
+}
+
 /// The store's experiments: the Redis runs do only these.
 const STORE_EXPERIMENTS: &[&str] = &["store-restart", "store-outage"];
+
+/// The demo's data in PostgreSQL: a new deployment (migrations at start), and the database
+/// restarted and down.
+const DATABASE: &[&str] = &["login", "cache", "cold-start", "store-restart", "store-outage"];
 
 /// A new deployment, with the users whose artifacts the keys protect.
 const COLD_START: &[&str] = &["login", "antiforgery", "cold-start"];
@@ -70,14 +82,14 @@ const LIVE_UPDATES: &[&str] = &["broadcast", "affinity"];
 /// The demo's rate limit and uploads, across replicas.
 const LIMITS: &[&str] = &["upload", "limits"];
 
-/// The demo, misconfigured and configured correctly, with SQLite and with Redis.
-pub const RUNS: [DemoRun; 12] = [
+/// The demo, misconfigured and configured correctly, with SQLite, Redis and PostgreSQL.
+pub const RUNS: [DemoRun; 14] = [
     DemoRun {
         label: "misconfigured",
         path: "examples/demo/broken.toml",
         text: include_str!("../../../examples/demo/broken.toml"),
         only: None,
-        needs_redis: false,
+        needs: None,
         misconfigured: true,
     },
     DemoRun {
@@ -85,7 +97,15 @@ pub const RUNS: [DemoRun; 12] = [
         path: "examples/demo/broken-redis.toml",
         text: include_str!("../../../examples/demo/broken-redis.toml"),
         only: Some(STORE_EXPERIMENTS),
-        needs_redis: true,
+        needs: Some(Need::Redis),
+        misconfigured: true,
+    },
+    DemoRun {
+        label: "misconfigured, with PostgreSQL",
+        path: "examples/demo/broken-postgres.toml",
+        text: include_str!("../../../examples/demo/broken-postgres.toml"),
+        only: Some(DATABASE),
+        needs: Some(Need::Postgres),
         misconfigured: true,
     },
     DemoRun {
@@ -93,7 +113,7 @@ pub const RUNS: [DemoRun; 12] = [
         path: "examples/demo/broken-keyring-race.toml",
         text: include_str!("../../../examples/demo/broken-keyring-race.toml"),
         only: Some(COLD_START),
-        needs_redis: false,
+        needs: None,
         misconfigured: true,
     },
     DemoRun {
@@ -101,7 +121,7 @@ pub const RUNS: [DemoRun; 12] = [
         path: "examples/demo/broken-telemetry.toml",
         text: include_str!("../../../examples/demo/broken-telemetry.toml"),
         only: Some(TELEMETRY),
-        needs_redis: false,
+        needs: None,
         misconfigured: true,
     },
     DemoRun {
@@ -109,7 +129,7 @@ pub const RUNS: [DemoRun; 12] = [
         path: "examples/demo/broken-jobs.toml",
         text: include_str!("../../../examples/demo/broken-jobs.toml"),
         only: Some(BACKGROUND_WORK),
-        needs_redis: true,
+        needs: Some(Need::Redis),
         misconfigured: true,
     },
     DemoRun {
@@ -117,7 +137,7 @@ pub const RUNS: [DemoRun; 12] = [
         path: "examples/demo/broken-realtime.toml",
         text: include_str!("../../../examples/demo/broken-realtime.toml"),
         only: Some(LIVE_UPDATES),
-        needs_redis: true,
+        needs: Some(Need::Redis),
         misconfigured: true,
     },
     DemoRun {
@@ -125,7 +145,7 @@ pub const RUNS: [DemoRun; 12] = [
         path: "examples/demo/broken-limits.toml",
         text: include_str!("../../../examples/demo/broken-limits.toml"),
         only: Some(LIMITS),
-        needs_redis: false,
+        needs: None,
         misconfigured: true,
     },
     DemoRun {
@@ -133,7 +153,7 @@ pub const RUNS: [DemoRun; 12] = [
         path: "examples/demo/fixed.toml",
         text: include_str!("../../../examples/demo/fixed.toml"),
         only: None,
-        needs_redis: false,
+        needs: None,
         misconfigured: false,
     },
     DemoRun {
@@ -141,7 +161,15 @@ pub const RUNS: [DemoRun; 12] = [
         path: "examples/demo/fixed-redis.toml",
         text: include_str!("../../../examples/demo/fixed-redis.toml"),
         only: Some(STORE_EXPERIMENTS),
-        needs_redis: true,
+        needs: Some(Need::Redis),
+        misconfigured: false,
+    },
+    DemoRun {
+        label: "configured correctly, with PostgreSQL",
+        path: "examples/demo/fixed-postgres.toml",
+        text: include_str!("../../../examples/demo/fixed-postgres.toml"),
+        only: Some(DATABASE),
+        needs: Some(Need::Postgres),
         misconfigured: false,
     },
     DemoRun {
@@ -149,7 +177,7 @@ pub const RUNS: [DemoRun; 12] = [
         path: "examples/demo/fixed-jobs.toml",
         text: include_str!("../../../examples/demo/fixed-jobs.toml"),
         only: Some(BACKGROUND_WORK),
-        needs_redis: true,
+        needs: Some(Need::Redis),
         misconfigured: false,
     },
     DemoRun {
@@ -157,7 +185,7 @@ pub const RUNS: [DemoRun; 12] = [
         path: "examples/demo/fixed-realtime.toml",
         text: include_str!("../../../examples/demo/fixed-realtime.toml"),
         only: Some(LIVE_UPDATES),
-        needs_redis: true,
+        needs: Some(Need::Redis),
         misconfigured: false,
     },
     DemoRun {
@@ -165,7 +193,7 @@ pub const RUNS: [DemoRun; 12] = [
         path: "examples/demo/fixed-limits.toml",
         text: include_str!("../../../examples/demo/fixed-limits.toml"),
         only: Some(LIMITS),
-        needs_redis: false,
+        needs: None,
         misconfigured: false,
     },
 ];
@@ -180,7 +208,7 @@ pub use app::Forwarded;
 use app::{App, Leak, ReadinessFlaws};
 use jobs::JobsArgs;
 use keyring::{KeyRing, Keys};
-use store::Store;
+use store::{Migration, Store};
 use telemetry::{Telemetry, TelemetryArgs};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -196,9 +224,13 @@ pub struct DemoArgs {
     /// finds none in DIR, which replicas started together all do).
     #[arg(long, default_value = "memory")]
     pub keys: String,
-    /// `memory`, `sqlite:PATH` or a `redis://` URL.
+    /// `memory`, `sqlite:PATH`, a `redis://` or a `postgresql://` URL.
     #[arg(long, default_value = "memory")]
     pub store: String,
+    /// Misconfiguration: a PostgreSQL store creates its table as the replica starts
+    /// without the advisory lock that makes replicas started together take turns.
+    #[arg(long)]
+    pub migrate_without_lock: bool,
     /// The one user, as `name:password`.
     #[arg(long, default_value = "alice:wonderland")]
     pub user: String,
@@ -296,7 +328,8 @@ pub async fn serve(args: DemoArgs, terminate: impl Future<Output = ()> + Send + 
         },
         dir => Keys::Ready(KeyRing::shared(&PathBuf::from(dir)).map_err(|e| format!("key ring in {dir}: {e}"))?),
     };
-    let store = Store::open(&args.store).await?;
+    let migration = if args.migrate_without_lock { Migration::Unguarded } else { Migration::Locked };
+    let store = Store::open(&args.store, migration).await?;
     let telemetry = Telemetry::start(&args.telemetry)?;
     let (username, password) = args.user.split_once(':').ok_or("--user must be name:password")?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

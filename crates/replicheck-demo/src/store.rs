@@ -1,5 +1,6 @@
 //! The demo's store for sessions and cache entries: process memory (misconfigured), a
-//! SQLite file in a shared directory, or Redis.
+//! SQLite file in a shared directory, Redis, or a PostgreSQL table the store creates as the
+//! replica starts (its migration: under an advisory lock, or misconfigured without one).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,13 +12,30 @@ pub enum Store {
     // A std mutex: every use is one short statement on a blocking thread.
     Sqlite(Arc<Mutex<rusqlite::Connection>>),
     Redis(redis::aio::ConnectionManager),
+    Postgres(Box<Postgres>),
+}
+
+/// How a replica migrates its PostgreSQL table as it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migration {
+    /// Holding an advisory lock, so replicas started together migrate one at a time.
+    Locked,
+    /// Misconfigured: it looks for the table and creates it when missing, as a migration
+    /// tool run in every entrypoint without a lock does; replicas started together both
+    /// find it missing.
+    Unguarded,
 }
 
 pub type StoreResult<T> = Result<T, String>;
 
 impl Store {
-    /// `memory`, `sqlite:PATH` or a `redis://` URL.
-    pub async fn open(spec: &str) -> StoreResult<Self> {
+    /// `memory`, `sqlite:PATH`, a `redis://` or a `postgresql://` URL.
+    pub async fn open(spec: &str, migration: Migration) -> StoreResult<Self> {
+        if spec.starts_with("postgresql://") || spec.starts_with("postgres://") {
+            let store = Postgres::new(spec)?;
+            store.migrate(migration).await?;
+            return Ok(Store::Postgres(Box::new(store)));
+        }
         if spec == "memory" {
             return Ok(Store::Memory(Mutex::new(HashMap::new())));
         }
@@ -41,7 +59,7 @@ impl Store {
                 .map_err(|e| format!("cannot reach Redis at {spec}: {e}"))?;
             return Ok(Store::Redis(manager));
         }
-        Err(format!("unknown store `{spec}`: use memory, sqlite:PATH or redis://HOST:PORT"))
+        Err(format!("unknown store `{spec}`: use memory, sqlite:PATH, redis://HOST:PORT or postgresql://USER@HOST:PORT/DATABASE"))
     }
 
     pub fn describe(&self) -> &'static str {
@@ -49,6 +67,7 @@ impl Store {
             Store::Memory(_) => "process memory",
             Store::Sqlite(_) => "shared SQLite file",
             Store::Redis(_) => "Redis",
+            Store::Postgres(_) => "PostgreSQL",
         }
     }
 
@@ -69,6 +88,10 @@ impl Store {
                 .await
             }
             Store::Redis(manager) => redis_retrying(manager, redis::cmd("GET").arg(key)).await,
+            Store::Postgres(pg) => {
+                let row = pg.retrying(|client| async move { client.query_opt("SELECT v FROM kv WHERE k = $1", &[&key]).await }).await?;
+                Ok(row.map(|row| row.get(0)))
+            }
         }
     }
 
@@ -89,6 +112,10 @@ impl Store {
                 .await
             }
             Store::Redis(manager) => redis_retrying(manager, redis::cmd("SET").arg(key).arg(value)).await,
+            Store::Postgres(pg) => {
+                let upsert = "INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v";
+                pg.retrying(|client| async move { client.execute(upsert, &[&key, &value]).await }).await.map(|_| ())
+            }
         }
     }
 
@@ -120,6 +147,13 @@ impl Store {
                 let (count,): (u32,) = redis::pipe().atomic().incr(key, 1).expire(key, ttl_secs as i64).ignore().query_async(&mut conn).await.map_err(|e| e.to_string())?;
                 Ok(count)
             }
+            // Not retried either; the window is the limiter's, as with SQLite.
+            Store::Postgres(pg) => {
+                let client = pg.client().await?;
+                let upsert = "INSERT INTO kv (k, v) VALUES ($1, '1') ON CONFLICT (k) DO UPDATE SET v = (kv.v::int + 1)::text RETURNING v::int";
+                let row = client.query_one(upsert, &[&key]).await.map_err(|e| e.to_string())?;
+                Ok(row.get::<_, i32>(0) as u32)
+            }
         }
     }
 
@@ -140,7 +174,71 @@ impl Store {
                 let mut conn = manager.clone();
                 redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
             }
+            Store::Postgres(pg) => pg.retrying(|client| async move { client.simple_query("SELECT 1").await }).await.is_ok(),
         }
+    }
+}
+
+/// One connection to PostgreSQL, made again when the server has closed it (a restart).
+pub struct Postgres {
+    config: tokio_postgres::Config,
+    client: tokio::sync::Mutex<Option<std::sync::Arc<tokio_postgres::Client>>>,
+}
+
+impl Postgres {
+    fn new(url: &str) -> StoreResult<Self> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("bad PostgreSQL URL: {e}"))?;
+        // Short, as production pools set it: a request fails fast while the server is down.
+        config.connect_timeout(Duration::from_millis(500));
+        Ok(Self { config, client: tokio::sync::Mutex::new(None) })
+    }
+
+    /// The open connection, or a new one.
+    async fn client(&self) -> StoreResult<std::sync::Arc<tokio_postgres::Client>> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(client.clone());
+        }
+        let (client, connection) = self.config.connect(tokio_postgres::NoTls).await.map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
+        tokio::spawn(connection);
+        let client = std::sync::Arc::new(client);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Runs a statement that may safely run twice, once more on a new connection if the
+    /// old one had been closed under it.
+    async fn retrying<T, F, Fut>(&self, statement: F) -> StoreResult<T>
+    where
+        F: Fn(std::sync::Arc<tokio_postgres::Client>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let client = self.client().await?;
+        match statement(client.clone()).await {
+            Err(_) if client.is_closed() => statement(self.client().await?).await.map_err(|e| e.to_string()),
+            result => result.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Creates the table as the replica starts, as a migration does.
+    async fn migrate(&self, migration: Migration) -> StoreResult<()> {
+        const LOCK: i64 = 0x7265_706c; // any number every replica agrees on
+        let client = self.client().await?;
+        let fail = |e: tokio_postgres::Error| format!("migration failed: {e}");
+        if migration == Migration::Locked {
+            client.execute("SELECT pg_advisory_lock($1)", &[&LOCK]).await.map_err(fail)?;
+        }
+        let missing = client.query_one("SELECT to_regclass('kv') IS NULL", &[]).await.map_err(fail)?.get::<_, bool>(0);
+        if missing {
+            println!("migrating: creating table kv");
+            // A migration takes a while: long enough for another replica's to overlap.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            client.batch_execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)").await.map_err(fail)?;
+        }
+        if migration == Migration::Locked {
+            client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK]).await.map_err(fail)?;
+        }
+        Ok(())
     }
 }
 
@@ -197,7 +295,7 @@ mod tests {
     async fn sqlite_stores_are_shared_between_connections() {
         let dir = tempfile::tempdir().unwrap();
         let spec = format!("sqlite:{}", dir.path().join("s.db").display());
-        let (a, b) = (Store::open(&spec).await.unwrap(), Store::open(&spec).await.unwrap());
+        let (a, b) = (Store::open(&spec, Migration::Locked).await.unwrap(), Store::open(&spec, Migration::Locked).await.unwrap());
         a.set("k", "v1").await.unwrap();
         assert_eq!(b.get("k").await.unwrap().as_deref(), Some("v1"));
         b.set("k", "v2").await.unwrap();
@@ -207,7 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_stores_are_private() {
-        let (a, b) = (Store::open("memory").await.unwrap(), Store::open("memory").await.unwrap());
+        let (a, b) = (Store::open("memory", Migration::Locked).await.unwrap(), Store::open("memory", Migration::Locked).await.unwrap());
         a.set("k", "v").await.unwrap();
         assert_eq!(b.get("k").await.unwrap(), None);
     }

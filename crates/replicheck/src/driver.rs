@@ -22,17 +22,10 @@ use crate::progress::{Observer, Progress};
 use crate::redact::Secrets;
 use crate::report::{self, Report};
 use crate::scenario::{Scenario, ScenarioFile};
+pub use crate::shell::shell_word;
 use crate::target::{Preset, Target};
 use crate::vocab::replica::Incarnation;
 
-/// `word` as one word of a shell command line, quoted only when it needs to be.
-pub fn shell_word(word: &str) -> String {
-    if word.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:=,@".contains(c)) {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
 
 /// Where the report goes.
 #[derive(Debug, Clone)]
@@ -270,16 +263,4 @@ pub(crate) fn redact_logs(dir: &Path, secrets: &Secrets) {
     let logs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|ext| ext == "log")).collect();
     // A log we cannot rewrite stays as the app wrote it; the run's result stands.
     let _ = secrets.redact_files(&logs);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words_are_quoted_for_a_shell_only_when_needed() {
-        assert_eq!(shell_word("examples/demo/broken.toml"), "examples/demo/broken.toml");
-        assert_eq!(shell_word("my target.toml"), "'my target.toml'");
-        assert_eq!(shell_word("it's"), r"'it'\''s'");
-        }
 }

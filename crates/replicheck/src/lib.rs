@@ -40,7 +40,7 @@
 //!
 //! | layer | modules | owns |
 //! | --- | --- | --- |
-//! | 0 words | `vocab`, `shape`, `step`, `clock`, `errors`, `file`, `redact`, `interrupt`, `client`, `server`, `sync` | names, kinds and small types every layer speaks; input files; HTTP clients and the server loop |
+//! | 0 words | `vocab`, `shape`, `step`, `clock`, `errors`, `file`, `redact`, `interrupt`, `client`, `server`, `sync`, `shell` | names, kinds and small types every layer speaks; input files; HTTP clients and the server loop; shell words |
 //! | 1 inputs | `target`, `scenario` | what the user wrote, validated |
 //! | 2 plans | `plan` | every user's steps and routes, from the seed |
 //! | 3 records | `history`, `progress` | what a run produced, and events as it goes |
@@ -138,6 +138,7 @@ pub mod run;
 pub mod scenario;
 pub mod server;
 pub mod shape;
+pub mod shell;
 pub mod sink;
 pub mod step;
 pub mod sync;

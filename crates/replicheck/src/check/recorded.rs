@@ -139,7 +139,7 @@ pub struct Scenarios<'a> {
 /// or numbered).
 pub fn judge(record: &Record, scenarios: &Scenarios<'_>, target: &Target, plan: &Plan) -> Verdict {
     // A store experiment's name has a space in it (`store-outage postgres`).
-    let reproduce = |names: &str| record.reproduce.replace(NAMES, &crate::driver::shell_word(names));
+    let reproduce = |names: &str| record.reproduce.replace(NAMES, &crate::shell::shell_word(names));
     let mut verdict = record.users.verdict(scenarios.users, record.seed, &reproduce);
 
     // Inspections.

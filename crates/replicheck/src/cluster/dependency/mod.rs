@@ -9,7 +9,7 @@ mod service;
 use std::path::Path;
 use std::time::Duration;
 
-pub use postgres::Postgres;
+pub use postgres::{Postgres, installed as postgres_installed};
 pub use redis::{Redis, ping, wait_for_pong};
 pub use service::Service;
 

@@ -306,6 +306,11 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> ClusterError {
 
 /// The directory holding `initdb`, `postgres` and the client tools: where `postgres` is on
 /// PATH, else Debian's newest under /usr/lib/postgresql.
+/// Whether this machine has the PostgreSQL server a process run starts.
+pub fn installed() -> bool {
+    find_bin_dir().is_some()
+}
+
 fn find_bin_dir() -> Option<PathBuf> {
     let complete = |dir: &Path| ["initdb", "postgres", "pg_isready", "createdb", "psql"].iter().all(|tool| dir.join(tool).is_file());
     if let Some(dir) = which::which("postgres").ok().and_then(|p| p.parent().map(Path::to_owned))
