@@ -8,7 +8,10 @@ Everything a user leaves behind lives in Redis (REDIS_URL), in both modes:
   token) is a JSON value in Redis under that id (load_session / save_session below).
 - Forms carry a CSRF token kept in the session (field `csrf_token`, refused with 403).
 - The cache is Redis too.
-So login, session, antiforgery and cache work across replicas in both modes.
+So login, session, antiforgery and cache work across replicas in both modes. The accounts
+are in PostgreSQL (DATABASE_URL), in a `users` table through SQLAlchemy, made by the Alembic
+migration under migrations/ (`python3 -m alembic upgrade head`); a database error answers
+503.
 
 Live updates: a hub of WebSocket subscribers (`WebSocketRoute` `/hub/ws`); what a socket
 sends, or `POST /hub/publish` (form `message`, an API: no CSRF token), is published to them.
@@ -31,6 +34,10 @@ field `file`, through python-multipart) is saved under its file name in UPLOAD_D
 `GET /uploads/NAME` answers it.
 
 Misconfigured (broken.toml), the faults are around the app, not in it:
+- Every replica runs the migration as it starts (`alembic upgrade head && exec gunicorn`),
+  without a lock: replicas started together on an empty database both find it unmigrated,
+  and the second fails on the first's table.
+- Readiness does not ask the database either (no READINESS_CHECKS_DATABASE).
 - Redis without persistence: a Redis restart forgets every session and cache entry.
 - No READINESS_CHECKS_REDIS: readiness answers 200 while Redis is down and every page
   that needs it fails.
@@ -43,8 +50,9 @@ Misconfigured (broken.toml), the faults are around the app, not in it:
   address each try is never limited.
 - UPLOAD_DIR is the replica's own disk: another replica has none of its uploads.
 
-Configured (fixed.toml): Redis with AOF persistence, readiness 503 when Redis does not
-answer (READINESS_CHECKS_REDIS=1), `--forwarded-allow-ips` the proxy's address only (so
+Configured (fixed.toml): the migration run once per deployment, before the replicas start
+(the target's seed_command), Redis with AOF persistence, readiness 503 when Redis or the
+database does not answer (READINESS_CHECKS_REDIS=1, READINESS_CHECKS_DATABASE=1), `--forwarded-allow-ips` the proxy's address only (so
 the limit's key is the client behind the proxy, and a stranger's forged header is
 ignored), the limit's counts in the run's Redis (RATE_LIMIT_STORAGE), uploads in a
 directory every replica shares, and a load balancer that drains the instance before it
@@ -55,6 +63,7 @@ in flight after SIGTERM; a Redis error answers 503.
 """
 import asyncio
 import contextlib
+import hashlib
 import html
 import json
 import os
@@ -72,13 +81,16 @@ from starlette.middleware.sessions import SessionMiddleware
 from slowapi import Limiter, _rate_limit_exceeded_handler
 from slowapi.errors import RateLimitExceeded
 from slowapi.util import get_remote_address
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 
-USERS = {"bob": "hunter22"}
 SESSION_TTL = 24 * 3600
 READINESS_CHECKS_REDIS = os.environ.get("READINESS_CHECKS_REDIS") == "1"
+READINESS_CHECKS_DATABASE = os.environ.get("READINESS_CHECKS_DATABASE") == "1"
 HUB = os.environ.get("HUB", "memory")
 HUB_CHANNEL = "starlette-zoo:hub"
 if HUB not in ("memory", "redis"):
@@ -101,6 +113,24 @@ limiter = Limiter(
 store = aioredis.from_url(
     os.environ["REDIS_URL"], decode_responses=True, socket_timeout=1, socket_connect_timeout=0.5,
     retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError])
+
+
+# The accounts' database, one pool per worker; a connection a restart of the server broke
+# is found by the ping before use and replaced.
+database = create_engine(
+    os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1),
+    pool_pre_ping=True, connect_args={"connect_timeout": 1})
+
+
+def password_matches(user, password):
+    with database.connect() as db:
+        row = db.execute(text("SELECT password_sha256 FROM users WHERE name = :name"), {"name": user}).first()
+    return row is not None and secrets.compare_digest(row[0], hashlib.sha256(password.encode()).hexdigest())
+
+
+def ping_database():
+    with database.connect() as db:
+        db.execute(text("SELECT 1"))
 
 
 async def load_session(request):
@@ -147,6 +177,11 @@ async def ready(request):
             await store.ping()
         except RedisError:
             return PlainTextResponse("redis not answering", status_code=503)
+    if READINESS_CHECKS_DATABASE:
+        try:
+            await run_in_threadpool(ping_database)
+        except SQLAlchemyError:
+            return PlainTextResponse("database not answering", status_code=503)
     return PlainTextResponse("ready")
 
 
@@ -176,7 +211,7 @@ async def login(request):
     if refused := csrf_refused(form, data):
         return refused
     user = form.get("username", "")
-    if user not in USERS or USERS[user] != form.get("password", ""):
+    if not await run_in_threadpool(password_matches, user, form.get("password", "")):
         return await login_form(request, "Invalid username or password.")
     # A new session id (and CSRF token) for the signed-in user.
     await save_session(request, {"user": user, "csrf": secrets.token_urlsafe(32)}, new_id=True)
@@ -338,6 +373,10 @@ async def store_down(request, exc):
     return PlainTextResponse(f"session/cache store unavailable: {type(exc).__name__}", status_code=503)
 
 
+async def database_down(request, exc):
+    return PlainTextResponse(f"database unavailable: {type(exc).__name__}", status_code=503)
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app):
     # Each worker runs this after the fork: one relay per worker.
@@ -362,7 +401,7 @@ app = Starlette(
         Route("/uploads", upload, methods=["POST"]), Route("/uploads/{name}", uploaded),
     ],
     middleware=[Middleware(SessionMiddleware, secret_key=os.environ["SESSION_SECRET"])],
-    exception_handlers={RedisError: store_down, RateLimitExceeded: _rate_limit_exceeded_handler},
+    exception_handlers={RedisError: store_down, SQLAlchemyError: database_down, RateLimitExceeded: _rate_limit_exceeded_handler},
     lifespan=lifespan,
 )
 app.state.limiter = limiter
