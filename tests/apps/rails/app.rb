@@ -2,11 +2,18 @@
 # encrypted cookie store keyed by secret_key_base, protect_from_forgery with
 # authenticity_token (and its Origin check), Rails.cache, and ActionDispatch::RemoteIp
 # for the client's address, Rack::Attack for a rate limit and a plain controller for file
-# uploads. Served by WEBrick through Rack's handler. The deployment's environment picks the
-# mode:
+# uploads; the accounts that sign in are an Active Record model in PostgreSQL (the `pg`
+# driver, DATABASE_URL), made by the migration in db/migrate. Served by WEBrick through
+# Rack's handler. `ruby app.rb migrate` runs the migrations and exits (the deployment's
+# step); a database error answers 503. The deployment's environment picks the mode:
 #
 # Misconfigured (broken.toml: no SECRET_KEY_BASE, CACHE_DIR, TRUSTED_PROXY, DRAIN_MS,
-# RATE_LIMIT_REDIS; UPLOAD_DIR is the replica's own directory):
+# RATE_LIMIT_REDIS, READINESS_CHECKS_DATABASE; MIGRATE_AT_START; UPLOAD_DIR is the replica's
+# own directory):
+# - every replica runs the migrations as it boots (as a `bin/docker-entrypoint` that runs
+#   db:prepare does): replicas started together on an empty database race for Rails'
+#   migration lock, and the ones that lose fail to boot (ConcurrentMigrationError);
+# - readiness does not ask the database;
 # - every process makes its own secret_key_base: sign-in, session and authenticity token
 #   are lost on another replica and after a restart;
 # - Rails.cache is a memory store: per process, empty after a restart;
@@ -25,7 +32,9 @@
 # - uploads are written to UPLOAD_DIR, the replica's own disk: another replica has none of
 #   them.
 #
-# Configured (fixed.toml): SECRET_KEY_BASE from the deployment; the cache is a file
+# Configured (fixed.toml): the migrations run once per deployment before the replicas
+# start (the target's seed_command), readiness answers 503 while the database does not
+# answer (READINESS_CHECKS_DATABASE); SECRET_KEY_BASE from the deployment; the cache is a file
 # store in a directory all replicas share (CACHE_DIR); config.action_dispatch.
 # trusted_proxies is exactly TRUSTED_PROXY, and TrustedProxyHeaders drops X-Forwarded-*
 # (and Client-IP) unless the connection comes from it; at SIGTERM readiness answers 503,
@@ -42,6 +51,9 @@ require "ipaddr"
 require "json"
 require "rails"
 require "action_controller/railtie"
+require "active_record/railtie"
+require "digest"
+require "pg"
 require "rack/handler/webrick"
 # After Rails: its railtie appends Rack::Attack to the app's middleware, after RemoteIp.
 require "rack/attack"
@@ -89,7 +101,7 @@ class NotesApp < Rails::Application
     config.middleware.insert_before 0, TrustedProxyHeaders, proxy
   end
   # The replica's own disk (misconfigured) or a directory every replica shares.
-  config.x.upload_dir = ENV.fetch("UPLOAD_DIR")
+  config.x.upload_dir = ENV["UPLOAD_DIR"]
   # Forgery protection is declared in the controller below, where it can be read.
   config.action_controller.default_protect_from_forgery = false
 
@@ -132,21 +144,36 @@ else
   end
 end
 
+# An account that signs in; its table comes from db/migrate.
+class Account < ActiveRecord::Base
+  def self.signs_in?(email, password)
+    account = find_by(email: email)
+    account && ActiveSupport::SecurityUtils.secure_compare(account.password_sha256, Digest::SHA256.hexdigest(password.to_s))
+  end
+end
+
+def migrate!
+  migrations = ActiveRecord::MigrationContext.new(File.join(__dir__, "db/migrate"), ActiveRecord::SchemaMigration)
+  migrations.migrate
+end
+
 class PagesController < ActionController::Base
   protect_from_forgery with: :exception
   # The session and cache endpoints stand for an API: no form, no token.
   # So do the password reset and the uploads.
   skip_forgery_protection only: [:keep_note, :write_cache, :password_reset, :upload]
   rescue_from(ActionController::InvalidAuthenticityToken) { render plain: "Invalid authenticity token", status: 422 }
-
-  USERS = { "bob@example.com" => "hunter22" }.freeze
+  rescue_from(ActiveRecord::ActiveRecordError, PG::Error) { |e| render plain: "database unavailable: #{e.class}", status: 503 }
 
   def index
     page("Notes", %(<p><a href="/users/sign_in">Log in</a></p>))
   end
 
   def up
-    Lifecycle.draining ? render(plain: "draining", status: 503) : render(plain: "up")
+    return render(plain: "draining", status: 503) if Lifecycle.draining
+
+    ActiveRecord::Base.connection.execute("SELECT 1") if ENV["READINESS_CHECKS_DATABASE"]
+    render plain: "up"
   end
 
   def slow
@@ -171,7 +198,7 @@ class PagesController < ActionController::Base
 
   def sign_in
     user = params.dig(:user, :email).to_s
-    if USERS[user] && USERS[user] == params.dig(:user, :password)
+    if Account.signs_in?(user, params.dig(:user, :password))
       reset_session
       session[:user] = user
       redirect_to "/account"
@@ -261,6 +288,15 @@ class PagesController < ActionController::Base
 end
 
 NotesApp.initialize!
+if ARGV.first == "migrate"
+  migrate!
+  puts "migrated"
+  exit
+end
+if ENV["MIGRATE_AT_START"]
+  puts "migrating as the replica boots"
+  migrate!
+end
 port = Integer(ARGV.fetch(0))
 drain_ms = ENV["DRAIN_MS"]&.to_i
 $stdout.sync = true

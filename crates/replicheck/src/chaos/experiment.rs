@@ -292,9 +292,10 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
 /// A new deployment, twice: every replica stopped, the shared directory emptied and every
 /// database put back to its seed, then users hand artifacts from one replica to another at
 /// once. The control starts one replica and uses it before the others start, so they find
-/// what it made (its key ring, its migrations); the trial starts them all at the same
-/// instant. Only the simultaneity differs. A replica that does not start in the trial, and
-/// the lines the replicas wrote of errors when users failed, are the trial's evidence.
+/// what it made (its key ring, its migrations), and the others start one at a time; the
+/// trial starts them all at the same instant. Only the simultaneity differs. A replica that
+/// does not start in the trial, and the lines the replicas wrote of errors when users
+/// failed, are the trial's evidence.
 async fn cold_start(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut ExperimentRun) -> Result<(), ClusterError> {
     let users: Vec<VuPlan> = plan.handoffs.iter().map(|h| h.user.clone()).collect();
     let ids: Vec<ReplicaId> = arena.cluster.endpoints().iter().map(|e| e.replica.id).collect();
@@ -310,7 +311,11 @@ async fn cold_start(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Expe
         ..handoff.user.pinned(first)
     };
     run.control = arena.users(vec![first_use], Phase::Control).await;
-    start_together(arena, run, rest).await?;
+    // Then the others one at a time: two started together could race each other still
+    // (a migration lock every start takes, even with nothing to migrate).
+    for &id in rest {
+        start_together(arena, run, &[id]).await?;
+    }
     let control = arena.users(users.clone(), Phase::Control).await;
     run.control.extend(control);
 

@@ -463,17 +463,19 @@ impl Cluster {
             workspace,
             _watchdog: watchdog,
         };
-        // The first replica alone, then the others together: one-time setup an app runs as
-        // it starts (its migrations) is done once before the rest start, as a staggered
-        // rollout does. Starting them all at once is the cold-start experiment's question.
-        let mut firsts: Vec<Incarnation> = (0..spec.replicas).map(|id| cluster.next_of(ReplicaId(id))).collect();
-        let rest = firsts.split_off(firsts.len().min(1));
-        let (mut started, mut failure) = cluster.launch_together(firsts).await;
-        if failure.is_none() && !rest.is_empty() {
-            (started, failure) = {
-                let (more, failure) = cluster.launch_together(rest).await;
-                (started.into_iter().chain(more).collect(), failure)
-            };
+        // One after another, each ready before the next starts, as a rolling deployment
+        // starts them: one-time setup an app runs as it starts (its migrations, under a lock
+        // or not) is done by one at a time. Starting them all at once is the cold-start
+        // experiment's question.
+        let (mut started, mut failure) = (Vec::new(), None);
+        for id in 0..spec.replicas {
+            let first = cluster.next_of(ReplicaId(id));
+            let (endpoints, failed) = cluster.launch_together(vec![first]).await;
+            started.extend(endpoints);
+            if failed.is_some() {
+                failure = failed;
+                break;
+            }
         }
         for endpoint in started {
             let took = cluster.replicas.get(&endpoint.replica.id).map(|r| r.started_in()).unwrap_or_default();
