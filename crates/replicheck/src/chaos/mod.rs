@@ -18,7 +18,7 @@
 //! | `store-restart NAME` | a dependency (Redis, PostgreSQL, a service) stopped and started | artifacts lost with it |
 //! | `store-outage NAME` | a dependency stopped for a while | readiness that ignores it |
 //! | `hardened` | every replica replaced by one run as a restricted pod (not root, no capabilities, read-only root filesystem) | flows that need more |
-//! | `cold-start` | every replica stopped, the shared directory emptied, all started at once | key rings each replica makes for itself |
+//! | `cold-start` | every replica stopped, the shared directory emptied and the database put back to its seed, all started at once | key rings each replica makes for itself, migrations every replica runs (a start that fails, flows that error) |
 //! | `scheduled-jobs` | every replica runs for a while, then (with start markers) the one that begins a run is terminated, then one alone | a scheduled job delivered once per replica, a run abandoned at SIGTERM |
 //! | `triggered-work` | work triggered through every replica, through one terminated right after, and through one alone | work delivered twice, work lost at shutdown |
 //! | `broadcast` | a subscriber on each replica, a message published through its own replica and through the next; then the same after the victim's restart and the store's | a message that reaches one replica's subscribers only, or none after a disruption |
