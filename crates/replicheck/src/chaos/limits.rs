@@ -3,7 +3,7 @@
 //! own) try the attempt, paced, a few times the limit at most per series:
 //!
 //! - two clients through one replica: the first until limited (the control), the second
-//!   once before and once after;
+//!   once before and once after, the first once more when the second was let through;
 //! - a client limited by one replica tries the others, the first again after each;
 //! - a client limited by two replicas tries again once one of them restarted, the other
 //!   before and after;
@@ -216,7 +216,9 @@ async fn until_limited(arena: &mut Arena<'_>, run: &mut ExperimentRun, flow: &Ra
 }
 
 /// The first client tries `replica` until limited, the second once before (when a try of
-/// its own leaves it below the limit) and once after.
+/// its own leaves it below the limit) and once after. A second client let through is what a
+/// count of its own shows, and what a window ending in between shows too: the first client
+/// tries once more, so that a window that ended lets it through and the series is asked again.
 async fn shared_by_clients(arena: &mut Arena<'_>, run: &mut ExperimentRun, flow: &RateLimit, replica: ReplicaId) -> LimitCheck {
     let (first, second) = (Client::through_balancer(arena, flow), Client::through_balancer(arena, flow));
     let mut tries = Vec::new();
@@ -224,7 +226,12 @@ async fn shared_by_clients(arena: &mut Arena<'_>, run: &mut ExperimentRun, flow:
         tries.push(attempt(arena, run, &second, replica, None).await);
     }
     if until_limited(arena, run, flow, &first, replica, &mut tries).await {
-        tries.push(attempt(arena, run, &second, replica, None).await);
+        let after = attempt(arena, run, &second, replica, None).await;
+        let let_through = after.let_through();
+        tries.push(after);
+        if let_through {
+            tries.push(attempt(arena, run, &first, replica, None).await);
+        }
     }
     LimitCheck { flow: flow.name.clone(), question: Question::SharedByClients, tries, after: None }
 }

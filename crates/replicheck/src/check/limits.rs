@@ -327,6 +327,15 @@ mod tests {
         assert_eq!(found.kind, FindingKind::LimitSharedByAllClients);
         assert!(shared_by_clients(&shared, &flow(1, 60_000)).is_none(), "with a limit of 1 the second client's own try limits it");
         assert!(control(&shared, &flow(5, 60_000), Phase::Main).is_ok());
+        // The second client let through, then the first: the window ended in between, and
+        // the series is asked again rather than read as counts of their own.
+        let ended = series(
+            Question::SharedByClients,
+            vec![tried(1, (0, 1), 10.0, 'T'), tried(1, (0, 1), 20.0, 'L'), tried(2, (0, 1), 30.0, 'T'), tried(1, (0, 1), 40.0, 'T')],
+        );
+        assert!(ended.window_ended(5) && shared_by_clients(&ended, &flow(5, 60_000)).is_none());
+        let own = series(Question::SharedByClients, ended.tries[..3].iter().cloned().chain([tried(1, (0, 1), 40.0, 'L')]).collect());
+        assert!(!own.window_ended(5) && shared_by_clients(&own, &flow(5, 60_000)).is_none());
     }
 
     #[test]
