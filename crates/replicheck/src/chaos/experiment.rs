@@ -806,16 +806,15 @@ async fn store_outage(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Ex
         }
         sleep(window / (STALE_SAMPLES as u32 - 1)).await;
     }
-    // And the flows again: the app still could not serve them through the whole window.
-    let again = asked(arena, &flows);
+    // And the flows that failed, again: the app still could not serve them through the
+    // whole window. One that was served needs no second look.
+    let again = failed_flows(&run.disrupted).into_iter().map(|(replica, flow)| arena.own_user(&flow, replica)).collect();
     let again = arena.users(again, run.phase).await;
     run.disrupted.extend(again);
     start_dependency(arena, run, dependency).await?;
     wait_all_ready(arena, run).await;
 
-    let mut failed: Vec<(ReplicaId, String)> = run.disrupted.iter().filter(|u| u.first_failure().is_some()).filter_map(|u| Some((u.steps.first()?.planned, u.scenario.clone()))).collect();
-    failed.sort();
-    failed.dedup();
+    let mut failed = failed_flows(&run.disrupted);
     let deadline = crate::clock::deadline(RECOVERY);
     while !failed.is_empty() {
         let users: Vec<VuPlan> = failed.iter().map(|(replica, flow)| arena.own_user(flow, *replica)).collect();
@@ -828,6 +827,14 @@ async fn store_outage(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Ex
         sleep(SAMPLE_EVERY.saturating_mul(3)).await;
     }
     Ok(())
+}
+
+/// The flows `users` failed, each with the replica it was pinned to, once each.
+fn failed_flows(users: &[VuRecord]) -> Vec<(ReplicaId, String)> {
+    let mut failed: Vec<(ReplicaId, String)> = users.iter().filter(|u| u.first_failure().is_some()).filter_map(|u| Some((u.steps.first()?.planned, u.scenario.clone()))).collect();
+    failed.sort();
+    failed.dedup();
+    failed
 }
 
 /// How long a flow that failed during an outage has to pass again once the dependency is
