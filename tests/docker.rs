@@ -107,6 +107,38 @@ fn a_volatile_redis_container_loses_sessions_when_it_restarts() {
 }
 
 #[test]
+fn postgresql_as_a_container_is_raced_by_replicas_migrating_together_and_outlives_readiness_blind_to_it() {
+    if !common::docker_engine("postgresql_as_a_container_is_raced_by_replicas_migrating_together_and_outlives_readiness_blind_to_it") {
+        return;
+    }
+    let run = common::run_docker("examples/demo/broken-postgres-docker.toml", &["--seed", "1", "--scenarios", "login,cache,cold-start,store-restart,store-outage"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.kinds(), ["readiness-stale", "start-race"], "{}", run.stdout);
+    let report = run.report();
+    let stale = report.findings.iter().find(|f| f.kind.to_string() == "readiness-stale").unwrap();
+    assert_eq!(stale.check, "store-outage postgres");
+    let race = report.findings.iter().find(|f| f.kind.to_string() == "start-race").unwrap();
+    assert!(race.observed.reason.contains("migration failed"), "{}", race.observed.reason);
+    // The cold start replaced the database's container: each keeps its own log.
+    for log in ["postgres.log", "postgres#2.log"] {
+        let text = std::fs::read_to_string(run.report_dir.join(log)).unwrap_or_default();
+        assert!(text.contains("database system is ready to accept connections"), "{log}: {text}");
+    }
+}
+
+#[test]
+fn postgresql_as_a_container_with_replicas_that_take_a_lock_and_ask_it_finds_nothing() {
+    if !common::docker_engine("postgresql_as_a_container_with_replicas_that_take_a_lock_and_ask_it_finds_nothing") {
+        return;
+    }
+    let run = common::run_docker("examples/demo/fixed-postgres-docker.toml", &["--seed", "2", "--replicas", "3", "--scenarios", "login,session,cache,cold-start,store-restart,store-outage"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for check in ["cold-start", "store-restart postgres", "store-outage postgres"] {
+        assert_eq!(run.status_of(check), Some(ScenarioStatus::Passed), "{check}:\n{}", run.stdout);
+    }
+}
+
+#[test]
 fn a_service_of_the_targets_own_runs_as_a_container_its_replicas_reach_by_name() {
     if !common::docker_engine("a_service_of_the_targets_own_runs_as_a_container_its_replicas_reach_by_name") {
         return;

@@ -27,7 +27,7 @@ use crate::step::Vars;
 use crate::target::Target;
 use crate::sink::{Inbox, Sink};
 use crate::telemetry::{Exports, Receiver};
-use backend::docker::{DockerBackend, DockerRedis, DockerRun, DockerService, Engine};
+use backend::docker::{DockerBackend, DockerPostgres, DockerRedis, DockerRun, DockerService, Engine};
 use backend::external::{ExternalBackend, ExternalSpec};
 use backend::relay::Shared;
 use backend::process::ProcessBackend;
@@ -221,6 +221,7 @@ enum Dependency {
     Redis(Box<Redis>),
     DockerRedis(DockerRedis),
     Postgres(Box<Postgres>),
+    DockerPostgres(Box<DockerPostgres>),
     Service(Box<Service>),
     DockerService(Box<DockerService>),
 }
@@ -235,7 +236,7 @@ impl Dependency {
     fn name(&self) -> &str {
         match self {
             Dependency::Redis(_) | Dependency::DockerRedis(_) => "redis",
-            Dependency::Postgres(_) => "postgres",
+            Dependency::Postgres(_) | Dependency::DockerPostgres(_) => "postgres",
             Dependency::Service(service) => service.name(),
             Dependency::DockerService(service) => service.name(),
         }
@@ -246,6 +247,7 @@ impl Dependency {
             Dependency::Redis(redis) => redis.url(),
             Dependency::DockerRedis(redis) => redis.url(),
             Dependency::Postgres(postgres) => postgres.url(),
+            Dependency::DockerPostgres(postgres) => postgres.url(),
             Dependency::Service(service) => service.url(),
             Dependency::DockerService(service) => service.url(),
         }
@@ -256,6 +258,7 @@ impl Dependency {
         match self {
             Dependency::Redis(_) | Dependency::DockerRedis(_) => Vars::from([("redis_url".into(), self.url())]),
             Dependency::Postgres(postgres) => postgres.vars(),
+            Dependency::DockerPostgres(postgres) => postgres.vars(),
             Dependency::Service(_) | Dependency::DockerService(_) => Vars::from([(format!("{}_url", self.name()), self.url())]),
         }
     }
@@ -265,6 +268,7 @@ impl Dependency {
             Dependency::Redis(redis) => redis.is_running(),
             Dependency::DockerRedis(redis) => redis.is_running().await,
             Dependency::Postgres(postgres) => postgres.is_running(),
+            Dependency::DockerPostgres(postgres) => postgres.is_running().await,
             Dependency::Service(service) => service.is_running(),
             Dependency::DockerService(service) => service.is_running().await,
         }
@@ -275,6 +279,7 @@ impl Dependency {
             Dependency::Redis(redis) => redis.stop().await,
             Dependency::DockerRedis(redis) => redis.stop().await,
             Dependency::Postgres(postgres) => postgres.stop().await,
+            Dependency::DockerPostgres(postgres) => postgres.stop().await,
             Dependency::Service(service) => service.stop().await,
             Dependency::DockerService(service) => service.stop().await,
         }
@@ -285,6 +290,7 @@ impl Dependency {
             Dependency::Redis(redis) => redis.start_again().await,
             Dependency::DockerRedis(redis) => redis.start_again().await,
             Dependency::Postgres(postgres) => postgres.start_again().await,
+            Dependency::DockerPostgres(postgres) => postgres.start_again().await,
             Dependency::Service(service) => service.start_again().await,
             Dependency::DockerService(service) => service.start_again().await,
         }
@@ -401,15 +407,16 @@ impl Cluster {
                 (AnyBackend::Process(backend), vantage, None)
             }
             BackendKind::Docker => {
-                if target.dependencies.postgres.is_some() {
-                    return Err(ClusterError::Unsupported { backend: "docker", what: "start [dependencies.postgres] (yet: run it with --backend process)" });
-                }
                 let engine = Engine::connect().await?;
                 // A run killed with SIGKILL left its containers, network and volumes too.
                 backend::docker::reap(&engine, &reaper::live_runs()).await;
                 let run = Arc::new(DockerRun::create(engine, &spec.run_id, &spec.logs_dir).await?);
                 if let Some(redis) = &target.dependencies.redis {
                     dependencies.push(Dependency::DockerRedis(DockerRedis::start(run.clone(), redis).await?));
+                }
+                if let Some(postgres) = &target.dependencies.postgres {
+                    let postgres = DockerPostgres::start(run.clone(), postgres, absolute(&target.dir())).await?;
+                    dependencies.push(Dependency::DockerPostgres(Box::new(postgres)));
                 }
                 for (name, service) in &target.dependencies.services {
                     dependencies.push(Dependency::DockerService(Box::new(DockerService::start(run.clone(), name, service).await?)));
@@ -617,10 +624,12 @@ impl<B: Backend> Cluster<B> {
     pub async fn empty_databases(&mut self) -> Result<Vec<String>, ClusterError> {
         let mut emptied = Vec::new();
         for dependency in &mut self.dependencies {
-            if let Dependency::Postgres(postgres) = dependency {
-                postgres.empty().await?;
-                emptied.push(dependency.name().to_owned());
+            match dependency {
+                Dependency::Postgres(postgres) => postgres.empty().await?,
+                Dependency::DockerPostgres(postgres) => postgres.empty().await?,
+                _ => continue,
             }
+            emptied.push(dependency.name().to_owned());
         }
         Ok(emptied)
     }

@@ -162,6 +162,9 @@ pub struct PostgresDependency {
     /// A command run then, after `seed`, through `sh -c` in the target file's directory
     /// with `DATABASE_URL` set: a migration tool's, for example.
     pub seed_command: Option<Template>,
+    /// The image the docker backend runs (default `postgres:16`): one that follows the
+    /// official image's conventions (`POSTGRES_USER`, `POSTGRES_DB`, `pg_isready`, `psql`).
+    pub image: Option<String>,
 }
 
 impl Default for PostgresDependency {
@@ -173,6 +176,7 @@ impl Default for PostgresDependency {
             persistence: DatabasePersistence::default(),
             seed: None,
             seed_command: None,
+            image: None,
         }
     }
 }

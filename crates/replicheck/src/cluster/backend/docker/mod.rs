@@ -1,5 +1,6 @@
-//! The docker backend: each replica is a container of the target's image, and Redis a
-//! container too, all on a network the run creates for itself. The balancer reaches every
+//! The docker backend: each replica is a container of the target's image, and each
+//! dependency (Redis, PostgreSQL in `postgres`, a service of the target's own) a container
+//! too, all on a network the run creates for itself. The balancer reaches every
 //! container through a port published on the engine's host.
 //!
 //! Everything a run creates on the engine (containers, network, volumes) carries the label
@@ -19,6 +20,10 @@
 //! A team that already describes its service as a testcontainers image can still make it
 //! the replica template (`template`): testcontainers starts each container from that
 //! description, and the run places, labels and handles it like its own.
+
+mod postgres;
+
+pub use postgres::DockerPostgres;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -442,6 +447,39 @@ impl DockerRun {
             });
         }
         published
+    }
+
+    /// Runs `cmd` in `container` to its end, `stdin` written to it; its exit code and what
+    /// it wrote. The image must have the program; `timeout` bounds the whole.
+    async fn exec(&self, container: &str, cmd: Vec<String>, stdin: Option<Vec<u8>>, timeout: Duration) -> Result<(i64, String), String> {
+        let docker = &self.engine.docker;
+        let options = bollard::models::ExecConfig {
+            cmd: Some(cmd),
+            attach_stdin: Some(stdin.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = docker.create_exec(container, options).await.map_err(|e| e.to_string())?;
+        let mut said = Vec::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, mut input } = docker.start_exec(&exec.id, None).await.map_err(|e| e.to_string())? {
+            let talked = async {
+                if let Some(stdin) = stdin {
+                    // A write that fails means the command exited early: its code tells why.
+                    let _ = input.write_all(&stdin).await;
+                    let _ = input.shutdown().await;
+                }
+                while let Some(Ok(chunk)) = output.next().await {
+                    said.extend_from_slice(&chunk.into_bytes());
+                }
+            };
+            if tokio::time::timeout(timeout, talked).await.is_err() {
+                return Err(format!("still running after {}", humantime::format_duration(timeout)));
+            }
+        }
+        let inspected = docker.inspect_exec(&exec.id).await.map_err(|e| e.to_string())?;
+        let code = inspected.exit_code.ok_or_else(|| format!("still running after {}", humantime::format_duration(timeout)))?;
+        Ok((code, String::from_utf8_lossy(&said).into_owned()))
     }
 
     /// Saves every container's output into the report directory, then removes the run's
@@ -981,9 +1019,10 @@ impl DockerService {
             }
             ServiceReady::Command(command) => {
                 let command = command.render(&self.vars()).map_err(|missing| missing.to_string())?;
-                match self.exec(&command).await {
-                    Ok(0) => Ok(()),
-                    Ok(code) => Err(format!("`{command}` in its container ended with exit code {code}")),
+                let sh = ["sh", "-c", &command].map(str::to_owned).to_vec();
+                match self.run.exec(&self.container, sh, None, Duration::from_secs(5)).await {
+                    Ok((0, _)) => Ok(()),
+                    Ok((code, _)) => Err(format!("`{command}` in its container ended with exit code {code}")),
                     Err(err) => Err(format!("`{command}` in its container: {err}")),
                 }
             }
@@ -1000,24 +1039,5 @@ impl DockerService {
         let inspected = self.run.engine.docker.inspect_container(&self.container, None).await.ok()?;
         let ip = inspected.network_settings?.networks?.remove(&self.run.network)?.ip_address?;
         Some(SocketAddr::new(ip.parse().ok()?, self.port))
-    }
-
-    /// Runs `command` through `sh -c` in the container (its image must have a shell); its
-    /// exit code.
-    async fn exec(&self, command: &str) -> Result<i64, String> {
-        let docker = &self.run.engine.docker;
-        let options = bollard::models::ExecConfig {
-            cmd: Some(vec!["sh".into(), "-c".into(), command.into()]),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            ..Default::default()
-        };
-        let exec = docker.create_exec(&self.container, options).await.map_err(|e| e.to_string())?;
-        if let bollard::exec::StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await.map_err(|e| e.to_string())? {
-            let drained = async { while output.next().await.is_some() {} };
-            let _ = tokio::time::timeout(Duration::from_secs(5), drained).await;
-        }
-        let inspected = docker.inspect_exec(&exec.id).await.map_err(|e| e.to_string())?;
-        inspected.exit_code.ok_or_else(|| "still running after 5s".to_owned())
     }
 }
