@@ -231,8 +231,9 @@ impl Postgres {
         let missing = client.query_one("SELECT to_regclass('kv') IS NULL", &[]).await.map_err(fail)?.get::<_, bool>(0);
         if missing {
             println!("migrating: creating table kv");
-            // A migration takes a while: long enough for another replica's to overlap.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // A migration takes a while (a real one, seconds): long enough for another
+            // replica's to overlap, even when their starts are spread by a busy engine.
+            tokio::time::sleep(Duration::from_secs(2)).await;
             client.batch_execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)").await.map_err(fail)?;
         }
         if migration == Migration::Locked {
