@@ -126,16 +126,40 @@ fn postgresql_as_a_container_is_raced_by_replicas_migrating_together_and_outlive
     }
 }
 
+/// The demo with PostgreSQL as containers, configured correctly: nothing found, and the
+/// database's experiments passed.
+fn postgres_containers_find_nothing(runs: &[(u64, &str)], scenarios: &[&str]) {
+    for &(seed, replicas) in runs {
+        let seed = seed.to_string();
+        let mut args = vec!["--seed", &seed, "--replicas", replicas];
+        if !scenarios.is_empty() {
+            args.push("--scenarios");
+            args.extend_from_slice(scenarios);
+        }
+        let run = common::run_docker("examples/demo/fixed-postgres-docker.toml", &args);
+        assert_eq!(run.code, 0, "seed {seed}, {replicas} replicas:\n{}\n{}", run.stdout, run.stderr);
+        for check in ["cold-start", "store-restart postgres", "store-outage postgres"] {
+            assert_eq!(run.status_of(check), Some(ScenarioStatus::Passed), "seed {seed}, {replicas} replicas, {check}:\n{}", run.stdout);
+        }
+    }
+}
+
 #[test]
 fn postgresql_as_a_container_with_replicas_that_take_a_lock_and_ask_it_finds_nothing() {
     if !common::docker_engine("postgresql_as_a_container_with_replicas_that_take_a_lock_and_ask_it_finds_nothing") {
         return;
     }
-    let run = common::run_docker("examples/demo/fixed-postgres-docker.toml", &["--seed", "2", "--replicas", "3", "--scenarios", "login,session,cache,cold-start,store-restart,store-outage"]);
-    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    for check in ["cold-start", "store-restart postgres", "store-outage postgres"] {
-        assert_eq!(run.status_of(check), Some(ScenarioStatus::Passed), "{check}:\n{}", run.stdout);
+    postgres_containers_find_nothing(&[(2, "3")], &["login,session,cache,cold-start,store-restart,store-outage"]);
+}
+
+#[test]
+#[ignore = "the soak: cargo nextest run --release --test docker --run-ignored ignored-only"]
+fn soak_postgresql_as_a_container_over_five_seeds_and_two_replica_counts_with_every_experiment() {
+    if !common::docker_engine("soak_postgresql_as_a_container_over_five_seeds_and_two_replica_counts_with_every_experiment") {
+        return;
     }
+    let runs: Vec<(u64, &str)> = (1..=5).flat_map(|seed| [(seed, "2"), (seed, "3")]).collect();
+    postgres_containers_find_nothing(&runs, &[]);
 }
 
 #[test]
