@@ -142,7 +142,7 @@ zoo!(django, ["python3"]);
 #[test]
 fn behind_an_ignored_forwarded_proto_the_per_process_keys_are_still_found() {
     require(&["node"]);
-    let run = run("tests/apps/express/broken.toml", 3, 2);
+    let run = common::run("tests/apps/express/broken.toml", &["--seed", "3", "--replicas", "2", "--scenarios", "login,antiforgery,forwarded-headers"]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     let kinds = run.kinds();
     for kind in ["forwarded-proto-ignored", "auth-cookie-rejected", "antiforgery-rejected"] {

@@ -659,7 +659,7 @@ pub(super) async fn store_restart(arena: &mut Arena<'_>, run: &mut ExperimentRun
 
 /// The dependency a store experiment disrupts.
 fn disrupted(plan: &ExperimentPlan) -> Result<&str, ClusterError> {
-    plan.dependency.as_deref().ok_or_else(|| ClusterError::UnknownDependency(String::new()))
+    plan.dependency.as_deref().ok_or_else(|| ClusterError::NoDependencyNamed(plan.experiment().to_string()))
 }
 
 async fn stop_dependency(arena: &mut Arena<'_>, run: &mut ExperimentRun, dependency: &str) -> Result<(), ClusterError> {

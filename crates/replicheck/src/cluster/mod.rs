@@ -83,6 +83,8 @@ pub enum ClusterError {
     UnknownReplica(ReplicaId),
     #[error("the run has no dependency named {0} to act on")]
     UnknownDependency(String),
+    #[error("the experiment {0} names no dependency to disrupt")]
+    NoDependencyNamed(String),
     #[error("no replica is running to be left on its own")]
     NoneRunning,
     #[error("{what}: {source}")]
