@@ -41,7 +41,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::vocab::replica::Incarnation;
+use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::history::{History, Observed, Outcome, Phase, StepRecord, VuRecord};
 use crate::plan::VuPlan;
 use crate::plan::evidence::{EvidencePlans, Wanted};
@@ -116,10 +116,28 @@ pub struct Tally {
     /// Handoffs whose write also reached the reading replica (behind a load balancer
     /// replicheck cannot steer): a pass there proves nothing.
     pub handoffs_blurred: u32,
-    /// A failure with every request on one replica: the app fails on a single instance.
-    pub single_replica_failure: Option<String>,
+    /// A failure with every request on one replica: the app fails on a single instance,
+    /// unless the same steps pass when asked of that replica again (`judge`).
+    pub single_replica_failure: Option<SingleReplicaFailure>,
     /// A request that got no answer to judge.
     pub error: Option<String>,
+}
+
+/// A user whose steps all went to one replica and failed there.
+#[derive(Debug, Clone)]
+pub struct SingleReplicaFailure {
+    pub vu: u32,
+    /// None when it failed before any request was answered.
+    pub replica: Option<ReplicaId>,
+    pub reason: String,
+}
+
+impl Triage {
+    /// The users to ask again with every step on the replica they failed on alone: the
+    /// first such user of each scenario.
+    pub fn asked_alone(&self) -> Vec<(u32, ReplicaId)> {
+        self.scenarios.values().filter_map(|t| t.single_replica_failure.as_ref()).filter_map(|f| Some((f.vu, f.replica?))).collect()
+    }
 }
 
 pub fn triage(scenarios: &[Scenario], history: &History) -> Triage {
@@ -164,9 +182,11 @@ pub fn triage(scenarios: &[Scenario], history: &History) -> Triage {
                 }
                 Locus::OneReplica(replica) => {
                     let on = replica.map_or_else(|| "before any request".to_owned(), |r| format!("with every request on {r}"));
-                    tally
-                        .single_replica_failure
-                        .get_or_insert_with(|| format!("vu {} failed step `{}` {on}: {observed}", record.vu, failed.name));
+                    tally.single_replica_failure.get_or_insert_with(|| SingleReplicaFailure {
+                        vu: record.vu,
+                        replica: replica.map(|r| r.id),
+                        reason: format!("vu {} failed step `{}` {on}: {observed}", record.vu, failed.name),
+                    });
                 }
             },
             Outcome::Passed => {}
@@ -471,9 +491,13 @@ pub fn judge(
     for (name, skipped) in scenarios {
         let tally = triage.scenarios.get(name).cloned().unwrap_or_default();
         let has_findings = findings.iter().any(|f| &f.scenario == name);
+        let (alone, passing) = match &tally.single_replica_failure {
+            Some(failure) => single_replica(failure, plans, evidence),
+            None => (None, None),
+        };
         let (status, reason) = if let Some(reason) = skipped {
             (ScenarioStatus::Skipped, Some(reason.clone()))
-        } else if let Some(reason) = tally.single_replica_failure.clone().or_else(|| baseline.get(name.as_str()).cloned()) {
+        } else if let Some(reason) = alone.or_else(|| baseline.get(name.as_str()).cloned()) {
             (ScenarioStatus::BaselineFailed, Some(reason))
         } else if let Some(reason) = tally.error.clone().or_else(|| errors.get(name.as_str()).cloned()) {
             (ScenarioStatus::Error, Some(reason))
@@ -490,7 +514,9 @@ pub fn judge(
         } else {
             (ScenarioStatus::Passed, None)
         };
-        results.push(ScenarioResult::tallied(name, status, reason, &tally, unconfirmed.get(name.as_str()).copied().unwrap_or(0)));
+        let mut result = ScenarioResult::tallied(name, status, reason, &tally, unconfirmed.get(name.as_str()).copied().unwrap_or(0));
+        result.notes.extend(passing);
+        results.push(result);
     }
     // A scenario that fails on one replica has no trustworthy cross-replica findings.
     findings.retain(|f| results.iter().any(|r| r.name == f.scenario && r.status == ScenarioStatus::Failed));
@@ -504,6 +530,22 @@ pub fn judge(
 }
 
 /// How a control with every step on one replica went wrong.
+/// A user's failure on one replica alone: the baseline failure it makes (when the same
+/// steps, asked of that replica again, failed again or could not be asked), or the note
+/// that tells it (when they passed: a passing fault of a busy replica, such as a store
+/// timeout, says nothing of the app on one instance, nor across instances).
+fn single_replica(failure: &SingleReplicaFailure, plans: &EvidencePlans, evidence: &History) -> (Option<String>, Option<String>) {
+    let again = plans.again_alone.iter().find(|(of, _)| *of == failure.vu).map(|(_, plan)| plan);
+    let passed = again.and_then(|plan| evidence.vus.iter().find(|r| r.vu == plan.vu)).is_some_and(|r| r.first_failure().is_none());
+    match (passed, failure.replica) {
+        (true, Some(replica)) => (
+            None,
+            Some(format!("{}; asked again with every step on {replica}, the same steps passed: a passing fault of that replica, told and not judged", failure.reason)),
+        ),
+        _ => (Some(failure.reason.clone()), None),
+    }
+}
+
 enum Alone {
     /// It failed a step: the replica cannot serve the flow by itself.
     Failed(String),
@@ -513,7 +555,7 @@ enum Alone {
 
 /// What `which` control, every step on `replica`, says against a cross-replica finding;
 /// None when it passed.
-fn alone(record: Option<&VuRecord>, replica: crate::vocab::replica::ReplicaId, which: &str) -> Option<Alone> {
+fn alone(record: Option<&VuRecord>, replica: ReplicaId, which: &str) -> Option<Alone> {
     let Some(record) = record else { return Some(Alone::Error(format!("{which} (every step on {replica}) did not finish"))) };
     let step = record.first_failure()?;
     Some(match &step.outcome {
@@ -611,12 +653,19 @@ mod tests {
     /// control and reproduction; the consumer's control passes unless `consumer` says how
     /// it ended.
     fn verdict_with(main: Vec<VuRecord>, evidence: impl Fn(u32, u32) -> Vec<VuRecord>, consumer: Outcome) -> (Triage, Verdict) {
+        verdict_asking_again(main, evidence, consumer, failed())
+    }
+
+    /// As `verdict_with`, a user that failed on r1 alone asked again there ending as
+    /// `again` says.
+    fn verdict_asking_again(main: Vec<VuRecord>, evidence: impl Fn(u32, u32) -> Vec<VuRecord>, consumer: Outcome, again: Outcome) -> (Triage, Verdict) {
         let scenarios = scenarios();
         let plan = plan(&main.iter().map(|v| (v.vu, [0, 0, 1])).collect::<Vec<_>>());
         let triage = triage(&scenarios, &History { vus: main, ..History::default() });
-        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &wanted(&triage.candidates));
+        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &wanted(&triage.candidates), &triage.asked_alone());
         let mut vus: Vec<VuRecord> = plans.controls.iter().zip(&plans.reproductions).flat_map(|(c, r)| evidence(c.vu, r.vu)).collect();
         vus.extend(plans.consumer_controls.iter().map(|c| login(Phase::Control, c.vu, 1, 1, consumer.clone())));
+        vus.extend(plans.again_alone.iter().map(|(_, plan)| login(Phase::Control, plan.vu, 1, 1, again.clone())));
         let evidence = History { vus, ..History::default() };
         let verdict = judge(&roster(), &triage, &plans, &evidence, 1, &|s| format!("replicheck run t.toml --scenarios {s}"));
         (triage, verdict)
@@ -665,7 +714,7 @@ mod tests {
         let main = vec![login(Phase::Main, 0, 0, 1, failed())];
         let triage = triage(&scenarios, &History { vus: main, ..History::default() });
         let plan = plan(&[(0, [0, 0, 1])]);
-        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &wanted(&triage.candidates));
+        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &wanted(&triage.candidates), &[]);
         let reproduction = |reached: Vec<ReplicaId>| {
             let mut record = login(Phase::Reproduce, plans.reproductions[0].vu, 0, 1, Outcome::Passed);
             record.steps[1].also_reached = reached;
@@ -699,7 +748,7 @@ mod tests {
         let scenarios = scenarios();
         let main = History { vus: vec![login(Phase::Main, 0, 0, 1, failed())], ..History::default() };
         let plan = plan(&[(0, [0, 0, 1])]);
-        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &wanted(&triage(&scenarios, &main).candidates));
+        let plans = evidence_plans(&plan.vus, crate::plan::next_vu(&plan), &wanted(&triage(&scenarios, &main).candidates), &[]);
         assert_eq!(plans.controls[0].routes, [ReplicaId(0); 3]);
         assert_eq!(plans.reproductions[0].routes, plan.vus[0].routes);
         assert!(plans.controls[0].vu > 0 && plans.reproductions[0].vu != plans.controls[0].vu);
@@ -757,6 +806,23 @@ mod tests {
         assert!(verdict.findings.is_empty());
         assert_eq!(verdict.scenarios[0].status, ScenarioStatus::BaselineFailed);
         assert!(verdict.scenarios[0].reason.as_deref().unwrap().contains("with every request on r1"));
+    }
+
+    #[test]
+    fn a_failure_on_one_replica_that_passes_when_asked_again_there_is_told_and_judges_nothing() {
+        let main = vec![login(Phase::Main, 0, 1, 1, failed()), login(Phase::Main, 1, 0, 1, failed())];
+        let (triage, verdict) = verdict_asking_again(
+            main,
+            |control, reproduce| vec![login(Phase::Control, control, 0, 0, Outcome::Passed), login(Phase::Reproduce, reproduce, 0, 1, failed())],
+            Outcome::Passed,
+            Outcome::Passed,
+        );
+        assert_eq!(triage.asked_alone(), [(0, ReplicaId(1))]);
+        // r1 serves the flow alone after all: the cross-replica failure stands, proven as
+        // any other, and the passing fault is told.
+        assert_eq!(verdict.scenarios[0].status, ScenarioStatus::Failed, "{:?}", verdict.scenarios[0]);
+        assert_eq!(verdict.findings.len(), 1);
+        assert!(verdict.scenarios[0].notes.iter().any(|n| n.contains("with every request on r1") && n.contains("the same steps passed")), "{:?}", verdict.scenarios[0].notes);
     }
 
     #[test]

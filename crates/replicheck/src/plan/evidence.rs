@@ -30,13 +30,30 @@ pub struct EvidencePlans {
     /// Every step on the consumer. (Records from before it was asked have none.)
     #[serde(default)]
     pub consumer_controls: Vec<VuPlan>,
+    /// Users that failed with every step on one replica, asked again there: the user, and
+    /// the plan that asks again. (Records from before it was asked have none.)
+    #[serde(default)]
+    pub again_alone: Vec<(u32, VuPlan)>,
 }
 
 /// User numbers each wanted failure takes.
 pub const USERS_PER_WANTED: u32 = 3;
 
-pub fn evidence_plans(users: &[VuPlan], first_id: u32, wanted: &[Wanted]) -> EvidencePlans {
+/// The evidence for `wanted` failures, then for users that failed on one replica alone
+/// (`alone`: the user and the replica), each asked again there with values of its own.
+/// User numbers start at `first_id`: `USERS_PER_WANTED` per wanted failure, then one each.
+pub fn evidence_plans(users: &[VuPlan], first_id: u32, wanted: &[Wanted], alone: &[(u32, ReplicaId)]) -> EvidencePlans {
     let mut plans = EvidencePlans::default();
+    let after_wanted = first_id + USERS_PER_WANTED * wanted.len() as u32;
+    for (index, &(vu, replica)) in alone.iter().enumerate() {
+        let Some(original) = users.iter().find(|v| v.vu == vu) else { continue };
+        let again = VuPlan {
+            vu: after_wanted + index as u32,
+            nonce: format!("{}-again", original.nonce),
+            ..original.pinned(replica)
+        };
+        plans.again_alone.push((vu, again));
+    }
     for (index, wanted) in wanted.iter().enumerate() {
         let Some(original) = users.iter().find(|v| v.vu == wanted.vu) else { continue };
         let id = first_id + USERS_PER_WANTED * index as u32;

@@ -1,5 +1,6 @@
 //! The users' cross-replica questions: triage of what they did, a control and a
-//! reproduction for every failure that crossed replicas, then the verdict. Asked of the
+//! reproduction for every failure that crossed replicas, a second asking of a failure on
+//! one replica alone, then the verdict. Asked of the
 //! planned users, and again of adapted ones (`adapt`).
 
 use std::sync::Arc;
@@ -46,9 +47,16 @@ impl Asking<'_> {
     ) -> Asked {
         let triage = check::triage(scenarios, &users);
         let wanted = check::wanted(&triage.candidates);
-        let evidence_plans = plan::evidence::evidence_plans(planned, *free_vu, &wanted);
-        *free_vu += plan::evidence::USERS_PER_WANTED * triage.candidates.len() as u32;
+        let alone = triage.asked_alone();
+        let evidence_plans = plan::evidence::evidence_plans(planned, *free_vu, &wanted, &alone);
+        *free_vu += plan::evidence::USERS_PER_WANTED * triage.candidates.len() as u32 + alone.len() as u32;
         let mut evidence = History::default();
+        if !evidence_plans.again_alone.is_empty() {
+            let again = evidence_plans.again_alone.iter().map(|(_, plan)| plan.clone()).collect();
+            let executed = vu::execute(ctx, again, Phase::Control, self.concurrency).await;
+            secrets.extend(&executed.secrets);
+            evidence.extend(executed.history);
+        }
         if !triage.candidates.is_empty() {
             self.observer.progress(Progress::ControlsStarted {
                 candidates: triage.candidates.len(),
