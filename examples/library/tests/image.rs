@@ -63,6 +63,55 @@ fn leftovers(run_id: &str) -> String {
     left
 }
 
+/// The demo image keeping its sessions in a PostgreSQL its readiness does not ask, and that
+/// database a service of the team's own, `[dependencies.db]`, started from the container a
+/// testcontainers test would start. Its wait strategy says when it first serves; after a
+/// restart, the file's `ready` does (a TCP connection is accepted before PostgreSQL serves).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_container_the_tests_describe_is_the_runs_dependency_and_its_outage_is_judged() {
+    if !docker_engine() {
+        return;
+    }
+    let file = format!(
+        "name = \"demo-image-db\"\n[start]\nimage = \"replicheck-demo:local\"\nport = 8080\nready_timeout = \"30s\"\n\
+         args = [\"demo-service\", \"--listen\", \"{{host}}:{{port}}\", \"--readiness-ignores-store\", \"--keys\", \"{{shared_dir}}/keys\", \"--store\", \"{{db_url}}\"]\n\
+         {}\n[session]\nset = {{ method = \"POST\", url = \"/session\", form = {{ note = \"{{value}}\" }} }}\nget = {{ url = \"/session\" }}\n\
+         [dependencies.db]\nimage = \"replicheck-postgres:local\"\nport = 5432\nurl = \"postgresql://app@{{host}}:{{port}}/app\"\n\
+         ready = {{ command = \"pg_isready -h 127.0.0.1 -U app\" }}\n",
+        common::HEALTH_AND_LOGIN
+    );
+    let database = ContainerTemplate::new(|| {
+        GenericImage::new("replicheck-postgres", "local")
+            .with_exposed_port(5432.tcp())
+            .with_wait_for(WaitFor::message_on_stderr("database system is ready to accept connections"))
+            .with_env_var("POSTGRES_USER", "app")
+            .with_env_var("POSTGRES_DB", "app")
+            .with_env_var("POSTGRES_HOST_AUTH_METHOD", "trust")
+    })
+    .expect("the image exposes one port");
+    let target = Target::from_source(&SourceFile::from_text("demo-image-db.toml", file)).expect("valid");
+    let target = target.with_dependency_container("db", database).expect("the file declares [dependencies.db]");
+    let reports = tempfile::tempdir().unwrap();
+    let config = RunConfig::new(target).seed(3).report_dir(ReportDir::Under(reports.path().to_owned()));
+    let config = config.select(&["session", "store-restart", "store-outage"]).expect("built-in checks");
+    let report = run::run(config, &Silent).await.expect("the run runs").report;
+    assert_eq!(leftovers(&report.run_id), "", "the run left these on the engine");
+    let kinds: Vec<String> = report.findings.iter().map(|f| f.kind.to_string()).collect();
+    assert!(!kinds.is_empty() && kinds.iter().all(|k| k == "readiness-stale"), "{kinds:?}\n{:#?}", report.scenarios);
+    assert!(report.findings.iter().all(|f| f.check == "store-outage db" && f.reproduced), "{:?}", report.findings);
+    // Restarted in place, the database kept the sessions.
+    let restart = report.scenarios.iter().find(|s| s.name == "store-restart db").expect("the restart ran");
+    assert_eq!(restart.status, ScenarioStatus::Passed, "{restart:?}");
+}
+
+#[test]
+fn a_dependency_container_needs_the_service_declared_in_the_file() {
+    let target = Target::from_source(&SourceFile::from_text("demo-image.toml", flows())).expect("valid");
+    let database = ContainerTemplate::new(|| GenericImage::new("replicheck-postgres", "local").with_exposed_port(5432.tcp())).expect("one port");
+    let err = target.with_dependency_container("db", database).expect_err("no [dependencies.db]");
+    assert!(err.to_string().contains("[dependencies.db]"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn containers_with_keys_of_their_own_reject_each_others_login_cookie() {
     if !docker_engine() {

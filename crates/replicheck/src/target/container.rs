@@ -58,12 +58,14 @@ impl ContainerTemplate {
     }
 }
 
-/// Why an image cannot be a replica template.
+/// Why an image cannot be a replica's or a dependency's template.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ImageError {
-    #[error("the image {image} exposes {} TCP ports ({}); a replica template needs exactly one, the app's: with_exposed_port(PORT.tcp())", ports.len(), ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", "))]
+    #[error("the image {image} exposes {} TCP ports ({}); a template needs exactly one, the app's or the service's: with_exposed_port(PORT.tcp())", ports.len(), ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", "))]
     Port { image: String, ports: Vec<u16> },
+    #[error("the target declares no [dependencies.{name}] for this container: declare the service there with its `url`, and its container here")]
+    Undeclared { name: String },
 }
 
 #[cfg(feature = "testcontainers")]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 
+use super::container::ContainerTemplate;
 use crate::file::{FileError, SourceFile};
 use crate::step::Template;
 
@@ -74,6 +75,10 @@ pub struct ServiceDependency {
     pub ready_timeout: Duration,
     /// What the replicas get as `{NAME_url}`, from `{host}` and `{port}`.
     pub url: Template,
+    /// Containers: started by testcontainers from the team's own description, in place of
+    /// `image` (set in code: [`Target::with_dependency_container`](super::Target::with_dependency_container)).
+    #[serde(skip)]
+    pub container: Option<ContainerTemplate>,
 }
 
 /// How a service of the team's own tells it is ready.

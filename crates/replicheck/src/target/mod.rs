@@ -20,7 +20,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 
-use container::ContainerTemplate;
+use container::{ContainerTemplate, ImageError};
 use crate::file::{FileError, SourceFile};
 use crate::step::Template;
 
@@ -407,6 +407,26 @@ impl Target {
         self.start.env.clear();
         self.start.container = Some(template);
         self
+    }
+
+    /// The same target with its service `[dependencies.NAME]` started from a testcontainers
+    /// image on the docker backend: the container a team's own tests already describe (its
+    /// env, command, wait strategy), placed on the run's network, where the replicas reach
+    /// it by its container's name as `{host}` of the service's `url`. The file still
+    /// declares the service, for its `url`, `ready` and `ready_timeout`; the template
+    /// takes the place of its `image`, `port`, `args` and `env`. The store experiments stop
+    /// and start it as any dependency.
+    pub fn with_dependency_container(mut self, name: &str, template: ContainerTemplate) -> Result<Target, ImageError> {
+        let Some(service) = self.dependencies.services.get_mut(name) else {
+            return Err(ImageError::Undeclared { name: name.to_owned() });
+        };
+        service.port = Some(template.port);
+        service.image = Some(template.image.clone());
+        service.command = None;
+        service.args.clear();
+        service.env.clear();
+        service.container = Some(template);
+        Ok(self)
     }
 
     pub fn load(path: &Path) -> Result<Self, FileError> {

@@ -928,14 +928,23 @@ impl DockerRedis {
 }
 
 /// A service of the target's own (`[dependencies.NAME]`) as a container of its image,
-/// reached by the replicas by its name on the run's network.
-#[derive(Debug)]
+/// reached by the replicas by its name on the run's network; or started by testcontainers
+/// from the team's own description, and reached by its container's name.
 pub struct DockerService {
     run: Arc<DockerRun>,
     name: String,
     container: String,
     spec: ServiceDependency,
     port: u16,
+    /// The testcontainers handle of a container started from a template, held while the
+    /// run lasts (the run removes the container by its labels too).
+    _testcontainers: Option<Started>,
+}
+
+impl std::fmt::Debug for DockerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerService").field("name", &self.name).field("container", &self.container).finish_non_exhaustive()
+    }
 }
 
 impl DockerService {
@@ -943,9 +952,26 @@ impl DockerService {
         let (Some(image), Some(port)) = (&spec.image, spec.port) else {
             return Err(ClusterError::Unsupported { backend: "docker", what: "run a dependency without an image and its port (give it `image` and `port`)" });
         };
-        run.engine.ensure_image(image).await?;
         let container = format!("replicheck-{}-{name}", run.run_id);
-        let service = Self { run, name: name.to_owned(), container, spec: spec.clone(), port };
+        let mut service = Self { run, name: name.to_owned(), container, spec: spec.clone(), port, _testcontainers: None };
+        if let Some(template) = &spec.container {
+            let placement = Placement {
+                name: service.container.clone(),
+                labels: service.run.labels(name),
+                network: service.run.network.clone(),
+                volumes: Vec::new(),
+                publish_on: service.run.engine.publish_on,
+                env: Vec::new(),
+            };
+            let started = template.launch(placement).await.map_err(|why| ClusterError::Docker {
+                what: format!("testcontainers could not start the dependency {name} from {}: {why}", template.image),
+                source: None,
+            })?;
+            service._testcontainers = Some(started);
+            service.wait_ready().await?;
+            return Ok(service);
+        }
+        service.run.engine.ensure_image(image).await?;
         let vars = service.vars();
         let env = spec.env.iter().map(|(k, v)| Ok(format!("{k}={}", v.render(&vars)?))).collect::<Result<Vec<_>, ClusterError>>()?;
         let args = spec.args.iter().map(|a| a.render(&vars)).collect::<Result<Vec<_>, _>>()?;
@@ -961,9 +987,11 @@ impl DockerService {
         Ok(service)
     }
 
-    /// `{host}` (its name on the run's network), `{port}` (in its container) and `{dir}`.
+    /// `{host}` (its name on the run's network: the container's own for one testcontainers
+    /// started, which gives it no other), `{port}` (in its container) and `{dir}`.
     fn vars(&self) -> Vars {
-        Vars::from([("host".into(), self.name.clone()), ("port".into(), self.port.to_string()), ("dir".into(), "/data".into())])
+        let host = if self.spec.container.is_some() { &self.container } else { &self.name };
+        Vars::from([("host".into(), host.clone()), ("port".into(), self.port.to_string()), ("dir".into(), "/data".into())])
     }
 
     fn log(&self) -> PathBuf {
