@@ -529,7 +529,6 @@ pub fn judge(
     }
 }
 
-/// How a control with every step on one replica went wrong.
 /// A user's failure on one replica alone: the baseline failure it makes (when the same
 /// steps, asked of that replica again, failed again or could not be asked), or the note
 /// that tells it (when they passed: a passing fault of a busy replica, such as a store
@@ -546,6 +545,7 @@ fn single_replica(failure: &SingleReplicaFailure, plans: &EvidencePlans, evidenc
     }
 }
 
+/// How a control with every step on one replica went wrong.
 enum Alone {
     /// It failed a step: the replica cannot serve the flow by itself.
     Failed(String),

@@ -953,24 +953,24 @@ impl DockerService {
             return Err(ClusterError::Unsupported { backend: "docker", what: "run a dependency without an image and its port (give it `image` and `port`)" });
         };
         let container = format!("replicheck-{}-{name}", run.run_id);
-        let mut service = Self { run, name: name.to_owned(), container, spec: spec.clone(), port, _testcontainers: None };
         if let Some(template) = &spec.container {
             let placement = Placement {
-                name: service.container.clone(),
-                labels: service.run.labels(name),
-                network: service.run.network.clone(),
+                name: container.clone(),
+                labels: run.labels(name),
+                network: run.network.clone(),
                 volumes: Vec::new(),
-                publish_on: service.run.engine.publish_on,
+                publish_on: run.engine.publish_on,
                 env: Vec::new(),
             };
             let started = template.launch(placement).await.map_err(|why| ClusterError::Docker {
                 what: format!("testcontainers could not start the dependency {name} from {}: {why}", template.image),
                 source: None,
             })?;
-            service._testcontainers = Some(started);
+            let service = Self { run, name: name.to_owned(), container, spec: spec.clone(), port, _testcontainers: Some(started) };
             service.wait_ready().await?;
             return Ok(service);
         }
+        let service = Self { run, name: name.to_owned(), container, spec: spec.clone(), port, _testcontainers: None };
         service.run.engine.ensure_image(image).await?;
         let vars = service.vars();
         let env = spec.env.iter().map(|(k, v)| Ok(format!("{k}={}", v.render(&vars)?))).collect::<Result<Vec<_>, ClusterError>>()?;
