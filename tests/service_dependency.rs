@@ -55,6 +55,42 @@ fn a_service_of_the_targets_own_is_disrupted_like_redis_and_named_in_the_report(
     assert!(run.report_dir.join("cache#2.log").exists(), "each start of the service keeps its log");
 }
 
+/// A redis-server that says ready at once but, started again, serves only after two
+/// seconds (`keeps` its data or not): a dependency whose readiness comes early.
+fn slow_to_return(keeps: bool) -> String {
+    let persistence = if keeps { "--appendonly yes" } else { "--save ''" };
+    format!(
+        r#"command = "sh"
+args = ["-c", "if [ -e {{dir}}/started ]; then sleep 2; fi; touch {{dir}}/started; exec redis-server --port {{port}} --bind {{host}} --dir {{dir}} {persistence}"]
+ready = {{ command = "true" }}
+url = "redis://{{host}}:{{port}}/0""#
+    )
+}
+
+#[test]
+fn a_store_that_answers_late_after_its_restart_loses_nothing_unless_its_data_are_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    // The demo's readiness ignores its store, so nothing holds the users back until the store
+    // serves again: the sessions and cache entries meet errors first, then their data.
+    let ignoring = |service: &str| {
+        let target = demo_with_cache(dir.path(), service);
+        let demo = std::fs::read_to_string(&target).unwrap().replace("\"demo-service\",", "\"demo-service\", \"--readiness-ignores-store\",");
+        std::fs::write(&target, demo).unwrap();
+        target
+    };
+    let args = ["--seed", "5", "--replicas", "2", "--scenarios", "session,cache,store-restart"];
+    let kept = common::run(ignoring(&slow_to_return(true)).to_str().unwrap(), &args);
+    assert_eq!(kept.code, 0, "{}\n{}", kept.stdout, kept.stderr);
+    assert_eq!(kept.status_of("store-restart cache"), Some(replicheck::check::ScenarioStatus::Passed), "{}", kept.stdout);
+
+    let lost = common::run(ignoring(&slow_to_return(false)).to_str().unwrap(), &args);
+    assert_eq!(lost.code, 1, "{}\n{}", lost.stdout, lost.stderr);
+    assert_eq!(lost.kinds(), ["artifact-lost-after-store-restart"], "{}", lost.stdout);
+    // Judged by what the app answered once the store served, not by its errors before.
+    let report = lost.report();
+    assert!(report.findings.iter().all(|f| f.observed.status.is_some_and(|s| s < 500)), "{:?}", report.findings);
+}
+
 #[test]
 fn a_service_that_never_gets_ready_or_cannot_start_is_named_within_its_timeout() {
     let dir = tempfile::tempdir().unwrap();

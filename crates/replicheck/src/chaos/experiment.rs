@@ -16,7 +16,7 @@ use super::{ExperimentKind, ExperimentPlan};
 use crate::balancer::Balancer;
 use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::cluster::{Cluster, ClusterError, Endpoint, StopOutcome};
-use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Outcome, Phase, Probe, ProbePurpose, Refusal, StartFailure, Trigger, VuRecord, Window};
+use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Outcome, Phase, Probe, ProbePurpose, Refusal, StartFailure, StepRecord, Trigger, VuRecord, Window};
 use crate::plan::VuPlan;
 use crate::plan::interleaving::Disruption;
 use crate::redact::Secrets;
@@ -246,7 +246,9 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
         .collect();
     run.control = arena.users(controls, Phase::Control).await;
 
-    let gated = plan.handoffs.iter().map(|h| Gated { plan: h.user.clone(), gate: h.gate }).collect();
+    // A store restart is judged by what the app answers once the store serves again.
+    let recover = (plan.kind == ExperimentKind::StoreRestart).then_some(RECOVERY);
+    let gated = plan.handoffs.iter().map(|h| Gated { plan: h.user.clone(), gate: h.gate, recover }).collect();
     let (mut keeper, users) = vu::spawn_gated(arena.ctx, gated, run.phase);
     keeper.all_arrived().await;
     let (stop_load, load) = match &plan.load {
@@ -285,6 +287,11 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
     run.disrupted = executed.history.vus;
     if let Some(added) = added {
         scale_in(arena, run, added).await?;
+    }
+    if plan.kind == ExperimentKind::StoreRestart {
+        // Still unanswered after the recovery window: does the app serve the flow at all?
+        let unanswered = failed_flows(&run.disrupted, StepRecord::unanswered).into_iter().map(|(replica, flow)| arena.own_user(&flow, replica)).collect();
+        run.recovered = arena.users(unanswered, run.phase).await;
     }
     disrupted
 }
@@ -808,13 +815,13 @@ async fn store_outage(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Ex
     }
     // And the flows that failed, again: the app still could not serve them through the
     // whole window. One that was served needs no second look.
-    let again = failed_flows(&run.disrupted).into_iter().map(|(replica, flow)| arena.own_user(&flow, replica)).collect();
+    let again = failed_flows(&run.disrupted, |_| true).into_iter().map(|(replica, flow)| arena.own_user(&flow, replica)).collect();
     let again = arena.users(again, run.phase).await;
     run.disrupted.extend(again);
     start_dependency(arena, run, dependency).await?;
     wait_all_ready(arena, run).await;
 
-    let mut failed = failed_flows(&run.disrupted);
+    let mut failed = failed_flows(&run.disrupted, |_| true);
     let deadline = crate::clock::deadline(RECOVERY);
     while !failed.is_empty() {
         let users: Vec<VuPlan> = failed.iter().map(|(replica, flow)| arena.own_user(flow, *replica)).collect();
@@ -829,16 +836,18 @@ async fn store_outage(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Ex
     Ok(())
 }
 
-/// The flows `users` failed, each with the replica it was pinned to, once each.
-fn failed_flows(users: &[VuRecord]) -> Vec<(ReplicaId, String)> {
-    let mut failed: Vec<(ReplicaId, String)> = users.iter().filter(|u| u.first_failure().is_some()).filter_map(|u| Some((u.steps.first()?.planned, u.scenario.clone()))).collect();
+/// The flows whose users ended on a step that `counts`, each with the replica that step was
+/// planned on, once each.
+fn failed_flows(users: &[VuRecord], counts: fn(&StepRecord) -> bool) -> Vec<(ReplicaId, String)> {
+    let mut failed: Vec<(ReplicaId, String)> = users.iter().filter_map(|u| u.first_failure().filter(|s| counts(s)).map(|s| (s.planned, u.scenario.clone()))).collect();
     failed.sort();
     failed.dedup();
     failed
 }
 
-/// How long a flow that failed during an outage has to pass again once the dependency is
-/// back (a client reconnects with a back-off).
+/// How long a flow that failed during an outage, or a step the app did not answer after a
+/// store restart, has to pass again once the dependency is back (a client reconnects with
+/// a back-off).
 const RECOVERY: Duration = Duration::from_secs(10);
 
 /// The flows an outage asks each replica for: the target's store request, then each of the

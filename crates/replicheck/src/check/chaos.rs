@@ -523,7 +523,7 @@ impl Disruption<'_> {
             // Flows that need the dependency fail while it is down; readiness is what is judged.
             return Explained::Expected;
         }
-        if let Some(request) = failed_request.filter(|r| unanswered(r)) {
+        if let Some(request) = failed_request.filter(|r| r.unanswered()) {
             if let Some(explained) = self.shutdown_casualty(record, step, request) {
                 return explained;
             }
@@ -538,9 +538,45 @@ impl Disruption<'_> {
             if plan.kind == ExperimentKind::ColdStart {
                 return Explained::Candidate(Box::new(self.flow_raced(record, step, request)));
             }
+            if plan.kind == ExperimentKind::StoreRestart {
+                return self.unanswered_after_store_restart(plan, record, step, scenarios);
+            }
         }
-        self.lost_artifact(plan, record, step, scenarios)
-            .unwrap_or_else(|| Explained::Unexplained(format!("vu {} ({}) step `{}`: {}", record.vu, record.scenario, step.name, describe(step))))
+        self.lost_artifact(plan, record, step, scenarios).unwrap_or_else(|| unexplained(record, step))
+    }
+
+    /// A step the app went on not answering for the whole recovery window after a store
+    /// restart (the user asked it again meanwhile). A 5xx is what an app answers while it
+    /// cannot reach its store, so it shows lost data only when a fresh user of the same flow,
+    /// asked on the same replica afterwards, passed: then the store served, and what this user
+    /// held before the restart is what the app could not serve.
+    fn unanswered_after_store_restart(&self, plan: &ExperimentPlan, record: &VuRecord, step: &StepRecord, scenarios: &[Scenario]) -> Explained {
+        let asked = step.requests.len();
+        let fresh = self.run.recovered.iter().find(|u| u.scenario == record.scenario && u.steps.first().is_some_and(|s| s.planned == step.planned));
+        match fresh {
+            Some(fresh) if fresh.first_failure().is_none() => {
+                let mut explained = self.lost_artifact(plan, record, step, scenarios);
+                if let Some(Explained::Candidate(candidate)) = &mut explained {
+                    candidate.notes.push(format!(
+                        "asked {asked} time(s) after the restart, the step was never answered, while a fresh user of the same flow then passed on {}: the store served again",
+                        step.planned
+                    ));
+                }
+                explained.unwrap_or_else(|| unexplained(record, step))
+            }
+            _ => Explained::NotJudged(format!(
+                "vu {}'s step `{}` ({}) was not answered in {asked} tries after {} restarted, and a fresh user of the flow on {} {}: the app did not serve again after the restart, which says nothing of what the store kept",
+                record.vu,
+                step.name,
+                record.scenario,
+                plan.dependency.as_deref().unwrap_or("the store"),
+                step.planned,
+                match fresh {
+                    Some(fresh) => format!("failed too ({})", fresh.first_failure().map(describe).unwrap_or_default()),
+                    None => "was not asked".to_owned(),
+                }
+            )),
+        }
     }
 
     /// A request that failed on an incarnation that got SIGTERM: in flight when it arrived,
@@ -757,14 +793,13 @@ impl Disruption<'_> {
     }
 }
 
+fn unexplained(record: &VuRecord, step: &StepRecord) -> Explained {
+    Explained::Unexplained(format!("vu {} ({}) step `{}`: {}", record.vu, record.scenario, step.name, describe(step)))
+}
+
 /// `r0, r0, r0`: the replica each step was planned on.
 fn describe_routes(record: &VuRecord) -> String {
     record.steps.iter().map(|s| s.planned.to_string()).collect::<Vec<_>>().join(", ")
-}
-
-/// No answer from the app: a transport error, a balancer error, a cut body, or a 5xx.
-fn unanswered(request: &RequestRecord) -> bool {
-    request.error.is_some() || request.status.is_some_and(|s| s >= 500)
 }
 
 fn request_label(request: &RequestRecord) -> String {
@@ -1135,36 +1170,41 @@ pub(crate) mod tests {
         assert!(assessment.candidates[0].observed.reason.contains("scenario `login`"), "{}", assessment.candidates[0].observed.reason);
     }
 
+    /// Vu 7 logs in on r0 (generation 1) and fails to consume its login on `consumer` with
+    /// `status`.
+    fn login_handoff(scenarios: &[Scenario], consumer: Incarnation, status: u16) -> VuRecord {
+        let login = scenarios.iter().find(|s| s.name == "login").unwrap();
+        let consume = login.steps.iter().position(|s| s.consumes.is_some()).unwrap();
+        let mut record = VuRecord {
+            phase: Phase::Main,
+            vu: 7,
+            iteration: 0,
+            scenario: "login".into(),
+            steps: (0..=consume).map(|index| user("login", 7, r(0, 1), index as f64, Some(200), None).steps.remove(0)).collect(),
+        };
+        for (index, step) in record.steps.iter_mut().enumerate() {
+            step.index = index;
+        }
+        let last = record.steps.last_mut().unwrap();
+        last.served_by = Some(consumer);
+        last.requests[0].served_by = Some(consumer);
+        last.requests[0].status = Some(status);
+        last.outcome = Outcome::Failed {
+            expected: "status 200".into(),
+            observed: Observed {
+                status: Some(status),
+                reason: "turned away".into(),
+                ..Observed::default()
+            },
+        };
+        record
+    }
+
     #[test]
     fn a_restart_finding_needs_the_artifact_to_cross_nothing_but_the_restart() {
         use crate::scenario::fixtures::demo_scenarios;
         let scenarios = demo_scenarios();
-        let login = scenarios.iter().find(|s| s.name == "login").unwrap();
-        let consume = login.steps.iter().position(|s| s.consumes.is_some()).unwrap();
-        let handoff = |consumer: Incarnation| {
-            let mut record = VuRecord {
-                phase: Phase::Main,
-                vu: 7,
-                iteration: 0,
-                scenario: "login".into(),
-                steps: (0..=consume).map(|index| user("login", 7, r(0, 1), index as f64, Some(200), None).steps.remove(0)).collect(),
-            };
-            for (index, step) in record.steps.iter_mut().enumerate() {
-                step.index = index;
-            }
-            let last = record.steps.last_mut().unwrap();
-            last.served_by = Some(consumer);
-            last.requests[0].served_by = Some(consumer);
-            last.outcome = Outcome::Failed {
-                expected: "status 200".into(),
-                observed: Observed {
-                    status: Some(302),
-                    reason: "turned away".into(),
-                    ..Observed::default()
-                },
-            };
-            record
-        };
+        let handoff = |consumer: Incarnation| login_handoff(&scenarios, consumer, 302);
         let mut run = ExperimentRun::new("rolling-restart", Phase::Main);
         run.chaos.push(event(ChaosAction::Sigterm { replica: r(0, 1), killed: false }, 50.0, 60.0));
         run.disrupted = vec![handoff(r(0, 2))];
@@ -1185,6 +1225,36 @@ pub(crate) mod tests {
         assert_eq!(uncontrolled.baseline, None);
         assert!(uncontrolled.candidates.is_empty(), "{:?}", uncontrolled.candidates);
         assert!(uncontrolled.notes.iter().any(|n| n.contains("vu 7's control was answered by another replica than planned")), "{:?}", uncontrolled.notes);
+    }
+
+    #[test]
+    fn an_unanswered_step_after_a_store_restart_is_lost_data_only_when_a_fresh_user_of_the_flow_passes() {
+        use crate::scenario::fixtures::demo_scenarios;
+        let scenarios = demo_scenarios();
+        let mut run = ExperimentRun::new("store-restart postgres", Phase::Main);
+        run.chaos.push(event(ChaosAction::StoreStop { dependency: "postgres".into() }, 50.0, 60.0));
+        let restart = plan(ExperimentKind::StoreRestart);
+
+        // Turned away: the login was lost with the store.
+        run.disrupted = vec![login_handoff(&scenarios, r(0, 1), 302)];
+        assert_eq!(kinds(&assess(&restart, &run, &scenarios, &platform())), [FindingKind::ArtifactLostAfterStoreRestart]);
+
+        // A 503 through the recovery window, and no fresh user got through either: the app
+        // did not serve again, which says nothing of what the store kept.
+        run.disrupted = vec![login_handoff(&scenarios, r(0, 1), 503)];
+        let mut fresh = user("login", 8, r(0, 1), 900.0, Some(503), None);
+        run.recovered = vec![fresh.clone()];
+        let reconnecting = assess(&restart, &run, &scenarios, &platform());
+        assert!(reconnecting.candidates.is_empty() && reconnecting.unexplained.is_empty(), "{:?}", reconnecting.candidates);
+        assert!(reconnecting.notes.iter().any(|n| n.contains("did not serve again after the restart")), "{:?}", reconnecting.notes);
+
+        // A fresh user of the flow passed on the same replica: only what vu 7 held fails.
+        fresh.steps[0].outcome = Outcome::Passed;
+        fresh.steps[0].requests[0].status = Some(200);
+        run.recovered = vec![fresh];
+        let lost = assess(&restart, &run, &scenarios, &platform());
+        assert_eq!(kinds(&lost), [FindingKind::ArtifactLostAfterStoreRestart]);
+        assert!(lost.candidates[0].notes.iter().any(|n| n.contains("a fresh user of the same flow then passed on r0")), "{:?}", lost.candidates[0].notes);
     }
 
     #[test]

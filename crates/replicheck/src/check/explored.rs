@@ -166,8 +166,10 @@ pub fn judge(subject: Subject<'_>, run: &ScheduleRun) -> CaseVerdict {
             Locus::OneReplica(served) => {
                 let artifact = scenario.steps[failed.index].consumes.clone();
                 let producer_step = artifact.as_ref().and_then(|a| scenario.producer_of(a, failed.index)).unwrap_or(0);
+                // A 5xx right after a store restart is an app still reconnecting, not lost
+                // data (the store-restart experiment asks such a step again until answered).
                 match (served, store_restarted(&run.schedule, user, producer_step, failed.index)) {
-                    (Some(replica), true) => (producer_step, replica, replica, artifact, FindingKind::ArtifactLostAfterStoreRestart, ControlPlan::Undisturbed),
+                    (Some(replica), true) if !failed.unanswered() => (producer_step, replica, replica, artifact, FindingKind::ArtifactLostAfterStoreRestart, ControlPlan::Undisturbed),
                     _ => {
                         verdict.own.push((record.scenario.clone(), format!("u{user} failed step `{}` on one replica: {observed}", failed.name)));
                         continue;
@@ -406,7 +408,10 @@ mod tests {
                 path: "/".into(),
                 planned: served.id,
                 served_by: Some(served),
-                status: Some(200),
+                status: match &outcome {
+                    Outcome::Failed { observed, .. } => observed.status,
+                    _ => Some(200),
+                },
                 location: None,
                 set_cookies: Vec::new(),
                 start_ms: index as f64,
@@ -522,6 +527,16 @@ mod tests {
         let store = run("u0:login/0@r0 u0:login/1@r0 store-restart u0:login/2@r0", &[r(0, 1); 3], refused());
         let [fault] = judge(Subject::of(&demo_scenarios()), &store).faults.try_into().unwrap();
         assert_eq!(fault.key.kind, FindingKind::ArtifactLostAfterStoreRestart);
+
+        // A 503 right after the restart is the app reconnecting, not lost data.
+        let unavailable = Outcome::Failed {
+            expected: "status 200".into(),
+            observed: Observed { status: Some(503), reason: "cannot reach the store".into(), ..Observed::default() },
+        };
+        let reconnecting = run("u0:login/0@r0 u0:login/1@r0 store-restart u0:login/2@r0", &[r(0, 1); 3], unavailable);
+        let verdict = judge(Subject::of(&demo_scenarios()), &reconnecting);
+        assert!(verdict.faults.is_empty(), "{verdict:?}");
+        assert_eq!(verdict.own.len(), 1);
     }
 
     #[test]

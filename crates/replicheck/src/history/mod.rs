@@ -163,6 +163,10 @@ pub struct ExperimentRun {
     /// The limits experiment's series of tries, each rate limit's in turn.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limits: Vec<limits::LimitCheck>,
+    /// After a store restart, a fresh user of each flow a user failed without an answer,
+    /// on the same replica: whether the app serves that flow again at all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovered: Vec<VuRecord>,
 }
 
 /// A stretch of an experiment in which deliveries are counted.
@@ -219,6 +223,7 @@ impl ExperimentRun {
             triggers: Vec::new(),
             subscribers: Vec::new(),
             limits: Vec::new(),
+            recovered: Vec::new(),
         }
     }
 
@@ -452,6 +457,14 @@ pub struct StepRecord {
     pub captured: Vec<Captured>,
 }
 
+impl StepRecord {
+    /// The step did not pass because the app gave no answer to judge (see
+    /// `RequestRecord::unanswered`).
+    pub fn unanswered(&self) -> bool {
+        !matches!(self.outcome, Outcome::Passed) && self.requests.last().is_some_and(RequestRecord::unanswered)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Captured {
     pub name: String,
@@ -475,6 +488,13 @@ pub struct RequestRecord {
     pub start_ms: f64,
     pub end_ms: f64,
     pub error: Option<String>,
+}
+
+impl RequestRecord {
+    /// No answer from the app: a transport error, a balancer error, a cut body, or a 5xx.
+    pub fn unanswered(&self) -> bool {
+        self.error.is_some() || self.status.is_some_and(|s| s >= 500)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -149,7 +149,7 @@ pub async fn execute(ctx: &Arc<VuContext>, plans: Vec<VuPlan>, phase: Phase, con
         let permits = permits.clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let (record, secrets) = VirtualUser::new(&ctx, &plan).run(phase, None).await;
+            let (record, secrets) = VirtualUser::new(&ctx, &plan).run(phase, None, None).await;
             (vec![record], secrets)
         });
     }
@@ -162,6 +162,10 @@ pub async fn execute(ctx: &Arc<VuContext>, plans: Vec<VuPlan>, phase: Phase, con
 pub struct Gated {
     pub plan: VuPlan,
     pub gate: usize,
+    /// For how long after the gate a step the app did not answer (a 5xx, no response) is
+    /// asked again: after a dependency restart an app may reconnect late, and only its
+    /// answer tells whether what the user held survived.
+    pub recover: Option<Duration>,
 }
 
 /// Starts gated users; they all run at once (an experiment has few). Await
@@ -172,7 +176,7 @@ pub fn spawn_gated(ctx: &Arc<VuContext>, users: Vec<Gated>, phase: Phase) -> (Ga
     for user in users {
         let (ctx, gate) = (ctx.clone(), gate.clone());
         tasks.spawn(async move {
-            let (record, secrets) = VirtualUser::new(&ctx, &user.plan).run(phase, Some((user.gate, &gate))).await;
+            let (record, secrets) = VirtualUser::new(&ctx, &user.plan).run(phase, Some((user.gate, &gate)), user.recover).await;
             (vec![record], secrets)
         });
     }
@@ -192,7 +196,7 @@ pub fn spawn_load(ctx: &Arc<VuContext>, load: &Load, phase: Phase, stop: watch::
             while !*stop.borrow() {
                 let steps = |name: &str| ctx.scenarios.get(name).map_or(0, |s| s.steps.len());
                 let Some(plan) = load.pass(index, iteration, steps) else { break };
-                let (mut record, seen) = VirtualUser::new(&ctx, &plan).run(phase, None).await;
+                let (mut record, seen) = VirtualUser::new(&ctx, &plan).run(phase, None, None).await;
                 record.iteration = iteration;
                 records.push(record);
                 secrets.extend(&seen);
@@ -323,7 +327,11 @@ impl<'a> Stepper<'a> {
     }
 }
 
+/// The pause before a step the app did not answer is asked again.
+const ASK_AGAIN_AFTER: Duration = Duration::from_millis(300);
+
 /// The page a step ended at, for the next step's `submit_form`.
+#[derive(Clone)]
 struct LastPage {
     url: Url,
     body: String,
@@ -414,10 +422,10 @@ impl<'a> VirtualUser<'a> {
     /// Runs the user's steps, stopping at the first that does not pass. A gated user
     /// waits at its gate step until the gate opens, and tells the gate it arrived even
     /// when it stops before.
-    async fn run(mut self, phase: Phase, gate: Option<(usize, &Gate)>) -> (VuRecord, Secrets) {
+    async fn run(mut self, phase: Phase, gate: Option<(usize, &Gate)>, recover: Option<Duration>) -> (VuRecord, Secrets) {
         let mut record = self.new_record(phase);
         let mut pending_gate = gate;
-        self.run_steps(&mut record, &mut pending_gate).await;
+        self.run_steps(&mut record, &mut pending_gate, recover).await;
         if let Some((_, gate)) = pending_gate {
             gate.arrive();
         }
@@ -446,8 +454,9 @@ impl<'a> VirtualUser<'a> {
         }
     }
 
-    async fn run_steps(&mut self, record: &mut VuRecord, gate: &mut Option<(usize, &Gate)>) {
+    async fn run_steps(&mut self, record: &mut VuRecord, gate: &mut Option<(usize, &Gate)>, recover: Option<Duration>) {
         let Some(scenario) = self.begin() else { return };
+        let mut recover_until = None;
         for (index, step) in scenario.steps.iter().enumerate() {
             if let Some((at, waiting)) = *gate
                 && at == index
@@ -455,15 +464,37 @@ impl<'a> VirtualUser<'a> {
                 waiting.arrive();
                 waiting.wait_open().await;
                 *gate = None;
+                recover_until = recover.map(crate::clock::deadline);
             }
             let route = self.plan.routes.get(index).copied().unwrap_or(ReplicaId(0));
-            let step_record = self.run_step(index, step, route).await;
+            let step_record = match recover_until {
+                Some(until) => self.run_step_until_answered(index, step, route, until).await,
+                None => self.run_step(index, step, route).await,
+            };
             let passed = matches!(step_record.outcome, Outcome::Passed);
             record.steps.push(step_record);
             if !passed {
                 break;
             }
         }
+    }
+
+    /// Runs the step, and again while the app does not answer it, until `until`; the
+    /// record keeps every attempt's requests and the last attempt's outcome.
+    async fn run_step_until_answered(&mut self, index: usize, step: &Step, route: ReplicaId, until: Instant) -> StepRecord {
+        // An error page is no page to submit a form from: each attempt starts where the
+        // first did.
+        let before = self.last_page.clone();
+        let mut record = self.run_step(index, step, route).await;
+        while record.unanswered() && Instant::now() < until {
+            tokio::time::sleep(ASK_AGAIN_AFTER).await;
+            self.last_page = before.clone();
+            let again = self.run_step(index, step, route).await;
+            let earlier = std::mem::take(&mut record.requests);
+            record = again;
+            record.requests.splice(0..0, earlier);
+        }
+        record
     }
 
     async fn run_step(&mut self, index: usize, step: &Step, route: ReplicaId) -> StepRecord {
