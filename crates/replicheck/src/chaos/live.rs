@@ -119,14 +119,19 @@ async fn subscribe_and_publish(arena: &mut Arena<'_>, run: &mut ExperimentRun, f
         Err(subscriber) => return subscriber,
     };
     let mut published = Vec::new();
-    // A relay that subscribes to the others only once a client joined may miss the first
-    // message: one through another replica is missed only if a second one is missed too.
-    for (through, phase) in [(replica, Phase::Control), (other, run.phase), (other, run.phase)] {
-        let message = publish(arena, run, flow, through, phase).await;
-        let received = message.error.is_none() && subscription.until(&message.wanted, flow.within).await.is_some();
-        published.push(message);
-        if received && phase != Phase::Control {
-            break;
+    // An app may add a subscriber to its hub a moment after the handshake, so a message
+    // published at once can miss even a subscriber on its own replica; and a relay that
+    // subscribes to the others only once a client joined may miss the first message from
+    // another. So each is missed only if a second one is missed too: first the control,
+    // through the subscriber's own replica, then the trial, through another.
+    for (through, phase) in [(replica, Phase::Control), (other, run.phase)] {
+        for _ in 0..2 {
+            let message = publish(arena, run, flow, through, phase).await;
+            let received = message.error.is_none() && subscription.until(&message.wanted, flow.within).await.is_some();
+            published.push(message);
+            if received {
+                break;
+            }
         }
     }
     Subscriber { flow: flow.name.clone(), replica, connection: Ok(subscription.finish()), published, waited_ms: waited_ms(flow), after: None }

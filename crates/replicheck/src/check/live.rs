@@ -2,7 +2,9 @@
 //! published through one replica that a subscriber on another never received.
 //!
 //! Each subscriber has its control in the same connection, first: a message published
-//! through its own replica, which it must receive within the flow's bound. Only then are
+//! through its own replica (a second one when the first did not arrive: an app may add a
+//! subscriber to its hub a moment after the handshake), one of which it must receive
+//! within the flow's bound. Only then are
 //! the messages published through another replica judged, and only while the connection
 //! stayed open: a subscription the replica ended proves nothing about the hub. A relay
 //! that joins the others late misses the first such message and gets the second: no
@@ -57,16 +59,20 @@ fn judge(subscriber: &Subscriber) -> Judged {
         Ok(connection) => connection,
         Err(why) => return Judged::Baseline(format!("a subscriber of `{flow}` on {on} did not open: {why}")),
     };
-    let [control, trials @ ..] = &subscriber.published[..] else {
+    // The messages through the subscriber's own replica come first: its controls.
+    let own = subscriber.published.iter().take_while(|p| p.replica == on).count();
+    let (controls, trials) = subscriber.published.split_at(own);
+    if controls.is_empty() {
         return Judged::Note(format!("no message of `{flow}` was published for the subscriber on {on}"));
-    };
-    if let Some(error) = &control.error {
-        return Judged::Baseline(format!("publishing `{flow}` through {on} failed: {error}"));
     }
-    let Some(first) = connection.received(&control.wanted) else {
+    let Some((control, first)) = controls.iter().find_map(|c| Some((c, connection.received(&c.wanted)?))) else {
+        if let Some(error) = controls.iter().find_map(|c| c.error.as_ref()) {
+            return Judged::Baseline(format!("publishing `{flow}` through {on} failed: {error}"));
+        }
+        let wanted: Vec<String> = controls.iter().map(|c| format!("`{}`", c.wanted)).collect();
         return Judged::Baseline(format!(
-            "a subscriber of `{flow}` on {on} did not receive `{}`, published through {on} itself, within {within}{} (a replica whose worker processes each keep their own subscribers misses such messages too)",
-            control.wanted,
+            "a subscriber of `{flow}` on {on} did not receive {}, published through {on} itself, within {within}{} (a replica whose worker processes each keep their own subscribers misses such messages too)",
+            wanted.join(" nor "),
             instead(connection)
         ));
     };
@@ -255,6 +261,18 @@ mod tests {
         // Only the second: a relay that joined late, said so and not judged.
         let late = assess_broadcast(&run(vec![subscriber(&[("same", 130.0), ("again", 4330.0)], None)]));
         assert!(late.candidates.is_empty() && late.notes.iter().any(|n| n.contains("a relay that joins late")), "{:?}", late.notes);
+
+        // Joined to the hub late, the subscriber missed the first control and got the
+        // second: the subscription works, and what crossed replicas is judged.
+        let mut joined_late = subscriber(&[("repeat", 1130.0)], None);
+        joined_late.published.insert(1, Published { wanted: "repeat".into(), at_ms: 1100.0, ..joined_late.published[0].clone() });
+        let assessment = assess_broadcast(&run(vec![joined_late.clone()]));
+        let [candidate] = &assessment.candidates[..] else { panic!("{:?}", assessment.baseline) };
+        assert!(candidate.control.contains("`repeat`, published through r0 itself, reached the same subscriber 30 ms later"), "{}", candidate.control);
+        let Ok(connection) = &mut joined_late.connection else { unreachable!() };
+        connection.messages.clear();
+        let missed = assess_broadcast(&run(vec![joined_late])).baseline.unwrap();
+        assert!(missed.contains("did not receive `same` nor `repeat`, published through r0 itself"), "{missed}");
     }
 
     /// `subscriber` after the store's restart, published through r0 at 6000 ms and r1

@@ -42,8 +42,8 @@ impl ConnectionRecord {
     }
 }
 
-/// A subscriber of a broadcast flow, and the messages published for it: one through its
-/// own replica (the control), one through another.
+/// A subscriber of a broadcast flow, and the messages published for it: first through its
+/// own replica (the control), then through another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscriber {
     pub flow: String,
