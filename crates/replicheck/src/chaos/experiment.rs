@@ -17,7 +17,7 @@ use crate::balancer::Balancer;
 use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::cluster::{Cluster, ClusterError, Endpoint, StopOutcome};
 use crate::history::{ChaosAction, ChaosEvent, ExperimentRun, Outcome, Phase, Probe, ProbePurpose, Refusal, StartFailure, StepRecord, Trigger, VuRecord, Window};
-use crate::plan::VuPlan;
+use crate::plan::{Load, VuPlan};
 use crate::plan::interleaving::Disruption;
 use crate::redact::Secrets;
 use crate::scenario::{RouteHint, Scenario, Step};
@@ -169,6 +169,13 @@ impl<'a> Arena<'a> {
         executed.history.vus
     }
 
+    /// Waits for users already running, keeps the secrets they saw, and gathers their records.
+    pub(super) async fn collect(&mut self, users: vu::Users) -> Vec<VuRecord> {
+        let executed = vu::collect(users).await;
+        self.secrets.extend(&executed.secrets);
+        executed.history.vus
+    }
+
     /// A user of one of the experiment's scenarios, every step routed to `replica`.
     pub(super) fn own_user(&mut self, scenario: &str, replica: ReplicaId) -> VuPlan {
         self.extra_vu += 1;
@@ -251,13 +258,8 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
     let gated = plan.handoffs.iter().map(|h| Gated { plan: h.user.clone(), gate: h.gate, recover }).collect();
     let (mut keeper, users) = vu::spawn_gated(arena.ctx, gated, run.phase);
     keeper.all_arrived().await;
-    let (stop_load, load) = match &plan.load {
-        Some(load) => {
-            let (stop, stopped) = watch::channel(false);
-            (Some(stop), Some(vu::spawn_load(arena.ctx, load, run.phase, stopped)))
-        }
-        None => (None, None),
-    };
+    let load = plan.load.as_ref().map(|load| Looping::start(arena, load, run.phase));
+    let began = Instant::now();
     let mut added = None;
     let disrupted = match plan.kind {
         ExperimentKind::Restart => restart(arena, run, plan.victim, false).await,
@@ -275,18 +277,19 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
         | ExperimentKind::Broadcast
         | ExperimentKind::Limits => Ok(()),
     };
-    if let (Some(stop), Some(load)) = (stop_load, load) {
-        let _ = stop.send(true);
-        let executed = vu::collect(load).await;
-        arena.secrets.extend(&executed.secrets);
-        run.load = executed.history.vus;
+    let lasted = began.elapsed();
+    if let Some(load) = load {
+        run.load = load.finish(arena).await;
     }
     keeper.open();
-    let executed = vu::collect(users).await;
-    arena.secrets.extend(&executed.secrets);
-    run.disrupted = executed.history.vus;
+    run.disrupted = arena.collect(users).await;
     if let Some(added) = added {
         scale_in(arena, run, added).await?;
+    }
+    if let Some(load) = &plan.load
+        && run.users().any(|u| u.first_failure().is_some())
+    {
+        run.loaded = loaded_control(plan, arena, load, lasted).await;
     }
     if plan.kind == ExperimentKind::StoreRestart {
         // Still unanswered after the recovery window: does the app serve the flow at all?
@@ -294,6 +297,41 @@ async fn handoffs(plan: &ExperimentPlan, arena: &mut Arena<'_>, run: &mut Experi
         run.recovered = arena.users(unanswered, run.phase).await;
     }
     disrupted
+}
+
+/// The control of an experiment with a load, once a user failed in it: the same users
+/// and the same load for as long as the disruption lasted, without it. A flow that fails
+/// under the load alone (a cache that evicts entries when the load fills it) shows
+/// nothing about the disruption.
+async fn loaded_control(plan: &ExperimentPlan, arena: &mut Arena<'_>, load: &Load, lasted: Duration) -> Vec<VuRecord> {
+    let gated = plan.handoffs.iter().map(|h| Gated { plan: h.user.clone(), gate: h.gate, recover: None }).collect();
+    let (mut keeper, users) = vu::spawn_gated(arena.ctx, gated, Phase::Control);
+    keeper.all_arrived().await;
+    let looping = Looping::start(arena, load, Phase::Control);
+    sleep(lasted).await;
+    let mut loaded = looping.finish(arena).await;
+    keeper.open();
+    loaded.extend(arena.collect(users).await);
+    loaded
+}
+
+/// Looping users (`vu::spawn_load`) and the means to stop them.
+struct Looping {
+    stop: watch::Sender<bool>,
+    users: vu::Users,
+}
+
+impl Looping {
+    fn start(arena: &Arena<'_>, load: &Load, phase: Phase) -> Looping {
+        let (stop, stopped) = watch::channel(false);
+        Looping { users: vu::spawn_load(arena.ctx, load, phase, stopped), stop }
+    }
+
+    /// Stops the users after their current pass, and gathers every pass.
+    async fn finish(self, arena: &mut Arena<'_>) -> Vec<VuRecord> {
+        let _ = self.stop.send(true);
+        arena.collect(self.users).await
+    }
 }
 
 /// A new deployment, twice: every replica stopped, the shared directory emptied and every

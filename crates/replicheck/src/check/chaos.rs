@@ -10,7 +10,7 @@
 //! it said ready after the same replica had failed a real request it served before, and
 //! premature only when it said ready after a new replica had failed a page it serves later.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::background::{self, Work};
@@ -97,7 +97,7 @@ pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario]
         platform,
         premature: &premature,
     };
-    let (mut crossed, mut apart_too) = (0, 0);
+    let (mut crossed, mut apart_too, mut under_load) = (0, 0, BTreeSet::new());
     if plan.kind == ExperimentKind::Hardened {
         for candidate in hardened(run) {
             add(candidate);
@@ -115,6 +115,14 @@ pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario]
             apart_too += 1;
             continue;
         }
+        // The same step of the flow failed the same way under the same load without the
+        // disruption: the load may explain it (a cache that evicts what the load fills it with).
+        if let Some(step) = record.first_failure()
+            && failed_under_load_alone(run, &record.scenario, step)
+        {
+            under_load.insert(format!("`{}` step `{}`", record.scenario, step.name));
+            continue;
+        }
         match disruption.explain(plan, record, scenarios) {
             Explained::Candidate(candidate) => add(*candidate),
             Explained::Expected | Explained::Passed => {}
@@ -128,6 +136,13 @@ pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario]
             "{apart_too} user(s) whose artifact crossed replicas failed after a staggered start too: that is the scenarios' question, not a start race"
         ));
     }
+    if !under_load.is_empty() {
+        let steps: Vec<String> = under_load.into_iter().collect();
+        assessment.notes.push(format!(
+            "{} failed under the same load without the disruption too: such a failure is the load's doing (a cache that evicts what the load fills it with, say), and the disruption is not judged by it",
+            steps.join(", ")
+        ));
+    }
     if crossed > 0 {
         assessment.notes.push(format!(
             "{crossed} failure(s) of users whose artifact crossed to another replica on the way (routed around a replica that was not ready) are the scenarios' question, not this experiment's"
@@ -135,6 +150,17 @@ pub fn assess(plan: &ExperimentPlan, run: &ExperimentRun, scenarios: &[Scenario]
     }
     assessment.candidates = found.into_values().collect();
     assessment
+}
+
+/// Whether a user of `scenario` that stayed on one replica failed `step` in the loaded
+/// control, answered as it was answered (or unanswered as it was). One that crossed
+/// replicas failed of the scenarios' question.
+fn failed_under_load_alone(run: &ExperimentRun, scenario: &str, step: &StepRecord) -> bool {
+    run.loaded
+        .iter()
+        .filter(|u| u.scenario == scenario && !crosses_replicas(u) && !rerouted(u))
+        .filter_map(VuRecord::first_failure)
+        .any(|failed| failed.index == step.index && failed.unanswered() == step.unanswered())
 }
 
 /// Why the control failed, if it did. After a cold start, users whose artifact crosses
@@ -551,21 +577,25 @@ impl Disruption<'_> {
     /// asked on the same replica afterwards, passed: then the store served, and what this user
     /// held before the restart is what the app could not serve.
     fn unanswered_after_store_restart(&self, plan: &ExperimentPlan, record: &VuRecord, step: &StepRecord, scenarios: &[Scenario]) -> Explained {
-        let asked = step.requests.len();
+        // Its requests, the first attempt's and every one asked again after it.
+        let asked = match (step.requests.first(), step.requests.last()) {
+            (Some(first), Some(last)) => format!("{} request(s) over {:.1} s", step.requests.len(), (last.end_ms - first.start_ms) / 1000.0),
+            _ => "no request".to_owned(),
+        };
         let fresh = self.run.recovered.iter().find(|u| u.scenario == record.scenario && u.steps.first().is_some_and(|s| s.planned == step.planned));
         match fresh {
             Some(fresh) if fresh.first_failure().is_none() => {
                 let mut explained = self.lost_artifact(plan, record, step, scenarios);
                 if let Some(Explained::Candidate(candidate)) = &mut explained {
                     candidate.notes.push(format!(
-                        "asked {asked} time(s) after the restart, the step was never answered, while a fresh user of the same flow then passed on {}: the store served again",
+                        "the step went unanswered after the restart ({asked}), while a fresh user of the same flow then passed on {}: the store served again",
                         step.planned
                     ));
                 }
                 explained.unwrap_or_else(|| unexplained(record, step))
             }
             _ => Explained::NotJudged(format!(
-                "vu {}'s step `{}` ({}) was not answered in {asked} tries after {} restarted, and a fresh user of the flow on {} {}: the app did not serve again after the restart, which says nothing of what the store kept",
+                "vu {}'s step `{}` ({}) went unanswered after {} restarted ({asked}), and a fresh user of the flow on {} {}: the app did not serve again after the restart, which says nothing of what the store kept",
                 record.vu,
                 step.name,
                 record.scenario,
@@ -1225,6 +1255,35 @@ pub(crate) mod tests {
         assert_eq!(uncontrolled.baseline, None);
         assert!(uncontrolled.candidates.is_empty(), "{:?}", uncontrolled.candidates);
         assert!(uncontrolled.notes.iter().any(|n| n.contains("vu 7's control was answered by another replica than planned")), "{:?}", uncontrolled.notes);
+    }
+
+    #[test]
+    fn a_step_that_fails_under_the_same_load_without_the_disruption_is_not_judged_by_it() {
+        use crate::scenario::fixtures::demo_scenarios;
+        let scenarios = demo_scenarios();
+        let mut run = ExperimentRun::new("rolling-restart", Phase::Main);
+        run.chaos.push(event(ChaosAction::Sigterm { replica: r(0, 1), killed: false }, 50.0, 60.0));
+        run.disrupted = vec![login_handoff(&scenarios, r(0, 2), 302)];
+        let rolling = plan(ExperimentKind::RollingRestart);
+
+        // Under the load alone, a user that stayed on r0 was turned away at the same step:
+        // the load (a store that evicts what it fills) explains it as well as the restart.
+        let mut alone = login_handoff(&scenarios, r(0, 1), 302);
+        alone.phase = Phase::Control;
+        run.loaded = vec![alone.clone()];
+        let loaded = assess(&rolling, &run, &scenarios, &platform());
+        assert!(loaded.candidates.is_empty(), "{:?}", loaded.candidates);
+        assert!(loaded.notes.iter().any(|n| n.contains("failed under the same load without the disruption too")), "{:?}", loaded.notes);
+
+        // One that crossed replicas under the load, or that got no answer, explains nothing.
+        let mut crossed = alone.clone();
+        crossed.steps.last_mut().unwrap().planned = ReplicaId(1);
+        let mut unanswered = alone;
+        unanswered.steps.last_mut().unwrap().requests[0].status = Some(503);
+        for other in [crossed, unanswered] {
+            run.loaded = vec![other];
+            assert_eq!(kinds(&assess(&rolling, &run, &scenarios, &platform())), [FindingKind::ArtifactLostAfterRestart]);
+        }
     }
 
     #[test]

@@ -167,6 +167,10 @@ pub struct ExperimentRun {
     /// on the same replica: whether the app serves that flow again at all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recovered: Vec<VuRecord>,
+    /// When users failed in an experiment with a load: the same users and load again for
+    /// as long as the disruption lasted, without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loaded: Vec<VuRecord>,
 }
 
 /// A stretch of an experiment in which deliveries are counted.
@@ -224,6 +228,7 @@ impl ExperimentRun {
             subscribers: Vec::new(),
             limits: Vec::new(),
             recovered: Vec::new(),
+            loaded: Vec::new(),
         }
     }
 
