@@ -4,7 +4,10 @@
 //! restart), or it is unexplained and the experiment is an error. A finding needs the
 //! experiment's control to have passed, and the experiment's second run to show it again.
 //! A cold start's control is the same users after a staggered start, paired user by user:
-//! an artifact refused across replicas after both starts is the scenarios' question.
+//! an artifact refused across replicas after both starts is the scenarios' question. A step
+//! that failed the same way under the experiment's load without the disruption is the
+//! load's. After a store restart, a step the app never answered shows lost data only when a
+//! fresh user of its flow then passed on the same replica.
 //!
 //! Readiness is judged by the order of answers, never by one sample: it is stale only when
 //! it said ready after the same replica had failed a real request it served before, and
