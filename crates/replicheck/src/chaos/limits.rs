@@ -266,12 +266,13 @@ async fn per_replica(arena: &mut Arena<'_>, run: &mut ExperimentRun, flow: &Rate
     LimitCheck { flow: flow.name.clone(), question: Question::PerReplica, tries, after: None }
 }
 
-/// A client limited by `first` and by `other`; `first` restarts, then the client tries it
-/// again, `other` before and after each try.
+/// A client limited by `other`, then by `first`; `first` restarts, then the client tries it
+/// again, `other` before and after each try. `other`, limited first, is the witness: it
+/// would give the client a try back before `first` would, however long the restart takes.
 async fn reset_by_restart(arena: &mut Arena<'_>, run: &mut ExperimentRun, flow: &RateLimit, first: ReplicaId, other: ReplicaId) -> Result<LimitCheck, ClusterError> {
     let client = Client::through_balancer(arena, flow);
     let mut check = LimitCheck { flow: flow.name.clone(), question: Question::ResetByRestart, tries: Vec::new(), after: None };
-    if !until_limited(arena, run, flow, &client, first, &mut check.tries).await || !until_limited(arena, run, flow, &client, other, &mut check.tries).await {
+    if !until_limited(arena, run, flow, &client, other, &mut check.tries).await || !until_limited(arena, run, flow, &client, first, &mut check.tries).await {
         return Ok(check);
     }
     restart(arena, run, first, false).await?;

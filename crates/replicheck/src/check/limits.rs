@@ -8,7 +8,10 @@
 //! through, still refused it. The witness rules out the window ending (a count that starts
 //! afresh refuses nobody); a limit that refills (a token bucket, a sliding window) gives
 //! back one try per `window / limit`, so at least two tries must go through, all within
-//! that time of the limit being reached.
+//! that time of the limit being reached. Across a restart the witness was limited before
+//! the replica that restarts: it would get a try back first, so while it refuses, the
+//! restarted replica's tries let through are its restart's doing, however long the restart
+//! took within the window.
 
 use std::time::Duration;
 
@@ -16,7 +19,7 @@ use super::finding::FindingKind;
 use super::twice::{Assessment, Candidate};
 use crate::chaos::THROUGH_NEEDED;
 use crate::history::limits::{Answer, LimitCheck, Question, Try};
-use crate::history::{ExperimentRun, Phase};
+use crate::history::{ChaosAction, ExperimentRun, Phase};
 use crate::target::RateLimit;
 use crate::vocab::replica::Incarnation;
 
@@ -160,15 +163,18 @@ fn judge(check: &LimitCheck, flow: &RateLimit) -> Judged {
     let Some(at) = check.tries.iter().position(|t| t.limited() && t.forged.is_none()) else {
         return Judged::Nothing;
     };
-    let limited = &check.tries[at];
-    // After a restart the series goes on from the last limit before it.
-    let (from, witness_of) = match check.question {
+    // After a restart the series goes on from the later of the two limits before it: the
+    // restarted replica's and the witness's.
+    let (from, limited, witness_of, witness_first) = match check.question {
         Question::ResetByRestart => {
             let Some(restart) = &check.after else { return Judged::Nothing };
-            let Some(last) = check.tries.iter().rposition(|t| t.limited() && t.start_ms < restart.start_ms) else { return Judged::Nothing };
-            (last, check.tries[last].replica())
+            let ChaosAction::Start { replica: restarted } = &restart.action else { return Judged::Nothing };
+            let before = |t: &Try| t.limited() && t.start_ms < restart.start_ms;
+            let Some(last) = check.tries.iter().rposition(|t| before(t) && t.replica().id == restarted.id) else { return Judged::Nothing };
+            let Some(witness) = check.tries.iter().position(|t| before(t) && t.replica().id != restarted.id) else { return Judged::Nothing };
+            (last.max(witness), &check.tries[last], check.tries[witness].replica(), witness < last)
         }
-        _ => (at, limited.replica()),
+        _ => (at, &check.tries[at], check.tries[at].replica(), false),
     };
     let later = &check.tries[from + 1..];
     let is_witness = |t: &Try| t.forged.is_none() && t.replica() == witness_of;
@@ -182,11 +188,14 @@ fn judge(check: &LimitCheck, flow: &RateLimit) -> Judged {
         return Judged::Note(format!("{witness_of} let the client through again by itself (its window ended), so the series shows nothing"));
     }
     let span = Duration::from_secs_f64((later.last().map_or(0.0, |t| t.end_ms) - check.tries[from].start_ms).max(0.0) / 1000.0);
-    if span >= flow.refill() {
+    // A witness limited first rules out a refill; a count that keeps refused tries frees the
+    // client only a window after its first try.
+    let (bound, what) = if witness_first { (flow.window, "the limit's window") } else { (flow.refill(), "a limit that refills takes to give one back") };
+    if span >= bound {
         return Judged::Note(format!(
-            "the tries after the limit took {} ms, as long as a limit that refills takes to give one back ({} ms), so they show nothing",
+            "the tries after the limit took {} ms, as long as {what} ({} ms), so they show nothing",
             span.as_millis(),
-            flow.refill().as_millis()
+            bound.as_millis()
         ));
     }
     let first_through = through[0];
@@ -300,6 +309,35 @@ mod tests {
         assert_eq!(found.kind, FindingKind::LimitPerReplica);
         assert_eq!((found.producer.id, found.consumer.id), (ReplicaId(0), ReplicaId(1)));
         assert!(found.observed.reason.contains("then r1 let it through (r1 2)"), "{}", found.observed.reason);
+    }
+
+    /// Client 5 limited by r1 and r0 in the order `limited`, r0 restarted from 1000 ms on for
+    /// `restart_ms`, then let through by r0#2 twice, r1 asked before and after each.
+    fn across_a_restart(limited: [u16; 2], restart_ms: f64) -> LimitCheck {
+        let mut tries: Vec<Try> = limited.iter().enumerate().map(|(k, &r)| tried(5, (r, 1), 100.0 + 10.0 * k as f64, 'L')).collect();
+        let after = 1000.0 + restart_ms;
+        for (k, (replica, answer)) in [((1, 1), 'L'), ((0, 2), 'T'), ((1, 1), 'L'), ((0, 2), 'T'), ((1, 1), 'L')].into_iter().enumerate() {
+            tries.push(tried(5, replica, after + 10.0 * k as f64, answer));
+        }
+        let mut check = series(Question::ResetByRestart, tries);
+        let started = Incarnation { id: ReplicaId(0), generation: 2 };
+        check.after = Some(crate::history::ChaosEvent { action: ChaosAction::Start { replica: started }, start_ms: 1000.0, end_ms: after });
+        check
+    }
+
+    #[test]
+    fn a_restart_that_takes_longer_than_a_refill_is_judged_when_the_witness_was_limited_first() {
+        // 5 tries a minute: one comes back every 12 s.
+        let judged = |limited, restart_ms| judge(&across_a_restart(limited, restart_ms), &flow(5, 60_000));
+        let Judged::Candidate(found) = judged([1, 0], 20_000.0) else { panic!("a finding") };
+        assert_eq!(found.kind, FindingKind::LimitResetByRestart);
+        assert!(found.observed.reason.starts_with("r0 had limited client 127.1.1.5 before it restarted; r0#2 let the client through 2 times"), "{}", found.observed.reason);
+        assert!(found.control.starts_with("r1, which had counted"), "{}", found.control);
+        // The restarted replica limited first would give a try back first: 20 s is too long.
+        assert!(matches!(judged([0, 1], 20_000.0), Judged::Note(note) if note.contains("a limit that refills")));
+        assert!(matches!(judged([0, 1], 2_000.0), Judged::Candidate(_)));
+        // Past the window, a count that keeps refused tries has let the client go.
+        assert!(matches!(judged([1, 0], 70_000.0), Judged::Note(note) if note.contains("the limit's window (60000 ms)")));
     }
 
     #[test]
