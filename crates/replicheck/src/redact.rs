@@ -4,8 +4,9 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use sha2::{Digest, Sha256};
 
 pub const MARKER: &str = "[redacted]";
@@ -17,17 +18,24 @@ const MIN_LEN: usize = 4;
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
     values: BTreeSet<String>,
+    /// Built on first use after a change: a user redacts every request it records, and a
+    /// looping user has gathered hundreds of values.
+    matcher: OnceLock<Option<AhoCorasick>>,
 }
 
 impl Secrets {
     pub fn add(&mut self, value: &str) {
-        if value.len() >= MIN_LEN {
-            self.values.insert(value.to_owned());
+        if value.len() >= MIN_LEN && self.values.insert(value.to_owned()) {
+            self.matcher = OnceLock::new();
         }
     }
 
     pub fn extend(&mut self, other: &Secrets) {
+        let before = self.values.len();
         self.values.extend(other.values.iter().cloned());
+        if self.values.len() != before {
+            self.matcher = OnceLock::new();
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -66,11 +74,26 @@ impl Secrets {
         first_error
     }
 
-    fn matcher(&self) -> Option<AhoCorasick> {
-        if self.values.is_empty() {
-            return None;
-        }
-        AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&self.values).ok()
+    /// A contiguous NFA: it builds in time linear in the secrets (a DFA, which the builder
+    /// would pick for a few of them, takes far longer to build than the short texts it
+    /// scans would save) and still scans a report's files fast. One too large for it is
+    /// built as the slower noncontiguous NFA, which holds any set.
+    fn matcher(&self) -> Option<&AhoCorasick> {
+        self.matcher
+            .get_or_init(|| {
+                if self.values.is_empty() {
+                    return None;
+                }
+                let build = |kind| {
+                    AhoCorasick::builder()
+                        .kind(Some(kind))
+                        .match_kind(MatchKind::LeftmostLongest)
+                        .build(&self.values)
+                        .ok()
+                };
+                build(AhoCorasickKind::ContiguousNFA).or_else(|| build(AhoCorasickKind::NoncontiguousNFA))
+            })
+            .as_ref()
     }
 }
 
@@ -109,6 +132,19 @@ mod tests {
         secrets.add("abcdef");
         secrets.add("on");
         assert_eq!(secrets.redact("x=abcdef y=abcd on"), "x=[redacted] y=[redacted] on");
+    }
+
+    #[test]
+    fn a_secret_added_after_a_redaction_is_redacted_too() {
+        let mut secrets = Secrets::default();
+        secrets.add("first-secret");
+        assert_eq!(secrets.redact("a first-secret b second-secret"), "a [redacted] b second-secret");
+        secrets.add("second-secret");
+        assert_eq!(secrets.redact("a first-secret b second-secret"), "a [redacted] b [redacted]");
+        let mut more = Secrets::default();
+        more.add("third-secret");
+        secrets.extend(&more);
+        assert_eq!(secrets.redact("third-secret"), "[redacted]");
     }
 
     #[test]
