@@ -18,8 +18,8 @@ const MIN_LEN: usize = 4;
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
     values: BTreeSet<String>,
-    /// Built on first use after a change: a user redacts every request it records, and a
-    /// looping user has gathered hundreds of values.
+    /// Built on first use after a change: a user redacts every request it records, and
+    /// building one for each cost a rolling restart's load minutes of CPU.
     matcher: OnceLock<Option<AhoCorasick>>,
 }
 
