@@ -9,7 +9,9 @@ SQLite file every process shares, or a PostgreSQL table (APP_STORE=postgresql://
 With APP_MIGRATE, the PostgreSQL store creates its table as it starts, as a migration tool
 run in every replica's entrypoint would: `unguarded` checks for the table and creates it
 (two replicas started together both find none, and one fails), `locked` does the same
-holding an advisory lock.
+holding an advisory lock, and `sometimes` races as `unguarded` does except the second time
+replicas meet at an empty database (counted in the file APP_LEDGER names): then the later
+ones wait for the first, as a race that shows only now and then.
 """
 import argparse
 import hashlib
@@ -74,16 +76,26 @@ class PostgresStore:
         self.url, self.psycopg = url, psycopg
         migrate = os.environ.get("APP_MIGRATE")
         if migrate:
-            self.migrate(locked=migrate == "locked")
+            self.migrate(locked=migrate == "locked", sometimes=migrate == "sometimes")
 
-    def migrate(self, locked):
+    def migrate(self, locked, sometimes):
         with self.psycopg.connect(self.url, autocommit=True) as db:
             if locked:
                 db.execute("SELECT pg_advisory_lock(4242)")
-            if db.execute("SELECT to_regclass('kv')").fetchone()[0] is None:
+            absent = lambda: db.execute("SELECT to_regclass('kv')").fetchone()[0] is None
+            if absent():
+                meeting = Ledger(os.environ["APP_LEDGER"]) if sometimes else None
+                if meeting and meeting.join() == 2:
+                    while absent():
+                        time.sleep(0.05)
+                    return
                 print("migrating: creating table kv", flush=True)
                 time.sleep(0.5)  # a migration takes a while: long enough to overlap another's
-                db.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+                try:
+                    db.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+                finally:
+                    if meeting:
+                        meeting.leave()
             if locked:
                 db.execute("SELECT pg_advisory_unlock(4242)")
 
@@ -95,6 +107,34 @@ class PostgresStore:
     def put(self, key, value):
         with self.psycopg.connect(self.url, autocommit=True) as db:
             db.execute("INSERT INTO kv (k, v) VALUES (%s, %s) ON CONFLICT (k) DO UPDATE SET v = excluded.v", (key, value))
+
+
+class Ledger:
+    """Migrations of the kv table, in a file every replica writes: a replica that finds the
+    table absent opens a migration, or joins the open one, which makes a meeting."""
+
+    def __init__(self, path):
+        self.path, self.opened = path, False
+
+    def join(self):
+        """Opens a migration, or joins the open one; returns which meeting this is, 0 if none."""
+        import fcntl
+
+        with open(self.path, "a+") as ledger:
+            fcntl.flock(ledger, fcntl.LOCK_EX)
+            ledger.seek(0)
+            lines = ledger.read().split()
+            if lines and lines[-1] in ("open", "joined"):
+                ledger.write("joined\n")
+                return " ".join(lines + ["joined"]).replace("open joined", "meeting").count("meeting")
+            ledger.write("open\n")
+            self.opened = True
+            return 0
+
+    def leave(self):
+        if self.opened:
+            with open(self.path, "a") as ledger:
+                ledger.write("done\n")
 
 
 def open_store(spec):

@@ -204,8 +204,9 @@ pub fn judge(record: &Record, scenarios: &Scenarios<'_>, target: &Target, plan: 
             continue;
         };
         let assess = |run: &ExperimentRun| super::chaos::assess(experiment_plan, run, scenarios.workload, &platform);
-        let runs = |phase: Phase| record.experiments.iter().find(|r| r.experiment == name && r.phase == phase).map(assess);
-        let (findings, result) = twice(runs(Phase::Main), runs(Phase::Reproduce), record.seed, &reproduce, name);
+        let runs = |phase: Phase| record.experiments.iter().filter(move |r| r.experiment == name && r.phase == phase).map(assess);
+        // A race may take more than one run again to show again (`confirming_runs`).
+        let (findings, result) = twice(runs(Phase::Main).next(), super::twice::again(runs(Phase::Reproduce)), record.seed, &reproduce, name);
         chaos.findings.extend(findings);
         chaos.scenarios.push(result);
     }

@@ -1,6 +1,7 @@
 //! Checks that run twice: a chaos experiment or an inspection runs once, and when it shows
-//! something, runs again. A candidate becomes a finding only when its control passed and
-//! the second run shows the same thing (same kind, scenario and step) again.
+//! something, runs again (a race, up to a few times: `ExperimentKind::confirming_runs`). A
+//! candidate becomes a finding only when every control passed and a run after the first
+//! shows the same thing (same kind, scenario and step) again.
 
 use super::finding::{ArtifactEvidence, ChaosContext, Control, ControlResult, Finding, FindingKind};
 use super::{ScenarioResult, ScenarioStatus};
@@ -91,10 +92,32 @@ impl Assessment {
     pub fn worth_repeating(&self) -> bool {
         !self.candidates.is_empty() && self.baseline.is_none() && self.error.is_none()
     }
+
+    /// Whether the runs after this one leave something to settle: a candidate none of
+    /// them showed again, while each passed its control and ran without error (a run that
+    /// did not can confirm nothing, and ends the tries).
+    pub fn unsettled_by(&self, again: &Assessment) -> bool {
+        again.baseline.is_none() && again.error.is_none() && self.candidates.iter().any(|c| !again.candidates.iter().any(|a| a.key() == c.key()))
+    }
+
+    /// Two runs after the first as one: every candidate either showed, and the first failed
+    /// control or error, which stops the check from confirming anything.
+    pub fn joined(mut self, next: Assessment) -> Assessment {
+        self.candidates.extend(next.candidates);
+        self.baseline = self.baseline.or(next.baseline);
+        self.error = self.error.or(next.error);
+        self
+    }
+}
+
+/// The runs after the first, as one (`Assessment::joined`); None when the check did not
+/// run again.
+pub fn again(runs: impl IntoIterator<Item = Assessment>) -> Option<Assessment> {
+    runs.into_iter().reduce(Assessment::joined)
 }
 
 /// Findings and a status for one check, from its first run and, when that showed
-/// candidates, its second. `name` is the experiment or inspection.
+/// candidates, the runs after it as one (`again`). `name` is the experiment or inspection.
 pub fn judge(first: &Assessment, second: Option<&Assessment>, seed: u64, reproduce: &dyn Fn(&str) -> String, experiment: &str) -> (Vec<Finding>, ScenarioResult) {
     let mut result = ScenarioResult {
         name: experiment.to_owned(),

@@ -755,7 +755,7 @@ async fn run_experiments(
     let platform = check::chaos::Platform::of(arena.target);
     let mut done = Experimented::default();
     let mut previous: Option<String> = None;
-    for (experiment, _) in &bound.experiments {
+    'experiments: for (experiment, _) in &bound.experiments {
         let name = experiment.to_string();
         let Some(experiment_plan) = plan.experiments.iter().find(|e| e.experiment() == *experiment) else { continue };
         let name = name.as_str();
@@ -782,20 +782,31 @@ async fn run_experiments(
         done.notice(arena, observer, name).await;
         let first_assessment = check::chaos::assess(experiment_plan, &first, &bound.workload, &platform);
         done.runs.push(first);
-        let mut second_assessment = None;
-        if first_assessment.worth_repeating() {
+        // Again until what the first run showed shows again, within the experiment's tries.
+        let mut again: Option<check::twice::Assessment> = None;
+        let tries = if first_assessment.worth_repeating() { experiment.kind.confirming_runs() } else { 0 };
+        for _ in 0..tries {
             observer.progress(Progress::CheckRepeated { name: name.to_owned() });
             let began = Instant::now();
-            let second = tokio::select! {
+            let next = tokio::select! {
                 run = experiment::run(experiment_plan, arena, Phase::Reproduce) => run,
-                _ = interrupt.wait() => break,
+                _ = interrupt.wait() => break 'experiments,
             };
             done.timings.push(Timing::since(format!("experiment {name} again"), arena.ctx.origin, began));
             done.notice(arena, observer, name).await;
-            second_assessment = Some(check::chaos::assess(experiment_plan, &second, &bound.workload, &platform));
-            done.runs.push(second);
+            let assessment = check::chaos::assess(experiment_plan, &next, &bound.workload, &platform);
+            done.runs.push(next);
+            let merged = match again.take() {
+                Some(so_far) => so_far.joined(assessment),
+                None => assessment,
+            };
+            let settled = !first_assessment.unsettled_by(&merged);
+            again = Some(merged);
+            if settled {
+                break;
+            }
         }
-        finished(observer, name, &first_assessment, second_assessment.as_ref(), seed, reproduce);
+        finished(observer, name, &first_assessment, again.as_ref(), seed, reproduce);
     }
     done
 }

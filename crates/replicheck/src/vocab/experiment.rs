@@ -122,6 +122,17 @@ impl ExperimentKind {
         )
     }
 
+    /// How many further runs may show again what the first run showed. A start race shows
+    /// only when the replicas' starts overlap, and a busy machine spreads starts that
+    /// begin at the same instant: the cold start gets three tries to show it again. Every
+    /// other experiment's outcome does not hang on such timing, and gets one.
+    pub fn confirming_runs(self) -> usize {
+        match self {
+            ExperimentKind::ColdStart => 3,
+            _ => 1,
+        }
+    }
+
     /// Whether the experiment sends requests at all: scheduled jobs are only watched.
     pub fn sends_requests(self) -> bool {
         self != ExperimentKind::ScheduledJobs
