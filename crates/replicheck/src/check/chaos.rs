@@ -1335,6 +1335,7 @@ pub(crate) mod tests {
         let (findings, result) = judge(&first, Some(&quiet), 1, &|s| s.to_owned(), "sigterm");
         assert!(findings.is_empty());
         assert_eq!(result.unconfirmed, 1);
+        assert!(result.notes.iter().any(|n| n.starts_with("seen once, not again: inflight-dropped at ")), "{:?}", result.notes);
         let again = assess_sigterm(&sigterm_run(vec![dropped()]));
         let (findings, result) = judge(&first, Some(&again), 1, &|s| format!("--scenarios {s}"), "sigterm");
         assert_eq!(result.status, ScenarioStatus::Failed);

@@ -146,6 +146,10 @@ pub fn judge(first: &Assessment, second: Option<&Assessment>, seed: u64, reprodu
     for candidate in &first.candidates {
         if !again.contains(&candidate.key()) {
             result.unconfirmed += 1;
+            // Not a finding, but a reader who sees the count asks what it was.
+            let reason = candidate.observed.reason.lines().next().unwrap_or_default();
+            let reason: String = reason.chars().take(160).collect();
+            result.notes.push(format!("seen once, not again: {} at `{}` step `{}`: {reason}", candidate.kind, candidate.scenario, candidate.step));
             continue;
         }
         findings.push(Finding {
