@@ -205,7 +205,7 @@ pub fn judge(record: &Record, scenarios: &Scenarios<'_>, target: &Target, plan: 
         };
         let assess = |run: &ExperimentRun| super::chaos::assess(experiment_plan, run, scenarios.workload, &platform);
         let runs = |phase: Phase| record.experiments.iter().filter(move |r| r.experiment == name && r.phase == phase).map(assess);
-        // A race may take more than one run again to show again (`confirming_runs`).
+        // A race gets several runs to show again (`ExperimentKind::confirming_runs`), each recorded.
         let (findings, result) = twice(runs(Phase::Main).next(), super::twice::again(runs(Phase::Reproduce)), record.seed, &reproduce, name);
         chaos.findings.extend(findings);
         chaos.scenarios.push(result);
