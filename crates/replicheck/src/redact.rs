@@ -31,10 +31,8 @@ impl Secrets {
     }
 
     pub fn extend(&mut self, other: &Secrets) {
-        let before = self.values.len();
-        self.values.extend(other.values.iter().cloned());
-        if self.values.len() != before {
-            self.matcher = OnceLock::new();
+        for value in &other.values {
+            self.add(value);
         }
     }
 
