@@ -361,3 +361,60 @@ async fn users_subscribe_through_the_balancer_and_record_what_arrives_and_how_it
     assert!(how.starts_with("a message over the cap ([limits] max_body)"), "{how}");
     f.finish().await;
 }
+
+/// A replica of its own: answers each request with the request line it received and whether
+/// a Host came with it, then closes the connection at once, without `Connection: close`,
+/// as a server does that closes kept connections the moment it stops or times them out.
+async fn closing_replica() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                let line = head.lines().next().unwrap_or_default().to_owned();
+                let body = format!("{line} host={}", head.contains("\r\nhost: "));
+                let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_closes_each_kept_connection_costs_no_request_and_gets_origin_form_with_a_host() {
+    use replicheck::cluster::Endpoint;
+    use replicheck::cluster::replica::Incarnation;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let endpoint = Endpoint { replica: Incarnation::first(ReplicaId(0)), addr: closing_replica().await };
+    let config = BalancerConfig { threads: 1, ..BalancerConfig::local("/", Duration::ZERO) };
+    let balancer = Balancer::start(config, &[endpoint]).await.unwrap();
+    let http = replicheck::client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let url = balancer.entrance().url("/again?n=1");
+    for _ in 0..200 {
+        let response = http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.headers().get(ERROR_HEADER));
+        assert_eq!(response.text().await.unwrap(), "get /again?n=1 http/1.1 host=true");
+    }
+    // An HTTP/1.0 client sends no Host, and a proxy-style one the absolute form.
+    for (sent, seen) in [
+        ("GET /old HTTP/1.0\r\n\r\n", "get /old http/1.1 host=true"),
+        ("GET http://app.example/abs?x=1 HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n", "get /abs?x=1 http/1.1 host=true"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(balancer.addr()).await.unwrap();
+        stream.write_all(sent.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.") && answer.contains(" 200 ") && answer.ends_with(seen), "{sent:?} got {answer:?}");
+    }
+}

@@ -12,7 +12,9 @@
 pub mod forwarded;
 /// Routing policies live in the bottom layer; this path stays for the library's users.
 pub use crate::vocab::routing as policy;
+mod pool;
 mod proxy;
+mod records;
 pub mod tls;
 pub mod upstreams;
 pub(crate) mod tunnel;
@@ -20,16 +22,13 @@ mod workers;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -42,6 +41,7 @@ use crate::vocab::replica::Endpoint;
 use crate::vocab::replica::{Incarnation, ReplicaId};
 use crate::vocab::routing::RoutingPolicy;
 use proxy::ProxyState;
+use records::Records;
 use tls::RunCertificates;
 use upstreams::Upstreams;
 use workers::Workers;
@@ -155,7 +155,7 @@ pub struct ProxyRecord {
 pub struct Balancer {
     entrance: Entrance,
     upstreams: Arc<Upstreams>,
-    records: Option<Arc<Mutex<Vec<ProxyRecord>>>>,
+    records: Option<Arc<Records>>,
     // Held for their drop: stopping the event loops closes every connection.
     _workers: Workers,
     _probes: JoinSet<()>,
@@ -166,14 +166,12 @@ impl Balancer {
         let listener = std::net::TcpListener::bind(config.listen)?;
         let addr = listener.local_addr()?;
         let upstreams = Arc::new(Upstreams::new(endpoints));
-        // A vector under a lock the event loops rarely contend for: cheaper per request
-        // than a channel, and drained whole.
-        let records = config.record.then(|| Arc::new(Mutex::new(Vec::new())));
+        let records = config.record.then(|| Arc::new(Records::new()));
         let state = Arc::new(ProxyState {
             upstreams: upstreams.clone(),
             policy: config.policy,
             scheme: config.scheme,
-            client: upstream_client(config.proxy_address),
+            from: config.proxy_address,
             turn: AtomicUsize::new(0),
             records: records.clone(),
             started: Instant::now(),
@@ -230,7 +228,7 @@ impl Balancer {
     /// Every request proxied since the last call (none unless `record` was asked for).
     pub fn drain_records(&mut self) -> Vec<ProxyRecord> {
         match &self.records {
-            Some(records) => std::mem::take(&mut *crate::sync::locked(records)),
+            Some(records) => records.drain(),
             None => Vec::new(),
         }
     }
@@ -264,23 +262,4 @@ where
     let service = service_fn(move |request| proxy::handle(state.clone(), client, request));
     // A client that hangs up mid-request is the client's business.
     let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(io), service).with_upgrades().await;
-}
-
-/// The connections to the replicas, pooled and kept alive across client connections.
-/// hyper's pool retries a request a kept connection closed before writing it, and
-/// checks a connection is still open before it lends it: kept connections of each client
-/// connection alone raced replicas that close idle connections when they stop (puma on
-/// SIGTERM) and turned correct apps into dropped in-flight requests.
-fn upstream_client(from: Option<IpAddr>) -> Client<HttpConnector, Incoming> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    connector.set_local_address(from);
-    Client::builder(TokioExecutor::new())
-        // Shorter than any common server's keep-alive timeout (gunicorn's is 2s): a
-        // request written on a connection the replica is closing as idle fails without
-        // the replica ever seeing it, and would be blamed on the replica.
-        .pool_idle_timeout(Duration::from_secs(1))
-        .pool_timer(TokioTimer::new())
-        .build(connector)
 }

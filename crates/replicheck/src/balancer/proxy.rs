@@ -3,10 +3,10 @@
 //! the replica switches protocols for (a WebSocket) becomes a tunnel to it (`tunnel`).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -14,13 +14,13 @@ use http::header::HeaderValue;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::forwarded::{add_forwarded, remove_hop_by_hop};
+use super::pool::{self, Lent};
+use super::records::Records;
 use super::tunnel;
 use crate::vocab::routing::RoutingPolicy;
 use super::upstreams::{InFlight, Upstream, Upstreams};
@@ -31,10 +31,23 @@ use crate::telemetry::tracecontext::continue_trace;
 pub type ProxyBody = Either<Relayed, Full<Bytes>>;
 
 /// A replica's response body on its way to the client, counted in flight to the replica
-/// until it has passed whole (or the client is gone).
+/// until it has passed whole (or the client is gone). Its connection is kept for the
+/// next request once the body has passed whole, and closed if it has not.
 pub struct Relayed {
     body: Incoming,
+    connection: Option<Lent>,
+    ended: bool,
     _in_flight: InFlight,
+}
+
+impl Drop for Relayed {
+    fn drop(&mut self) {
+        if self.ended || self.body.is_end_stream() {
+            if let Some(connection) = self.connection.take() {
+                connection.give_back();
+            }
+        }
+    }
 }
 
 impl Body for Relayed {
@@ -42,7 +55,11 @@ impl Body for Relayed {
     type Error = hyper::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            self.ended = true;
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -59,10 +76,11 @@ pub struct ProxyState {
     pub upstreams: Arc<Upstreams>,
     pub policy: RoutingPolicy,
     pub scheme: &'static str,
-    pub client: Client<HttpConnector, Incoming>,
+    /// The address connections to replicas come from (`BalancerConfig::proxy_address`).
+    pub from: Option<IpAddr>,
     pub turn: AtomicUsize,
     /// Where each request's record goes, when someone reads them.
-    pub records: Option<Arc<Mutex<Vec<ProxyRecord>>>>,
+    pub records: Option<Arc<Records>>,
     pub started: Instant,
     /// See `BalancerConfig::answer_within`.
     pub answer_within: Option<Duration>,
@@ -105,7 +123,7 @@ pub async fn handle(
                 .map(str::to_owned),
             took_ms: received.elapsed().as_secs_f64() * 1000.0,
         };
-        crate::sync::locked(records).push(record);
+        records.push(record);
     }
     Ok(response)
 }
@@ -156,13 +174,14 @@ async fn forward(
     client: SocketAddr,
     mut request: Request<Incoming>,
 ) -> (Response<ProxyBody>, Incarnation) {
-    let path = path_of(request.uri());
-    let uri = match Uri::builder().scheme("http").authority(upstream.authority.clone()).path_and_query(path).build() {
-        Ok(uri) => uri,
-        Err(err) => return (refuse(StatusCode::BAD_REQUEST, format!("bad request target: {err}")), upstream.replica),
-    };
+    // Origin-form, whatever form the client used; a client that sent no Host (HTTP/1.0)
+    // gets the replica's, as every HTTP/1.1 request must carry one.
+    let uri = request.uri().path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from);
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
+    if !request.headers().contains_key(http::header::HOST) {
+        request.headers_mut().insert(http::header::HOST, upstream.host.clone());
+    }
     let upgrade = tunnel::requested(request.headers());
     let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
     add_forwarded(request.headers_mut(), client.ip(), state.scheme);
@@ -172,7 +191,7 @@ async fn forward(
     // As a proxy with tracing does: the replica's spans must continue this trace.
     continue_trace(request.headers_mut());
     let in_flight = upstream.start_request();
-    let answer = state.client.request(request);
+    let answer = pool::send(upstream.addr, state.from, request);
     let answered = match state.answer_within {
         Some(limit) => match tokio::time::timeout(limit.saturating_sub(answer_margin(limit)), answer).await {
             Ok(answered) => answered,
@@ -187,7 +206,7 @@ async fn forward(
         None => answer.await,
     };
     match answered {
-        Ok(mut response) => {
+        Ok((mut response, connection)) => {
             upstream.answered();
             let switched = (response.status() == StatusCode::SWITCHING_PROTOCOLS)
                 .then(|| (hyper::upgrade::on(&mut response), response.headers().get(http::header::UPGRADE).cloned()));
@@ -200,6 +219,8 @@ async fn forward(
                 // On this connection's event loop, which closes it when the balancer stops.
                 tokio::spawn(tunnel::run(client_side, replica_side, tunnel::IDLE));
             }
+            // A connection that switched protocols is the tunnel's now.
+            let connection = (parts.status != StatusCode::SWITCHING_PROTOCOLS).then_some(connection);
             // A relay in front of an instance behind someone else's load balancer knows
             // better which instance served; only relays send the header.
             let served = match parts.headers.get(SERVED_BY_HEADER) {
@@ -215,7 +236,8 @@ async fn forward(
                     upstream.replica
                 }
             };
-            (Response::from_parts(parts, Either::Left(Relayed { body, _in_flight: in_flight })), served)
+            let relayed = Relayed { body, connection, ended: false, _in_flight: in_flight };
+            (Response::from_parts(parts, Either::Left(relayed)), served)
         }
         Err(err) => {
             upstream.unanswered();

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
-use http::uri::Authority;
 
 use crate::vocab::replica::Endpoint;
 use crate::vocab::replica::{Incarnation, ReplicaId};
@@ -25,8 +24,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     /// The `x-replicheck-replica` value of its answers, made once rather than per request.
     pub served_by: HeaderValue,
-    /// `addr` as the authority of the URIs requests are sent to, made once too.
-    pub authority: Authority,
+    /// `addr` as the `Host` of requests whose client sent none (HTTP/1.0), made once too.
+    pub host: HeaderValue,
     ready: AtomicBool,
     held: AtomicBool,
     /// Readiness probes failed in a row.
@@ -66,8 +65,8 @@ impl Upstream {
             addr: endpoint.addr,
             // A replica name (`r1#2`) is always a valid header value.
             served_by: HeaderValue::from_str(&endpoint.replica.to_string()).unwrap_or(HeaderValue::from_static("unknown")),
-            // A socket address is always a valid authority.
-            authority: endpoint.addr.to_string().parse().unwrap_or(Authority::from_static("0.0.0.0")),
+            // A socket address is always a valid header value.
+            host: HeaderValue::from_str(&endpoint.addr.to_string()).unwrap_or(HeaderValue::from_static("localhost")),
             // The cluster waited for readiness before handing the endpoint over.
             ready: AtomicBool::new(true),
             held: AtomicBool::new(false),
