@@ -22,7 +22,8 @@
 //! `apt-get install wrk nginx`). Env: BENCH_ROUNDS (3), BENCH_SECONDS (5),
 //! BENCH_CONNECTIONS (32), BENCH_THREADS (the balancer's threads and nginx's workers;
 //! default: the cores), BENCH_USERS (1000,10000; empty skips), BENCH_IDLE (10000 idle
-//! WebSockets; 0 skips).
+//! WebSockets; 0 skips), BENCH_ONLY (measures only the throughput cases whose label holds
+//! it, and the direct one, and skips the WebSockets: for profiling one case).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -332,6 +333,10 @@ async fn throughput(cluster: &Cluster, certificates: &Arc<RunCertificates>, scra
     if let Some(nginx) = &nginx {
         cases.push(("nginx, http", format!("http://{}{PATH}", nginx.http)));
         cases.push(("nginx, https", format!("https://{}{PATH}", nginx.https)));
+    }
+    // The direct case stays: every ratio is against it.
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        cases.retain(|(label, _)| *label == "direct to r0" || label.contains(only.as_str()));
     }
     println!(
         "GET {PATH} · wrk -t1 -c{connections} -d{seconds}s · {} demo replicas · balancer {threads} thread(s){} · median of {rounds} round(s)\n",
@@ -741,7 +746,9 @@ fn main() {
                 .expect("certificates"),
         );
         throughput(&cluster, &certificates, scratch.path()).await;
-        websockets(&cluster, scratch.path()).await;
+        if std::env::var("BENCH_ONLY").is_err() {
+            websockets(&cluster, scratch.path()).await;
+        }
         memory(&cluster, &certificates, scratch.path()).await;
         let _ = std::io::stdout().flush();
         cluster.shutdown().await;
