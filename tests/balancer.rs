@@ -9,7 +9,8 @@ use std::time::Duration;
 use replicheck::balancer::policy::RoutingPolicy;
 use replicheck::balancer::tls::RunCertificates;
 use replicheck::balancer::{Balancer, BalancerConfig, ERROR_HEADER, ROUTE_HEADER, SERVED_BY_HEADER};
-use replicheck::cluster::replica::ReplicaId;
+use replicheck::cluster::Endpoint;
+use replicheck::cluster::replica::{Incarnation, ReplicaId};
 use replicheck::cluster::{Cluster, ClusterSpec};
 use replicheck::file::SourceFile;
 use replicheck::progress::Silent;
@@ -363,40 +364,50 @@ async fn users_subscribe_through_the_balancer_and_record_what_arrives_and_how_it
 }
 
 /// A replica of its own: answers each request with the request line it received and whether
-/// a Host came with it, then closes the connection at once, without `Connection: close`,
-/// as a server does that closes kept connections the moment it stops or times them out.
-async fn closing_replica() -> std::net::SocketAddr {
+/// a Host came with it. One that `closes` shuts each connection after its first answer,
+/// without `Connection: close`, as a server does that closes kept connections the moment
+/// it stops; one that does not keeps them until the balancer closes them. Each connection
+/// the balancer closed is sent on the channel.
+async fn own_replica(closes: bool) -> (Endpoint, tokio::sync::mpsc::UnboundedReceiver<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let (closed, closings) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            let closed = closed.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut buffer = [0; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                loop {
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => {
+                                let _ = closed.send(());
+                                return;
+                            }
+                            Ok(n) => head.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head).to_lowercase();
+                    head.clear();
+                    let line = text.lines().next().unwrap_or_default().to_owned();
+                    let body = format!("{line} host={}", text.contains("\r\nhost: "));
+                    let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                    if stream.write_all(answer.as_bytes()).await.is_err() || closes {
+                        return;
                     }
                 }
-                let head = String::from_utf8_lossy(&head).to_lowercase();
-                let line = head.lines().next().unwrap_or_default().to_owned();
-                let body = format!("{line} host={}", head.contains("\r\nhost: "));
-                let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
-                let _ = stream.write_all(answer.as_bytes()).await;
             });
         }
     });
-    addr
+    (Endpoint { replica: Incarnation::first(ReplicaId(0)), addr }, closings)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_closes_each_kept_connection_costs_no_request_and_gets_origin_form_with_a_host() {
-    use replicheck::cluster::Endpoint;
-    use replicheck::cluster::replica::Incarnation;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let endpoint = Endpoint { replica: Incarnation::first(ReplicaId(0)), addr: closing_replica().await };
+    let (endpoint, _) = own_replica(true).await;
     let config = BalancerConfig { threads: 1, ..BalancerConfig::local("/", Duration::ZERO) };
     let balancer = Balancer::start(config, &[endpoint]).await.unwrap();
     let http = replicheck::client::builder().timeout(Duration::from_secs(5)).build().unwrap();
@@ -417,4 +428,19 @@ async fn a_replica_that_closes_each_kept_connection_costs_no_request_and_gets_or
         stream.read_to_string(&mut answer).await.unwrap();
         assert!(answer.starts_with("HTTP/1.") && answer.contains(" 200 ") && answer.ends_with(seen), "{sent:?} got {answer:?}");
     }
+}
+
+/// A kept connection is closed after a second unused: a replica that waits for its open
+/// connections before it exits (Node's `server.close()`) is not held up by the balancer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_kept_unused_for_a_second_is_closed() {
+    let (endpoint, mut closings) = own_replica(false).await;
+    let config = BalancerConfig { threads: 1, ..BalancerConfig::local("/", Duration::ZERO) };
+    let balancer = Balancer::start(config, &[endpoint]).await.unwrap();
+    let http = replicheck::client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let started = std::time::Instant::now();
+    let response = http.get(balancer.entrance().url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    tokio::time::timeout(Duration::from_secs(5), closings.recv()).await.expect("the kept connection is closed").unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "kept at least a second");
 }

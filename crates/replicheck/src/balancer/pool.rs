@@ -5,9 +5,10 @@
 //! open, idle less than `IDLE_FOR`), and a request that a kept connection closed under
 //! before writing it goes out again on a new one: kept connections that were not checked
 //! raced replicas closing idle connections as they stop (puma on SIGTERM), and turned
-//! correct apps into dropped requests.
+//! correct apps into dropped requests. Connections idle that long are closed, so a
+//! replica that waits for its open connections before it exits is not held up by them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -33,6 +34,8 @@ type Kept = HashMap<SocketAddr, Vec<(SendRequest<Incoming>, Instant)>>;
 
 thread_local! {
     static KEPT: RefCell<Kept> = RefCell::new(HashMap::new());
+    /// Whether this loop runs `close_idle` yet.
+    static CLOSING_IDLE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// A connection lent for one request; `give_back` once its answer has passed whole.
@@ -48,6 +51,12 @@ impl Lent {
             return;
         }
         KEPT.with_borrow_mut(|kept| kept.entry(self.addr).or_default().push((self.sender, Instant::now())));
+        if !CLOSING_IDLE.replace(true) {
+            // Not on a loop that is stopping: the kept connections go with it.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(close_idle());
+            }
+        }
     }
 }
 
@@ -88,9 +97,7 @@ pub async fn send(addr: SocketAddr, from: Option<IpAddr>, mut request: Request<I
 fn take(addr: SocketAddr) -> Option<SendRequest<Incoming>> {
     KEPT.with_borrow_mut(|kept| {
         let idle = kept.get_mut(&addr)?;
-        // Oldest first: those kept too long are let go.
-        let stale = idle.partition_point(|(_, since)| since.elapsed() >= IDLE_FOR);
-        idle.drain(..stale);
+        let_stale_go(idle);
         while let Some((sender, _)) = idle.pop() {
             if !sender.is_closed() {
                 return Some(sender);
@@ -98,6 +105,27 @@ fn take(addr: SocketAddr) -> Option<SendRequest<Incoming>> {
         }
         None
     })
+}
+
+/// Closes connections idle `IDLE_FOR`, twice as often, for as long as the loop runs.
+async fn close_idle() {
+    let mut every = tokio::time::interval(IDLE_FOR / 2);
+    loop {
+        every.tick().await;
+        KEPT.with_borrow_mut(|kept| {
+            kept.retain(|_, idle| {
+                let_stale_go(idle);
+                !idle.is_empty()
+            })
+        });
+    }
+}
+
+/// Drops the connections kept too long: the first ones, as they were kept in turn. A
+/// connection whose last handle goes closes.
+fn let_stale_go(idle: &mut Vec<(SendRequest<Incoming>, Instant)>) {
+    let stale = idle.partition_point(|(_, since)| since.elapsed() >= IDLE_FOR);
+    idle.drain(..stale);
 }
 
 async fn connect(addr: SocketAddr, from: Option<IpAddr>) -> Result<SendRequest<Incoming>, Failed> {
