@@ -270,6 +270,15 @@ fn start_relay(threads: usize, replicas: &[SocketAddr]) -> SocketAddr {
     addr
 }
 
+/// A baseline's name in a ratio.
+fn short(label: &str) -> &str {
+    match label {
+        "tcp relay (no http)" => "relay",
+        "replicheck, http" => "not recording",
+        nginx => nginx.split(',').next().unwrap_or(nginx),
+    }
+}
+
 fn print_row(label: &str, figures: Figures, against: &[(&str, Figures)]) {
     let ratios: Vec<String> = against
         .iter()
@@ -310,8 +319,9 @@ async fn throughput(cluster: &Cluster, certificates: &Arc<RunCertificates>, scra
     })
     .await
     .expect("balancer starts");
-    let tls = start(BalancerConfig {
+    let mut tls = start(BalancerConfig {
         tls: Some(certificates.clone()),
+        record: true,
         ..local.clone()
     })
     .await
@@ -327,7 +337,7 @@ async fn throughput(cluster: &Cluster, certificates: &Arc<RunCertificates>, scra
             "replicheck, http, recording",
             recording.entrance().url(PATH),
         ),
-        ("replicheck, https", tls.entrance().url(PATH)),
+        ("replicheck, https, recording", tls.entrance().url(PATH)),
         ("tcp relay (no http)", format!("http://{relay}{PATH}")),
     ];
     if let Some(nginx) = &nginx {
@@ -357,6 +367,7 @@ async fn throughput(cluster: &Cluster, certificates: &Arc<RunCertificates>, scra
             let index = (round + offset) % cases.len();
             measured[index].push(wrk(&cases[index].1, connections, seconds));
             recording.drain_records();
+            tls.drain_records();
         }
     }
     let figures: Vec<Figures> = measured.into_iter().map(median).collect();
@@ -372,24 +383,18 @@ async fn throughput(cluster: &Cluster, certificates: &Arc<RunCertificates>, scra
         "", "requests/s", "p99"
     );
     print_row("direct to r0", direct, &[]);
-    for (label, base) in [
-        ("nginx, http", None),
-        ("replicheck, http", of("nginx, http")),
-        ("replicheck, http, recording", of("replicheck, http")),
-        ("nginx, https", None),
-        ("replicheck, https", of("nginx, https")),
-        ("tcp relay (no http)", of("nginx, http")),
+    // Each row against the baselines that say how far it is from what it should reach.
+    for (label, bases) in [
+        ("nginx, http", &[][..]),
+        ("replicheck, http", &["nginx, http"][..]),
+        ("replicheck, http, recording", &["nginx, http", "tcp relay (no http)", "replicheck, http"][..]),
+        ("nginx, https", &[][..]),
+        ("replicheck, https, recording", &["nginx, https"][..]),
+        ("tcp relay (no http)", &["nginx, http"][..]),
     ] {
         let Some(measured) = of(label) else { continue };
         let mut against = vec![("direct", direct)];
-        if let Some(base) = base {
-            let name = if label.ends_with("recording") {
-                "not recording"
-            } else {
-                "nginx"
-            };
-            against.push((name, base));
-        }
+        against.extend(bases.iter().filter_map(|base| Some((short(base), of(base)?))));
         print_row(label, measured, &against);
     }
     println!();
