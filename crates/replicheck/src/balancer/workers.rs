@@ -1,8 +1,8 @@
 //! The balancer's event loops: one thread per core, each a single-threaded runtime that
 //! accepts from the shared listener and serves its connections from start to end, as
-//! nginx's workers do: a client connection never changes thread. (A pooled connection
-//! to a replica is driven by the loop that opened it.) Dropping the loops closes every
-//! connection they hold.
+//! nginx's workers do: a client connection never changes thread, and neither does a kept
+//! connection to a replica (`pool`). Dropping the loops closes every connection they
+//! hold.
 
 use std::future::Future;
 use std::net::SocketAddr;
