@@ -97,8 +97,12 @@ pub async fn send(addr: SocketAddr, from: Option<IpAddr>, mut request: Request<I
 fn take(addr: SocketAddr) -> Option<SendRequest<Incoming>> {
     KEPT.with_borrow_mut(|kept| {
         let idle = kept.get_mut(&addr)?;
-        let_stale_go(idle);
-        while let Some((sender, _)) = idle.pop() {
+        while let Some((sender, since)) = idle.pop() {
+            if since.elapsed() >= IDLE_FOR {
+                // The rest were kept longer still.
+                idle.clear();
+                return None;
+            }
             if !sender.is_closed() {
                 return Some(sender);
             }
@@ -114,18 +118,13 @@ async fn close_idle() {
         every.tick().await;
         KEPT.with_borrow_mut(|kept| {
             kept.retain(|_, idle| {
-                let_stale_go(idle);
+                // The first ones were kept first; a connection whose last handle goes closes.
+                let stale = idle.partition_point(|(_, since)| since.elapsed() >= IDLE_FOR);
+                idle.drain(..stale);
                 !idle.is_empty()
             })
         });
     }
-}
-
-/// Drops the connections kept too long: the first ones, as they were kept in turn. A
-/// connection whose last handle goes closes.
-fn let_stale_go(idle: &mut Vec<(SendRequest<Incoming>, Instant)>) {
-    let stale = idle.partition_point(|(_, since)| since.elapsed() >= IDLE_FOR);
-    idle.drain(..stale);
 }
 
 async fn connect(addr: SocketAddr, from: Option<IpAddr>) -> Result<SendRequest<Incoming>, Failed> {

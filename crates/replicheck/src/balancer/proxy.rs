@@ -210,6 +210,8 @@ async fn forward(
             upstream.answered();
             let switched = (response.status() == StatusCode::SWITCHING_PROTOCOLS)
                 .then(|| (hyper::upgrade::on(&mut response), response.headers().get(http::header::UPGRADE).cloned()));
+            // A connection that switched protocols is the tunnel's now.
+            let connection = switched.is_none().then_some(connection);
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop(&mut parts.headers);
             if let (Some(client_side), Some((replica_side, protocol))) = (client_side, switched) {
@@ -219,8 +221,6 @@ async fn forward(
                 // On this connection's event loop, which closes it when the balancer stops.
                 tokio::spawn(tunnel::run(client_side, replica_side, tunnel::IDLE));
             }
-            // A connection that switched protocols is the tunnel's now.
-            let connection = (parts.status != StatusCode::SWITCHING_PROTOCOLS).then_some(connection);
             // A relay in front of an instance behind someone else's load balancer knows
             // better which instance served; only relays send the header.
             let served = match parts.headers.get(SERVED_BY_HEADER) {
